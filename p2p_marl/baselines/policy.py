@@ -1,0 +1,22 @@
+"""The one policy interface shared by benchmarks and trained learners.
+
+A policy acts on the batched core: ``act(core, obs)`` takes the local observations (B, N, obs_dim) of the
+step about to be settled and returns actions (B, N, 2) in the environment's action space. ``reset(core)`` is
+called after ``core.reset`` so that a policy can plan for the day (the perfect-foresight optimum does).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from p2p_marl.sim.community import CommunityCore
+
+
+class Policy(Protocol):
+    name: str
+
+    def reset(self, core: CommunityCore) -> None: ...
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray: ...

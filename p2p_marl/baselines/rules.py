@@ -1,0 +1,105 @@
+"""Hand-written benchmark policies: grid-only, battery self-consumption, time-of-use aware, zero-intelligence.
+
+Bidding: a household that will buy bids its outside option, the retail price (share 1), one that will sell
+asks the feed-in tariff (share 0). Under the uniform k-double auction every crossing trade then clears at
+``k * retail + (1 - k) * feed_in``, which both sides prefer to the grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from p2p_marl.sim.community import OBS_FEATURES, CommunityCore
+
+_LOAD, _PV = OBS_FEATURES.index("load"), OBS_FEATURES.index("pv")
+
+
+def _self_consumption_kw(core: CommunityCore, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(load_kw, pv_kw) of the step, read back from the normalised observation."""
+    return obs[..., _LOAD] * core.power_scale_kw, obs[..., _PV] * core.power_scale_kw
+
+
+def _truthful_prices(core: CommunityCore, load_kw: np.ndarray, pv_kw: np.ndarray, setpoint_share: np.ndarray
+                     ) -> np.ndarray:
+    net_kw = load_kw - pv_kw + setpoint_share * core.battery.max_kw
+    return (net_kw > 0).astype(np.float64)
+
+
+def _battery_share(core: CommunityCore, power_kw: np.ndarray) -> np.ndarray:
+    max_kw = core.battery.max_kw
+    return np.divide(power_kw, max_kw, out=np.zeros_like(power_kw), where=max_kw > 0).clip(-1.0, 1.0)
+
+
+class GridOnly:
+    """Batteries idle and no P2P trade: buyers bid the feed-in tariff, sellers ask retail, so nothing crosses."""
+
+    name = "grid_only"
+
+    def reset(self, core: CommunityCore) -> None:
+        pass
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        price = (load_kw - pv_kw <= 0).astype(np.float64)
+        return np.stack([np.zeros_like(price), price], axis=-1)
+
+
+class SelfConsumption:
+    """Charge the battery from PV surplus, discharge it to cover load; truthful bids."""
+
+    name = "rule_self_consumption"
+
+    def reset(self, core: CommunityCore) -> None:
+        pass
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        setpoint = _battery_share(core, pv_kw - load_kw)
+        return np.stack([setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint)], axis=-1)
+
+
+class TimeOfUse:
+    """Self-consumption, plus charging from the grid in the cheapest hours towards ``target_soc``
+    and never discharging while the retail price is at its daily minimum (saving the energy for the peak)."""
+
+    name = "rule_time_of_use"
+
+    def __init__(self, target_soc: float = 0.8):
+        self.target_soc = target_soc
+
+    def reset(self, core: CommunityCore) -> None:
+        pass
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        t = min(core.t, core.config.steps_per_day - 1)
+        cheapest = core.retail_per_kwh[t] <= core.retail_per_kwh.min()
+        power_kw = pv_kw - load_kw
+        if cheapest:
+            missing_kwh = np.maximum(self.target_soc * core.battery.capacity_kwh - core.energy_kwh, 0.0)
+            grid_charge_kw = missing_kwh / (core.battery.charge_efficiency * core.dt_h)
+            power_kw = np.maximum(power_kw, 0.0) + grid_charge_kw
+        setpoint = _battery_share(core, power_kw)
+        return np.stack([setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint)], axis=-1)
+
+
+@dataclass
+class ZeroIntelligence:
+    """Self-consumption battery with random limit prices (Gode & Sunder's zero-intelligence traders)."""
+
+    seed: int = 0
+    name: str = "zero_intelligence"
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def reset(self, core: CommunityCore) -> None:
+        pass
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        setpoint = _battery_share(core, pv_kw - load_kw)
+        return np.stack([setpoint, self._rng.uniform(0.0, 1.0, size=setpoint.shape)], axis=-1)

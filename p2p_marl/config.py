@@ -1,0 +1,198 @@
+"""The environment's configuration: one flat dataclass, validated once at construction.
+
+Every field is also a keyword argument of the entry points, e.g.
+``p2p_marl.parallel_env(n_agents=37, dt_h=0.25)``, and a key of ``configs/env/*.yaml``.
+Units are in the names: kW, kWh, hours, money per kWh (the config's currency), p.u.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+MARKETS = ("uniform", "pay_as_bid", "mid_market")
+SPLITS = ("train", "test", "all")
+ACTION_MODES = ("continuous", "discrete")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and the allowed range."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    # Community
+    n_agents: int = 10
+    prosumer_share: float = 0.6  # share of households with PV and a battery
+    community_seed: int = 0  # households, profiles and the train/test split
+
+    # Time
+    dt_h: float = 0.5  # settlement period; must divide 24 h
+    max_cycles: int | None = None  # steps per episode; None = one whole day
+
+    # Data
+    data_csv: str | None = None  # real profiles (see p2p_marl.sim.profiles); None = synthetic year
+    n_days: int = 365  # synthetic days
+    test_share: float = 0.2  # share of days held out for evaluation
+    split: str = "train"  # days an episode samples from: train, test or all
+    day: int | None = None  # a fixed day index for every episode (overrides split)
+
+    # Battery (identical for every prosumer)
+    battery_kwh: float = 10.0
+    battery_kw: float = 5.0
+    charge_efficiency: float = 0.95
+    discharge_efficiency: float = 0.95
+    soc_min: float = 0.1
+    soc_max: float = 0.95
+    soc_initial: float = 0.5
+    degradation_cost_per_kwh: float = 0.005  # per kWh of throughput at the meter
+
+    # Tariffs: time-of-use retail (off-peak / shoulder / peak) and a flat feed-in tariff
+    retail_offpeak_per_kwh: float = 0.08
+    retail_shoulder_per_kwh: float = 0.13
+    retail_peak_per_kwh: float = 0.18
+    feed_in_per_kwh: float = 0.04
+    offpeak_end_h: float = 7.0  # off-peak runs from offpeak_start_h over midnight to here
+    peak_start_h: float = 17.0
+    peak_end_h: float = 21.0
+    offpeak_start_h: float = 22.0
+
+    # Market
+    market: str = "uniform"  # uniform k-double auction, pay_as_bid or mid_market
+    k: float = 0.5  # uniform price = k * marginal bid + (1 - k) * marginal ask
+
+    # Feeder (radial LV, LinDistFlow)
+    n_laterals: int = 3
+    segment_km: float = 0.04
+    r_ohm_per_km: float = 0.206
+    x_ohm_per_km: float = 0.080
+    line_rating_kva: float = 150.0
+    transformer_kva: float = 100.0
+    v_nominal_kv: float = 0.4
+    v_slack_pu: float = 1.0
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
+    load_power_factor: float = 0.95  # household load's lagging power factor; PV and battery at unity
+    voltage_penalty_per_pu_h: float = 10.0  # money per p.u. of band excess per bus and hour
+    overload_penalty_per_kvah: float = 0.5  # money per kVA of line/transformer overload and hour
+
+    # Reward and actions
+    cooperative_weight: float = 0.0  # 0 = own bill only, 1 = community mean bill
+    action_mode: str = "continuous"
+    n_battery_levels: int = 5  # discrete mode: evenly spaced setpoints in [-1, 1]
+    n_price_levels: int = 3  # discrete mode: evenly spaced price shares in [0, 1]
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def steps_per_day(self) -> int:
+        return int(round(24.0 / self.dt_h))
+
+    @property
+    def steps_per_episode(self) -> int:
+        return self.steps_per_day if self.max_cycles is None else min(self.max_cycles, self.steps_per_day)
+
+    def replace(self, **changes: Any) -> "EnvConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def make_config(config: EnvConfig | None = None, **kwargs: Any) -> EnvConfig:
+    """An EnvConfig from an optional base config and keyword overrides; unknown keys are named."""
+    known = {f.name for f in dataclasses.fields(EnvConfig)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ConfigError(f"unknown environment config key(s) {unknown}; known keys: {sorted(known)}")
+    base = config if config is not None else EnvConfig()
+    return dataclasses.replace(base, **kwargs) if kwargs else base
+
+
+# (field, low, high, low inclusive, high inclusive) for numeric fields.
+_RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
+    ("n_agents", 1, 10_000, True, True),
+    ("prosumer_share", 0.0, 1.0, True, True),
+    ("dt_h", 0.0, 24.0, False, True),
+    ("n_days", 2, 3660, True, True),
+    ("test_share", 0.0, 1.0, False, False),
+    ("battery_kwh", 0.0, math.inf, True, False),
+    ("battery_kw", 0.0, math.inf, True, False),
+    ("charge_efficiency", 0.0, 1.0, False, True),
+    ("discharge_efficiency", 0.0, 1.0, False, True),
+    ("soc_min", 0.0, 1.0, True, True),
+    ("soc_max", 0.0, 1.0, True, True),
+    ("soc_initial", 0.0, 1.0, True, True),
+    ("degradation_cost_per_kwh", 0.0, math.inf, True, False),
+    ("retail_offpeak_per_kwh", 0.0, math.inf, True, False),
+    ("retail_shoulder_per_kwh", 0.0, math.inf, True, False),
+    ("retail_peak_per_kwh", 0.0, math.inf, True, False),
+    ("feed_in_per_kwh", 0.0, math.inf, True, False),
+    ("offpeak_end_h", 0.0, 24.0, True, True),
+    ("peak_start_h", 0.0, 24.0, True, True),
+    ("peak_end_h", 0.0, 24.0, True, True),
+    ("offpeak_start_h", 0.0, 24.0, True, True),
+    ("k", 0.0, 1.0, True, True),
+    ("n_laterals", 1, 1000, True, True),
+    ("segment_km", 0.0, 10.0, False, True),
+    ("r_ohm_per_km", 0.0, math.inf, True, False),
+    ("x_ohm_per_km", 0.0, math.inf, True, False),
+    ("line_rating_kva", 0.0, math.inf, False, False),
+    ("transformer_kva", 0.0, math.inf, False, False),
+    ("v_nominal_kv", 0.0, math.inf, False, False),
+    ("v_slack_pu", 0.8, 1.2, True, True),
+    ("v_min_pu", 0.0, 1.0, False, True),
+    ("v_max_pu", 1.0, 2.0, True, False),
+    ("load_power_factor", 0.0, 1.0, False, True),
+    ("voltage_penalty_per_pu_h", 0.0, math.inf, True, False),
+    ("overload_penalty_per_kvah", 0.0, math.inf, True, False),
+    ("cooperative_weight", 0.0, 1.0, True, True),
+    ("n_battery_levels", 2, 101, True, True),
+    ("n_price_levels", 1, 101, True, True),
+)
+
+_INT_FIELDS = {"n_agents", "community_seed", "n_days", "n_laterals", "n_battery_levels", "n_price_levels"}
+
+
+def _describe(low: float, high: float, low_inc: bool, high_inc: bool) -> str:
+    return f"{'[' if low_inc else '('}{low}, {high}{']' if high_inc else ')'}"
+
+
+def _validate(cfg: EnvConfig) -> None:
+    for name in _INT_FIELDS | {"max_cycles", "day"}:
+        value = getattr(cfg, name)
+        if value is None and name in ("max_cycles", "day"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    for name, low, high, low_inc, high_inc in _RANGES:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number in {_describe(low, high, low_inc, high_inc)}, got {value!r}")
+        below = value < low or (value == low and not low_inc)
+        above = value > high or (value == high and not high_inc)
+        if below or above:
+            raise ConfigError(f"{name}={value!r} is out of range; allowed {_describe(low, high, low_inc, high_inc)}")
+    steps = 24.0 / cfg.dt_h
+    if abs(steps - round(steps)) > 1e-9:
+        raise ConfigError(f"dt_h={cfg.dt_h!r} must divide 24 h into a whole number of steps (e.g. 0.25, 0.5, 1.0)")
+    if cfg.max_cycles is not None and cfg.max_cycles < 1:
+        raise ConfigError(f"max_cycles={cfg.max_cycles!r} is out of range; allowed None or an integer >= 1")
+    if cfg.day is not None and cfg.day < 0:
+        raise ConfigError(f"day={cfg.day!r} is out of range; allowed None or a day index >= 0")
+    if not cfg.soc_min <= cfg.soc_initial <= cfg.soc_max:
+        raise ConfigError(
+            f"soc_initial={cfg.soc_initial!r} must lie in [soc_min, soc_max] = [{cfg.soc_min}, {cfg.soc_max}]"
+        )
+    if cfg.v_min_pu >= cfg.v_max_pu:
+        raise ConfigError(f"v_min_pu={cfg.v_min_pu!r} must be below v_max_pu={cfg.v_max_pu!r}")
+    if cfg.feed_in_per_kwh > min(cfg.retail_offpeak_per_kwh, cfg.retail_shoulder_per_kwh, cfg.retail_peak_per_kwh):
+        raise ConfigError(
+            f"feed_in_per_kwh={cfg.feed_in_per_kwh!r} must not exceed the lowest retail price "
+            "(retail_offpeak_per_kwh, retail_shoulder_per_kwh, retail_peak_per_kwh)"
+        )
+    for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES)):
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; choose one of {list(allowed)}")
+    if cfg.data_csv is not None and not isinstance(cfg.data_csv, str):
+        raise ConfigError(f"data_csv must be a file path or None, got {cfg.data_csv!r}")

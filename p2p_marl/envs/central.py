@@ -1,0 +1,84 @@
+"""Centralised single-agent views: one controller sees every household and acts for all of them.
+
+Observation: the N local observations concatenated, shaped (N * obs_dim,). Action: the N two-dimensional
+actions concatenated, (N * 2,), laid out [setpoint_0, price_0, setpoint_1, price_1, ...]. Reward: the sum of
+the agents' rewards, i.e. the negative community cost of the step. An episode is one day (truncated at its end).
+``CommunityCentralVectorEnv`` runs ``num_envs`` communities on the batched core in lockstep with
+next-step autoreset: the step after an episode ends resets every community and returns reward 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from p2p_marl.config import EnvConfig, make_config
+from p2p_marl.sim.community import INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
+
+
+def _central_spaces(n_agents: int) -> tuple[spaces.Box, spaces.Box]:
+    observation = spaces.Box(np.tile(OBS_LOW, n_agents).astype(np.float32),
+                             np.tile(OBS_HIGH, n_agents).astype(np.float32), dtype=np.float32)
+    action = spaces.Box(np.tile([-1.0, 0.0], n_agents).astype(np.float32),
+                        np.ones(2 * n_agents, dtype=np.float32), dtype=np.float32)
+    return observation, action
+
+
+class CommunityCentralEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: EnvConfig | None = None, **kwargs: Any):
+        self.config = make_config(config, **kwargs)
+        self.core = CommunityCore(self.config, batch_size=1)
+        self.observation_space, self.action_space = _central_spaces(self.config.n_agents)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        day = (options or {}).get("day")
+        obs = self.core.reset(seed=seed, days=None if day is None else np.array([day]))
+        return obs.reshape(-1).astype(np.float32), {"day": int(self.core.days[0])}
+
+    def step(self, action):
+        obs, rewards, done, infos = self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1, 2))
+        info = {key: infos[key][0].copy() for key in INFO_KEYS}
+        return obs.reshape(-1).astype(np.float32), float(rewards.sum()), False, done, info
+
+
+class CommunityCentralVectorEnv(VectorEnv):
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, **kwargs: Any):
+        self.config = make_config(config, **kwargs)
+        self.num_envs = num_envs
+        self.core = CommunityCore(self.config, batch_size=num_envs)
+        self.single_observation_space, self.single_action_space = _central_spaces(self.config.n_agents)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._needs_reset = True
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        obs = self.core.reset(seed=seed, days=(options or {}).get("days"))
+        self._needs_reset = False
+        return self._flat(obs), {"day": self.core.days.copy()}
+
+    def step(self, actions):
+        n = self.num_envs
+        if self._needs_reset:
+            obs = self.core.reset()
+            self._needs_reset = False
+            zeros = np.zeros(n, dtype=bool)
+            return self._flat(obs), np.zeros(n), zeros, zeros.copy(), {"day": self.core.days.copy()}
+        obs, rewards, done, infos = self.core.step(np.asarray(actions, dtype=np.float64).reshape(n, -1, 2))
+        self._needs_reset = done
+        info = {key: infos[key].copy() for key in INFO_KEYS}
+        return (self._flat(obs), rewards.sum(axis=1), np.zeros(n, dtype=bool), np.full(n, done), info)
+
+    def _flat(self, obs: np.ndarray) -> np.ndarray:
+        return obs.reshape(self.num_envs, -1).astype(np.float32)

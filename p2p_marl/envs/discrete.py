@@ -1,0 +1,42 @@
+"""Discrete actions over the same environment, for tabular Q-learning and DQN.
+
+Action ``a`` in ``Discrete(n_battery_levels * n_price_levels)`` is the grid point
+``(battery_levels[a // n_price_levels], price_levels[a % n_price_levels])`` with
+``battery_levels = linspace(-1, 1, n_battery_levels)`` (share of max power, > 0 charges) and
+``price_levels = linspace(0, 1, n_price_levels)`` (share of [feed-in, retail]; 0.5 when there is one level).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo.utils.wrappers import BaseParallelWrapper
+
+
+def discrete_action_table(n_battery_levels: int, n_price_levels: int) -> np.ndarray:
+    """The continuous action of every discrete action, shaped (n_battery_levels * n_price_levels, 2)."""
+    battery = np.linspace(-1.0, 1.0, n_battery_levels)
+    price = np.linspace(0.0, 1.0, n_price_levels) if n_price_levels > 1 else np.array([0.5])
+    return np.stack(np.meshgrid(battery, price, indexing="ij"), axis=-1).reshape(-1, 2)
+
+
+class DiscreteActionWrapper(BaseParallelWrapper):
+    """Maps each agent's discrete action through ``discrete_action_table``; invalid indices raise ValueError."""
+
+    def __init__(self, env, n_battery_levels: int, n_price_levels: int):
+        super().__init__(env)
+        self.action_table = discrete_action_table(n_battery_levels, n_price_levels)
+        self.action_spaces = {a: spaces.Discrete(len(self.action_table)) for a in env.possible_agents}
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self.action_spaces[agent]
+
+    def step(self, actions):
+        n = len(self.action_table)
+        continuous = {}
+        for agent, action in actions.items():
+            index = np.asarray(action)
+            if index.shape != () or not np.issubdtype(index.dtype, np.integer) or not 0 <= int(index) < n:
+                raise ValueError(f"discrete action of {agent} must be an integer in [0, {n - 1}], got {action!r}")
+            continuous[agent] = self.action_table[int(index)]
+        return self.env.step(continuous)

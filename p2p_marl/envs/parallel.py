@@ -1,0 +1,98 @@
+"""PettingZoo ParallelEnv: a dict-shaped view of one community (B = 1) of the batched core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from p2p_marl.config import EnvConfig, make_config
+from p2p_marl.sim.community import INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
+
+
+ACTION_LOW = np.array([-1.0, 0.0], dtype=np.float32)
+ACTION_HIGH = np.array([1.0, 1.0], dtype=np.float32)
+
+
+class P2PEnergyParallelEnv(ParallelEnv):
+    """Households trade energy every settlement period through a double auction; one episode is one day.
+
+    Action per agent: ``Box([-1, 0], [1, 1])`` = (battery setpoint as a share of max power, > 0 charges;
+    limit price as a share of the step's [feed-in, retail] range). Out-of-range values are clipped;
+    NaN or infinite values raise ``ValueError``. Rewards are negative bills (see ``p2p_marl.sim.community``).
+    ``reset(options={"day": d})`` plays day ``d`` of the profile set.
+    """
+
+    metadata = {"name": "p2p_energy_v0", "render_modes": ["human"], "is_parallelizable": True}
+
+    def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None, **kwargs: Any):
+        self.config = make_config(config, **kwargs)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r} is not supported; choose one of "
+                             f"{self.metadata['render_modes']} or None")
+        self.render_mode = render_mode
+        self.core = CommunityCore(self.config, batch_size=1)
+        self.possible_agents = [f"prosumer_{i}" for i in range(self.config.n_agents)]
+        self.agents: list[str] = []
+        # One space object per agent, built once: parallel_api_test checks identity and seeds each one.
+        self.observation_spaces = {a: spaces.Box(OBS_LOW.astype(np.float32), OBS_HIGH.astype(np.float32),
+                                                 dtype=np.float32) for a in self.possible_agents}
+        self.action_spaces = {a: spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32) for a in self.possible_agents}
+        self.state_space = spaces.Box(self.core.state_low.astype(np.float32),
+                                      self.core.state_high.astype(np.float32), dtype=np.float32)
+        self._last_infos: dict[str, np.ndarray] = {}
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Box:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        day = (options or {}).get("day")
+        obs = self.core.reset(seed=seed, days=None if day is None else np.array([day]))
+        self.agents = list(self.possible_agents)
+        self._last_infos = {}
+        return self._obs_dict(obs[0]), {a: {"day": int(self.core.days[0])} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise RuntimeError("the episode is over (no live agents); call reset() first")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"missing actions for agents {missing}")
+        action_array = np.stack([np.asarray(actions[a], dtype=np.float64).reshape(2) for a in self.agents])
+        obs, rewards, done, infos = self.core.step(action_array[None])
+        self._last_infos = {key: value[0] for key, value in infos.items()}
+        agents = self.agents
+        observations = self._obs_dict(obs[0])
+        reward_dict = {a: float(rewards[0, i]) for i, a in enumerate(agents)}
+        terminations = {a: False for a in agents}
+        truncations = {a: done for a in agents}
+        info_dict = {a: {key: float(self._last_infos[key][i]) for key in INFO_KEYS} for i, a in enumerate(agents)}
+        if done:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return observations, reward_dict, terminations, truncations, info_dict
+
+    def state(self) -> np.ndarray:
+        return self.core.state()[0].astype(np.float32)
+
+    def render(self) -> None:
+        if self.render_mode is None or not self._last_infos:
+            return
+        info = self._last_infos
+        print(f"t={self.core.t:3d}  clearing={info['clearing_price'][0]:.3f}/kWh  "
+              f"p2p={info['p2p_buy_kwh'].sum():6.2f} kWh  import={info['grid_import_kwh'].sum():6.2f} kWh  "
+              f"export={info['grid_export_kwh'].sum():6.2f} kWh  cost={info['cost'].sum():+.3f}  "
+              f"v_min={info['voltage_pu'].min():.3f} p.u.")
+
+    def close(self) -> None:
+        pass
+
+    def _obs_dict(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        obs32 = obs.astype(np.float32)
+        return {a: obs32[i] for i, a in enumerate(self.agents)}

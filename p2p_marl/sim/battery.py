@@ -1,0 +1,46 @@
+"""Home battery: power limits, efficiencies and state-of-charge bounds, batched over (B, N).
+
+Power is measured at the household's meter (kW). Over one step of ``dt_h`` hours:
+
+    stored energy gained = charge_efficiency * charge_kw * dt_h
+    stored energy lost   = discharge_kw * dt_h / discharge_efficiency
+
+A setpoint that would leave [soc_min, soc_max] * capacity, or exceed the power limit, is clipped to the
+nearest feasible value, so a battery never creates or destroys energy beyond its losses.
+A household without a battery has ``capacity_kwh = 0`` and ``max_kw = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BatteryParams:
+    capacity_kwh: np.ndarray  # (N,)
+    max_kw: np.ndarray  # (N,) charge and discharge limit at the meter
+    charge_efficiency: float
+    discharge_efficiency: float
+    soc_min: float  # fraction of capacity
+    soc_max: float
+
+
+def feasible_power(setpoint_kw: np.ndarray, energy_kwh: np.ndarray, battery: BatteryParams, dt_h: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Clip a signed setpoint (kW, > 0 charges) to power and SoC limits; returns (charge_kw, discharge_kw) >= 0."""
+    headroom_kwh = np.maximum(battery.soc_max * battery.capacity_kwh - energy_kwh, 0.0)
+    available_kwh = np.maximum(energy_kwh - battery.soc_min * battery.capacity_kwh, 0.0)
+    max_charge_kw = np.minimum(battery.max_kw, headroom_kwh / (battery.charge_efficiency * dt_h))
+    max_discharge_kw = np.minimum(battery.max_kw, available_kwh * battery.discharge_efficiency / dt_h)
+    charge_kw = np.clip(setpoint_kw, 0.0, max_charge_kw)
+    discharge_kw = np.clip(-setpoint_kw, 0.0, max_discharge_kw)
+    return charge_kw, discharge_kw
+
+
+def next_energy(energy_kwh: np.ndarray, charge_kw: np.ndarray, discharge_kw: np.ndarray, battery: BatteryParams,
+                dt_h: float) -> np.ndarray:
+    """Stored energy after one step; clipped to the SoC band only to absorb floating-point round-off."""
+    energy = energy_kwh + (battery.charge_efficiency * charge_kw - discharge_kw / battery.discharge_efficiency) * dt_h
+    return np.clip(energy, battery.soc_min * battery.capacity_kwh, battery.soc_max * battery.capacity_kwh)

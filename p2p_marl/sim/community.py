@@ -1,0 +1,314 @@
+"""The batched community simulator: B communities of N households advanced together, one settlement period a step.
+
+This is the only place where the physics and the market are put together; every environment view
+(PettingZoo, AEC, gymnasium, vector) and every learner runs on it.
+
+One step of ``dt_h`` hours, for every household i of every community b:
+
+1. The battery setpoint ``action[..., 0] * battery_kw`` is clipped to power and SoC limits.
+2. Net energy at the meter: ``net_kwh = (load_kw - pv_kw + charge_kw - discharge_kw) * dt_h``
+   (> 0 buys, < 0 sells). The limit price is ``feed_in + action[..., 1] * (retail - feed_in)``.
+3. The double auction clears the net positions; what does not clear settles with the grid:
+   ``grid_import_kwh = max(net_kwh, 0) - p2p_buy_kwh`` at the retail price and
+   ``grid_export_kwh = max(-net_kwh, 0) - p2p_sell_kwh`` at the feed-in tariff.
+4. LinDistFlow gives bus voltages and line/transformer loadings from the net power (load reactive power
+   from ``load_power_factor``). Network penalties (money):
+
+       import-side = (voltage_penalty_per_pu_h * undervoltage_pu + overload_penalty_per_kvah * overload_kva
+                      on elements carrying power towards the households) * dt_h
+       export-side = the same with overvoltage and elements carrying power towards the substation
+
+   The import-side penalty is shared among the net importers in proportion to their import, the export-side
+   one among the net exporters in proportion to their export (equally, if nobody is on that side).
+5. Cost (money, the negative of the reward with ``cooperative_weight = 0``):
+
+       cost = grid_import_kwh * retail - grid_export_kwh * feed_in + p2p_payment - p2p_revenue
+              + degradation_cost_per_kwh * (charge_kw + discharge_kw) * dt_h + penalty
+
+   reward = -((1 - w) * cost + w * mean(cost over the community)), w = ``cooperative_weight``; the sum of the
+   rewards is the negative community cost whatever w is.
+
+Observations are local and normalised into finite bounds (see ``OBS_FEATURES``); ``state()`` is the global
+state for centralised critics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.auction import clear_double_auction
+from p2p_marl.sim.battery import BatteryParams, feasible_power, next_energy
+from p2p_marl.sim.feeder import Feeder, linear_power_flow, radial_feeder
+from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
+from p2p_marl.sim.tariffs import time_of_use_prices
+
+# Local observation of one agent, all in [low, high] below.
+OBS_FEATURES = (
+    "time_sin",  # time of day of the step about to be settled
+    "time_cos",
+    "load",  # this step's load / power_scale_kw
+    "pv",  # this step's PV / power_scale_kw
+    "soc",  # fraction of capacity; 0 without a battery
+    "has_battery",
+    "retail_price",  # / price_scale_per_kwh
+    "feed_in_price",
+    "next_retail_price",
+    "last_clearing_price",
+    "voltage_deviation",  # (own bus voltage at the last step - 1) / 0.1, clipped to [-1, 1]
+    "next_load",  # next step's load (a perfect one-step forecast) / power_scale_kw
+    "next_pv",
+    "community_net",  # last step's mean net power / (2 * power_scale_kw), clipped to [-1, 1]
+)
+OBS_LOW = np.array([-1, -1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 0, 0, -1], dtype=np.float64)
+OBS_HIGH = np.ones(len(OBS_FEATURES), dtype=np.float64)
+# Global state = shared features once + per-agent features for every agent.
+STATE_SHARED = tuple(OBS_FEATURES.index(f) for f in
+                     ("time_sin", "time_cos", "retail_price", "feed_in_price", "next_retail_price",
+                      "last_clearing_price", "community_net"))
+STATE_PER_AGENT = tuple(OBS_FEATURES.index(f) for f in
+                        ("load", "pv", "soc", "has_battery", "voltage_deviation", "next_load", "next_pv"))
+
+INFO_KEYS = (
+    "load_kwh", "pv_kwh", "battery_charge_kwh", "battery_discharge_kwh", "soc", "bid_price",
+    "p2p_buy_kwh", "p2p_sell_kwh", "p2p_payment", "p2p_revenue", "grid_import_kwh", "grid_export_kwh",
+    "clearing_price", "retail_price", "feed_in_price", "degradation_cost", "penalty", "cost", "voltage_pu",
+    "feeder_undervoltage_pu", "feeder_overvoltage_pu", "feeder_overload_kva",
+)
+
+
+def build_profiles(cfg: EnvConfig) -> ProfileSet:
+    """The configured profiles: the CSV file if given, else the seeded synthetic year."""
+    if cfg.data_csv is not None:
+        profiles = load_csv_profiles(cfg.data_csv, cfg.dt_h)
+        if profiles.n_households != cfg.n_agents:
+            raise ConfigError(f"n_agents={cfg.n_agents} but {cfg.data_csv} holds {profiles.n_households} households; "
+                              "set n_agents to match the file")
+        return profiles
+    return synthetic_profiles(cfg.n_agents, cfg.dt_h, n_days=cfg.n_days, prosumer_share=cfg.prosumer_share,
+                              seed=cfg.community_seed)
+
+
+def build_feeder(cfg: EnvConfig) -> Feeder:
+    return radial_feeder(cfg.n_agents, n_laterals=cfg.n_laterals, segment_km=cfg.segment_km,
+                         r_ohm_per_km=cfg.r_ohm_per_km, x_ohm_per_km=cfg.x_ohm_per_km,
+                         line_rating_kva=cfg.line_rating_kva, transformer_kva=cfg.transformer_kva,
+                         v_nominal_kv=cfg.v_nominal_kv, v_slack_pu=cfg.v_slack_pu)
+
+
+class CommunityCore:
+    """B communities of the same households, each on its own day, stepping in lockstep."""
+
+    def __init__(self, config: EnvConfig, batch_size: int = 1, profiles: ProfileSet | None = None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.config = cfg = config
+        self.batch_size = batch_size
+        self.n_agents = cfg.n_agents
+        self.dt_h = cfg.dt_h
+        self.steps_per_episode = cfg.steps_per_episode
+        self.profiles = profiles if profiles is not None else build_profiles(cfg)
+        if self.profiles.steps_per_day != cfg.steps_per_day:
+            raise ConfigError(f"profiles have {self.profiles.steps_per_day} steps a day but dt_h={cfg.dt_h} "
+                              f"needs {cfg.steps_per_day}")
+        if cfg.day is not None and cfg.day >= self.profiles.n_days:
+            raise ConfigError(f"day={cfg.day} is out of range; allowed [0, {self.profiles.n_days - 1}]")
+        self.train_days, self.test_days = split_days(self.profiles.n_days, cfg.test_share, cfg.community_seed)
+        self.split_days = {"train": self.train_days, "test": self.test_days,
+                           "all": np.arange(self.profiles.n_days)}
+
+        self.has_battery = self.profiles.has_pv.astype(bool)
+        self.battery = BatteryParams(
+            capacity_kwh=np.where(self.has_battery, cfg.battery_kwh, 0.0),
+            max_kw=np.where(self.has_battery, cfg.battery_kw, 0.0),
+            charge_efficiency=cfg.charge_efficiency, discharge_efficiency=cfg.discharge_efficiency,
+            soc_min=cfg.soc_min, soc_max=cfg.soc_max)
+        self.feeder = build_feeder(cfg)
+        self.retail_per_kwh, self.feed_in_per_kwh = time_of_use_prices(cfg)
+        self.q_per_p = math.tan(math.acos(cfg.load_power_factor))
+        self.power_scale_kw = float(max(self.profiles.load_kw.max(), self.profiles.pv_kw.max(), 1e-6))
+        self.price_scale_per_kwh = float(max(self.retail_per_kwh.max(), 1e-9))
+        self.obs_dim = len(OBS_FEATURES)
+        self.state_dim = len(STATE_SHARED) + len(STATE_PER_AGENT) * self.n_agents
+
+        self._rng = np.random.default_rng()
+        self.t = 0
+        self.days = np.zeros(batch_size, dtype=np.int64)
+        self.energy_kwh = np.zeros((batch_size, self.n_agents))
+        self.last_clearing_price = np.zeros(batch_size)
+        self.last_voltage_pu = np.ones((batch_size, self.n_agents))
+        self.last_net_kw = np.zeros(batch_size)
+
+    # ------------------------------------------------------------------ episode control
+    def reset(self, seed: int | None = None, days: np.ndarray | None = None) -> np.ndarray:
+        """Start new episodes; ``days`` (B,) picks the day of each community, else they are drawn from the split."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        if days is not None:
+            days = np.broadcast_to(np.asarray(days, dtype=np.int64), (self.batch_size,)).copy()
+            if days.min() < 0 or days.max() >= self.profiles.n_days:
+                raise ValueError(f"days must lie in [0, {self.profiles.n_days - 1}], got {days.tolist()}")
+        elif self.config.day is not None:
+            days = np.full(self.batch_size, self.config.day, dtype=np.int64)
+        else:
+            days = self._rng.choice(self.split_days[self.config.split], size=self.batch_size)
+        self.days = days
+        self.t = 0
+        self.energy_kwh = np.broadcast_to(self.config.soc_initial * self.battery.capacity_kwh,
+                                          (self.batch_size, self.n_agents)).copy()
+        retail0 = self.retail_per_kwh[0]
+        self.last_clearing_price = np.full(self.batch_size, 0.5 * (retail0 + self.feed_in_per_kwh[0]))
+        self.last_voltage_pu = np.full((self.batch_size, self.n_agents), self.config.v_slack_pu)
+        self.last_net_kw = np.zeros(self.batch_size)
+        return self.observe()
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.steps_per_episode
+
+    # ------------------------------------------------------------------ dynamics
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, dict[str, np.ndarray]]:
+        """Advance every community one step.
+
+        ``actions`` (B, N, 2): battery setpoint share in [-1, 1] and price share in [0, 1]; values outside are
+        clipped to those ranges, NaN or infinite values raise ``ValueError``.
+        Returns (observations (B, N, obs_dim), rewards (B, N), done, infos of (B, N) arrays).
+        """
+        if self.done:
+            raise RuntimeError("the episode is over; call reset() before step()")
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self.batch_size, self.n_agents, 2):
+            raise ValueError(f"actions must have shape {(self.batch_size, self.n_agents, 2)}, got {actions.shape}")
+        if not np.isfinite(actions).all():
+            bad = np.argwhere(~np.isfinite(actions))[0]
+            raise ValueError(f"action of agent {bad[1]} (community {bad[0]}) is not finite: "
+                             f"{actions[bad[0], bad[1]].tolist()}; actions must be finite numbers")
+        cfg, battery, dt_h, t = self.config, self.battery, self.dt_h, self.t
+        setpoint_share = np.clip(actions[..., 0], -1.0, 1.0)
+        price_share = np.clip(actions[..., 1], 0.0, 1.0)
+
+        load_kw = self.profiles.load_kw[self.days, t]
+        pv_kw = self.profiles.pv_kw[self.days, t]
+        charge_kw, discharge_kw = feasible_power(setpoint_share * battery.max_kw, self.energy_kwh, battery, dt_h)
+        net_kw = load_kw - pv_kw + charge_kw - discharge_kw
+        net_kwh = net_kw * dt_h
+
+        retail = np.full(self.batch_size, self.retail_per_kwh[t])
+        feed_in = np.full(self.batch_size, self.feed_in_per_kwh[t])
+        bid_price = feed_in[:, None] + price_share * (retail - feed_in)[:, None]
+        market = clear_double_auction(net_kwh, bid_price, retail, feed_in, mechanism=cfg.market, k=cfg.k)
+        grid_import_kwh = np.maximum(np.maximum(net_kwh, 0.0) - market.p2p_buy_kwh, 0.0)
+        grid_export_kwh = np.maximum(np.maximum(-net_kwh, 0.0) - market.p2p_sell_kwh, 0.0)
+
+        flow = linear_power_flow(self.feeder, net_kw, load_kw * self.q_per_p)
+        penalty, feeder_kpis = self._network_penalty(net_kw, flow)
+
+        degradation = cfg.degradation_cost_per_kwh * (charge_kw + discharge_kw) * dt_h
+        cost = (grid_import_kwh * retail[:, None] - grid_export_kwh * feed_in[:, None]
+                + market.p2p_payment - market.p2p_revenue + degradation + penalty)
+        w = cfg.cooperative_weight
+        reward = -((1.0 - w) * cost + w * cost.mean(axis=1, keepdims=True))
+
+        self.energy_kwh = next_energy(self.energy_kwh, charge_kw, discharge_kw, battery, dt_h)
+        self.last_clearing_price = market.clearing_price_per_kwh
+        self.last_voltage_pu = flow.household_voltage_pu
+        self.last_net_kw = net_kw.mean(axis=1)
+        self.t += 1
+
+        shape = (self.batch_size, self.n_agents)
+        infos = {
+            "load_kwh": load_kw * dt_h,
+            "pv_kwh": pv_kw * dt_h,
+            "battery_charge_kwh": charge_kw * dt_h,
+            "battery_discharge_kwh": discharge_kw * dt_h,
+            "soc": self.soc(),
+            "bid_price": bid_price,
+            "p2p_buy_kwh": market.p2p_buy_kwh,
+            "p2p_sell_kwh": market.p2p_sell_kwh,
+            "p2p_payment": market.p2p_payment,
+            "p2p_revenue": market.p2p_revenue,
+            "grid_import_kwh": grid_import_kwh,
+            "grid_export_kwh": grid_export_kwh,
+            "clearing_price": np.broadcast_to(market.clearing_price_per_kwh[:, None], shape),
+            "retail_price": np.broadcast_to(retail[:, None], shape),
+            "feed_in_price": np.broadcast_to(feed_in[:, None], shape),
+            "degradation_cost": degradation,
+            "penalty": penalty,
+            "cost": cost,
+            "voltage_pu": flow.household_voltage_pu,
+            **{k: np.broadcast_to(v[:, None], shape) for k, v in feeder_kpis.items()},
+        }
+        return self.observe(), reward, self.done, infos
+
+    def _network_penalty(self, net_kw: np.ndarray, flow) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        cfg, feeder = self.config, self.feeder
+        under_pu = np.maximum(cfg.v_min_pu - flow.voltage_pu, 0.0).sum(axis=1)
+        over_pu = np.maximum(flow.voltage_pu - cfg.v_max_pu, 0.0).sum(axis=1)
+        # Direction of each element's active power: > 0 towards the households (import side).
+        line_p_kw = net_kw @ feeder.downstream
+        line_excess = np.maximum(flow.line_flow_kva - feeder.line_rating_kva, 0.0)
+        trafo_excess = np.maximum(flow.transformer_kva - feeder.transformer_kva, 0.0)
+        total_p_kw = net_kw.sum(axis=1)
+        overload_import = (line_excess * (line_p_kw >= 0)).sum(axis=1) + trafo_excess * (total_p_kw >= 0)
+        overload_export = (line_excess * (line_p_kw < 0)).sum(axis=1) + trafo_excess * (total_p_kw < 0)
+        import_side = (cfg.voltage_penalty_per_pu_h * under_pu + cfg.overload_penalty_per_kvah * overload_import)
+        export_side = (cfg.voltage_penalty_per_pu_h * over_pu + cfg.overload_penalty_per_kvah * overload_export)
+        penalty = (_share(import_side * self.dt_h, np.maximum(net_kw, 0.0))
+                   + _share(export_side * self.dt_h, np.maximum(-net_kw, 0.0)))
+        kpis = {"feeder_undervoltage_pu": under_pu, "feeder_overvoltage_pu": over_pu,
+                "feeder_overload_kva": line_excess.sum(axis=1) + trafo_excess}
+        return penalty, kpis
+
+    # ------------------------------------------------------------------ views
+    def soc(self) -> np.ndarray:
+        """State of charge as a fraction of capacity (B, N); 0 for households without a battery."""
+        capacity = self.battery.capacity_kwh
+        return np.divide(self.energy_kwh, capacity, out=np.zeros_like(self.energy_kwh), where=capacity > 0)
+
+    def observe(self) -> np.ndarray:
+        """Local observations (B, N, obs_dim), each feature within [OBS_LOW, OBS_HIGH]."""
+        steps = self.config.steps_per_day
+        t = min(self.t, steps - 1)
+        t_next = min(self.t + 1, steps - 1)
+        B, N = self.batch_size, self.n_agents
+        phase = 2.0 * math.pi * self.t / steps
+        p_scale, price_scale = self.power_scale_kw, self.price_scale_per_kwh
+        obs = np.empty((B, N, self.obs_dim))
+        obs[..., 0] = math.sin(phase)
+        obs[..., 1] = math.cos(phase)
+        obs[..., 2] = self.profiles.load_kw[self.days, t] / p_scale
+        obs[..., 3] = self.profiles.pv_kw[self.days, t] / p_scale
+        obs[..., 4] = self.soc()
+        obs[..., 5] = self.has_battery
+        obs[..., 6] = self.retail_per_kwh[t] / price_scale
+        obs[..., 7] = self.feed_in_per_kwh[t] / price_scale
+        obs[..., 8] = self.retail_per_kwh[t_next] / price_scale
+        obs[..., 9] = (self.last_clearing_price / price_scale)[:, None]
+        obs[..., 10] = (self.last_voltage_pu - 1.0) / 0.1
+        obs[..., 11] = self.profiles.load_kw[self.days, t_next] / p_scale
+        obs[..., 12] = self.profiles.pv_kw[self.days, t_next] / p_scale
+        obs[..., 13] = (self.last_net_kw / (2.0 * p_scale))[:, None]
+        return np.clip(obs, OBS_LOW, OBS_HIGH)
+
+    def state(self) -> np.ndarray:
+        """Global state (B, state_dim) for centralised critics."""
+        obs = self.observe()
+        return np.concatenate([obs[:, 0, STATE_SHARED], obs[:, :, STATE_PER_AGENT].reshape(self.batch_size, -1)],
+                              axis=1)
+
+    @property
+    def state_low(self) -> np.ndarray:
+        return np.concatenate([OBS_LOW[list(STATE_SHARED)], np.tile(OBS_LOW[list(STATE_PER_AGENT)], self.n_agents)])
+
+    @property
+    def state_high(self) -> np.ndarray:
+        return np.concatenate([OBS_HIGH[list(STATE_SHARED)], np.tile(OBS_HIGH[list(STATE_PER_AGENT)], self.n_agents)])
+
+
+def _share(total: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Split each community's ``total`` (B,) over agents in proportion to ``weight`` (B, N), equally if all zero."""
+    weight_sum = weight.sum(axis=1, keepdims=True)
+    fraction = np.where(weight_sum > 0, weight / np.where(weight_sum > 0, weight_sum, 1.0), 1.0 / weight.shape[1])
+    return total[:, None] * fraction

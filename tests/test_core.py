@@ -1,0 +1,158 @@
+"""Physical and market invariants of the batched core, checked over many random inputs."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import p2p_marl
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.battery import BatteryParams, feasible_power, next_energy
+from p2p_marl.sim.community import OBS_HIGH, OBS_LOW, CommunityCore
+
+CFG = EnvConfig(n_agents=6, n_days=12)
+CORES = {market: CommunityCore(CFG.replace(market=market), batch_size=16)
+         for market in ("uniform", "pay_as_bid", "mid_market")}
+
+
+@settings(max_examples=200, deadline=None)
+@given(capacity=st.floats(0.0, 20.0), max_kw=st.floats(0.0, 10.0), eta_c=st.floats(0.5, 1.0),
+       eta_d=st.floats(0.5, 1.0), soc=st.floats(0.0, 1.0), setpoint=st.floats(-30.0, 30.0),
+       dt_h=st.sampled_from([0.25, 0.5, 1.0]))
+def test_battery_respects_limits_and_conserves_energy(capacity, max_kw, eta_c, eta_d, soc, setpoint, dt_h):
+    battery = BatteryParams(np.array([capacity]), np.array([max_kw]), eta_c, eta_d, soc_min=0.1, soc_max=0.9)
+    energy = np.array([0.1 * capacity + soc * 0.8 * capacity])
+    charge, discharge = feasible_power(np.array([setpoint]), energy, battery, dt_h)
+    assert charge[0] >= 0 and discharge[0] >= 0 and charge[0] * discharge[0] == 0
+    assert charge[0] <= max_kw + 1e-12 and discharge[0] <= max_kw + 1e-12
+    after = next_energy(energy, charge, discharge, battery, dt_h)
+    assert 0.1 * capacity - 1e-9 <= after[0] <= 0.9 * capacity + 1e-9
+    expected = energy + (eta_c * charge - discharge / eta_d) * dt_h
+    assert after[0] == pytest.approx(expected[0], abs=1e-9)
+    # A feasible request is followed exactly; an infeasible one is clipped towards zero, never reversed.
+    assert np.sign(charge[0] - discharge[0]) in (0.0, np.sign(setpoint))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), market=st.sampled_from(sorted(CORES)), data=st.data())
+def test_episode_invariants(seed, market, data):
+    core = CORES[market]
+    cfg = core.config
+    rng = np.random.default_rng(seed)
+    obs = core.reset(seed=seed)
+    total_cost = 0.0
+    while not core.done:
+        assert np.all(obs >= OBS_LOW) and np.all(obs <= OBS_HIGH)
+        actions = np.stack([rng.uniform(-1.5, 1.5, (16, 6)), rng.uniform(-0.2, 1.2, (16, 6))], axis=-1)
+        energy_before = core.energy_kwh.copy()
+        obs, reward, _, info = core.step(actions)
+        net = info["load_kwh"] - info["pv_kwh"] + info["battery_charge_kwh"] - info["battery_discharge_kwh"]
+        # Energy balance at every meter.
+        supply = info["p2p_buy_kwh"] - info["p2p_sell_kwh"] + info["grid_import_kwh"] - info["grid_export_kwh"]
+        np.testing.assert_allclose(net, supply, atol=1e-9)
+        for key in ("p2p_buy_kwh", "p2p_sell_kwh", "grid_import_kwh", "grid_export_kwh", "penalty"):
+            assert np.all(info[key] >= 0), key
+        # P2P energy and money balance within each community.
+        np.testing.assert_allclose(info["p2p_buy_kwh"].sum(1), info["p2p_sell_kwh"].sum(1), atol=1e-9)
+        np.testing.assert_allclose(info["p2p_payment"].sum(1), info["p2p_revenue"].sum(1), atol=1e-9)
+        # Prices stay within the grid's tariffs.
+        for key in ("bid_price", "clearing_price"):
+            assert np.all(info[key] >= info["feed_in_price"] - 1e-12) and np.all(info[key] <= info["retail_price"] + 1e-12)
+        # Battery: SoC bounds and stored energy = before + efficiency-weighted flows.
+        assert np.all(info["soc"][:, core.has_battery] >= cfg.soc_min - 1e-9)
+        assert np.all(info["soc"] <= cfg.soc_max + 1e-9)
+        expected = energy_before + (cfg.charge_efficiency * info["battery_charge_kwh"]
+                                    - info["battery_discharge_kwh"] / cfg.discharge_efficiency)
+        np.testing.assert_allclose(core.energy_kwh, expected, atol=1e-9)
+        # The bill is made of its documented parts, and rewards are its negative.
+        bill = (info["grid_import_kwh"] * info["retail_price"] - info["grid_export_kwh"] * info["feed_in_price"]
+                + info["p2p_payment"] - info["p2p_revenue"] + info["degradation_cost"] + info["penalty"])
+        np.testing.assert_allclose(info["cost"], bill, atol=1e-12)
+        np.testing.assert_allclose(reward, -info["cost"], atol=1e-12)
+        total_cost += info["cost"].sum()
+    assert np.isfinite(total_cost)
+
+
+def test_cooperative_weight_mixes_in_the_community_mean_and_keeps_the_total():
+    own = CommunityCore(CFG, batch_size=4)
+    mixed = CommunityCore(CFG.replace(cooperative_weight=0.25), batch_size=4)
+    own.reset(seed=5)
+    mixed.reset(seed=5)
+    actions = np.random.default_rng(0).uniform(0, 1, (4, 6, 2))
+    _, r_own, _, info = own.step(actions)
+    _, r_mixed, _, _ = mixed.step(actions)
+    cost = info["cost"]
+    np.testing.assert_allclose(r_mixed, -(0.75 * cost + 0.25 * cost.mean(1, keepdims=True)))
+    np.testing.assert_allclose(r_mixed.sum(1), r_own.sum(1))
+
+
+def test_batched_core_and_pettingzoo_env_give_identical_trajectories():
+    env = p2p_marl.parallel_env(n_agents=6, n_days=12)
+    core = CommunityCore(EnvConfig(n_agents=6, n_days=12), batch_size=1)
+    obs_env, _ = env.reset(seed=11)
+    obs_core = core.reset(seed=11)
+    rng = np.random.default_rng(2)
+    while env.agents:
+        np.testing.assert_array_equal(np.stack([obs_env[a] for a in env.agents]), obs_core[0].astype(np.float32))
+        np.testing.assert_array_equal(env.state(), core.state()[0].astype(np.float32))
+        actions = rng.uniform([-1, 0], [1, 1], (6, 2))
+        obs_env, rewards, _, truncations, infos = env.step({f"prosumer_{i}": actions[i] for i in range(6)})
+        obs_core, reward_core, done, info_core = core.step(actions[None])
+        assert [rewards[f"prosumer_{i}"] for i in range(6)] == reward_core[0].tolist()
+        assert [infos[f"prosumer_{i}"]["voltage_pu"] for i in range(6)] == info_core["voltage_pu"][0].tolist()
+        assert all(truncations.values()) == done
+
+
+def test_same_seed_same_days_and_numbers():
+    a = CommunityCore(CFG, batch_size=8)
+    b = CommunityCore(CFG, batch_size=8)
+    np.testing.assert_array_equal(a.reset(seed=7), b.reset(seed=7))
+    np.testing.assert_array_equal(a.days, b.days)
+    assert set(a.days) <= set(a.train_days)
+
+
+def test_test_split_only_samples_test_days():
+    core = CommunityCore(CFG.replace(split="test"), batch_size=64)
+    core.reset(seed=0)
+    assert set(core.days) <= set(core.test_days)
+    assert not set(core.train_days) & set(core.test_days)
+
+
+def test_out_of_range_actions_are_clipped():
+    core = CommunityCore(CFG, batch_size=2)
+    clipped = CommunityCore(CFG, batch_size=2)
+    core.reset(seed=1)
+    clipped.reset(seed=1)
+    _, r_wild, _, _ = core.step(np.full((2, 6, 2), [5.0, -3.0]))
+    _, r_edge, _, _ = clipped.step(np.full((2, 6, 2), [1.0, 0.0]))
+    np.testing.assert_array_equal(r_wild, r_edge)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_action_is_rejected(bad):
+    env = p2p_marl.parallel_env(n_agents=3, n_days=5)
+    env.reset(seed=0)
+    actions = {a: np.array([0.0, 0.5]) for a in env.agents}
+    actions["prosumer_1"] = np.array([bad, 0.5])
+    with pytest.raises(ValueError, match="agent 1 .*not finite"):
+        env.step(actions)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("n_agents", 0, r"n_agents=0 is out of range; allowed \[1, 10000\]"),
+    ("dt_h", 0.7, "dt_h=0.7 must divide 24 h"),
+    ("charge_efficiency", 1.5, r"charge_efficiency=1.5 is out of range; allowed \(0.0, 1.0\]"),
+    ("soc_initial", 0.99, r"soc_initial=0.99 must lie in \[soc_min, soc_max\]"),
+    ("market", "vickrey", r"market='vickrey' is not allowed; choose one of \['uniform', 'pay_as_bid', 'mid_market'\]"),
+    ("prosumer_share", float("nan"), "prosumer_share must be a finite number"),
+    ("n_agents", 2.5, "n_agents must be an integer"),
+    ("feed_in_per_kwh", 0.5, "feed_in_per_kwh=0.5 must not exceed the lowest retail price"),
+])
+def test_invalid_config_names_the_field_and_range(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        p2p_marl.parallel_env(**{field: value})
+
+
+def test_unknown_config_key_is_named():
+    with pytest.raises(ConfigError, match=r"unknown environment config key\(s\) \['n_agent'\]"):
+        p2p_marl.parallel_env(n_agent=3)

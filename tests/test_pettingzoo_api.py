@@ -1,0 +1,96 @@
+"""PettingZoo's and gymnasium's own conformance suites on every view of the environment."""
+
+import types
+
+import gymnasium
+import numpy as np
+import pettingzoo
+import pytest
+from gymnasium.utils.env_checker import check_env
+from pettingzoo.test import (api_test, max_cycles_test, parallel_api_test, parallel_seed_test, seed_test,
+                             state_test)
+
+import p2p_marl
+
+SMALL = dict(n_agents=4, n_days=20)
+
+
+@pytest.mark.parametrize("action_mode", ["continuous", "discrete"])
+def test_parallel_api(action_mode):
+    parallel_api_test(p2p_marl.parallel_env(action_mode=action_mode, **SMALL), num_cycles=60)
+
+
+@pytest.mark.parametrize("action_mode", ["continuous", "discrete"])
+def test_aec_api(action_mode):
+    api_test(p2p_marl.env(action_mode=action_mode, **SMALL), num_cycles=60)
+
+
+def test_parallel_seed():
+    parallel_seed_test(lambda: p2p_marl.parallel_env(**SMALL), num_cycles=60)
+
+
+def test_aec_seed():
+    seed_test(lambda: p2p_marl.env(**SMALL), num_cycles=60)
+
+
+def test_max_cycles():
+    module = types.ModuleType("p2p_small")
+    module.parallel_env = lambda max_cycles: p2p_marl.parallel_env(max_cycles=max_cycles, **SMALL)
+    module.env = lambda max_cycles: p2p_marl.env(max_cycles=max_cycles, **SMALL)
+    max_cycles_test(module)
+
+
+def test_state():
+    env = p2p_marl.parallel_env(**SMALL)
+    env.reset(seed=0)
+    assert env.state_space.contains(env.state())
+    state_test(p2p_marl.env(**SMALL), env)
+
+
+def test_registries():
+    par = pettingzoo.make("parallel", p2p_marl.PETTINGZOO_ID, n_agents=3, n_days=10)
+    obs, _ = par.reset(seed=1)
+    assert set(obs) == {"prosumer_0", "prosumer_1", "prosumer_2"}
+    aec = pettingzoo.make("aec", p2p_marl.PETTINGZOO_ID, n_agents=3, n_days=10)
+    aec.reset(seed=1)
+    assert aec.agent_selection == "prosumer_0"
+    central = gymnasium.make(p2p_marl.GYMNASIUM_ID, n_agents=3, n_days=10)
+    obs, _ = central.reset(seed=1)
+    assert obs.shape == (3 * len(p2p_marl.sim.OBS_FEATURES),)
+
+
+def test_gymnasium_central_env_checker():
+    check_env(p2p_marl.CommunityCentralEnv(**SMALL), skip_render_check=True)
+
+
+def test_gymnasium_vector_entry_point_matches_core():
+    vec = gymnasium.make_vec(p2p_marl.GYMNASIUM_ID, num_envs=8, vectorization_mode="vector_entry_point", **SMALL)
+    obs, _ = vec.reset(seed=3)
+    assert obs.shape == (8, 4 * len(p2p_marl.sim.OBS_FEATURES))
+    assert vec.observation_space.contains(obs)
+    vec.action_space.seed(0)
+    steps = vec.unwrapped.config.steps_per_episode
+    for t in range(steps):
+        obs, reward, terminated, truncated, info = vec.step(vec.action_space.sample())
+        assert reward.shape == (8,) and not terminated.any()
+        assert np.allclose(reward, -info["cost"].sum(axis=1))
+        assert truncated.all() == (t == steps - 1)
+    obs, reward, terminated, truncated, _ = vec.step(vec.action_space.sample())  # next-step autoreset
+    assert np.all(reward == 0) and not truncated.any()
+    assert vec.observation_space.contains(obs)
+
+
+def test_infos_carry_documented_keys():
+    env = p2p_marl.parallel_env(**SMALL)
+    env.reset(seed=0)
+    actions = {a: env.action_space(a).sample() for a in env.agents}
+    _, rewards, _, _, infos = env.step(actions)
+    required = {"load_kwh", "pv_kwh", "battery_charge_kwh", "battery_discharge_kwh", "soc", "bid_price",
+                "p2p_buy_kwh", "p2p_sell_kwh", "grid_import_kwh", "grid_export_kwh", "clearing_price", "cost",
+                "voltage_pu", "penalty"}
+    for agent, info in infos.items():
+        assert required <= set(info)
+        assert all(isinstance(v, float) and np.isfinite(v) for v in info.values())
+        assert 0.0 <= info["soc"] <= 1.0
+        assert rewards[agent] == pytest.approx(-info["cost"])
+
