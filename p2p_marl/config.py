@@ -21,8 +21,10 @@ class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and the allowed range."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class EnvConfig:
+    """Not frozen so that Hydra can compose it; validated in __post_init__ and meant to be treated as read-only."""
+
     # Community
     n_agents: int = 10
     prosumer_share: float = 0.6  # share of households with PV and a battery
@@ -64,14 +66,16 @@ class EnvConfig:
     k: float = 0.5  # uniform price = k * marginal bid + (1 - k) * marginal ask
 
     # Feeder (radial LV, LinDistFlow)
-    n_laterals: int = 3
-    segment_km: float = 0.04
-    r_ohm_per_km: float = 0.206
-    x_ohm_per_km: float = 0.080
-    line_rating_kva: float = 150.0
+    # Defaults: two long laterals of NAYY 4x70 cable and a transformer tapped up to 1.03 p.u. to hold
+    # evening voltages, so that sunny-day PV export runs close to the upper voltage limit.
+    n_laterals: int = 2
+    segment_km: float = 0.15
+    r_ohm_per_km: float = 0.443
+    x_ohm_per_km: float = 0.069
+    line_rating_kva: float = 100.0
     transformer_kva: float = 100.0
     v_nominal_kv: float = 0.4
-    v_slack_pu: float = 1.0
+    v_slack_pu: float = 1.03
     v_min_pu: float = 0.95
     v_max_pu: float = 1.05
     load_power_factor: float = 0.95  # household load's lagging power factor; PV and battery at unity

@@ -1,0 +1,332 @@
+"""Radial low-voltage feeder with a linearised (LinDistFlow) power flow.
+
+Model
+-----
+A radial feeder of ``n_bus`` buses. Bus 0 is the LV busbar of the substation and acts as
+the slack bus at ``v_slack_pu``; the transformer above it is only a loading limit
+(``transformer_kva``), its impedance is not modelled. Every other bus ``b`` is fed by
+exactly one line, line ``b - 1``, from ``parent[b]``; buses are numbered so that a parent
+comes before its children (``parent[b] < b``), which makes the topology a tree by
+construction. Households sit on buses ``household_bus`` (several may share a bus).
+
+Power flow (Baran & Wu 1989 LinDistFlow, linear in voltage, losses neglected), balanced
+three-phase, ``v_nominal_kv`` line-to-line, impedances per phase:
+
+    P_l = sum of the net consumption p_kw of all households downstream of line l
+    V_i = V_0 - sum_{lines l on the path 0 -> i} (r_l P_l + x_l Q_l) / V_nom^2     [p.u.]
+
+With P in kW and V in kV, ``r P / V^2`` carries a factor 1e-3 to be dimensionless. Because
+P_l is a linear map of household powers, the voltages are one matrix product per step:
+
+    voltage_pu = v_slack_pu - p_kw @ voltage_sens_p_pu_per_kw - q_kvar @ voltage_sens_q_pu_per_kvar
+    P_line_kw  = p_kw @ downstream,   |S_l| = sqrt(P_l^2 + Q_l^2)
+    transformer_kva = |(sum_n p_kw, sum_n q_kvar)|
+
+The matrices are public attributes of ``Feeder`` so that an optimiser can write the same
+network as linear constraints. Signs: ``p_kw`` / ``q_kvar`` are net consumption (positive =
+load, negative = injection); injection raises voltages, load lowers them.
+
+Arrays are batched: (B, N) household inputs give (B, n_bus) voltages and (B, n_lines) flows.
+``to_pandapower`` builds the same network for an exact AC check (pandapower is a test extra).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pandapower is optional: only the validation helper needs it
+    from pandapower.auxiliary import pandapowerNet
+
+V_SLACK_RANGE_PU = (0.9, 1.1)
+# r [ohm] * P [kW] / V [kV]^2 = 1e3 W * ohm / 1e6 V^2 -> dimensionless after this factor
+_KW_OHM_PER_KV2_TO_PU = 1e-3
+
+
+def _frozen_array(value: Any, dtype: type, name: str, ndim: int = 1) -> np.ndarray:
+    try:
+        array = np.array(value, dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be convertible to a {dtype.__name__} array: {error}") from None
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    array.setflags(write=False)
+    return array
+
+
+def _check_positive(value: float, name: str) -> None:
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value}")
+
+
+@dataclass(frozen=True, eq=False)
+class Feeder:
+    """Radial feeder topology, impedances and limits, plus the derived linear model.
+
+    Attributes set by the caller (validated at construction):
+        parent: (n_bus,) int, parent[0] = -1, 0 <= parent[b] < b for b >= 1.
+        r_ohm, x_ohm: (n_lines,) = (n_bus - 1,) per-phase line resistance/reactance, >= 0;
+            line i feeds bus i + 1 from parent[i + 1].
+        line_rating_kva: (n_lines,) thermal rating, > 0.
+        household_bus: (N,) int in [1, n_bus).
+        transformer_kva: substation transformer rating, > 0.
+        v_nominal_kv: line-to-line nominal voltage, > 0.
+        v_slack_pu: busbar voltage, in [0.9, 1.1].
+
+    Derived (read-only arrays):
+        downstream: (N, n_lines) 1.0 where line l lies on the path from bus 0 to household n,
+            i.e. household n's power flows through line l: P_line_kw = p_kw @ downstream.
+        bus_path: (n_bus, n_lines) 1.0 where line l lies on the path from bus 0 to bus b.
+        voltage_sens_p_pu_per_kw: (N, n_bus) voltage drop at each bus per kW consumed by n.
+        voltage_sens_q_pu_per_kvar: (N, n_bus) same per kvar.
+    """
+
+    parent: np.ndarray
+    r_ohm: np.ndarray
+    x_ohm: np.ndarray
+    line_rating_kva: np.ndarray
+    household_bus: np.ndarray
+    transformer_kva: float
+    v_nominal_kv: float
+    v_slack_pu: float
+    downstream: np.ndarray = field(init=False, repr=False)
+    bus_path: np.ndarray = field(init=False, repr=False)
+    voltage_sens_p_pu_per_kw: np.ndarray = field(init=False, repr=False)
+    voltage_sens_q_pu_per_kvar: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        parent = _frozen_array(self.parent, np.int64, "parent")
+        n_bus = parent.shape[0]
+        if n_bus < 2:
+            raise ValueError(f"parent must describe at least 2 buses (busbar + 1), got {n_bus}")
+        if parent[0] != -1:
+            raise ValueError(f"parent[0] must be -1 (bus 0 is the slack busbar), got {parent[0]}")
+        bus = np.arange(1, n_bus)
+        bad = np.flatnonzero((parent[1:] < 0) | (parent[1:] >= bus)) + 1
+        if bad.size:
+            raise ValueError(
+                f"parent[{bad[0]}] = {parent[bad[0]]} must be in [0, {bad[0]}): buses are numbered "
+                "so that a parent precedes its children"
+            )
+        n_lines = n_bus - 1
+        lines = {}
+        for name, allow_zero in (("r_ohm", True), ("x_ohm", True), ("line_rating_kva", False)):
+            values = _frozen_array(getattr(self, name), np.float64, name)
+            if values.shape != (n_lines,):
+                raise ValueError(f"{name} must have shape ({n_lines},) (one per line), got {values.shape}")
+            invalid = ~np.isfinite(values) | ((values < 0) if allow_zero else (values <= 0))
+            if invalid.any():
+                i = int(np.flatnonzero(invalid)[0])
+                raise ValueError(f"{name}[{i}] = {values[i]} must be finite and {'>= 0' if allow_zero else '> 0'}")
+            lines[name] = values
+        household_bus = _frozen_array(self.household_bus, np.int64, "household_bus")
+        if household_bus.size == 0:
+            raise ValueError("household_bus must list at least one household")
+        invalid = (household_bus < 1) | (household_bus >= n_bus)
+        if invalid.any():
+            n = int(np.flatnonzero(invalid)[0])
+            raise ValueError(f"household_bus[{n}] = {household_bus[n]} must be in [1, {n_bus})")
+        _check_positive(self.transformer_kva, "transformer_kva")
+        _check_positive(self.v_nominal_kv, "v_nominal_kv")
+        lo, hi = V_SLACK_RANGE_PU
+        if not (np.isfinite(self.v_slack_pu) and lo <= self.v_slack_pu <= hi):
+            raise ValueError(f"v_slack_pu must be in [{lo}, {hi}], got {self.v_slack_pu}")
+
+        bus_path = np.zeros((n_bus, n_lines))
+        for b in range(1, n_bus):  # parents come first, so their rows are already complete
+            bus_path[b] = bus_path[parent[b]]
+            bus_path[b, b - 1] = 1.0
+        downstream = bus_path[household_bus]
+        scale = _KW_OHM_PER_KV2_TO_PU / self.v_nominal_kv**2
+        # drop at bus i per kW of household n = sum of r over the lines shared by both paths
+        sens_p = downstream @ (bus_path * lines["r_ohm"]).T * scale
+        sens_q = downstream @ (bus_path * lines["x_ohm"]).T * scale
+        derived = {
+            "parent": parent,
+            **lines,
+            "household_bus": household_bus,
+            "transformer_kva": float(self.transformer_kva),
+            "v_nominal_kv": float(self.v_nominal_kv),
+            "v_slack_pu": float(self.v_slack_pu),
+            "downstream": downstream,
+            "bus_path": bus_path,
+            "voltage_sens_p_pu_per_kw": sens_p,
+            "voltage_sens_q_pu_per_kvar": sens_q,
+        }
+        for name, value in derived.items():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    @property
+    def n_bus(self) -> int:
+        return self.parent.shape[0]
+
+    @property
+    def n_lines(self) -> int:
+        return self.parent.shape[0] - 1
+
+    @property
+    def n_households(self) -> int:
+        return self.household_bus.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class PowerFlow:
+    """Result of ``linear_power_flow`` for a batch of B operating points."""
+
+    voltage_pu: np.ndarray  # (B, n_bus)
+    household_voltage_pu: np.ndarray  # (B, N)
+    line_flow_kva: np.ndarray  # (B, n_lines) apparent power magnitude through each line
+    transformer_kva: np.ndarray  # (B,) apparent power through the substation transformer
+
+
+def radial_feeder(
+    n_households: int,
+    n_laterals: int = 2,
+    segment_km: float = 0.15,
+    r_ohm_per_km: float = 0.443,
+    x_ohm_per_km: float = 0.069,
+    line_rating_kva: float = 100.0,
+    transformer_kva: float = 100.0,
+    v_nominal_kv: float = 0.4,
+    v_slack_pu: float = 1.03,
+    households_per_bus: int = 1,
+) -> Feeder:
+    """Busbar with ``n_laterals`` chains of buses; households assigned round-robin to laterals.
+
+    Household n goes to lateral ``n % n_laterals``; along a lateral, consecutive households fill
+    buses ``households_per_bus`` at a time, each bus ``segment_km`` further out (the first one
+    ``segment_km`` from the busbar). Laterals that receive no household get no buses. All
+    segments share the same per-km impedance and rating. Buses are numbered lateral by lateral.
+    """
+    if isinstance(n_households, bool) or not isinstance(n_households, (int, np.integer)) or n_households < 1:
+        raise ValueError(f"n_households must be an int >= 1, got {n_households!r}")
+    if isinstance(n_laterals, bool) or not isinstance(n_laterals, (int, np.integer)) or n_laterals < 1:
+        raise ValueError(f"n_laterals must be an int >= 1, got {n_laterals!r}")
+    if (
+        isinstance(households_per_bus, bool)
+        or not isinstance(households_per_bus, (int, np.integer))
+        or households_per_bus < 1
+    ):
+        raise ValueError(f"households_per_bus must be an int >= 1, got {households_per_bus!r}")
+    _check_positive(segment_km, "segment_km")
+    for name, value in (("r_ohm_per_km", r_ohm_per_km), ("x_ohm_per_km", x_ohm_per_km)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    _check_positive(line_rating_kva, "line_rating_kva")
+
+    parent = [-1]
+    household_bus = np.zeros(n_households, dtype=np.int64)
+    for lateral in range(n_laterals):
+        members = np.arange(lateral, n_households, n_laterals)
+        n_buses = -(-members.size // households_per_bus)  # ceil division
+        first = len(parent)
+        if n_buses:  # a chain: the first bus hangs off the busbar, each next one off the previous
+            parent.extend([0, *range(first, first + n_buses - 1)])
+        household_bus[members] = first + np.arange(members.size) // households_per_bus
+    n_lines = len(parent) - 1
+    return Feeder(
+        parent=np.array(parent),
+        r_ohm=np.full(n_lines, r_ohm_per_km * segment_km),
+        x_ohm=np.full(n_lines, x_ohm_per_km * segment_km),
+        line_rating_kva=np.full(n_lines, float(line_rating_kva)),
+        household_bus=household_bus,
+        transformer_kva=transformer_kva,
+        v_nominal_kv=v_nominal_kv,
+        v_slack_pu=v_slack_pu,
+    )
+
+
+def _household_array(value: Any, feeder: Feeder, name: str, ndim: int) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    n = feeder.n_households
+    if array.ndim != ndim or array.shape[-1] != n:
+        expected = f"(B, {n})" if ndim == 2 else f"({n},)"
+        raise ValueError(f"{name} must have shape {expected} (one column per household), got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite")
+    return array
+
+
+def linear_power_flow(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> PowerFlow:
+    """LinDistFlow voltages and flows for (B, N) net household consumption (+ load, - injection)."""
+    p_kw = _household_array(p_kw, feeder, "p_kw", ndim=2)
+    q_kvar = _household_array(q_kvar, feeder, "q_kvar", ndim=2)
+    if p_kw.shape != q_kvar.shape:
+        raise ValueError(f"p_kw and q_kvar must have the same shape, got {p_kw.shape} and {q_kvar.shape}")
+    voltage_pu = (
+        feeder.v_slack_pu - p_kw @ feeder.voltage_sens_p_pu_per_kw - q_kvar @ feeder.voltage_sens_q_pu_per_kvar
+    )
+    return PowerFlow(
+        voltage_pu=voltage_pu,
+        household_voltage_pu=voltage_pu[:, feeder.household_bus],
+        line_flow_kva=np.hypot(p_kw @ feeder.downstream, q_kvar @ feeder.downstream),
+        transformer_kva=np.hypot(p_kw.sum(axis=1), q_kvar.sum(axis=1)),
+    )
+
+
+def violations(
+    flow: PowerFlow, feeder: Feeder, v_min_pu: float = 0.95, v_max_pu: float = 1.05
+) -> dict[str, np.ndarray]:
+    """Per-community (B,) network limit violations of a power flow.
+
+    Voltage terms cover buses 1..n_bus-1 (the slack busbar is held by the upstream grid, so the
+    community cannot violate there). Magnitudes are sums of excess beyond the limit; counts
+    are the number of buses/lines (or 0/1 for the transformer) beyond it:
+        undervoltage_pu, overvoltage_pu, line_overload_kva, transformer_overload_kva,
+        n_undervoltage_buses, n_overvoltage_buses, n_overloaded_lines, n_overloaded_transformers.
+    """
+    if not (np.isfinite(v_min_pu) and np.isfinite(v_max_pu) and 0 < v_min_pu < v_max_pu):
+        raise ValueError(f"need 0 < v_min_pu < v_max_pu, got v_min_pu={v_min_pu}, v_max_pu={v_max_pu}")
+    voltage_pu = flow.voltage_pu[:, 1:]
+    under = np.maximum(v_min_pu - voltage_pu, 0.0)
+    over = np.maximum(voltage_pu - v_max_pu, 0.0)
+    line_excess = np.maximum(flow.line_flow_kva - feeder.line_rating_kva, 0.0)
+    transformer_excess = np.maximum(flow.transformer_kva - feeder.transformer_kva, 0.0)
+    return {
+        "undervoltage_pu": under.sum(axis=1),
+        "overvoltage_pu": over.sum(axis=1),
+        "line_overload_kva": line_excess.sum(axis=1),
+        "transformer_overload_kva": transformer_excess,
+        "n_undervoltage_buses": (under > 0).sum(axis=1),
+        "n_overvoltage_buses": (over > 0).sum(axis=1),
+        "n_overloaded_lines": (line_excess > 0).sum(axis=1),
+        "n_overloaded_transformers": (transformer_excess > 0).astype(np.int64),
+    }
+
+
+def to_pandapower(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> pandapowerNet:
+    """The same feeder as a pandapower net (ext_grid at bus 0, one load per household), not run.
+
+    Lines get the feeder's impedance as a 1 km line without shunt capacitance; loads carry the
+    signed net consumption (negative = injection). The transformer is not modelled, matching
+    the linear model whose slack is the LV busbar.
+    """
+    import pandapower as pp  # test extra, not a core dependency
+
+    p_kw = _household_array(p_kw, feeder, "p_kw", ndim=1)
+    q_kvar = _household_array(q_kvar, feeder, "q_kvar", ndim=1)
+    net = pp.create_empty_network(sn_mva=feeder.transformer_kva / 1e3)
+    for b in range(feeder.n_bus):
+        pp.create_bus(net, vn_kv=feeder.v_nominal_kv, index=b, name=f"bus {b}")
+    pp.create_ext_grid(net, bus=0, vm_pu=feeder.v_slack_pu)
+    for line in range(feeder.n_lines):
+        pp.create_line_from_parameters(
+            net,
+            from_bus=int(feeder.parent[line + 1]),
+            to_bus=line + 1,
+            length_km=1.0,
+            r_ohm_per_km=float(feeder.r_ohm[line]),
+            x_ohm_per_km=float(feeder.x_ohm[line]),
+            c_nf_per_km=0.0,
+            max_i_ka=float(feeder.line_rating_kva[line] / (np.sqrt(3.0) * feeder.v_nominal_kv) / 1e3),
+            index=line,
+        )
+    for n in range(feeder.n_households):
+        pp.create_load(
+            net, bus=int(feeder.household_bus[n]), p_mw=p_kw[n] / 1e3, q_mvar=q_kvar[n] / 1e3, name=f"household {n}"
+        )
+    return net
