@@ -1,0 +1,91 @@
+"""Evaluate the benchmarks and trained policies on the environment's held-out test days.
+
+    python evaluate.py                                    # every benchmark on community_10's test days
+    python evaluate.py env=community_50 max_days=10
+    python evaluate.py checkpoints=[runs/train/RUN_DIR] methods=[grid_only,optimal]
+
+Every method plays all test days in one batched core; the grid-only benchmark and the perfect-foresight LP of
+the same days are the references of the savings. Written to the run directory (``hydra.run.dir``, by default
+``runs/evaluate/<date>_<time>``):
+
+- ``results.csv``: one row per method and day, every KPI (definitions: ``p2p_marl/evaluation/kpis.py``);
+- ``summary.json``: per method, each KPI's mean, standard deviation and number of days;
+- ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``;
+- TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);
+and the summary table is printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from rich.console import Console
+from tqdm import tqdm
+
+from p2p_marl.baselines.policy import Policy
+from p2p_marl.config import ConfigError
+from p2p_marl.evaluation import report
+from p2p_marl.evaluation.compare import load_policies, reference_costs, rollout_days, select_days
+from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
+from p2p_marl.evaluation.kpis import day_kpis
+from p2p_marl.sim.community import CommunityCore
+
+log = logging.getLogger("evaluate")
+register_configs()
+
+
+def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Path) -> None:
+    """Play every policy on the test days, print the table and write every output into ``output_dir``."""
+    env = config.env
+    core = CommunityCore(env)
+    days, plot_day = select_days(core, config.max_days, config.plot_day)
+    plot_index = int(np.flatnonzero(days == plot_day)[0])
+    log.info("Evaluating %d method(s) on %d test day(s) of a community of %d households (%d with PV + battery)",
+             len(policies), len(days), env.n_agents, int(core.has_battery.sum()))
+    references = reference_costs(env, days, progress=True)
+    results: report.Results = {}
+    for label, policy in tqdm(policies.items(), desc="methods", unit="method"):
+        infos = rollout_days(env, policy, days)
+        results[label] = day_kpis(infos, env.dt_h, grid_only_bills=references["grid_only_bills"],
+                                  optimal_cost=references["optimal"])
+        report.plot_dispatch(output_dir / f"dispatch_{label.replace(':', '_')}.png",
+                             {key: value[plot_index] for key, value in infos.items()}, env.dt_h,
+                             core.has_battery, title=f"{label}: day {plot_day}, {env.n_agents} households")
+
+    summary = report.summarize(results)
+    # Piped output (logs, CI) gets a fixed width instead of rich's 80 columns, which would squeeze the table.
+    Console(width=None if sys.stdout.isatty() else 180).print(report.summary_table(
+        summary, title=f"{len(days)} test day(s), {env.n_agents} households: mean ± std over days"))
+    report.write_results_csv(output_dir / "results.csv", days, results)
+    report.write_summary_json(output_dir / "summary.json", summary)
+    report.plot_kpi_by_method(output_dir / "costs_by_method.png", summary, "community_cost",
+                              ylabel="community cost [money/day]",
+                              title=f"Community cost per day (mean ± std over {len(days)} test days)")
+    report.plot_kpi_by_method(output_dir / "share_of_optimal_saving.png", summary, "share_of_optimal_saving",
+                              ylabel="share of optimal saving [-]",
+                              title=f"Share of the optimal saving (mean ± std over {len(days)} test days)",
+                              reference=(1.0, "optimum = 1 (grid-only = 0)"))
+    if config.tensorboard:
+        report.write_tensorboard(output_dir, days, results)
+    log.info("Results written to %s", output_dir)
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        config = to_evaluate_config(cfg)
+        policies = load_policies(config.methods, config.checkpoints, config.seed)
+        evaluate(config, policies, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as error:
+        # A bad setting is the user's to fix: one line naming the key, no traceback.
+        raise SystemExit(f"evaluate.py: error: {error}") from None
+
+
+if __name__ == "__main__":
+    main()

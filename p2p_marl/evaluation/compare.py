@@ -1,0 +1,124 @@
+"""Policies side by side on the same days: batched rollouts, the grid-only and optimal references, KPIs.
+
+Every method, benchmark or learner, is played through the same ``CommunityCore`` (one community per day, all
+days in one batch), so its costs come from the same physics and market. The references a KPI needs:
+
+- grid-only: the ``GridOnly`` benchmark's bills of the same days (a rollout like any other method's);
+- optimal: the perfect-foresight LP's objective per day (``solve_optimal_day``), the lower bound.
+
+Typical use (the training loop's periodic evaluation does the same)::
+
+    references = reference_costs(env_config, days)          # once
+    kpis = evaluate_policy(env_config, policy, days, references)  # per policy
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
+from p2p_marl.baselines.policy import Policy
+from p2p_marl.baselines.rules import GridOnly, SelfConsumption, TimeOfUse, ZeroIntelligence
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.evaluation.kpis import agent_bills, day_kpis
+from p2p_marl.evaluation.rollout import rollout
+from p2p_marl.sim.community import CommunityCore
+
+# Benchmark name -> factory taking the evaluation seed (only the zero-intelligence traders draw random numbers).
+BENCHMARKS: dict[str, Callable[[int], Policy]] = {
+    "grid_only": lambda seed: GridOnly(),
+    "rule_self_consumption": lambda seed: SelfConsumption(),
+    "rule_time_of_use": lambda seed: TimeOfUse(),
+    "zero_intelligence": lambda seed: ZeroIntelligence(seed=seed),
+    "optimal": lambda seed: OptimalPolicy(network=True, progress=True),
+}
+
+
+def make_benchmark(name: str, seed: int = 0) -> Policy:
+    """A fresh benchmark policy by name (see ``BENCHMARKS``)."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {list(BENCHMARKS)}")
+    return BENCHMARKS[name](seed)
+
+
+def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0) -> dict[str, Policy]:
+    """Label -> policy: the benchmarks by name, then each checkpoint (a file or a training run directory,
+    loaded with ``p2p_marl.algos.load_policy``) labelled ``<policy name>:<file or directory name>``.
+
+    A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
+    """
+    policies = {name: make_benchmark(name, seed) for name in methods}
+    for index, path in enumerate(checkpoints):
+        if not Path(path).exists():
+            raise ConfigError(f"checkpoints[{index}]={path!r} does not exist; give a checkpoint file or a "
+                              f"training run directory (relative paths start at {Path.cwd()})")
+    if checkpoints:
+        # Loading a learner imports torch and the learners; only needed when there is a checkpoint.
+        from p2p_marl.algos import load_policy
+
+        for index, path in enumerate(checkpoints):
+            policy = load_policy(path)
+            label = f"{policy.name}:{Path(path).resolve().name}"
+            if label in policies:
+                raise ConfigError(f"checkpoints[{index}]={path!r} gives the label {label!r} a second time; "
+                                  "evaluate checkpoints with different names or run directories")
+            policies[label] = policy
+    return policies
+
+
+def select_days(core: CommunityCore, max_days: int | None = None, plot_day: int | None = None
+                ) -> tuple[np.ndarray, int]:
+    """(the first ``max_days`` test days of ``core``, all if None; the day to plot): ``plot_day`` must be one of
+    them, None picks the sunniest (most community PV), where batteries and P2P trade have the most to do."""
+    days = core.test_days[:max_days]
+    if plot_day is None:
+        return days, int(days[np.argmax(core.profiles.pv_kw[days].sum(axis=(1, 2)))])
+    if plot_day not in days:
+        raise ConfigError(f"plot_day={plot_day} is not among the evaluated test days {days.tolist()}")
+    return days, plot_day
+
+
+def _checked_days(days: np.ndarray) -> np.ndarray:
+    days = np.asarray(days)
+    if days.ndim != 1 or days.size == 0 or not np.issubdtype(days.dtype, np.integer):
+        raise ValueError(f"days must be a non-empty 1-D array of day indices, got {days!r}")
+    return days.astype(np.int64)
+
+
+def rollout_days(env_config: EnvConfig, policy: Policy, days: np.ndarray) -> dict[str, np.ndarray]:
+    """One episode of ``policy`` on each of ``days``, all in one batched core; infos key -> (D, T, N)."""
+    days = _checked_days(days)
+    return rollout(CommunityCore(env_config, batch_size=len(days)), policy, days)
+
+
+def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = False) -> dict[str, np.ndarray]:
+    """The references of ``days``: ``grid_only`` (D,) and ``optimal`` (D,) community costs [money/day], and
+    ``grid_only_bills`` (D, N), each household's grid-only bill (for savings and their fairness).
+
+    ``optimal`` is the LP objective of ``solve_optimal_day`` with the network constraints, one LP per day
+    (``progress`` shows a progress bar over them).
+    """
+    days = _checked_days(days)
+    bills = agent_bills(rollout_days(env_config, GridOnly(), days))
+    core = CommunityCore(env_config, batch_size=1)
+    optimal = np.array([solve_optimal_day(core, int(day), network=True).cost
+                        for day in tqdm(days, desc="optimal LP per day", unit="day", disable=not progress)])
+    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "grid_only_bills": bills}
+
+
+def evaluate_policy(env_config: EnvConfig, policy: Policy, days: np.ndarray,
+                    references: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """KPI name -> (D,) per-day values of ``policy`` on ``days`` (see ``p2p_marl.evaluation.kpis``).
+
+    With ``references`` (``reference_costs`` of the same days, in the same order) the KPIs include the saving
+    vs grid-only, the fairness of savings and the share of the optimal saving.
+    """
+    infos = rollout_days(env_config, policy, days)
+    if references is None:
+        return day_kpis(infos, env_config.dt_h)
+    return day_kpis(infos, env_config.dt_h, grid_only_bills=references["grid_only_bills"],
+                    optimal_cost=references["optimal"])

@@ -1,0 +1,64 @@
+"""Structured config of ``evaluate.py`` (Hydra): the schema behind ``configs/evaluate.yaml``.
+
+``EvaluateConfig`` is registered in Hydra's ConfigStore as ``evaluate_schema``; ``configs/evaluate.yaml`` puts
+it first in its defaults list, so every key is type-checked while composing and ``env`` is a typed
+``EnvConfig`` composed from the ``configs/env/`` group. ``to_evaluate_config`` turns the composed DictConfig
+into the validated dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.evaluation.compare import BENCHMARKS
+
+
+@dataclass
+class EvaluateConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    # Benchmarks to evaluate, by name (see p2p_marl.evaluation.compare.BENCHMARKS).
+    methods: list[str] = field(default_factory=lambda: list(BENCHMARKS))
+    # Trained policies: checkpoint files or training run directories, loaded with p2p_marl.algos.load_policy.
+    checkpoints: list[str] = field(default_factory=list)
+    max_days: int | None = None  # evaluate only the first max_days test days; None = all of them
+    seed: int = 0  # seeds the zero-intelligence traders
+    plot_day: int | None = None  # day index of the dispatch plots; None = the evaluated day with the most PV
+    tensorboard: bool = True  # also write the KPIs as TensorBoard scalars
+
+    def __post_init__(self) -> None:
+        for index, name in enumerate(self.methods):
+            if name not in BENCHMARKS:
+                raise ConfigError(f"methods[{index}]={name!r} is not a benchmark; choose from {list(BENCHMARKS)} "
+                                  "(trained policies go in checkpoints)")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods={self.methods} lists a benchmark twice")
+        if not self.methods and not self.checkpoints:
+            raise ConfigError("methods and checkpoints are both empty: nothing to evaluate")
+        if self.max_days is not None and self.max_days < 1:
+            raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
+        if self.plot_day is not None and self.plot_day < 0:
+            raise ConfigError(f"plot_day={self.plot_day} is out of range; allowed null or a day index >= 0")
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+
+
+def to_evaluate_config(cfg: DictConfig) -> EvaluateConfig:
+    """The validated config; a ``ConfigError`` whose message starts with the offending key (``env.n_agents=0
+    is out of range; ...``)."""
+    # The environment is converted on its own first so that its errors can be prefixed with ``env.``:
+    # EnvConfig's messages start with its field name.
+    try:
+        OmegaConf.to_object(cfg.env)
+    except ConfigError as error:
+        raise ConfigError(f"env.{error}") from None
+    config = OmegaConf.to_object(cfg)
+    if not isinstance(config, EvaluateConfig):
+        raise TypeError(f"the composed config is a {type(config).__name__}, not an EvaluateConfig: "
+                        "put evaluate_schema first in the defaults list")
+    return config

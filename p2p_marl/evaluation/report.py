@@ -1,0 +1,203 @@
+"""Reporting evaluation results: summary statistics, the rich table, CSV/JSON files, PNG plots, TensorBoard.
+
+Results come in as ``{method: {kpi: (D,) per-day values}}`` (``p2p_marl.evaluation.kpis.day_kpis`` per method,
+all on the same days). Undefined per-day values (NaN, e.g. the clearing price on a day without P2P trade) are
+left out of the statistics; every statistic says over how many days it was taken.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display; before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+Results = dict[str, dict[str, np.ndarray]]
+Summary = dict[str, dict[str, dict[str, float | int | None]]]
+
+# (KPI, column header, format) of the printed table.
+TABLE_COLUMNS = (
+    ("share_of_optimal_saving", "share of optimal saving", "{:.3f}"),
+    ("community_cost", "cost /day", "{:.2f}"),
+    ("saving_vs_grid_only", "saving /day", "{:.2f}"),
+    ("self_sufficiency", "self-sufficiency", "{:.3f}"),
+    ("self_consumption", "self-consumption", "{:.3f}"),
+    ("p2p_volume_kwh", "P2P kWh/day", "{:.1f}"),
+    ("voltage_violation_steps", "voltage viol. steps/day", "{:.1f}"),
+    ("line_overload_steps", "overload steps/day", "{:.1f}"),
+)
+
+
+def summarize(results: Results) -> Summary:
+    """{method: {kpi: {"mean", "std", "n_days"}}} over the days where the KPI is defined (not NaN).
+
+    ``std`` is the population standard deviation over days (ddof = 0, so one day gives 0); ``mean`` and
+    ``std`` are None where no day defines the KPI.
+    """
+    summary: Summary = {}
+    for method, kpis in results.items():
+        summary[method] = {}
+        for kpi, values in kpis.items():
+            defined = np.asarray(values, dtype=np.float64)
+            defined = defined[np.isfinite(defined)]
+            summary[method][kpi] = {
+                "mean": float(defined.mean()) if defined.size else None,
+                "std": float(defined.std()) if defined.size else None,
+                "n_days": int(defined.size),
+            }
+    return summary
+
+
+def _mean_std(stats: dict[str, float | int | None], fmt: str) -> str:
+    if stats["mean"] is None:
+        return "n/a"
+    return f"{fmt.format(stats['mean'])} ± {fmt.format(stats['std'])}"
+
+
+def summary_table(summary: Summary, title: str) -> Table:
+    """The rich table of ``TABLE_COLUMNS``: mean ± std over days per method."""
+    table = Table(title=title)
+    table.add_column("method", no_wrap=True)
+    for _, header, _ in TABLE_COLUMNS:
+        table.add_column(header, justify="right")
+    for method, stats in summary.items():
+        table.add_row(method, *(_mean_std(stats[kpi], fmt) if kpi in stats else "n/a"
+                                for kpi, _, fmt in TABLE_COLUMNS))
+    return table
+
+
+def write_results_csv(path: Path, days: np.ndarray, results: Results) -> None:
+    """One row per method and day: ``method, day`` and every KPI (``nan`` where undefined)."""
+    kpi_names = list(next(iter(results.values())))
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["method", "day", *kpi_names])
+        for method, kpis in results.items():
+            for index, day in enumerate(days):
+                writer.writerow([method, int(day), *(repr(float(kpis[kpi][index])) for kpi in kpi_names)])
+
+
+def write_summary_json(path: Path, summary: Summary) -> None:
+    Path(path).write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+
+
+def write_tensorboard(log_dir: Path, days: np.ndarray, results: Results) -> None:
+    """Every KPI as a TensorBoard scalar ``<method>/<kpi>`` with the day index as step (NaN days left out).
+
+    The same tags in the event files of several evaluation runs overlay in one TensorBoard view.
+    """
+    # torch (behind SummaryWriter) takes seconds to import; only pay for it when writing.
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
+        for method, kpis in results.items():
+            for kpi, values in kpis.items():
+                for day, value in zip(days, values):
+                    if math.isfinite(value):
+                        writer.add_scalar(f"{method}/{kpi}", float(value), global_step=int(day))
+
+
+def _method_colors(methods: list[str]) -> dict[str, tuple]:
+    palette = plt.get_cmap("tab10")
+    return {method: palette(index % 10) for index, method in enumerate(methods)}
+
+
+def plot_kpi_by_method(path: Path, summary: Summary, kpi: str, ylabel: str, title: str,
+                       reference: tuple[float, str] | None = None) -> None:
+    """Bar chart of one KPI's mean per method with ± one standard deviation over days as error bars;
+    ``reference`` = (value, label) draws a labelled horizontal line."""
+    methods = [m for m in summary if summary[m].get(kpi, {}).get("mean") is not None]
+    means = [summary[m][kpi]["mean"] for m in methods]
+    stds = [summary[m][kpi]["std"] for m in methods]
+    colors = _method_colors(list(summary))
+    fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 3.0, 4.5), layout="constrained")
+    ax.bar(methods, means, yerr=stds, capsize=5, color=[colors[m] for m in methods], edgecolor="black",
+           linewidth=0.5)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    if reference is not None:
+        ax.axhline(reference[0], color="dimgrey", linestyle="--", linewidth=1.2, label=reference[1])
+        ax.legend(loc="best", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.tick_params(axis="x", labelrotation=20)
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_dispatch(path: Path, infos_day: dict[str, np.ndarray], dt_h: float, has_battery: np.ndarray,
+                  title: str) -> None:
+    """One day of operation, five panels over the hours of the day (``infos_day``: key -> (T, N)):
+
+    community load and PV; battery power (charge > 0); each battery's SoC and their mean; grid import, export
+    and P2P volume; the clearing price (marked only in steps with P2P trade) between the grid tariffs.
+    Powers are step means (kWh per step / dt_h), drawn as steps; SoC is at the end of each step.
+    """
+    steps = infos_day["cost"].shape[0]
+    edges_h = np.arange(steps + 1) * dt_h
+
+    def community_kw(key: str) -> np.ndarray:
+        return infos_day[key].sum(axis=1) / dt_h
+
+    def stairs(ax, values, **kwargs) -> None:
+        ax.stairs(values, edges_h, baseline=None, linewidth=1.6, **kwargs)
+
+    # A fixed layout: constrained layout would double the time of the figure for the same result.
+    fig, axes = plt.subplots(5, 1, figsize=(9, 12), sharex=True)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.05, top=0.93, hspace=0.3)
+    ax_energy, ax_battery, ax_soc, ax_grid, ax_price = axes
+
+    stairs(ax_energy, community_kw("load_kwh"), label="load", color="tab:red")
+    stairs(ax_energy, community_kw("pv_kwh"), label="PV", color="tab:orange")
+    ax_energy.set_ylabel("community power [kW]")
+    ax_energy.set_title("Load and PV")
+
+    battery_kw = community_kw("battery_charge_kwh") - community_kw("battery_discharge_kwh")
+    stairs(ax_battery, battery_kw, label="charge (+) / discharge (-)", color="tab:green")
+    ax_battery.axhline(0.0, color="black", linewidth=0.6)
+    ax_battery.set_ylabel("battery power [kW]")
+    ax_battery.set_title("Batteries, community total")
+
+    soc_pct = 100.0 * infos_day["soc"][:, np.asarray(has_battery, dtype=bool)]
+    if soc_pct.shape[1]:
+        ax_soc.plot(edges_h[1:], soc_pct, color="tab:green", alpha=0.3, linewidth=0.8)
+        ax_soc.plot(edges_h[1:], soc_pct.mean(axis=1), color="tab:green", linewidth=2.0,
+                    label=f"mean of {soc_pct.shape[1]} batteries (thin: each)")
+    ax_soc.set_ylim(0.0, 100.0)
+    ax_soc.set_ylabel("state of charge [%]")
+    ax_soc.set_title("Battery state of charge (end of step)")
+
+    stairs(ax_grid, community_kw("grid_import_kwh"), label="grid import", color="tab:blue")
+    stairs(ax_grid, -community_kw("grid_export_kwh"), label="grid export (-)", color="tab:cyan")
+    stairs(ax_grid, community_kw("p2p_buy_kwh"), label="P2P traded", color="tab:purple")
+    ax_grid.axhline(0.0, color="black", linewidth=0.6)
+    ax_grid.set_ylabel("power [kW]")
+    ax_grid.set_title("Grid exchange and P2P trade")
+
+    stairs(ax_price, infos_day["retail_price"][:, 0], label="retail", color="tab:red", linestyle="--")
+    stairs(ax_price, infos_day["feed_in_price"][:, 0], label="feed-in", color="tab:orange", linestyle="--")
+    traded = infos_day["p2p_buy_kwh"].sum(axis=1) > 0
+    centers_h = edges_h[:-1] + 0.5 * dt_h
+    ax_price.plot(centers_h[traded], infos_day["clearing_price"][traded, 0], "o", color="tab:purple",
+                  markersize=4, label="P2P clearing price (steps with trade)")
+    ax_price.set_ylabel("price [money/kWh]")
+    ax_price.set_title("Prices")
+    ax_price.set_xlabel("hour of day [h]")
+    ax_price.set_xlim(0.0, edges_h[-1])
+    ax_price.set_xticks(np.arange(0.0, edges_h[-1] + 1e-9, 3.0))
+
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,178 @@
+"""evaluate.py end to end through real Hydra, its outputs read back, and the comparison API it is built on."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from tbparse import SummaryReader
+
+from p2p_marl.baselines.optimal import OptimalPolicy
+from p2p_marl.baselines.rules import GridOnly, SelfConsumption
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.community import CommunityCore
+from p2p_marl.evaluation.compare import (BENCHMARKS, evaluate_policy, load_policies, reference_costs,
+                                         select_days)
+from p2p_marl.evaluation.config import register_configs, to_evaluate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_ENV = ["env.n_agents=4", "env.n_days=30"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_evaluate(*overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "evaluate.py", *overrides], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("evaluate")
+    done = run_evaluate(*SMALL_ENV, "max_days=2", f"hydra.run.dir={out}")
+    assert done.returncode == 0, done.stderr
+    (out / "stdout.txt").write_text(done.stdout)
+    return out
+
+
+def read_results(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "results.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_results_csv_has_a_row_per_method_and_day(run_dir):
+    rows = read_results(run_dir)
+    days = sorted({row["day"] for row in rows}, key=int)
+    assert len(days) == 2
+    assert sorted((row["method"], row["day"]) for row in rows) == sorted(
+        (method, day) for method in BENCHMARKS for day in days)
+    for kpi in ("community_cost", "self_sufficiency", "p2p_volume_kwh", "savings_gini", "share_of_optimal_saving",
+                "voltage_violation_steps", "line_overload_kvah"):
+        assert kpi in rows[0], kpi
+
+
+def test_optimal_share_is_one_and_grid_only_share_is_zero(run_dir):
+    rows = read_results(run_dir)
+    share = {(row["method"], row["day"]): float(row["share_of_optimal_saving"]) for row in rows}
+    for (method, _), value in share.items():
+        if method == "grid_only":
+            assert value == 0.0
+        elif method == "optimal":
+            assert value == pytest.approx(1.0, abs=1e-5)
+        else:  # no benchmark beats the optimum
+            assert value <= 1.0 + 1e-5
+
+
+def test_summary_json_matches_results_csv(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = read_results(run_dir)
+    assert list(summary) == list(BENCHMARKS)
+    for method, kpis in summary.items():
+        assert set(kpis) == set(rows[0]) - {"method", "day"}
+        for kpi, stats in kpis.items():
+            values = np.array([float(row[kpi]) for row in rows if row["method"] == method])
+            defined = values[np.isfinite(values)]
+            assert stats["n_days"] == defined.size
+            if defined.size:
+                assert stats["mean"] == pytest.approx(defined.mean())
+                assert stats["std"] == pytest.approx(defined.std())
+            else:
+                assert stats["mean"] is None and stats["std"] is None
+
+
+def test_plots_are_written(run_dir):
+    names = [f"dispatch_{method}.png" for method in BENCHMARKS] + ["costs_by_method.png",
+                                                                    "share_of_optimal_saving.png"]
+    for name in names:
+        data = (run_dir / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
+
+
+def test_tensorboard_scalars_read_back(run_dir):
+    scalars = SummaryReader(str(run_dir)).scalars
+    rows = read_results(run_dir)
+    for row in rows:
+        for kpi in ("community_cost", "share_of_optimal_saving", "self_sufficiency"):
+            logged = scalars[(scalars.tag == f"{row['method']}/{kpi}") & (scalars.step == int(row["day"]))]
+            assert len(logged) == 1, (row["method"], kpi)
+            # Event files store float32.
+            assert logged.value.iloc[0] == pytest.approx(float(row[kpi]), rel=1e-6, abs=1e-6)
+
+
+def test_table_is_printed(run_dir):
+    stdout = (run_dir / "stdout.txt").read_text()
+    assert "2 test day(s), 4 households" in stdout
+    for method in BENCHMARKS:
+        assert method in stdout
+
+
+def test_bad_config_value_is_a_one_line_error(tmp_path):
+    done = run_evaluate("env.n_agents=0", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "evaluate.py: error: env.n_agents=0 is out of range; allowed [1, 10000]"
+
+
+@pytest.fixture(scope="module")
+def compose_evaluate():
+    register_configs()
+
+    def compose_with(*overrides: str):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            return compose(config_name="evaluate", overrides=list(overrides))
+
+    return compose_with
+
+
+def test_default_config_composes(compose_evaluate):
+    config = to_evaluate_config(compose_evaluate())
+    assert config.env == EnvConfig(n_agents=10, prosumer_share=0.6)
+    assert config.methods == list(BENCHMARKS) and config.checkpoints == [] and config.max_days is None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("env.soc_initial=0.99", r"^env\.soc_initial=0\.99 must lie in \[soc_min, soc_max\]"),
+    ("methods=[grid_only,random]", r"^methods\[1\]='random' is not a benchmark"),
+    ("max_days=0", r"^max_days=0 is out of range"),
+])
+def test_invalid_settings_name_the_key(compose_evaluate, override, message):
+    with pytest.raises(ConfigError, match=message):
+        to_evaluate_config(compose_evaluate(override))
+
+
+def test_missing_checkpoint_is_a_clear_error(compose_evaluate, tmp_path):
+    config = to_evaluate_config(compose_evaluate(f"checkpoints=[{tmp_path / 'no_such_run'}]"))
+    with pytest.raises(ConfigError, match=r"checkpoints\[0\]='.*no_such_run' does not exist"):
+        load_policies(config.methods, config.checkpoints, config.seed)
+
+
+def test_evaluate_policy_against_references():
+    env = EnvConfig(n_agents=4, n_days=20)
+    days = np.array([3, 11, 17])
+    references = reference_costs(env, days)
+    assert references["grid_only_bills"].shape == (3, 4)
+    grid_only = evaluate_policy(env, GridOnly(), days, references)
+    np.testing.assert_array_equal(grid_only["community_cost"], references["grid_only"])
+    np.testing.assert_array_equal(grid_only["share_of_optimal_saving"], 0.0)
+    np.testing.assert_array_equal(grid_only["savings_gini"], 0.0)
+    optimal = evaluate_policy(env, OptimalPolicy(network=True), days, references)
+    np.testing.assert_allclose(optimal["community_cost"], references["optimal"], rtol=1e-6)
+    rule = evaluate_policy(env, SelfConsumption(), days, references)
+    assert np.all(rule["community_cost"] >= references["optimal"] - 1e-9)
+    # Without references only the KPIs of the policy's own infos.
+    plain = evaluate_policy(env, SelfConsumption(), days)
+    assert set(rule) - set(plain) == {"saving_vs_grid_only", "savings_gini", "share_of_optimal_saving"}
+    for key, values in plain.items():
+        np.testing.assert_array_equal(values, rule[key], err_msg=key)
+
+
+def test_select_days():
+    core = CommunityCore(EnvConfig(n_agents=4, n_days=30))
+    days, plot_day = select_days(core, max_days=3)
+    np.testing.assert_array_equal(days, core.test_days[:3])
+    assert plot_day == days[np.argmax(core.profiles.pv_kw[days].sum(axis=(1, 2)))]
+    assert select_days(core, None, int(core.test_days[-1]))[1] == core.test_days[-1]
+    with pytest.raises(ConfigError, match=r"plot_day=\d+ is not among the evaluated test days"):
+        select_days(core, 2, int(core.test_days[-1]))
