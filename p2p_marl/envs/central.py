@@ -32,7 +32,10 @@ def _central_spaces(n_agents: int) -> tuple[spaces.Box, spaces.Box]:
 class CommunityCentralEnv(gym.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, config: EnvConfig | None = None, **kwargs: Any):
+    def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None, **kwargs: Any):
+        if render_mode is not None:
+            # A TypeError, like an unexpected keyword, so that callers such as SB3's make_vec_env retry without it.
+            raise TypeError(f"CommunityCentralEnv has no render modes; got render_mode={render_mode!r}")
         self.config = make_config(config, **kwargs)
         self.core = CommunityCore(self.config, batch_size=1)
         self.observation_space, self.action_space = _central_spaces(self.config.n_agents)
@@ -50,7 +53,7 @@ class CommunityCentralEnv(gym.Env):
 
 
 class CommunityCentralVectorEnv(VectorEnv):
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, **kwargs: Any):
         self.config = make_config(config, **kwargs)
