@@ -1,0 +1,481 @@
+"""Perfect-foresight centralised optimum of a community-day: a linear program solved with HiGHS.
+
+The optimum knows the whole day's load, PV and tariffs in advance and dispatches every battery of the
+community together. It is the lower bound on the community cost that every learner is measured against.
+
+Model (one community, one day of ``T = config.steps_per_episode`` steps of ``dt_h`` hours; it mirrors
+``p2p_marl.sim.community``, whose module docstring defines the cost)
+---------------------------------------------------------------------------------------------------
+Decisions, for every household m with a battery (capacity and power limit > 0) and step t:
+
+    charge_kw c[t, m] in [0, max_kw_m],  discharge_kw d[t, m] in [0, max_kw_m]   (at the meter)
+    energy_kwh e[t, m] after step t in [soc_min, soc_max] * capacity_kwh_m
+    e[t, m] = e[t-1, m] + (charge_efficiency * c - d / discharge_efficiency) * dt_h,
+    e[-1, m] = soc_initial * capacity_kwh_m (no end-of-day condition: the episode ends with the day)
+
+and for the community, grid import I[t] >= 0 and export X[t] >= 0 (kW) with
+
+    I[t] - X[t] = sum_n net_kw[t, n],   net_kw = load_kw - pv_kw + c - d   (c = d = 0 without a battery).
+
+Why community-level exchange is exact: ``OptimalPolicy`` bids the retail price (share 1) for every net buyer and
+asks the feed-in tariff (share 0) for every net seller. Every bid is then at least every ask, so every market
+mechanism matches the short side completely; the community exchanges exactly ``max(+-sum net, 0)`` with the grid,
+and P2P payments cancel in the community sum (budget balance). Objective (money):
+
+    sum_t (retail[t] * I[t] - feed_in[t] * X[t]) * dt_h + degradation_cost_per_kwh * sum (c + d) * dt_h
+    + network penalty (exactly the environment's)
+
+Network (``network=True``; LinDistFlow with the feeder's own matrices; the reactive load ``Q = load_kw * q_per_p``
+is fixed, not a decision):
+
+* Voltage at every bus ``v[t] = v_slack - net_kw[t] @ sens_p - Q[t] @ sens_q``. Slacks ``under, over >= 0`` with
+  ``v + under - over`` in [v_min_pu, v_max_pu] cost ``voltage_penalty_per_pu_h * dt_h`` per p.u.; at the optimum
+  ``under + over`` is the band excess, so this term *is* the environment's voltage penalty.
+* Lines (``P_l = net_kw @ downstream[:, l]``) and the transformer (``P = I - X``, ``Q = sum Q``): the environment
+  charges ``overload_penalty_per_kvah * dt_h * max(hypot(P, Q) - rating, 0)``, convex in P because Q is fixed.
+  Its epigraph is written with tangent cuts ``overload_kva >= a * P - b``: first at ``P = +-P_max``, ``P_max =
+  sqrt(rating^2 - Q^2)`` (where the overload starts: the limit is exactly ``|P| <= P_max`` while nothing
+  overloads), then, while the solution overloads anything, a cut at the solution's own P is added and the LP is
+  solved again from its basis (Kelley's cutting planes). Every cut underestimates the penalty, so each round's
+  objective is a lower bound on the optimum, and the schedule's true cost an upper one; rounds stop when the two
+  agree to ``CUT_RELATIVE_GAP``. A limit that no dispatch can meet is therefore penalised as in the
+  environment, not infeasible (where the reactive load alone exceeds a rating, the first cut is the constant
+  ``Q - rating``).
+* Rows that cannot bind are left out: a voltage, line or transformer limit that holds even with every battery at
+  full charge or discharge power gets no row (this keeps the LP of a feeder with headroom small).
+
+A battery cannot charge and discharge in the same step in the environment (one signed setpoint), but the LP
+may: doing both burns ``(1 - charge_efficiency * discharge_efficiency)`` of the energy, which only pays when
+extra consumption relieves an over-voltage or an export overload (or when it costs nothing at all). When the LP
+solution does that, the day is solved again as a mixed-integer program with one binary per battery and step
+(charge or discharge), exactly the set of schedules the environment can act out. That happens only when network
+penalties far outweigh energy prices (never with the default penalties on the default feeders), and such a
+program can take minutes: branch and bound stops at ``MIP_RELATIVE_GAP`` and ``lower_bound`` keeps the proven bound.
+
+The constraint matrix is built from numpy index arrays in one vectorised pass per block (no loop over steps or
+households) and handed to HiGHS (highspy) column-wise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from p2p_marl.sim.community import CommunityCore
+
+# A battery is taken to charge and discharge at once if both exceed this (kW): well above HiGHS's
+# feasibility tolerance (1e-7), far below any power that changes a bill.
+SIMULTANEOUS_TOLERANCE_KW = 1e-6
+# The mixed-integer fallback stops at this relative gap between its schedule's cost and its proven lower bound.
+MIP_RELATIVE_GAP = 1e-6
+# Cutting planes stop when the true overload penalty exceeds the LP's by at most this share of the cost
+# (about where HiGHS's own 1e-7 tolerances stall further rounds).
+CUT_RELATIVE_GAP = 1e-7
+MAX_CUT_ROUNDS = 100
+
+
+class OptimalSolveError(RuntimeError):
+    """HiGHS did not report an optimal solution for a community-day."""
+
+
+@dataclass(frozen=True, eq=False)
+class OptimalSchedule:
+    """The optimal dispatch of one community-day (see the module docstring).
+
+    ``cost`` (money) is the community cost of acting the schedule out in the environment, network penalties
+    included; ``lower_bound`` is the proven bound on the optimum (equal to ``cost`` up to ``CUT_RELATIVE_GAP``
+    for a plain LP unless ``MAX_CUT_ROUNDS`` ran out, up to ``MIP_RELATIVE_GAP`` for the mixed-integer fallback).
+    """
+
+    day: int
+    network: bool
+    cost: float
+    lower_bound: float
+    charge_kw: np.ndarray  # (T, N) at the meter; 0 for households without a battery
+    discharge_kw: np.ndarray  # (T, N)
+    grid_import_kw: np.ndarray  # (T,) community import
+    grid_export_kw: np.ndarray  # (T,) community export
+    network_penalty: float  # money: the voltage and overload penalties within ``cost``
+    overload_kva: np.ndarray  # (T,) summed line and transformer overload (the environment's feeder_overload_kva)
+    mixed_integer: bool  # solved again with charge-or-discharge binaries (see the module docstring)
+    cut_rounds: int  # overload cuts added after the first solve
+    n_columns: int
+    n_rows: int
+    n_nonzeros: int
+    build_s: float  # seconds to build the model and pass it to HiGHS
+    solve_s: float  # seconds HiGHS ran, all rounds together
+
+    def household_net_kw(self, core: CommunityCore) -> np.ndarray:
+        """(T, N) net consumption at each meter, load - PV + charge - discharge (kW), on ``core``'s profiles."""
+        steps = self.charge_kw.shape[0]
+        return (core.profiles.load_kw[self.day, :steps] - core.profiles.pv_kw[self.day, :steps]
+                + self.charge_kw - self.discharge_kw)
+
+
+class _ModelBuilder:
+    """Columns, rows and sparse coefficients of an LP, added block by block as numpy index arrays."""
+
+    def __init__(self) -> None:
+        self.n_col = 0
+        self.n_row = 0
+        self._cols: list[tuple[np.ndarray, ...]] = []  # (cost, lower, upper)
+        self._rows: list[tuple[np.ndarray, ...]] = []  # (lower, upper)
+        self._entries: list[tuple[np.ndarray, ...]] = []  # (row, col, value)
+
+    def columns(self, shape: tuple[int, ...], cost, lower, upper) -> np.ndarray:
+        """Add ``prod(shape)`` columns; cost and bounds broadcast to ``shape``. Returns their indices."""
+        index = self.n_col + np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+        self.n_col += index.size
+        self._cols.append(tuple(np.broadcast_to(np.asarray(a, dtype=np.float64), shape).ravel()
+                                for a in (cost, lower, upper)))
+        return index
+
+    def rows(self, shape: tuple[int, ...], lower, upper) -> np.ndarray:
+        """Add ``prod(shape)`` rows ``lower <= a x <= upper`` (bounds broadcast to ``shape``). Returns their indices."""
+        index = self.n_row + np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+        self.n_row += index.size
+        self._rows.append(tuple(np.broadcast_to(np.asarray(a, dtype=np.float64), shape).ravel()
+                                for a in (lower, upper)))
+        return index
+
+    def entries(self, rows, cols, values) -> None:
+        """Set coefficients ``a[rows, cols] = values`` (all three broadcast together)."""
+        rows, cols, values = np.broadcast_arrays(rows, cols, np.asarray(values, dtype=np.float64))
+        self._entries.append((rows.ravel(), cols.ravel(), values.ravel()))
+
+    def highs_lp(self, integer_columns: np.ndarray | None) -> tuple[highspy.HighsLp, np.ndarray, int]:
+        """The model as a column-wise ``HighsLp``, its cost vector and its number of non-zeros."""
+        cost, col_lower, col_upper = (np.concatenate(parts) for parts in zip(*self._cols))
+        row_lower, row_upper = (np.concatenate(parts) for parts in zip(*self._rows))
+        rows, cols, values = (np.concatenate(parts) for parts in zip(*self._entries))
+        matrix = sp.csc_matrix((values, (rows, cols)), shape=(self.n_row, self.n_col))
+        lp = highspy.HighsLp()  # HiGHS reads +-inf bounds as unbounded (kHighsInf is inf)
+        lp.num_col_, lp.num_row_ = self.n_col, self.n_row
+        lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, col_lower, col_upper
+        lp.row_lower_, lp.row_upper_ = row_lower, row_upper
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = self.n_col, self.n_row
+        lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+        lp.a_matrix_.value_ = matrix.data
+        if integer_columns is not None:
+            integrality = np.full(self.n_col, highspy.HighsVarType.kContinuous)
+            integrality[integer_columns.ravel()] = highspy.HighsVarType.kInteger
+            lp.integrality_ = integrality.tolist()
+        return lp, cost, matrix.nnz
+
+
+def _couple_batteries(model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray,
+                      matrix: np.ndarray, charge: np.ndarray, discharge: np.ndarray) -> None:
+    """Add ``sum_m matrix[m, elements[k]] * (charge[steps[k], m] - discharge[steps[k], m])`` to each ``rows[k]``.
+
+    ``matrix`` (M, n_elements) maps battery households to buses or lines (a sensitivity or path matrix); only
+    its non-zeros become coefficients, so a row touches only the batteries on its lateral.
+    """
+    by_element = sp.csc_matrix(matrix)
+    counts = np.diff(by_element.indptr)[elements]
+    # Positions of every selected element's non-zeros in the CSC arrays, without a Python loop.
+    first = np.repeat(by_element.indptr[elements] - np.cumsum(counts) + counts, counts)
+    position = first + np.arange(counts.sum())
+    battery = by_element.indices[position]
+    coef = by_element.data[position]
+    row, step = np.repeat(rows, counts), np.repeat(steps, counts)
+    model.entries(row, charge[step, battery], coef)
+    model.entries(row, discharge[step, battery], -coef)
+
+
+@dataclass(frozen=True)
+class _Overloads:
+    """Element-steps (line or transformer at a step) whose rating can be exceeded, one entry each."""
+
+    flow: np.ndarray  # column of the element's active power P (kW)
+    overload: np.ndarray  # column of its overload (kVA), >= the tangent cuts
+    step: np.ndarray  # step of each entry
+    q_kvar: np.ndarray  # its fixed reactive power
+    rating_kva: np.ndarray
+
+
+def _tangent_cuts(flow_kw: np.ndarray, q_kvar: np.ndarray, rating_kva: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) with ``overload >= a * P - b`` tangent to ``hypot(P, Q) - rating`` at ``P = flow_kw``."""
+    apparent = np.hypot(flow_kw, q_kvar)
+    slope = np.divide(flow_kw, apparent, out=np.zeros_like(flow_kw), where=apparent > 0)
+    return slope, slope * flow_kw - (apparent - rating_kva)
+
+
+def _add_overload_elements(model: _ModelBuilder, shape: tuple[int, ...], may_overload: np.ndarray,
+                           q_kvar: np.ndarray, rating_kva, price: float) -> tuple[np.ndarray, np.ndarray, _Overloads]:
+    """Flow and overload columns and first cuts for the ``may_overload`` entries of a (T, ...) element grid.
+
+    Returns (the selected steps, the selected element indices within a step, the overload bookkeeping); the
+    caller ties each flow column to the batteries.
+    """
+    selected = np.nonzero(may_overload)
+    step = selected[0]
+    element = selected[1] if len(shape) > 1 else np.zeros_like(step)
+    q = q_kvar[selected]
+    rating = np.broadcast_to(rating_kva, shape)[selected]
+    count = step.size
+    meetable = q < rating
+    flow = model.columns((count,), 0.0, -np.inf, np.inf)
+    overload = model.columns((count,), price, np.where(meetable, 0.0, q - rating), np.inf)
+    # First cuts at P = +-P_max, where the overload starts (the limit |P| <= P_max while nothing overloads).
+    p_max_kw = np.sqrt(np.maximum(rating**2 - q**2, 0.0))[meetable]
+    for sign in (1.0, -1.0):
+        slope, offset = _tangent_cuts(sign * p_max_kw, q[meetable], rating[meetable])
+        cuts = model.rows((int(meetable.sum()),), -np.inf, offset)
+        model.entries(cuts, flow[meetable], slope)
+        model.entries(cuts, overload[meetable], -1.0)
+    return step, element, _Overloads(flow, overload, step, q, rating)
+
+
+@dataclass(frozen=True)
+class _Model:
+    builder: _ModelBuilder
+    batteries: np.ndarray  # household index of each battery column
+    charge: np.ndarray  # (T, M) column indices
+    discharge: np.ndarray
+    grid_import: np.ndarray  # (T,)
+    grid_export: np.ndarray
+    voltage_slack: np.ndarray  # column indices of the voltage slacks
+    overloads: _Overloads
+    integer_columns: np.ndarray | None
+
+
+def _build_model(core: CommunityCore, day: int, network: bool, binary_cells: np.ndarray | None) -> _Model:
+    """The program of one day; ``binary_cells`` (T, N) marks the steps and households that get a charge-or-discharge
+    binary (None: a plain LP)."""
+    cfg, battery, feeder, dt_h = core.config, core.battery, core.feeder, core.dt_h
+    steps = cfg.steps_per_episode
+    load_kw = core.profiles.load_kw[day, :steps]
+    base_kw = load_kw - core.profiles.pv_kw[day, :steps]  # (T, N) net consumption with idle batteries
+    q_kvar = load_kw * core.q_per_p
+    batteries = np.flatnonzero((battery.capacity_kwh > 0) & (battery.max_kw > 0))
+    capacity_kwh = battery.capacity_kwh[batteries]
+    max_kw = battery.max_kw[batteries]
+    shape = (steps, batteries.size)
+
+    model = _ModelBuilder()
+    degradation = cfg.degradation_cost_per_kwh * dt_h
+    charge = model.columns(shape, degradation, 0.0, max_kw)
+    discharge = model.columns(shape, degradation, 0.0, max_kw)
+    energy = model.columns(shape, 0.0, battery.soc_min * capacity_kwh, battery.soc_max * capacity_kwh)
+    grid_import = model.columns((steps,), core.retail_per_kwh[:steps] * dt_h, 0.0, np.inf)
+    grid_export = model.columns((steps,), -core.feed_in_per_kwh[:steps] * dt_h, 0.0, np.inf)
+
+    # SoC dynamics: e[t] - e[t-1] - eta_c dt c[t] + dt / eta_d d[t] = (e_initial at t = 0, else 0)
+    initial_kwh = np.where(np.arange(steps)[:, None] == 0, cfg.soc_initial * capacity_kwh, 0.0)
+    dynamics = model.rows(shape, initial_kwh, initial_kwh)
+    model.entries(dynamics, energy, 1.0)
+    model.entries(dynamics[1:], energy[:-1], -1.0)
+    model.entries(dynamics, charge, -battery.charge_efficiency * dt_h)
+    model.entries(dynamics, discharge, dt_h / battery.discharge_efficiency)
+
+    # Community balance: I - X - sum (c - d) = sum (load - pv)
+    balance = model.rows((steps,), base_kw.sum(axis=1), base_kw.sum(axis=1))
+    model.entries(balance, grid_import, 1.0)
+    model.entries(balance, grid_export, -1.0)
+    model.entries(balance[:, None], charge, -1.0)
+    model.entries(balance[:, None], discharge, 1.0)
+
+    no_columns = np.zeros(0, dtype=np.int64)
+    voltage_slack = no_columns
+    overloads = _Overloads(no_columns, no_columns, no_columns, np.zeros(0), np.zeros(0))
+    if network:
+        # Voltage band with priced slacks: v0 - (c - d) @ sens_p + under - over in [v_min, v_max]
+        sens_p = feeder.voltage_sens_p_pu_per_kw[batteries]  # (M, n_bus), >= 0
+        v0_pu = (feeder.v_slack_pu - base_kw @ feeder.voltage_sens_p_pu_per_kw
+                 - q_kvar @ feeder.voltage_sens_q_pu_per_kvar)  # (T, n_bus) with idle batteries
+        swing_pu = max_kw @ sens_p  # the most all batteries together can move each bus
+        step, bus = np.nonzero((v0_pu - swing_pu < cfg.v_min_pu) | (v0_pu + swing_pu > cfg.v_max_pu))
+        voltage_slack = model.columns((2, step.size), cfg.voltage_penalty_per_pu_h * dt_h, 0.0, np.inf)
+        voltage = model.rows((step.size,), cfg.v_min_pu - v0_pu[step, bus], cfg.v_max_pu - v0_pu[step, bus])
+        _couple_batteries(model, voltage, step, bus, -sens_p, charge, discharge)
+        model.entries(voltage, voltage_slack[0], 1.0)
+        model.entries(voltage, voltage_slack[1], -1.0)
+
+        # Lines: flow P_l - (c - d) @ downstream = (load - pv) @ downstream, where it could overload.
+        price = cfg.overload_penalty_per_kvah * dt_h
+        downstream = feeder.downstream[batteries]
+        line_base_kw = base_kw @ feeder.downstream
+        line_q_kvar = q_kvar @ feeder.downstream
+        reach_kw = np.abs(line_base_kw) + max_kw @ downstream
+        may_overload = np.hypot(reach_kw, line_q_kvar) > feeder.line_rating_kva
+        step, line, lines = _add_overload_elements(model, line_base_kw.shape, may_overload, line_q_kvar,
+                                                   feeder.line_rating_kva, price)
+        flow_rows = model.rows((step.size,), line_base_kw[step, line], line_base_kw[step, line])
+        model.entries(flow_rows, lines.flow, 1.0)
+        _couple_batteries(model, flow_rows, step, line, -downstream, charge, discharge)
+
+        # Transformer: flow P = I - X.
+        trafo_q_kvar = q_kvar.sum(axis=1)
+        reach_kw = np.abs(base_kw.sum(axis=1)) + max_kw.sum()
+        may_overload = np.hypot(reach_kw, trafo_q_kvar) > feeder.transformer_kva
+        step, _, trafo = _add_overload_elements(model, (steps,), may_overload, trafo_q_kvar,
+                                                feeder.transformer_kva, price)
+        flow_rows = model.rows((step.size,), 0.0, 0.0)
+        model.entries(flow_rows, trafo.flow, 1.0)
+        model.entries(flow_rows, grid_import[step], -1.0)
+        model.entries(flow_rows, grid_export[step], 1.0)
+        overloads = _Overloads(*(np.concatenate([getattr(lines, f), getattr(trafo, f)])
+                                 for f in ("flow", "overload", "step", "q_kvar", "rating_kva")))
+
+    integer_columns = None
+    if binary_cells is not None:  # charge_kw <= max_kw * z, discharge_kw <= max_kw * (1 - z), z binary
+        step, cell = np.nonzero(binary_cells[:steps, batteries])
+        integer_columns = model.columns((step.size,), 0.0, 0.0, 1.0)
+        charge_cap = model.rows((step.size,), -np.inf, 0.0)
+        model.entries(charge_cap, charge[step, cell], 1.0)
+        model.entries(charge_cap, integer_columns, -max_kw[cell])
+        discharge_cap = model.rows((step.size,), -np.inf, max_kw[cell])
+        model.entries(discharge_cap, discharge[step, cell], 1.0)
+        model.entries(discharge_cap, integer_columns, max_kw[cell])
+    return _Model(model, batteries, charge, discharge, grid_import, grid_export, voltage_slack, overloads,
+                  integer_columns)
+
+
+def _run(highs: highspy.Highs, day: int, network: bool, mixed_integer: bool, time_limit_s: float) -> float:
+    """Run HiGHS, raise unless optimal; returns the seconds it ran."""
+    start = time.perf_counter()
+    highs.run()
+    seconds = time.perf_counter() - start
+    status = highs.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        hint = (f"; the LP charges and discharges batteries at once to relieve the network, and the mixed-integer "
+                f"program that forbids it did not finish within mip_time_limit_s={time_limit_s}: raise it, or "
+                "lower voltage_penalty_per_pu_h / overload_penalty_per_kvah" if mixed_integer else "")
+        raise OptimalSolveError(f"HiGHS did not solve the optimal dispatch of day {day} to optimality "
+                                f"(network={network}, mixed_integer={mixed_integer}): "
+                                f"{highs.modelStatusToString(status)}{hint}")
+    return seconds
+
+
+def _solve(core: CommunityCore, day: int, network: bool, binary_cells: np.ndarray | None, mip_time_limit_s: float
+           ) -> OptimalSchedule:
+    mixed_integer = binary_cells is not None
+    start = time.perf_counter()
+    model = _build_model(core, day, network, binary_cells)
+    lp, cost_vector, n_nonzeros = model.builder.highs_lp(model.integer_columns)
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    if mixed_integer:
+        highs.setOptionValue("mip_rel_gap", MIP_RELATIVE_GAP)
+        highs.setOptionValue("time_limit", float(mip_time_limit_s))
+    highs.passModel(lp)
+    build_s = time.perf_counter() - start
+
+    overloads = model.overloads
+    overload_price = core.config.overload_penalty_per_kvah * core.dt_h
+    solve_s = 0.0
+    for cut_round in range(MAX_CUT_ROUNDS + 1):
+        solve_s += _run(highs, day, network, mixed_integer, mip_time_limit_s)
+        x = np.asarray(highs.getSolution().col_value)
+        info = highs.getInfo()
+        objective = float(info.objective_function_value)
+        flow_kw = x[overloads.flow]
+        true_overload_kva = np.maximum(np.hypot(flow_kw, overloads.q_kvar) - overloads.rating_kva, 0.0)
+        underestimate_kva = np.maximum(true_overload_kva - x[overloads.overload], 0.0)
+        gap = overload_price * underestimate_kva.sum()
+        if gap <= CUT_RELATIVE_GAP * max(1.0, abs(objective)) or cut_round == MAX_CUT_ROUNDS:
+            break
+        cut = np.flatnonzero(underestimate_kva > 0)
+        slope, offset = _tangent_cuts(flow_kw[cut], overloads.q_kvar[cut], overloads.rating_kva[cut])
+        highs.addRows(cut.size, np.full(cut.size, -np.inf), offset, 2 * cut.size,
+                      np.arange(0, 2 * cut.size, 2, dtype=np.int32),
+                      np.stack([overloads.flow[cut], overloads.overload[cut]], axis=1).ravel().astype(np.int32),
+                      np.stack([slope, -np.ones(cut.size)], axis=1).ravel())
+
+    steps = model.charge.shape[0]
+
+    def per_household(columns: np.ndarray) -> np.ndarray:
+        out = np.zeros((steps, core.n_agents))
+        out[:, model.batteries] = x[columns]
+        return out
+
+    lower_bound = float(info.mip_dual_bound) if mixed_integer else objective
+    voltage_penalty = float(cost_vector[model.voltage_slack].ravel() @ x[model.voltage_slack].ravel())
+    return OptimalSchedule(
+        day=day, network=network, cost=objective + float(gap), lower_bound=lower_bound,
+        charge_kw=per_household(model.charge), discharge_kw=per_household(model.discharge),
+        grid_import_kw=x[model.grid_import], grid_export_kw=x[model.grid_export],
+        network_penalty=voltage_penalty + overload_price * true_overload_kva.sum(),
+        overload_kva=np.bincount(overloads.step, weights=true_overload_kva, minlength=steps),
+        mixed_integer=mixed_integer, cut_rounds=cut_round, n_columns=lp.num_col_, n_rows=lp.num_row_,
+        n_nonzeros=n_nonzeros, build_s=build_s, solve_s=solve_s)
+
+
+def _check_day(core: CommunityCore, day) -> int:
+    if isinstance(day, bool) or not isinstance(day, (int, np.integer)) or not 0 <= day < core.profiles.n_days:
+        raise ValueError(f"day must be a day index in [0, {core.profiles.n_days - 1}], got {day!r}")
+    return int(day)
+
+
+def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_time_limit_s: float = 300.0
+                      ) -> OptimalSchedule:
+    """The minimum-cost dispatch of ``core``'s community on profile day ``day`` (see the module docstring).
+
+    ``network=False`` drops the feeder (no voltage, line or transformer terms: the environment may then add
+    penalties the schedule ignores). ``mip_time_limit_s`` bounds the mixed-integer fallback only. Raises
+    ``OptimalSolveError`` (naming the day) if HiGHS reports anything but an optimal solution.
+    """
+    day = _check_day(core, day)
+    if isinstance(mip_time_limit_s, bool) or not isinstance(mip_time_limit_s, (int, float)) or mip_time_limit_s <= 0:
+        raise ValueError(f"mip_time_limit_s must be a number of seconds > 0, got {mip_time_limit_s!r}")
+    schedule = _solve(core, day, network, None, mip_time_limit_s)
+    build_s, solve_s = schedule.build_s, schedule.solve_s
+    # Binaries only where a solution charges and discharges at once: elsewhere net consumption has a positive
+    # price and the relaxation never does it. Grow the set until the solution stops doing it anywhere.
+    binary_cells = np.zeros(schedule.charge_kw.shape, dtype=bool)
+    while True:
+        simultaneous = np.minimum(schedule.charge_kw, schedule.discharge_kw) > SIMULTANEOUS_TOLERANCE_KW
+        if not (simultaneous & ~binary_cells).any():
+            return dataclasses.replace(schedule, build_s=build_s, solve_s=solve_s)
+        binary_cells |= simultaneous
+        schedule = _solve(core, day, network, binary_cells, mip_time_limit_s)
+        build_s, solve_s = build_s + schedule.build_s, solve_s + schedule.solve_s
+
+
+class OptimalPolicy:
+    """Acts out the perfect-foresight optimum of each community's day (a ``Policy``).
+
+    ``reset(core)`` solves one program per distinct day in ``core.days``; ``act`` then plays the schedule:
+    battery setpoint share ``(charge - discharge) / max_kw`` and price share 1 (bid retail) for net buyers,
+    0 (ask feed-in) for net sellers, so that the market matches all community-internal trades.
+    """
+
+    name = "optimal"
+
+    def __init__(self, network: bool = True, progress: bool = False):
+        self.network = network
+        self.progress = progress
+        self.schedules: list[OptimalSchedule] = []
+        self._core: CommunityCore | None = None
+        self._days = np.zeros(0, dtype=np.int64)
+        self._actions = np.zeros((0, 0, 0, 2))  # (B, T, N, 2)
+
+    def reset(self, core: CommunityCore) -> None:
+        days = np.array(core.days, dtype=np.int64)
+        solved = {int(day): solve_optimal_day(core, int(day), self.network)
+                  for day in tqdm(np.unique(days), desc="optimal dispatch", unit="day", leave=False,
+                                  disable=None if self.progress else True)}
+        self.schedules = [solved[int(day)] for day in days]
+        max_kw = core.battery.max_kw
+        actions = []
+        for schedule in self.schedules:
+            power_kw = schedule.charge_kw - schedule.discharge_kw
+            setpoint = np.divide(power_kw, max_kw, out=np.zeros_like(power_kw), where=max_kw > 0).clip(-1.0, 1.0)
+            price = (schedule.household_net_kw(core) > 0).astype(np.float64)
+            actions.append(np.stack([setpoint, price], axis=-1))
+        self._core, self._days, self._actions = core, days, np.stack(actions)
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        if core is not self._core or not np.array_equal(core.days, self._days):
+            raise RuntimeError("OptimalPolicy.act: the core's days differ from the planned ones; "
+                               "call policy.reset(core) after core.reset()")
+        return self._actions[:, core.t]

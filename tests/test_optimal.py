@@ -1,0 +1,217 @@
+"""The perfect-foresight optimum: acted out, the environment charges exactly its cost, and nothing beats it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from p2p_marl.baselines.optimal import OptimalPolicy, OptimalSolveError, solve_optimal_day
+from p2p_marl.baselines.rules import GridOnly, SelfConsumption, TimeOfUse, ZeroIntelligence
+from p2p_marl.config import EnvConfig, make_config
+from p2p_marl.evaluation.rollout import rollout
+from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.profiles import ProfileSet
+
+COMMUNITY_10 = Path(__file__).resolve().parents[1] / "configs" / "env" / "community_10.yaml"
+FEEDER_VIOLATIONS = ("feeder_undervoltage_pu", "feeder_overvoltage_pu", "feeder_overload_kva")
+
+
+def community_10(**overrides) -> EnvConfig:
+    return make_config(EnvConfig(**yaml.safe_load(COMMUNITY_10.read_text())), **overrides)
+
+
+def community_cost(infos: dict[str, np.ndarray]) -> np.ndarray:
+    """(B,) the community's summed cost of each day."""
+    return infos["cost"].sum(axis=(1, 2))
+
+
+def act_out(config: EnvConfig, days, network: bool = True) -> tuple[OptimalPolicy, dict[str, np.ndarray]]:
+    """Roll the optimum out on ``days`` and check that the environment charges exactly the schedule's cost."""
+    days = np.asarray(days)
+    core = CommunityCore(config, batch_size=days.size)
+    policy = OptimalPolicy(network=network)
+    infos = rollout(core, policy, days)
+    schedules = policy.schedules
+    np.testing.assert_allclose(community_cost(infos), [s.cost for s in schedules], rtol=1e-6, atol=1e-9)
+    # The environment executed the planned battery powers (no clipping by SoC or power limits).
+    for key, field in (("battery_charge_kwh", "charge_kw"), ("battery_discharge_kwh", "discharge_kw")):
+        planned_kwh = np.stack([getattr(s, field) for s in schedules]) * config.dt_h
+        np.testing.assert_allclose(infos[key], planned_kwh, atol=1e-8)
+    return policy, infos
+
+
+def assert_no_violation(infos: dict[str, np.ndarray]) -> None:
+    for key in FEEDER_VIOLATIONS:
+        assert infos[key].max() <= 1e-9, f"{key} = {infos[key].max()}"
+
+
+def sunniest_days(config: EnvConfig, count: int) -> np.ndarray:
+    profiles = CommunityCore(config).profiles
+    return np.argsort(profiles.pv_kw.sum(axis=(1, 2)))[::-1][:count]
+
+
+def one_household(load_kw: np.ndarray, pv_kw: np.ndarray, **overrides) -> CommunityCore:
+    """A single prosumer on its own line, the same hourly profile on two days."""
+    steps = load_kw.size
+    profiles = ProfileSet(np.broadcast_to(load_kw[:, None], (2, steps, 1)),
+                          np.broadcast_to(pv_kw[:, None], (2, steps, 1)), np.array([True]), np.array([0, 1]),
+                          dt_h=24.0 / steps)
+    config = make_config(EnvConfig(), n_agents=1, dt_h=24.0 / steps, n_laterals=1, **overrides)
+    return CommunityCore(config, profiles=profiles)
+
+
+# ------------------------------------------------------------------ consistency
+
+
+def test_acted_out_cost_equals_the_lp_objective_on_train_and_test_days():
+    config = community_10()
+    core = CommunityCore(config)
+    days = np.concatenate([core.train_days[[0, core.train_days.size // 2, -1]],
+                           core.test_days[[0, core.test_days.size // 2, -1]], sunniest_days(config, 1)])
+    policy, infos = act_out(config, days)
+    assert_no_violation(infos)
+    for schedule in policy.schedules:
+        assert not schedule.mixed_integer
+        assert schedule.cost == pytest.approx(schedule.lower_bound, rel=1e-9)
+        assert schedule.charge_kw.shape == (config.steps_per_episode, config.n_agents)
+        # Community exchange: I - X is the summed net power, and never both at once.
+        net_kw = schedule.household_net_kw(core).sum(axis=1)
+        np.testing.assert_allclose(schedule.grid_import_kw - schedule.grid_export_kw, net_kw, atol=1e-7)
+        assert np.minimum(schedule.grid_import_kw, schedule.grid_export_kw).max() <= 1e-7
+
+
+@pytest.mark.parametrize("market", ["pay_as_bid", "mid_market"])
+def test_every_market_clears_the_community_internally(market):
+    config = community_10(market=market)
+    days = CommunityCore(config).test_days[:2]
+    _, infos = act_out(config, days)
+    assert_no_violation(infos)
+
+
+def test_a_shortened_episode_is_planned_over_its_own_steps():
+    config = community_10(max_cycles=20)
+    policy, _ = act_out(config, CommunityCore(config).test_days[:2])
+    assert all(s.charge_kw.shape == (20, config.n_agents) for s in policy.schedules)
+
+
+# ------------------------------------------------------------------ lower bound
+
+
+def test_optimum_is_a_lower_bound_on_every_benchmark():
+    config = community_10()
+    days = CommunityCore(config).test_days[::8]
+    core = CommunityCore(config, batch_size=days.size)
+    optimal = community_cost(rollout(core, OptimalPolicy(), days))
+    grid_only = community_cost(rollout(core, GridOnly(), days))
+    for policy in (GridOnly(), SelfConsumption(), TimeOfUse(), ZeroIntelligence(seed=0)):
+        cost = community_cost(rollout(core, policy, days))
+        assert np.all(optimal <= cost + 1e-9), f"{policy.name}: {cost - optimal}"
+    assert optimal.sum() < grid_only.sum() - 1.0  # batteries and perfect foresight save real money
+
+
+# ------------------------------------------------------------------ a case checked by hand
+
+
+def test_one_battery_shifts_exactly_the_peak_load():
+    """Flat 1 kW load, retail 0.10 except 0.30 in the four peak hours 17-21, an empty battery charging at 90 %.
+
+    The optimum charges 4 / 0.9 kWh at 0.10 before the peak and discharges 1 kW through the peak:
+    cost = 0.10 * 20 h * 1 kW + 0.10 * 4 / 0.9 + 0.01 * (4 / 0.9 + 4) (degradation on the throughput).
+    """
+    core = one_household(np.ones(24), np.zeros(24), retail_offpeak_per_kwh=0.10, retail_shoulder_per_kwh=0.10,
+                         retail_peak_per_kwh=0.30, peak_start_h=17.0, peak_end_h=21.0, battery_kwh=10.0,
+                         battery_kw=5.0, charge_efficiency=0.9, discharge_efficiency=1.0, soc_min=0.1,
+                         soc_initial=0.1, degradation_cost_per_kwh=0.01)
+    schedule = solve_optimal_day(core, 0)
+    peak = slice(17, 21)
+    charged_kwh = 4.0 / 0.9
+    assert schedule.cost == pytest.approx(0.10 * 20 + 0.10 * charged_kwh + 0.01 * (charged_kwh + 4.0), rel=1e-9)
+    np.testing.assert_allclose(schedule.discharge_kw[peak, 0], 1.0, atol=1e-9)
+    assert schedule.discharge_kw.sum() == pytest.approx(4.0, abs=1e-9)
+    assert schedule.charge_kw[:17, 0].sum() == pytest.approx(charged_kwh, abs=1e-9)
+    assert schedule.charge_kw[17:, 0].sum() == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(schedule.grid_import_kw[peak], 0.0, atol=1e-9)
+    infos = rollout(core, OptimalPolicy(), np.array([0]))
+    assert community_cost(infos)[0] == pytest.approx(schedule.cost, rel=1e-9)
+
+
+# ------------------------------------------------------------------ the network
+
+
+def test_a_tight_voltage_band_binds_and_is_kept():
+    """With v_max = 1.041 p.u., the unconstrained optimum exports into an over-voltage on the sunniest days."""
+    config = community_10(v_max_pu=1.041)
+    days = sunniest_days(config, 3)
+    constrained, infos = act_out(config, days)
+    assert_no_violation(infos)
+    free = OptimalPolicy(network=False)
+    free_infos = rollout(CommunityCore(config, batch_size=days.size), free, days)
+    assert np.all(free_infos["feeder_overvoltage_pu"].sum(axis=(1, 2)) > 0)
+    lp_constrained = np.array([s.cost for s in constrained.schedules])
+    lp_free = np.array([s.cost for s in free.schedules])
+    assert np.all(lp_constrained >= lp_free - 1e-9) and np.any(lp_constrained > lp_free + 1e-4)
+    # Acted out, the network-blind schedule pays penalties that leave it behind the constrained optimum.
+    assert np.all(community_cost(free_infos) > lp_constrained)
+
+
+def test_a_tight_line_rating_binds_and_is_kept():
+    """5 kVA lines: the unconstrained optimum charges every battery at once in the night and overloads them."""
+    config = community_10(line_rating_kva=5.0)
+    days = CommunityCore(config).test_days[:4]
+    constrained, infos = act_out(config, days)
+    assert_no_violation(infos)
+    free = OptimalPolicy(network=False)
+    free_infos = rollout(CommunityCore(config, batch_size=days.size), free, days)
+    assert np.all(free_infos["feeder_overload_kva"].sum(axis=(1, 2)) > 0)
+    lp_constrained = np.array([s.cost for s in constrained.schedules])
+    assert np.all(lp_constrained >= np.array([s.cost for s in free.schedules]) - 1e-9)
+    assert np.all(community_cost(free_infos) > lp_constrained)
+
+
+def test_an_unavoidable_overload_is_priced_as_the_environment_prices_it():
+    """1 kVA lines overload whatever the batteries do: cutting planes make the LP charge the true penalty."""
+    config = community_10(line_rating_kva=1.0)
+    policy, infos = act_out(config, CommunityCore(config).test_days[:2])
+    for b, schedule in enumerate(policy.schedules):
+        assert schedule.cut_rounds > 0 and schedule.overload_kva.sum() > 0
+        assert schedule.lower_bound <= schedule.cost <= schedule.lower_bound + 1e-6 * abs(schedule.cost)
+        # The environment reports each step's feeder overload on every agent.
+        np.testing.assert_allclose(infos["feeder_overload_kva"][b, :, 0], schedule.overload_kva, rtol=1e-6,
+                                   atol=1e-9)
+        assert schedule.network_penalty > 0
+
+
+def test_a_battery_never_charges_and_discharges_in_one_step():
+    """Penalties far above energy prices make the LP burn energy by charging and discharging at once, which the
+    environment cannot do; the mixed-integer fallback finds the best schedule it can act out."""
+    pv_kw = np.where((np.arange(24) >= 8) & (np.arange(24) < 16), 6.0, 0.0)
+    core = one_household(np.full(24, 0.5), pv_kw, segment_km=0.5, battery_kwh=5.0, v_max_pu=1.035,
+                         voltage_penalty_per_pu_h=1000.0)
+    schedule = solve_optimal_day(core, 0)
+    assert schedule.mixed_integer
+    assert np.minimum(schedule.charge_kw, schedule.discharge_kw).max() <= 1e-9
+    assert schedule.lower_bound <= schedule.cost <= schedule.lower_bound + 1e-6 * abs(schedule.cost)
+    infos = rollout(core, OptimalPolicy(), np.array([0]))
+    assert community_cost(infos)[0] == pytest.approx(schedule.cost, rel=1e-6)
+    with pytest.raises(OptimalSolveError, match="day 0 .*mip_time_limit_s"):
+        solve_optimal_day(core, 0, mip_time_limit_s=1e-9)
+
+
+# ------------------------------------------------------------------ misuse
+
+
+def test_bad_arguments_are_named():
+    core = CommunityCore(community_10(n_days=10), batch_size=2)
+    with pytest.raises(ValueError, match=r"day must be a day index in \[0, 9\]"):
+        solve_optimal_day(core, 10)
+    with pytest.raises(ValueError, match="mip_time_limit_s"):
+        solve_optimal_day(core, 0, mip_time_limit_s=0.0)
+    core.reset(days=np.array([0, 1]))
+    policy = OptimalPolicy()
+    policy.reset(core)
+    obs = core.reset(days=np.array([2, 3]))  # a new episode the policy did not plan
+    with pytest.raises(RuntimeError, match=r"call policy.reset\(core\)"):
+        policy.act(core, obs)
