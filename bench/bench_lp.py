@@ -8,8 +8,9 @@ Communities (feeder parameters scaled with the size):
 * N = 50: configs/env/community_50.yaml (five short laterals of stiffer cable), and the same households on
   long laterals of community_10's cable with 40 kVA lines and a 120 kVA transformer, where the network binds on
   sunny days.
-* N = 200: community_50's cable on ten laterals with 250 kVA lines and a 1000 kVA transformer, and the long-lateral
-  variant (80 kVA lines, 400 kVA transformer).
+* N = 200: community_50's cable on ten laterals with 250 kVA lines and a 1000 kVA transformer. (200 households
+  on long laterals of community_10's cable over-voltage so much on sunny days that the LP burns energy and the
+  mixed-integer fallback runs into its time limit: not a timing case.)
 
 Each is timed on ``--days`` of its test days spread over the year, the sunniest included, with and without the
 network. Build = numpy model assembly and handing it to HiGHS; solve = HiGHS (all cutting-plane rounds). Then the
@@ -49,12 +50,10 @@ def env_config(name: str, **overrides) -> EnvConfig:
 CASES: tuple[tuple[str, EnvConfig], ...] = (
     ("community_10", env_config("community_10")),
     ("community_50", env_config("community_50")),
-    ("community_50, long laterals", env_config("community_50", **LONG_LATERALS, line_rating_kva=40.0,
-                                                transformer_kva=120.0)),
+    ("community_50 long laterals", env_config("community_50", **LONG_LATERALS, line_rating_kva=40.0,
+                                               transformer_kva=120.0)),
     ("200 households", env_config("community_50", n_agents=200, n_laterals=10, line_rating_kva=250.0,
                                   transformer_kva=1000.0)),
-    ("200 households, long laterals", env_config("community_50", n_agents=200, n_laterals=10, **LONG_LATERALS,
-                                                 line_rating_kva=80.0, transformer_kva=400.0)),
 )
 
 
@@ -76,13 +75,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.days < 2:
         parser.error(f"--days must be >= 2, got {args.days}")
-    console = Console()
+    console = Console(width=max(Console().width, 140))  # the tables do not fit 80 columns (pipes, CI logs)
 
-    table = Table(title=f"Optimal dispatch LP, one day ({args.days} test days each, sunniest included): "
-                        "mean over days, max where noted")
-    for column in ("community", "N", "batteries", "rows", "columns", "non-zeros", "build ms", "solve ms",
-                   "total ms (max)", "build share", "no network: total ms", "network binds on"):
-        table.add_column(column, justify="right")
+    table = Table(title=f"Optimal dispatch LP of one day with network constraints, {args.days} test days each "
+                        "(sunniest included): mean over days unless noted")
+    table.add_column("community", no_wrap=True)
+    for column in ("N", "batteries", "rows x columns\n(non-zeros)", "build\nms", "solve\nms", "slowest\nday ms",
+                   "build\nshare", "no network\nms", "network\nbinds"):
+        table.add_column(column, justify="right", no_wrap=True)
     target_total_s = []
     for name, config in CASES:
         core = CommunityCore(config)
@@ -96,13 +96,12 @@ def main(argv: list[str] | None = None) -> None:
         binds = sum(s.cost > f.cost + 1e-6 * max(1.0, abs(f.cost)) for s, f in zip(with_network, without))
         if config.n_agents == TARGET_N:
             target_total_s += [total_s(s) for s in with_network]
-        table.add_row(
-            name, str(config.n_agents), str(int(core.has_battery.sum())),
-            f"{np.mean([s.n_rows for s in with_network]):.0f}", f"{np.mean([s.n_columns for s in with_network]):.0f}",
-            f"{np.mean([s.n_nonzeros for s in with_network]):.0f}", f"{1e3 * build_s.mean():.1f}",
-            f"{1e3 * solve_s.mean():.1f}", f"{1e3 * (build_s + solve_s).max():.1f}",
-            f"{build_s.sum() / (build_s + solve_s).sum():.0%}", f"{1e3 * np.mean([total_s(s) for s in without]):.1f}",
-            f"{binds} of {days.size} days")
+        size = (f"{np.mean([s.n_rows for s in with_network]):.0f} x {np.mean([s.n_columns for s in with_network]):.0f}"
+                f" ({np.mean([s.n_nonzeros for s in with_network]):.0f})")
+        table.add_row(name, str(config.n_agents), str(int(core.has_battery.sum())), size,
+                      f"{1e3 * build_s.mean():.1f}", f"{1e3 * solve_s.mean():.1f}",
+                      f"{1e3 * (build_s + solve_s).max():.1f}", f"{build_s.sum() / (build_s + solve_s).sum():.0%}",
+                      f"{1e3 * np.mean([total_s(s) for s in without]):.1f}", f"{binds} of {days.size}")
     console.print(table)
 
     core = CommunityCore(env_config("community_10"))

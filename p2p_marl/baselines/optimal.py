@@ -48,9 +48,10 @@ A battery cannot charge and discharge in the same step in the environment (one s
 may: doing both burns ``(1 - charge_efficiency * discharge_efficiency)`` of the energy, which only pays when
 extra consumption relieves an over-voltage or an export overload (or when it costs nothing at all). When the LP
 solution does that, the day is solved again as a mixed-integer program with one binary per battery and step
-(charge or discharge), exactly the set of schedules the environment can act out. That happens only when network
-penalties far outweigh energy prices (never with the default penalties on the default feeders), and such a
-program can take minutes: branch and bound stops at ``MIP_RELATIVE_GAP`` and ``lower_bound`` keeps the proven bound.
+(charge or discharge), exactly the set of schedules the environment can act out; branch and bound stops at
+``MIP_RELATIVE_GAP`` and ``lower_bound`` keeps the proven bound. It happens only where the network is overwhelmed
+(no day of the year of configs/env/community_10.yaml or community_50.yaml needs it), and there such a program can
+take minutes: ``mip_time_limit_s`` turns that into an ``OptimalSolveError``.
 
 The constraint matrix is built from numpy index arrays in one vectorised pass per block (no loop over steps or
 households) and handed to HiGHS (highspy) column-wise.
@@ -104,8 +105,8 @@ class OptimalSchedule:
     network_penalty: float  # money: the voltage and overload penalties within ``cost``
     overload_kva: np.ndarray  # (T,) summed line and transformer overload (the environment's feeder_overload_kva)
     mixed_integer: bool  # solved again with charge-or-discharge binaries (see the module docstring)
-    cut_rounds: int  # overload cuts added after the first solve
-    n_columns: int
+    cut_rounds: int  # rounds of overload cuts added after the first solve
+    n_columns: int  # size of the model as built, before any cut rows
     n_rows: int
     n_nonzeros: int
     build_s: float  # seconds to build the model and pass it to HiGHS
@@ -248,9 +249,7 @@ class _Model:
     integer_columns: np.ndarray | None
 
 
-def _build_model(core: CommunityCore, day: int, network: bool, binary_cells: np.ndarray | None) -> _Model:
-    """The program of one day; ``binary_cells`` (T, N) marks the steps and households that get a charge-or-discharge
-    binary (None: a plain LP)."""
+def _build_model(core: CommunityCore, day: int, network: bool, mixed_integer: bool) -> _Model:
     cfg, battery, feeder, dt_h = core.config, core.battery, core.feeder, core.dt_h
     steps = cfg.steps_per_episode
     load_kw = core.profiles.load_kw[day, :steps]
@@ -327,15 +326,14 @@ def _build_model(core: CommunityCore, day: int, network: bool, binary_cells: np.
                                  for f in ("flow", "overload", "step", "q_kvar", "rating_kva")))
 
     integer_columns = None
-    if binary_cells is not None:  # charge_kw <= max_kw * z, discharge_kw <= max_kw * (1 - z), z binary
-        step, cell = np.nonzero(binary_cells[:steps, batteries])
-        integer_columns = model.columns((step.size,), 0.0, 0.0, 1.0)
-        charge_cap = model.rows((step.size,), -np.inf, 0.0)
-        model.entries(charge_cap, charge[step, cell], 1.0)
-        model.entries(charge_cap, integer_columns, -max_kw[cell])
-        discharge_cap = model.rows((step.size,), -np.inf, max_kw[cell])
-        model.entries(discharge_cap, discharge[step, cell], 1.0)
-        model.entries(discharge_cap, integer_columns, max_kw[cell])
+    if mixed_integer:  # charge_kw <= max_kw * z, discharge_kw <= max_kw * (1 - z), z binary
+        integer_columns = model.columns(shape, 0.0, 0.0, 1.0)
+        charge_cap = model.rows(shape, -np.inf, 0.0)
+        model.entries(charge_cap, charge, 1.0)
+        model.entries(charge_cap, integer_columns, -max_kw)
+        discharge_cap = model.rows(shape, -np.inf, max_kw)
+        model.entries(discharge_cap, discharge, 1.0)
+        model.entries(discharge_cap, integer_columns, max_kw)
     return _Model(model, batteries, charge, discharge, grid_import, grid_export, voltage_slack, overloads,
                   integer_columns)
 
@@ -356,11 +354,10 @@ def _run(highs: highspy.Highs, day: int, network: bool, mixed_integer: bool, tim
     return seconds
 
 
-def _solve(core: CommunityCore, day: int, network: bool, binary_cells: np.ndarray | None, mip_time_limit_s: float
+def _solve(core: CommunityCore, day: int, network: bool, mixed_integer: bool, mip_time_limit_s: float
            ) -> OptimalSchedule:
-    mixed_integer = binary_cells is not None
     start = time.perf_counter()
-    model = _build_model(core, day, network, binary_cells)
+    model = _build_model(core, day, network, mixed_integer)
     lp, cost_vector, n_nonzeros = model.builder.highs_lp(model.integer_columns)
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
@@ -416,7 +413,7 @@ def _check_day(core: CommunityCore, day) -> int:
     return int(day)
 
 
-def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_time_limit_s: float = 300.0
+def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_time_limit_s: float = 60.0
                       ) -> OptimalSchedule:
     """The minimum-cost dispatch of ``core``'s community on profile day ``day`` (see the module docstring).
 
@@ -427,18 +424,12 @@ def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_t
     day = _check_day(core, day)
     if isinstance(mip_time_limit_s, bool) or not isinstance(mip_time_limit_s, (int, float)) or mip_time_limit_s <= 0:
         raise ValueError(f"mip_time_limit_s must be a number of seconds > 0, got {mip_time_limit_s!r}")
-    schedule = _solve(core, day, network, None, mip_time_limit_s)
-    build_s, solve_s = schedule.build_s, schedule.solve_s
-    # Binaries only where a solution charges and discharges at once: elsewhere net consumption has a positive
-    # price and the relaxation never does it. Grow the set until the solution stops doing it anywhere.
-    binary_cells = np.zeros(schedule.charge_kw.shape, dtype=bool)
-    while True:
-        simultaneous = np.minimum(schedule.charge_kw, schedule.discharge_kw) > SIMULTANEOUS_TOLERANCE_KW
-        if not (simultaneous & ~binary_cells).any():
-            return dataclasses.replace(schedule, build_s=build_s, solve_s=solve_s)
-        binary_cells |= simultaneous
-        schedule = _solve(core, day, network, binary_cells, mip_time_limit_s)
-        build_s, solve_s = build_s + schedule.build_s, solve_s + schedule.solve_s
+    schedule = _solve(core, day, network, False, mip_time_limit_s)
+    if np.minimum(schedule.charge_kw, schedule.discharge_kw).max(initial=0.0) <= SIMULTANEOUS_TOLERANCE_KW:
+        return schedule
+    exact = _solve(core, day, network, True, mip_time_limit_s)
+    return dataclasses.replace(exact, build_s=schedule.build_s + exact.build_s,
+                               solve_s=schedule.solve_s + exact.solve_s)
 
 
 class OptimalPolicy:
