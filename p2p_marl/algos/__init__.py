@@ -1,0 +1,72 @@
+"""The learners: a registry from name to (Learner class, hyperparameter dataclass), and ``load_policy``.
+
+Every learner follows the ``Learner`` contract of ``p2p_marl.algos.base``; its hyperparameter dataclass has a
+``name`` field equal to its registry name (``configs/algo/<name>.yaml`` selects it with ``algo=<name>``).
+Registering a learner is one line in ``REGISTRY``; modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from p2p_marl.algos.base import Learner
+from p2p_marl.baselines.policy import Policy
+from p2p_marl.config import ConfigError
+
+
+class AlgoSpec(NamedTuple):
+    module: str  # the learner's module
+    learner: str  # its Learner subclass
+    config: str  # its hyperparameter dataclass
+
+
+REGISTRY: dict[str, AlgoSpec] = {
+    "qlearning": AlgoSpec("p2p_marl.algos.qlearning", "QLearning", "QLearningConfig"),
+    "dqn": AlgoSpec("p2p_marl.algos.dqn", "DQN", "DQNConfig"),
+}
+
+
+def get_algo(name: Any) -> tuple[type[Learner], type]:
+    """(Learner class, hyperparameter dataclass) of a registered learner; ``ConfigError`` naming the choices."""
+    if name not in REGISTRY:
+        raise ConfigError(f"algo {name!r} is not registered; choose one of {sorted(REGISTRY)}")
+    spec = REGISTRY[name]
+    module = importlib.import_module(spec.module)
+    return getattr(module, spec.learner), getattr(module, spec.config)
+
+
+def make_hyperparameters(hyperparameters: dict[str, Any]) -> Any:
+    """The validated hyperparameter dataclass of the learner named by ``hyperparameters["name"]``; unknown
+    keys and bad values raise ``ConfigError`` naming them."""
+    name = hyperparameters.get("name")
+    _, config_class = get_algo(name)
+    known = set(config_class.__dataclass_fields__)
+    unknown = sorted(set(hyperparameters) - known)
+    if unknown:
+        raise ConfigError(f"unknown {name} hyperparameter(s) {unknown}; known: {sorted(known)}")
+    return config_class(**hyperparameters)
+
+
+def build_learner(env_config: Any, hyperparameters: dict[str, Any], seed: int) -> Learner:
+    """A fresh learner from an ``EnvConfig``, a dict of hyperparameters with the learner's ``name``, a seed."""
+    learner_class, _ = get_algo(hyperparameters.get("name"))
+    return learner_class(env_config, make_hyperparameters(hyperparameters), seed)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """The deterministic policy of a trained learner, from a checkpoint file or a training run directory
+    (then its latest checkpoint, the final one of a finished run), ready for ``evaluate.py`` and ``rollout``.
+
+    Raises ``FileNotFoundError`` for a missing path or a run directory without checkpoints and
+    ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not a readable checkpoint; both name
+    the file.
+    """
+    # Imported here: the checkpoint module imports torch, which the registry alone does not need.
+    from p2p_marl.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+    file = resolve_checkpoint(Path(path))
+    checkpoint = load_checkpoint(file)
+    learner = checkpoint.build_learner()
+    return learner.policy()

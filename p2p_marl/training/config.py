@@ -1,0 +1,103 @@
+"""Structured config of ``train.py`` (Hydra): the schema behind ``configs/config.yaml``.
+
+``register_configs()`` stores in Hydra's ConfigStore
+
+- ``train_schema``: ``TrainConfig``, first in the defaults list of ``configs/config.yaml``, so every top-level
+  key is type-checked while composing and ``env`` is a typed ``EnvConfig`` (a wrong key in ``configs/env/``
+  or on the command line fails naming it);
+- ``schema/algo/<name>``: the hyperparameter dataclass of every registered learner; ``configs/algo/<name>.yaml``
+  starts with ``defaults: [/schema/algo/<name>@_here_, _self_]`` so its keys are checked the same way;
+
+and the resolvers ``p2p_run_dir`` and ``p2p_hydra_subdir`` that send a resumed run's output to its own
+directory. Values are range-checked when the run starts: ``validate_config`` builds the dataclasses, whose
+``__post_init__`` raise ``ConfigError`` naming the key and its allowed range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from p2p_marl.algos import REGISTRY, get_algo, make_hyperparameters
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.training.validation import check_ranges
+
+
+@dataclass
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: Any = MISSING  # the hyperparameters of the learner named by algo.name (configs/algo/<name>.yaml)
+    seed: int = 0  # seeds the learner (networks, exploration, the days it trains on)
+    total_env_steps: int = 600_000  # training budget in community-steps (batch size x core steps)
+    eval_interval: int = 75_000  # community-steps between evaluations on the test days
+    eval_days: int | None = None  # evaluate on the first eval_days test days; None = all of them
+    checkpoint_interval: int = 150_000  # community-steps between checkpoints (plus one at the end)
+    keep_checkpoints: int = 2  # newest checkpoint files kept in the run directory
+    resume: str | None = None  # a run directory to continue from its latest checkpoint
+    progress: bool = True  # show a progress bar
+
+    def __post_init__(self) -> None:
+        check_ranges(self, _RANGES, _INTEGERS, "")
+        if self.eval_days is not None:
+            check_ranges(self, (("eval_days", 1, 10**6, True, True),), ("eval_days",), "")
+        if not isinstance(self.progress, bool):
+            raise ConfigError(f"progress must be true or false, got {self.progress!r}")
+
+
+_INTEGERS = ("seed", "total_env_steps", "eval_interval", "checkpoint_interval", "keep_checkpoints")
+_RANGES = (
+    ("seed", 0, 2**63 - 1, True, True),
+    ("total_env_steps", 1, 10**13, True, True),
+    ("eval_interval", 1, math.inf, True, False),
+    ("checkpoint_interval", 1, math.inf, True, False),
+    ("keep_checkpoints", 1, 10**6, True, True),
+)
+
+# What a resumed run may change: how long it trains and how it shows progress. Anything else would make the
+# continued run differ from the interrupted one.
+RESUME_OVERRIDABLE = ("total_env_steps", "progress")
+
+
+def validate_config(config: dict[str, Any]) -> TrainConfig:
+    """The validated ``TrainConfig`` of a resolved config dict (``env`` becomes an ``EnvConfig``; ``algo``
+    stays a dict, checked by constructing the learner's hyperparameter dataclass). Raises ``ConfigError``
+    whose message starts with the offending key."""
+    try:
+        env = EnvConfig(**config["env"])
+    except ConfigError as error:
+        raise ConfigError(f"env.{error}") from None
+    make_hyperparameters(config["algo"])
+    return TrainConfig(**{**config, "env": env})
+
+
+def _run_dir(resume: str | None, fresh_dir: str) -> str:
+    """``hydra.run.dir``: the directory of a resumed run, else a fresh one. A resume directory that does not
+    exist stops before Hydra would create it."""
+    if resume is None:
+        return fresh_dir
+    if not Path(resume).is_dir():
+        # SystemExit passes through Hydra's error handling: one clear line, no traceback.
+        raise SystemExit(f"error: resume={resume} is not a directory; give the run directory of an earlier "
+                         f"train.py run (relative paths start at {Path.cwd()})")
+    return resume
+
+
+def _hydra_subdir(resume: str | None) -> str | None:
+    """``hydra.output_subdir``: Hydra's record of the composed config, written only for a fresh run (a resumed
+    run continues with the config in its checkpoint, which a resume command line does not spell out)."""
+    return ".hydra" if resume is None else None
+
+
+def register_configs() -> None:
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for name in REGISTRY:
+        store.store(group="schema/algo", name=name, node=get_algo(name)[1])
+    for resolver_name, resolver in (("p2p_run_dir", _run_dir), ("p2p_hydra_subdir", _hydra_subdir)):
+        if not OmegaConf.has_resolver(resolver_name):
+            OmegaConf.register_new_resolver(resolver_name, resolver)

@@ -1,0 +1,165 @@
+"""The training loop: learner iterations, TensorBoard logging, evaluation on test days, checkpoints, resume.
+
+A run calls ``learner.iterate()`` until ``learner.env_steps`` reaches ``total_env_steps`` (it ends with the
+iteration that reaches it, so it may run past it by less than one iteration). It writes into its run directory:
+
+- TensorBoard event files. Every ``learner.iterate()`` logs its metrics as ``train/<metric>`` (at least
+  ``episode_return``, the mean over households of the day's summed reward, ``community_cost``, the losses and
+  ``exploration`` where there is one) and ``perf/steps_per_second`` (community-steps per second of the
+  iteration), at step = ``learner.env_steps``. Whenever ``env_steps`` passes a multiple of ``eval_interval``,
+  and at the end, the greedy policy plays the test days and every KPI of ``p2p_marl.evaluation.kpis`` is logged
+  as ``eval/<kpi>`` (mean over the days where it is defined; left out where no day defines it),
+  ``eval/share_of_optimal_saving`` first. The hyperparameters go in once as TensorBoard hparams (in the same
+  directory; the HParams dashboard takes its metrics from the eval and train curves).
+- Checkpoints whenever ``env_steps`` passes a multiple of ``checkpoint_interval``, and at the end
+  (``p2p_marl.training.checkpoint``).
+
+Resume: the learner, torch's global generator and the step count come back from the latest checkpoint. The
+TensorBoard writer opens the same directory with ``purge_step`` = checkpoint step + 1, so whatever an
+interrupted run logged after its checkpoint is dropped by TensorBoard and logged again: the curves have every
+step exactly once, with the values an uninterrupted run logs. (A run resumed after it had finished, with a
+larger ``total_env_steps``, keeps its final evaluation; an uninterrupted run has one there only if that
+step is an evaluation step.)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+from tqdm import tqdm
+
+from p2p_marl.algos import build_learner
+from p2p_marl.algos.base import Learner
+from p2p_marl.baselines.policy import Policy
+from p2p_marl.config import EnvConfig
+from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
+from p2p_marl.evaluation.report import summarize
+from p2p_marl.sim.community import CommunityCore
+from p2p_marl.training.checkpoint import (CHECKPOINT_FORMAT, Checkpoint, checkpoint_path, prune_checkpoints,
+                                          save_checkpoint)
+from p2p_marl.training.config import TrainConfig, validate_config
+
+log = logging.getLogger(__name__)
+
+HEADLINE_KPI = "share_of_optimal_saving"
+
+
+class HeldOutDaysEvaluator:
+    """The greedy policy on the environment's test days against the references of those days, which are
+    computed once (the grid-only rollout and one optimal LP per day)."""
+
+    def __init__(self, env_config: EnvConfig, eval_days: int | None):
+        self.env_config = env_config
+        self.days = CommunityCore(env_config).test_days[:eval_days]
+        self.references = reference_costs(env_config, self.days)
+
+    def __call__(self, policy: Policy) -> dict[str, float]:
+        """KPI -> mean over the days where it is defined, the headline KPI first; a KPI that no day defines
+        (e.g. the clearing price without any P2P trade) is left out."""
+        kpis = evaluate_policy(self.env_config, policy, self.days, self.references)
+        means = {kpi: stats["mean"] for kpi, stats in summarize({"policy": kpis})["policy"].items()
+                 if stats["mean"] is not None}
+        return dict(sorted(means.items(), key=lambda item: item[0] != HEADLINE_KPI))
+
+
+def _hparam_dict(config: dict[str, Any]) -> dict[str, Any]:
+    """Flat hyperparameters for TensorBoard's HParams dashboard (values: bool, int, float or str)."""
+    flat = {"algo": config["algo"]["name"], "seed": config["seed"], "total_env_steps": config["total_env_steps"],
+            "env.n_agents": config["env"]["n_agents"]}
+    for key, value in config["algo"].items():
+        if key != "name":
+            flat[f"algo.{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
+
+
+def _crossed(previous_step: int, step: int, interval: int) -> bool:
+    """Whether a multiple of ``interval`` lies in (previous_step, step]."""
+    return step // interval > previous_step // interval
+
+
+class Trainer:
+    """One training run in ``run_dir``: fresh from ``config`` (a resolved config dict, see ``TrainConfig``),
+    or continued from ``checkpoint`` (whose own config is then the run's)."""
+
+    def __init__(self, config: dict[str, Any], run_dir: Path, checkpoint: Checkpoint | None = None):
+        self.config = config
+        self.settings: TrainConfig = validate_config(config)
+        self.run_dir = Path(run_dir)
+        torch.set_num_threads(1)  # small networks and numpy batches: one thread is fastest (see FACTS.md)
+        torch.manual_seed(self.settings.seed)
+        self.learner: Learner = build_learner(self.settings.env, config["algo"], self.settings.seed)
+        self.start_step = 0
+        if checkpoint is not None:
+            self.learner.load_state_dict(checkpoint.learner_state)
+            torch.set_rng_state(checkpoint.loop_state["torch_rng"])
+            self.start_step = checkpoint.env_steps
+        self.evaluator = HeldOutDaysEvaluator(self.settings.env, self.settings.eval_days)
+        self.last_eval: dict[str, float] = {}
+
+    def run(self) -> dict[str, float]:
+        """Train until ``total_env_steps``; returns the last evaluation (KPI -> value)."""
+        settings, learner = self.settings, self.learner
+        resumed = self.start_step > 0
+        if resumed and learner.env_steps >= settings.total_env_steps:
+            log.info("The run already has %d of total_env_steps=%d community-steps; nothing to do (pass a larger "
+                     "total_env_steps to train on).", learner.env_steps, settings.total_env_steps)
+            return self.last_eval
+        writer = SummaryWriter(str(self.run_dir), purge_step=self.start_step + 1 if resumed else None)
+        if not resumed:
+            for summary in hparams(_hparam_dict(self.config), {f"eval/{HEADLINE_KPI}": 0.0,
+                                                               "eval/community_cost": 0.0,
+                                                               "train/episode_return": 0.0}):
+                writer.file_writer.add_summary(summary)
+        name = self.config["algo"]["name"]
+        bar = tqdm(total=settings.total_env_steps, initial=learner.env_steps, unit="step", unit_scale=True,
+                   desc=f"{name} seed {settings.seed}", disable=not settings.progress, dynamic_ncols=True)
+        evaluated_at = None
+        try:
+            while learner.env_steps < settings.total_env_steps:
+                previous_step, start = learner.env_steps, time.perf_counter()
+                metrics = learner.iterate()
+                step = learner.env_steps
+                for key, value in metrics.items():
+                    writer.add_scalar(f"train/{key}", value, step)
+                writer.add_scalar("perf/steps_per_second", (step - previous_step) / (time.perf_counter() - start),
+                                  step)
+                finished = step >= settings.total_env_steps
+                if _crossed(previous_step, step, settings.eval_interval) or finished:
+                    self._evaluate(writer, step)
+                    evaluated_at = step
+                if _crossed(previous_step, step, settings.checkpoint_interval) or finished:
+                    # Everything logged up to the checkpoint reaches the disk first: a resumed run purges
+                    # only what comes after it.
+                    writer.flush()
+                    self._checkpoint(step, finished)
+                bar.update(min(step, settings.total_env_steps) - min(previous_step, settings.total_env_steps))
+                bar.set_postfix(episode_return=f"{metrics['episode_return']:.3f}",
+                                share=f"{self.last_eval.get(HEADLINE_KPI, float('nan')):.3f}")
+        finally:
+            bar.close()
+            writer.close()
+        log.info("Finished %s after %d community-steps (last evaluation at %s); run directory %s", name,
+                 learner.env_steps, evaluated_at, self.run_dir)
+        return self.last_eval
+
+    def _evaluate(self, writer: SummaryWriter, step: int) -> None:
+        self.last_eval = self.evaluator(self.learner.policy())
+        for kpi, value in self.last_eval.items():
+            writer.add_scalar(f"eval/{kpi}", value, step)
+        writer.flush()
+        log.info("step %d: share of the optimal saving %.3f, community cost %.3f per day (%d test days)", step,
+                 self.last_eval.get(HEADLINE_KPI, float("nan")), self.last_eval["community_cost"],
+                 len(self.evaluator.days))
+
+    def _checkpoint(self, step: int, finished: bool) -> None:
+        save_checkpoint(checkpoint_path(self.run_dir, step), {
+            "format": CHECKPOINT_FORMAT, "config": self.config, "learner": self.learner.state_dict(),
+            "loop": {"torch_rng": torch.get_rng_state()}, "env_steps": step, "finished": finished})
+        prune_checkpoints(self.run_dir, self.settings.keep_checkpoints)
+

@@ -1,0 +1,134 @@
+"""The episode loop shared by the discrete-action value-based learners (tabular Q-learning and DQN).
+
+Both learn one action-value function Q(local observation, discrete action) shared by every household of the
+community (parameter sharing) on the batched core:
+
+- Actions: index ``a`` of ``p2p_marl.envs.discrete_action_table(n_battery_levels, n_price_levels)`` (battery
+  setpoint share x price share), the same table the ``DiscreteActionWrapper`` uses.
+- One ``iterate()`` plays one whole day on each of the ``num_envs`` communities (days drawn by the core from
+  the training split) and calls the learner's ``learn`` after every step with the transitions of all B x N
+  households. Episodes never straddle ``iterate()`` calls, so a checkpoint between them resumes exactly.
+- Exploration: epsilon-greedy per household and step; epsilon decays linearly from ``epsilon_start`` to
+  ``epsilon_end`` over the first ``epsilon_decay_steps`` community-steps (``env_steps``), then stays.
+- The end of the day is terminal: the core ends every episode at a fixed, observed time of day (midnight, or
+  ``max_cycles``) and starts the next one from a fresh state, so nothing is earned after the last step and
+  its target is the reward alone (no bootstrap from the next day's first observation).
+- Random numbers: the core's day draws and the exploration come from two generators spawned from ``seed``;
+  both are part of ``state_dict()``.
+
+A learner supplies a ``QFunction`` (``encode`` observations once per step, ``q_values`` of encoded inputs)
+and ``learn``; evaluation uses ``GreedyPolicy`` over a frozen copy of that Q-function.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import abstractmethod
+from collections import defaultdict
+from typing import Any, Protocol
+
+import numpy as np
+
+from p2p_marl.algos.base import Learner
+from p2p_marl.algos.nets import episode_metrics
+from p2p_marl.config import EnvConfig
+from p2p_marl.envs import discrete_action_table
+from p2p_marl.sim.community import CommunityCore
+
+
+def linear_schedule(start: float, end: float, duration_steps: int, step: int) -> float:
+    """``start`` moving linearly to ``end`` over ``duration_steps``, then ``end``."""
+    return start + min(step / duration_steps, 1.0) * (end - start)
+
+
+class QFunction(Protocol):
+    def encode(self, core: CommunityCore, obs: np.ndarray) -> Any:
+        """The learner's input for local observations (B, N, obs_dim) of ``core``."""
+
+    def q_values(self, x: Any) -> np.ndarray:
+        """Action values (B, N, n_actions) of encoded inputs."""
+
+
+class GreedyPolicy:
+    """The deterministic evaluation policy: every household takes the action of highest Q (lowest index on
+    ties). Holds its own copy of the Q-function, so it stays fixed while training goes on."""
+
+    def __init__(self, name: str, q_function: QFunction, action_table: np.ndarray):
+        self.name = name
+        self.q_function = q_function
+        self.action_table = action_table
+
+    def reset(self, core: CommunityCore) -> None:
+        pass
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        actions = self.q_function.q_values(self.q_function.encode(core, obs)).argmax(axis=-1)
+        return self.action_table[actions]
+
+
+class ValueBasedLearner(Learner):
+    """Epsilon-greedy data collection on the batched core; subclasses set ``self.q`` and implement ``learn``.
+
+    ``config`` needs ``num_envs``, ``epsilon_start``, ``epsilon_end`` and ``epsilon_decay_steps``.
+    """
+
+    q: QFunction
+
+    def __init__(self, env_config: EnvConfig, config: Any, seed: int):
+        super().__init__(env_config, config, seed)
+        self.core = CommunityCore(env_config, batch_size=config.num_envs)
+        self.action_table = discrete_action_table(env_config.n_battery_levels, env_config.n_price_levels)
+        core_seed, exploration_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+        self.core.reset(seed=core_seed)
+        self.rng = np.random.default_rng(exploration_seed)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.action_table)
+
+    def exploration_rate(self) -> float:
+        """Epsilon after ``env_steps`` community-steps: linear decay, then constant."""
+        c = self.config
+        return linear_schedule(c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps, self.env_steps)
+
+    @abstractmethod
+    def learn(self, x: Any, actions: np.ndarray, reward: np.ndarray, next_x: Any, terminal: bool
+              ) -> dict[str, float]:
+        """Learn from one step of every household: encoded inputs, actions (B, N), rewards (B, N), the next
+        encoded inputs and whether the step ended the day. Returns loss metrics (empty if nothing was learned)."""
+
+    def iterate(self) -> dict[str, float]:
+        core = self.core
+        x = self.q.encode(core, core.reset())
+        rewards, costs = [], []
+        losses: dict[str, list[float]] = defaultdict(list)
+        done = False
+        while not done:
+            epsilon = self.exploration_rate()
+            actions = self.q.q_values(x).argmax(axis=-1)
+            explore = self.rng.random(actions.shape) < epsilon
+            actions = np.where(explore, self.rng.integers(self.n_actions, size=actions.shape), actions)
+            obs, reward, done, infos = core.step(self.action_table[actions])
+            self.env_steps += core.batch_size
+            next_x = self.q.encode(core, obs)
+            for key, value in self.learn(x, actions, reward, next_x, done).items():
+                losses[key].append(value)
+            rewards.append(reward)
+            costs.append(infos["cost"])
+            x = next_x
+        return {**episode_metrics(np.stack(rewards), np.stack(costs)),
+                **{key: float(np.mean(values)) for key, values in losses.items()},
+                "exploration": epsilon}
+
+    def policy(self) -> GreedyPolicy:
+        return GreedyPolicy(self.name, copy.deepcopy(self.q), self.action_table)
+
+    def collector_state(self) -> dict[str, Any]:
+        """The state of the data collection (counters and generators) for ``state_dict``."""
+        return {"env_steps": self.env_steps, "rng": self.rng.bit_generator.state,
+                "core_rng": self.core._rng.bit_generator.state}
+
+    def load_collector_state(self, state: dict[str, Any]) -> None:
+        self.env_steps = state["env_steps"]
+        self.rng.bit_generator.state = state["rng"]
+        self.core._rng.bit_generator.state = state["core_rng"]

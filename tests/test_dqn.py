@@ -1,0 +1,112 @@
+"""DQN with parameter sharing: replay buffer, the day's end as terminal, the TD fixed point, agent ids,
+checkpoints, validation."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from p2p_marl.algos.dqn import DQN, DQNConfig, ReplayBuffer
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.community import CommunityCore
+
+TINY_ENV = EnvConfig(n_agents=3, max_cycles=8, n_days=20)
+SMALL = {"num_envs": 4, "batch_size": 32, "buffer_size": 4000, "hidden_sizes": [16, 16]}
+
+
+def test_replay_buffer_wraps_around_and_round_trips():
+    buffer = ReplayBuffer(capacity=5, in_dim=2, device=torch.device("cpu"))
+
+    def add(first: int, count: int, terminal: bool) -> None:
+        ids = torch.arange(first, first + count, dtype=torch.float32)
+        buffer.add(torch.stack([ids, -ids], dim=1), ids.long(), ids, ids[:, None].repeat(1, 2), terminal)
+
+    add(0, 3, terminal=False)
+    add(3, 4, terminal=True)
+    assert (buffer.size, buffer.position) == (5, 2)
+    assert buffer.reward.tolist() == [5.0, 6.0, 2.0, 3.0, 4.0]  # 0 and 1 overwritten by 5 and 6
+    assert buffer.terminal.tolist() == [1.0, 1.0, 0.0, 1.0, 1.0]
+    x, action, reward, next_x, terminal = buffer.sample(64, np.random.default_rng(0))
+    assert set(reward.tolist()) == {2.0, 3.0, 4.0, 5.0, 6.0}
+    assert torch.equal(x[:, 0], reward) and torch.equal(action, reward.long())
+
+    copy = ReplayBuffer(capacity=5, in_dim=2, device=torch.device("cpu"))
+    copy.load_state_dict(buffer.state_dict())
+    assert (copy.size, copy.position) == (5, 2) and torch.equal(copy.x, buffer.x)
+    with pytest.raises(ValueError, match="does not fit"):
+        ReplayBuffer(capacity=3, in_dim=2, device=torch.device("cpu")).load_state_dict(buffer.state_dict())
+
+
+def test_only_the_last_step_of_the_day_is_terminal():
+    learner = DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=10**6), seed=0)
+    learner.iterate()
+    households_per_step = 4 * 3
+    assert learner.buffer.size == 8 * households_per_step
+    terminal = learner.buffer.terminal[:learner.buffer.size].reshape(8, households_per_step)
+    assert terminal[:-1].sum() == 0 and terminal[-1].all()
+
+
+@pytest.mark.parametrize("terminal, expected_q", [(True, 1.0), (False, 1.0 / (1.0 - 0.5))])
+def test_td_target_bootstraps_except_at_the_days_end(terminal, expected_q):
+    """Reward 1 in a state that leads to itself: Q = 1 if the step ends the day, else 1 / (1 - gamma)."""
+    learner = DQN(TINY_ENV, DQNConfig(**SMALL, gamma=0.5, learning_rate=0.01, learning_starts=0,
+                                      target_update_interval=1), seed=0)
+    n_actions = learner.n_actions
+    # n_actions "communities" of one household, all with the same input, each taking another action.
+    x = torch.rand(1, 1, learner.core.obs_dim, generator=torch.Generator().manual_seed(0)).expand(n_actions, 1, -1)
+    actions = np.arange(n_actions).reshape(-1, 1)
+    for _ in range(400):
+        learner.learn(x, actions, np.ones((n_actions, 1)), x, terminal)
+    q = learner.q(x[0]).detach()
+    assert q.numpy() == pytest.approx(np.full((1, n_actions), expected_q), abs=0.05)
+
+
+def test_agent_id_input_fits_only_the_trained_community_size():
+    learner = DQN(TINY_ENV, DQNConfig(**SMALL, agent_id_input=True), seed=0)
+    assert learner.q.net[0].in_features == learner.core.obs_dim + 3
+    policy = learner.policy()
+    core = CommunityCore(TINY_ENV, batch_size=2)
+    assert policy.act(core, core.reset(days=core.test_days[:2])).shape == (2, 3, 2)
+    bigger = CommunityCore(TINY_ENV.replace(n_agents=4), batch_size=1)
+    with pytest.raises(ValueError, match="trained with agent_id_input for 3 households"):
+        policy.act(bigger, bigger.reset())
+
+
+def test_training_and_a_checkpoint_round_trip_continue_identically():
+    config = DQNConfig(**SMALL, learning_starts=32, target_update_interval=5, epsilon_decay_steps=100)
+    uninterrupted = DQN(TINY_ENV, config, seed=1)
+    metrics = [uninterrupted.iterate() for _ in range(4)]
+    first = DQN(TINY_ENV, config, seed=1)
+    first_metrics = [first.iterate() for _ in range(2)]
+    resumed = DQN(TINY_ENV, config, seed=7)
+    resumed.load_state_dict(first.state_dict())
+    assert first_metrics + [resumed.iterate() for _ in range(2)] == metrics
+    for resumed_param, param in zip(resumed.q.parameters(), uninterrupted.q.parameters()):
+        assert torch.equal(resumed_param, param)
+    assert "td_loss" in metrics[-1] and np.isfinite(metrics[-1]["td_loss"])
+
+
+def test_greedy_policy_is_a_frozen_copy():
+    learner = DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=0), seed=0)
+    policy = learner.policy()
+    core = CommunityCore(TINY_ENV, batch_size=2)
+    obs = core.reset(days=core.test_days[:2])
+    before = policy.q_function.q_values(policy.q_function.encode(core, obs))
+    learner.iterate()
+    np.testing.assert_array_equal(policy.q_function.q_values(policy.q_function.encode(core, obs)), before)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"learning_rate": -0.001}, "dqn.learning_rate=-0.001 is out of range; allowed (0.0, 1.0]"),
+    ({"tau": 0.0}, "dqn.tau=0.0 is out of range; allowed (0.0, 1.0]"),
+    ({"batch_size": 0}, "dqn.batch_size=0 is out of range"),
+    ({"hidden_sizes": []}, "dqn.hidden_sizes must be a non-empty list"),
+    ({"agent_id_input": "yes"}, "dqn.agent_id_input must be true or false"),
+    ({"epsilon_start": 0.1, "epsilon_end": 0.2}, "dqn.epsilon_end=0.2 must not exceed"),
+])
+def test_bad_hyperparameters_name_the_key(changes, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        DQNConfig(**changes)

@@ -1,0 +1,179 @@
+"""train.py end to end: real Hydra composition, real TensorBoard files read back, checkpoints, resume, errors.
+
+Every run uses a tiny community (3 households, 8-step days, 4 communities per batch) so that a run of a few
+hundred community-steps takes about a second; ``train.py`` is imported once and its Hydra entry point called
+in-process with a patched command line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tbparse import SummaryReader
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from p2p_marl.algos import load_policy
+from p2p_marl.config import EnvConfig
+from p2p_marl.sim.community import CommunityCore
+from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_ENV = {"n_agents": 3, "max_cycles": 8, "n_days": 20}
+# 4 communities x 8 steps = 32 community-steps per iteration; 320 steps = 10 iterations.
+TINY = [*(f"env.{key}={value}" for key, value in TINY_ENV.items()), "algo.num_envs=4", "total_env_steps=320",
+        "eval_interval=96", "checkpoint_interval=160", "eval_days=2", "progress=false"]
+DQN_TINY = ["algo=dqn", "algo.learning_starts=64", "algo.batch_size=32", "algo.buffer_size=2000",
+            "algo.target_update_interval=20", "algo.hidden_sizes=[16,16]"]
+ALGOS = {"qlearning": ["algo=qlearning"], "dqn": DQN_TINY}
+EXPECTED_TAGS = {"train/episode_return", "train/community_cost", "train/td_loss", "train/exploration",
+                 "perf/steps_per_second", "eval/share_of_optimal_saving", "eval/community_cost",
+                 "eval/self_sufficiency", "eval/p2p_volume_kwh"}
+
+
+@pytest.fixture(scope="module")
+def train_main():
+    spec = importlib.util.spec_from_file_location("train", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def run_train(train_main, monkeypatch, *overrides: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["train.py", *overrides])
+    train_main()
+
+
+def fresh_run(train_main, monkeypatch, run_dir: Path, algo: str, *extra: str) -> Path:
+    run_train(train_main, monkeypatch, *ALGOS[algo], *TINY, f"hydra.run.dir={run_dir}", *extra)
+    return run_dir
+
+
+def logged_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Tag -> [(step, value)] as TensorBoard shows it (TensorBoard's own reader honours purge_step), without the
+    wall-clock dependent perf/ tags."""
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+            for tag in accumulator.Tags()["scalars"] if not tag.startswith("perf/")}
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_run_logs_tensorboard_and_checkpoints_that_load_and_act(train_main, monkeypatch, tmp_path, algo):
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", algo)
+
+    reader = SummaryReader(str(run_dir))
+    scalars = reader.scalars
+    assert EXPECTED_TAGS <= set(scalars["tag"])
+    assert scalars["step"].max() == 320
+    evaluations = scalars[scalars["tag"] == "eval/share_of_optimal_saving"]
+    assert evaluations["step"].tolist() == [96, 192, 288, 320]  # each multiple of 96 passed, and the end
+    assert np.isfinite(evaluations["value"]).all()
+    exploration = scalars[scalars["tag"] == "train/exploration"]["value"].to_numpy()
+    assert (np.diff(exploration) < 0).all()  # epsilon decays
+    hparams = dict(zip(reader.hparams["tag"], reader.hparams["value"]))
+    assert hparams["algo"] == algo and hparams["seed"] == 0 and hparams["algo.num_envs"] == 4
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert [path.name for path in list_checkpoints(run_dir)] == ["step_000000000160.pt", "step_000000000320.pt"]
+
+    env_config = EnvConfig(**TINY_ENV)
+    core = CommunityCore(env_config, batch_size=2)
+    for source in (run_dir, list_checkpoints(run_dir)[0]):
+        policy = load_policy(source)
+        assert policy.name == algo
+        obs = core.reset(days=core.test_days[:2])
+        policy.reset(core)
+        actions = policy.act(core, obs)
+        assert actions.shape == (2, 3, 2)
+        assert np.all((actions[..., 0] >= -1) & (actions[..., 0] <= 1) & (actions[..., 1] >= 0)
+                      & (actions[..., 1] <= 1))
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_same_seed_gives_identical_logs_and_another_seed_differs(train_main, monkeypatch, tmp_path, algo):
+    first = logged_scalars(fresh_run(train_main, monkeypatch, tmp_path / "a", algo))
+    second = logged_scalars(fresh_run(train_main, monkeypatch, tmp_path / "b", algo))
+    other_seed = logged_scalars(fresh_run(train_main, monkeypatch, tmp_path / "c", algo, "seed=1"))
+    assert first == second
+    assert first["train/episode_return"] != other_seed["train/episode_return"]
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_resume_with_a_larger_budget_equals_an_uninterrupted_run(train_main, monkeypatch, tmp_path, algo):
+    uninterrupted = fresh_run(train_main, monkeypatch, tmp_path / "full", algo)
+    # Stops at 192 = a multiple of eval_interval, so it has no extra final evaluation.
+    resumed = fresh_run(train_main, monkeypatch, tmp_path / "resumed", algo, "total_env_steps=192",
+                        "checkpoint_interval=192")
+    run_train(train_main, monkeypatch, f"resume={resumed}", "total_env_steps=320")
+    assert logged_scalars(resumed) == logged_scalars(uninterrupted)
+    assert torch.load(list_checkpoints(resumed)[-1], weights_only=True)["env_steps"] == 320
+
+
+def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, monkeypatch, tmp_path):
+    uninterrupted = fresh_run(train_main, monkeypatch, tmp_path / "full", "dqn")
+    # An interruption after the checkpoint at 160: the logs run on to 320, the last checkpoint is lost.
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(uninterrupted, interrupted)
+    list_checkpoints(interrupted)[-1].unlink()
+    run_train(train_main, monkeypatch, f"resume={interrupted}")
+    resumed_logs = logged_scalars(interrupted)
+    assert resumed_logs == logged_scalars(uninterrupted)
+    assert [step for step, _ in resumed_logs["train/episode_return"]] == list(range(32, 321, 32))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["algo=no_such_algo"], "Could not find 'algo/no_such_algo'"),
+    (["algo.learning_rate=-0.1"], "qlearning.learning_rate=-0.1 is out of range; allowed (0.0, 1.0]"),
+    (["algo=dqn", "algo.learning_rate=-0.1"], "dqn.learning_rate=-0.1 is out of range; allowed (0.0, 1.0]"),
+    (["env.n_agents=0"], "env.n_agents=0 is out of range"),
+    (["eval_interval=0"], "eval_interval=0 is out of range"),
+])
+def test_bad_config_fails_fast_with_a_message_naming_the_key(train_main, monkeypatch, tmp_path, capsys,
+                                                             overrides, message):
+    with pytest.raises(SystemExit) as stop:
+        run_train(train_main, monkeypatch, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert stop.value.code != 0
+    assert message in f"{stop.value.code} {capsys.readouterr().err}"
+    assert not list_checkpoints(tmp_path / "run")
+
+
+def test_bad_resume_fails_fast(train_main, monkeypatch, tmp_path):
+    missing = tmp_path / "no_such_run"
+    with pytest.raises(SystemExit, match=f"resume={missing} is not a directory"):
+        run_train(train_main, monkeypatch, f"resume={missing}")
+    assert not missing.exists()  # Hydra did not create it
+    with pytest.raises(SystemExit, match="holds no checkpoint"):
+        run_train(train_main, monkeypatch, f"resume={tmp_path}")
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "qlearning", "total_env_steps=32")
+    with pytest.raises(SystemExit, match=r"only \['total_env_steps', 'progress'\] may be set with it, "
+                                         r"got \['algo.learning_rate'\]"):
+        run_train(train_main, monkeypatch, f"resume={run_dir}", "algo.learning_rate=0.5")
+
+
+def test_load_policy_names_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no_such_file.pt does not exist"):
+        load_policy(tmp_path / "no_such_file.pt")
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        load_policy(tmp_path)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=f"checkpoint {corrupt} is corrupt"):
+        load_policy(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match=f"{foreign} is not a p2p_marl training checkpoint"):
+        load_policy(foreign)
+
+
+def test_multirun_sweeps_algos(train_main, monkeypatch, tmp_path):
+    run_train(train_main, monkeypatch, "-m", "algo=qlearning,dqn", *TINY, "total_env_steps=64",
+              "algo.num_envs=4", f"hydra.sweep.dir={tmp_path}")
+    runs = sorted(path.name for path in tmp_path.iterdir() if path.is_dir())
+    assert runs == ["community_10_dqn_seed0_1", "community_10_qlearning_seed0_0"]
+    for name in runs:
+        assert list_checkpoints(tmp_path / name)

@@ -1,0 +1,67 @@
+"""Train a learner on the P2P energy community (Hydra).
+
+    python train.py                                    # Q-learning on community_10, a short default budget
+    python train.py algo=dqn env=community_10 seed=0   # DQN
+    python train.py algo=dqn total_env_steps=500000 algo.learning_rate=3e-4
+    python train.py -m algo=qlearning,dqn seed=0,1,2   # sweep (add hydra/launcher=local to run in parallel)
+    python train.py experiment=quick                   # a preset (configs/experiment/)
+    python train.py resume=runs/community_10/dqn/seed0_2026-11-25_16-00-00 [total_env_steps=...]
+    tensorboard --logdir runs
+
+Each run writes one directory, ``runs/<env>/<algo>/seed<seed>_<date>_<time>`` (a sweep:
+``runs/multirun/<date>_<time>/<env>_<algo>_seed<seed>_<job>``), holding TensorBoard event files, Hydra's
+record of the composed config (``.hydra/``), the log (``train.log``) and ``checkpoints/``. Keys, defaults and
+their meaning: ``configs/config.yaml`` and ``p2p_marl/training/config.py``; what is logged and how resume
+works: ``p2p_marl/training/loop.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from p2p_marl.config import ConfigError
+from p2p_marl.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from p2p_marl.training.config import RESUME_OVERRIDABLE, register_configs
+from p2p_marl.training.loop import HEADLINE_KPI, Trainer
+
+register_configs()
+
+
+def resumed_config(saved: dict, cfg: DictConfig) -> dict:
+    """The saved config of the run being resumed, with the keys of ``RESUME_OVERRIDABLE`` that the command
+    line sets; any other override is an error (it would silently not apply)."""
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    keys = {override.key_or_group for override in overrides} - {"resume"}
+    refused = sorted(keys - set(RESUME_OVERRIDABLE))
+    if refused:
+        raise ConfigError(f"resume continues a run with its own config; only {list(RESUME_OVERRIDABLE)} may be "
+                          f"set with it, got {refused}")
+    return {**saved, **{key: cfg[key] for key in keys}}
+
+
+# An absolute path, so that the configs are found however this file is loaded (tests import it).
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "configs"), config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Train one run; returns the final share of the optimal saving (for Hydra's sweepers)."""
+    try:
+        if cfg.resume is None:
+            trainer = Trainer(OmegaConf.to_container(cfg, resolve=True), Path(HydraConfig.get().runtime.output_dir))
+        else:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise ConfigError("resume continues one run; start it without -m/--multirun")
+            checkpoint = load_checkpoint(resolve_checkpoint(Path(cfg.resume)))
+            trainer = Trainer(resumed_config(checkpoint.config, cfg), Path(cfg.resume), checkpoint)
+    except (ConfigError, CheckpointError, FileNotFoundError) as error:
+        # Bad input: one clear line instead of a traceback.
+        raise SystemExit(f"error: {error}") from None
+    return trainer.run().get(HEADLINE_KPI, float("nan"))
+
+
+if __name__ == "__main__":
+    main()
