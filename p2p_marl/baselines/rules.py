@@ -61,12 +61,14 @@ class SelfConsumption:
 
 
 class TimeOfUse:
-    """Self-consumption, plus charging from the grid in the cheapest hours towards ``target_soc``
-    and never discharging while the retail price is at its daily minimum (saving the energy for the peak)."""
+    """Self-consumption that saves stored energy for dearer hours: in the cheapest hours before the evening
+    peak it never discharges and tops the battery up from the grid towards ``target_soc``; from the first
+    dearer step on, and after the peak (the day ends, so leftover energy is worth using), it follows
+    self-consumption."""
 
     name = "rule_time_of_use"
 
-    def __init__(self, target_soc: float = 0.8):
+    def __init__(self, target_soc: float = 0.5):
         self.target_soc = target_soc
 
     def reset(self, core: CommunityCore) -> None:
@@ -76,8 +78,9 @@ class TimeOfUse:
         load_kw, pv_kw = _self_consumption_kw(core, obs)
         t = min(core.t, core.config.steps_per_day - 1)
         cheapest = core.retail_per_kwh[t] <= core.retail_per_kwh.min()
+        before_peak = t * core.dt_h < core.config.peak_start_h
         power_kw = pv_kw - load_kw
-        if cheapest:
+        if cheapest and before_peak:
             missing_kwh = np.maximum(self.target_soc * core.battery.capacity_kwh - core.energy_kwh, 0.0)
             grid_charge_kw = missing_kwh / (core.battery.charge_efficiency * core.dt_h)
             power_kw = np.maximum(power_kw, 0.0) + grid_charge_kw
