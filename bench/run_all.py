@@ -1,0 +1,25 @@
+"""Every benchmark in one command: ``python bench/run_all.py``.
+
+Runs ``bench_env.py`` (simulation speed against mpe2) and ``bench_lp.py`` (optimal LP build/solve times), each
+in its own process so that one's memory and threads do not disturb the other's timings, and prints their tables.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHES = ("bench_env.py", "bench_lp.py")
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent
+    failed = [name for name in BENCHES if subprocess.run([sys.executable, str(here / name)]).returncode != 0]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
