@@ -78,6 +78,16 @@ def _hparam_dict(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _wait_for_a_later_second(run_dir: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and a name starts with its creation time in whole
+    seconds. A resumed run's file (with its purge marker) must come after the files it continues, so it must
+    not be created in the same second as the newest of them (the tie-break, host and process id, need not
+    sort right)."""
+    created_s = [int(path.name.split(".")[3]) for path in run_dir.glob("events.out.tfevents.*")]
+    if created_s:
+        time.sleep(max(max(created_s) + 1 - time.time(), 0.0))
+
+
 def _crossed(previous_step: int, step: int, interval: int) -> bool:
     """Whether a multiple of ``interval`` lies in (previous_step, step]."""
     return step // interval > previous_step // interval
@@ -110,6 +120,8 @@ class Trainer:
             log.info("The run already has %d of total_env_steps=%d community-steps; nothing to do (pass a larger "
                      "total_env_steps to train on).", learner.env_steps, settings.total_env_steps)
             return self.last_eval
+        if resumed:
+            _wait_for_a_later_second(self.run_dir)
         writer = SummaryWriter(str(self.run_dir), purge_step=self.start_step + 1 if resumed else None)
         if not resumed:
             for summary in hparams(_hparam_dict(self.config), {f"eval/{HEADLINE_KPI}": 0.0,
