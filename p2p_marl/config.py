@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 MARKETS = ("uniform", "pay_as_bid", "mid_market")
@@ -113,8 +114,10 @@ def make_config(config: EnvConfig | None = None, **kwargs: Any) -> EnvConfig:
     return dataclasses.replace(base, **kwargs) if kwargs else base
 
 
-# (field, low, high, low inclusive, high inclusive) for numeric fields.
-_RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
+# (key, low, high, low inclusive, high inclusive) of a numeric field.
+Range = tuple[str, float, float, bool, bool]
+
+_RANGES: tuple[Range, ...] = (
     ("n_agents", 1, 10_000, True, True),
     ("prosumer_share", 0.0, 1.0, True, True),
     ("dt_h", 0.0, 24.0, False, True),
@@ -144,7 +147,7 @@ _RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("line_rating_kva", 0.0, math.inf, False, False),
     ("transformer_kva", 0.0, math.inf, False, False),
     ("v_nominal_kv", 0.0, math.inf, False, False),
-    ("v_slack_pu", 0.8, 1.2, True, True),
+    ("v_slack_pu", 0.9, 1.1, True, True),
     ("v_min_pu", 0.0, 1.0, False, True),
     ("v_max_pu", 1.0, 2.0, True, False),
     ("load_power_factor", 0.0, 1.0, False, True),
@@ -158,25 +161,27 @@ _RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
 _INT_FIELDS = {"n_agents", "community_seed", "n_days", "n_laterals", "n_battery_levels", "n_price_levels"}
 
 
-def _describe(low: float, high: float, low_inc: bool, high_inc: bool) -> str:
-    return f"{'[' if low_inc else '('}{low}, {high}{']' if high_inc else ')'}"
+def check_ranges(config: Any, ranges: Sequence[Range], integers: Iterable[str], section: str = "") -> None:
+    """Raise ``ConfigError`` for the first field of ``config`` that is not an integer (for ``integers``) or
+    not a finite number in its range; the message names ``section.key`` (``key`` for an empty section) and
+    the allowed range. Shared by the environment's, the training loop's and every learner's config."""
+    prefix = f"{section}." if section else ""
+    for key in integers:
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{prefix}{key} must be an integer, got {value!r}")
+    for key, low, high, low_inc, high_inc in ranges:
+        value = getattr(config, key)
+        allowed = f"{'[' if low_inc else '('}{low}, {high}{']' if high_inc else ')'}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{prefix}{key} must be a finite number in {allowed}, got {value!r}")
+        if value < low or (value == low and not low_inc) or value > high or (value == high and not high_inc):
+            raise ConfigError(f"{prefix}{key}={value!r} is out of range; allowed {allowed}")
 
 
 def _validate(cfg: EnvConfig) -> None:
-    for name in _INT_FIELDS | {"max_cycles", "day"}:
-        value = getattr(cfg, name)
-        if value is None and name in ("max_cycles", "day"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-    for name, low, high, low_inc, high_inc in _RANGES:
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number in {_describe(low, high, low_inc, high_inc)}, got {value!r}")
-        below = value < low or (value == low and not low_inc)
-        above = value > high or (value == high and not high_inc)
-        if below or above:
-            raise ConfigError(f"{name}={value!r} is out of range; allowed {_describe(low, high, low_inc, high_inc)}")
+    optional_integers = [name for name in ("max_cycles", "day") if getattr(cfg, name) is not None]
+    check_ranges(cfg, _RANGES, sorted(_INT_FIELDS) + optional_integers)
     steps = 24.0 / cfg.dt_h
     if abs(steps - round(steps)) > 1e-9:
         raise ConfigError(f"dt_h={cfg.dt_h!r} must divide 24 h into a whole number of steps (e.g. 0.25, 0.5, 1.0)")

@@ -1,36 +1,16 @@
-"""Range checks for hyperparameter dataclasses: each bad value raises ``ConfigError`` naming ``section.key``."""
+"""Checks for learners' hyperparameter dataclasses; each bad value raises ``ConfigError`` naming ``section.key``.
+
+``check_ranges`` (numeric ranges) is shared with the environment config and re-exported here."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 
-from p2p_marl.config import ConfigError
+from p2p_marl.config import ConfigError, check_ranges
 
-# (key, low, high, low inclusive, high inclusive) of a numeric field.
-Range = tuple[str, float, float, bool, bool]
-
-
-def check_ranges(config: Any, ranges: Sequence[Range], integers: Iterable[str], section: str) -> None:
-    """Raise ``ConfigError`` for the first field of ``config`` that is not an integer (for ``integers``) or
-    not a finite number in its range; the message names ``section.key`` (``key`` for an empty section) and
-    the allowed range."""
-    prefix = f"{section}." if section else ""
-    for key in integers:
-        value = getattr(config, key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{prefix}{key} must be an integer, got {value!r}")
-    for key, low, high, low_inc, high_inc in ranges:
-        value = getattr(config, key)
-        allowed = f"{'[' if low_inc else '('}{low}, {high}{']' if high_inc else ')'}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{prefix}{key} must be a finite number in {allowed}, got {value!r}")
-        if value < low or (value == low and not low_inc) or value > high or (value == high and not high_inc):
-            raise ConfigError(f"{prefix}{key}={value!r} is out of range; allowed {allowed}")
-
+__all__ = ["check_ranges", "check_network"]
 
 
 def check_network(config: Any, section: str) -> None:
