@@ -60,18 +60,23 @@ class P2PEnergyParallelEnv(ParallelEnv):
     def step(self, actions: dict[str, Any]):
         if not self.agents:
             raise RuntimeError("the episode is over (no live agents); call reset() first")
-        missing = [a for a in self.agents if a not in actions]
+        agents = self.agents
+        missing = [a for a in agents if a not in actions]
         if missing:
             raise ValueError(f"missing actions for agents {missing}")
-        action_array = np.stack([np.asarray(actions[a], dtype=np.float64).reshape(2) for a in self.agents])
-        obs, rewards, done, infos = self.core.step(action_array[None])
-        self._last_infos = {key: value[0] for key, value in infos.items()}
-        agents = self.agents
+        action_array = np.array([actions[a] for a in agents], dtype=np.float64)
+        if action_array.size != 2 * len(agents):
+            raise ValueError(f"each agent's action must hold 2 numbers (battery setpoint share, price share); "
+                             f"got actions shaped {action_array.shape} for {len(agents)} agents")
+        obs, rewards, done, infos = self.core.step(action_array.reshape(1, len(agents), 2))
+        self._last_infos = infos
         observations = self._obs_dict(obs[0])
-        reward_dict = {a: float(rewards[0, i]) for i, a in enumerate(agents)}
-        terminations = {a: False for a in agents}
-        truncations = {a: done for a in agents}
-        info_dict = {a: {key: float(self._last_infos[key][i]) for key in INFO_KEYS} for i, a in enumerate(agents)}
+        reward_dict = dict(zip(agents, rewards[0].tolist()))
+        terminations = dict.fromkeys(agents, False)
+        truncations = dict.fromkeys(agents, done)
+        # One tolist() per key gives Python floats for all agents at once; zip(*) turns key columns into agent rows.
+        columns = [infos[key][0].tolist() for key in INFO_KEYS]
+        info_dict = {a: dict(zip(INFO_KEYS, row)) for a, row in zip(agents, zip(*columns))}
         if done:
             self.agents = []
         if self.render_mode == "human":
@@ -84,7 +89,7 @@ class P2PEnergyParallelEnv(ParallelEnv):
     def render(self) -> None:
         if self.render_mode is None or not self._last_infos:
             return
-        info = self._last_infos
+        info = {key: value[0] for key, value in self._last_infos.items()}  # the env's one community
         print(f"t={self.core.t:3d}  clearing={info['clearing_price'][0]:.3f}/kWh  "
               f"p2p={info['p2p_buy_kwh'].sum():6.2f} kWh  import={info['grid_import_kwh'].sum():6.2f} kWh  "
               f"export={info['grid_export_kwh'].sum():6.2f} kWh  cost={info['cost'].sum():+.3f}  "
@@ -94,5 +99,4 @@ class P2PEnergyParallelEnv(ParallelEnv):
         pass
 
     def _obs_dict(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        obs32 = obs.astype(np.float32)
-        return {a: obs32[i] for i, a in enumerate(self.agents)}
+        return dict(zip(self.agents, obs.astype(np.float32)))

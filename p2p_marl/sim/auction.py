@@ -38,25 +38,42 @@ depend on the order of agents.
 mean price (pay-as-bid) or the mid-market rate; when nothing clears it is the mid
 price ``(feed_in + retail) / 2`` of the step, for every mechanism.
 
-Implementation: each community's orders are sorted once by limit price (best bid
-first, so asks run from worst to best); cumulative sums over the sorted positions give
-the step curves, and the clearing is a few reductions over agents. Everything is
-vectorised over B; the only Python loops run over the N sorted positions (each
-iteration one operation on length-B rows, faster in numpy than a cumsum along a short
-axis). Cost O(B N log N), except the pay-as-bid seller revenue, O(B N^2). Volumes are
-never rounded above an agent's offer: ``0 <= p2p_buy_kwh <= max(net_kwh, 0)`` and
-``0 <= p2p_sell_kwh <= max(-net_kwh, 0)`` hold exactly; the sums of buys and sells
-(and of payments and revenues) agree up to float rounding.
+Implementation: each community's orders are sorted once by limit price; both sides of
+the book are then held as one stacked (2, N, B) array, side 0 the bids best (highest)
+first and side 1 the asks best (lowest) first, which is the same sorted list read
+backwards. Asks carry their price negated, so "higher is better" on both sides and one
+set of array operations clears both (at a single community's N orders the time goes into
+the number of numpy calls, not into the arithmetic). Cumulative sums over the sorted
+positions give the step curves, and the clearing is a few reductions over agents.
+Everything is vectorised over B; the Python loops run over the N sorted positions, one
+operation on length-B rows each. Cost O(B N log N), except the pay-as-bid seller revenue,
+O(B N^2). Volumes are never rounded above an agent's offer: ``0 <= p2p_buy_kwh <=
+max(net_kwh, 0)`` and ``0 <= p2p_sell_kwh <= max(-net_kwh, 0)`` hold exactly; the sums
+of buys and sells (and of payments and revenues) agree up to float rounding.
+
+``clear_double_auction`` checks its inputs and calls ``clear_sides``, the clearing
+itself, which the simulator calls directly on inputs it built (no second implementation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 MECHANISMS = ("uniform", "pay_as_bid", "mid_market")
+
+# The side axis of stacked arrays: BUY = demand / bids / imports, SELL = supply / asks / exports.
+BUY, SELL = 0, 1
+# max(SIDE_SIGN * net, 0) splits signed net energy into its two sides, shaped (2, ...) like net.
+SIDE_SIGN = np.array([1.0, -1.0])[:, None, None]
+
+# Cumulative sums over the sorted positions: numpy's accumulate walks the short position
+# axis one element at a time, fastest for a few communities; from about this many on (N = 10,
+# measured), N additions of whole length-B rows are faster. Both add in the same order, so
+# the numbers agree.
+_ROW_LOOP_MIN_COMMUNITIES = 160
 
 
 @dataclass(frozen=True)
@@ -70,23 +87,22 @@ class ClearingResult:
     clearing_price_per_kwh: np.ndarray  # (B,) see module docstring
 
 
-@dataclass(frozen=True)
-class _SortedBook:
-    """Orders sorted by limit price, highest first; arrays (N, B), one community per column.
+class _SortedBook(NamedTuple):
+    """Both sides of the book, best order first; arrays (2, N, B), side BUY bids, side SELL asks.
 
-    A price level is a run of equal prices. The step curves are evaluated at each
-    position's own price, including its whole level: D(p) is the demand bid at >= p,
-    S(p) the supply asked at <= p.
+    Ask position j is bid position N - 1 - j of the same sorted list, so ``x[SELL, ::-1]``
+    puts an ask-side array into the bids' order. A price level is a run of equal prices;
+    the step curves are evaluated at each position's own price including its whole level:
+    D(p) the demand bid at >= p, S(p) the supply asked at <= p.
     """
 
-    price_per_kwh: np.ndarray  # limit price at each sorted position
-    demand_kwh: np.ndarray  # max(net, 0) of the order at each position
-    supply_kwh: np.ndarray  # max(-net, 0)
-    continues_level: np.ndarray  # bool: same price as the position before
-    demand_cum_kwh: np.ndarray  # demand at positions <= m
-    supply_cum_from_end_kwh: np.ndarray  # supply at positions >= m
-    demand_at_or_above_kwh: np.ndarray  # D(price_m)
-    supply_at_or_below_kwh: np.ndarray  # S(price_m)
+    index: np.ndarray  # int: flat index into the (2, B, N) side arrays of the order at each position
+    merit_per_kwh: np.ndarray  # the bid price, and minus the ask price: higher is better on both sides
+    quantity_kwh: np.ndarray  # demand of the bid / supply of the ask at each position
+    has_quantity: np.ndarray  # bool: quantity_kwh > 0, an order with something to trade
+    continues_level: np.ndarray  # bool: same price as the position before on its side
+    cumulative_kwh: np.ndarray  # quantity at this and better positions of its side
+    at_or_better_kwh: np.ndarray  # the same including the whole price level: D(price) for bids, S(price) for asks
     traded_kwh: np.ndarray  # (B,) efficient volume V = max_p min(D(p), S(p))
 
 
@@ -102,42 +118,42 @@ def clear_double_auction(
     net_kwh, limit_price_per_kwh, retail_price_per_kwh, feed_in_price_per_kwh = _validated(
         net_kwh, limit_price_per_kwh, retail_price_per_kwh, feed_in_price_per_kwh, mechanism, k
     )
-    mid_price_per_kwh = 0.5 * (retail_price_per_kwh + feed_in_price_per_kwh)
-    if mechanism == "mid_market":
-        return _clear_mid_market(net_kwh, mid_price_per_kwh)
-
-    n_communities, n_agents = net_kwh.shape
-    order = np.argsort(-limit_price_per_kwh, axis=1)  # best bid first
-    # Flat (B, N) indices of the sorted orders, laid out (N, B): one gather sorts and
-    # transposes, so that reductions over agents run along length-B rows.
-    flat_index = np.ascontiguousarray((order + n_agents * np.arange(n_communities)[:, None]).T)
-    sorted_net_kwh = net_kwh.ravel()[flat_index]
-    book = _sorted_book(
-        limit_price_per_kwh.ravel()[flat_index], np.maximum(sorted_net_kwh, 0.0), np.maximum(-sorted_net_kwh, 0.0)
+    traded_kwh, payment, revenue, price = clear_sides(
+        np.maximum(SIDE_SIGN * net_kwh, 0.0), limit_price_per_kwh,
+        0.5 * (retail_price_per_kwh + feed_in_price_per_kwh), mechanism, k,
     )
-    buy_kwh, marginal_bid = _fill_side(book.demand_kwh, book.demand_at_or_above_kwh, book, best=np.max)
-    sell_kwh, marginal_ask = _fill_side(book.supply_kwh, book.supply_at_or_below_kwh, book, best=np.min)
-    traded = book.traded_kwh > 0.0
+    return ClearingResult(traded_kwh[BUY], traded_kwh[SELL], payment, revenue, price)
+
+
+def clear_sides(
+    side_kwh: np.ndarray, limit_price_per_kwh: np.ndarray, mid_price_per_kwh: np.ndarray, mechanism: str, k: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The clearing of ``clear_double_auction`` without its input checks, for callers that built valid inputs.
+
+    ``side_kwh`` (2, B, N): ``(max(net_kwh, 0), max(-net_kwh, 0))``; ``limit_price_per_kwh``
+    (B, N) and ``mid_price_per_kwh`` (B,) finite. Returns ``traded_kwh`` (2, B, N) = (p2p buy, p2p sell),
+    payment (B, N), revenue (B, N) and the clearing price (B,).
+    """
+    if mechanism == "mid_market":
+        return _clear_mid_market(side_kwh, mid_price_per_kwh)
+    book = _sorted_book(side_kwh, limit_price_per_kwh)
+    filled_kwh, marginal_merit = _fill(book)
+    traded_kwh = _unsorted(filled_kwh, book.index)
     if mechanism == "uniform":
         # Where nothing traded the marginal prices may be +-inf; substitute before mixing.
-        marginal_bid = np.where(traded, marginal_bid, mid_price_per_kwh)
-        marginal_ask = np.where(traded, marginal_ask, mid_price_per_kwh)
+        traded = book.traded_kwh > 0.0
+        marginal_bid = np.where(traded, marginal_merit[BUY], mid_price_per_kwh)
+        marginal_ask = np.where(traded, -marginal_merit[SELL], mid_price_per_kwh)
         price = np.where(traded, k * marginal_bid + (1.0 - k) * marginal_ask, mid_price_per_kwh)
-        payment = price * buy_kwh
-        revenue = price * sell_kwh
-    else:
-        payment = book.price_per_kwh * buy_kwh
-        revenue = _pay_as_bid_revenue(book)
-        total_buy_kwh = buy_kwh.sum(axis=0)
-        bought = total_buy_kwh > 0.0
-        price = np.where(bought, payment.sum(axis=0) / np.where(bought, total_buy_kwh, 1.0), mid_price_per_kwh)
-    return ClearingResult(
-        _unsorted(buy_kwh, flat_index),
-        _unsorted(sell_kwh, flat_index),
-        _unsorted(payment, flat_index),
-        _unsorted(revenue, flat_index),
-        price,
-    )
+        money = price[:, None] * traded_kwh  # everyone at the one price: (payment, revenue)
+        return traded_kwh, money[BUY], money[SELL], price
+    # Pay-as-bid: each buyer pays its own bid. The mean price sums over each community's
+    # contiguous row of agents, so a community's result does not depend on B.
+    payment = limit_price_per_kwh * traded_kwh[BUY]
+    total_buy_kwh = traded_kwh[BUY].sum(axis=1)
+    bought = total_buy_kwh > 0.0
+    price = np.where(bought, payment.sum(axis=1) / np.where(bought, total_buy_kwh, 1.0), mid_price_per_kwh)
+    return traded_kwh, payment, _unsorted(_pay_as_bid_revenue(book), book.index[BUY]), price
 
 
 def _validated(
@@ -171,66 +187,76 @@ def _validated(
     return tuple(arrays.values())
 
 
-def _sorted_book(price_per_kwh: np.ndarray, demand_kwh: np.ndarray, supply_kwh: np.ndarray) -> _SortedBook:
-    """Step curves and efficient volume from orders already sorted by price, highest first."""
-    continues_level = np.zeros(price_per_kwh.shape, dtype=bool)
-    continues_level[1:] = price_per_kwh[1:] == price_per_kwh[:-1]
-    demand_cum = _running_sum(demand_kwh)
-    supply_cum_from_end = _running_sum(supply_kwh[::-1])[::-1]
-    # A level's demand at or above its price ends at its last position; its supply at
-    # or below its price starts at its first position.
-    demand_at_or_above = _spread_level_end(demand_cum, continues_level)
-    supply_at_or_below = _spread_level_start(supply_cum_from_end, continues_level)
+def _sorted_book(side_kwh: np.ndarray, limit_price_per_kwh: np.ndarray) -> _SortedBook:
+    """Sort the orders by limit price and build both sides' step curves and the efficient volume."""
+    n_communities, n_agents = limit_price_per_kwh.shape
+    size = n_communities * n_agents
+    order = np.argsort(-limit_price_per_kwh, axis=1)  # best bid first
+    # Flat (B, N) indices of the sorted orders, laid out (N, B) so that reductions over
+    # agents run along length-B rows; the asks are the same list backwards, indexing the
+    # second half of the (2, B, N) side arrays. One gather then sorts and transposes.
+    bid_index = (order + np.arange(0, size, n_agents)[:, None]).T
+    index = np.empty((2, n_agents, n_communities), dtype=np.intp)
+    index[BUY] = bid_index
+    np.add(bid_index[::-1], size, out=index[SELL])
+    merit = np.take(limit_price_per_kwh, index, mode="wrap")  # the asks' half of index wraps onto the same prices
+    np.negative(merit[SELL], out=merit[SELL])
+    quantity_kwh = np.take(side_kwh, index)
+    has_quantity = quantity_kwh > 0.0
+    continues_level = np.zeros(index.shape, dtype=bool)
+    np.equal(merit[:, 1:], merit[:, :-1], out=continues_level[:, 1:])
+    cumulative_kwh = _running_sum(quantity_kwh)
+    # A level's quantity at or better than its price ends at its last position.
+    at_or_better_kwh = _spread_level_end(cumulative_kwh, continues_level)
     # min(D(p), S(p)) peaks at a bid price: between bids D is flat and S only grows.
-    crossing_kwh = np.where(demand_kwh > 0.0, np.minimum(demand_at_or_above, supply_at_or_below), 0.0)
-    return _SortedBook(
-        price_per_kwh, demand_kwh, supply_kwh, continues_level, demand_cum, supply_cum_from_end,
-        demand_at_or_above, supply_at_or_below, crossing_kwh.max(axis=0),
-    )
+    crossing_kwh = np.where(has_quantity[BUY], np.minimum(at_or_better_kwh[BUY], at_or_better_kwh[SELL, ::-1]), 0.0)
+    return _SortedBook(index, merit, quantity_kwh, has_quantity, continues_level, cumulative_kwh, at_or_better_kwh,
+                       crossing_kwh.max(axis=0))
 
 
-def _fill_side(
-    quantity_kwh: np.ndarray, cumulative_kwh: np.ndarray, book: _SortedBook, best: Callable[..., np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fill one side of the book; best=np.max for bids (highest is best), np.min for asks.
+def _fill(book: _SortedBook) -> tuple[np.ndarray, np.ndarray]:
+    """Fill both sides of the book; returns the fills (2, N, B) and the marginal merit (2, B).
 
-    The cumulative curve (demand at >= own bid, or supply at <= own ask) grows as
-    orders get worse, so the orders whose level's cumulative quantity stays below V
-    fill completely, the best level that reaches V (the marginal one) fills pro-rata,
-    and worse ones not at all. The curve values are the very numbers V was taken from,
-    so these comparisons are consistent and the marginal fraction stays in [0, 1] under
-    rounding. Returns the fills and the marginal limit price (+-inf if there is none).
+    The quantity at or better than an order's price grows as orders get worse, so the
+    orders whose level's quantity stays below V fill completely, the best level that
+    reaches V (the marginal one) fills pro-rata, and worse ones not at all. The curve
+    values are the very numbers V was taken from, so these comparisons are consistent and
+    the marginal fraction stays in [0, 1] under rounding. The marginal merit is the
+    marginal bid and minus the marginal ask (-inf where a side has none).
     """
-    traded_kwh = book.traded_kwh
-    inside = cumulative_kwh < traded_kwh
-    reaches_volume = (quantity_kwh > 0.0) & ~inside
-    worst_price = -np.inf if best is np.max else np.inf
-    marginal_price = best(np.where(reaches_volume, book.price_per_kwh, worst_price), axis=0)
-    through_marginal_kwh = np.where(reaches_volume, cumulative_kwh, np.inf).min(axis=0)
-    before_marginal_kwh = np.where(inside, cumulative_kwh, 0.0).max(axis=0)
+    at_or_better_kwh, traded_kwh = book.at_or_better_kwh, book.traded_kwh
+    inside = at_or_better_kwh < traded_kwh  # filled completely
+    reaches_volume = book.has_quantity & ~inside
+    marginal_merit = np.where(reaches_volume, book.merit_per_kwh, -np.inf).max(axis=1)
+    through_marginal_kwh = np.where(reaches_volume, at_or_better_kwh, np.inf).min(axis=1)
+    before_marginal_kwh = np.where(inside, at_or_better_kwh, 0.0).max(axis=1)
     # through >= V > before wherever something trades; 0 / (positive or inf) elsewhere.
     marginal_fraction = (traded_kwh - before_marginal_kwh) / (through_marginal_kwh - before_marginal_kwh)
-    fill_fraction = np.where(
-        inside, 1.0, np.where(book.price_per_kwh == marginal_price, marginal_fraction, 0.0)
-    )
-    return quantity_kwh * fill_fraction, marginal_price
+    # The marginal level's orders get the fraction; the others 1 if inside, else 0. (No inside
+    # order is on the marginal level: a level's orders share one quantity at or better.)
+    fill_fraction = np.where(book.merit_per_kwh == marginal_merit[:, None], marginal_fraction[:, None], inside)
+    return book.quantity_kwh * fill_fraction, marginal_merit
 
 
 def _pay_as_bid_revenue(book: _SortedBook) -> np.ndarray:
-    """Seller revenue when every matched kWh is priced at the bid of the buyer receiving it.
+    """Seller revenue (N, B) in the bids' sorted order when every matched kWh is priced at the
+    bid of the buyer receiving it.
 
     Walking both sorted books in step, the seller level at price p holds the supply
     interval (S(p-), S(p)] and sells the part of it below V; that part is paid the
     integral of the bid curve over it. Each seller takes its quantity's share of its
     level's money, matching the pro-rata volumes.
     """
-    supply_below_next = np.zeros_like(book.supply_cum_from_end_kwh)
-    supply_below_next[:-1] = book.supply_cum_from_end_kwh[1:]
-    supply_below_level = _spread_level_end(supply_below_next, book.continues_level)
-    level_supply = _spread_level_end(_level_running_sum(book.supply_kwh, book.continues_level), book.continues_level)
-    bounds_kwh = np.minimum(np.stack([book.supply_at_or_below_kwh, supply_below_level]), book.traded_kwh)
+    continues_level = book.continues_level[BUY]
+    supply_kwh = book.quantity_kwh[SELL, ::-1]
+    supply_cum_from_end_kwh = book.cumulative_kwh[SELL, ::-1]  # supply at positions >= m
+    supply_below_next = np.zeros_like(supply_cum_from_end_kwh)
+    supply_below_next[:-1] = supply_cum_from_end_kwh[1:]
+    supply_below_level = _spread_level_end(supply_below_next, continues_level)
+    level_supply = _spread_level_end(_level_running_sum(supply_kwh, continues_level), continues_level)
+    bounds_kwh = np.minimum(np.stack([book.at_or_better_kwh[SELL, ::-1], supply_below_level]), book.traded_kwh)
     money_upper, money_lower = _bid_money_up_to(book, bounds_kwh)
-    share = np.divide(book.supply_kwh, level_supply, out=np.zeros_like(level_supply), where=level_supply > 0.0)
+    share = np.divide(supply_kwh, level_supply, out=np.zeros_like(level_supply), where=level_supply > 0.0)
     return share * (money_upper - money_lower)
 
 
@@ -242,67 +268,59 @@ def _bid_money_up_to(book: _SortedBook, volume_kwh: np.ndarray) -> np.ndarray:
     """
     money = np.zeros_like(volume_kwh)
     covered_kwh = np.zeros_like(book.traded_kwh)
-    for price, demand_cum in zip(book.price_per_kwh, book.demand_cum_kwh):
+    for price, demand_cum in zip(book.merit_per_kwh[BUY], book.cumulative_kwh[BUY]):
         money += price * np.maximum(np.minimum(volume_kwh, demand_cum) - covered_kwh, 0.0)
         covered_kwh = demand_cum
     return money
 
 
 def _running_sum(values: np.ndarray) -> np.ndarray:
-    """Cumulative sum over sorted positions (axis 0), as N additions of length-B rows."""
+    """Cumulative sum over the sorted positions (axis -2), adding in position order."""
+    if values.shape[-1] < _ROW_LOOP_MIN_COMMUNITIES:
+        return np.add.accumulate(values, axis=-2)
     out = values.copy()
-    for m in range(1, len(out)):
-        out[m] += out[m - 1]
+    for m in range(1, out.shape[-2]):
+        out[..., m, :] += out[..., m - 1, :]
     return out
 
 
 def _level_running_sum(values: np.ndarray, continues_level: np.ndarray) -> np.ndarray:
-    """Cumulative sum over positions, restarting at every new price level."""
+    """Cumulative sum over positions (axis 0), restarting at every new price level."""
     out = values.copy()
     for m in range(1, len(out)):
         np.add(out[m], out[m - 1], out=out[m], where=continues_level[m])
     return out
 
 
-def _spread_level_start(values: np.ndarray, continues_level: np.ndarray) -> np.ndarray:
-    """Give every position the value at the first position of its price level."""
-    out = values.copy()
-    for m in range(1, len(out)):
-        np.copyto(out[m], out[m - 1], where=continues_level[m])
-    return out
-
-
 def _spread_level_end(values: np.ndarray, continues_level: np.ndarray) -> np.ndarray:
-    """Give every position the value at the last position of its price level."""
+    """Give every position (axis -2) the value at the last position of its price level.
+
+    Without ties every level is one order and ``values`` itself is returned (callers only read it).
+    """
+    if not continues_level.any():
+        return values
     out = values.copy()
-    for m in range(len(out) - 2, -1, -1):
-        np.copyto(out[m], out[m + 1], where=continues_level[m + 1])
+    for m in range(out.shape[-2] - 2, -1, -1):
+        np.copyto(out[..., m, :], out[..., m + 1, :], where=continues_level[..., m + 1, :])
     return out
 
 
-def _unsorted(sorted_values: np.ndarray, flat_index: np.ndarray) -> np.ndarray:
-    """Scatter (N, B) sorted values back to the agents' (B, N) layout."""
+def _unsorted(sorted_values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Scatter values at sorted positions, (..., N, B), back to the agents' layout (..., B, N)."""
     out = np.empty(sorted_values.size)
-    out[flat_index] = sorted_values
-    return out.reshape(flat_index.shape[::-1])
+    out[index] = sorted_values
+    return out.reshape(index.shape[:-2] + index.shape[-2:][::-1])
 
 
-def _clear_mid_market(net_kwh: np.ndarray, mid_price_per_kwh: np.ndarray) -> ClearingResult:
+def _clear_mid_market(
+    side_kwh: np.ndarray, mid_price_per_kwh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All trades at the mid price; the short side trades everything, the long side is
     scaled by short/long < 1."""
-    demand_kwh = np.maximum(net_kwh, 0.0)
-    supply_kwh = np.maximum(-net_kwh, 0.0)
-    total_demand_kwh = demand_kwh.sum(axis=1, keepdims=True)
-    total_supply_kwh = supply_kwh.sum(axis=1, keepdims=True)
-    buy_fraction = np.divide(
-        total_supply_kwh, total_demand_kwh, out=np.ones_like(total_demand_kwh),
-        where=total_demand_kwh > total_supply_kwh,
-    )
-    sell_fraction = np.divide(
-        total_demand_kwh, total_supply_kwh, out=np.ones_like(total_supply_kwh),
-        where=total_supply_kwh > total_demand_kwh,
-    )
-    buy_kwh = demand_kwh * buy_fraction
-    sell_kwh = supply_kwh * sell_fraction
-    price = mid_price_per_kwh[:, None]
-    return ClearingResult(buy_kwh, sell_kwh, price * buy_kwh, price * sell_kwh, mid_price_per_kwh.copy())
+    total_kwh = side_kwh.sum(axis=2, keepdims=True)  # (2, B, 1): total demand, total supply
+    other_side_total_kwh = total_kwh[::-1]
+    fraction = np.divide(other_side_total_kwh, total_kwh, out=np.ones_like(total_kwh),
+                         where=total_kwh > other_side_total_kwh)
+    traded_kwh = side_kwh * fraction
+    money = mid_price_per_kwh[:, None] * traded_kwh
+    return traded_kwh, money[BUY], money[SELL], mid_price_per_kwh.copy()

@@ -39,9 +39,9 @@ import math
 import numpy as np
 
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.sim.auction import clear_double_auction
+from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.battery import BatteryParams, feasible_power, next_energy
-from p2p_marl.sim.feeder import Feeder, linear_power_flow, radial_feeder
+from p2p_marl.sim.feeder import Feeder, power_flow_arrays, radial_feeder
 from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
 from p2p_marl.sim.tariffs import time_of_use_prices
 
@@ -77,6 +77,7 @@ INFO_KEYS = (
     "clearing_price", "retail_price", "feed_in_price", "degradation_cost", "penalty", "cost", "voltage_pu",
     "feeder_undervoltage_pu", "feeder_overvoltage_pu", "feeder_overload_kva",
 )
+FEEDER_KPI_KEYS = INFO_KEYS[-3:]  # the per-community feeder KPIs, in the order _network_penalty returns them
 
 
 def build_profiles(cfg: EnvConfig) -> ProfileSet:
@@ -133,6 +134,22 @@ class CommunityCore:
         self.obs_dim = len(OBS_FEATURES)
         self.state_dim = len(STATE_SHARED) + len(STATE_PER_AGENT) * self.n_agents
 
+        # Per-step constants, computed once. For a single community a step costs the number of numpy calls,
+        # not arithmetic, so whatever does not change between steps is not recomputed there.
+        self._retail_steps = self.retail_per_kwh.tolist()  # Python floats: cheapest to combine with arrays
+        self._feed_in_steps = self.feed_in_per_kwh.tolist()
+        # (steps_per_day, B): the mid price of each step, one row per step for every community.
+        self._mid_price_per_kwh = np.repeat((0.5 * (self.retail_per_kwh + self.feed_in_per_kwh))[:, None],
+                                            batch_size, axis=1)
+        # Voltage band per side (BUY: undervoltage below v_min, SELL: overvoltage above v_max), see _network_penalty.
+        self._voltage_band_pu = np.array([cfg.v_min_pu, cfg.v_max_pu])[:, None, None]
+        self._obs_template = self._observation_template()
+        # Load and PV of every day and step side by side, (n_days, steps_per_day, 2, N), so that one gather
+        # fetches both: in kW for the step, and as observation features (normalised, within bounds).
+        self._profiles_kw = np.stack([self.profiles.load_kw, self.profiles.pv_kw], axis=2)
+        self._profile_obs = np.clip(self._profiles_kw / self.power_scale_kw, 0.0, 1.0)
+        self._has_capacity = self.battery.capacity_kwh > 0
+
         self._rng = np.random.default_rng()
         self.t = 0
         self.days = np.zeros(batch_size, dtype=np.int64)
@@ -186,111 +203,143 @@ class CommunityCore:
             raise ValueError(f"action of agent {bad[1]} (community {bad[0]}) is not finite: "
                              f"{actions[bad[0], bad[1]].tolist()}; actions must be finite numbers")
         cfg, battery, dt_h, t = self.config, self.battery, self.dt_h, self.t
-        setpoint_share = np.clip(actions[..., 0], -1.0, 1.0)
-        price_share = np.clip(actions[..., 1], 0.0, 1.0)
+        batch_size, n_agents = self.batch_size, self.n_agents
+        setpoint_share = _clip(actions[..., 0], -1.0, 1.0)
+        price_share = _clip(actions[..., 1], 0.0, 1.0)
 
-        load_kw = self.profiles.load_kw[self.days, t]
-        pv_kw = self.profiles.pv_kw[self.days, t]
+        profiles_kw = self._profiles_kw[self.days, t]
+        load_kw, pv_kw = profiles_kw[:, 0], profiles_kw[:, 1]
         charge_kw, discharge_kw = feasible_power(setpoint_share * battery.max_kw, self.energy_kwh, battery, dt_h)
         net_kw = load_kw - pv_kw + charge_kw - discharge_kw
-        net_kwh = net_kw * dt_h
+        # Stacked sides (2, B, N), see p2p_marl.sim.auction: [BUY] what a household imports, [SELL] exports.
+        side_kw = np.maximum(SIDE_SIGN * net_kw, 0.0)
+        side_kwh = side_kw * dt_h
 
-        retail = np.full(self.batch_size, self.retail_per_kwh[t])
-        feed_in = np.full(self.batch_size, self.feed_in_per_kwh[t])
-        bid_price = feed_in[:, None] + price_share * (retail - feed_in)[:, None]
-        market = clear_double_auction(net_kwh, bid_price, retail, feed_in, mechanism=cfg.market, k=cfg.k)
-        grid_import_kwh = np.maximum(np.maximum(net_kwh, 0.0) - market.p2p_buy_kwh, 0.0)
-        grid_export_kwh = np.maximum(np.maximum(-net_kwh, 0.0) - market.p2p_sell_kwh, 0.0)
+        retail, feed_in = self._retail_steps[t], self._feed_in_steps[t]  # the same for every community
+        bid_price = feed_in + price_share * (retail - feed_in)
+        traded_kwh, p2p_payment, p2p_revenue, clearing_price = clear_sides(
+            side_kwh, bid_price, self._mid_price_per_kwh[t], cfg.market, cfg.k)
+        grid_kwh = np.maximum(side_kwh - traded_kwh, 0.0)  # the rest settles with the grid: import, export
 
-        flow = linear_power_flow(self.feeder, net_kw, load_kw * self.q_per_p)
-        penalty, feeder_kpis = self._network_penalty(net_kw, flow)
+        voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva = (
+            power_flow_arrays(self.feeder, net_kw, load_kw * self.q_per_p))
+        penalty, feeder_kpis = self._network_penalty(side_kw, voltage_pu, line_p_kw, line_flow_kva,
+                                                     total_p_kw, transformer_kva)
 
         degradation = cfg.degradation_cost_per_kwh * (charge_kw + discharge_kw) * dt_h
-        cost = (grid_import_kwh * retail[:, None] - grid_export_kwh * feed_in[:, None]
-                + market.p2p_payment - market.p2p_revenue + degradation + penalty)
+        cost = (grid_kwh[BUY] * retail - grid_kwh[SELL] * feed_in
+                + p2p_payment - p2p_revenue + degradation + penalty)
         w = cfg.cooperative_weight
-        reward = -((1.0 - w) * cost + w * cost.mean(axis=1, keepdims=True))
+        if w == 0.0:
+            reward = -cost  # own bill only (the default): no community mean to mix in
+        else:
+            reward = -((1.0 - w) * cost + w * (cost.sum(axis=1, keepdims=True) / n_agents))
 
         self.energy_kwh = next_energy(self.energy_kwh, charge_kw, discharge_kw, battery, dt_h)
-        self.last_clearing_price = market.clearing_price_per_kwh
-        self.last_voltage_pu = flow.household_voltage_pu
-        self.last_net_kw = net_kw.mean(axis=1)
+        self.last_clearing_price = clearing_price
+        self.last_voltage_pu = household_voltage_pu
+        self.last_net_kw = total_p_kw / n_agents  # the community's mean net power
         self.t += 1
+        soc = self.soc()
 
-        shape = (self.batch_size, self.n_agents)
+        # Per-community values, repeated for each agent: (clearing price, retail, feed-in, 3 feeder KPIs).
+        community_values = np.empty((6, batch_size, n_agents))
+        community_values[0] = clearing_price[:, None]
+        community_values[1] = retail
+        community_values[2] = feed_in
+        community_values[3:] = feeder_kpis[:, :, None]
         infos = {
             "load_kwh": load_kw * dt_h,
             "pv_kwh": pv_kw * dt_h,
             "battery_charge_kwh": charge_kw * dt_h,
             "battery_discharge_kwh": discharge_kw * dt_h,
-            "soc": self.soc(),
+            "soc": soc,
             "bid_price": bid_price,
-            "p2p_buy_kwh": market.p2p_buy_kwh,
-            "p2p_sell_kwh": market.p2p_sell_kwh,
-            "p2p_payment": market.p2p_payment,
-            "p2p_revenue": market.p2p_revenue,
-            "grid_import_kwh": grid_import_kwh,
-            "grid_export_kwh": grid_export_kwh,
-            "clearing_price": np.broadcast_to(market.clearing_price_per_kwh[:, None], shape),
-            "retail_price": np.broadcast_to(retail[:, None], shape),
-            "feed_in_price": np.broadcast_to(feed_in[:, None], shape),
+            "p2p_buy_kwh": traded_kwh[BUY],
+            "p2p_sell_kwh": traded_kwh[SELL],
+            "p2p_payment": p2p_payment,
+            "p2p_revenue": p2p_revenue,
+            "grid_import_kwh": grid_kwh[BUY],
+            "grid_export_kwh": grid_kwh[SELL],
+            "clearing_price": community_values[0],
+            "retail_price": community_values[1],
+            "feed_in_price": community_values[2],
             "degradation_cost": degradation,
             "penalty": penalty,
             "cost": cost,
-            "voltage_pu": flow.household_voltage_pu,
-            **{k: np.broadcast_to(v[:, None], shape) for k, v in feeder_kpis.items()},
+            "voltage_pu": household_voltage_pu,
+            **dict(zip(FEEDER_KPI_KEYS, community_values[3:])),
         }
-        return self.observe(), reward, self.done, infos
+        return self._observe(soc), reward, self.done, infos
 
-    def _network_penalty(self, net_kw: np.ndarray, flow) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _network_penalty(self, side_kw: np.ndarray, voltage_pu: np.ndarray, line_p_kw: np.ndarray,
+                         line_flow_kva: np.ndarray, total_p_kw: np.ndarray, transformer_kva: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Penalty (B, N) of the module docstring's step 4, and the feeder KPIs (3, B) of FEEDER_KPI_KEYS."""
         cfg, feeder = self.config, self.feeder
-        under_pu = np.maximum(cfg.v_min_pu - flow.voltage_pu, 0.0).sum(axis=1)
-        over_pu = np.maximum(flow.voltage_pu - cfg.v_max_pu, 0.0).sum(axis=1)
-        # Direction of each element's active power: > 0 towards the households (import side).
-        line_p_kw = net_kw @ feeder.downstream
-        line_excess = np.maximum(flow.line_flow_kva - feeder.line_rating_kva, 0.0)
-        trafo_excess = np.maximum(flow.transformer_kva - feeder.transformer_kva, 0.0)
-        total_p_kw = net_kw.sum(axis=1)
-        overload_import = (line_excess * (line_p_kw >= 0)).sum(axis=1) + trafo_excess * (total_p_kw >= 0)
-        overload_export = (line_excess * (line_p_kw < 0)).sum(axis=1) + trafo_excess * (total_p_kw < 0)
-        import_side = (cfg.voltage_penalty_per_pu_h * under_pu + cfg.overload_penalty_per_kvah * overload_import)
-        export_side = (cfg.voltage_penalty_per_pu_h * over_pu + cfg.overload_penalty_per_kvah * overload_export)
-        penalty = (_share(import_side * self.dt_h, np.maximum(net_kw, 0.0))
-                   + _share(export_side * self.dt_h, np.maximum(-net_kw, 0.0)))
-        kpis = {"feeder_undervoltage_pu": under_pu, "feeder_overvoltage_pu": over_pu,
-                "feeder_overload_kva": line_excess.sum(axis=1) + trafo_excess}
-        return penalty, kpis
+        kpis = np.zeros((3, self.batch_size))
+        within_limits = (cfg.v_min_pu <= voltage_pu.min() and voltage_pu.max() <= cfg.v_max_pu
+                         and (line_flow_kva <= feeder.line_rating_kva).all()
+                         and transformer_kva.max() <= feeder.transformer_kva)
+        if within_limits:
+            # The usual case, every community within its limits: no excess, nothing to share out.
+            return np.zeros(side_kw.shape[1:]), kpis
+        # Band excess summed over buses, (2, B): [BUY] below v_min, [SELL] above v_max.
+        band_excess_pu = np.maximum(SIDE_SIGN * (self._voltage_band_pu - voltage_pu), 0.0).sum(axis=2)
+        line_excess = np.maximum(line_flow_kva - feeder.line_rating_kva, 0.0)
+        trafo_excess = np.maximum(transformer_kva - feeder.transformer_kva, 0.0)
+        kpis[:2] = band_excess_pu
+        kpis[2] = line_excess.sum(axis=1) + trafo_excess
+        # Overloads go to the side the element's active power flows to: > 0 towards the households (import side).
+        line_import = np.where(line_p_kw >= 0, line_excess, 0.0)
+        trafo_import = np.where(total_p_kw >= 0, trafo_excess, 0.0)
+        overload_kva = np.array([line_import.sum(axis=1) + trafo_import,
+                                 (line_excess - line_import).sum(axis=1) + (trafo_excess - trafo_import)])
+        side_penalty = (cfg.voltage_penalty_per_pu_h * band_excess_pu + cfg.overload_penalty_per_kvah * overload_kva)
+        shares = _share(side_penalty * self.dt_h, side_kw)
+        return shares[BUY] + shares[SELL], kpis
 
     # ------------------------------------------------------------------ views
     def soc(self) -> np.ndarray:
         """State of charge as a fraction of capacity (B, N); 0 for households without a battery."""
-        capacity = self.battery.capacity_kwh
-        return np.divide(self.energy_kwh, capacity, out=np.zeros_like(self.energy_kwh), where=capacity > 0)
+        return np.divide(self.energy_kwh, self.battery.capacity_kwh, out=np.zeros(self.energy_kwh.shape),
+                         where=self._has_capacity)
 
     def observe(self) -> np.ndarray:
         """Local observations (B, N, obs_dim), each feature within [OBS_LOW, OBS_HIGH]."""
+        return self._observe(self.soc())
+
+    def _observe(self, soc: np.ndarray) -> np.ndarray:
+        """``observe()`` with the SoC given: ``step()`` has computed it already for the infos."""
         steps = self.config.steps_per_day
         t = min(self.t, steps - 1)
         t_next = min(self.t + 1, steps - 1)
-        B, N = self.batch_size, self.n_agents
-        phase = 2.0 * math.pi * self.t / steps
-        p_scale, price_scale = self.power_scale_kw, self.price_scale_per_kwh
-        obs = np.empty((B, N, self.obs_dim))
-        obs[..., 0] = math.sin(phase)
-        obs[..., 1] = math.cos(phase)
-        obs[..., 2] = self.profiles.load_kw[self.days, t] / p_scale
-        obs[..., 3] = self.profiles.pv_kw[self.days, t] / p_scale
-        obs[..., 4] = self.soc()
-        obs[..., 5] = self.has_battery
-        obs[..., 6] = self.retail_per_kwh[t] / price_scale
-        obs[..., 7] = self.feed_in_per_kwh[t] / price_scale
-        obs[..., 8] = self.retail_per_kwh[t_next] / price_scale
-        obs[..., 9] = (self.last_clearing_price / price_scale)[:, None]
-        obs[..., 10] = (self.last_voltage_pu - 1.0) / 0.1
-        obs[..., 11] = self.profiles.load_kw[self.days, t_next] / p_scale
-        obs[..., 12] = self.profiles.pv_kw[self.days, t_next] / p_scale
-        obs[..., 13] = (self.last_net_kw / (2.0 * p_scale))[:, None]
-        return np.clip(obs, OBS_LOW, OBS_HIGH)
+        obs = np.empty((self.batch_size, self.n_agents, self.obs_dim))
+        obs[:] = self._obs_template[self.t]
+        profile_now, profile_next = self._profile_obs[self.days, t], self._profile_obs[self.days, t_next]
+        obs[..., 2], obs[..., 3] = profile_now[:, 0], profile_now[:, 1]  # load, PV
+        obs[..., 4] = soc  # within [0, 1] already: energy stays in [soc_min, soc_max] * capacity
+        obs[..., 9] = _clip(self.last_clearing_price / self.price_scale_per_kwh, 0.0, 1.0)[:, None]
+        obs[..., 10] = _clip((self.last_voltage_pu - 1.0) / 0.1, -1.0, 1.0)
+        obs[..., 11], obs[..., 12] = profile_next[:, 0], profile_next[:, 1]
+        obs[..., 13] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
+        return obs
+
+    def _observation_template(self) -> np.ndarray:
+        """The features that depend only on the step and the household, (steps_per_day + 1, N, obs_dim) for
+        t = 0 .. steps_per_day; the others are zero here and written by ``_observe``."""
+        steps = self.config.steps_per_day
+        phase = [2.0 * math.pi * t / steps for t in range(steps + 1)]
+        t_now = np.minimum(np.arange(steps + 1), steps - 1)
+        t_next = np.minimum(t_now + 1, steps - 1)
+        template = np.zeros((steps + 1, self.n_agents, self.obs_dim))
+        template[..., 0] = np.array([math.sin(p) for p in phase])[:, None]
+        template[..., 1] = np.array([math.cos(p) for p in phase])[:, None]
+        template[..., 5] = self.has_battery
+        template[..., 6] = (self.retail_per_kwh[t_now] / self.price_scale_per_kwh)[:, None]
+        template[..., 7] = (self.feed_in_per_kwh[t_now] / self.price_scale_per_kwh)[:, None]
+        template[..., 8] = (self.retail_per_kwh[t_next] / self.price_scale_per_kwh)[:, None]
+        return np.clip(template, OBS_LOW, OBS_HIGH)
 
     def state(self) -> np.ndarray:
         """Global state (B, state_dim) for centralised critics."""
@@ -307,8 +356,15 @@ class CommunityCore:
         return np.concatenate([OBS_HIGH[list(STATE_SHARED)], np.tile(OBS_HIGH[list(STATE_PER_AGENT)], self.n_agents)])
 
 
+def _clip(values: np.ndarray, low, high) -> np.ndarray:
+    """np.clip without its Python-level overhead, which dominates on one community's small arrays."""
+    return np.minimum(np.maximum(values, low), high)
+
+
 def _share(total: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Split each community's ``total`` (B,) over agents in proportion to ``weight`` (B, N), equally if all zero."""
-    weight_sum = weight.sum(axis=1, keepdims=True)
-    fraction = np.where(weight_sum > 0, weight / np.where(weight_sum > 0, weight_sum, 1.0), 1.0 / weight.shape[1])
-    return total[:, None] * fraction
+    """Split each community's ``total`` (..., B) over agents in proportion to ``weight`` (..., B, N), equally if
+    all zero."""
+    weight_sum = weight.sum(axis=-1, keepdims=True)
+    has_weight = weight_sum > 0
+    fraction = np.where(has_weight, weight / np.where(has_weight, weight_sum, 1.0), 1.0 / weight.shape[-1])
+    return total[..., None] * fraction

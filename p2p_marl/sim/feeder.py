@@ -257,14 +257,31 @@ def linear_power_flow(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> P
     q_kvar = _household_array(q_kvar, feeder, "q_kvar", ndim=2)
     if p_kw.shape != q_kvar.shape:
         raise ValueError(f"p_kw and q_kvar must have the same shape, got {p_kw.shape} and {q_kvar.shape}")
+    voltage_pu, household_voltage_pu, _, line_flow_kva, _, transformer_kva = power_flow_arrays(feeder, p_kw, q_kvar)
+    return PowerFlow(voltage_pu, household_voltage_pu, line_flow_kva, transformer_kva)
+
+
+def power_flow_arrays(
+    feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The computation of ``linear_power_flow`` without its input checks, for callers that built valid
+    float64 (B, N) inputs (the simulator, every step).
+
+    Returns (voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva); the
+    active powers (> 0 towards the households) tell the direction of each element's flow.
+    """
     voltage_pu = (
         feeder.v_slack_pu - p_kw @ feeder.voltage_sens_p_pu_per_kw - q_kvar @ feeder.voltage_sens_q_pu_per_kvar
     )
-    return PowerFlow(
-        voltage_pu=voltage_pu,
-        household_voltage_pu=voltage_pu[:, feeder.household_bus],
-        line_flow_kva=np.hypot(p_kw @ feeder.downstream, q_kvar @ feeder.downstream),
-        transformer_kva=np.hypot(p_kw.sum(axis=1), q_kvar.sum(axis=1)),
+    line_p_kw = p_kw @ feeder.downstream
+    total_p_kw = p_kw.sum(axis=1)
+    return (
+        voltage_pu,
+        voltage_pu[:, feeder.household_bus],
+        line_p_kw,
+        np.hypot(line_p_kw, q_kvar @ feeder.downstream),
+        total_p_kw,
+        np.hypot(total_p_kw, q_kvar.sum(axis=1)),
     )
 
 
