@@ -25,6 +25,7 @@ class AlgoSpec(NamedTuple):
 REGISTRY: dict[str, AlgoSpec] = {
     "qlearning": AlgoSpec("p2p_marl.algos.qlearning", "QLearning", "QLearningConfig"),
     "dqn": AlgoSpec("p2p_marl.algos.dqn", "DQN", "DQNConfig"),
+    "mappo": AlgoSpec("p2p_marl.algos.mappo", "MAPPO", "MAPPOConfig"),
 }
 
 

@@ -1,0 +1,317 @@
+"""MAPPO: multi-agent PPO with one actor shared by every agent and a centralised value function.
+
+Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is one PPO iteration:
+
+1. **Rollout** -- ``num_envs`` communities play one whole episode (one day) in lockstep on the batched core.
+   The shared actor sees each agent's local observation (+ the community forecast with
+   ``forecast=actor_critic``, + its one-hot identity with ``actor_agent_id``; see ``nets``).
+2. **Actions** -- a diagonal Gaussian over a pre-squash point ``u`` in R^2 (state-independent, learned
+   ``log_std``); the environment gets ``tanh(u)`` mapped onto (setpoint share, price share) by
+   ``nets.env_action``. Log-probabilities are those of ``u``: the tanh Jacobian is the same under the old
+   and the new policy, so it cancels in the PPO ratio, and the entropy bonus is the Gaussian's entropy.
+   The deterministic evaluation policy acts with ``tanh(mean)``.
+3. **Centralised critic** -- V(global state ``core.state()``, + the community forecast unless
+   ``forecast=none``, + the agent's one-hot identity with ``critic_agent_id``, which gives per-agent values
+   for per-agent rewards). It predicts returns normalised by a running mean/std of past returns (value
+   normalisation, "PopArt-lite": targets are normalised, the output layer is not rescaled), which also takes
+   care of the small scale of the bills; values are de-normalised for GAE.
+4. **GAE** with ``gamma`` and ``gae_lambda``; the end of the day is terminal (nothing is earned after it).
+5. **Update** -- ``update_epochs`` passes over the T * B * N agent-steps in ``num_minibatches`` minibatches:
+   clipped surrogate with per-minibatch advantage normalisation, entropy bonus, squared value error, Adam
+   with gradient-norm clipping for actor and critic.
+
+Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with
+that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); the
+community cost that is reported and evaluated does not depend on w.
+
+Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, optimisers, the
+return normaliser, the numpy and torch generators that draw episode seeds, actions and minibatches)
+resumes a run exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2p_marl.algos.base import Learner
+from p2p_marl.algos.nets import (
+    FORECAST_FEATURES,
+    ActorPolicy,
+    actor_features,
+    check_multi_agent_keys,
+    env_action,
+    episode_metrics,
+    forecast_features,
+    load_rng_state,
+    mlp,
+    rng_state,
+    training_env,
+    with_agent_id,
+)
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.community import CommunityCore
+from p2p_marl.training.validation import check_network, check_ranges
+
+
+@dataclass
+class MAPPOConfig:
+    """MAPPO hyperparameters; mirrored 1:1 by ``configs/algo/mappo.yaml``."""
+
+    name: str = "mappo"
+    num_envs: int = 32  # communities simulated in lockstep; one iteration = one day of each
+    gamma: float = 1.0  # an episode is one day of fixed length with the time of day observed: no discounting
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    ent_coef: float = 0.005  # keeps the Gaussian from collapsing before the battery schedule is found
+    update_epochs: int = 10
+    num_minibatches: int = 16
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    max_grad_norm: float = 0.5
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    log_std_init: float = -0.5  # initial log std of the pre-squash Gaussian
+    actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
+    critic_agent_id: bool = True  # per-agent values V(state, agent id)
+    return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
+    cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
+    forecast: str = "actor_critic"  # who sees the oracle community forecast (nets.FORECAST_FEATURES): none,
+    # critic, or actor_critic (then the evaluation policy uses it too)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.name != "mappo":
+            raise ConfigError(f"mappo.name must be 'mappo', got {self.name!r}")
+        check_ranges(self, _RANGES, _INTEGERS, "mappo")
+        check_network(self, "mappo")
+        check_multi_agent_keys(self, "mappo")
+
+
+_INTEGERS = {"num_envs", "update_epochs", "num_minibatches"}
+_RANGES = (
+    ("num_envs", 1, 100_000, True, True),
+    ("gamma", 0.0, 1.0, True, True),
+    ("gae_lambda", 0.0, 1.0, True, True),
+    ("clip_coef", 0.0, 10.0, False, True),
+    ("ent_coef", 0.0, 1.0, True, True),
+    ("update_epochs", 1, 1000, True, True),
+    ("num_minibatches", 1, 100_000, True, True),
+    ("actor_lr", 0.0, 1.0, False, True),
+    ("critic_lr", 0.0, 1.0, False, True),
+    ("max_grad_norm", 0.0, math.inf, False, False),
+    ("log_std_init", -10.0, 2.0, True, True),
+    ("return_norm_decay", 0.0, 1.0, False, True),
+)
+
+
+class RunningReturnNorm:
+    """Running mean and variance of the return targets (exponentially weighted with ``decay``, bias-corrected),
+    used to normalise what the critic predicts."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.mean = 0.0
+        self.mean_sq = 0.0
+        self.debias = 0.0
+
+    def update(self, returns: np.ndarray) -> None:
+        self.mean = self.decay * self.mean + (1.0 - self.decay) * float(returns.mean())
+        self.mean_sq = self.decay * self.mean_sq + (1.0 - self.decay) * float((returns ** 2).mean())
+        self.debias = self.decay * self.debias + (1.0 - self.decay)
+
+    def _moments(self) -> tuple[float, float]:
+        if self.debias == 0.0:
+            return 0.0, 1.0
+        mean = self.mean / self.debias
+        var = max(self.mean_sq / self.debias - mean ** 2, 1e-8)
+        return mean, math.sqrt(var)
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        mean, std = self._moments()
+        return (x - mean) / std
+
+    def denormalize(self, x: np.ndarray) -> np.ndarray:
+        mean, std = self._moments()
+        return x * std + mean
+
+    def state_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "mean_sq": self.mean_sq, "debias": self.debias}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.mean, self.mean_sq, self.debias = state["mean"], state["mean_sq"], state["debias"]
+
+
+class MAPPO(Learner):
+    name = "mappo"
+
+    def __init__(self, env_config: EnvConfig, config: MAPPOConfig, seed: int):
+        super().__init__(env_config, config, seed)
+        torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
+        self.core = CommunityCore(training_env(env_config, config.cooperative_weight), batch_size=config.num_envs)
+        n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
+        self.device = torch.device(config.device)
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.actor_forecast = config.forecast == "actor_critic"
+        self.critic_forecast = config.forecast != "none"
+        n_forecast = len(FORECAST_FEATURES)
+        # Build the networks from the seed without touching torch's global generator.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            actor_in = obs_dim + n_forecast * self.actor_forecast + n_agents * config.actor_agent_id
+            critic_in = self.core.state_dim + n_forecast * self.critic_forecast + n_agents * config.critic_agent_id
+            self.actor = mlp(actor_in, config.hidden_sizes, 2, nn.Tanh, out_gain=0.01).to(self.device)
+            self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.Tanh, out_gain=1.0).to(self.device)
+        self.log_std = nn.Parameter(torch.full((2,), float(config.log_std_init), device=self.device))
+        self.actor_optimizer = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=config.actor_lr,
+                                                eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=1e-5)
+        self.return_norm = RunningReturnNorm(config.return_norm_decay)
+        self.iterations = 0
+
+    # ------------------------------------------------------------------ inputs
+    def _actor_input(self, obs: np.ndarray) -> torch.Tensor:
+        features = actor_features(self.core, obs, self.actor_forecast)
+        return with_agent_id(torch.as_tensor(features, dtype=torch.float32, device=self.device),
+                             self.config.actor_agent_id)
+
+    def _critic_input(self) -> torch.Tensor:
+        state = self.core.state()
+        if self.critic_forecast:
+            state = np.concatenate([state, forecast_features(self.core)], axis=1)
+        s = torch.as_tensor(state, dtype=torch.float32, device=self.device)
+        per_agent = s.unsqueeze(-2).expand(*s.shape[:-1], self.core.n_agents, s.shape[-1])
+        return with_agent_id(per_agent, self.config.critic_agent_id)
+
+    def _normal(self, x: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self.actor(x), self.log_std.exp())
+
+    # ------------------------------------------------------------------ one iteration
+    def iterate(self) -> dict[str, float]:
+        cfg, core = self.config, self.core
+        start = time.perf_counter()
+        T, B, N = core.steps_per_episode, core.batch_size, core.n_agents
+
+        # 1. Rollout: one day of every community.
+        actor_inputs, critic_inputs, pre_squash, log_probs, values, rewards, costs = ([] for _ in range(7))
+        obs = core.reset(seed=int(self.rng.integers(2 ** 63)))
+        done = False
+        while not done:
+            x, s = self._actor_input(obs), self._critic_input()
+            with torch.no_grad():
+                dist = self._normal(x)
+                noise = torch.randn(dist.loc.shape, generator=self.generator).to(self.device)
+                u = dist.loc + dist.scale * noise
+                actor_inputs.append(x)
+                critic_inputs.append(s)
+                pre_squash.append(u)
+                log_probs.append(dist.log_prob(u).sum(-1))
+                values.append(self.critic(s).squeeze(-1))
+            obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64)))
+            rewards.append(reward)
+            costs.append(infos["cost"])
+        rewards_np, costs_np = np.stack(rewards), np.stack(costs)  # (T, B, N)
+        self.env_steps += T * B
+
+        # 2. GAE on de-normalised values; the day's end is terminal.
+        value_np = self.return_norm.denormalize(torch.stack(values).cpu().numpy().astype(np.float64))
+        advantages = np.zeros_like(rewards_np)
+        last = np.zeros((B, N))
+        for t in reversed(range(T)):
+            next_value = value_np[t + 1] if t + 1 < T else 0.0
+            delta = rewards_np[t] + cfg.gamma * next_value - value_np[t]
+            last = delta + cfg.gamma * cfg.gae_lambda * last
+            advantages[t] = last
+        returns = advantages + value_np
+        self.return_norm.update(returns)
+        explained_variance = 1.0 - float(np.var(returns - value_np) / max(np.var(returns), 1e-12))
+
+        # 3. PPO update on the flattened T * B * N agent-steps.
+        def flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+            stacked = torch.stack(tensors)
+            return stacked.reshape(-1, *stacked.shape[3:])
+
+        b_x, b_s, b_u, b_logp = flat(actor_inputs), flat(critic_inputs), flat(pre_squash), flat(log_probs)
+        b_adv = torch.as_tensor(advantages.reshape(-1), dtype=torch.float32, device=self.device)
+        b_ret = torch.as_tensor(self.return_norm.normalize(returns).reshape(-1), dtype=torch.float32,
+                                device=self.device)
+        n_samples = b_adv.shape[0]
+        minibatch = math.ceil(n_samples / cfg.num_minibatches)
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl",
+                                                         "clip_fraction")}
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(n_samples, generator=self.generator).to(self.device)
+            for first in range(0, n_samples, minibatch):
+                idx = order[first:first + minibatch]
+                dist = self._normal(b_x[idx])
+                log_ratio = dist.log_prob(b_u[idx]).sum(-1) - b_logp[idx]
+                ratio = log_ratio.exp()
+                adv = b_adv[idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                policy_loss = torch.max(-adv * ratio,
+                                        -adv * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
+                entropy = dist.entropy().sum(-1).mean()
+                value_loss = 0.5 * (self.critic(b_s[idx]).squeeze(-1) - b_ret[idx]).pow(2).mean()
+
+                self.actor_optimizer.zero_grad()
+                (policy_loss - cfg.ent_coef * entropy).backward()
+                nn.utils.clip_grad_norm_([*self.actor.parameters(), self.log_std], cfg.max_grad_norm)
+                self.actor_optimizer.step()
+                self.critic_optimizer.zero_grad()
+                value_loss.backward()
+                nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                self.critic_optimizer.step()
+
+                with torch.no_grad():
+                    stats["approx_kl"].append(float(((ratio - 1.0) - log_ratio).mean()))
+                    stats["clip_fraction"].append(float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean()))
+                stats["policy_loss"].append(policy_loss.item())
+                stats["value_loss"].append(value_loss.item())
+                stats["entropy"].append(entropy.item())
+        self.iterations += 1
+
+        elapsed = time.perf_counter() - start
+        return {
+            **episode_metrics(rewards_np, costs_np),
+            **{key: float(np.mean(values)) for key, values in stats.items()},
+            "explained_variance": explained_variance,
+            "exploration": float(self.log_std.detach().exp().mean()),  # the Gaussian's std before squashing
+            "steps_per_second": T * B / elapsed,
+        }
+
+    # ------------------------------------------------------------------ evaluation and checkpoints
+    def policy(self) -> ActorPolicy:
+        return ActorPolicy(self.name, nn.Sequential(copy.deepcopy(self.actor), nn.Tanh()), self.actor_forecast,
+                           self.config.actor_agent_id)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "log_std": self.log_std.detach().clone(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "return_norm": self.return_norm.state_dict(),
+            "rng": rng_state(self.rng, self.generator),
+            "env_steps": self.env_steps,
+            "iterations": self.iterations,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        with torch.no_grad():
+            self.log_std.copy_(state["log_std"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.return_norm.load_state_dict(state["return_norm"])
+        load_rng_state(self.rng, self.generator, state["rng"])
+        self.env_steps = state["env_steps"]
+        self.iterations = state["iterations"]

@@ -1,0 +1,150 @@
+"""Parts shared by the deep multi-agent learners (MAPPO and MADDPG): networks, inputs, actions, checks.
+
+Both learners share one actor between all N agents of a community. The actor sees an agent's local
+observation, optionally followed by the community forecast (``FORECAST_FEATURES``) and the agent's one-hot
+identity, and emits a point ``u`` in the box [-1, 1]^2 that ``env_action`` maps onto the environment's action:
+the battery setpoint share is ``u[0]`` (of the battery's max kW, > 0 charges) and the price share is
+``(u[1] + 1) / 2`` (of [feed-in, retail]).
+
+The community forecast is a perfect (oracle) forecast read from the core's profiles, as a community energy
+platform with exact day-ahead forecasts would broadcast it; it shows how much of the gap to the
+perfect-foresight optimum is information rather than learning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.community import CommunityCore
+
+FORECAST_MODES = ("none", "critic", "actor_critic")  # who sees the community forecast
+
+
+def check_multi_agent_keys(config: Any, section: str) -> None:
+    """The keys MAPPO and MADDPG share beyond ranges and network (``p2p_marl.training.validation``):
+    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``, ``forecast``; ``ConfigError`` names
+    ``section.key`` and the allowed values."""
+    for key in ("actor_agent_id", "critic_agent_id"):
+        if not isinstance(getattr(config, key), bool):
+            raise ConfigError(f"{section}.{key} must be true or false, got {getattr(config, key)!r}")
+    w = config.cooperative_weight
+    if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0):
+        raise ConfigError(f"{section}.cooperative_weight must be null or a number in [0.0, 1.0], got {w!r}")
+    if config.forecast not in FORECAST_MODES:
+        raise ConfigError(f"{section}.forecast={config.forecast!r} is not allowed; choose one of "
+                          f"{list(FORECAST_MODES)}")
+
+
+def training_env(env_config: EnvConfig, cooperative_weight: float | None) -> EnvConfig:
+    """The environment a learner trains on: ``env_config``, with its ``cooperative_weight`` replaced when the
+    learner sets one (the evaluated community cost is the same whatever the weight)."""
+    if cooperative_weight is None:
+        return env_config
+    return env_config.replace(cooperative_weight=float(cooperative_weight))
+
+
+def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type[nn.Module],
+        out_gain: float) -> nn.Sequential:
+    """A fully connected network with orthogonal weights (gain sqrt(2) in hidden layers) and zero biases;
+    a small ``out_gain`` starts a policy near the centre of its action box."""
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden_sizes]
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [_init(nn.Linear(fan_in, fan_out), math.sqrt(2.0)), activation()]
+    layers.append(_init(nn.Linear(sizes[-1], out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _init(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+# Community means, all in [-1, 1]: what the community needs now and over the rest of the episode.
+FORECAST_FEATURES = (
+    "community_net_now",  # mean over households of (load - PV) of the step about to be settled / power_scale_kw
+    "community_load_rest",  # mean over households of the load summed over the rest of the episode (this step
+    "community_pv_rest",  # included) / (power_scale_kw * steps_per_day); the same for PV
+)
+
+
+def forecast_features(core: CommunityCore) -> np.ndarray:
+    """The community forecast (B, len(FORECAST_FEATURES)) at the core's current step (zeros once it is done)."""
+    t, end = core.t, core.steps_per_episode
+    if t >= end:
+        return np.zeros((core.batch_size, len(FORECAST_FEATURES)))
+    load_kw = core.profiles.load_kw[core.days, t:end].mean(axis=2)  # (B, steps left)
+    pv_kw = core.profiles.pv_kw[core.days, t:end].mean(axis=2)
+    scale = core.power_scale_kw
+    return np.stack([(load_kw[:, 0] - pv_kw[:, 0]) / scale,
+                     load_kw.sum(axis=1) / (scale * core.config.steps_per_day),
+                     pv_kw.sum(axis=1) / (scale * core.config.steps_per_day)], axis=1)
+
+
+def actor_features(core: CommunityCore, obs: np.ndarray, forecast: bool) -> np.ndarray:
+    """What the shared actor sees before the agent identity: obs (B, N, obs_dim) [+ the community forecast]."""
+    if not forecast:
+        return obs
+    extra = np.broadcast_to(forecast_features(core)[:, None, :], (*obs.shape[:2], len(FORECAST_FEATURES)))
+    return np.concatenate([obs, extra], axis=-1)
+
+
+def with_agent_id(x: torch.Tensor, enabled: bool) -> torch.Tensor:
+    """Append each agent's one-hot identity to per-agent inputs (..., N, D) -> (..., N, D + N) when enabled."""
+    if not enabled:
+        return x
+    n_agents = x.shape[-2]
+    identity = torch.eye(n_agents, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], n_agents)
+    return torch.cat([x, identity], dim=-1)
+
+
+def env_action(u: np.ndarray) -> np.ndarray:
+    """Map points of the actor's box [-1, 1]^2 (..., 2) onto the core's (setpoint share, price share)."""
+    return np.stack([u[..., 0], 0.5 * (u[..., 1] + 1.0)], axis=-1)
+
+
+class ActorPolicy:
+    """The deterministic evaluation policy of a trained shared actor (see ``p2p_marl.baselines.policy``).
+
+    ``actor`` maps actor inputs (B, N, D) to points of [-1, 1]^2; it is a private CPU copy, so the policy
+    stays fixed while training goes on and acts without a GPU.
+    """
+
+    def __init__(self, name: str, actor: nn.Module, forecast: bool, agent_id: bool):
+        self.name = name
+        self.actor = actor.cpu().eval()
+        self.forecast = forecast
+        self.agent_id = agent_id
+
+    def reset(self, core: CommunityCore) -> None:
+        pass
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            features = torch.as_tensor(actor_features(core, obs, self.forecast), dtype=torch.float32)
+            x = with_agent_id(features, self.agent_id)
+            return env_action(self.actor(x).numpy().astype(np.float64))
+
+
+def episode_metrics(rewards: np.ndarray, costs: np.ndarray) -> dict[str, float]:
+    """``episode_return`` (mean over agents and communities of the summed reward) and ``community_cost``
+    (mean over communities of the episode's summed cost) from one episode's (T, B, N) arrays."""
+    return {"episode_return": float(rewards.sum(axis=0).mean()),
+            "community_cost": float(costs.sum(axis=(0, 2)).mean())}
+
+
+def rng_state(rng: np.random.Generator, generator: torch.Generator) -> dict[str, Any]:
+    return {"numpy": rng.bit_generator.state, "torch": generator.get_state()}
+
+
+def load_rng_state(rng: np.random.Generator, generator: torch.Generator, state: dict[str, Any]) -> None:
+    rng.bit_generator.state = state["numpy"]
+    generator.set_state(state["torch"])
