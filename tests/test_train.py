@@ -177,3 +177,19 @@ def test_multirun_sweeps_algos(train_main, monkeypatch, tmp_path):
     assert runs == ["community_10_dqn_seed0_1", "community_10_qlearning_seed0_0"]
     for name in runs:
         assert list_checkpoints(tmp_path / name)
+
+
+def test_joblib_multirun_runs_two_jobs_in_parallel(tmp_path):
+    """The local launcher preset (hydra-joblib-launcher) runs a 2-job sweep in separate processes."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2",
+         "algo=qlearning", "seed=0,1", *TINY, "total_env_steps=64", f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
+    runs = sorted(path.name for path in tmp_path.iterdir() if path.is_dir())
+    assert runs == ["community_10_qlearning_seed0_0", "community_10_qlearning_seed1_1"]
+    for name in runs:
+        assert list_checkpoints(tmp_path / name)
