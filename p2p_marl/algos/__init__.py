@@ -26,6 +26,7 @@ REGISTRY: dict[str, AlgoSpec] = {
     "qlearning": AlgoSpec("p2p_marl.algos.qlearning", "QLearning", "QLearningConfig"),
     "dqn": AlgoSpec("p2p_marl.algos.dqn", "DQN", "DQNConfig"),
     "mappo": AlgoSpec("p2p_marl.algos.mappo", "MAPPO", "MAPPOConfig"),
+    "maddpg": AlgoSpec("p2p_marl.algos.maddpg", "MADDPG", "MADDPGConfig"),
 }
 
 

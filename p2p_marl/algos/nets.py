@@ -24,6 +24,12 @@ from torch import nn
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 
+# Community means, all in [-1, 1]: what the community needs now and over the rest of the episode.
+FORECAST_FEATURES = (
+    "community_net_now",  # mean over households of (load - PV) of the step about to be settled / power_scale_kw
+    "community_load_rest",  # mean over households of the load summed over the rest of the episode (this step
+    "community_pv_rest",  # included) / (power_scale_kw * steps_per_day); the same for PV
+)
 FORECAST_MODES = ("none", "critic", "actor_critic")  # who sees the community forecast
 
 
@@ -66,14 +72,6 @@ def _init(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
-
-
-# Community means, all in [-1, 1]: what the community needs now and over the rest of the episode.
-FORECAST_FEATURES = (
-    "community_net_now",  # mean over households of (load - PV) of the step about to be settled / power_scale_kw
-    "community_load_rest",  # mean over households of the load summed over the rest of the episode (this step
-    "community_pv_rest",  # included) / (power_scale_kw * steps_per_day); the same for PV
-)
 
 
 def forecast_features(core: CommunityCore) -> np.ndarray:

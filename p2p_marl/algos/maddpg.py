@@ -1,0 +1,367 @@
+"""MADDPG with parameter sharing: one deterministic actor for every agent, one centralised critic.
+
+Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
+
+1. **Rollout** -- ``num_envs`` communities play one whole episode (one day) on the batched core. Every agent
+   acts with the shared actor ``mu(o_i [, forecast] [, one-hot i])``, a tanh output in [-1, 1]^2 mapped onto
+   the environment's action by ``nets.env_action``, plus Gaussian exploration noise clipped to the box. The
+   noise std decays linearly from ``noise_std_start`` to ``noise_std_end`` over ``noise_decay_steps``
+   community-steps and may be correlated from step to step (``noise_correlation``). The first
+   ``learning_starts`` community-steps use uniform random actions instead (as CleanRL's DDPG and TD3).
+2. **Replay** -- the episodes go into a replay buffer of whole days (observations (T + 1, N, features), each
+   agent's observation followed by the community forecast unless ``forecast=none``; actions (T, N, 2);
+   rewards (T, N)); a transition is a (day, step) pair.
+3. **Updates** -- ``gradient_steps`` minibatches of ``batch_size`` community-steps, each for all N agents.
+   The critic ``Q_i(o_i, a_i, o_1..o_N, a_1..a_N [, one-hot i])`` sees every observation and every action,
+   the agent's own first, and is shared across agents. It regresses on the n-step target
+   ``reward_scale * sum_k gamma^k r_i(t + k) + gamma^n Q'_i(o'(t + n), mu'(o'(t + n)))`` from target networks
+   (``n_step`` = 1 is the one-step target of Lowe et al. 2017; nothing is earned after the day's last step).
+   The actor ascends ``Q_i(o, a_1..mu(o_i)..a_N)``: agent i's own action from the current actor, everyone
+   else's from replay (Lowe et al.), with a small penalty ``action_l2`` on the pre-tanh outputs. Target
+   networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
+   updates and target smoothing; their defaults keep plain MADDPG.
+
+Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with that
+cooperative weight; the community cost that is reported and evaluated does not depend on it.
+
+Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, target networks,
+optimisers, the filled part of the replay buffer, the numpy and torch generators, counters) resumes a run
+exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2p_marl.algos.base import Learner
+from p2p_marl.algos.nets import (
+    FORECAST_FEATURES,
+    ActorPolicy,
+    actor_features,
+    check_multi_agent_keys,
+    env_action,
+    episode_metrics,
+    load_rng_state,
+    mlp,
+    rng_state,
+    training_env,
+    with_agent_id,
+)
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.community import CommunityCore
+from p2p_marl.training.validation import check_network, check_ranges
+
+
+@dataclass
+class MADDPGConfig:
+    """MADDPG hyperparameters; mirrored 1:1 by ``configs/algo/maddpg.yaml``."""
+
+    name: str = "maddpg"
+    num_envs: int = 16  # communities simulated in lockstep; one iteration = one day of each
+    buffer_days: int = 2000  # replay capacity in community-days (x steps_per_episode transitions)
+    batch_size: int = 256  # community-steps per minibatch (each trains all N agents)
+    gradient_steps: int = 32  # minibatch updates per iteration
+    learning_starts: int = 4000  # community-steps of uniform random actions before the first update
+    gamma: float = 0.99
+    n_step: int = 8  # n-step TD targets (uncorrected for exploration, as in D4PG); 1 = plain MADDPG. One-step
+    # targets crawl through a 48-step day one target update at a time and stayed biased for thousands of updates
+    tau: float = 0.01  # Polyak weight of the online networks in each target update
+    actor_lr: float = 3e-4
+    critic_lr: float = 1e-3
+    action_l2: float = 1e-3  # penalty on the actor's pre-tanh outputs (as in Lowe et al.'s code): keeps tanh
+    # out of saturation, where its gradient, and so learning, would vanish
+    max_grad_norm: float = 1.0
+    reward_scale: float = 10.0  # the per-step bills are small (~0.01-0.3); scaled rewards suit the critic
+    hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
+    noise_std_start: float = 0.3  # exploration noise std in the actor's [-1, 1] box
+    noise_std_end: float = 0.05
+    noise_decay_steps: int = 200_000  # community-steps of linear decay
+    noise_correlation: float = 0.0  # step-to-step correlation of the noise (AR(1), Ornstein-Uhlenbeck-like):
+    # persistent deviations make batteries hold or fill over hours, which white noise rarely does
+    policy_delay: int = 1  # critic updates per actor and target update (TD3's delay; 1 = plain MADDPG)
+    target_noise_std: float = 0.0  # TD3's target smoothing: noise on the target actions (0 = plain MADDPG)
+    target_noise_clip: float = 0.5
+    actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
+    critic_agent_id: bool = True  # per-agent values Q_i (needed when rewards differ between agents)
+    cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
+    forecast: str = "actor_critic"  # who sees the oracle community forecast (nets.FORECAST_FEATURES): none, critic,
+    # or actor_critic (then the evaluation policy uses it too)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.name != "maddpg":
+            raise ConfigError(f"maddpg.name must be 'maddpg', got {self.name!r}")
+        check_ranges(self, _RANGES, _INTEGERS, "maddpg")
+        check_network(self, "maddpg")
+        check_multi_agent_keys(self, "maddpg")
+        if self.noise_std_end > self.noise_std_start:
+            raise ConfigError(f"maddpg.noise_std_end={self.noise_std_end!r} must not exceed "
+                              f"noise_std_start={self.noise_std_start!r}")
+
+
+_INTEGERS = {"num_envs", "buffer_days", "batch_size", "gradient_steps", "learning_starts", "noise_decay_steps",
+             "policy_delay", "n_step"}
+_RANGES = (
+    ("num_envs", 1, 100_000, True, True),
+    ("buffer_days", 1, 10_000_000, True, True),
+    ("batch_size", 1, 1_000_000, True, True),
+    ("gradient_steps", 0, 100_000, True, True),
+    ("learning_starts", 0, 10 ** 12, True, True),
+    ("gamma", 0.0, 1.0, True, True),
+    ("n_step", 1, 10_000, True, True),
+    ("tau", 0.0, 1.0, False, True),
+    ("actor_lr", 0.0, 1.0, False, True),
+    ("critic_lr", 0.0, 1.0, False, True),
+    ("action_l2", 0.0, 1e3, True, True),
+    ("max_grad_norm", 0.0, math.inf, False, False),
+    ("reward_scale", 0.0, 1e6, False, True),
+    ("noise_std_start", 0.0, 10.0, True, True),
+    ("noise_std_end", 0.0, 10.0, True, True),
+    ("noise_decay_steps", 1, 10 ** 12, True, True),
+    ("noise_correlation", 0.0, 1.0, True, False),
+    ("policy_delay", 1, 1000, True, True),
+    ("target_noise_std", 0.0, 10.0, True, True),
+    ("target_noise_clip", 0.0, 10.0, True, True),
+)
+
+
+class DayReplay:
+    """A ring buffer of whole community-days (float32), sampled as uniform (day, step) transitions."""
+
+    def __init__(self, capacity_days: int, steps: int, n_agents: int, obs_dim: int):
+        self.capacity, self.steps = capacity_days, steps
+        self.obs = np.zeros((capacity_days, steps + 1, n_agents, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((capacity_days, steps, n_agents, 2), dtype=np.float32)
+        self.rewards = np.zeros((capacity_days, steps, n_agents), dtype=np.float32)
+        self.next_slot = 0
+        self.size = 0
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Store B days: obs (T + 1, B, N, obs_dim), actions (T, B, N, 2), rewards (T, B, N)."""
+        for b in range(obs.shape[1]):
+            self.obs[self.next_slot] = obs[:, b]
+            self.actions[self.next_slot] = actions[:, b]
+            self.rewards[self.next_slot] = rewards[:, b]
+            self.next_slot = (self.next_slot + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int, gamma: float
+               ) -> tuple[np.ndarray, ...]:
+        """``batch_size`` random n-step transitions: (obs, actions, discounted sum of the next ``n_step`` rewards
+        (fewer where the day ends first), the observation ``n_step`` steps later, 1 where the day ended before)."""
+        day = rng.integers(self.size, size=batch_size)
+        step = rng.integers(self.steps, size=batch_size)
+        ahead = step[:, None] + np.arange(n_step)  # (batch, n_step)
+        discount = (gamma ** np.arange(n_step) * (ahead < self.steps)).astype(np.float32)
+        rewards = (self.rewards[day[:, None], np.minimum(ahead, self.steps - 1)] * discount[..., None]).sum(axis=1)
+        later = np.minimum(step + n_step, self.steps)
+        terminal = (step + n_step >= self.steps).astype(np.float32)
+        return self.obs[day, step], self.actions[day, step], rewards, self.obs[day, later], terminal
+
+    def state_dict(self) -> dict[str, Any]:
+        # Tensors, so that checkpoints load with torch.load(weights_only=True); only the filled days, so that a
+        # checkpoint early in training stays small.
+        return {"obs": torch.from_numpy(self.obs[:self.size].copy()),
+                "actions": torch.from_numpy(self.actions[:self.size].copy()),
+                "rewards": torch.from_numpy(self.rewards[:self.size].copy()),
+                "next_slot": self.next_slot, "size": self.size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        size = state["size"]
+        shape = tuple(state["obs"].shape[1:])
+        if size > self.capacity or shape != self.obs.shape[1:]:
+            raise ValueError(f"replay buffer of {size} days shaped {shape} does not fit this learner's "
+                             f"{self.capacity} days shaped {self.obs.shape[1:]}")
+        self.obs[:size] = state["obs"].numpy()
+        self.actions[:size] = state["actions"].numpy()
+        self.rewards[:size] = state["rewards"].numpy()
+        self.next_slot, self.size = state["next_slot"], size
+
+
+class MADDPG(Learner):
+    name = "maddpg"
+
+    def __init__(self, env_config: EnvConfig, config: MADDPGConfig, seed: int):
+        super().__init__(env_config, config, seed)
+        torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
+        self.core = CommunityCore(training_env(env_config, config.cooperative_weight), batch_size=config.num_envs)
+        n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
+        self.device = torch.device(config.device)
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        # Replayed observations carry the forecast whenever the critic sees it; the actor's slice may omit it.
+        self.stored_forecast = config.forecast != "none"
+        self.actor_forecast = config.forecast == "actor_critic"
+        stored_dim = obs_dim + len(FORECAST_FEATURES) * self.stored_forecast
+        self.actor_dim = obs_dim + len(FORECAST_FEATURES) * self.actor_forecast
+        # Build the networks from the seed without touching torch's global generator.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            actor_in = self.actor_dim + n_agents * config.actor_agent_id
+            critic_in = (n_agents + 1) * (stored_dim + 2) + n_agents * config.critic_agent_id
+            self.actor = nn.Sequential(mlp(actor_in, config.hidden_sizes, 2, nn.ReLU, out_gain=0.01),
+                                       nn.Tanh()).to(self.device)
+            self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.ReLU, out_gain=1.0).to(self.device)
+        self.target_actor = copy.deepcopy(self.actor)
+        self.target_critic = copy.deepcopy(self.critic)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.replay = DayReplay(config.buffer_days, self.core.steps_per_episode, n_agents, stored_dim)
+        self.iterations = 0
+        self.updates = 0
+
+    # ------------------------------------------------------------------ inputs
+    def _actor_input(self, obs: torch.Tensor) -> torch.Tensor:
+        return with_agent_id(obs[..., :self.actor_dim], self.config.actor_agent_id)
+
+    def _q(self, critic: nn.Module, obs: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
+        """Q of every agent (Bs, N) from stored observations (Bs, N, D) and each agent's joint action (Bs, N, N, 2):
+        ``joint_actions[:, i]`` is the action profile that agent i's value is asked about.
+
+        Agent i's critic input is (o_i, a_i, o_1..o_N, a_1..a_N [, one-hot i]): every observation and action,
+        with the agent's own first, so that the shared critic finds an agent's own action in the same place
+        for every agent instead of having to route it by identity."""
+        n_agents = obs.shape[1]
+        all_obs = obs.reshape(obs.shape[0], 1, -1).expand(-1, n_agents, -1)
+        own_actions = joint_actions.diagonal(dim1=1, dim2=2).transpose(1, 2)  # (Bs, N, 2): a_i of profile i
+        x = torch.cat([obs, own_actions, all_obs, joint_actions.flatten(2)], dim=-1)
+        return critic(with_agent_id(x, self.config.critic_agent_id)).squeeze(-1)
+
+    def noise_std(self) -> float:
+        cfg = self.config
+        progress = min(self.env_steps / cfg.noise_decay_steps, 1.0)
+        return cfg.noise_std_start + progress * (cfg.noise_std_end - cfg.noise_std_start)
+
+    # ------------------------------------------------------------------ one iteration
+    def iterate(self) -> dict[str, float]:
+        cfg, core = self.config, self.core
+        start = time.perf_counter()
+        T, B = core.steps_per_episode, core.batch_size
+
+        # 1. Rollout: one day of every community with exploration noise.
+        noise_std = self.noise_std()
+        rho = cfg.noise_correlation
+        warming_up = self.env_steps < cfg.learning_starts
+        noise = torch.zeros(B, core.n_agents, 2)
+        observations, actions, rewards, costs = [], [], [], []
+        obs = actor_features(core, core.reset(seed=int(self.rng.integers(2 ** 63))), self.stored_forecast)
+        done = False
+        while not done:
+            observations.append(obs)
+            with torch.no_grad():
+                x = self._actor_input(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+                mu = self.actor(x).cpu()
+            # AR(1) with stationary std noise_std: rho * previous + sqrt(1 - rho^2) * fresh.
+            noise = rho * noise + math.sqrt(1.0 - rho ** 2) * noise_std * torch.randn(mu.shape,
+                                                                                     generator=self.generator)
+            if warming_up:  # uniform random actions until learning starts (as CleanRL's DDPG and TD3)
+                u = (2.0 * torch.rand(mu.shape, generator=self.generator) - 1.0).numpy()
+            else:
+                u = (mu + noise).clamp(-1.0, 1.0).numpy()
+            next_obs, reward, done, infos = core.step(env_action(u.astype(np.float64)))
+            obs = actor_features(core, next_obs, self.stored_forecast)
+            actions.append(u)
+            rewards.append(reward)
+            costs.append(infos["cost"])
+        observations.append(obs)
+        rewards_np, costs_np = np.stack(rewards), np.stack(costs)  # (T, B, N)
+        self.replay.add(np.stack(observations), np.stack(actions), rewards_np)
+        self.env_steps += T * B
+
+        # 2. Updates from replay.
+        stats: dict[str, list[float]] = {"critic_loss": [], "actor_loss": [], "q_value": []}
+        if self.env_steps >= cfg.learning_starts:
+            for _ in range(cfg.gradient_steps):
+                self._update(stats)
+                self.updates += 1
+        self.iterations += 1
+
+        elapsed = time.perf_counter() - start
+        return {
+            **episode_metrics(rewards_np, costs_np),
+            **{key: float(np.mean(values)) if values else float("nan") for key, values in stats.items()},
+            "exploration": noise_std,
+            "buffer_days": float(self.replay.size),
+            "steps_per_second": T * B / elapsed,
+        }
+
+    def _update(self, stats: dict[str, list[float]]) -> None:
+        cfg = self.config
+        obs, actions, rewards, next_obs, terminal = (
+            torch.as_tensor(a, device=self.device)
+            for a in self.replay.sample(cfg.batch_size, self.rng, cfg.n_step, cfg.gamma))
+        n_agents = obs.shape[1]
+        own = torch.eye(n_agents, dtype=torch.bool, device=self.device)[None, :, :, None]  # [., i, j, .]: j == i
+
+        # Critic: n-step TD target from the target networks; nothing is earned after the day's last step.
+        with torch.no_grad():
+            next_actions = self.target_actor(self._actor_input(next_obs))
+            if cfg.target_noise_std > 0.0:
+                noise = torch.randn(next_actions.shape, generator=self.generator).to(self.device)
+                noise = (cfg.target_noise_std * noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
+                next_actions = (next_actions + noise).clamp(-1.0, 1.0)
+            next_joint = next_actions.unsqueeze(1).expand(-1, n_agents, -1, -1)
+            bootstrap = cfg.gamma ** cfg.n_step * (1.0 - terminal[:, None])
+            target = cfg.reward_scale * rewards + bootstrap * self._q(self.target_critic, next_obs, next_joint)
+        joint = actions.unsqueeze(1).expand(-1, n_agents, -1, -1)
+        q = self._q(self.critic, obs, joint)
+        critic_loss = 0.5 * (q - target).pow(2).mean()
+        self.critic_optimizer.zero_grad()
+        critic_loss.backward()
+        nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+        self.critic_optimizer.step()
+        stats["critic_loss"].append(critic_loss.item())
+        stats["q_value"].append(q.mean().item())
+        if self.updates % cfg.policy_delay:
+            return
+
+        # Actor: agent i's own action from the current actor, everyone else's from replay.
+        pre_tanh = self.actor[0](self._actor_input(obs))
+        own_joint = torch.where(own, torch.tanh(pre_tanh).unsqueeze(1), joint)
+        actor_loss = -self._q(self.critic, obs, own_joint).mean() + cfg.action_l2 * pre_tanh.pow(2).mean()
+        self.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+        self.actor_optimizer.step()
+
+        with torch.no_grad():
+            for net, target_net in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
+                for p, p_target in zip(net.parameters(), target_net.parameters()):
+                    p_target.lerp_(p, cfg.tau)
+        stats["actor_loss"].append(actor_loss.item())
+
+    # ------------------------------------------------------------------ evaluation and checkpoints
+    def policy(self) -> ActorPolicy:
+        return ActorPolicy(self.name, copy.deepcopy(self.actor), self.actor_forecast, self.config.actor_agent_id)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_actor": self.target_actor.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "replay": self.replay.state_dict(),
+            "rng": rng_state(self.rng, self.generator),
+            "env_steps": self.env_steps,
+            "iterations": self.iterations,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("actor", "critic", "target_actor", "target_critic", "actor_optimizer", "critic_optimizer",
+                    "replay"):
+            getattr(self, key).load_state_dict(state[key])
+        load_rng_state(self.rng, self.generator, state["rng"])
+        self.env_steps = state["env_steps"]
+        self.iterations = state["iterations"]
+        self.updates = state["updates"]
