@@ -1,15 +1,11 @@
-"""MADDPG on tiny communities: metrics, replay, evaluation policy, config checks, determinism, exact resume,
-and learning."""
+"""MADDPG on tiny communities: metrics, replay, config checks and learning (the Learner contract it shares with
+MAPPO, i.e. policy, determinism, resume and YAML, is in test_deep_learners.py)."""
 
 import dataclasses
-import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import yaml
 
 from p2p_marl.algos.maddpg import MADDPG, DayReplay, MADDPGConfig
 from p2p_marl.baselines.rules import GridOnly, SelfConsumption
@@ -22,10 +18,6 @@ SMALL = MADDPGConfig(num_envs=4, buffer_days=16, batch_size=8, gradient_steps=3,
                      hidden_sizes=[16, 16], n_step=2, policy_delay=2, target_noise_std=0.2, noise_correlation=0.5)
 METRICS = ("episode_return", "community_cost", "critic_loss", "actor_loss", "q_value", "exploration",
            "buffer_days", "steps_per_second")
-
-
-def _deterministic(metrics: dict[str, float]) -> dict[str, float]:
-    return {key: value for key, value in metrics.items() if key != "steps_per_second"}
 
 
 @pytest.mark.parametrize("forecast", ["none", "critic", "actor_critic"])
@@ -60,56 +52,6 @@ def test_replay_keeps_the_newest_days_and_sums_n_step_rewards():
     assert set(step) == {0, 1, 2, 3}
 
 
-def test_policy_is_deterministic_in_the_action_box_and_frozen():
-    learner = MADDPG(TINY, SMALL, seed=0)
-    learner.iterate()
-    learner.iterate()
-    policy = learner.policy()
-    core = CommunityCore(TINY, batch_size=5)
-    obs = core.reset(seed=1)
-    action = policy.act(core, obs)
-    assert action.shape == (5, TINY.n_agents, 2)
-    assert np.all(np.abs(action[..., 0]) <= 1.0) and np.all((action[..., 1] >= 0.0) & (action[..., 1] <= 1.0))
-    np.testing.assert_array_equal(policy.act(core, obs), action)
-    learner.iterate()  # training on does not change a policy already handed out
-    np.testing.assert_array_equal(policy.act(core, obs), action)
-    assert policy.name == "maddpg"
-
-
-def test_same_seed_same_run_and_other_seed_differs():
-    def run(seed):
-        learner = MADDPG(TINY, SMALL, seed=seed)
-        return [_deterministic(learner.iterate()) for _ in range(3)]
-
-    first, again, other = run(3), run(3), run(4)
-    assert json_equal(first, again)
-    assert not json_equal(first, other)
-
-
-def json_equal(a: list[dict[str, float]], b: list[dict[str, float]]) -> bool:
-    """Equality that treats NaN (no update yet) as equal to NaN."""
-    return all(x.keys() == y.keys() and all(x[k] == y[k] or (math.isnan(x[k]) and math.isnan(y[k])) for k in x)
-               for x, y in zip(a, b))
-
-
-def test_resume_from_state_dict_continues_exactly():
-    uninterrupted = MADDPG(TINY, SMALL, seed=7)
-    expected = [_deterministic(uninterrupted.iterate()) for _ in range(5)]
-
-    first = MADDPG(TINY, SMALL, seed=7)
-    for _ in range(3):
-        first.iterate()
-    buffer = io.BytesIO()
-    torch.save(first.state_dict(), buffer)  # the checkpoint format of p2p_marl.training.checkpoint
-    buffer.seek(0)
-    resumed = MADDPG(TINY, SMALL, seed=123)  # a different seed: everything must come from the state dict
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    assert json_equal([_deterministic(resumed.iterate()) for _ in range(2)], expected[3:])
-    assert resumed.env_steps == uninterrupted.env_steps and resumed.updates == uninterrupted.updates
-    for key, tensor in uninterrupted.target_critic.state_dict().items():
-        torch.testing.assert_close(resumed.target_critic.state_dict()[key], tensor, rtol=0, atol=0)
-
-
 def test_load_rejects_a_buffer_of_another_shape():
     state = MADDPG(TINY, SMALL, seed=0).state_dict()
     other = MADDPG(TINY, dataclasses.replace(SMALL, forecast="none"), seed=0)  # observations 3 features shorter
@@ -137,12 +79,6 @@ def test_bad_hyperparameters_name_the_key(key, value, match):
 def test_noise_end_above_start_is_rejected():
     with pytest.raises(ConfigError, match=r"maddpg\.noise_std_end=0\.5 must not exceed noise_std_start=0\.1"):
         MADDPGConfig(noise_std_start=0.1, noise_std_end=0.5)
-
-
-def test_yaml_mirrors_the_dataclass():
-    path = Path(__file__).resolve().parents[1] / "configs" / "algo" / "maddpg.yaml"
-    values = {key: value for key, value in yaml.safe_load(path.read_text()).items() if key != "defaults"}
-    assert values == dataclasses.asdict(MADDPGConfig())
 
 
 def test_learns_to_beat_grid_only_on_a_known_day():

@@ -1,14 +1,11 @@
-"""MAPPO on tiny communities: metrics, evaluation policy, config checks, determinism, exact resume, and learning."""
+"""MAPPO on tiny communities: metrics, config checks, shared parts and learning (the Learner contract it shares
+with MADDPG, i.e. policy, determinism, resume and YAML, is in test_deep_learners.py)."""
 
 import dataclasses
-import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import yaml
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import FORECAST_FEATURES, env_action, forecast_features
@@ -23,10 +20,6 @@ METRICS = ("episode_return", "community_cost", "policy_loss", "value_loss", "ent
            "clip_fraction", "explained_variance", "exploration", "steps_per_second")
 
 
-def _deterministic(metrics: dict[str, float]) -> dict[str, float]:
-    return {key: value for key, value in metrics.items() if key != "steps_per_second"}
-
-
 @pytest.mark.parametrize("forecast", ["none", "critic", "actor_critic"])
 @pytest.mark.parametrize("agent_id", [False, True])
 def test_iterate_logs_finite_metrics(forecast, agent_id):
@@ -37,44 +30,6 @@ def test_iterate_logs_finite_metrics(forecast, agent_id):
     assert all(math.isfinite(value) for value in metrics.values()), metrics
     assert learner.env_steps == SMALL.num_envs * TINY.steps_per_episode
     assert metrics["steps_per_second"] > 0
-
-
-def test_policy_is_deterministic_in_the_action_box_and_frozen():
-    learner = MAPPO(TINY, SMALL, seed=0)
-    learner.iterate()
-    policy = learner.policy()
-    core = CommunityCore(TINY, batch_size=5)
-    obs = core.reset(seed=1)
-    action = policy.act(core, obs)
-    assert action.shape == (5, TINY.n_agents, 2)
-    assert np.all(np.abs(action[..., 0]) <= 1.0) and np.all((action[..., 1] >= 0.0) & (action[..., 1] <= 1.0))
-    np.testing.assert_array_equal(policy.act(core, obs), action)
-    learner.iterate()  # training on does not change a policy already handed out
-    np.testing.assert_array_equal(policy.act(core, obs), action)
-    assert policy.name == "mappo"
-
-
-def test_same_seed_same_run_and_other_seed_differs():
-    runs = [[_deterministic(MAPPO(TINY, SMALL, seed=s).iterate())] for s in (3, 3, 4)]
-    assert runs[0] == runs[1]
-    assert runs[0] != runs[2]
-
-
-def test_resume_from_state_dict_continues_exactly():
-    uninterrupted = MAPPO(TINY, SMALL, seed=7)
-    expected = [_deterministic(uninterrupted.iterate()) for _ in range(3)]
-
-    first = MAPPO(TINY, SMALL, seed=7)
-    first.iterate()
-    buffer = io.BytesIO()
-    torch.save(first.state_dict(), buffer)  # the checkpoint format of p2p_marl.training.checkpoint
-    buffer.seek(0)
-    resumed = MAPPO(TINY, SMALL, seed=123)  # a different seed: everything must come from the state dict
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    assert [_deterministic(resumed.iterate()) for _ in range(2)] == expected[1:]
-    assert resumed.env_steps == uninterrupted.env_steps
-    for key, tensor in uninterrupted.actor.state_dict().items():
-        torch.testing.assert_close(resumed.actor.state_dict()[key], tensor, rtol=0, atol=0)
 
 
 def test_cooperative_weight_sets_the_training_reward_only():
@@ -97,12 +52,6 @@ def test_cooperative_weight_sets_the_training_reward_only():
 def test_bad_hyperparameters_name_the_key(key, value, match):
     with pytest.raises(ConfigError, match=match):
         MAPPOConfig(**{key: value})
-
-
-def test_yaml_mirrors_the_dataclass():
-    path = Path(__file__).resolve().parents[1] / "configs" / "algo" / "mappo.yaml"
-    values = {key: value for key, value in yaml.safe_load(path.read_text()).items() if key != "defaults"}
-    assert values == dataclasses.asdict(MAPPOConfig())
 
 
 def test_shared_parts_forecast_and_action_mapping():
