@@ -179,16 +179,23 @@ def test_multirun_sweeps_algos(train_main, monkeypatch, tmp_path):
         assert list_checkpoints(tmp_path / name)
 
 
-def test_joblib_multirun_runs_two_jobs_in_parallel(tmp_path):
-    """The local launcher preset (hydra-joblib-launcher) runs a 2-job sweep in separate processes."""
+@pytest.mark.parametrize("launcher, started", [
+    (["hydra/launcher=local", "hydra.launcher.n_jobs=2"], "Joblib.Parallel(n_jobs=2"),
+    (["hydra/launcher=ray", "hydra.launcher.num_cpus=2"], "Ray launcher: 2 jobs, 1 CPU each, on 2 CPUs"),
+], ids=["joblib", "ray"])
+def test_launcher_presets_run_a_two_job_sweep_in_parallel(launcher, started, tmp_path):
+    """The local (hydra-joblib-launcher) and ray (hydra_plugins/p2p_marl_ray_launcher) presets run a 2-job sweep
+    in separate processes, each job writing its own run directory."""
     import subprocess
 
+    if "hydra/launcher=ray" in launcher:
+        pytest.importorskip("ray")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2",
+        [sys.executable, str(ROOT / "train.py"), "-m", *launcher,
          "algo=qlearning", "seed=0,1", *TINY, "total_env_steps=64", f"hydra.sweep.dir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
+    assert started in result.stdout + result.stderr
     runs = sorted(path.name for path in tmp_path.iterdir() if path.is_dir())
     assert runs == ["community_10_qlearning_seed0_0", "community_10_qlearning_seed1_1"]
     for name in runs:
