@@ -9,7 +9,9 @@ the same days are the references of the savings. Written to the run directory (`
 ``runs/evaluate/<date>_<time>``):
 
 - ``results.csv``: one row per method and day, every KPI (definitions: ``p2p_marl/evaluation/kpis.py``);
-- ``summary.json``: per method, each KPI's mean, standard deviation and number of days;
+- ``summary.json``: per method (each checkpoint on its own), each KPI's mean, standard deviation and number of
+  days; ``summary_by_method.json``: the checkpoints of one learner (its seeds) grouped, each KPI's mean and
+  standard deviation over those runs, printed as a second table when a learner has several;
 - ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``;
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);
 and the summary table is printed.
@@ -60,16 +62,22 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
 
     summary = report.summarize(results)
     # Piped output (logs, CI) gets a fixed width instead of rich's 80 columns, which would squeeze the table.
-    Console(width=None if sys.stdout.isatty() else 180).print(report.summary_table(
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    console.print(report.summary_table(
         summary, title=f"{len(days)} test day(s), {env.n_agents} households: mean ± std over days"))
     report.write_results_csv(output_dir / "results.csv", days, results)
     report.write_summary_json(output_dir / "summary.json", summary)
+    by_method = report.summarize_runs(summary)
+    report.write_summary_json(output_dir / "summary_by_method.json", by_method)
+    if len(by_method) < len(summary):  # some learner came with several checkpoints (seeds)
+        console.print(report.runs_table(by_method, title="Per method: mean ± std over seeds (of each run's mean "
+                                                         "over the test days)"))
     report.plot_kpi_by_method(output_dir / "costs_by_method.png", summary, "community_cost",
                               ylabel="community cost [money/day]",
-                              title=f"Community cost per day (mean ± std over {len(days)} test days)")
+                              title=f"Community cost per day ({len(days)} test days)")
     report.plot_kpi_by_method(output_dir / "share_of_optimal_saving.png", summary, "share_of_optimal_saving",
                               ylabel="share of optimal saving [-]",
-                              title=f"Share of the optimal saving (mean ± std over {len(days)} test days)",
+                              title=f"Share of the optimal saving ({len(days)} test days)",
                               reference=(1.0, "optimum = 1 (grid-only = 0)"))
     if config.tensorboard:
         report.write_tensorboard(output_dir, days, results)

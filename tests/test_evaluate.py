@@ -109,6 +109,43 @@ def test_table_is_printed(run_dir):
         assert method in stdout
 
 
+@pytest.fixture(scope="module")
+def seeds_run_dir(tmp_path_factory) -> Path:
+    """evaluate.py over two seeds of one learner (a tiny Q-learning sweep) beside two benchmarks."""
+    out = tmp_path_factory.mktemp("evaluate_seeds")
+    env = ["env.n_agents=3", "env.max_cycles=8", "env.n_days=20"]
+    trained = subprocess.run([sys.executable, "train.py", "-m", "algo=qlearning", "seed=0,1", *env,
+                              "algo.num_envs=4", "total_env_steps=64", "eval_days=1", "progress=false",
+                              f"hydra.sweep.dir={out / 'train'}"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    runs = sorted(str(path) for path in (out / "train").iterdir() if path.is_dir())
+    done = run_evaluate(*env, "max_days=3", "methods=[grid_only,optimal]", f"checkpoints=[{','.join(runs)}]",
+                        f"hydra.run.dir={out / 'evaluate'}")
+    assert done.returncode == 0, done.stderr
+    (out / "evaluate" / "stdout.txt").write_text(done.stdout)
+    return out / "evaluate"
+
+
+def test_seeds_of_one_learner_are_summarised_over_runs(seeds_run_dir):
+    per_run = json.loads((seeds_run_dir / "summary.json").read_text())
+    by_method = json.loads((seeds_run_dir / "summary_by_method.json").read_text())
+    seeds = [label for label in per_run if label.startswith("qlearning:")]
+    assert len(seeds) == 2 and list(by_method) == ["grid_only", "optimal", "qlearning"]
+    for kpi in ("community_cost", "share_of_optimal_saving", "p2p_volume_kwh"):
+        runs = [per_run[label][kpi]["mean"] for label in seeds]
+        stats = by_method["qlearning"][kpi]
+        assert stats["n_runs"] == 2 and stats["runs"] == runs
+        assert stats["mean"] == pytest.approx(np.mean(runs))
+        assert stats["std"] == pytest.approx(np.std(runs, ddof=1))
+        # A benchmark is one run: its mean is the per-day mean and it has no spread over runs.
+        assert by_method["optimal"][kpi]["mean"] == per_run["optimal"][kpi]["mean"]
+        assert by_method["optimal"][kpi]["n_runs"] == 1 and by_method["optimal"][kpi]["std"] is None
+    stdout = (seeds_run_dir / "stdout.txt").read_text()
+    assert "mean ± std over seeds" in stdout
+    assert (seeds_run_dir / "costs_by_method.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
 def test_bad_config_value_is_a_one_line_error(tmp_path):
     done = run_evaluate("env.n_agents=0", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 1

@@ -11,6 +11,7 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -22,6 +23,7 @@ from rich.table import Table  # noqa: E402
 
 Results = dict[str, dict[str, np.ndarray]]
 Summary = dict[str, dict[str, dict[str, float | int | None]]]
+RunSummary = dict[str, dict[str, dict[str, float | int | list[float | None] | None]]]
 
 # (KPI, column header, format) of the printed table.
 TABLE_COLUMNS = (
@@ -56,9 +58,11 @@ def summarize(results: Results) -> Summary:
     return summary
 
 
-def _mean_std(stats: dict[str, float | int | None], fmt: str) -> str:
+def _mean_std(stats: dict[str, Any], fmt: str) -> str:
     if stats["mean"] is None:
         return "n/a"
+    if stats["std"] is None:  # a single run has no spread over runs
+        return fmt.format(stats["mean"])
     return f"{fmt.format(stats['mean'])} ± {fmt.format(stats['std'])}"
 
 
@@ -105,6 +109,49 @@ def write_tensorboard(log_dir: Path, days: np.ndarray, results: Results) -> None
                         writer.add_scalar(f"{method}/{kpi}", float(value), global_step=int(day))
 
 
+def method_of(label: str) -> str:
+    """The method a result belongs to: a checkpoint is labelled ``<learner>:<run>`` (several seeds of one learner
+    share the method), a benchmark by its own name."""
+    return label.split(":", 1)[0]
+
+
+def summarize_runs(summary: Summary) -> RunSummary:
+    """{method: {kpi: {"mean", "std", "n_runs", "runs"}}}: each run's mean over days (``runs``, in the order
+    given), their mean, and their sample standard deviation over runs (ddof = 1; None for a single run).
+    A KPI undefined on every day of some run (mean None) is None for the method."""
+    grouped: dict[str, list[str]] = {}
+    for label in summary:
+        grouped.setdefault(method_of(label), []).append(label)
+    by_method: RunSummary = {}
+    for method, labels in grouped.items():
+        by_method[method] = {}
+        for kpi in summary[labels[0]]:
+            runs = [summary[label][kpi]["mean"] for label in labels]
+            defined = None not in runs
+            values = np.asarray(runs if defined else [], dtype=np.float64)
+            by_method[method][kpi] = {
+                "mean": float(values.mean()) if defined else None,
+                "std": float(values.std(ddof=1)) if defined and len(runs) > 1 else None,
+                "n_runs": len(runs),
+                "runs": runs,
+            }
+    return by_method
+
+
+def runs_table(by_method: RunSummary, title: str) -> Table:
+    """The rich table of ``TABLE_COLUMNS`` per method: mean ± std over runs (seeds), the mean alone for one run."""
+    table = Table(title=title)
+    table.add_column("method", no_wrap=True)
+    table.add_column("runs", justify="right")
+    for _, header, _ in TABLE_COLUMNS:
+        table.add_column(header, justify="right")
+    for method, stats in by_method.items():
+        n_runs = next(iter(stats.values()))["n_runs"]
+        table.add_row(method, str(n_runs), *(_mean_std(stats[kpi], fmt) if kpi in stats else "n/a"
+                                             for kpi, _, fmt in TABLE_COLUMNS))
+    return table
+
+
 def _method_colors(methods: list[str]) -> dict[str, tuple]:
     palette = plt.get_cmap("tab10")
     return {method: palette(index % 10) for index, method in enumerate(methods)}
@@ -112,19 +159,32 @@ def _method_colors(methods: list[str]) -> dict[str, tuple]:
 
 def plot_kpi_by_method(path: Path, summary: Summary, kpi: str, ylabel: str, title: str,
                        reference: tuple[float, str] | None = None) -> None:
-    """Bar chart of one KPI's mean per method with ± one standard deviation over days as error bars;
-    ``reference`` = (value, label) draws a labelled horizontal line."""
-    methods = [m for m in summary if summary[m].get(kpi, {}).get("mean") is not None]
-    means = [summary[m][kpi]["mean"] for m in methods]
-    stds = [summary[m][kpi]["std"] for m in methods]
-    colors = _method_colors(list(summary))
+    """Bar chart of one KPI per method (``summarize_runs``): the bar is the mean over the method's runs, each run
+    a black dot; the whisker is ± one standard deviation over runs (seeds) where a method has several, and
+    ± one standard deviation over days (grey) where it has one. ``reference`` = (value, label) draws a
+    labelled horizontal line."""
+    by_method = summarize_runs(summary)
+    methods = [m for m in by_method if by_method[m].get(kpi, {}).get("mean") is not None]
+    colors = _method_colors(list(by_method))
     fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 3.0, 4.5), layout="constrained")
-    ax.bar(methods, means, yerr=stds, capsize=5, color=[colors[m] for m in methods], edgecolor="black",
-           linewidth=0.5)
+    ax.bar(methods, [by_method[m][kpi]["mean"] for m in methods], color=[colors[m] for m in methods],
+           edgecolor="black", linewidth=0.5)
+    day_std = {method_of(label): stats[kpi]["std"] for label, stats in summary.items()}  # used for single runs
+    labelled: set[str] = set()
+    for x, method in enumerate(methods):
+        stats = by_method[method][kpi]
+        if stats["n_runs"] > 1:
+            ax.scatter(np.full(stats["n_runs"], x), stats["runs"], color="black", s=12, zorder=3)
+            spread, color, label = stats["std"], "black", "± std over seeds (dots: seeds)"
+        else:
+            spread, color, label = day_std[method], "grey", "± std over days"
+        ax.errorbar(x, stats["mean"], yerr=spread, color=color, capsize=5, linewidth=1.2, zorder=2,
+                    label=None if label in labelled else label)
+        labelled.add(label)
     ax.axhline(0.0, color="black", linewidth=0.8)
     if reference is not None:
         ax.axhline(reference[0], color="dimgrey", linestyle="--", linewidth=1.2, label=reference[1])
-        ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=20)
