@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import FORECAST_FEATURES, env_action, forecast_features
@@ -17,7 +18,7 @@ from p2p_marl.sim.community import CommunityCore
 TINY = EnvConfig(n_agents=3, n_days=8, dt_h=2.0, max_cycles=4)
 SMALL = MAPPOConfig(num_envs=4, update_epochs=2, num_minibatches=2, hidden_sizes=[16, 16])
 METRICS = ("episode_return", "community_cost", "policy_loss", "value_loss", "entropy", "approx_kl",
-           "clip_fraction", "explained_variance", "exploration", "steps_per_second")
+           "clip_fraction", "explained_variance", "exploration", "learning_rate_scale", "steps_per_second")
 
 
 @pytest.mark.parametrize("forecast", ["none", "critic", "actor_critic"])
@@ -30,6 +31,20 @@ def test_iterate_logs_finite_metrics(forecast, agent_id):
     assert all(math.isfinite(value) for value in metrics.values()), metrics
     assert learner.env_steps == SMALL.num_envs * TINY.steps_per_episode
     assert metrics["steps_per_second"] > 0
+
+
+def test_learning_rates_decay_linearly_and_a_zero_rate_freezes_the_networks():
+    steps_per_iteration = SMALL.num_envs * TINY.max_cycles
+    config = dataclasses.replace(SMALL, lr_end_fraction=0.0, lr_decay_steps=2 * steps_per_iteration)
+    learner = MAPPO(TINY, config, seed=0)
+    # The rate of an iteration is set from the community-steps before it: 0, 1/2 and all of the decay.
+    assert [learner.iterate()["learning_rate_scale"] for _ in range(2)] == [1.0, 0.5]
+    assert learner.actor_optimizer.param_groups[0]["lr"] == 0.5 * config.actor_lr
+    assert learner.critic_optimizer.param_groups[0]["lr"] == 0.5 * config.critic_lr
+    before = [p.detach().clone() for p in (*learner.actor.parameters(), *learner.critic.parameters())]
+    assert learner.iterate()["learning_rate_scale"] == 0.0
+    after = [*learner.actor.parameters(), *learner.critic.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
 
 
 def test_cooperative_weight_sets_the_training_reward_only():

@@ -18,7 +18,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
 4. **GAE** with ``gamma`` and ``gae_lambda``; the end of the day is terminal (nothing is earned after it).
 5. **Update** -- ``update_epochs`` passes over the T * B * N agent-steps in ``num_minibatches`` minibatches:
    clipped surrogate with per-minibatch advantage normalisation, entropy bonus, squared value error, Adam
-   with gradient-norm clipping for actor and critic.
+   with gradient-norm clipping for actor and critic. Both learning rates decay linearly to
+   ``lr_end_fraction`` of their start over the first ``lr_decay_steps`` community-steps (CleanRL's
+   ``anneal_lr``), which steadies the final policy.
 
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with
 that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); the
@@ -59,6 +61,7 @@ from p2p_marl.algos.nets import (
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_network, check_ranges
+from p2p_marl.training.value_based import linear_schedule
 
 
 @dataclass
@@ -75,6 +78,8 @@ class MAPPOConfig:
     num_minibatches: int = 16
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3
+    lr_end_fraction: float = 1.0  # both learning rates decay linearly to this fraction of their start value ...
+    lr_decay_steps: int = 600_000  # ... over this many community-steps (CleanRL's anneal_lr: 0.0 over the budget)
     max_grad_norm: float = 0.5
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     log_std_init: float = -0.5  # initial log std of the pre-squash Gaussian
@@ -94,7 +99,7 @@ class MAPPOConfig:
         check_multi_agent_keys(self, "mappo")
 
 
-_INTEGERS = {"num_envs", "update_epochs", "num_minibatches"}
+_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("gamma", 0.0, 1.0, True, True),
@@ -105,6 +110,8 @@ _RANGES = (
     ("num_minibatches", 1, 100_000, True, True),
     ("actor_lr", 0.0, 1.0, False, True),
     ("critic_lr", 0.0, 1.0, False, True),
+    ("lr_end_fraction", 0.0, 1.0, True, True),
+    ("lr_decay_steps", 1, 10**13, True, True),
     ("max_grad_norm", 0.0, math.inf, False, False),
     ("log_std_init", -10.0, 2.0, True, True),
     ("return_norm_decay", 0.0, 1.0, False, True),
@@ -198,6 +205,10 @@ class MAPPO(Learner):
         cfg, core = self.config, self.core
         start = time.perf_counter()
         T, B, N = core.steps_per_episode, core.batch_size, core.n_agents
+        lr_scale = linear_schedule(1.0, cfg.lr_end_fraction, cfg.lr_decay_steps, self.env_steps)
+        for optimizer, lr in ((self.actor_optimizer, cfg.actor_lr), (self.critic_optimizer, cfg.critic_lr)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_scale
 
         # 1. Rollout: one day of every community.
         actor_inputs, critic_inputs, pre_squash, log_probs, values, rewards, costs = ([] for _ in range(7))
@@ -283,6 +294,7 @@ class MAPPO(Learner):
             **{key: float(np.mean(values)) for key, values in stats.items()},
             "explained_variance": explained_variance,
             "exploration": float(self.log_std.detach().exp().mean()),  # the Gaussian's std before squashing
+            "learning_rate_scale": lr_scale,
             "steps_per_second": T * B / elapsed,
         }
 
