@@ -166,7 +166,7 @@ def plot_kpi_by_method(path: Path, summary: Summary, kpi: str, ylabel: str, titl
     by_method = summarize_runs(summary)
     methods = [m for m in by_method if by_method[m].get(kpi, {}).get("mean") is not None]
     colors = _method_colors(list(by_method))
-    fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 3.0, 4.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(0.9 * len(methods) + 3.0, 4.5), layout="constrained")
     ax.bar(methods, [by_method[m][kpi]["mean"] for m in methods], color=[colors[m] for m in methods],
            edgecolor="black", linewidth=0.5)
     day_std = {method_of(label): stats[kpi]["std"] for label, stats in summary.items()}  # used for single runs
