@@ -126,6 +126,20 @@ def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, mon
     assert [step for step, _ in resumed_logs["train/episode_return"]] == list(range(32, 321, 32))
 
 
+def test_ray_sweep_reports_a_job_that_exits_with_an_error(tmp_path):
+    """A job that stops with train.py's one-line error fails once (no Ray retry) and its message reaches the user."""
+    import subprocess
+
+    pytest.importorskip("ray")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=ray", "hydra.launcher.num_cpus=1",
+         "algo=qlearning", "env.n_agents=0", f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "env.n_agents=0 is out of range; allowed [1, 10000]" in result.stderr
+    assert "WorkerCrashedError" not in result.stderr
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["algo=no_such_algo"], "Could not find 'algo/no_such_algo'"),
     (["algo.learning_rate=-0.1"], "qlearning.learning_rate=-0.1 is out of range; allowed (0.0, 1.0]"),

@@ -27,7 +27,16 @@ def _execute_job(job_num: int, overrides: Sequence[str], hydra_context: HydraCon
     """Runs in a Ray worker: rebuild Hydra's global state there, compose this job's config and run it."""
     import os
 
-    # Relative sweep directories mean the same place as on the driver (Ray workers start elsewhere).
+    def task(job_config: DictConfig) -> Any:
+        # train.py exits with SystemExit("...: error: ...") on bad input; Ray would take that for a crashed
+        # worker and lose the message, so it becomes an ordinary failure of this job, reported by Hydra.
+        try:
+            return task_function(job_config)
+        except SystemExit as error:
+            raise RuntimeError(str(error.code)) from None
+
+    # Relative sweep directories mean the same place as on the driver (Ray workers start elsewhere); on a
+    # cluster the driver's directory must exist on every node (a shared file system).
     os.chdir(cwd)
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -36,22 +45,20 @@ def _execute_job(job_num: int, overrides: Sequence[str], hydra_context: HydraCon
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{job_num}"
         sweep_config.hydra.job.num = job_num
     HydraConfig.instance().set_config(sweep_config)
-    return run_job(hydra_context=hydra_context, task_function=task_function, config=sweep_config,
+    return run_job(hydra_context=hydra_context, task_function=task, config=sweep_config,
                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
 
 class RayLauncher(Launcher):
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, cpus_per_job: float = 1.0,
-                 working_dir: str | None = None) -> None:
-        """``address``: null starts a local Ray (``num_cpus`` cores, null = all); ``auto`` or
-        ``<head-ip>:6379`` joins a running cluster. ``cpus_per_job``: Ray CPUs each job reserves, so a
-        cluster runs (its CPUs / cpus_per_job) jobs at once. ``working_dir``: where the jobs run (relative
-        sweep directories resolve against it); null = the driver's working directory, which on a cluster must
-        be a file system every node shares."""
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, cpus_per_job: float = 1.0
+                 ) -> None:
+        """``address``: null starts a new local Ray (``num_cpus`` cores, null = all), even where a cluster is
+        running; ``auto`` or ``<head-ip>:6379`` joins a running cluster. ``cpus_per_job``: Ray CPUs each job
+        reserves, so a cluster runs (its CPUs / cpus_per_job) jobs at once. Jobs run in the driver's working
+        directory, so relative sweep directories resolve as they do for the other launchers."""
         self.address = address
         self.num_cpus = num_cpus
         self.cpus_per_job = cpus_per_job
-        self.working_dir = working_dir
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -67,18 +74,21 @@ class RayLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        cwd = self.working_dir or str(Path.cwd())
-        sweep_dir = Path(cwd) / str(self.config.hydra.sweep.dir)
+        cwd = str(Path.cwd())
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if not ray.is_initialized():
+            # "local" rather than None: ray.init(None) would join any cluster already running on this machine.
             # A cluster brings its own CPUs; num_cpus only sizes a local Ray.
-            ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus)
+            ray.init(address=self.address or "local", num_cpus=None if self.address else self.num_cpus,
+                     include_dashboard=False)
         log.info(f"Ray launcher: {len(job_overrides)} jobs, {self.cpus_per_job} CPU each, on "
                  f"{ray.cluster_resources().get('CPU', 0):g} CPUs; sweep output dir: {sweep_dir}")
         for idx, overrides in enumerate(job_overrides):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
 
-        remote_job = ray.remote(num_cpus=self.cpus_per_job)(_execute_job)
+        # No retries: a job that died half-way would start again over its own run directory.
+        remote_job = ray.remote(num_cpus=self.cpus_per_job, max_retries=0)(_execute_job)
         singleton_state = Singleton.get_state()
         futures = [remote_job.remote(initial_job_idx + idx, overrides, self.hydra_context, self.config,
                                      self.task_function, singleton_state, cwd)
