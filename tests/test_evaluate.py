@@ -17,6 +17,7 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.evaluation.compare import (BENCHMARKS, evaluate_policy, load_policies, reference_costs,
                                          select_days)
+from p2p_marl.evaluation import report
 from p2p_marl.evaluation.config import register_configs, to_evaluate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,13 +112,14 @@ def test_table_is_printed(run_dir):
 
 @pytest.fixture(scope="module")
 def seeds_run_dir(tmp_path_factory) -> Path:
-    """evaluate.py over two seeds of one learner (a tiny Q-learning sweep) beside two benchmarks."""
+    """evaluate.py over a tiny Q-learning sweep, two seeds of each of two learning rates, beside two benchmarks."""
     out = tmp_path_factory.mktemp("evaluate_seeds")
     env = ["env.n_agents=3", "env.max_cycles=8", "env.n_days=20"]
-    trained = subprocess.run([sys.executable, "train.py", "-m", "algo=qlearning", "seed=0,1", *env,
-                              "algo.num_envs=4", "total_env_steps=64", "eval_days=1", "progress=false",
-                              f"hydra.sweep.dir={out / 'train'}"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=300)
+    trained = subprocess.run([sys.executable, "train.py", "-m", "algo=qlearning", "algo.learning_rate=0.1,0.5",
+                              "seed=0,1", *env, "algo.num_envs=4", "total_env_steps=64", "eval_days=1",
+                              "progress=false", f"hydra.sweep.dir={out / 'train'}",
+                              "hydra.sweep.subdir=lr${algo.learning_rate}_seed${seed}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr[-2000:]
     runs = sorted(str(path) for path in (out / "train").iterdir() if path.is_dir())
     done = run_evaluate(*env, "max_days=3", "methods=[grid_only,optimal]", f"checkpoints=[{','.join(runs)}]",
@@ -127,23 +129,50 @@ def seeds_run_dir(tmp_path_factory) -> Path:
     return out / "evaluate"
 
 
-def test_seeds_of_one_learner_are_summarised_over_runs(seeds_run_dir):
+def test_seeds_of_one_setting_are_summarised_over_runs_and_settings_kept_apart(seeds_run_dir):
     per_run = json.loads((seeds_run_dir / "summary.json").read_text())
     by_method = json.loads((seeds_run_dir / "summary_by_method.json").read_text())
-    seeds = [label for label in per_run if label.startswith("qlearning:")]
-    assert len(seeds) == 2 and list(by_method) == ["grid_only", "optimal", "qlearning"]
-    for kpi in ("community_cost", "share_of_optimal_saving", "p2p_volume_kwh"):
-        runs = [per_run[label][kpi]["mean"] for label in seeds]
-        stats = by_method["qlearning"][kpi]
-        assert stats["n_runs"] == 2 and stats["runs"] == runs
-        assert stats["mean"] == pytest.approx(np.mean(runs))
-        assert stats["std"] == pytest.approx(np.std(runs, ddof=1))
-        # A benchmark is one run: its mean is the per-day mean and it has no spread over runs.
-        assert by_method["optimal"][kpi]["mean"] == per_run["optimal"][kpi]["mean"]
-        assert by_method["optimal"][kpi]["n_runs"] == 1 and by_method["optimal"][kpi]["std"] is None
-    stdout = (seeds_run_dir / "stdout.txt").read_text()
-    assert "mean ± std over seeds" in stdout
+    # Sorted run directories: learning rate 0.1 (seeds 0, 1) comes first, so it is qlearning#1.
+    assert list(by_method) == ["grid_only", "optimal", "qlearning#1", "qlearning#2"]
+    assert sorted(per_run)[2:] == ["qlearning#1:lr0.1_seed0", "qlearning#1:lr0.1_seed1",
+                                   "qlearning#2:lr0.5_seed0", "qlearning#2:lr0.5_seed1"]
+    assert "differ in algo.learning_rate" in (seeds_run_dir / "stdout.txt").read_text()  # Hydra logs to stdout
+    for method in ("qlearning#1", "qlearning#2"):
+        seeds = [label for label in per_run if label.startswith(method + ":")]
+        for kpi in ("community_cost", "share_of_optimal_saving", "p2p_volume_kwh"):
+            runs = [per_run[label][kpi]["mean"] for label in seeds]
+            stats = by_method[method][kpi]
+            assert stats["n_runs"] == 2 and stats["runs"] == runs
+            assert stats["mean"] == pytest.approx(np.mean(runs))
+            assert stats["std"] == pytest.approx(np.std(runs, ddof=1))
+    # A benchmark is one run: its mean is the per-day mean and it has no spread over runs.
+    assert by_method["optimal"]["community_cost"]["mean"] == per_run["optimal"]["community_cost"]["mean"]
+    assert by_method["optimal"]["community_cost"]["n_runs"] == 1
+    assert by_method["optimal"]["community_cost"]["std"] is None
+    assert "mean ± std over seeds" in (seeds_run_dir / "stdout.txt").read_text()
     assert (seeds_run_dir / "costs_by_method.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_summarize_runs_skips_runs_without_a_value_and_plots_any_summary(tmp_path):
+    """A KPI undefined in one run (a clearing price where a seed never trades) is averaged over the others."""
+    def day_stats(mean):
+        return {"mean": mean, "std": None if mean is None else 0.1, "n_days": 0 if mean is None else 5}
+
+    summary = {"grid_only": {"price": day_stats(None), "cost": day_stats(9.0)},
+               "dqn:a": {"price": day_stats(0.10), "cost": day_stats(5.0)},
+               "dqn:b": {"price": day_stats(None), "cost": day_stats(6.0)},
+               "dqn:c": {"price": day_stats(0.14), "cost": day_stats(7.0)},
+               "mappo:x": {"price": day_stats(0.12), "cost": day_stats(4.0)}}
+    by_method = report.summarize_runs(summary)
+    assert by_method["dqn"]["price"] == {"mean": pytest.approx(0.12), "std": pytest.approx(np.std([0.1, 0.14],
+                                                                                                  ddof=1)),
+                                         "n_runs": 3, "runs": [0.10, None, 0.14]}
+    assert by_method["dqn"]["cost"]["std"] == pytest.approx(1.0)
+    assert by_method["mappo"]["cost"] == {"mean": 4.0, "std": None, "n_runs": 1, "runs": [4.0]}
+    assert by_method["grid_only"]["price"]["mean"] is None
+    for kpi in ("price", "cost", "not_a_kpi"):
+        report.plot_kpi_by_method(tmp_path / f"{kpi}.png", summary, kpi, ylabel=kpi, title=kpi)
+        assert (tmp_path / f"{kpi}.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_bad_config_value_is_a_one_line_error(tmp_path):

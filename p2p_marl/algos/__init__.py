@@ -65,10 +65,14 @@ def load_policy(path: str | Path) -> Policy:
     ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not a readable checkpoint; both name
     the file.
     """
+    return load_trained(path)[0]
+
+
+def load_trained(path: str | Path) -> tuple[Policy, dict[str, Any]]:
+    """``load_policy``, together with the training configuration saved in the checkpoint (``TrainConfig`` as
+    a dict: env, algo, seed, total_env_steps, ...)."""
     # Imported here: the checkpoint module imports torch, which the registry alone does not need.
     from p2p_marl.training.checkpoint import load_checkpoint, resolve_checkpoint
 
-    file = resolve_checkpoint(Path(path))
-    checkpoint = load_checkpoint(file)
-    learner = checkpoint.build_learner()
-    return learner.policy()
+    checkpoint = load_checkpoint(resolve_checkpoint(Path(path)))
+    return checkpoint.build_learner().policy(), checkpoint.config

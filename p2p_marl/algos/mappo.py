@@ -18,9 +18,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
 4. **GAE** with ``gamma`` and ``gae_lambda``; the end of the day is terminal (nothing is earned after it).
 5. **Update** -- ``update_epochs`` passes over the T * B * N agent-steps in ``num_minibatches`` minibatches:
    clipped surrogate with per-minibatch advantage normalisation, entropy bonus, squared value error, Adam
-   with gradient-norm clipping for actor and critic. Both learning rates decay linearly to
-   ``lr_end_fraction`` of their start over the first ``lr_decay_steps`` community-steps (CleanRL's
-   ``anneal_lr``), which steadies the final policy.
+   with gradient-norm clipping for actor and critic. Optionally (``lr_end_fraction`` < 1; off by default,
+   as it did not help on community_10) both learning rates decay linearly to that fraction of their start
+   over the first ``lr_decay_steps`` community-steps (CleanRL's ``anneal_lr``) and then stay there.
 
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with
 that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); the
@@ -79,7 +79,8 @@ class MAPPOConfig:
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3
     lr_end_fraction: float = 1.0  # both learning rates decay linearly to this fraction of their start value ...
-    lr_decay_steps: int = 600_000  # ... over this many community-steps (CleanRL's anneal_lr: 0.0 over the budget)
+    lr_decay_steps: int = 600_000  # ... over this many community-steps, then stay (CleanRL's anneal_lr: 0.0 over
+    # the whole budget, i.e. lr_decay_steps = total_env_steps; a run trained or resumed past it keeps the end rate)
     max_grad_norm: float = 0.5
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     log_std_init: float = -0.5  # initial log std of the pre-squash Gaussian

@@ -14,8 +14,10 @@ Typical use (the training loop's periodic evaluation does the same)::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -27,6 +29,8 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import CommunityCore
+
+log = logging.getLogger(__name__)
 
 # Benchmark name -> factory taking the evaluation seed (only the zero-intelligence traders draw random numbers).
 BENCHMARKS: dict[str, Callable[[int], Policy]] = {
@@ -45,9 +49,19 @@ def make_benchmark(name: str, seed: int = 0) -> Policy:
     return BENCHMARKS[name](seed)
 
 
+# What makes two checkpoints of one learner the same method (their seeds aside): TrainConfig's keys that change
+# what is learned. The others (evaluation and checkpoint cadence, progress bar, resume) do not.
+TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
+
+
 def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0) -> dict[str, Policy]:
     """Label -> policy: the benchmarks by name, then each checkpoint (a file or a training run directory,
-    loaded with ``p2p_marl.algos.load_policy``) labelled ``<policy name>:<file or directory name>``.
+    loaded with ``p2p_marl.algos.load_trained``) labelled ``<method>:<file or directory name>``.
+
+    The method of a checkpoint is its learner's name (the runs of one learner, e.g. its seeds, share it, and
+    ``report.summarize_runs`` groups them). Where checkpoints of one learner were trained with different
+    settings (``TRAINING_SETTING_KEYS``), pooling them would mix variants: each setting becomes its own method,
+    ``<learner>#1``, ``<learner>#2``, ... in order of appearance, and the keys that differ are logged.
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
@@ -56,18 +70,45 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0) -> 
         if not Path(path).exists():
             raise ConfigError(f"checkpoints[{index}]={path!r} does not exist; give a checkpoint file or a "
                               f"training run directory (relative paths start at {Path.cwd()})")
-    if checkpoints:
-        # Loading a learner imports torch and the learners; only needed when there is a checkpoint.
-        from p2p_marl.algos import load_policy
+    if not checkpoints:
+        return policies
+    # Loading a learner imports torch and the learners; only needed when there is a checkpoint.
+    from p2p_marl.algos import load_trained
 
-        for index, path in enumerate(checkpoints):
-            policy = load_policy(path)
-            label = f"{policy.name}:{Path(path).resolve().name}"
-            if label in policies:
-                raise ConfigError(f"checkpoints[{index}]={path!r} gives the label {label!r} a second time; "
-                                  "evaluate checkpoints with different names or run directories")
-            policies[label] = policy
+    loaded = [load_trained(path) for path in checkpoints]
+    settings: dict[str, list[dict]] = {}  # learner -> its distinct training settings, in order of appearance
+    for policy, train_config in loaded:
+        setting = {key: train_config.get(key) for key in TRAINING_SETTING_KEYS}
+        if setting not in settings.setdefault(policy.name, []):
+            settings[policy.name].append(setting)
+    for learner, variants in settings.items():
+        if len(variants) > 1:
+            log.warning("checkpoints of %s were trained with %d different settings, reported as %s; they "
+                        "differ in %s", learner, len(variants),
+                        ", ".join(f"{learner}#{k}" for k in range(1, len(variants) + 1)),
+                        ", ".join(_differing_keys(variants)))
+    for index, (path, (policy, train_config)) in enumerate(zip(checkpoints, loaded)):
+        variants = settings[policy.name]
+        setting = {key: train_config.get(key) for key in TRAINING_SETTING_KEYS}
+        method = policy.name if len(variants) == 1 else f"{policy.name}#{variants.index(setting) + 1}"
+        label = f"{method}:{Path(path).resolve().name}"
+        if label in policies:
+            raise ConfigError(f"checkpoints[{index}]={path!r} gives the label {label!r} a second time; "
+                              "evaluate checkpoints with different names or run directories")
+        policies[label] = policy
     return policies
+
+
+def _differing_keys(settings: list[dict]) -> list[str]:
+    """The dotted keys (``algo.hidden_sizes``) whose values are not the same in all ``settings``."""
+    def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(tree, dict):
+            return {prefix: tree}
+        return {key: value for name, sub in tree.items() for key, value in flat(sub, f"{prefix}{name}.").items()}
+
+    flats = [flat(setting) for setting in settings]
+    keys = sorted(set().union(*flats))
+    return [key.rstrip(".") for key in keys if len({repr(f.get(key)) for f in flats}) > 1]
 
 
 def select_days(core: CommunityCore, max_days: int | None = None, plot_day: int | None = None

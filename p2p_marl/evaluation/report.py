@@ -110,15 +110,17 @@ def write_tensorboard(log_dir: Path, days: np.ndarray, results: Results) -> None
 
 
 def method_of(label: str) -> str:
-    """The method a result belongs to: a checkpoint is labelled ``<learner>:<run>`` (several seeds of one learner
-    share the method), a benchmark by its own name."""
+    """The method a result belongs to: a checkpoint is labelled ``<method>:<run>`` (the runs of one learner and
+    one training setting, e.g. its seeds, share the method; see ``compare.load_policies``), a benchmark by its
+    own name."""
     return label.split(":", 1)[0]
 
 
 def summarize_runs(summary: Summary) -> RunSummary:
     """{method: {kpi: {"mean", "std", "n_runs", "runs"}}}: each run's mean over days (``runs``, in the order
-    given), their mean, and their sample standard deviation over runs (ddof = 1; None for a single run).
-    A KPI undefined on every day of some run (mean None) is None for the method."""
+    given; None where the KPI is undefined on all of that run's days, e.g. a clearing price without trade),
+    and the mean and sample standard deviation (ddof = 1) over the runs that define it; ``std`` is None with
+    fewer than two such runs, ``mean`` with none."""
     grouped: dict[str, list[str]] = {}
     for label in summary:
         grouped.setdefault(method_of(label), []).append(label)
@@ -127,11 +129,10 @@ def summarize_runs(summary: Summary) -> RunSummary:
         by_method[method] = {}
         for kpi in summary[labels[0]]:
             runs = [summary[label][kpi]["mean"] for label in labels]
-            defined = None not in runs
-            values = np.asarray(runs if defined else [], dtype=np.float64)
+            defined = np.asarray([run for run in runs if run is not None], dtype=np.float64)
             by_method[method][kpi] = {
-                "mean": float(values.mean()) if defined else None,
-                "std": float(values.std(ddof=1)) if defined and len(runs) > 1 else None,
+                "mean": float(defined.mean()) if defined.size else None,
+                "std": float(defined.std(ddof=1)) if defined.size > 1 else None,
                 "n_runs": len(runs),
                 "runs": runs,
             }
@@ -169,22 +170,25 @@ def plot_kpi_by_method(path: Path, summary: Summary, kpi: str, ylabel: str, titl
     fig, ax = plt.subplots(figsize=(0.9 * len(methods) + 3.0, 4.5), layout="constrained")
     ax.bar(methods, [by_method[m][kpi]["mean"] for m in methods], color=[colors[m] for m in methods],
            edgecolor="black", linewidth=0.5)
-    day_std = {method_of(label): stats[kpi]["std"] for label, stats in summary.items()}  # used for single runs
     labelled: set[str] = set()
     for x, method in enumerate(methods):
         stats = by_method[method][kpi]
         if stats["n_runs"] > 1:
-            ax.scatter(np.full(stats["n_runs"], x), stats["runs"], color="black", s=12, zorder=3)
+            runs = [run for run in stats["runs"] if run is not None]
+            ax.scatter(np.full(len(runs), x), runs, color="black", s=12, zorder=3)
             spread, color, label = stats["std"], "black", "± std over seeds (dots: seeds)"
         else:
-            spread, color, label = day_std[method], "grey", "± std over days"
-        ax.errorbar(x, stats["mean"], yerr=spread, color=color, capsize=5, linewidth=1.2, zorder=2,
-                    label=None if label in labelled else label)
-        labelled.add(label)
+            (single,) = [lbl for lbl in summary if method_of(lbl) == method]
+            spread, color, label = summary[single][kpi]["std"], "grey", "± std over days"
+        if spread is not None:
+            ax.errorbar(x, stats["mean"], yerr=spread, color=color, capsize=5, linewidth=1.2, zorder=2,
+                        label=None if label in labelled else label)
+            labelled.add(label)
     ax.axhline(0.0, color="black", linewidth=0.8)
     if reference is not None:
         ax.axhline(reference[0], color="dimgrey", linestyle="--", linewidth=1.2, label=reference[1])
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=20)
