@@ -10,8 +10,8 @@ the same days are the references of the savings. Written to the run directory (`
 
 - ``results.csv``: one row per method and day, every KPI (definitions: ``p2p_marl/evaluation/kpis.py``);
 - ``summary.json``: per method (each checkpoint on its own), each KPI's mean, standard deviation and number of
-  days; ``summary_by_method.json``: the checkpoints of one learner (its seeds) grouped, each KPI's mean and
-  standard deviation over those runs, printed as a second table when a learner has several;
+  days; ``summary_by_method.json``: the checkpoints of one learner and training setting (its seeds) grouped,
+  each KPI's mean and standard deviation over those runs, printed as a second table when a method has several;
 - ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``;
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);
 and the summary table is printed.
