@@ -82,8 +82,8 @@ class MADDPGConfig:
     reward_scale: float = 10.0  # the per-step bills are small (~0.01-0.3); scaled rewards suit the critic
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
     noise_std_start: float = 0.3  # exploration noise std in the actor's [-1, 1] box
-    noise_std_end: float = 0.05
-    noise_decay_steps: int = 200_000  # community-steps of linear decay
+    noise_std_end: float = 0.1
+    noise_decay_steps: int = 400_000  # community-steps of linear decay (200k to 0.05 left 1 seed of 3 stuck)
     noise_correlation: float = 0.0  # step-to-step correlation of the noise (AR(1), Ornstein-Uhlenbeck-like):
     # persistent deviations make batteries hold or fill over hours, which white noise rarely does
     policy_delay: int = 1  # critic updates per actor and target update (TD3's delay; 1 = plain MADDPG)
