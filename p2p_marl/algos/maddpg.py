@@ -58,6 +58,7 @@ from p2p_marl.algos.nets import (
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_network, check_ranges
+from p2p_marl.training.value_based import linear_schedule
 
 
 @dataclass
@@ -237,8 +238,7 @@ class MADDPG(Learner):
 
     def noise_std(self) -> float:
         cfg = self.config
-        progress = min(self.env_steps / cfg.noise_decay_steps, 1.0)
-        return cfg.noise_std_start + progress * (cfg.noise_std_end - cfg.noise_std_start)
+        return linear_schedule(cfg.noise_std_start, cfg.noise_std_end, cfg.noise_decay_steps, self.env_steps)
 
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> dict[str, float]:
