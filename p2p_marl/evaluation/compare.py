@@ -76,9 +76,9 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0) -> 
     from p2p_marl.algos import load_trained
 
     loaded = [load_trained(path) for path in checkpoints]
+    setting_of = [{key: train_config.get(key) for key in TRAINING_SETTING_KEYS} for _, train_config in loaded]
     settings: dict[str, list[dict]] = {}  # learner -> its distinct training settings, in order of appearance
-    for policy, train_config in loaded:
-        setting = {key: train_config.get(key) for key in TRAINING_SETTING_KEYS}
+    for (policy, _), setting in zip(loaded, setting_of):
         if setting not in settings.setdefault(policy.name, []):
             settings[policy.name].append(setting)
     for learner, variants in settings.items():
@@ -87,9 +87,8 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0) -> 
                         "differ in %s", learner, len(variants),
                         ", ".join(f"{learner}#{k}" for k in range(1, len(variants) + 1)),
                         ", ".join(_differing_keys(variants)))
-    for index, (path, (policy, train_config)) in enumerate(zip(checkpoints, loaded)):
+    for index, (path, (policy, _), setting) in enumerate(zip(checkpoints, loaded, setting_of)):
         variants = settings[policy.name]
-        setting = {key: train_config.get(key) for key in TRAINING_SETTING_KEYS}
         method = policy.name if len(variants) == 1 else f"{policy.name}#{variants.index(setting) + 1}"
         label = f"{method}:{Path(path).resolve().name}"
         if label in policies:
@@ -104,11 +103,12 @@ def _differing_keys(settings: list[dict]) -> list[str]:
     def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
         if not isinstance(tree, dict):
             return {prefix: tree}
-        return {key: value for name, sub in tree.items() for key, value in flat(sub, f"{prefix}{name}.").items()}
+        return {key: value for name, sub in tree.items()
+                for key, value in flat(sub, f"{prefix}.{name}" if prefix else name).items()}
 
     flats = [flat(setting) for setting in settings]
     keys = sorted(set().union(*flats))
-    return [key.rstrip(".") for key in keys if len({repr(f.get(key)) for f in flats}) > 1]
+    return [key for key in keys if len({repr(f.get(key)) for f in flats}) > 1]
 
 
 def select_days(core: CommunityCore, max_days: int | None = None, plot_day: int | None = None
