@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,6 +48,12 @@ def train_main():
 def run_train(train_main, monkeypatch, *overrides: str) -> None:
     monkeypatch.setattr(sys, "argv", ["train.py", *overrides])
     train_main()
+
+
+def run_train_process(*overrides: str) -> subprocess.CompletedProcess:
+    """train.py in its own process, as a user starts it (needed where a launcher spawns worker processes)."""
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
 
 
 def fresh_run(train_main, monkeypatch, run_dir: Path, algo: str, *extra: str) -> Path:
@@ -126,20 +133,6 @@ def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, mon
     assert [step for step, _ in resumed_logs["train/episode_return"]] == list(range(32, 321, 32))
 
 
-def test_ray_sweep_reports_a_job_that_exits_with_an_error(tmp_path):
-    """A job that stops with train.py's one-line error fails once (no Ray retry) and its message reaches the user."""
-    import subprocess
-
-    pytest.importorskip("ray")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=ray", "hydra.launcher.num_cpus=1",
-         "algo=qlearning", "env.n_agents=0", f"hydra.sweep.dir={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert "env.n_agents=0 is out of range; allowed [1, 10000]" in result.stderr
-    assert "WorkerCrashedError" not in result.stderr
-
-
 @pytest.mark.parametrize("overrides, message", [
     (["algo=no_such_algo"], "Could not find 'algo/no_such_algo'"),
     (["algo.learning_rate=-0.1"], "qlearning.learning_rate=-0.1 is out of range; allowed (0.0, 1.0]"),
@@ -200,17 +193,23 @@ def test_multirun_sweeps_algos(train_main, monkeypatch, tmp_path):
 def test_launcher_presets_run_a_two_job_sweep_in_parallel(launcher, started, tmp_path):
     """The local (hydra-joblib-launcher) and ray (hydra_plugins/p2p_marl_ray_launcher) presets run a 2-job sweep
     in separate processes, each job writing its own run directory."""
-    import subprocess
-
     if "hydra/launcher=ray" in launcher:
         pytest.importorskip("ray")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-m", *launcher,
-         "algo=qlearning", "seed=0,1", *TINY, "total_env_steps=64", f"hydra.sweep.dir={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_train_process("-m", *launcher, "algo=qlearning", "seed=0,1", *TINY, "total_env_steps=64",
+                               f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert started in result.stdout + result.stderr
     runs = sorted(path.name for path in tmp_path.iterdir() if path.is_dir())
     assert runs == ["community_10_qlearning_seed0_0", "community_10_qlearning_seed1_1"]
     for name in runs:
         assert list_checkpoints(tmp_path / name)
+
+
+def test_ray_sweep_reports_a_job_that_exits_with_an_error(tmp_path):
+    """A job that stops with train.py's one-line error fails once (no Ray retry) and its message reaches the user."""
+    pytest.importorskip("ray")
+    result = run_train_process("-m", "hydra/launcher=ray", "hydra.launcher.num_cpus=1", "algo=qlearning",
+                               "env.n_agents=0", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "env.n_agents=0 is out of range; allowed [1, 10000]" in result.stderr
+    assert "WorkerCrashedError" not in result.stderr
