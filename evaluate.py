@@ -5,8 +5,9 @@
     python evaluate.py checkpoints=[runs/train/RUN_DIR] methods=[grid_only,optimal]
 
 Every method plays all test days in one batched core; the grid-only benchmark and the perfect-foresight LP of
-the same days are the references of the savings. Written to the run directory (``hydra.run.dir``, by default
-``runs/evaluate/<date>_<time>``):
+the same days are the references of the savings (the optimum is played from those LPs' schedules, not solved
+again). Written to the run directory (``hydra.run.dir``, by default ``runs/evaluate/<date>_<time>``, with
+``_2``, ``_3``, ... for evaluations started in the same second):
 
 - ``results.csv``: one row per method and day, every KPI (definitions: ``p2p_marl/evaluation/kpis.py``);
 - ``summary.json``: per method (each checkpoint on its own), each KPI's mean, standard deviation and number of
@@ -14,28 +15,30 @@ the same days are the references of the savings. Written to the run directory (`
   each KPI's mean and standard deviation over those runs, printed as a second table when a method has several;
 - ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``;
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);
-and the summary table is printed.
+and the summary table is printed (at most 100 columns wide). Bad input (a setting, a checkpoint that is not
+intact or was trained for another environment, a run directory without checkpoints, a profile CSV) stops it
+before any work with one line on stderr and exit code 1 (``HYDRA_FULL_ERROR=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from rich.console import Console
-from tqdm import tqdm
 
+from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.policy import Policy
-from p2p_marl.config import ConfigError
+from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.evaluation import report
 from p2p_marl.evaluation.compare import load_policies, reference_costs, rollout_days, select_days
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
 from p2p_marl.evaluation.kpis import day_kpis
+from p2p_marl.progress import track
+from p2p_marl.run_dirs import hydra_launch_records, remove_if_only_launch_records
 from p2p_marl.sim.community import CommunityCore
 
 log = logging.getLogger("evaluate")
@@ -51,8 +54,11 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     log.info("Evaluating %d method(s) on %d test day(s) of a community of %d households (%d with PV + battery)",
              len(policies), len(days), env.n_agents, int(core.has_battery.sum()))
     references = reference_costs(env, days, progress=True)
+    for policy in policies.values():
+        if isinstance(policy, OptimalPolicy) and policy.network:  # the references' LPs are its plan
+            policy.remember(env, references["optimal_schedules"])
     results: report.Results = {}
-    for label, policy in tqdm(policies.items(), desc="methods", unit="method"):
+    for label, policy in track(policies.items(), len(policies), "methods", "methods"):
         infos = rollout_days(env, policy, days)
         results[label] = day_kpis(infos, env.dt_h, grid_only_bills=references["grid_only_bills"],
                                   optimal_cost=references["optimal"])
@@ -61,8 +67,7 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
                              core.has_battery, title=f"{label}: day {plot_day}, {env.n_agents} households")
 
     summary = report.summarize(results)
-    # Piped output (logs, CI) gets a fixed width instead of rich's 80 columns, which would squeeze the table.
-    console = Console(width=None if sys.stdout.isatty() else 180)
+    console = report.console()
     console.print(report.summary_table(
         summary, title=f"{len(days)} test day(s), {env.n_agents} households: mean ± std over days"))
     report.write_results_csv(output_dir / "results.csv", days, results)
@@ -86,13 +91,15 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+
+    def remove_empty_output_dir() -> None:
+        remove_if_only_launch_records(output_dir, hydra_launch_records())
+
+    with user_errors_as_one_line("evaluate.py", on_error=remove_empty_output_dir):
         config = to_evaluate_config(cfg)
-        policies = load_policies(config.methods, config.checkpoints, config.seed)
-        evaluate(config, policies, Path(HydraConfig.get().runtime.output_dir))
-    except ConfigError as error:
-        # A bad setting is the user's to fix: one line naming the key, no traceback.
-        raise SystemExit(f"evaluate.py: error: {error}") from None
+        policies = load_policies(config.methods, config.checkpoints, config.seed, config.env)
+        evaluate(config, policies, output_dir)
 
 
 if __name__ == "__main__":

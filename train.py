@@ -25,10 +25,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.config import ConfigError
-from p2p_marl.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from p2p_marl.run_dirs import hydra_launch_records, remove_if_only_launch_records
+from p2p_marl.training.checkpoint import latest_intact_checkpoint
 from p2p_marl.training.config import RESUME_OVERRIDABLE, register_configs
 from p2p_marl.training.loop import HEADLINE_KPI, Trainer
+from p2p_marl.training.run_lock import run_lock
 
 register_configs()
 
@@ -45,22 +48,29 @@ def resumed_config(saved: dict, cfg: DictConfig) -> dict:
     return {**saved, **{key: cfg[key] for key in keys}}
 
 
+def make_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
+    """A fresh run in ``run_dir``, or the run ``cfg.resume`` continued from its newest intact checkpoint."""
+    if cfg.resume is None:
+        return Trainer(OmegaConf.to_container(cfg, resolve=True), run_dir)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError("resume continues one run; start it without -m/--multirun")
+    checkpoint = latest_intact_checkpoint(run_dir)
+    return Trainer(resumed_config(checkpoint.config, cfg), run_dir, checkpoint)
+
+
 # An absolute path, so that the configs are found however this file is loaded (tests import it).
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "configs"), config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Train one run; returns the final share of the optimal saving (for Hydra's sweepers)."""
-    try:
+    """Train one run; returns the final share of the optimal saving (for Hydra's sweepers). Bad input stops it
+    with one line on stderr (``p2p_marl.cli``), and a fresh run that stops before training leaves no directory."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+
+    def remove_fresh_run_dir() -> None:
         if cfg.resume is None:
-            trainer = Trainer(OmegaConf.to_container(cfg, resolve=True), Path(HydraConfig.get().runtime.output_dir))
-        else:
-            if HydraConfig.get().mode == RunMode.MULTIRUN:
-                raise ConfigError("resume continues one run; start it without -m/--multirun")
-            checkpoint = load_checkpoint(resolve_checkpoint(Path(cfg.resume)))
-            trainer = Trainer(resumed_config(checkpoint.config, cfg), Path(cfg.resume), checkpoint)
-    except (ConfigError, CheckpointError, FileNotFoundError) as error:
-        # Bad input: one clear line instead of a traceback.
-        raise SystemExit(f"error: {error}") from None
-    return trainer.run().get(HEADLINE_KPI, float("nan"))
+            remove_if_only_launch_records(run_dir, hydra_launch_records())
+
+    with user_errors_as_one_line("train.py", on_error=remove_fresh_run_dir), run_lock(run_dir):
+        return make_trainer(cfg, run_dir).run().get(HEADLINE_KPI, float("nan"))
 
 
 if __name__ == "__main__":

@@ -205,3 +205,8 @@ def _validate(cfg: EnvConfig) -> None:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; choose one of {list(allowed)}")
     if cfg.data_csv is not None and not isinstance(cfg.data_csv, str):
         raise ConfigError(f"data_csv must be a file path or None, got {cfg.data_csv!r}")
+    synthetic_n_days = EnvConfig.__dataclass_fields__["n_days"].default
+    if cfg.data_csv is not None and cfg.n_days != synthetic_n_days:
+        # Silently ignoring it would let a user believe the file was cut to n_days days.
+        raise ConfigError(f"n_days={cfg.n_days!r} applies to synthetic profiles only; with data_csv every day of "
+                          f"the file is used (leave n_days at its default {synthetic_n_days})")

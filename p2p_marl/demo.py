@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from rich.console import Console
+from rich import box
 from rich.table import Table
 
 from p2p_marl.baselines.rules import GridOnly, SelfConsumption
 from p2p_marl.config import EnvConfig
+from p2p_marl.evaluation.report import add_number_column, console
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import CommunityCore
 
@@ -32,10 +33,11 @@ def main(argv: list[str] | None = None) -> None:
     grid = rollout(core, GridOnly(), np.array([day]))
 
     table = Table(title=f"Day {day}: self-consumption rule, community of {core.n_agents} households "
-                        f"({int(core.has_battery.sum())} with PV + battery)")
-    for column in ("time", "load kWh", "PV kWh", "charge kWh", "discharge kWh", "P2P kWh", "import kWh",
-                   "export kWh", "price /kWh", "retail /kWh", "V min p.u.", "cost"):
-        table.add_column(column, justify="right")
+                        f"({int(core.has_battery.sum())} with PV + battery)", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Two-line headers keep the table within report.TABLE_WIDTH columns.
+    for column in ("time", "load\nkWh", "PV\nkWh", "charge\nkWh", "discharge\nkWh", "P2P\nkWh", "import\nkWh",
+                   "export\nkWh", "price\n/kWh", "retail\n/kWh", "V min\np.u.", "cost"):
+        add_number_column(table, column)
     for t in range(core.steps_per_episode):
         step = {key: value[0, t] for key, value in rule.items()}
         hours = t * core.dt_h
@@ -45,10 +47,10 @@ def main(argv: list[str] | None = None) -> None:
                                                           "grid_import_kwh", "grid_export_kwh")),
                       f"{step['clearing_price'][0]:.3f}", f"{step['retail_price'][0]:.3f}",
                       f"{step['voltage_pu'].min():.3f}", f"{step['cost'].sum():+.3f}")
-    console = Console(width=160)
-    console.print(table)
+    out = console()
+    out.print(table)
     rule_cost, grid_cost = rule["cost"].sum(), grid["cost"].sum()
-    console.print(f"Community bill for the day: self-consumption rule {rule_cost:.2f}, grid-only {grid_cost:.2f} "
+    out.print(f"Community bill for the day: self-consumption rule {rule_cost:.2f}, grid-only {grid_cost:.2f} "
                   f"(saving {grid_cost - rule_cost:.2f}, {100 * (grid_cost - rule_cost) / grid_cost:.1f} %)")
 
 

@@ -57,22 +57,26 @@ def build_learner(env_config: Any, hyperparameters: dict[str, Any], seed: int) -
     return learner_class(env_config, make_hyperparameters(hyperparameters), seed)
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, env_config: Any = None) -> Policy:
     """The deterministic policy of a trained learner, from a checkpoint file or a training run directory
     (then its latest checkpoint, the final one of a finished run), ready for ``evaluate.py`` and ``rollout``.
+    With ``env_config`` (the ``EnvConfig`` it will play on), a checkpoint trained for another environment is
+    refused before the learner is built.
 
     Raises ``FileNotFoundError`` for a missing path or a run directory without checkpoints and
-    ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not a readable checkpoint; both name
-    the file.
+    ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not an intact checkpoint or does not fit
+    ``env_config``; both name the file.
     """
-    return load_trained(path)[0]
+    return load_trained(path, env_config)[0]
 
 
-def load_trained(path: str | Path) -> tuple[Policy, dict[str, Any]]:
+def load_trained(path: str | Path, env_config: Any = None) -> tuple[Policy, dict[str, Any]]:
     """``load_policy``, together with the training configuration saved in the checkpoint (``TrainConfig`` as
     a dict: env, algo, seed, total_env_steps, ...)."""
     # Imported here: the checkpoint module imports torch, which the registry alone does not need.
     from p2p_marl.training.checkpoint import load_checkpoint, resolve_checkpoint
 
     checkpoint = load_checkpoint(resolve_checkpoint(Path(path)))
+    if env_config is not None:
+        checkpoint.check_environment(env_config)
     return checkpoint.build_learner().policy(), checkpoint.config

@@ -60,6 +60,9 @@ households) and handed to HiGHS (highspy) column-wise.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -413,6 +416,23 @@ def _check_day(core: CommunityCore, day) -> int:
     return int(day)
 
 
+@functools.cache
+def _swallow_highs_banner() -> None:
+    """highspy prints a banner ("Running HiGHS 1.16.0 ...: Copyright ...") to the C-level stdout when a process
+    creates its first ``Highs`` object, before ``output_flag`` can be set, and never again. That first object
+    is created here with file descriptor 1 pointed at /dev/null, so that the banner does not land in the
+    middle of progress bars and tables."""
+    sys.stdout.flush()
+    saved_stdout = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
+
+
 def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_time_limit_s: float = 60.0
                       ) -> OptimalSchedule:
     """The minimum-cost dispatch of ``core``'s community on profile day ``day`` (see the module docstring).
@@ -422,6 +442,7 @@ def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_t
     ``OptimalSolveError`` (naming the day) if HiGHS reports anything but an optimal solution.
     """
     day = _check_day(core, day)
+    _swallow_highs_banner()
     if isinstance(mip_time_limit_s, bool) or not isinstance(mip_time_limit_s, (int, float)) or mip_time_limit_s <= 0:
         raise ValueError(f"mip_time_limit_s must be a number of seconds > 0, got {mip_time_limit_s!r}")
     schedule = _solve(core, day, network, False, mip_time_limit_s)
@@ -435,9 +456,10 @@ def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_t
 class OptimalPolicy:
     """Acts out the perfect-foresight optimum of each community's day (a ``Policy``).
 
-    ``reset(core)`` solves one program per distinct day in ``core.days``; ``act`` then plays the schedule:
-    battery setpoint share ``(charge - discharge) / max_kw`` and price share 1 (bid retail) for net buyers,
-    0 (ask feed-in) for net sellers, so that the market matches all community-internal trades.
+    ``reset(core)`` solves one program per distinct day in ``core.days`` (except days given to ``remember``);
+    ``act`` then plays the schedule: battery setpoint share ``(charge - discharge) / max_kw`` and price share 1
+    (bid retail) for net buyers, 0 (ask feed-in) for net sellers, so that the market matches all
+    community-internal trades.
     """
 
     name = "optimal"
@@ -449,12 +471,26 @@ class OptimalPolicy:
         self._core: CommunityCore | None = None
         self._days = np.zeros(0, dtype=np.int64)
         self._actions = np.zeros((0, 0, 0, 2))  # (B, T, N, 2)
+        self._known_config = None
+        self._known: dict[int, OptimalSchedule] = {}
+
+    def remember(self, config, schedules: dict[int, OptimalSchedule]) -> None:
+        """Schedules already solved (day -> schedule) for the environment of ``config`` (an ``EnvConfig``),
+        e.g. the reference LPs of the days being evaluated: ``reset`` on a core of that config plays them
+        instead of solving those days again."""
+        wrong = sorted(day for day, schedule in schedules.items() if schedule.network != self.network)
+        if wrong:
+            raise ValueError(f"schedules of days {wrong} were solved with network={not self.network}, this "
+                             f"policy plans with network={self.network}")
+        self._known_config, self._known = config, dict(schedules)
 
     def reset(self, core: CommunityCore) -> None:
         days = np.array(core.days, dtype=np.int64)
-        solved = {int(day): solve_optimal_day(core, int(day), self.network)
-                  for day in tqdm(np.unique(days), desc="optimal dispatch", unit="day", leave=False,
-                                  disable=None if self.progress else True)}
+        known = self._known if core.config == self._known_config else {}
+        to_solve = [int(day) for day in np.unique(days) if int(day) not in known]
+        solved = {**known, **{day: solve_optimal_day(core, day, self.network)
+                              for day in tqdm(to_solve, desc="optimal dispatch", unit="day", leave=False,
+                                              disable=None if self.progress else True)}}
         self.schedules = [solved[int(day)] for day in days]
         max_kw = core.battery.max_kw
         actions = []

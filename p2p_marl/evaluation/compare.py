@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
-
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import GridOnly, SelfConsumption, TimeOfUse, ZeroIntelligence
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
+from p2p_marl.progress import track
 from p2p_marl.sim.community import CommunityCore
 
 log = logging.getLogger(__name__)
@@ -54,9 +53,11 @@ def make_benchmark(name: str, seed: int = 0) -> Policy:
 TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
 
 
-def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0) -> dict[str, Policy]:
+def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
+                  env_config: EnvConfig | None = None) -> dict[str, Policy]:
     """Label -> policy: the benchmarks by name, then each checkpoint (a file or a training run directory,
-    loaded with ``p2p_marl.algos.load_trained``) labelled ``<method>:<file or directory name>``.
+    loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for another environment is
+    refused) labelled ``<method>:<file or directory name>``.
 
     The method of a checkpoint is its learner's name (the runs of one learner, e.g. its seeds, share it, and
     ``report.summarize_runs`` groups them). Where checkpoints of one learner were trained with different
@@ -75,7 +76,7 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0) -> 
     # Loading a learner imports torch and the learners; only needed when there is a checkpoint.
     from p2p_marl.algos import load_trained
 
-    loaded = [load_trained(path) for path in checkpoints]
+    loaded = [load_trained(path, env_config) for path in checkpoints]
     setting_of = [{key: train_config.get(key) for key in TRAINING_SETTING_KEYS} for _, train_config in loaded]
     settings: dict[str, list[dict]] = {}  # learner -> its distinct training settings, in order of appearance
     for (policy, _), setting in zip(loaded, setting_of):
@@ -136,23 +137,27 @@ def rollout_days(env_config: EnvConfig, policy: Policy, days: np.ndarray) -> dic
     return rollout(CommunityCore(env_config, batch_size=len(days)), policy, days)
 
 
-def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = False) -> dict[str, np.ndarray]:
-    """The references of ``days``: ``grid_only`` (D,) and ``optimal`` (D,) community costs [money/day], and
-    ``grid_only_bills`` (D, N), each household's grid-only bill (for savings and their fairness).
+def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = False) -> dict[str, Any]:
+    """The references of ``days``: ``grid_only`` (D,) and ``optimal`` (D,) community costs [money/day],
+    ``grid_only_bills`` (D, N), each household's grid-only bill (for savings and their fairness), and
+    ``optimal_schedules`` (day -> ``OptimalSchedule``, for ``OptimalPolicy.remember``: the optimum is then
+    played without solving its LPs again).
 
     ``optimal`` is the LP objective of ``solve_optimal_day`` with the network constraints, one LP per day
-    (``progress`` shows a progress bar over them).
+    (``progress`` reports progress over them).
     """
     days = _checked_days(days)
     bills = agent_bills(rollout_days(env_config, GridOnly(), days))
     core = CommunityCore(env_config, batch_size=1)
-    optimal = np.array([solve_optimal_day(core, int(day), network=True).cost
-                        for day in tqdm(days, desc="optimal LP per day", unit="day", disable=not progress)])
-    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "grid_only_bills": bills}
+    schedules = {int(day): solve_optimal_day(core, int(day), network=True)
+                 for day in track(days, len(days), "optimal LP per day", "days", enabled=progress)}
+    optimal = np.array([schedules[int(day)].cost for day in days])
+    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "grid_only_bills": bills,
+            "optimal_schedules": schedules}
 
 
 def evaluate_policy(env_config: EnvConfig, policy: Policy, days: np.ndarray,
-                    references: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                    references: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """KPI name -> (D,) per-day values of ``policy`` on ``days`` (see ``p2p_marl.evaluation.kpis``).
 
     With ``references`` (``reference_costs`` of the same days, in the same order) the KPIs include the saving

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +21,33 @@ matplotlib.use("Agg")  # files only, no display; before pyplot is imported
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from rich import box  # noqa: E402
+from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 Results = dict[str, dict[str, np.ndarray]]
 Summary = dict[str, dict[str, dict[str, float | int | None]]]
 RunSummary = dict[str, dict[str, dict[str, float | int | list[float | None] | None]]]
 
-# (KPI, column header, format) of the printed table.
+# (KPI, column header, format) of the printed tables, which fit TABLE_WIDTH columns: headers on two lines,
+# a standard deviation under its mean. Saving per day is left to the files (grid-only's cost minus the cost).
 TABLE_COLUMNS = (
-    ("share_of_optimal_saving", "share of optimal saving", "{:.3f}"),
-    ("community_cost", "cost /day", "{:.2f}"),
-    ("saving_vs_grid_only", "saving /day", "{:.2f}"),
-    ("self_sufficiency", "self-sufficiency", "{:.3f}"),
-    ("self_consumption", "self-consumption", "{:.3f}"),
-    ("p2p_volume_kwh", "P2P kWh/day", "{:.1f}"),
-    ("voltage_violation_steps", "voltage viol. steps/day", "{:.1f}"),
-    ("line_overload_steps", "overload steps/day", "{:.1f}"),
+    ("share_of_optimal_saving", "share of\nopt. saving", "{:.3f}"),
+    ("community_cost", "cost\n/day", "{:.2f}"),
+    ("self_sufficiency", "self-\nsufficiency", "{:.3f}"),
+    ("self_consumption", "self-\nconsumption", "{:.3f}"),
+    ("p2p_volume_kwh", "P2P\nkWh/day", "{:.1f}"),
+    ("voltage_violation_steps", "V-violation\nsteps/day", "{:.1f}"),
+    ("line_overload_steps", "overload\nsteps/day", "{:.1f}"),
 )
+TABLE_WIDTH = 100
+
+
+def console() -> Console:
+    """A rich console for the tables: the terminal's width up to ``TABLE_WIDTH``, ``TABLE_WIDTH`` when the output
+    is redirected (rich's default of 80 would squeeze the tables)."""
+    width = shutil.get_terminal_size((TABLE_WIDTH, 24)).columns if sys.stdout.isatty() else TABLE_WIDTH
+    return Console(width=min(width, TABLE_WIDTH))
 
 
 def summarize(results: Results) -> Summary:
@@ -63,15 +75,29 @@ def _mean_std(stats: dict[str, Any], fmt: str) -> str:
         return "n/a"
     if stats["std"] is None:  # a single run has no spread over runs
         return fmt.format(stats["mean"])
-    return f"{fmt.format(stats['mean'])} ± {fmt.format(stats['std'])}"
+    return f"{fmt.format(stats['mean'])}\n± {fmt.format(stats['std'])}"
+
+
+def _kpi_table(title: str, *extra_columns: str) -> Table:
+    """An empty table with a method column (long labels fold), ``extra_columns`` and ``TABLE_COLUMNS``."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("method", overflow="fold")
+    for header in extra_columns:
+        table.add_column(header, justify="right")
+    for _, header, _ in TABLE_COLUMNS:
+        add_number_column(table, header)
+    return table
+
+
+def add_number_column(table: Table, header: str) -> None:
+    """A right-aligned column at least as wide as the longest line of its (multi-line) header: rich would
+    rather cut a header than a value when the console is narrow."""
+    table.add_column(header, justify="right", min_width=max(len(line) for line in header.splitlines()))
 
 
 def summary_table(summary: Summary, title: str) -> Table:
     """The rich table of ``TABLE_COLUMNS``: mean ± std over days per method."""
-    table = Table(title=title)
-    table.add_column("method", no_wrap=True)
-    for _, header, _ in TABLE_COLUMNS:
-        table.add_column(header, justify="right")
+    table = _kpi_table(title)
     for method, stats in summary.items():
         table.add_row(method, *(_mean_std(stats[kpi], fmt) if kpi in stats else "n/a"
                                 for kpi, _, fmt in TABLE_COLUMNS))
@@ -141,11 +167,7 @@ def summarize_runs(summary: Summary) -> RunSummary:
 
 def runs_table(by_method: RunSummary, title: str) -> Table:
     """The rich table of ``TABLE_COLUMNS`` per method: mean ± std over runs (seeds), the mean alone for one run."""
-    table = Table(title=title)
-    table.add_column("method", no_wrap=True)
-    table.add_column("runs", justify="right")
-    for _, header, _ in TABLE_COLUMNS:
-        table.add_column(header, justify="right")
+    table = _kpi_table(title, "runs")
     for method, stats in by_method.items():
         n_runs = next(iter(stats.values()))["n_runs"]
         table.add_row(method, str(n_runs), *(_mean_std(stats[kpi], fmt) if kpi in stats else "n/a"

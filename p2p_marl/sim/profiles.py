@@ -50,7 +50,8 @@ order; other columns are ignored. One row per household and step::
 * Every day present must be complete: a row for every household at every step. Days need not be
   consecutive; they are sorted by date. Rows may come in any order; blank lines are skipped.
 
-Errors raise ``ValueError`` naming the file, the 1-based line of the file and the column.
+A file must hold at least ``MIN_DAYS`` days (the train/test split needs a day on each side). Errors raise
+``CsvError`` (a ``ValueError``) naming the file and, where they concern a row, its 1-based line and the column.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ EVENT_ENERGY_SHAPE = 2.0  # gamma shape of one event's energy (lighter tail than
 EVENT_RATE_PER_H = EVENT_SHARE / EVENT_ENERGY  # events per hour per unit of activity
 
 CSV_COLUMNS = ("timestamp", "household", "load_kw", "pv_kw")
+MIN_DAYS = 2  # days a profile set needs for the train/test split (at least one day in each)
+
+
+class CsvError(ValueError):
+    """A profile CSV file that cannot be used; the message starts with the file's path."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,38 +334,45 @@ def load_csv_profiles(path: str | os.PathLike, dt_h: float) -> ProfileSet:
     household_index: dict[str, int] = {}
     stamp_cache: dict[str, tuple[int, int, timedelta | None]] = {}
     first_offset: tuple[timedelta | None, int] | None = None  # (UTC offset, line) of the first row
-    with open(file, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        column = _csv_columns(next(reader, None), file)
-        n_fields = max(column.values()) + 1
-        for row in reader:
-            if not row:
-                continue
-            line = reader.line_num
-            if len(row) < n_fields:
-                missing = next(name for name in CSV_COLUMNS if column[name] >= len(row))
-                raise ValueError(f"{file}: line {line}, column {missing}: missing field "
-                                 f"(the row has {len(row)} fields, the header {n_fields} or more)")
-            text = row[column["timestamp"]]
-            if text not in stamp_cache:
-                stamp_cache[text] = _parse_timestamp(text, step_us, dt_h, file, line)
-            day, step, offset = stamp_cache[text]
-            first_offset = first_offset or (offset, line)
-            if offset != first_offset[0]:
-                raise ValueError(f"{file}: line {line}, column timestamp: UTC offset {offset} of {text!r} differs "
-                                 f"from {first_offset[0]} at line {first_offset[1]}; use one fixed offset "
-                                 "(no DST changes)")
-            household = row[column["household"]].strip()
-            if not household:
-                raise ValueError(f"{file}: line {line}, column household: empty household id")
-            days.append(day)
-            steps.append(step)
-            households.append(household_index.setdefault(household, len(household_index)))
-            load_kw.append(_parse_kw(row[column["load_kw"]], file, line, "load_kw"))
-            pv_kw.append(_parse_kw(row[column["pv_kw"]], file, line, "pv_kw"))
-            lines.append(line)
+    try:
+        handle = open(file, newline="", encoding="utf-8-sig")
+    except OSError as error:
+        raise CsvError(f"{file}: cannot open the profile CSV file: {error.strerror}") from None
+    try:
+        with handle:
+            reader = csv.reader(handle)
+            column = _csv_columns(next(reader, None), file)
+            n_fields = max(column.values()) + 1
+            for row in reader:
+                if not row:
+                    continue
+                line = reader.line_num
+                if len(row) < n_fields:
+                    missing = next(name for name in CSV_COLUMNS if column[name] >= len(row))
+                    raise CsvError(f"{file}: line {line}, column {missing}: missing field "
+                                   f"(the row has {len(row)} fields, the header {n_fields} or more)")
+                text = row[column["timestamp"]]
+                if text not in stamp_cache:
+                    stamp_cache[text] = _parse_timestamp(text, step_us, dt_h, file, line)
+                day, step, offset = stamp_cache[text]
+                first_offset = first_offset or (offset, line)
+                if offset != first_offset[0]:
+                    raise CsvError(f"{file}: line {line}, column timestamp: UTC offset {offset} of {text!r} differs "
+                                   f"from {first_offset[0]} at line {first_offset[1]}; use one fixed offset "
+                                   "(no DST changes)")
+                household = row[column["household"]].strip()
+                if not household:
+                    raise CsvError(f"{file}: line {line}, column household: empty household id")
+                days.append(day)
+                steps.append(step)
+                households.append(household_index.setdefault(household, len(household_index)))
+                load_kw.append(_parse_kw(row[column["load_kw"]], file, line, "load_kw"))
+                pv_kw.append(_parse_kw(row[column["pv_kw"]], file, line, "pv_kw"))
+                lines.append(line)
+    except UnicodeDecodeError as error:  # a binary file given as the CSV
+        raise CsvError(f"{file}: is not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not lines:
-        raise ValueError(f"{file}: no data rows after the header")
+        raise CsvError(f"{file}: no data rows after the header")
 
     ids = tuple(household_index)
     day_ordinals = np.unique(days)
@@ -370,6 +383,9 @@ def load_csv_profiles(path: str | os.PathLike, dt_h: float) -> ProfileSet:
     flat = np.ravel_multi_index((day, step, np.asarray(households)), shape)
     _check_unique(flat, line_of, shape, day_ordinals, ids, dt_h, file)
     _check_complete(flat, day, line_of, shape, day_ordinals, ids, dt_h, file)
+    if len(day_ordinals) < MIN_DAYS:
+        raise CsvError(f"{file}: holds {len(day_ordinals)} day(s); at least {MIN_DAYS} are needed (days are split "
+                       "into training and test days)")
 
     load = np.empty(np.prod(shape))
     pv = np.empty(np.prod(shape))
@@ -383,14 +399,14 @@ def load_csv_profiles(path: str | os.PathLike, dt_h: float) -> ProfileSet:
 def _csv_columns(header: list[str] | None, file: str) -> dict[str, int]:
     expected = ",".join(CSV_COLUMNS)
     if header is None:
-        raise ValueError(f"{file}: line 1: the file is empty; expected the header {expected}")
+        raise CsvError(f"{file}: line 1: the file is empty; expected the header {expected}")
     names = [name.strip() for name in header]
     column = {}
     for name in CSV_COLUMNS:
         if name not in names:
-            raise ValueError(f"{file}: line 1, column {name}: missing from the header {header}; expected {expected}")
+            raise CsvError(f"{file}: line 1, column {name}: missing from the header {header}; expected {expected}")
         if names.count(name) > 1:
-            raise ValueError(f"{file}: line 1, column {name}: appears {names.count(name)} times in the header")
+            raise CsvError(f"{file}: line 1, column {name}: appears {names.count(name)} times in the header")
         column[name] = names.index(name)
     return column
 
@@ -401,12 +417,12 @@ def _parse_timestamp(text: str, step_us: int, dt_h: float, file: str,
     try:
         stamp = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{file}: line {line}, column timestamp: cannot parse {text!r} as an ISO 8601 "
-                         "timestamp such as 2023-01-01T00:30:00") from None
+        raise CsvError(f"{file}: line {line}, column timestamp: cannot parse {text!r} as an ISO 8601 "
+                       "timestamp such as 2023-01-01T00:30:00") from None
     since_midnight_us = (((stamp.hour * 60) + stamp.minute) * 60 + stamp.second) * 1_000_000 + stamp.microsecond
     if since_midnight_us % step_us:
-        raise ValueError(f"{file}: line {line}, column timestamp: {text!r} is not on the dt_h={dt_h} h grid; "
-                         f"a step must start a multiple of {dt_h} h after midnight")
+        raise CsvError(f"{file}: line {line}, column timestamp: {text!r} is not on the dt_h={dt_h} h grid; "
+                       f"a step must start a multiple of {dt_h} h after midnight")
     return stamp.date().toordinal(), since_midnight_us // step_us, stamp.utcoffset()
 
 
@@ -414,10 +430,10 @@ def _parse_kw(text: str, file: str, line: int, column: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{file}: line {line}, column {column}: cannot parse {text!r} as a number") from None
+        raise CsvError(f"{file}: line {line}, column {column}: cannot parse {text!r} as a number") from None
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{file}: line {line}, column {column}: {text!r} is out of range; "
-                         "values must be finite and >= 0 kW")
+        raise CsvError(f"{file}: line {line}, column {column}: {text!r} is out of range; "
+                       "values must be finite and >= 0 kW")
     return value
 
 
@@ -434,9 +450,9 @@ def _check_unique(flat: np.ndarray, line_of: np.ndarray, shape: tuple[int, int, 
         return
     first = repeated[np.argmin(line_of[order[repeated + 1]])]  # the duplicate met first in the file
     day, step, household = np.unravel_index(flat[order[first]], shape)
-    raise ValueError(f"{file}: line {line_of[order[first + 1]]}, columns timestamp/household: duplicate row for "
-                     f"household {ids[household]!r} at {_stamp_text(day_ordinals[day], step, dt_h)} "
-                     f"(first given at line {line_of[order[first]]})")
+    raise CsvError(f"{file}: line {line_of[order[first + 1]]}, columns timestamp/household: duplicate row for "
+                   f"household {ids[household]!r} at {_stamp_text(day_ordinals[day], step, dt_h)} "
+                   f"(first given at line {line_of[order[first]]})")
 
 
 def _check_complete(flat: np.ndarray, day: np.ndarray, line_of: np.ndarray, shape: tuple[int, int, int],
@@ -453,15 +469,15 @@ def _check_complete(flat: np.ndarray, day: np.ndarray, line_of: np.ndarray, shap
         d = incomplete[0]
         missing = np.flatnonzero(~step_present[d])
         day_text = date.fromordinal(int(day_ordinals[d])).isoformat()
-        raise ValueError(f"{file}: line {first_line[d]}, column timestamp: day {day_text} "
-                         f"(first row at this line) is incomplete: {missing.size} of {steps_per_day} steps of "
-                         f"{dt_h} h have no rows, first {_stamp_text(day_ordinals[d], missing[0], dt_h)}; "
-                         "the file must hold whole days")
+        raise CsvError(f"{file}: line {first_line[d]}, column timestamp: day {day_text} "
+                       f"(first row at this line) is incomplete: {missing.size} of {steps_per_day} steps of "
+                       f"{dt_h} h have no rows, first {_stamp_text(day_ordinals[d], missing[0], dt_h)}; "
+                       "the file must hold whole days")
     if not present.all():
         d, step, household = np.unravel_index(np.argmin(present), shape)
-        raise ValueError(f"{file}: line {first_line[d]}, column household: no row for household {ids[household]!r} "
-                         f"at {_stamp_text(day_ordinals[d], step, dt_h)} (its day starts at this line); every "
-                         "household needs a row at every step")
+        raise CsvError(f"{file}: line {first_line[d]}, column household: no row for household {ids[household]!r} "
+                       f"at {_stamp_text(day_ordinals[d], step, dt_h)} (its day starts at this line); every "
+                       "household needs a row at every step")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -474,7 +490,7 @@ def split_days(n_days: int, test_share: float, seed: int) -> tuple[np.ndarray, n
     The test days are a seeded random sample of round(test_share * n_days) days, at least 1 and at most
     n_days - 1.
     """
-    _check_int("n_days", n_days, 2)
+    _check_int("n_days", n_days, MIN_DAYS)
     if not 0.0 < test_share < 1.0:
         raise ValueError(f"test_share must lie in (0, 1), got {test_share}")
     n_test = min(max(math.floor(test_share * n_days + 0.5), 1), n_days - 1)

@@ -1,22 +1,32 @@
-"""Checkpoint files of training runs: written atomically, read back with errors that name the file.
+"""Checkpoint files of training runs: written atomically, checksummed, checked against the environment they
+are played on, read back with errors that name the file.
 
-A run directory keeps its checkpoints as ``checkpoints/step_<env_steps>.pt`` (periodic ones and the final one;
-the newest ``keep_checkpoints`` stay). A file is ``torch.save`` of a dict of tensors and plain Python values
-only, so it loads with ``torch.load(weights_only=True)`` (no arbitrary pickled objects):
+A run directory keeps its checkpoints as ``checkpoints/step_<community-steps>.pt`` (periodic ones and the final
+one; the newest ``keep_checkpoints`` stay). A file (format 2) is one header line and a payload::
 
-- ``format``: ``CHECKPOINT_FORMAT``, the layout version;
+    p2p_marl checkpoint 2 sha256=<hex digest of the payload>\\n
+    <torch.save of a dict of tensors and plain Python values>
+
+The payload loads with ``torch.load(weights_only=True)`` (no arbitrary pickled objects) and holds
+
 - ``config``: the run's resolved training config (keys of ``TrainConfig``: ``env``, ``algo`` with the learner's
   registry name ``algo.name`` and its hyperparameters, ``seed``, ...);
+- ``env_spec``: what the policy depends on in the environment it was trained for (``environment_spec``);
 - ``learner``: ``learner.state_dict()`` (networks, optimisers, buffers, generators, ``env_steps``);
 - ``loop``: the training loop's state (torch's global random generator);
 - ``env_steps`` and ``finished`` (whether training had reached ``total_env_steps``).
 
-Writing goes to a temporary file in the same directory that is then renamed over the target, so a crash while
-writing never leaves a truncated checkpoint behind.
+The checksum catches a file altered or truncated after it was written; the header tells a p2p_marl checkpoint
+from any other file. Files of format 1 (a bare ``torch.save`` of the payload with ``format: 1``, written before
+checksums) are still read, without that check. Writing goes to a temporary file in the same directory that is
+then renamed over the target, so a crash while writing never leaves a truncated checkpoint behind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
 import os
 import pickle
 import re
@@ -30,25 +40,56 @@ import torch
 from p2p_marl.algos import build_learner
 from p2p_marl.algos.base import Learner
 from p2p_marl.config import EnvConfig
+from p2p_marl.envs.parallel import ACTION_LOW
+from p2p_marl.sim.community import OBS_FEATURES
 
-CHECKPOINT_FORMAT = 1
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 2
 CHECKPOINT_DIR = "checkpoints"
+CORRUPT_SUFFIX = ".corrupt"
 _NAME = re.compile(r"step_(\d+)\.pt")
-_KEYS = ("format", "config", "learner", "loop", "env_steps", "finished")
+_HEADER = re.compile(rb"p2p_marl checkpoint (\d+) sha256=([0-9a-f]{64})\n")
+_MAX_HEADER_BYTES = 128
+_LEGACY_FORMAT = 1
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container: a format-1 file
+_KEYS = ("config", "env_spec", "learner", "loop", "env_steps", "finished")
+_LEGACY_KEYS = ("format", "config", "learner", "loop", "env_steps", "finished")
 
 
 class CheckpointError(ValueError):
-    """A file that is not a readable p2p_marl checkpoint; the message names the file."""
+    """A file that is not a readable p2p_marl checkpoint, or one that does not fit the environment it is
+    played on; the message names the file."""
+
+
+def environment_spec(env_config: EnvConfig) -> dict[str, Any]:
+    """What a trained policy depends on in its environment: the number of households (agent identities,
+    centralised inputs), the settlement period (the time features and every energy per step), the observation
+    features in order and the size of an action. Checkpoints store it; a policy is refused on an environment
+    whose spec differs."""
+    return {"n_agents": env_config.n_agents, "dt_h": env_config.dt_h, "obs_features": list(OBS_FEATURES),
+            "action_dim": int(ACTION_LOW.size)}
 
 
 @dataclass
 class Checkpoint:
     path: Path
     config: dict[str, Any]
+    env_spec: dict[str, Any]
     learner_state: dict[str, Any]
     loop_state: dict[str, Any]
     env_steps: int
     finished: bool
+
+    def check_environment(self, env_config: EnvConfig) -> None:
+        """``CheckpointError`` naming the file and every difference unless the policy was trained for an
+        environment like ``env_config`` (``environment_spec``)."""
+        expected = environment_spec(env_config)
+        differences = [f"{key}={self.env_spec.get(key)!r} (here {value!r})" for key, value in expected.items()
+                       if self.env_spec.get(key) != value]
+        if differences:
+            raise CheckpointError(f"checkpoint {self.path} was trained for another environment: "
+                                  f"{'; '.join(differences)}")
 
     def build_learner(self) -> Learner:
         """The learner of this checkpoint, restored to its saved state."""
@@ -75,31 +116,63 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [path for _, path in sorted(files)]
 
 
+def _run_checkpoints(run_dir: Path) -> list[Path]:
+    """``list_checkpoints`` of a run directory; ``FileNotFoundError`` naming it if it has none."""
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir} does not exist; give a checkpoint file or a training run directory "
+                                f"(relative paths start at {Path.cwd()})")
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint: no {CHECKPOINT_DIR}/step_*.pt in it "
+                                "(is it a run directory of train.py?)")
+    return checkpoints
+
+
 def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint file as given, or the latest checkpoint of a run directory."""
     path = Path(path)
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; give a checkpoint file or a training run directory "
-                                f"(relative paths start at {Path.cwd()})")
-    checkpoints = list_checkpoints(path)
-    if not checkpoints:
-        raise FileNotFoundError(f"{path} holds no checkpoint: no {CHECKPOINT_DIR}/step_*.pt in it "
-                                "(is it a run directory of train.py?)")
-    return checkpoints[-1]
+    return path if path.is_file() else _run_checkpoints(path)[-1]
+
+
+def latest_intact_checkpoint(run_dir: Path) -> Checkpoint:
+    """The newest checkpoint of ``run_dir`` that reads back intact, for resuming. A newer one that does not is
+    renamed to ``<name>.corrupt`` (kept for inspection, out of the run's list) and the fallback is logged;
+    ``CheckpointError`` if none is intact."""
+    run_dir = Path(run_dir)
+    errors = []
+    for path in reversed(_run_checkpoints(run_dir)):
+        try:
+            checkpoint = load_checkpoint(path)
+        except CheckpointError as error:
+            errors.append(str(error))
+            path.rename(path.with_name(path.name + CORRUPT_SUFFIX))
+            log.warning("%s; renamed it to %s%s and fall back to the checkpoint before it", error, path.name,
+                        CORRUPT_SUFFIX)
+            continue
+        if errors:
+            log.warning("Resuming from %s, the newest intact checkpoint", checkpoint.path)
+        return checkpoint
+    raise CheckpointError(f"{run_dir} holds no intact checkpoint: {' | '.join(errors)}")
+
+
+def _serialize(payload: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (the keys of the module docstring) atomically to ``path``."""
+    """Write ``payload`` (the keys of the module docstring) atomically to ``path``, behind its header."""
     missing = [key for key in _KEYS if key not in payload]
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
+    data = _serialize(payload)
+    header = f"p2p_marl checkpoint {CHECKPOINT_FORMAT} sha256={hashlib.sha256(data).hexdigest()}\n".encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as file:
-        torch.save(payload, file)
+        file.write(header + data)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
@@ -111,20 +184,52 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
         path.unlink()
 
 
+def _torch_load(path: Path, source: Any) -> Any:
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt: {first_line}") from error
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    """The payload of a checkpoint file after its header and checksum are checked (format 2), or of a legacy
+    format-1 file."""
+    data = path.read_bytes()
+    if data.startswith(_ZIP_MAGIC):
+        payload = _torch_load(path, io.BytesIO(data))
+        if not isinstance(payload, dict) or any(key not in payload for key in _LEGACY_KEYS):
+            raise CheckpointError(f"{path} is not a p2p_marl training checkpoint (a torch file without the keys "
+                                  f"{list(_LEGACY_KEYS)})")
+        if payload["format"] != _LEGACY_FORMAT:
+            raise CheckpointError(f"checkpoint {path} has format {payload['format']!r}; this version reads "
+                                  f"formats {_LEGACY_FORMAT} and {CHECKPOINT_FORMAT}")
+        # Written before checkpoints recorded their environment: the one its config describes.
+        return {**payload, "env_spec": environment_spec(EnvConfig(**payload["config"]["env"]))}
+    end = data.find(b"\n", 0, _MAX_HEADER_BYTES)
+    header = _HEADER.fullmatch(data[:end + 1]) if end >= 0 else None
+    if header is None:
+        raise CheckpointError(f"{path} is not a p2p_marl training checkpoint (it does not start with the "
+                              "'p2p_marl checkpoint' header)")
+    if int(header.group(1)) != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {int(header.group(1))}; this version reads formats "
+                              f"{_LEGACY_FORMAT} and {CHECKPOINT_FORMAT}")
+    body = data[end + 1:]
+    if hashlib.sha256(body).hexdigest() != header.group(2).decode():
+        raise CheckpointError(f"checkpoint {path} is corrupt: its content does not match the checksum written "
+                              "with it (altered or truncated since)")
+    payload = _torch_load(path, io.BytesIO(body))
+    if not isinstance(payload, dict) or any(key not in payload for key in _KEYS):
+        raise CheckpointError(f"checkpoint {path} lacks some of the keys {list(_KEYS)}")
+    return payload
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint file; ``FileNotFoundError`` or ``CheckpointError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch checkpoint: {first_line}") from error
-    if not isinstance(payload, dict) or any(key not in payload for key in _KEYS):
-        raise CheckpointError(f"{path} is not a p2p_marl training checkpoint (expected the keys {list(_KEYS)})")
-    if payload["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {payload['format']!r}; this version reads "
-                              f"format {CHECKPOINT_FORMAT}")
-    return Checkpoint(path=path, config=payload["config"], learner_state=payload["learner"],
-                      loop_state=payload["loop"], env_steps=payload["env_steps"], finished=payload["finished"])
+    payload = _read_payload(path)
+    return Checkpoint(path=path, config=payload["config"], env_spec=payload["env_spec"],
+                      learner_state=payload["learner"], loop_state=payload["loop"],
+                      env_steps=payload["env_steps"], finished=payload["finished"])

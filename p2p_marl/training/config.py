@@ -8,8 +8,8 @@
 - ``schema/algo/<name>``: the hyperparameter dataclass of every registered learner; ``configs/algo/<name>.yaml``
   starts with ``defaults: [/schema/algo/<name>@_here_, _self_]`` so its keys are checked the same way;
 
-and the resolvers ``p2p_run_dir`` and ``p2p_hydra_subdir`` that send a resumed run's output to its own
-directory. Values are range-checked when the run starts: ``validate_config`` builds the dataclasses, whose
+and the resolvers ``p2p_run_dir`` and ``p2p_hydra_subdir`` that give a fresh run a directory of its own and
+send a resumed run's output to its own directory. Values are range-checked when the run starts: ``validate_config`` builds the dataclasses, whose
 ``__post_init__`` raise ``ConfigError`` naming the key and its allowed range.
 """
 
@@ -25,6 +25,7 @@ from omegaconf import MISSING, OmegaConf
 
 from p2p_marl.algos import REGISTRY, get_algo, make_hyperparameters
 from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.run_dirs import claim_new_dir
 from p2p_marl.training.validation import check_ranges
 
 
@@ -76,14 +77,15 @@ def validate_config(config: dict[str, Any]) -> TrainConfig:
 
 
 def _run_dir(resume: str | None, fresh_dir: str) -> str:
-    """``hydra.run.dir``: the directory of a resumed run, else a fresh one. A resume directory that does not
-    exist stops before Hydra would create it."""
+    """``hydra.run.dir``: the directory of a resumed run, else a fresh one, created here (``claim_new_dir``:
+    ``fresh_dir``, or ``fresh_dir_2``, ... if a run started in the same second has it). A resume directory
+    that does not exist stops before Hydra would create it."""
     if resume is None:
-        return fresh_dir
+        return claim_new_dir(fresh_dir)
     if not Path(resume).is_dir():
         # SystemExit passes through Hydra's error handling: one clear line, no traceback.
-        raise SystemExit(f"error: resume={resume} is not a directory; give the run directory of an earlier "
-                         f"train.py run (relative paths start at {Path.cwd()})")
+        raise SystemExit(f"train.py: error: resume={resume} is not a directory; give the run directory of an "
+                         f"earlier train.py run (relative paths start at {Path.cwd()})")
     return resume
 
 
@@ -98,6 +100,7 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     for name in REGISTRY:
         store.store(group="schema/algo", name=name, node=get_algo(name)[1])
+    # Cached: Hydra may resolve hydra.run.dir more than once, and each must give the one directory created.
     for resolver_name, resolver in (("p2p_run_dir", _run_dir), ("p2p_hydra_subdir", _hydra_subdir)):
         if not OmegaConf.has_resolver(resolver_name):
-            OmegaConf.register_new_resolver(resolver_name, resolver)
+            OmegaConf.register_new_resolver(resolver_name, resolver, use_cache=True)

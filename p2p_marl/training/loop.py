@@ -14,12 +14,16 @@ iteration that reaches it, so it may run past it by less than one iteration). It
 - Checkpoints whenever ``env_steps`` passes a multiple of ``checkpoint_interval``, and at the end
   (``p2p_marl.training.checkpoint``).
 
-Resume: the learner, torch's global generator and the step count come back from the latest checkpoint. The
-TensorBoard writer opens the same directory with ``purge_step`` = checkpoint step + 1, so whatever an
-interrupted run logged after its checkpoint is dropped by TensorBoard and logged again: the curves have every
-step exactly once, with the values an uninterrupted run logs. (A run resumed after it had finished, with a
-larger ``total_env_steps``, keeps its final evaluation; an uninterrupted run has one there only if that
-step is an evaluation step.)
+Every count of steps (progress, log lines, TensorBoard's x-axis, checkpoint names) is in community-steps. The
+run ends with a table of the learner's last evaluation beside grid-only, the best rule and the optimum on the
+same days (``p2p_marl.training.final_comparison``).
+
+Resume: the learner, torch's global generator and the step count come back from the newest intact checkpoint.
+Whatever an interrupted run logged after that checkpoint is removed from its event files before training
+continues (``p2p_marl.training.event_files``), and logged again: the files hold every (tag, step) exactly once,
+with the values an uninterrupted run logs. (A run resumed after it had finished, with a larger
+``total_env_steps``, keeps its final evaluation; an uninterrupted run has one there only if that step is an
+evaluation step.)
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
-from tqdm import tqdm
 
 from p2p_marl.algos import build_learner
 from p2p_marl.algos.base import Learner
@@ -40,10 +43,13 @@ from p2p_marl.baselines.policy import Policy
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
 from p2p_marl.evaluation.report import summarize
+from p2p_marl.progress import Progress
 from p2p_marl.sim.community import CommunityCore
-from p2p_marl.training.checkpoint import (CHECKPOINT_FORMAT, Checkpoint, checkpoint_path, prune_checkpoints,
+from p2p_marl.training.checkpoint import (Checkpoint, checkpoint_path, environment_spec, prune_checkpoints,
                                           save_checkpoint)
 from p2p_marl.training.config import TrainConfig, validate_config
+from p2p_marl.training.event_files import drop_events_after
+from p2p_marl.training.final_comparison import comparison_table
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +86,9 @@ def _hparam_dict(config: dict[str, Any]) -> dict[str, Any]:
 
 def _wait_for_a_later_second(run_dir: Path) -> None:
     """TensorBoard reads a run's event files in name order, and a name starts with its creation time in whole
-    seconds. A resumed run's file (with its purge marker) must come after the files it continues, so it must
-    not be created in the same second as the newest of them (the tie-break, host and process id, need not
-    sort right)."""
+    seconds. A resumed run's file must come after the files it continues (TensorBoard takes a step that goes
+    back for a restart and drops what came after it), so it must not be created in the same second as the
+    newest of them (the tie-break, host and process id, need not sort right)."""
     created_s = [int(path.name.split(".")[3]) for path in run_dir.glob("events.out.tfevents.*")]
     if created_s:
         time.sleep(max(max(created_s) + 1 - time.time(), 0.0))
@@ -100,6 +106,8 @@ class Trainer:
     def __init__(self, config: dict[str, Any], run_dir: Path, checkpoint: Checkpoint | None = None):
         self.config = config
         self.settings: TrainConfig = validate_config(config)
+        if checkpoint is not None:  # before any work: a checkpoint of another code's environment stops here
+            checkpoint.check_environment(self.settings.env)
         self.run_dir = Path(run_dir)
         torch.set_num_threads(1)  # small networks and numpy batches: one thread is fastest (see FACTS.md)
         torch.manual_seed(self.settings.seed)
@@ -121,16 +129,20 @@ class Trainer:
                      "total_env_steps to train on).", learner.env_steps, settings.total_env_steps)
             return self.last_eval
         if resumed:
+            dropped = drop_events_after(self.run_dir, self.start_step)
+            if dropped:
+                log.info("Removed %d TensorBoard events logged after the checkpoint at %d community-steps; they "
+                         "are logged again", dropped, self.start_step)
             _wait_for_a_later_second(self.run_dir)
-        writer = SummaryWriter(str(self.run_dir), purge_step=self.start_step + 1 if resumed else None)
+        writer = SummaryWriter(str(self.run_dir))
         if not resumed:
             for summary in hparams(_hparam_dict(self.config), {f"eval/{HEADLINE_KPI}": 0.0,
                                                                "eval/community_cost": 0.0,
                                                                "train/episode_return": 0.0}):
                 writer.file_writer.add_summary(summary)
         name = self.config["algo"]["name"]
-        bar = tqdm(total=settings.total_env_steps, initial=learner.env_steps, unit="step", unit_scale=True,
-                   desc=f"{name} seed {settings.seed}", disable=not settings.progress, dynamic_ncols=True)
+        progress = Progress(settings.total_env_steps, f"{name} seed {settings.seed}", "community-steps",
+                            enabled=settings.progress, initial=learner.env_steps)
         evaluated_at = None
         try:
             while learner.env_steps < settings.total_env_steps:
@@ -146,18 +158,22 @@ class Trainer:
                     self._evaluate(writer, step)
                     evaluated_at = step
                 if _crossed(previous_step, step, settings.checkpoint_interval) or finished:
-                    # Everything logged up to the checkpoint reaches the disk first: a resumed run purges
+                    # Everything logged up to the checkpoint reaches the disk first: a resumed run drops
                     # only what comes after it.
                     writer.flush()
                     self._checkpoint(step, finished)
-                bar.update(min(step, settings.total_env_steps) - min(previous_step, settings.total_env_steps))
-                bar.set_postfix(episode_return=f"{metrics['episode_return']:.3f}",
-                                share=f"{self.last_eval.get(HEADLINE_KPI, float('nan')):.3f}")
+                shown = {"episode_return": f"{metrics['episode_return']:.3f}",
+                         "share": f"{self.last_eval.get(HEADLINE_KPI, float('nan')):.3f}"}
+                if finished:
+                    progress.finish(step, **shown)
+                else:
+                    progress.update(step, **shown)
         finally:
-            bar.close()
+            progress.close()
             writer.close()
-        log.info("Finished %s after %d community-steps (last evaluation at %s); run directory %s", name,
-                 learner.env_steps, evaluated_at, self.run_dir)
+        log.info("Finished %s after %d community-steps (last evaluation at %s community-steps); run directory %s",
+                 name, learner.env_steps, evaluated_at, self.run_dir)
+        log.info("\n%s", comparison_table(name, self.last_eval, self.evaluator))
         return self.last_eval
 
     def _evaluate(self, writer: SummaryWriter, step: int) -> None:
@@ -165,13 +181,17 @@ class Trainer:
         for kpi, value in self.last_eval.items():
             writer.add_scalar(f"eval/{kpi}", value, step)
         writer.flush()
-        log.info("step %d: share of the optimal saving %.3f, community cost %.3f per day (%d test days)", step,
+        log.info("%d community-steps: share of the optimal saving %.3f, community cost %.3f per day (%d test days)",
+                 step,
                  self.last_eval.get(HEADLINE_KPI, float("nan")), self.last_eval["community_cost"],
                  len(self.evaluator.days))
 
     def _checkpoint(self, step: int, finished: bool) -> None:
-        save_checkpoint(checkpoint_path(self.run_dir, step), {
-            "format": CHECKPOINT_FORMAT, "config": self.config, "learner": self.learner.state_dict(),
-            "loop": {"torch_rng": torch.get_rng_state()}, "env_steps": step, "finished": finished})
+        path = checkpoint_path(self.run_dir, step)
+        save_checkpoint(path, {
+            "config": self.config, "env_spec": environment_spec(self.settings.env),
+            "learner": self.learner.state_dict(), "loop": {"torch_rng": torch.get_rng_state()}, "env_steps": step,
+            "finished": finished})
         prune_checkpoints(self.run_dir, self.settings.keep_checkpoints)
+        log.info("%d community-steps: checkpoint %s", step, path.relative_to(self.run_dir))
 
