@@ -1,4 +1,4 @@
-"""PettingZoo's and gymnasium's own conformance suites on every view of the environment."""
+"""PettingZoo's and gymnasium's own conformance suites on every view of the environment, and its action checks."""
 
 import types
 
@@ -94,3 +94,27 @@ def test_infos_carry_documented_keys():
         assert 0.0 <= info["soc"] <= 1.0
         assert rewards[agent] == pytest.approx(-info["cost"])
 
+
+
+@pytest.mark.parametrize("bad_action, message", [
+    ([0.5, 0.5, 0.5], r"action of prosumer_1 must hold 2 numbers .* got shape \(3,\)"),
+    (0.5, r"action of prosumer_1 must hold 2 numbers .* got shape \(\)"),
+    ([[0.5, 0.5]], r"action of prosumer_1 must hold 2 numbers .* got shape \(1, 2\)"),
+    (["charge", 0.5], r"action of prosumer_1 is not numeric"),
+])
+def test_a_malformed_action_names_its_agent(bad_action, message):
+    env = p2p_marl.parallel_env(n_agents=3)
+    env.reset(seed=0)
+    actions = {agent: np.array([0.0, 0.5]) for agent in env.agents}
+    actions["prosumer_1"] = bad_action
+    with pytest.raises(ValueError, match=message):
+        env.step(actions)
+
+
+def test_actions_for_unknown_agents_are_refused():
+    env = p2p_marl.parallel_env(n_agents=3)
+    env.reset(seed=0)
+    actions = {agent: np.array([0.0, 0.5]) for agent in env.agents}
+    actions["prosumer_3"] = np.array([1.0, 1.0])  # a fourth household that does not exist
+    with pytest.raises(ValueError, match=r"actions given for unknown agents \['prosumer_3'\]"):
+        env.step(actions)

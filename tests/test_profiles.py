@@ -2,6 +2,7 @@
 
 import csv
 import random
+import re
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.profiles import CsvError, ProfileSet, load_csv_profiles, split_days, synthetic_profiles
 
 LATITUDE_DEG = 51.5
 
@@ -227,16 +229,20 @@ def test_csv_extra_columns_utc_offset_and_day_of_year(tmp_path):
     path = tmp_path / "extra.csv"
     path.write_text("household,note,pv_kw,timestamp,load_kw\n"
                     "a,x,0,2024-12-31T00:00:00Z,1.5\n"
-                    "a,y,2.5,2024-12-31T12:00:00Z,0.5\n\n")
+                    "a,y,2.5,2024-12-31T12:00:00Z,0.5\n\n"
+                    "a,z,0,2025-01-01T00:00:00Z,1.0\n"
+                    "a,w,1.5,2025-01-01T12:00:00Z,2.0\n")
     loaded = load_csv_profiles(str(path), 12.0)
-    assert loaded.load_kw[:, :, 0].tolist() == [[1.5, 0.5]]
+    assert loaded.load_kw[:, :, 0].tolist() == [[1.5, 0.5], [1.0, 2.0]]
     assert loaded.has_pv.tolist() == [True]
-    assert loaded.day_of_year.tolist() == [365]  # 31 December of a leap year
+    assert loaded.day_of_year.tolist() == [365, 0]  # 31 December of a leap year, then 1 January
 
 
-# A valid file: one day, dt_h = 6 h, households a and b; the row of step s, household h is at line 2 + 2 s + h.
+# One complete day, dt_h = 6 h, households a and b; the row of step s, household h is at line 2 + 2 s + h.
 VALID_ROWS = [f"2023-06-01T{6 * s:02d}:00:00,{h},{0.5 + s},{1.0 * (h == 'b') * (s == 2)}"
               for s in range(4) for h in "ab"]
+# A valid file: that day and the next (a file needs MIN_DAYS = 2 days for the train/test split).
+TWO_DAYS = [*VALID_ROWS, *(row.replace("2023-06-01", "2023-06-02") for row in VALID_ROWS)]
 
 
 def _error_case(tmp_path, rows, header="timestamp,household,load_kw,pv_kw"):
@@ -293,11 +299,30 @@ def test_csv_empty_file_and_bad_dt(tmp_path):
 
 
 def test_csv_valid_small_file(tmp_path):
-    loaded = load_csv_profiles(_error_case(tmp_path, VALID_ROWS), 6.0)
+    loaded = load_csv_profiles(_error_case(tmp_path, TWO_DAYS), 6.0)
     assert loaded.household_ids == ("a", "b")
     assert loaded.load_kw[0, :, 0].tolist() == [0.5, 1.5, 2.5, 3.5]
     assert loaded.has_pv.tolist() == [False, True]
-    assert loaded.day_of_year.tolist() == [date(2023, 6, 1).timetuple().tm_yday - 1]
+    first = date(2023, 6, 1).timetuple().tm_yday - 1
+    assert loaded.day_of_year.tolist() == [first, first + 1]
+
+
+def test_csv_of_one_day_names_the_file_and_the_minimum(tmp_path):
+    path = _error_case(tmp_path, VALID_ROWS)
+    with pytest.raises(CsvError, match=rf"^{re.escape(str(path))}: holds 1 day\(s\); at least 2 are needed"):
+        load_csv_profiles(path, 6.0)
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "cannot open the profile CSV file: No such file or directory"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe binary", "is not UTF-8 text"),
+])
+def test_unreadable_csv_names_the_file(tmp_path, content, match):
+    path = tmp_path / "profiles.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CsvError, match=rf"^{re.escape(str(path))}: {match}"):
+        load_csv_profiles(path, 0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -321,3 +346,11 @@ def test_split_is_disjoint_sorted_and_covers(n_days, test_share, seed):
 def test_split_rejects_bad_arguments(n_days, test_share):
     with pytest.raises(ValueError, match="n_days|test_share"):
         split_days(n_days, test_share, 0)
+
+
+def test_n_days_set_together_with_a_csv_is_an_error(tmp_path):
+    """n_days shapes synthetic profiles only; with a CSV it would silently not apply."""
+    path = _error_case(tmp_path, TWO_DAYS)
+    assert EnvConfig(n_agents=2, dt_h=6.0, data_csv=str(path)).n_days == 365  # the default is left alone
+    with pytest.raises(ConfigError, match=r"n_days=30 applies to synthetic profiles only; with data_csv"):
+        EnvConfig(n_agents=2, dt_h=6.0, data_csv=str(path), n_days=30)

@@ -61,14 +61,7 @@ class P2PEnergyParallelEnv(ParallelEnv):
         if not self.agents:
             raise RuntimeError("the episode is over (no live agents); call reset() first")
         agents = self.agents
-        missing = [a for a in agents if a not in actions]
-        if missing:
-            raise ValueError(f"missing actions for agents {missing}")
-        action_array = np.array([actions[a] for a in agents], dtype=np.float64)
-        if action_array.size != 2 * len(agents):
-            raise ValueError(f"each agent's action must hold 2 numbers (battery setpoint share, price share); "
-                             f"got actions shaped {action_array.shape} for {len(agents)} agents")
-        obs, rewards, done, infos = self.core.step(action_array.reshape(1, len(agents), 2))
+        obs, rewards, done, infos = self.core.step(self._action_array(actions)[None])
         self._last_infos = infos
         observations = self._obs_dict(obs[0])
         reward_dict = dict(zip(agents, rewards[0].tolist()))
@@ -82,6 +75,29 @@ class P2PEnergyParallelEnv(ParallelEnv):
         if self.render_mode == "human":
             self.render()
         return observations, reward_dict, terminations, truncations, info_dict
+
+    def _action_array(self, actions: dict[str, Any]) -> np.ndarray:
+        """The live agents' actions as one (N, 2) array; ``ValueError`` naming the agent whose action is
+        missing or not 2 numbers, and naming any key that is not a live agent (a typo would otherwise leave
+        that household's action silently out)."""
+        unknown = [agent for agent in actions if agent not in self.agents]
+        if unknown:
+            raise ValueError(f"actions given for unknown agents {unknown}; the live agents are "
+                             f"{self.agents[0]} ... {self.agents[-1]}")
+        missing = [agent for agent in self.agents if agent not in actions]
+        if missing:
+            raise ValueError(f"missing actions for agents {missing}")
+        rows = []
+        for agent in self.agents:
+            try:
+                row = np.asarray(actions[agent], dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"action of {agent} is not numeric: {actions[agent]!r} ({error})") from None
+            if row.shape != ACTION_LOW.shape:
+                raise ValueError(f"action of {agent} must hold {ACTION_LOW.size} numbers (battery setpoint share, "
+                                 f"price share), got shape {row.shape}: {actions[agent]!r}")
+            rows.append(row)
+        return np.stack(rows)
 
     def state(self) -> np.ndarray:
         return self.core.state()[0].astype(np.float32)
