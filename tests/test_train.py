@@ -8,7 +8,10 @@ in-process with a patched command line.
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +25,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from p2p_marl.algos import load_policy
 from p2p_marl.config import EnvConfig
 from p2p_marl.sim.community import CommunityCore
-from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints
+from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from p2p_marl.training.run_lock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ENV = {"n_agents": 3, "max_cycles": 8, "n_days": 20}
@@ -118,7 +122,7 @@ def test_resume_with_a_larger_budget_equals_an_uninterrupted_run(train_main, mon
                         "checkpoint_interval=192")
     run_train(train_main, monkeypatch, f"resume={resumed}", "total_env_steps=320")
     assert logged_scalars(resumed) == logged_scalars(uninterrupted)
-    assert torch.load(list_checkpoints(resumed)[-1], weights_only=True)["env_steps"] == 320
+    assert load_checkpoint(list_checkpoints(resumed)[-1]).env_steps == 320
 
 
 def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, monkeypatch, tmp_path):
@@ -131,6 +135,57 @@ def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, mon
     resumed_logs = logged_scalars(interrupted)
     assert resumed_logs == logged_scalars(uninterrupted)
     assert [step for step, _ in resumed_logs["train/episode_return"]] == list(range(32, 321, 32))
+    # Raw readers (tbparse does not apply TensorBoard's purge) see every (tag, step) once, too.
+    raw = SummaryReader(str(interrupted)).scalars
+    assert not raw.duplicated(["tag", "step"]).any()
+    assert len(raw) == len(SummaryReader(str(uninterrupted)).scalars)
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_so(train_main, monkeypatch, tmp_path):
+    uninterrupted = fresh_run(train_main, monkeypatch, tmp_path / "full", "dqn")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(uninterrupted, damaged)
+    newest = list_checkpoints(damaged)[-1]
+    data = bytearray(newest.read_bytes())
+    data[-100] ^= 0xFF  # one flipped bit pattern in the weights
+    newest.write_bytes(bytes(data))
+    run_train(train_main, monkeypatch, f"resume={damaged}")
+    assert logged_scalars(damaged) == logged_scalars(uninterrupted)
+    log = (damaged / "train.log").read_text()
+    assert f"checkpoint {newest} is corrupt: its content does not match the checksum" in log
+    assert f"Resuming from {list_checkpoints(damaged)[0]}, the newest intact checkpoint" in log
+    assert newest.with_name(newest.name + ".corrupt").is_file()  # kept for inspection, out of the run's list
+    assert load_checkpoint(newest).env_steps == 320  # written again by the resumed run
+
+
+def test_resume_is_refused_while_the_run_is_still_going(train_main, monkeypatch, tmp_path):
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "qlearning", "total_env_steps=32")
+    assert not (run_dir / LOCK_NAME).exists()  # released when the run ended
+    still_running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (run_dir / LOCK_NAME).write_text(f"{still_running.pid} {socket.gethostname()}\n")
+        with pytest.raises(SystemExit, match=rf"^train.py: error: {re.escape(str(run_dir))} is still being "
+                                             rf"trained by process {still_running.pid} "):
+            run_train(train_main, monkeypatch, f"resume={run_dir}", "total_env_steps=64")
+        assert [path.name for path in list_checkpoints(run_dir)] == ["step_000000000032.pt"]
+    finally:
+        still_running.kill()
+        still_running.wait()
+    # Its process gone (a killed run), the lock is stale: the resume goes ahead.
+    run_train(train_main, monkeypatch, f"resume={run_dir}", "total_env_steps=64")
+    assert load_checkpoint(list_checkpoints(run_dir)[-1]).env_steps == 64
+    assert not (run_dir / LOCK_NAME).exists()
+
+
+def test_a_checkpoint_is_refused_on_an_environment_it_was_not_trained_for(train_main, monkeypatch, tmp_path):
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "dqn", "total_env_steps=32")
+    checkpoint = list_checkpoints(run_dir)[-1]
+    assert load_checkpoint(checkpoint).env_spec["n_agents"] == 3
+    for change, difference in (({"n_agents": 4}, r"n_agents=3 \(here 4\)"), ({"dt_h": 1.0}, r"dt_h=0.5 \(here 1.0\)")):
+        with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(checkpoint))} was trained for "
+                                                  rf"another environment: {difference}$"):
+            load_policy(run_dir, EnvConfig(**{**TINY_ENV, **change}))
+    assert load_policy(run_dir, EnvConfig(**TINY_ENV)).name == "dqn"
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -146,7 +201,7 @@ def test_bad_config_fails_fast_with_a_message_naming_the_key(train_main, monkeyp
         run_train(train_main, monkeypatch, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert stop.value.code != 0
     assert message in f"{stop.value.code} {capsys.readouterr().err}"
-    assert not list_checkpoints(tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # no empty run directory for a later glob to trip over
 
 
 def test_bad_resume_fails_fast(train_main, monkeypatch, tmp_path):
@@ -162,15 +217,22 @@ def test_bad_resume_fails_fast(train_main, monkeypatch, tmp_path):
         run_train(train_main, monkeypatch, f"resume={run_dir}", "algo.learning_rate=0.5")
 
 
-def test_load_policy_names_missing_and_corrupt_files(tmp_path):
+def test_load_policy_names_missing_and_corrupt_files(train_main, monkeypatch, tmp_path):
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "dqn", "total_env_steps=32")
+    corrupted = tmp_path / "altered.pt"
+    data = bytearray(list_checkpoints(run_dir)[-1].read_bytes())
+    data[-100] ^= 0xFF  # altered weights
+    corrupted.write_bytes(bytes(data))
     with pytest.raises(FileNotFoundError, match="no_such_file.pt does not exist"):
         load_policy(tmp_path / "no_such_file.pt")
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         load_policy(tmp_path)
-    corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match=f"checkpoint {corrupt} is corrupt"):
-        load_policy(corrupt)
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint at all\n")
+    with pytest.raises(CheckpointError, match=f"{text} is not a p2p_marl training checkpoint"):
+        load_policy(text)
+    with pytest.raises(CheckpointError, match=f"{corrupted} is corrupt: its content does not match the checksum"):
+        load_policy(corrupted)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     with pytest.raises(CheckpointError, match=f"{foreign} is not a p2p_marl training checkpoint"):
@@ -213,3 +275,62 @@ def test_ray_sweep_reports_a_job_that_exits_with_an_error(tmp_path):
     assert result.returncode != 0
     assert "env.n_agents=0 is out of range; allowed [1, 10000]" in result.stderr
     assert "WorkerCrashedError" not in result.stderr
+
+
+def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
+    """Two launches of one command at once (a shell loop starting runs in the background) with the default
+    resolver of hydra.run.dir, here given one fixed name: the second takes <name>_2."""
+    same_name = f"hydra.run.dir='${{p2p_run_dir:${{resume}},{tmp_path / 'run'}}}'"
+    command = [sys.executable, str(ROOT / "train.py"), "algo=qlearning", *TINY, "total_env_steps=64", same_name]
+    launches = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    for launch in launches:
+        _, stderr = launch.communicate(timeout=300)
+        assert launch.returncode == 0, stderr[-2000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run", "run_2"]
+    for name in ("run", "run_2"):
+        assert [path.name for path in list_checkpoints(tmp_path / name)] == ["step_000000000064.pt"]
+        assert (tmp_path / name / ".hydra" / "config.yaml").is_file()
+        assert (tmp_path / name / "train.log").read_text().count("Finished qlearning") == 1
+
+
+def test_piped_console_shows_progress_lines_one_step_count_and_the_comparison_table(tmp_path):
+    """Output redirected to a file: a line every few percent (no bar refreshes), every count in the same
+    community-steps (the last iteration overshoots 300 to 320), no HiGHS banner, and a closing table of the
+    learner beside the benchmarks within 100 columns."""
+    result = run_train_process("algo=qlearning", *TINY, "progress=true", "total_env_steps=300",
+                               f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "\r" not in output and "Running HiGHS" not in output
+    progress = [line for line in output.splitlines() if "p2p_marl.progress" in line]
+    assert 5 <= len(progress) <= 21
+    assert "qlearning seed 0: 100% (320/320 community-steps, " in progress[-1]
+    assert "Finished qlearning after 320 community-steps" in output
+    assert [path.name for path in list_checkpoints(tmp_path)][-1] == "step_000000000320.pt"
+    table = output[output.index("qlearning after training"):].splitlines()
+    assert max(len(line) for line in table) <= 100
+    rows = [line.split()[0] for line in table if line.strip()]
+    assert {"qlearning", "grid", "best", "optimum"} <= set(rows)
+    assert "best rule: self_consumption" in output or "best rule: time_of_use" in output
+
+
+@pytest.mark.parametrize("full_error", [False, True], ids=["one_line", "HYDRA_FULL_ERROR"])
+def test_a_bad_profile_csv_stops_train_with_one_line_and_no_run_directory(tmp_path, full_error):
+    csv_file = tmp_path / "profiles.csv"
+    csv_file.write_text("timestamp,household,load_kw\n2023-06-01T00:00:00,a,0.5\n")
+    run_dir = tmp_path / "run"
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    if full_error:
+        env["HYDRA_FULL_ERROR"] = "1"
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "env.n_agents=1", f"env.data_csv={csv_file}",
+                             f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 1
+    message = f"{csv_file}: line 1, column pv_kw: missing from the header"
+    if full_error:
+        assert "Traceback" in result.stderr and message in result.stderr
+    else:
+        assert result.stderr.strip().startswith(f"train.py: error: {message}")
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not run_dir.exists()
