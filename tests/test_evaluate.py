@@ -1,7 +1,9 @@
 """evaluate.py end to end through real Hydra, its outputs read back, and the comparison API it is built on."""
 
 import csv
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +13,16 @@ import pytest
 from hydra import compose, initialize_config_dir
 from tbparse import SummaryReader
 
-from p2p_marl.baselines.optimal import OptimalPolicy
+from p2p_marl import demo
+from p2p_marl.baselines import optimal
+from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.rules import GridOnly, SelfConsumption
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.evaluation.compare import (BENCHMARKS, evaluate_policy, load_policies, reference_costs,
                                          select_days)
-from p2p_marl.evaluation import report
-from p2p_marl.evaluation.config import register_configs, to_evaluate_config
+from p2p_marl.evaluation import compare, report
+from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ENV = ["env.n_agents=4", "env.n_days=30"]
@@ -103,11 +107,15 @@ def test_tensorboard_scalars_read_back(run_dir):
             assert logged.value.iloc[0] == pytest.approx(float(row[kpi]), rel=1e-6, abs=1e-6)
 
 
-def test_table_is_printed(run_dir):
+def test_table_is_printed_within_100_columns_without_the_highs_banner(run_dir):
     stdout = (run_dir / "stdout.txt").read_text()
     assert "2 test day(s), 4 households" in stdout
     for method in BENCHMARKS:
         assert method in stdout
+    table = [line for line in stdout.splitlines() if not line.startswith("[")]  # not the log lines
+    assert max(len(line) for line in table) <= 100
+    assert "…" not in stdout  # nothing cut
+    assert "Running HiGHS" not in stdout
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +135,76 @@ def seeds_run_dir(tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     (out / "evaluate" / "stdout.txt").write_text(done.stdout)
     return out / "evaluate"
+
+
+@pytest.mark.parametrize("problem", ["other_environment", "no_checkpoints", "not_a_checkpoint"])
+def test_a_bad_checkpoint_stops_evaluate_with_one_line_before_any_work(seeds_run_dir, tmp_path, problem):
+    """Refused while loading, before the LPs and rollouts: exit code 1, one line naming the file, no traceback
+    and no output directory."""
+    trained = sorted((seeds_run_dir.parent / "train").iterdir())[0]
+    households = 3
+    if problem == "other_environment":
+        households = 4
+        message = rf"checkpoint {re.escape(str(trained))}/checkpoints/step_\d+\.pt was trained for another " \
+                  r"environment: n_agents=3 \(here 4\)"
+        checkpoint = trained
+    elif problem == "no_checkpoints":
+        checkpoint = tmp_path / "empty_run"
+        checkpoint.mkdir()
+        message = rf"{re.escape(str(checkpoint))} holds no checkpoint"
+    else:
+        checkpoint = tmp_path / "notes.pt"
+        checkpoint.write_text("not a checkpoint\n")
+        message = rf"{re.escape(str(checkpoint))} is not a p2p_marl training checkpoint"
+    out = tmp_path / "evaluate"
+    done = run_evaluate(f"env.n_agents={households}", "env.max_cycles=8", "env.n_days=20",
+                        "methods=[grid_only,optimal]", f"checkpoints=[{checkpoint}]", f"hydra.run.dir={out}")
+    assert done.returncode == 1
+    assert re.fullmatch(rf"evaluate.py: error: {message}.*", done.stderr.strip())
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_evaluations_started_in_the_same_second_get_directories_of_their_own(tmp_path):
+    same_name = f"hydra.run.dir='${{p2p_new_dir:{tmp_path / 'evaluate'}}}'"
+    command = [sys.executable, "evaluate.py", *SMALL_ENV, "max_days=1", "methods=[grid_only]", "tensorboard=false",
+               same_name]
+    launches = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    for launch in launches:
+        _, stderr = launch.communicate(timeout=300)
+        assert launch.returncode == 0, stderr[-2000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["evaluate", "evaluate_2"]
+    for name in ("evaluate", "evaluate_2"):
+        assert len(read_results(tmp_path / name)) == 1
+
+
+def test_the_optimum_is_played_from_the_reference_lps_without_solving_them_again(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "evaluate.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    solved_days = []
+
+    def counting_solve(core, day, network=True, **kwargs):
+        solved_days.append(day)
+        return solve_optimal_day(core, day, network, **kwargs)
+
+    monkeypatch.setattr(compare, "solve_optimal_day", counting_solve)
+    monkeypatch.setattr(optimal, "solve_optimal_day", counting_solve)
+    config = EvaluateConfig(env=EnvConfig(n_agents=4, n_days=30), methods=["grid_only", "optimal"], max_days=3,
+                            tensorboard=False)
+    script.evaluate(config, load_policies(config.methods, [], env_config=config.env), tmp_path)
+    assert sorted(solved_days) == sorted(CommunityCore(config.env).test_days[:3].tolist())  # each day once
+    rows = read_results(tmp_path)
+    assert all(float(row["share_of_optimal_saving"]) == pytest.approx(1.0, abs=1e-5)
+               for row in rows if row["method"] == "optimal")
+
+
+def test_demo_table_fits_100_columns(capsys):
+    demo.main(["--n-agents", "4"])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "discharge" in "".join(lines) and "…" not in "".join(lines)
 
 
 def test_seeds_of_one_setting_are_summarised_over_runs_and_settings_kept_apart(seeds_run_dir):

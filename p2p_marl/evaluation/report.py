@@ -29,15 +29,15 @@ Results = dict[str, dict[str, np.ndarray]]
 Summary = dict[str, dict[str, dict[str, float | int | None]]]
 RunSummary = dict[str, dict[str, dict[str, float | int | list[float | None] | None]]]
 
-# (KPI, column header, format) of the printed tables, which fit TABLE_WIDTH columns: headers on two lines,
-# a standard deviation under its mean. Saving per day is left to the files (grid-only's cost minus the cost).
+# (KPI, column header, format) of the printed tables, which fit TABLE_WIDTH columns: headers on a few short
+# lines, a standard deviation under its mean. Saving per day is left to the files (grid-only's cost minus the cost).
 TABLE_COLUMNS = (
-    ("share_of_optimal_saving", "share of\nopt. saving", "{:.3f}"),
+    ("share_of_optimal_saving", "share of\noptimal\nsaving", "{:.3f}"),
     ("community_cost", "cost\n/day", "{:.2f}"),
-    ("self_sufficiency", "self-\nsufficiency", "{:.3f}"),
-    ("self_consumption", "self-\nconsumption", "{:.3f}"),
+    ("self_sufficiency", "self-\nsuffi-\nciency", "{:.3f}"),
+    ("self_consumption", "self-\nconsump-\ntion", "{:.3f}"),
     ("p2p_volume_kwh", "P2P\nkWh/day", "{:.1f}"),
-    ("voltage_violation_steps", "V-violation\nsteps/day", "{:.1f}"),
+    ("voltage_violation_steps", "voltage\nviolation\nsteps/day", "{:.1f}"),
     ("line_overload_steps", "overload\nsteps/day", "{:.1f}"),
 )
 TABLE_WIDTH = 100
@@ -80,7 +80,7 @@ def _mean_std(stats: dict[str, Any], fmt: str) -> str:
 
 def _kpi_table(title: str, *extra_columns: str) -> Table:
     """An empty table with a method column (long labels fold), ``extra_columns`` and ``TABLE_COLUMNS``."""
-    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     table.add_column("method", overflow="fold")
     for header in extra_columns:
         table.add_column(header, justify="right")
