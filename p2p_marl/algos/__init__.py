@@ -73,7 +73,7 @@ def load_policy(path: str | Path, env_config: Any = None) -> Policy:
 def load_trained(path: str | Path, env_config: Any = None) -> tuple[Policy, dict[str, Any]]:
     """``load_policy``, together with the training configuration saved in the checkpoint (``TrainConfig`` as
     a dict: env, algo, seed, total_env_steps, ...)."""
-    # Imported here: the checkpoint module imports torch, which the registry alone does not need.
+    # Imported here: the checkpoint module builds learners through this registry (it imports this module).
     from p2p_marl.training.checkpoint import load_checkpoint, resolve_checkpoint
 
     checkpoint = load_checkpoint(resolve_checkpoint(Path(path)))

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from p2p_marl.algos import build_learner
 from p2p_marl.algos.base import Learner
 from p2p_marl.config import EnvConfig
@@ -155,7 +153,11 @@ def latest_intact_checkpoint(run_dir: Path) -> Checkpoint:
     raise CheckpointError(f"{run_dir} holds no intact checkpoint: {' | '.join(errors)}")
 
 
+# torch is imported where a payload is (de)serialised: evaluate.py and the error handling of the entry points
+# import this module for its errors, and a run of benchmarks alone does not need torch's seconds of import.
 def _serialize(payload: dict[str, Any]) -> bytes:
+    import torch
+
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return buffer.getvalue()
@@ -185,6 +187,8 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
 
 
 def _torch_load(path: Path, source: Any) -> Any:
+    import torch
+
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as error:
