@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import GridOnly, SelfConsumption, TimeOfUse, ZeroIntelligence

@@ -9,8 +9,9 @@
   starts with ``defaults: [/schema/algo/<name>@_here_, _self_]`` so its keys are checked the same way;
 
 and the resolvers ``p2p_run_dir`` and ``p2p_hydra_subdir`` that give a fresh run a directory of its own and
-send a resumed run's output to its own directory. Values are range-checked when the run starts: ``validate_config`` builds the dataclasses, whose
-``__post_init__`` raise ``ConfigError`` naming the key and its allowed range.
+send a resumed run's output to its own directory. Values are range-checked when the run starts:
+``validate_config`` builds the dataclasses, whose ``__post_init__`` raise ``ConfigError`` naming the key and its
+allowed range.
 """
 
 from __future__ import annotations

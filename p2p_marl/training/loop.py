@@ -182,8 +182,7 @@ class Trainer:
             writer.add_scalar(f"eval/{kpi}", value, step)
         writer.flush()
         log.info("%d community-steps: share of the optimal saving %.3f, community cost %.3f per day (%d test days)",
-                 step,
-                 self.last_eval.get(HEADLINE_KPI, float("nan")), self.last_eval["community_cost"],
+                 step, self.last_eval.get(HEADLINE_KPI, float("nan")), self.last_eval["community_cost"],
                  len(self.evaluator.days))
 
     def _checkpoint(self, step: int, finished: bool) -> None:
