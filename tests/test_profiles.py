@@ -301,23 +301,36 @@ def test_csv_valid_small_file(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Train/test split
+# Train/validation/test split
 # ---------------------------------------------------------------------------------------------------------
 
 @settings(max_examples=200, deadline=None)
-@given(n_days=st.integers(2, 1000), test_share=st.floats(0.001, 0.999), seed=st.integers(0, 2**32 - 1))
-def test_split_is_disjoint_sorted_and_covers(n_days, test_share, seed):
-    train, test = split_days(n_days, test_share, seed)
-    assert len(train) > 0 and len(test) > 0
-    assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+@given(n_days=st.integers(3, 1000), test_share=st.floats(0.001, 0.6), validation_share=st.floats(0.001, 0.35),
+       seed=st.integers(0, 2**32 - 1))
+def test_split_is_disjoint_sorted_and_covers(n_days, test_share, validation_share, seed):
+    train, validation, test = split_days(n_days, test_share, seed, validation_share)
+    for days in (train, validation, test):
+        assert len(days) > 0 and np.all(np.diff(days) > 0)
     assert np.intersect1d(train, test).size == 0
-    assert np.array_equal(np.union1d(train, test), np.arange(n_days))
-    assert abs(len(test) - test_share * n_days) <= 1.0
-    again = split_days(n_days, test_share, seed)
-    assert np.array_equal(again[0], train) and np.array_equal(again[1], test)
+    assert np.intersect1d(train, validation).size == 0
+    assert np.intersect1d(validation, test).size == 0
+    assert np.array_equal(np.union1d(np.union1d(train, validation), test), np.arange(n_days))
+    assert abs(len(test) - test_share * n_days) <= 1.0 or len(test) in (1, n_days - 2)
+    again = split_days(n_days, test_share, seed, validation_share)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (train, validation, test)))
 
 
-@pytest.mark.parametrize("n_days, test_share", [(1, 0.2), (10, 0.0), (10, 1.0), (10, -0.1)])
-def test_split_rejects_bad_arguments(n_days, test_share):
-    with pytest.raises(ValueError, match="n_days|test_share"):
-        split_days(n_days, test_share, 0)
+def test_validation_split_leaves_the_test_days_unchanged():
+    """The test days are drawn first: adding validation days did not move a single reported day."""
+    rng = np.random.default_rng(0)
+    test_before_validation = np.sort(rng.choice(365, size=73, replace=False))
+    _, validation, test = split_days(365, 0.2, 0, 0.1)
+    assert np.array_equal(test, test_before_validation)
+    assert len(validation) == 36
+
+
+@pytest.mark.parametrize("n_days, test_share, validation_share", [(2, 0.2, 0.1), (10, 0.0, 0.1), (10, 1.0, 0.1),
+                                                                  (10, -0.1, 0.1), (10, 0.2, 0.0)])
+def test_split_rejects_bad_arguments(n_days, test_share, validation_share):
+    with pytest.raises(ValueError, match="n_days|test_share|validation_share"):
+        split_days(n_days, test_share, 0, validation_share)

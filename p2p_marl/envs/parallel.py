@@ -9,18 +9,14 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from p2p_marl.config import EnvConfig, make_config
-from p2p_marl.sim.community import INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
-
-
-ACTION_LOW = np.array([-1.0, 0.0], dtype=np.float32)
-ACTION_HIGH = np.array([1.0, 1.0], dtype=np.float32)
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
 
 
 class P2PEnergyParallelEnv(ParallelEnv):
     """Households trade energy every settlement period through a double auction; one episode is one day.
 
-    Action per agent: ``Box([-1, 0], [1, 1])`` = (battery setpoint as a share of max power, > 0 charges;
-    limit price as a share of the step's [feed-in, retail] range). Out-of-range values are clipped;
+    Action per agent: ``Box([-1, 0, 0], [1, 1, 1])`` = (battery setpoint as a share of max power, > 0 charges;
+    limit price as a share of the step's [feed-in, retail] range; share of the step's PV curtailed). Out-of-range values are clipped;
     NaN or infinite values raise ``ValueError``. Rewards are negative bills (see ``p2p_marl.sim.community``).
     ``reset(options={"day": d})`` plays day ``d`` of the profile set.
     """
@@ -39,7 +35,8 @@ class P2PEnergyParallelEnv(ParallelEnv):
         # One space object per agent, built once: parallel_api_test checks identity and seeds each one.
         self.observation_spaces = {a: spaces.Box(OBS_LOW.astype(np.float32), OBS_HIGH.astype(np.float32),
                                                  dtype=np.float32) for a in self.possible_agents}
-        self.action_spaces = {a: spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32) for a in self.possible_agents}
+        self.action_spaces = {a: spaces.Box(ACTION_LOW.astype(np.float32), ACTION_HIGH.astype(np.float32),
+                                               dtype=np.float32) for a in self.possible_agents}
         self.state_space = spaces.Box(self.core.state_low.astype(np.float32),
                                       self.core.state_high.astype(np.float32), dtype=np.float32)
         self._last_infos: dict[str, np.ndarray] = {}
@@ -65,10 +62,11 @@ class P2PEnergyParallelEnv(ParallelEnv):
         if missing:
             raise ValueError(f"missing actions for agents {missing}")
         action_array = np.array([actions[a] for a in agents], dtype=np.float64)
-        if action_array.size != 2 * len(agents):
-            raise ValueError(f"each agent's action must hold 2 numbers (battery setpoint share, price share); "
-                             f"got actions shaped {action_array.shape} for {len(agents)} agents")
-        obs, rewards, done, infos = self.core.step(action_array.reshape(1, len(agents), 2))
+        if action_array.size != ACTION_DIM * len(agents):
+            raise ValueError(f"each agent's action must hold {ACTION_DIM} numbers (battery setpoint share, price "
+                             f"share, curtailment share); got actions shaped {action_array.shape} for "
+                             f"{len(agents)} agents")
+        obs, rewards, done, infos = self.core.step(action_array.reshape(1, len(agents), ACTION_DIM))
         self._last_infos = infos
         observations = self._obs_dict(obs[0])
         reward_dict = dict(zip(agents, rewards[0].tolist()))

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
-from p2p_marl.baselines.rules import GridOnly, SelfConsumption, TimeOfUse, ZeroIntelligence
+from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse,
+                                      ZeroIntelligence)
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
@@ -32,9 +33,12 @@ from p2p_marl.sim.community import CommunityCore
 
 log = logging.getLogger(__name__)
 
-# Benchmark name -> factory taking the evaluation seed (only the zero-intelligence traders draw random numbers).
+# Benchmark name -> factory taking the evaluation seed (the zero-intelligence traders and random actions draw
+# random numbers).
 BENCHMARKS: dict[str, Callable[[int], Policy]] = {
     "grid_only": lambda seed: GridOnly(),
+    "idle_mid_price": lambda seed: IdleMidPrice(),
+    "random": lambda seed: RandomActions(seed=seed),
     "rule_self_consumption": lambda seed: SelfConsumption(),
     "rule_time_of_use": lambda seed: TimeOfUse(),
     "zero_intelligence": lambda seed: ZeroIntelligence(seed=seed),
@@ -111,15 +115,16 @@ def _differing_keys(settings: list[dict]) -> list[str]:
     return [key for key in keys if len({repr(f.get(key)) for f in flats}) > 1]
 
 
-def select_days(core: CommunityCore, max_days: int | None = None, plot_day: int | None = None
-                ) -> tuple[np.ndarray, int]:
-    """(the first ``max_days`` test days of ``core``, all if None; the day to plot): ``plot_day`` must be one of
-    them, None picks the sunniest (most community PV), where batteries and P2P trade have the most to do."""
-    days = core.test_days[:max_days]
+def select_days(core: CommunityCore, max_days: int | None = None, plot_day: int | None = None,
+                split: str = "test") -> tuple[np.ndarray, int]:
+    """(the first ``max_days`` days of ``core``'s ``split`` ("test" or "validation"), all if None; the day to
+    plot): ``plot_day`` must be one of them, None picks the sunniest (most community PV), where batteries and
+    P2P trade have the most to do."""
+    days = core.split_days[split][:max_days]
     if plot_day is None:
         return days, int(days[np.argmax(core.profiles.pv_kw[days].sum(axis=(1, 2)))])
     if plot_day not in days:
-        raise ConfigError(f"plot_day={plot_day} is not among the evaluated test days {days.tolist()}")
+        raise ConfigError(f"plot_day={plot_day} is not among the evaluated {split} days {days.tolist()}")
     return days, plot_day
 
 
@@ -138,17 +143,21 @@ def rollout_days(env_config: EnvConfig, policy: Policy, days: np.ndarray) -> dic
 
 def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = False) -> dict[str, np.ndarray]:
     """The references of ``days``: ``grid_only`` (D,) and ``optimal`` (D,) community costs [money/day], and
-    ``grid_only_bills`` (D, N), each household's grid-only bill (for savings and their fairness).
+    ``grid_only_bills`` (D, N), each household's grid-only bill (for savings and their fairness);
+    ``optimal_without_network`` (D,) is the optimum with the feeder's limits dropped, so that
+    ``optimal - optimal_without_network`` is what the network costs the community.
 
-    ``optimal`` is the LP objective of ``solve_optimal_day`` with the network constraints, one LP per day
+    ``optimal`` is the cost of ``solve_optimal_day``'s schedule with the network constraints, one LP per day
     (``progress`` shows a progress bar over them).
     """
     days = _checked_days(days)
     bills = agent_bills(rollout_days(env_config, GridOnly(), days))
     core = CommunityCore(env_config, batch_size=1)
-    optimal = np.array([solve_optimal_day(core, int(day), network=True).cost
-                        for day in tqdm(days, desc="optimal LP per day", unit="day", disable=not progress)])
-    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "grid_only_bills": bills}
+    optimal, without_network = np.array([
+        [solve_optimal_day(core, int(day), network=network).cost for network in (True, False)]
+        for day in tqdm(days, desc="optimal LP per day", unit="day", disable=not progress)]).reshape(-1, 2).T
+    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "optimal_without_network": without_network,
+            "grid_only_bills": bills}
 
 
 def evaluate_policy(env_config: EnvConfig, policy: Policy, days: np.ndarray,
