@@ -49,11 +49,14 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     """Play every policy on the test days, print the table and write every output into ``output_dir``."""
     env = config.env
     core = CommunityCore(env)
-    days, plot_day = select_days(core, config.max_days, config.plot_day)
+    days, plot_day = select_days(core, config.max_days, config.plot_day, config.days)
     plot_index = int(np.flatnonzero(days == plot_day)[0])
-    log.info("Evaluating %d method(s) on %d test day(s) of a community of %d households (%d with PV + battery)",
-             len(policies), len(days), env.n_agents, int(core.has_battery.sum()))
+    log.info("Evaluating %d method(s) on %d %s day(s) of a community of %d households (%d with PV + battery)",
+             len(policies), len(days), config.days, env.n_agents, int(core.has_battery.sum()))
     references = reference_costs(env, days, progress=True)
+    network_cost = references["optimal"] - references["optimal_without_network"]
+    log.info("The network's cost (optimum with minus without the feeder's limits): %.4f per day on average, "
+             "above zero on %d of %d days", network_cost.mean(), int((network_cost > 1e-9).sum()), len(days))
     for policy in policies.values():
         if isinstance(policy, OptimalPolicy) and policy.network:  # the references' LPs are its plan
             policy.remember(env, references["optimal_schedules"])
@@ -69,20 +72,20 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     summary = report.summarize(results)
     console = report.console()
     console.print(report.summary_table(
-        summary, title=f"{len(days)} test day(s), {env.n_agents} households: mean ± std over days"))
+        summary, title=f"{len(days)} {config.days} day(s), {env.n_agents} households: mean ± std over days"))
     report.write_results_csv(output_dir / "results.csv", days, results)
     report.write_summary_json(output_dir / "summary.json", summary)
     by_method = report.summarize_runs(summary)
     report.write_summary_json(output_dir / "summary_by_method.json", by_method)
     if len(by_method) < len(summary):  # some learner came with several checkpoints (seeds)
         console.print(report.runs_table(by_method, title="Per method: mean ± std over seeds (of each run's mean "
-                                                         "over the test days)"))
+                                                         f"over the {config.days} days)"))
     report.plot_kpi_by_method(output_dir / "costs_by_method.png", summary, "community_cost",
                               ylabel="community cost [money/day]",
-                              title=f"Community cost per day ({len(days)} test days)")
+                              title=f"Community cost per day ({len(days)} {config.days} days)")
     report.plot_kpi_by_method(output_dir / "share_of_optimal_saving.png", summary, "share_of_optimal_saving",
                               ylabel="share of optimal saving [-]",
-                              title=f"Share of the optimal saving ({len(days)} test days)",
+                              title=f"Share of the optimal saving ({len(days)} {config.days} days)",
                               reference=(1.0, "optimum = 1 (grid-only = 0)"))
     if config.tensorboard:
         report.write_tensorboard(output_dir, days, results)

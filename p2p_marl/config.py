@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 MARKETS = ("uniform", "pay_as_bid", "mid_market")
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "validation", "test", "all")
 ACTION_MODES = ("continuous", "discrete")
 
 
@@ -29,7 +29,7 @@ class EnvConfig:
     # Community
     n_agents: int = 10
     prosumer_share: float = 0.6  # share of households with PV and a battery
-    community_seed: int = 0  # households, profiles and the train/test split
+    community_seed: int = 0  # households, profiles and the train/validation/test split
 
     # Time
     dt_h: float = 0.5  # settlement period; must divide 24 h
@@ -38,8 +38,9 @@ class EnvConfig:
     # Data
     data_csv: str | None = None  # real profiles (see p2p_marl.sim.profiles); None = synthetic year
     n_days: int = 365  # synthetic days
-    test_share: float = 0.2  # share of days held out for evaluation
-    split: str = "train"  # days an episode samples from: train, test or all
+    test_share: float = 0.2  # share of days held out for reported results (test days)
+    validation_share: float = 0.1  # share of days held out for model selection and tuning (validation days)
+    split: str = "train"  # days an episode samples from: train, validation, test or all
     day: int | None = None  # a fixed day index for every episode (overrides split)
 
     # Battery (identical for every prosumer)
@@ -49,8 +50,20 @@ class EnvConfig:
     discharge_efficiency: float = 0.95
     soc_min: float = 0.1
     soc_max: float = 0.95
-    soc_initial: float = 0.5
+    soc_initial: float = 0.5  # start of a chosen day (evaluation, ``day=``, ``reset(days=...)``, other splits)
+    # Episodes the core draws from the training days start at a SoC drawn uniformly from this range, so that a
+    # learner meets every starting level and the end-of-day settlement (below) rather than one fixed start.
+    train_soc_initial_min: float = 0.2
+    train_soc_initial_max: float = 0.8
     degradation_cost_per_kwh: float = 0.005  # per kWh of throughput at the meter
+
+    # End-of-episode settlement of stored energy (see p2p_marl.sim.community): energy below the start level is
+    # bought back at end_refill_price_per_kwh / charge_efficiency per stored kWh, energy above it is credited at
+    # end_surplus_price_per_kwh * discharge_efficiency. None = the day's highest retail price / the feed-in
+    # tariff: draining the start energy never pays, and a surplus is worth no more than exporting it.
+    settle_end_energy: bool = True
+    end_refill_price_per_kwh: float | None = None
+    end_surplus_price_per_kwh: float | None = None
 
     # Tariffs: time-of-use retail (off-peak / shoulder / peak) and a flat feed-in tariff
     retail_offpeak_per_kwh: float = 0.08
@@ -67,16 +80,19 @@ class EnvConfig:
     k: float = 0.5  # uniform price = k * marginal bid + (1 - k) * marginal ask
 
     # Feeder (radial LV, LinDistFlow)
-    # Defaults: two long laterals of NAYY 4x70 cable and a transformer tapped up to 1.03 p.u. to hold
-    # evening voltages, so that sunny-day PV export runs close to the upper voltage limit.
+    # Defaults: a weak rural feeder that binds. Two 1.25 km laterals of NAYY 4x35 cable (about 85 kVA) behind a
+    # transformer tapped up to 1.04 p.u. to hold evening voltages: with idle batteries, sunny-day PV export
+    # leaves the voltage band on about half of the days, and the optimum must store or curtail PV to stay in
+    # it. configs/env/community_10_strong.yaml is the earlier strong feeder (4x70, 0.75 km, 1.03 p.u.), which
+    # never binds, for studies of the market alone.
     n_laterals: int = 2
-    segment_km: float = 0.15
-    r_ohm_per_km: float = 0.443
-    x_ohm_per_km: float = 0.069
-    line_rating_kva: float = 100.0
+    segment_km: float = 0.25
+    r_ohm_per_km: float = 0.868
+    x_ohm_per_km: float = 0.086
+    line_rating_kva: float = 85.0
     transformer_kva: float = 100.0
     v_nominal_kv: float = 0.4
-    v_slack_pu: float = 1.03
+    v_slack_pu: float = 1.04
     v_min_pu: float = 0.95
     v_max_pu: float = 1.05
     load_power_factor: float = 0.95  # household load's lagging power factor; PV and battery at unity
@@ -88,6 +104,7 @@ class EnvConfig:
     action_mode: str = "continuous"
     n_battery_levels: int = 5  # discrete mode: evenly spaced setpoints in [-1, 1]
     n_price_levels: int = 3  # discrete mode: evenly spaced price shares in [0, 1]
+    n_curtail_levels: int = 2  # discrete mode: evenly spaced PV curtailment shares in [0, 1] (1 level: none)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -121,8 +138,9 @@ _RANGES: tuple[Range, ...] = (
     ("n_agents", 1, 10_000, True, True),
     ("prosumer_share", 0.0, 1.0, True, True),
     ("dt_h", 0.0, 24.0, False, True),
-    ("n_days", 2, 3660, True, True),
+    ("n_days", 3, 3660, True, True),
     ("test_share", 0.0, 1.0, False, False),
+    ("validation_share", 0.0, 1.0, False, False),
     ("battery_kwh", 0.0, math.inf, True, False),
     ("battery_kw", 0.0, math.inf, True, False),
     ("charge_efficiency", 0.0, 1.0, False, True),
@@ -130,6 +148,8 @@ _RANGES: tuple[Range, ...] = (
     ("soc_min", 0.0, 1.0, True, True),
     ("soc_max", 0.0, 1.0, True, True),
     ("soc_initial", 0.0, 1.0, True, True),
+    ("train_soc_initial_min", 0.0, 1.0, True, True),
+    ("train_soc_initial_max", 0.0, 1.0, True, True),
     ("degradation_cost_per_kwh", 0.0, math.inf, True, False),
     ("retail_offpeak_per_kwh", 0.0, math.inf, True, False),
     ("retail_shoulder_per_kwh", 0.0, math.inf, True, False),
@@ -156,9 +176,12 @@ _RANGES: tuple[Range, ...] = (
     ("cooperative_weight", 0.0, 1.0, True, True),
     ("n_battery_levels", 2, 101, True, True),
     ("n_price_levels", 1, 101, True, True),
+    ("n_curtail_levels", 1, 101, True, True),
 )
 
-_INT_FIELDS = {"n_agents", "community_seed", "n_days", "n_laterals", "n_battery_levels", "n_price_levels"}
+_INT_FIELDS = {"n_agents", "community_seed", "n_days", "n_laterals", "n_battery_levels", "n_price_levels",
+               "n_curtail_levels"}
+_OPTIONAL_PRICES = ("end_refill_price_per_kwh", "end_surplus_price_per_kwh")
 
 
 def check_ranges(config: Any, ranges: Sequence[Range], integers: Iterable[str], section: str = "") -> None:
@@ -181,7 +204,14 @@ def check_ranges(config: Any, ranges: Sequence[Range], integers: Iterable[str], 
 
 def _validate(cfg: EnvConfig) -> None:
     optional_integers = [name for name in ("max_cycles", "day") if getattr(cfg, name) is not None]
-    check_ranges(cfg, _RANGES, sorted(_INT_FIELDS) + optional_integers)
+    optional_prices = [(name, 0.0, math.inf, True, False) for name in _OPTIONAL_PRICES
+                       if getattr(cfg, name) is not None]
+    check_ranges(cfg, _RANGES + tuple(optional_prices), sorted(_INT_FIELDS) + optional_integers)
+    if not isinstance(cfg.settle_end_energy, bool):
+        raise ConfigError(f"settle_end_energy must be true or false, got {cfg.settle_end_energy!r}")
+    if cfg.test_share + cfg.validation_share >= 1.0:
+        raise ConfigError(f"test_share + validation_share = {cfg.test_share + cfg.validation_share:g} must be below "
+                          "1 so that training days remain")
     steps = 24.0 / cfg.dt_h
     if abs(steps - round(steps)) > 1e-9:
         raise ConfigError(f"dt_h={cfg.dt_h!r} must divide 24 h into a whole number of steps (e.g. 0.25, 0.5, 1.0)")
@@ -193,6 +223,13 @@ def _validate(cfg: EnvConfig) -> None:
         raise ConfigError(
             f"soc_initial={cfg.soc_initial!r} must lie in [soc_min, soc_max] = [{cfg.soc_min}, {cfg.soc_max}]"
         )
+    for name in ("train_soc_initial_min", "train_soc_initial_max"):
+        if not cfg.soc_min <= getattr(cfg, name) <= cfg.soc_max:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} must lie in [soc_min, soc_max] = "
+                              f"[{cfg.soc_min}, {cfg.soc_max}]")
+    if cfg.train_soc_initial_min > cfg.train_soc_initial_max:
+        raise ConfigError(f"train_soc_initial_min={cfg.train_soc_initial_min!r} must not exceed "
+                          f"train_soc_initial_max={cfg.train_soc_initial_max!r}")
     if cfg.v_min_pu >= cfg.v_max_pu:
         raise ConfigError(f"v_min_pu={cfg.v_min_pu!r} must be below v_max_pu={cfg.v_max_pu!r}")
     if cfg.feed_in_per_kwh > min(cfg.retail_offpeak_per_kwh, cfg.retail_shoulder_per_kwh, cfg.retail_peak_per_kwh):

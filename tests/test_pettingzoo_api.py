@@ -96,25 +96,38 @@ def test_infos_carry_documented_keys():
 
 
 
-@pytest.mark.parametrize("bad_action, message", [
-    ([0.5, 0.5, 0.5], r"action of prosumer_1 must hold 2 numbers .* got shape \(3,\)"),
-    (0.5, r"action of prosumer_1 must hold 2 numbers .* got shape \(\)"),
-    ([[0.5, 0.5]], r"action of prosumer_1 must hold 2 numbers .* got shape \(1, 2\)"),
-    (["charge", 0.5], r"action of prosumer_1 is not numeric"),
+def valid_actions(env) -> dict[str, np.ndarray]:
+    return {agent: env.action_space(agent).sample() for agent in env.agents}
+
+
+@pytest.mark.parametrize("malformed, got", [
+    (lambda dim: np.zeros(dim + 1), r"shape \(\d+,\)"),
+    (lambda dim: 0.5, r"shape \(\)"),
+    (lambda dim: np.zeros((1, dim)), r"shape \(1, \d+\)"),
 ])
-def test_a_malformed_action_names_its_agent(bad_action, message):
+def test_a_malformed_action_names_its_agent(malformed, got):
     env = p2p_marl.parallel_env(n_agents=3)
     env.reset(seed=0)
-    actions = {agent: np.array([0.0, 0.5]) for agent in env.agents}
-    actions["prosumer_1"] = bad_action
-    with pytest.raises(ValueError, match=message):
+    dim = env.action_space("prosumer_1").shape[0]
+    actions = valid_actions(env)
+    actions["prosumer_1"] = malformed(dim)
+    with pytest.raises(ValueError, match=rf"^action of prosumer_1 must hold {dim} numbers .*got {got}"):
+        env.step(actions)
+
+
+def test_a_non_numeric_action_names_its_agent():
+    env = p2p_marl.parallel_env(n_agents=3)
+    env.reset(seed=0)
+    actions = valid_actions(env)
+    actions["prosumer_2"] = ["charge", *actions["prosumer_2"][1:]]
+    with pytest.raises(ValueError, match=r"^action of prosumer_2 is not numeric: \['charge'"):
         env.step(actions)
 
 
 def test_actions_for_unknown_agents_are_refused():
     env = p2p_marl.parallel_env(n_agents=3)
     env.reset(seed=0)
-    actions = {agent: np.array([0.0, 0.5]) for agent in env.agents}
-    actions["prosumer_3"] = np.array([1.0, 1.0])  # a fourth household that does not exist
+    actions = valid_actions(env)
+    actions["prosumer_3"] = env.action_space("prosumer_0").sample()  # a fourth household that does not exist
     with pytest.raises(ValueError, match=r"actions given for unknown agents \['prosumer_3'\]"):
         env.step(actions)

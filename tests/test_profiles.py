@@ -231,18 +231,20 @@ def test_csv_extra_columns_utc_offset_and_day_of_year(tmp_path):
                     "a,x,0,2024-12-31T00:00:00Z,1.5\n"
                     "a,y,2.5,2024-12-31T12:00:00Z,0.5\n\n"
                     "a,z,0,2025-01-01T00:00:00Z,1.0\n"
-                    "a,w,1.5,2025-01-01T12:00:00Z,2.0\n")
+                    "a,w,1.5,2025-01-01T12:00:00Z,2.0\n"
+                    "a,v,0,2025-01-02T00:00:00Z,1.0\n"
+                    "a,u,0,2025-01-02T12:00:00Z,1.0\n")
     loaded = load_csv_profiles(str(path), 12.0)
-    assert loaded.load_kw[:, :, 0].tolist() == [[1.5, 0.5], [1.0, 2.0]]
+    assert loaded.load_kw[:, :, 0].tolist() == [[1.5, 0.5], [1.0, 2.0], [1.0, 1.0]]
     assert loaded.has_pv.tolist() == [True]
-    assert loaded.day_of_year.tolist() == [365, 0]  # 31 December of a leap year, then 1 January
+    assert loaded.day_of_year.tolist() == [365, 0, 1]  # 31 December of a leap year, then 1 and 2 January
 
 
 # One complete day, dt_h = 6 h, households a and b; the row of step s, household h is at line 2 + 2 s + h.
 VALID_ROWS = [f"2023-06-01T{6 * s:02d}:00:00,{h},{0.5 + s},{1.0 * (h == 'b') * (s == 2)}"
               for s in range(4) for h in "ab"]
-# A valid file: that day and the next (a file needs MIN_DAYS = 2 days for the train/test split).
-TWO_DAYS = [*VALID_ROWS, *(row.replace("2023-06-01", "2023-06-02") for row in VALID_ROWS)]
+# A valid file: that day and the next two (a file needs MIN_DAYS = 3 days for the train/validation/test split).
+THREE_DAYS = [*VALID_ROWS, *(row.replace("2023-06-01", f"2023-06-0{day}") for day in (2, 3) for row in VALID_ROWS)]
 
 
 def _error_case(tmp_path, rows, header="timestamp,household,load_kw,pv_kw"):
@@ -299,17 +301,17 @@ def test_csv_empty_file_and_bad_dt(tmp_path):
 
 
 def test_csv_valid_small_file(tmp_path):
-    loaded = load_csv_profiles(_error_case(tmp_path, TWO_DAYS), 6.0)
+    loaded = load_csv_profiles(_error_case(tmp_path, THREE_DAYS), 6.0)
     assert loaded.household_ids == ("a", "b")
     assert loaded.load_kw[0, :, 0].tolist() == [0.5, 1.5, 2.5, 3.5]
     assert loaded.has_pv.tolist() == [False, True]
     first = date(2023, 6, 1).timetuple().tm_yday - 1
-    assert loaded.day_of_year.tolist() == [first, first + 1]
+    assert loaded.day_of_year.tolist() == [first, first + 1, first + 2]
 
 
 def test_csv_of_one_day_names_the_file_and_the_minimum(tmp_path):
     path = _error_case(tmp_path, VALID_ROWS)
-    with pytest.raises(CsvError, match=rf"^{re.escape(str(path))}: holds 1 day\(s\); at least 2 are needed"):
+    with pytest.raises(CsvError, match=rf"^{re.escape(str(path))}: holds 1 day\(s\); at least 3 are needed"):
         load_csv_profiles(path, 6.0)
 
 
@@ -326,31 +328,44 @@ def test_unreadable_csv_names_the_file(tmp_path, content, match):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Train/test split
+# Train/validation/test split
 # ---------------------------------------------------------------------------------------------------------
 
 @settings(max_examples=200, deadline=None)
-@given(n_days=st.integers(2, 1000), test_share=st.floats(0.001, 0.999), seed=st.integers(0, 2**32 - 1))
-def test_split_is_disjoint_sorted_and_covers(n_days, test_share, seed):
-    train, test = split_days(n_days, test_share, seed)
-    assert len(train) > 0 and len(test) > 0
-    assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+@given(n_days=st.integers(3, 1000), test_share=st.floats(0.001, 0.6), validation_share=st.floats(0.001, 0.35),
+       seed=st.integers(0, 2**32 - 1))
+def test_split_is_disjoint_sorted_and_covers(n_days, test_share, validation_share, seed):
+    train, validation, test = split_days(n_days, test_share, seed, validation_share)
+    for days in (train, validation, test):
+        assert len(days) > 0 and np.all(np.diff(days) > 0)
     assert np.intersect1d(train, test).size == 0
-    assert np.array_equal(np.union1d(train, test), np.arange(n_days))
-    assert abs(len(test) - test_share * n_days) <= 1.0
-    again = split_days(n_days, test_share, seed)
-    assert np.array_equal(again[0], train) and np.array_equal(again[1], test)
+    assert np.intersect1d(train, validation).size == 0
+    assert np.intersect1d(validation, test).size == 0
+    assert np.array_equal(np.union1d(np.union1d(train, validation), test), np.arange(n_days))
+    assert abs(len(test) - test_share * n_days) <= 1.0 or len(test) in (1, n_days - 2)
+    again = split_days(n_days, test_share, seed, validation_share)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (train, validation, test)))
 
 
-@pytest.mark.parametrize("n_days, test_share", [(1, 0.2), (10, 0.0), (10, 1.0), (10, -0.1)])
-def test_split_rejects_bad_arguments(n_days, test_share):
-    with pytest.raises(ValueError, match="n_days|test_share"):
-        split_days(n_days, test_share, 0)
+def test_validation_split_leaves_the_test_days_unchanged():
+    """The test days are drawn first: adding validation days did not move a single reported day."""
+    rng = np.random.default_rng(0)
+    test_before_validation = np.sort(rng.choice(365, size=73, replace=False))
+    _, validation, test = split_days(365, 0.2, 0, 0.1)
+    assert np.array_equal(test, test_before_validation)
+    assert len(validation) == 36
+
+
+@pytest.mark.parametrize("n_days, test_share, validation_share", [(2, 0.2, 0.1), (10, 0.0, 0.1), (10, 1.0, 0.1),
+                                                                  (10, -0.1, 0.1), (10, 0.2, 0.0)])
+def test_split_rejects_bad_arguments(n_days, test_share, validation_share):
+    with pytest.raises(ValueError, match="n_days|test_share|validation_share"):
+        split_days(n_days, test_share, 0, validation_share)
 
 
 def test_n_days_set_together_with_a_csv_is_an_error(tmp_path):
     """n_days shapes synthetic profiles only; with a CSV it would silently not apply."""
-    path = _error_case(tmp_path, TWO_DAYS)
+    path = _error_case(tmp_path, THREE_DAYS)
     assert EnvConfig(n_agents=2, dt_h=6.0, data_csv=str(path)).n_days == 365  # the default is left alone
     with pytest.raises(ConfigError, match=r"n_days=30 applies to synthetic profiles only; with data_csv"):
         EnvConfig(n_agents=2, dt_h=6.0, data_csv=str(path), n_days=30)

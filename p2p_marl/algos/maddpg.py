@@ -3,13 +3,13 @@
 Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
 
 1. **Rollout** -- ``num_envs`` communities play one whole episode (one day) on the batched core. Every agent
-   acts with the shared actor ``mu(o_i [, forecast] [, one-hot i])``, a tanh output in [-1, 1]^2 mapped onto
+   acts with the shared actor ``mu(o_i [, forecast] [, one-hot i])``, a tanh output in [-1, 1]^3 mapped onto
    the environment's action by ``nets.env_action``, plus Gaussian exploration noise clipped to the box. The
    noise std decays linearly from ``noise_std_start`` to ``noise_std_end`` over ``noise_decay_steps``
    community-steps and may be correlated from step to step (``noise_correlation``). The first
    ``learning_starts`` community-steps use uniform random actions instead (as CleanRL's DDPG and TD3).
 2. **Replay** -- the episodes go into a replay buffer of whole days (observations (T + 1, N, features), each
-   agent's observation followed by the community forecast unless ``forecast=none``; actions (T, N, 2);
+   agent's observation followed by the community forecast unless ``forecast=none``; actions (T, N, 3);
    rewards (T, N)); a transition is a (day, step) pair.
 3. **Updates** -- ``gradient_steps`` minibatches of ``batch_size`` community-steps, each for all N agents.
    The critic ``Q_i(o_i, a_i, o_1..o_N, a_1..a_N [, one-hot i])`` sees every observation and every action,
@@ -56,7 +56,7 @@ from p2p_marl.algos.nets import (
     with_agent_id,
 )
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.training.validation import check_network, check_ranges
 from p2p_marl.training.value_based import linear_schedule
 
@@ -140,13 +140,13 @@ class DayReplay:
     def __init__(self, capacity_days: int, steps: int, n_agents: int, obs_dim: int):
         self.capacity, self.steps = capacity_days, steps
         self.obs = np.zeros((capacity_days, steps + 1, n_agents, obs_dim), dtype=np.float32)
-        self.actions = np.zeros((capacity_days, steps, n_agents, 2), dtype=np.float32)
+        self.actions = np.zeros((capacity_days, steps, n_agents, ACTION_DIM), dtype=np.float32)
         self.rewards = np.zeros((capacity_days, steps, n_agents), dtype=np.float32)
         self.next_slot = 0
         self.size = 0
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
-        """Store B days: obs (T + 1, B, N, obs_dim), actions (T, B, N, 2), rewards (T, B, N)."""
+        """Store B days: obs (T + 1, B, N, obs_dim), actions (T, B, N, 3), rewards (T, B, N)."""
         for b in range(obs.shape[1]):
             self.obs[self.next_slot] = obs[:, b]
             self.actions[self.next_slot] = actions[:, b]
@@ -207,8 +207,8 @@ class MADDPG(Learner):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             actor_in = self.actor_dim + n_agents * config.actor_agent_id
-            critic_in = (n_agents + 1) * (stored_dim + 2) + n_agents * config.critic_agent_id
-            self.actor = nn.Sequential(mlp(actor_in, config.hidden_sizes, 2, nn.ReLU, out_gain=0.01),
+            critic_in = (n_agents + 1) * (stored_dim + ACTION_DIM) + n_agents * config.critic_agent_id
+            self.actor = nn.Sequential(mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.ReLU, out_gain=0.01),
                                        nn.Tanh()).to(self.device)
             self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.ReLU, out_gain=1.0).to(self.device)
         self.target_actor = copy.deepcopy(self.actor)
@@ -224,7 +224,7 @@ class MADDPG(Learner):
         return with_agent_id(obs[..., :self.actor_dim], self.config.actor_agent_id)
 
     def _q(self, critic: nn.Module, obs: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
-        """Q of every agent (Bs, N) from stored observations (Bs, N, D) and each agent's joint action (Bs, N, N, 2):
+        """Q of every agent (Bs, N) from stored observations (Bs, N, D) and each agent's joint action (Bs, N, N, 3):
         ``joint_actions[:, i]`` is the action profile that agent i's value is asked about.
 
         Agent i's critic input is (o_i, a_i, o_1..o_N, a_1..a_N [, one-hot i]): every observation and action,
@@ -232,7 +232,7 @@ class MADDPG(Learner):
         for every agent instead of having to route it by identity."""
         n_agents = obs.shape[1]
         all_obs = obs.reshape(obs.shape[0], 1, -1).expand(-1, n_agents, -1)
-        own_actions = joint_actions.diagonal(dim1=1, dim2=2).transpose(1, 2)  # (Bs, N, 2): a_i of profile i
+        own_actions = joint_actions.diagonal(dim1=1, dim2=2).transpose(1, 2)  # (Bs, N, 3): a_i of profile i
         x = torch.cat([obs, own_actions, all_obs, joint_actions.flatten(2)], dim=-1)
         return critic(with_agent_id(x, self.config.critic_agent_id)).squeeze(-1)
 
@@ -250,7 +250,7 @@ class MADDPG(Learner):
         noise_std = self.noise_std()
         rho = cfg.noise_correlation
         warming_up = self.env_steps < cfg.learning_starts
-        noise = torch.zeros(B, core.n_agents, 2)
+        noise = torch.zeros(B, core.n_agents, ACTION_DIM)
         observations, actions, rewards, costs = [], [], [], []
         obs = actor_features(core, core.reset(seed=int(self.rng.integers(2 ** 63))), self.stored_forecast)
         done = False

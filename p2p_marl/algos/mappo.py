@@ -5,8 +5,8 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
 1. **Rollout** -- ``num_envs`` communities play one whole episode (one day) in lockstep on the batched core.
    The shared actor sees each agent's local observation (+ the community forecast with
    ``forecast=actor_critic``, + its one-hot identity with ``actor_agent_id``; see ``nets``).
-2. **Actions** -- a diagonal Gaussian over a pre-squash point ``u`` in R^2 (state-independent, learned
-   ``log_std``); the environment gets ``tanh(u)`` mapped onto (setpoint share, price share) by
+2. **Actions** -- a diagonal Gaussian over a pre-squash point ``u`` in R^3 (state-independent, learned
+   ``log_std``); the environment gets ``tanh(u)`` mapped onto (setpoint, price, curtailment share) by
    ``nets.env_action``. Log-probabilities are those of ``u``: the tanh Jacobian is the same under the old
    and the new policy, so it cancels in the PPO ratio, and the entropy bonus is the Gaussian's entropy.
    The deterministic evaluation policy acts with ``tanh(mean)``.
@@ -59,7 +59,7 @@ from p2p_marl.algos.nets import (
     with_agent_id,
 )
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.training.validation import check_network, check_ranges
 from p2p_marl.training.value_based import linear_schedule
 
@@ -175,9 +175,9 @@ class MAPPO(Learner):
             torch.manual_seed(seed)
             actor_in = obs_dim + n_forecast * self.actor_forecast + n_agents * config.actor_agent_id
             critic_in = self.core.state_dim + n_forecast * self.critic_forecast + n_agents * config.critic_agent_id
-            self.actor = mlp(actor_in, config.hidden_sizes, 2, nn.Tanh, out_gain=0.01).to(self.device)
+            self.actor = mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01).to(self.device)
             self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.Tanh, out_gain=1.0).to(self.device)
-        self.log_std = nn.Parameter(torch.full((2,), float(config.log_std_init), device=self.device))
+        self.log_std = nn.Parameter(torch.full((ACTION_DIM,), float(config.log_std_init), device=self.device))
         self.actor_optimizer = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=config.actor_lr,
                                                 eps=1e-5)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=1e-5)

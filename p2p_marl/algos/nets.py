@@ -105,14 +105,16 @@ def with_agent_id(x: torch.Tensor, enabled: bool) -> torch.Tensor:
 
 
 def env_action(u: np.ndarray) -> np.ndarray:
-    """Map points of the actor's box [-1, 1]^2 (..., 2) onto the core's (setpoint share, price share)."""
-    return np.stack([u[..., 0], 0.5 * (u[..., 1] + 1.0)], axis=-1)
+    """Map points of the actor's box [-1, 1]^3 (..., 3) onto the core's (setpoint share, price share, curtailment
+    share). Curtailment is the positive part of the third coordinate, so the middle of the box, where an actor
+    starts, uses all its PV, and the lower half of the box is one action: no curtailment."""
+    return np.stack([u[..., 0], 0.5 * (u[..., 1] + 1.0), np.maximum(u[..., 2], 0.0)], axis=-1)
 
 
 class ActorPolicy:
     """The deterministic evaluation policy of a trained shared actor (see ``p2p_marl.baselines.policy``).
 
-    ``actor`` maps actor inputs (B, N, D) to points of [-1, 1]^2; it is a private CPU copy, so the policy
+    ``actor`` maps actor inputs (B, N, D) to points of [-1, 1]^3; it is a private CPU copy, so the policy
     stays fixed while training goes on and acts without a GPU.
     """
 

@@ -11,11 +11,13 @@ Decisions, for every household m with a battery (capacity and power limit > 0) a
     charge_kw c[t, m] in [0, max_kw_m],  discharge_kw d[t, m] in [0, max_kw_m]   (at the meter)
     energy_kwh e[t, m] after step t in [soc_min, soc_max] * capacity_kwh_m
     e[t, m] = e[t-1, m] + (charge_efficiency * c - d / discharge_efficiency) * dt_h,
-    e[-1, m] = soc_initial * capacity_kwh_m (no end-of-day condition: the episode ends with the day)
+    e[-1, m] = soc_initial * capacity_kwh_m (the evaluation days' fixed start)
+    e[T-1, m] - e[-1, m] = surplus_kwh[m] - shortfall_kwh[m],  both >= 0   (the end-of-episode settlement)
 
-and for the community, grid import I[t] >= 0 and export X[t] >= 0 (kW) with
+for every household p with PV, curtailed power ``k[t, p] in [0, pv_kw[t, p]]`` (spilled at the inverter), and
+for the community, grid import I[t] >= 0 and export X[t] >= 0 (kW) with
 
-    I[t] - X[t] = sum_n net_kw[t, n],   net_kw = load_kw - pv_kw + c - d   (c = d = 0 without a battery).
+    I[t] - X[t] = sum_n net_kw[t, n],   net_kw = load_kw - pv_kw + k + c - d   (c = d = 0 without a battery).
 
 Why community-level exchange is exact: ``OptimalPolicy`` bids the retail price (share 1) for every net buyer and
 asks the feed-in tariff (share 0) for every net seller. Every bid is then at least every ask, so every market
@@ -24,11 +26,16 @@ and P2P payments cancel in the community sum (budget balance). Objective (money)
 
     sum_t (retail[t] * I[t] - feed_in[t] * X[t]) * dt_h + degradation_cost_per_kwh * sum (c + d) * dt_h
     + network penalty (exactly the environment's)
+    + sum_m (end_refill_price / charge_efficiency * shortfall_kwh[m]
+             - end_surplus_price * discharge_efficiency * surplus_kwh[m])   (if settle_end_energy)
+
+The settlement's refill price per stored kWh exceeds its surplus credit, so at most one of the two is non-zero,
+and the term is exactly the environment's ``end_settlement``.
 
 Network (``network=True``; LinDistFlow with the feeder's own matrices; the reactive load ``Q = load_kw * q_per_p``
 is fixed, not a decision):
 
-* Voltage at every bus ``v[t] = v_slack - net_kw[t] @ sens_p - Q[t] @ sens_q``. Slacks ``under, over >= 0`` with
+* Voltage at every bus ``v[t] = v_slack - net_kw[t] @ sens_p - Q[t] @ sens_q`` (net_kw with the curtailment). Slacks ``under, over >= 0`` with
   ``v + under - over`` in [v_min_pu, v_max_pu] cost ``voltage_penalty_per_pu_h * dt_h`` per p.u.; at the optimum
   ``under + over`` is the band excess, so this term *is* the environment's voltage penalty.
 * Lines (``P_l = net_kw @ downstream[:, l]``) and the transformer (``P = I - X``, ``Q = sum Q``): the environment
@@ -45,13 +52,15 @@ is fixed, not a decision):
   full charge or discharge power gets no row (this keeps the LP of a feeder with headroom small).
 
 A battery cannot charge and discharge in the same step in the environment (one signed setpoint), but the LP
-may: doing both burns ``(1 - charge_efficiency * discharge_efficiency)`` of the energy, which only pays when
-extra consumption relieves an over-voltage or an export overload (or when it costs nothing at all). When the LP
-solution does that, the day is solved again as a mixed-integer program with one binary per battery and step
+may: doing both burns ``(1 - charge_efficiency * discharge_efficiency)`` of the energy. With PV curtailment in
+the model that never pays where batteries wear (``degradation_cost_per_kwh > 0``): spilling PV relieves an
+over-voltage or an export overload for the lost feed-in revenue alone. Only a degenerate tie (no degradation
+cost, a network the PV cannot relieve) can leave it in an LP solution. When the LP solution does that, the day is solved again as a mixed-integer program with one binary per battery and step
 (charge or discharge), exactly the set of schedules the environment can act out; branch and bound stops at
 ``MIP_RELATIVE_GAP`` and ``lower_bound`` keeps the proven bound. It happens only where the network is overwhelmed
 (no day of the year of configs/env/community_10.yaml or community_50.yaml needs it), and there such a program can
-take minutes: ``mip_time_limit_s`` turns that into an ``OptimalSolveError``.
+take minutes: ``mip_time_limit_s`` turns that into an ``OptimalSolveError``. ``bench/bench_lp.py`` shows that
+no day of the default feeders, N = 200 included, needs it.
 
 The constraint matrix is built from numpy index arrays in one vectorised pass per block (no loop over steps or
 households) and handed to HiGHS (highspy) column-wise.
@@ -103,6 +112,8 @@ class OptimalSchedule:
     lower_bound: float
     charge_kw: np.ndarray  # (T, N) at the meter; 0 for households without a battery
     discharge_kw: np.ndarray  # (T, N)
+    curtailed_kw: np.ndarray  # (T, N) PV spilled at the inverter; 0 for households without PV
+    end_settlement: float  # money: the settlement of the stored energy's change within ``cost``
     grid_import_kw: np.ndarray  # (T,) community import
     grid_export_kw: np.ndarray  # (T,) community export
     network_penalty: float  # money: the voltage and overload penalties within ``cost``
@@ -116,10 +127,11 @@ class OptimalSchedule:
     solve_s: float  # seconds HiGHS ran, all rounds together
 
     def household_net_kw(self, core: CommunityCore) -> np.ndarray:
-        """(T, N) net consumption at each meter, load - PV + charge - discharge (kW), on ``core``'s profiles."""
+        """(T, N) net consumption at each meter, load - PV + curtailed + charge - discharge (kW), on ``core``'s
+        profiles."""
         steps = self.charge_kw.shape[0]
         return (core.profiles.load_kw[self.day, :steps] - core.profiles.pv_kw[self.day, :steps]
-                + self.charge_kw - self.discharge_kw)
+                + self.curtailed_kw + self.charge_kw - self.discharge_kw)
 
 
 class _ModelBuilder:
@@ -175,12 +187,13 @@ class _ModelBuilder:
         return lp, cost, matrix.nnz
 
 
-def _couple_batteries(model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray,
-                      matrix: np.ndarray, charge: np.ndarray, discharge: np.ndarray) -> None:
-    """Add ``sum_m matrix[m, elements[k]] * (charge[steps[k], m] - discharge[steps[k], m])`` to each ``rows[k]``.
+def _couple(model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray, matrix: np.ndarray,
+            columns: np.ndarray, sign: float) -> None:
+    """Add ``sign * sum_m matrix[m, elements[k]] * columns[steps[k], m]`` to each ``rows[k]``.
 
-    ``matrix`` (M, n_elements) maps battery households to buses or lines (a sensitivity or path matrix); only
-    its non-zeros become coefficients, so a row touches only the batteries on its lateral.
+    ``matrix`` (M, n_elements) maps the households of the (T, M) ``columns`` (batteries or PV) to buses or lines
+    (a sensitivity or path matrix); only its non-zeros become coefficients, so a row touches only the households
+    on its lateral.
     """
     by_element = sp.csc_matrix(matrix)
     counts = np.diff(by_element.indptr)[elements]
@@ -190,8 +203,27 @@ def _couple_batteries(model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray,
     battery = by_element.indices[position]
     coef = by_element.data[position]
     row, step = np.repeat(rows, counts), np.repeat(steps, counts)
-    model.entries(row, charge[step, battery], coef)
-    model.entries(row, discharge[step, battery], -coef)
+    model.entries(row, columns[step, battery], sign * coef)
+
+
+@dataclass(frozen=True)
+class _Decisions:
+    """Column indices of the per-household decisions that move net power: (T, M) batteries, (T, P) PV."""
+
+    batteries: np.ndarray  # household index of each battery column
+    charge: np.ndarray
+    discharge: np.ndarray
+    pv_households: np.ndarray  # household index of each curtailment column
+    curtailed: np.ndarray
+
+    def couple(self, model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray,
+               household_matrix: np.ndarray) -> None:
+        """Add ``(c - d + k) @ household_matrix[:, elements[k]]`` at step ``steps[k]`` to each ``rows[k]``;
+        ``household_matrix`` (N, n_elements) is a sensitivity or path matrix over all households."""
+        battery_matrix = household_matrix[self.batteries]
+        _couple(model, rows, steps, elements, battery_matrix, self.charge, 1.0)
+        _couple(model, rows, steps, elements, battery_matrix, self.discharge, -1.0)
+        _couple(model, rows, steps, elements, household_matrix[self.pv_households], self.curtailed, 1.0)
 
 
 @dataclass(frozen=True)
@@ -242,12 +274,12 @@ def _add_overload_elements(model: _ModelBuilder, shape: tuple[int, ...], may_ove
 @dataclass(frozen=True)
 class _Model:
     builder: _ModelBuilder
-    batteries: np.ndarray  # household index of each battery column
-    charge: np.ndarray  # (T, M) column indices
-    discharge: np.ndarray
+    decisions: _Decisions
     grid_import: np.ndarray  # (T,)
     grid_export: np.ndarray
     voltage_slack: np.ndarray  # column indices of the voltage slacks
+    end_shortfall: np.ndarray  # (M,) stored energy below the start at the end (empty without the settlement)
+    end_surplus: np.ndarray
     overloads: _Overloads
     integer_columns: np.ndarray | None
 
@@ -256,9 +288,11 @@ def _build_model(core: CommunityCore, day: int, network: bool, mixed_integer: bo
     cfg, battery, feeder, dt_h = core.config, core.battery, core.feeder, core.dt_h
     steps = cfg.steps_per_episode
     load_kw = core.profiles.load_kw[day, :steps]
-    base_kw = load_kw - core.profiles.pv_kw[day, :steps]  # (T, N) net consumption with idle batteries
+    pv_kw = core.profiles.pv_kw[day, :steps]
+    base_kw = load_kw - pv_kw  # (T, N) net consumption with idle batteries and all PV used
     q_kvar = load_kw * core.q_per_p
     batteries = np.flatnonzero((battery.capacity_kwh > 0) & (battery.max_kw > 0))
+    pv_households = np.flatnonzero(pv_kw.max(axis=0) > 0)
     capacity_kwh = battery.capacity_kwh[batteries]
     max_kw = battery.max_kw[batteries]
     shape = (steps, batteries.size)
@@ -268,56 +302,74 @@ def _build_model(core: CommunityCore, day: int, network: bool, mixed_integer: bo
     charge = model.columns(shape, degradation, 0.0, max_kw)
     discharge = model.columns(shape, degradation, 0.0, max_kw)
     energy = model.columns(shape, 0.0, battery.soc_min * capacity_kwh, battery.soc_max * capacity_kwh)
+    curtailed = model.columns((steps, pv_households.size), 0.0, 0.0, pv_kw[:, pv_households])
+    decisions = _Decisions(batteries, charge, discharge, pv_households, curtailed)
     grid_import = model.columns((steps,), core.retail_per_kwh[:steps] * dt_h, 0.0, np.inf)
     grid_export = model.columns((steps,), -core.feed_in_per_kwh[:steps] * dt_h, 0.0, np.inf)
 
     # SoC dynamics: e[t] - e[t-1] - eta_c dt c[t] + dt / eta_d d[t] = (e_initial at t = 0, else 0)
-    initial_kwh = np.where(np.arange(steps)[:, None] == 0, cfg.soc_initial * capacity_kwh, 0.0)
+    start_kwh = cfg.soc_initial * capacity_kwh
+    initial_kwh = np.where(np.arange(steps)[:, None] == 0, start_kwh, 0.0)
     dynamics = model.rows(shape, initial_kwh, initial_kwh)
     model.entries(dynamics, energy, 1.0)
     model.entries(dynamics[1:], energy[:-1], -1.0)
     model.entries(dynamics, charge, -battery.charge_efficiency * dt_h)
     model.entries(dynamics, discharge, dt_h / battery.discharge_efficiency)
 
-    # Community balance: I - X - sum (c - d) = sum (load - pv)
+    # End-of-episode settlement: e[T-1] + shortfall - surplus = e_initial
+    no_columns = np.zeros(0, dtype=np.int64)
+    end_shortfall = end_surplus = no_columns
+    if cfg.settle_end_energy and batteries.size:
+        end_shortfall = model.columns((batteries.size,), core.end_refill_price_per_kwh / battery.charge_efficiency,
+                                      0.0, np.inf)
+        end_surplus = model.columns((batteries.size,),
+                                    -core.end_surplus_price_per_kwh * battery.discharge_efficiency, 0.0, np.inf)
+        settlement = model.rows((batteries.size,), start_kwh, start_kwh)
+        model.entries(settlement, energy[-1], 1.0)
+        model.entries(settlement, end_shortfall, 1.0)
+        model.entries(settlement, end_surplus, -1.0)
+
+    # Community balance: I - X - sum (c - d + k) = sum (load - pv)
     balance = model.rows((steps,), base_kw.sum(axis=1), base_kw.sum(axis=1))
     model.entries(balance, grid_import, 1.0)
     model.entries(balance, grid_export, -1.0)
     model.entries(balance[:, None], charge, -1.0)
     model.entries(balance[:, None], discharge, 1.0)
+    model.entries(balance[:, None], curtailed, -1.0)
 
-    no_columns = np.zeros(0, dtype=np.int64)
     voltage_slack = no_columns
     overloads = _Overloads(no_columns, no_columns, no_columns, np.zeros(0), np.zeros(0))
     if network:
-        # Voltage band with priced slacks: v0 - (c - d) @ sens_p + under - over in [v_min, v_max]
-        sens_p = feeder.voltage_sens_p_pu_per_kw[batteries]  # (M, n_bus), >= 0
-        v0_pu = (feeder.v_slack_pu - base_kw @ feeder.voltage_sens_p_pu_per_kw
-                 - q_kvar @ feeder.voltage_sens_q_pu_per_kvar)  # (T, n_bus) with idle batteries
-        swing_pu = max_kw @ sens_p  # the most all batteries together can move each bus
-        step, bus = np.nonzero((v0_pu - swing_pu < cfg.v_min_pu) | (v0_pu + swing_pu > cfg.v_max_pu))
+        # Voltage band with priced slacks: v0 - (c - d + k) @ sens_p + under - over in [v_min, v_max]
+        sens_p = feeder.voltage_sens_p_pu_per_kw  # (N, n_bus), >= 0
+        v0_pu = (feeder.v_slack_pu - base_kw @ sens_p - q_kvar @ feeder.voltage_sens_q_pu_per_kvar)  # (T, n_bus)
+        # The most the decisions can move each bus: up by discharging, down by charging and curtailing.
+        battery_swing_pu = max_kw @ sens_p[batteries]
+        curtail_swing_pu = pv_kw[:, pv_households] @ sens_p[pv_households]
+        step, bus = np.nonzero((v0_pu - battery_swing_pu - curtail_swing_pu < cfg.v_min_pu)
+                               | (v0_pu + battery_swing_pu > cfg.v_max_pu))
         voltage_slack = model.columns((2, step.size), cfg.voltage_penalty_per_pu_h * dt_h, 0.0, np.inf)
         voltage = model.rows((step.size,), cfg.v_min_pu - v0_pu[step, bus], cfg.v_max_pu - v0_pu[step, bus])
-        _couple_batteries(model, voltage, step, bus, -sens_p, charge, discharge)
+        decisions.couple(model, voltage, step, bus, -sens_p)
         model.entries(voltage, voltage_slack[0], 1.0)
         model.entries(voltage, voltage_slack[1], -1.0)
 
-        # Lines: flow P_l - (c - d) @ downstream = (load - pv) @ downstream, where it could overload.
+        # Lines: flow P_l - (c - d + k) @ downstream = (load - pv) @ downstream, where it could overload.
         price = cfg.overload_penalty_per_kvah * dt_h
-        downstream = feeder.downstream[batteries]
         line_base_kw = base_kw @ feeder.downstream
         line_q_kvar = q_kvar @ feeder.downstream
-        reach_kw = np.abs(line_base_kw) + max_kw @ downstream
+        reach_kw = (np.abs(line_base_kw) + max_kw @ feeder.downstream[batteries]
+                    + pv_kw[:, pv_households] @ feeder.downstream[pv_households])
         may_overload = np.hypot(reach_kw, line_q_kvar) > feeder.line_rating_kva
         step, line, lines = _add_overload_elements(model, line_base_kw.shape, may_overload, line_q_kvar,
                                                    feeder.line_rating_kva, price)
         flow_rows = model.rows((step.size,), line_base_kw[step, line], line_base_kw[step, line])
         model.entries(flow_rows, lines.flow, 1.0)
-        _couple_batteries(model, flow_rows, step, line, -downstream, charge, discharge)
+        decisions.couple(model, flow_rows, step, line, -feeder.downstream)
 
         # Transformer: flow P = I - X.
         trafo_q_kvar = q_kvar.sum(axis=1)
-        reach_kw = np.abs(base_kw.sum(axis=1)) + max_kw.sum()
+        reach_kw = np.abs(base_kw.sum(axis=1)) + max_kw.sum() + pv_kw.sum(axis=1)
         may_overload = np.hypot(reach_kw, trafo_q_kvar) > feeder.transformer_kva
         step, _, trafo = _add_overload_elements(model, (steps,), may_overload, trafo_q_kvar,
                                                 feeder.transformer_kva, price)
@@ -337,7 +389,7 @@ def _build_model(core: CommunityCore, day: int, network: bool, mixed_integer: bo
         discharge_cap = model.rows(shape, -np.inf, max_kw)
         model.entries(discharge_cap, discharge, 1.0)
         model.entries(discharge_cap, integer_columns, max_kw)
-    return _Model(model, batteries, charge, discharge, grid_import, grid_export, voltage_slack, overloads,
+    return _Model(model, decisions, grid_import, grid_export, voltage_slack, end_shortfall, end_surplus, overloads,
                   integer_columns)
 
 
@@ -391,18 +443,23 @@ def _solve(core: CommunityCore, day: int, network: bool, mixed_integer: bool, mi
                       np.stack([overloads.flow[cut], overloads.overload[cut]], axis=1).ravel().astype(np.int32),
                       np.stack([slope, -np.ones(cut.size)], axis=1).ravel())
 
-    steps = model.charge.shape[0]
+    decisions = model.decisions
+    steps = decisions.charge.shape[0]
 
-    def per_household(columns: np.ndarray) -> np.ndarray:
+    def per_household(columns: np.ndarray, households: np.ndarray) -> np.ndarray:
         out = np.zeros((steps, core.n_agents))
-        out[:, model.batteries] = x[columns]
+        out[:, households] = x[columns]
         return out
 
     lower_bound = float(info.mip_dual_bound) if mixed_integer else objective
     voltage_penalty = float(cost_vector[model.voltage_slack].ravel() @ x[model.voltage_slack].ravel())
     return OptimalSchedule(
         day=day, network=network, cost=objective + float(gap), lower_bound=lower_bound,
-        charge_kw=per_household(model.charge), discharge_kw=per_household(model.discharge),
+        charge_kw=per_household(decisions.charge, decisions.batteries),
+        discharge_kw=per_household(decisions.discharge, decisions.batteries),
+        curtailed_kw=per_household(decisions.curtailed, decisions.pv_households),
+        end_settlement=float(cost_vector[model.end_shortfall] @ x[model.end_shortfall]
+                             + cost_vector[model.end_surplus] @ x[model.end_surplus]),
         grid_import_kw=x[model.grid_import], grid_export_kw=x[model.grid_export],
         network_penalty=voltage_penalty + overload_price * true_overload_kva.sum(),
         overload_kva=np.bincount(overloads.step, weights=true_overload_kva, minlength=steps),
@@ -457,9 +514,9 @@ class OptimalPolicy:
     """Acts out the perfect-foresight optimum of each community's day (a ``Policy``).
 
     ``reset(core)`` solves one program per distinct day in ``core.days`` (except days given to ``remember``);
-    ``act`` then plays the schedule: battery setpoint share ``(charge - discharge) / max_kw`` and price share 1
-    (bid retail) for net buyers, 0 (ask feed-in) for net sellers, so that the market matches all
-    community-internal trades.
+    ``act`` then plays the schedule: battery setpoint share ``(charge - discharge) / max_kw``, curtailment share
+    ``curtailed / pv``, and price share 1 (bid retail) for net buyers, 0 (ask feed-in) for net sellers, so that
+    the market matches all community-internal trades.
     """
 
     name = "optimal"
@@ -498,7 +555,9 @@ class OptimalPolicy:
             power_kw = schedule.charge_kw - schedule.discharge_kw
             setpoint = np.divide(power_kw, max_kw, out=np.zeros_like(power_kw), where=max_kw > 0).clip(-1.0, 1.0)
             price = (schedule.household_net_kw(core) > 0).astype(np.float64)
-            actions.append(np.stack([setpoint, price], axis=-1))
+            pv_kw = core.profiles.pv_kw[schedule.day, :power_kw.shape[0]]
+            curtail = np.divide(schedule.curtailed_kw, pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0).clip(0, 1)
+            actions.append(np.stack([setpoint, price, curtail], axis=-1))
         self._core, self._days, self._actions = core, days, np.stack(actions)
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Hand-written benchmark policies: grid-only, battery self-consumption, time-of-use aware, zero-intelligence.
+"""Hand-written benchmark policies: grid-only, battery self-consumption, time-of-use aware, zero-intelligence,
+and the floor: idle batteries trading at the mid price, and uniformly random actions.
 
-Bidding: a household that will buy bids its outside option, the retail price (share 1), one that will sell
+None of the rules curtails PV. Bidding: a household that will buy bids its outside option, the retail price (share 1), one that will sell
 asks the feed-in tariff (share 0). Under the uniform k-double auction every crossing trade then clears at
 ``k * retail + (1 - k) * feed_in``, which both sides prefer to the grid.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from p2p_marl.sim.community import OBS_FEATURES, CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_FEATURES, CommunityCore
 
 _LOAD, _PV = OBS_FEATURES.index("load"), OBS_FEATURES.index("pv")
 
@@ -25,6 +26,11 @@ def _truthful_prices(core: CommunityCore, load_kw: np.ndarray, pv_kw: np.ndarray
                      ) -> np.ndarray:
     net_kw = load_kw - pv_kw + setpoint_share * core.battery.max_kw
     return (net_kw > 0).astype(np.float64)
+
+
+def _action(setpoint_share: np.ndarray, price_share: np.ndarray) -> np.ndarray:
+    """(B, N, 3) actions from setpoint and price shares, with all PV used (no curtailment)."""
+    return np.stack([setpoint_share, price_share, np.zeros_like(setpoint_share)], axis=-1)
 
 
 def _battery_share(core: CommunityCore, power_kw: np.ndarray) -> np.ndarray:
@@ -43,7 +49,7 @@ class GridOnly:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         load_kw, pv_kw = _self_consumption_kw(core, obs)
         price = (load_kw - pv_kw <= 0).astype(np.float64)
-        return np.stack([np.zeros_like(price), price], axis=-1)
+        return _action(np.zeros_like(price), price)
 
 
 class SelfConsumption:
@@ -57,14 +63,14 @@ class SelfConsumption:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         load_kw, pv_kw = _self_consumption_kw(core, obs)
         setpoint = _battery_share(core, pv_kw - load_kw)
-        return np.stack([setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint)], axis=-1)
+        return _action(setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint))
 
 
 class TimeOfUse:
-    """Self-consumption that saves stored energy for dearer hours: in the cheapest hours before the evening
-    peak it never discharges and tops the battery up from the grid towards ``target_soc``; from the first
-    dearer step on, and after the peak (the day ends, so leftover energy is worth using), it follows
-    self-consumption."""
+    """Self-consumption that respects the tariff and the end-of-day settlement: in the cheapest hours before the
+    evening peak it never discharges and tops the battery up from the grid towards ``target_soc``; in the
+    cheapest hours after the peak it refills the battery from the grid to its start energy, so that the
+    settlement (charged at the highest retail price) costs nothing; otherwise it follows self-consumption."""
 
     name = "rule_time_of_use"
 
@@ -80,12 +86,13 @@ class TimeOfUse:
         cheapest = core.retail_per_kwh[t] <= core.retail_per_kwh.min()
         before_peak = t * core.dt_h < core.config.peak_start_h
         power_kw = pv_kw - load_kw
-        if cheapest and before_peak:
-            missing_kwh = np.maximum(self.target_soc * core.battery.capacity_kwh - core.energy_kwh, 0.0)
+        if cheapest:
+            target_kwh = self.target_soc * core.battery.capacity_kwh if before_peak else core.start_energy_kwh
+            missing_kwh = np.maximum(target_kwh - core.energy_kwh, 0.0)
             grid_charge_kw = missing_kwh / (core.battery.charge_efficiency * core.dt_h)
             power_kw = np.maximum(power_kw, 0.0) + grid_charge_kw
         setpoint = _battery_share(core, power_kw)
-        return np.stack([setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint)], axis=-1)
+        return _action(setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint))
 
 
 @dataclass
@@ -105,4 +112,36 @@ class ZeroIntelligence:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         load_kw, pv_kw = _self_consumption_kw(core, obs)
         setpoint = _battery_share(core, pv_kw - load_kw)
-        return np.stack([setpoint, self._rng.uniform(0.0, 1.0, size=setpoint.shape)], axis=-1)
+        return _action(setpoint, self._rng.uniform(0.0, 1.0, size=setpoint.shape))
+
+
+class IdleMidPrice:
+    """The floor without a battery schedule: batteries idle, every household bids and asks the step's mid price,
+    so every crossing trade clears peer-to-peer at that price."""
+
+    name = "idle_mid_price"
+
+    def reset(self, core: CommunityCore) -> None:
+        pass
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        shape = obs.shape[:2]
+        return _action(np.zeros(shape), np.full(shape, 0.5))
+
+
+@dataclass
+class RandomActions:
+    """The floor of doing anything at all: every action drawn uniformly from the action box, curtailment too."""
+
+    seed: int = 0
+    name: str = "random"
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def reset(self, core: CommunityCore) -> None:
+        pass
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        return self._rng.uniform(ACTION_LOW, ACTION_HIGH, size=(*obs.shape[:2], ACTION_DIM))

@@ -20,7 +20,7 @@ def parallel_env(config: EnvConfig | None = None, render_mode: str | None = None
     cfg = make_config(config, **kwargs)
     env = P2PEnergyParallelEnv(cfg, render_mode=render_mode)
     if cfg.action_mode == "discrete":
-        env = DiscreteActionWrapper(env, cfg.n_battery_levels, cfg.n_price_levels)
+        env = DiscreteActionWrapper(env, cfg.n_battery_levels, cfg.n_price_levels, cfg.n_curtail_levels)
     return env
 
 

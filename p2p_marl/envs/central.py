@@ -1,7 +1,7 @@
 """Centralised single-agent views: one controller sees every household and acts for all of them.
 
-Observation: the N local observations concatenated, shaped (N * obs_dim,). Action: the N two-dimensional
-actions concatenated, (N * 2,), laid out [setpoint_0, price_0, setpoint_1, price_1, ...]. Reward: the sum of
+Observation: the N local observations concatenated, shaped (N * obs_dim,). Action: the N three-dimensional
+actions concatenated, (N * 3,), laid out [setpoint_0, price_0, curtail_0, setpoint_1, ...]. Reward: the sum of
 the agents' rewards, i.e. the negative community cost of the step. An episode is one day (truncated at its end).
 ``CommunityCentralVectorEnv`` runs ``num_envs`` communities on the batched core in lockstep with
 next-step autoreset: the step after an episode ends resets every community and returns reward 0.
@@ -18,14 +18,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from p2p_marl.config import EnvConfig, make_config
-from p2p_marl.sim.community import INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
 
 
 def _central_spaces(n_agents: int) -> tuple[spaces.Box, spaces.Box]:
     observation = spaces.Box(np.tile(OBS_LOW, n_agents).astype(np.float32),
                              np.tile(OBS_HIGH, n_agents).astype(np.float32), dtype=np.float32)
-    action = spaces.Box(np.tile([-1.0, 0.0], n_agents).astype(np.float32),
-                        np.ones(2 * n_agents, dtype=np.float32), dtype=np.float32)
+    action = spaces.Box(np.tile(ACTION_LOW, n_agents).astype(np.float32),
+                        np.tile(ACTION_HIGH, n_agents).astype(np.float32), dtype=np.float32)
     return observation, action
 
 
@@ -47,7 +47,7 @@ class CommunityCentralEnv(gym.Env):
         return obs.reshape(-1).astype(np.float32), {"day": int(self.core.days[0])}
 
     def step(self, action):
-        obs, rewards, done, infos = self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1, 2))
+        obs, rewards, done, infos = self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1, ACTION_DIM))
         info = {key: infos[key][0].copy() for key in INFO_KEYS}
         return obs.reshape(-1).astype(np.float32), float(rewards.sum()), False, done, info
 
@@ -78,7 +78,7 @@ class CommunityCentralVectorEnv(VectorEnv):
             self._needs_reset = False
             zeros = np.zeros(n, dtype=bool)
             return self._flat(obs), np.zeros(n), zeros, zeros.copy(), {"day": self.core.days.copy()}
-        obs, rewards, done, infos = self.core.step(np.asarray(actions, dtype=np.float64).reshape(n, -1, 2))
+        obs, rewards, done, infos = self.core.step(np.asarray(actions, dtype=np.float64).reshape(n, -1, ACTION_DIM))
         self._needs_reset = done
         info = {key: infos[key].copy() for key in INFO_KEYS}
         return (self._flat(obs), rewards.sum(axis=1), np.zeros(n, dtype=bool), np.full(n, done), info)

@@ -9,18 +9,14 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from p2p_marl.config import EnvConfig, make_config
-from p2p_marl.sim.community import INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
-
-
-ACTION_LOW = np.array([-1.0, 0.0], dtype=np.float32)
-ACTION_HIGH = np.array([1.0, 1.0], dtype=np.float32)
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
 
 
 class P2PEnergyParallelEnv(ParallelEnv):
     """Households trade energy every settlement period through a double auction; one episode is one day.
 
-    Action per agent: ``Box([-1, 0], [1, 1])`` = (battery setpoint as a share of max power, > 0 charges;
-    limit price as a share of the step's [feed-in, retail] range). Out-of-range values are clipped;
+    Action per agent: ``Box([-1, 0, 0], [1, 1, 1])`` = (battery setpoint as a share of max power, > 0 charges;
+    limit price as a share of the step's [feed-in, retail] range; share of the step's PV curtailed). Out-of-range values are clipped;
     NaN or infinite values raise ``ValueError``. Rewards are negative bills (see ``p2p_marl.sim.community``).
     ``reset(options={"day": d})`` plays day ``d`` of the profile set.
     """
@@ -39,7 +35,8 @@ class P2PEnergyParallelEnv(ParallelEnv):
         # One space object per agent, built once: parallel_api_test checks identity and seeds each one.
         self.observation_spaces = {a: spaces.Box(OBS_LOW.astype(np.float32), OBS_HIGH.astype(np.float32),
                                                  dtype=np.float32) for a in self.possible_agents}
-        self.action_spaces = {a: spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32) for a in self.possible_agents}
+        self.action_spaces = {a: spaces.Box(ACTION_LOW.astype(np.float32), ACTION_HIGH.astype(np.float32),
+                                               dtype=np.float32) for a in self.possible_agents}
         self.state_space = spaces.Box(self.core.state_low.astype(np.float32),
                                       self.core.state_high.astype(np.float32), dtype=np.float32)
         self._last_infos: dict[str, np.ndarray] = {}
@@ -77,8 +74,8 @@ class P2PEnergyParallelEnv(ParallelEnv):
         return observations, reward_dict, terminations, truncations, info_dict
 
     def _action_array(self, actions: dict[str, Any]) -> np.ndarray:
-        """The live agents' actions as one (N, 2) array; ``ValueError`` naming the agent whose action is
-        missing or not 2 numbers, and naming any key that is not a live agent (a typo would otherwise leave
+        """The live agents' actions as one (N, ACTION_DIM) array; ``ValueError`` naming the agent whose action is
+        missing or not ACTION_DIM numbers, and naming any key that is not a live agent (a typo would otherwise leave
         that household's action silently out)."""
         unknown = [agent for agent in actions if agent not in self.agents]
         if unknown:
@@ -93,9 +90,9 @@ class P2PEnergyParallelEnv(ParallelEnv):
                 row = np.asarray(actions[agent], dtype=np.float64)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"action of {agent} is not numeric: {actions[agent]!r} ({error})") from None
-            if row.shape != ACTION_LOW.shape:
-                raise ValueError(f"action of {agent} must hold {ACTION_LOW.size} numbers (battery setpoint share, "
-                                 f"price share), got shape {row.shape}: {actions[agent]!r}")
+            if row.shape != (ACTION_DIM,):
+                raise ValueError(f"action of {agent} must hold {ACTION_DIM} numbers (battery setpoint share, price "
+                                 f"share, curtailment share), got shape {row.shape}: {actions[agent]!r}")
             rows.append(row)
         return np.stack(rows)
 

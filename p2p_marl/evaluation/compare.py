@@ -23,7 +23,8 @@ import numpy as np
 
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
-from p2p_marl.baselines.rules import GridOnly, SelfConsumption, TimeOfUse, ZeroIntelligence
+from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse,
+                                      ZeroIntelligence)
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
@@ -32,9 +33,12 @@ from p2p_marl.sim.community import CommunityCore
 
 log = logging.getLogger(__name__)
 
-# Benchmark name -> factory taking the evaluation seed (only the zero-intelligence traders draw random numbers).
+# Benchmark name -> factory taking the evaluation seed (the zero-intelligence traders and random actions draw
+# random numbers).
 BENCHMARKS: dict[str, Callable[[int], Policy]] = {
     "grid_only": lambda seed: GridOnly(),
+    "idle_mid_price": lambda seed: IdleMidPrice(),
+    "random": lambda seed: RandomActions(seed=seed),
     "rule_self_consumption": lambda seed: SelfConsumption(),
     "rule_time_of_use": lambda seed: TimeOfUse(),
     "zero_intelligence": lambda seed: ZeroIntelligence(seed=seed),
@@ -113,15 +117,16 @@ def _differing_keys(settings: list[dict]) -> list[str]:
     return [key for key in keys if len({repr(f.get(key)) for f in flats}) > 1]
 
 
-def select_days(core: CommunityCore, max_days: int | None = None, plot_day: int | None = None
-                ) -> tuple[np.ndarray, int]:
-    """(the first ``max_days`` test days of ``core``, all if None; the day to plot): ``plot_day`` must be one of
-    them, None picks the sunniest (most community PV), where batteries and P2P trade have the most to do."""
-    days = core.test_days[:max_days]
+def select_days(core: CommunityCore, max_days: int | None = None, plot_day: int | None = None,
+                split: str = "test") -> tuple[np.ndarray, int]:
+    """(the first ``max_days`` days of ``core``'s ``split`` ("test" or "validation"), all if None; the day to
+    plot): ``plot_day`` must be one of them, None picks the sunniest (most community PV), where batteries and
+    P2P trade have the most to do."""
+    days = core.split_days[split][:max_days]
     if plot_day is None:
         return days, int(days[np.argmax(core.profiles.pv_kw[days].sum(axis=(1, 2)))])
     if plot_day not in days:
-        raise ConfigError(f"plot_day={plot_day} is not among the evaluated test days {days.tolist()}")
+        raise ConfigError(f"plot_day={plot_day} is not among the evaluated {split} days {days.tolist()}")
     return days, plot_day
 
 
@@ -142,19 +147,22 @@ def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = Fa
     """The references of ``days``: ``grid_only`` (D,) and ``optimal`` (D,) community costs [money/day],
     ``grid_only_bills`` (D, N), each household's grid-only bill (for savings and their fairness), and
     ``optimal_schedules`` (day -> ``OptimalSchedule``, for ``OptimalPolicy.remember``: the optimum is then
-    played without solving its LPs again).
+    played without solving its LPs again); ``optimal_without_network`` (D,) is the optimum with the feeder's
+    limits dropped, so that ``optimal - optimal_without_network`` is what the network costs the community.
 
-    ``optimal`` is the LP objective of ``solve_optimal_day`` with the network constraints, one LP per day
+    ``optimal`` is the cost of ``solve_optimal_day``'s schedule with the network constraints, one LP per day
     (``progress`` reports progress over them).
     """
     days = _checked_days(days)
     bills = agent_bills(rollout_days(env_config, GridOnly(), days))
     core = CommunityCore(env_config, batch_size=1)
-    schedules = {int(day): solve_optimal_day(core, int(day), network=True)
-                 for day in track(days, len(days), "optimal LP per day", "days", enabled=progress)}
+    schedules, without_network = {}, []
+    for day in track(days, len(days), "optimal LP per day", "days", enabled=progress):
+        schedules[int(day)] = solve_optimal_day(core, int(day), network=True)
+        without_network.append(solve_optimal_day(core, int(day), network=False).cost)
     optimal = np.array([schedules[int(day)].cost for day in days])
-    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "grid_only_bills": bills,
-            "optimal_schedules": schedules}
+    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "optimal_without_network": np.array(without_network),
+            "grid_only_bills": bills, "optimal_schedules": schedules}
 
 
 def evaluate_policy(env_config: EnvConfig, policy: Policy, days: np.ndarray,

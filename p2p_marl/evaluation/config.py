@@ -25,7 +25,8 @@ class EvaluateConfig:
     methods: list[str] = field(default_factory=lambda: list(BENCHMARKS))
     # Trained policies: checkpoint files or training run directories, loaded with p2p_marl.algos.load_policy.
     checkpoints: list[str] = field(default_factory=list)
-    max_days: int | None = None  # evaluate only the first max_days test days; None = all of them
+    days: str = "test"  # the days to evaluate on: test (reported results) or validation (model selection)
+    max_days: int | None = None  # evaluate only the first max_days of those days; None = all of them
     seed: int = 0  # seeds the zero-intelligence traders
     plot_day: int | None = None  # day index of the dispatch plots; None = the evaluated day with the most PV
     tensorboard: bool = True  # also write the KPIs as TensorBoard scalars
@@ -39,6 +40,9 @@ class EvaluateConfig:
             raise ConfigError(f"methods={self.methods} lists a benchmark twice")
         if not self.methods and not self.checkpoints:
             raise ConfigError("methods and checkpoints are both empty: nothing to evaluate")
+        if self.days not in ("test", "validation"):
+            raise ConfigError(f"days={self.days!r} is not allowed; choose test (reported results) or validation "
+                              "(model selection)")
         if self.max_days is not None and self.max_days < 1:
             raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
         if self.plot_day is not None and self.plot_day < 0:

@@ -11,7 +11,11 @@ value per day, shape (B,). Notation for day b: sums run over its steps t and hou
 KPIs (name: formula [unit]):
 
 - ``community_cost``: sum cost [money/day]: energy bills, P2P payments net of receipts (these cancel within the
-  community), battery degradation and network penalties, exactly the negative of the summed rewards.
+  community), battery degradation, network penalties and the end-of-day settlement of stored energy, exactly
+  the negative of the summed rewards.
+- ``end_settlement`` = sum end_settlement [money/day]: what the batteries paid (> 0) for ending the day below
+  their start energy, or were credited (< 0) for ending above it (see ``p2p_marl.sim.community``).
+- ``pv_curtailed_kwh`` = sum pv_curtailed_kwh [kWh/day]: PV spilled at the inverters.
 - ``grid_import_kwh`` = E_imp, ``grid_export_kwh`` = E_exp [kWh/day]: energy billed by / sold to the grid.
 - ``self_sufficiency`` = 1 - min(E_imp / E_load, 1) [-]: the share of the community's load not supplied by
   grid import. Energy imported into batteries counts as grid supply whenever it is used; imports beyond the
@@ -39,6 +43,8 @@ KPIs (name: formula [unit]):
   transformer) carries more than its rating.
 - ``line_overload_kvah`` = sum_t overload_kva_t * dt_h [kVAh]: the overload of all lines and the transformer,
   summed over elements and integrated over the day.
+- ``violation_day`` [-]: 1 on a day with any voltage-band violation or overload, else 0 (its mean over days is
+  the share of days on which the feeder's limits were broken).
 
 With the grid-only reference (each household's bill on the same day under the grid-only benchmark,
 ``grid_only_bills`` (B, N), see :func:`agent_bills`):
@@ -147,7 +153,8 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
     # grid-only benchmark's saving is exactly 0 and not a rounding residue.
     community_cost = bills.sum(axis=1)
     total = {key: np.asarray(infos[key]).sum(axis=(1, 2)) for key in
-             ("load_kwh", "pv_kwh", "grid_import_kwh", "grid_export_kwh", "p2p_buy_kwh", "penalty")}
+             ("load_kwh", "pv_kwh", "pv_curtailed_kwh", "grid_import_kwh", "grid_export_kwh", "p2p_buy_kwh",
+              "penalty", "end_settlement")}
     # Community-wide quantities are repeated over households; read them from the first.
     step_p2p_kwh = np.asarray(infos["p2p_buy_kwh"]).sum(axis=2)
     clearing_price = np.asarray(infos["clearing_price"])[:, :, 0]
@@ -161,6 +168,8 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
 
     kpis = {
         "community_cost": community_cost,
+        "end_settlement": total["end_settlement"],
+        "pv_curtailed_kwh": total["pv_curtailed_kwh"],
         "grid_import_kwh": total["grid_import_kwh"],
         "grid_export_kwh": total["grid_export_kwh"],
         "self_sufficiency": 1.0 - np.minimum(_ratio(total["grid_import_kwh"], total["load_kwh"]), 1.0),
@@ -175,6 +184,7 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
         "voltage_violation_pu": voltage_excess_pu.sum(axis=1),
         "line_overload_steps": (overload_kva > 0).sum(axis=1).astype(np.float64),
         "line_overload_kvah": overload_kva.sum(axis=1) * dt_h,
+        "violation_day": ((voltage_excess_pu > 0) | (overload_kva > 0)).any(axis=1).astype(np.float64),
     }
     if grid_only_bills is not None:
         grid_only_bills = np.asarray(grid_only_bills, dtype=np.float64)

@@ -8,6 +8,10 @@ Power is measured at the household's meter (kW). Over one step of ``dt_h`` hours
 A setpoint that would leave [soc_min, soc_max] * capacity, or exceed the power limit, is clipped to the
 nearest feasible value, so a battery never creates or destroys energy beyond its losses.
 A household without a battery has ``capacity_kwh = 0`` and ``max_kw = 0``.
+
+At the end of an episode the change of stored energy is settled (``end_settlement``): a shortfall below the
+start is bought back at ``refill_price / charge_efficiency`` per stored kWh (the meter energy that refilling
+takes), a surplus sold at ``surplus_price * discharge_efficiency`` (the meter energy that emptying it gives).
 """
 
 from __future__ import annotations
@@ -56,3 +60,12 @@ def next_energy(energy_kwh: np.ndarray, charge_kw: np.ndarray, discharge_kw: np.
     """Stored energy after one step; clipped to the SoC band only to absorb floating-point round-off."""
     energy = energy_kwh + (battery.charge_efficiency * charge_kw - discharge_kw / battery.discharge_efficiency) * dt_h
     return np.minimum(np.maximum(energy, battery.min_energy_kwh), battery.max_energy_kwh)
+
+
+def end_settlement(start_kwh: np.ndarray, end_kwh: np.ndarray, battery: BatteryParams, refill_price_per_kwh: float,
+                   surplus_price_per_kwh: float) -> np.ndarray:
+    """Money each battery owes (> 0) or is owed (< 0) for ending the episode below or above its start energy."""
+    shortfall_kwh = np.maximum(start_kwh - end_kwh, 0.0)
+    surplus_kwh = np.maximum(end_kwh - start_kwh, 0.0)
+    return (refill_price_per_kwh / battery.charge_efficiency * shortfall_kwh
+            - surplus_price_per_kwh * battery.discharge_efficiency * surplus_kwh)

@@ -5,8 +5,10 @@ This is the only place where the physics and the market are put together; every 
 
 One step of ``dt_h`` hours, for every household i of every community b:
 
-1. The battery setpoint ``action[..., 0] * battery_kw`` is clipped to power and SoC limits.
-2. Net energy at the meter: ``net_kwh = (load_kw - pv_kw + charge_kw - discharge_kw) * dt_h``
+1. The battery setpoint ``action[..., 0] * battery_kw`` is clipped to power and SoC limits. The PV inverter
+   spills ``curtailed_kw = action[..., 2] * pv_kw`` (a share of the available PV; 0 uses it all), so that a
+   household can keep its export off a full feeder.
+2. Net energy at the meter: ``net_kwh = (load_kw - pv_kw + curtailed_kw + charge_kw - discharge_kw) * dt_h``
    (> 0 buys, < 0 sells). The limit price is ``feed_in + action[..., 1] * (retail - feed_in)``.
 3. The double auction clears the net positions; what does not clear settles with the grid:
    ``grid_import_kwh = max(net_kwh, 0) - p2p_buy_kwh`` at the retail price and
@@ -24,6 +26,17 @@ One step of ``dt_h`` hours, for every household i of every community b:
 
        cost = grid_import_kwh * retail - grid_export_kwh * feed_in + p2p_payment - p2p_revenue
               + degradation_cost_per_kwh * (charge_kw + discharge_kw) * dt_h + penalty
+              + end_settlement (last step of the episode only)
+
+   Stored energy is not free: at the end of the episode each battery settles the change of its stored energy
+   against the episode's start (``settle_end_energy``). A shortfall is bought back, a surplus sold:
+
+       end_settlement = end_refill_price_per_kwh / charge_efficiency * max(start_kwh - end_kwh, 0)
+                        - end_surplus_price_per_kwh * discharge_efficiency * max(end_kwh - start_kwh, 0)
+
+   with the day's highest retail price and the feed-in tariff by default. A stored kWh displaces at most
+   ``retail_peak * discharge_efficiency`` of imports, less than refilling it costs, so draining the start
+   energy never pays; and a kWh left over is worth what exporting it would earn, no more.
 
    reward = -((1 - w) * cost + w * mean(cost over the community)), w = ``cooperative_weight``; the sum of the
    rewards is the negative community cost whatever w is.
@@ -40,10 +53,10 @@ import numpy as np
 
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
-from p2p_marl.sim.battery import BatteryParams, feasible_power, next_energy
+from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
 from p2p_marl.sim.feeder import Feeder, power_flow_arrays, radial_feeder
 from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
-from p2p_marl.sim.tariffs import time_of_use_prices
+from p2p_marl.sim.tariffs import end_settlement_prices, time_of_use_prices
 
 # Local observation of one agent, all in [low, high] below.
 OBS_FEATURES = (
@@ -61,20 +74,27 @@ OBS_FEATURES = (
     "next_load",  # next step's load (a perfect one-step forecast) / power_scale_kw
     "next_pv",
     "community_net",  # last step's mean net power / (2 * power_scale_kw), clipped to [-1, 1]
+    "soc_start",  # SoC at the episode's start: the level the end-of-day settlement is measured against
 )
-OBS_LOW = np.array([-1, -1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 0, 0, -1], dtype=np.float64)
+OBS_LOW = np.array([-1, -1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 0, 0, -1, 0], dtype=np.float64)
 OBS_HIGH = np.ones(len(OBS_FEATURES), dtype=np.float64)
 # Global state = shared features once + per-agent features for every agent.
 STATE_SHARED = tuple(OBS_FEATURES.index(f) for f in
                      ("time_sin", "time_cos", "retail_price", "feed_in_price", "next_retail_price",
                       "last_clearing_price", "community_net"))
 STATE_PER_AGENT = tuple(OBS_FEATURES.index(f) for f in
-                        ("load", "pv", "soc", "has_battery", "voltage_deviation", "next_load", "next_pv"))
+                        ("load", "pv", "soc", "has_battery", "voltage_deviation", "next_load", "next_pv",
+                         "soc_start"))
+# Per agent: battery setpoint share in [-1, 1], limit price share in [0, 1], PV curtailment share in [0, 1].
+ACTION_LOW = np.array([-1.0, 0.0, 0.0])
+ACTION_HIGH = np.array([1.0, 1.0, 1.0])
+ACTION_DIM = len(ACTION_LOW)
 
 INFO_KEYS = (
-    "load_kwh", "pv_kwh", "battery_charge_kwh", "battery_discharge_kwh", "soc", "bid_price",
+    "load_kwh", "pv_kwh", "pv_curtailed_kwh", "battery_charge_kwh", "battery_discharge_kwh", "soc", "bid_price",
     "p2p_buy_kwh", "p2p_sell_kwh", "p2p_payment", "p2p_revenue", "grid_import_kwh", "grid_export_kwh",
-    "clearing_price", "retail_price", "feed_in_price", "degradation_cost", "penalty", "cost", "voltage_pu",
+    "clearing_price", "retail_price", "feed_in_price", "degradation_cost", "penalty", "end_settlement", "cost",
+    "voltage_pu",
     "feeder_undervoltage_pu", "feeder_overvoltage_pu", "feeder_overload_kva",
 )
 FEEDER_KPI_KEYS = INFO_KEYS[-3:]  # the per-community feeder KPIs, in the order _network_penalty returns them
@@ -116,8 +136,9 @@ class CommunityCore:
                               f"needs {cfg.steps_per_day}")
         if cfg.day is not None and cfg.day >= self.profiles.n_days:
             raise ConfigError(f"day={cfg.day} is out of range; allowed [0, {self.profiles.n_days - 1}]")
-        self.train_days, self.test_days = split_days(self.profiles.n_days, cfg.test_share, cfg.community_seed)
-        self.split_days = {"train": self.train_days, "test": self.test_days,
+        self.train_days, self.validation_days, self.test_days = split_days(
+            self.profiles.n_days, cfg.test_share, cfg.community_seed, cfg.validation_share)
+        self.split_days = {"train": self.train_days, "validation": self.validation_days, "test": self.test_days,
                            "all": np.arange(self.profiles.n_days)}
 
         self.has_battery = self.profiles.has_pv.astype(bool)
@@ -128,6 +149,8 @@ class CommunityCore:
             soc_min=cfg.soc_min, soc_max=cfg.soc_max)
         self.feeder = build_feeder(cfg)
         self.retail_per_kwh, self.feed_in_per_kwh = time_of_use_prices(cfg)
+        self.end_refill_price_per_kwh, self.end_surplus_price_per_kwh = end_settlement_prices(
+            cfg, self.retail_per_kwh, self.feed_in_per_kwh)
         self.q_per_p = math.tan(math.acos(cfg.load_power_factor))
         self.power_scale_kw = float(max(self.profiles.load_kw.max(), self.profiles.pv_kw.max(), 1e-6))
         self.price_scale_per_kwh = float(max(self.retail_per_kwh.max(), 1e-9))
@@ -154,27 +177,38 @@ class CommunityCore:
         self.t = 0
         self.days = np.zeros(batch_size, dtype=np.int64)
         self.energy_kwh = np.zeros((batch_size, self.n_agents))
+        self.start_energy_kwh = np.zeros((batch_size, self.n_agents))
+        self._start_soc = np.zeros((batch_size, self.n_agents))
         self.last_clearing_price = np.zeros(batch_size)
         self.last_voltage_pu = np.ones((batch_size, self.n_agents))
         self.last_net_kw = np.zeros(batch_size)
 
     # ------------------------------------------------------------------ episode control
     def reset(self, seed: int | None = None, days: np.ndarray | None = None) -> np.ndarray:
-        """Start new episodes; ``days`` (B,) picks the day of each community, else they are drawn from the split."""
+        """Start new episodes; ``days`` (B,) picks the day of each community, else they are drawn from the split.
+
+        Batteries start at ``soc_initial``, except on days drawn from the training split, where each battery's
+        start is drawn uniformly from [train_soc_initial_min, train_soc_initial_max].
+        """
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+        cfg, shape = self.config, (self.batch_size, self.n_agents)
+        start_soc = np.full(shape, cfg.soc_initial)
         if days is not None:
             days = np.broadcast_to(np.asarray(days, dtype=np.int64), (self.batch_size,)).copy()
             if days.min() < 0 or days.max() >= self.profiles.n_days:
                 raise ValueError(f"days must lie in [0, {self.profiles.n_days - 1}], got {days.tolist()}")
-        elif self.config.day is not None:
-            days = np.full(self.batch_size, self.config.day, dtype=np.int64)
+        elif cfg.day is not None:
+            days = np.full(self.batch_size, cfg.day, dtype=np.int64)
         else:
-            days = self._rng.choice(self.split_days[self.config.split], size=self.batch_size)
+            days = self._rng.choice(self.split_days[cfg.split], size=self.batch_size)
+            if cfg.split == "train":
+                start_soc = self._rng.uniform(cfg.train_soc_initial_min, cfg.train_soc_initial_max, size=shape)
         self.days = days
         self.t = 0
-        self.energy_kwh = np.broadcast_to(self.config.soc_initial * self.battery.capacity_kwh,
-                                          (self.batch_size, self.n_agents)).copy()
+        self.start_energy_kwh = start_soc * self.battery.capacity_kwh
+        self.energy_kwh = self.start_energy_kwh.copy()
+        self._start_soc = np.where(self._has_capacity, start_soc, 0.0)
         retail0 = self.retail_per_kwh[0]
         self.last_clearing_price = np.full(self.batch_size, 0.5 * (retail0 + self.feed_in_per_kwh[0]))
         self.last_voltage_pu = np.full((self.batch_size, self.n_agents), self.config.v_slack_pu)
@@ -189,15 +223,16 @@ class CommunityCore:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, dict[str, np.ndarray]]:
         """Advance every community one step.
 
-        ``actions`` (B, N, 2): battery setpoint share in [-1, 1] and price share in [0, 1]; values outside are
-        clipped to those ranges, NaN or infinite values raise ``ValueError``.
+        ``actions`` (B, N, 3): battery setpoint share in [-1, 1], price share in [0, 1] and PV curtailment share
+        in [0, 1]; values outside are clipped to those ranges, NaN or infinite values raise ``ValueError``.
         Returns (observations (B, N, obs_dim), rewards (B, N), done, infos of (B, N) arrays).
         """
         if self.done:
             raise RuntimeError("the episode is over; call reset() before step()")
         actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (self.batch_size, self.n_agents, 2):
-            raise ValueError(f"actions must have shape {(self.batch_size, self.n_agents, 2)}, got {actions.shape}")
+        if actions.shape != (self.batch_size, self.n_agents, ACTION_DIM):
+            raise ValueError(f"actions must have shape {(self.batch_size, self.n_agents, ACTION_DIM)} (setpoint, "
+                             f"price and curtailment share per agent), got {actions.shape}")
         if not np.isfinite(actions).all():
             bad = np.argwhere(~np.isfinite(actions))[0]
             raise ValueError(f"action of agent {bad[1]} (community {bad[0]}) is not finite: "
@@ -206,11 +241,13 @@ class CommunityCore:
         batch_size, n_agents = self.batch_size, self.n_agents
         setpoint_share = _clip(actions[..., 0], -1.0, 1.0)
         price_share = _clip(actions[..., 1], 0.0, 1.0)
+        curtail_share = _clip(actions[..., 2], 0.0, 1.0)
 
         profiles_kw = self._profiles_kw[self.days, t]
         load_kw, pv_kw = profiles_kw[:, 0], profiles_kw[:, 1]
         charge_kw, discharge_kw = feasible_power(setpoint_share * battery.max_kw, self.energy_kwh, battery, dt_h)
-        net_kw = load_kw - pv_kw + charge_kw - discharge_kw
+        curtailed_kw = curtail_share * pv_kw
+        net_kw = load_kw - pv_kw + curtailed_kw + charge_kw - discharge_kw
         # Stacked sides (2, B, N), see p2p_marl.sim.auction: [BUY] what a household imports, [SELL] exports.
         side_kw = np.maximum(SIDE_SIGN * net_kw, 0.0)
         side_kwh = side_kw * dt_h
@@ -227,19 +264,24 @@ class CommunityCore:
                                                      total_p_kw, transformer_kva)
 
         degradation = cfg.degradation_cost_per_kwh * (charge_kw + discharge_kw) * dt_h
+        self.energy_kwh = next_energy(self.energy_kwh, charge_kw, discharge_kw, battery, dt_h)
+        self.t += 1
+        if self.done and cfg.settle_end_energy:
+            settlement = end_settlement(self.start_energy_kwh, self.energy_kwh, battery,
+                                        self.end_refill_price_per_kwh, self.end_surplus_price_per_kwh)
+        else:
+            settlement = np.zeros_like(degradation)
         cost = (grid_kwh[BUY] * retail - grid_kwh[SELL] * feed_in
-                + p2p_payment - p2p_revenue + degradation + penalty)
+                + p2p_payment - p2p_revenue + degradation + penalty + settlement)
         w = cfg.cooperative_weight
         if w == 0.0:
             reward = -cost  # own bill only (the default): no community mean to mix in
         else:
             reward = -((1.0 - w) * cost + w * (cost.sum(axis=1, keepdims=True) / n_agents))
 
-        self.energy_kwh = next_energy(self.energy_kwh, charge_kw, discharge_kw, battery, dt_h)
         self.last_clearing_price = clearing_price
         self.last_voltage_pu = household_voltage_pu
         self.last_net_kw = total_p_kw / n_agents  # the community's mean net power
-        self.t += 1
         soc = self.soc()
 
         # Per-community values, repeated for each agent: (clearing price, retail, feed-in, 3 feeder KPIs).
@@ -251,6 +293,7 @@ class CommunityCore:
         infos = {
             "load_kwh": load_kw * dt_h,
             "pv_kwh": pv_kw * dt_h,
+            "pv_curtailed_kwh": curtailed_kw * dt_h,
             "battery_charge_kwh": charge_kw * dt_h,
             "battery_discharge_kwh": discharge_kw * dt_h,
             "soc": soc,
@@ -266,6 +309,7 @@ class CommunityCore:
             "feed_in_price": community_values[2],
             "degradation_cost": degradation,
             "penalty": penalty,
+            "end_settlement": settlement,
             "cost": cost,
             "voltage_pu": household_voltage_pu,
             **dict(zip(FEEDER_KPI_KEYS, community_values[3:])),
@@ -323,6 +367,7 @@ class CommunityCore:
         obs[..., 10] = _clip((self.last_voltage_pu - 1.0) / 0.1, -1.0, 1.0)
         obs[..., 11], obs[..., 12] = profile_next[:, 0], profile_next[:, 1]
         obs[..., 13] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
+        obs[..., 14] = self._start_soc
         return obs
 
     def _observation_template(self) -> np.ndarray:

@@ -50,7 +50,7 @@ order; other columns are ignored. One row per household and step::
 * Every day present must be complete: a row for every household at every step. Days need not be
   consecutive; they are sorted by date. Rows may come in any order; blank lines are skipped.
 
-A file must hold at least ``MIN_DAYS`` days (the train/test split needs a day on each side). Errors raise
+A file must hold at least ``MIN_DAYS`` days (the train/validation/test split needs a day in each). Errors raise
 ``CsvError`` (a ``ValueError``) naming the file and, where they concern a row, its 1-based line and the column.
 """
 
@@ -101,7 +101,7 @@ EVENT_ENERGY_SHAPE = 2.0  # gamma shape of one event's energy (lighter tail than
 EVENT_RATE_PER_H = EVENT_SHARE / EVENT_ENERGY  # events per hour per unit of activity
 
 CSV_COLUMNS = ("timestamp", "household", "load_kw", "pv_kw")
-MIN_DAYS = 2  # days a profile set needs for the train/test split (at least one day in each)
+MIN_DAYS = 3  # days a profile set needs for the train/validation/test split (at least one day in each)
 
 
 class CsvError(ValueError):
@@ -166,7 +166,7 @@ class ProfileSet:
         return self.load_kw.shape[2]
 
     def select_days(self, day_idx: np.ndarray) -> ProfileSet:
-        """The profiles of the given day indices (e.g. the train or test days of ``split_days``)."""
+        """The profiles of the given day indices (e.g. the train, validation or test days of ``split_days``)."""
         day_idx = np.asarray(day_idx, dtype=np.int64)
         return ProfileSet(self.load_kw[day_idx], self.pv_kw[day_idx], self.has_pv, self.day_of_year[day_idx],
                           self.dt_h, self.household_ids)
@@ -385,7 +385,7 @@ def load_csv_profiles(path: str | os.PathLike, dt_h: float) -> ProfileSet:
     _check_complete(flat, day, line_of, shape, day_ordinals, ids, dt_h, file)
     if len(day_ordinals) < MIN_DAYS:
         raise CsvError(f"{file}: holds {len(day_ordinals)} day(s); at least {MIN_DAYS} are needed (days are split "
-                       "into training and test days)")
+                       "into training, validation and test days)")
 
     load = np.empty(np.prod(shape))
     pv = np.empty(np.prod(shape))
@@ -484,20 +484,27 @@ def _check_complete(flat: np.ndarray, day: np.ndarray, line_of: np.ndarray, shap
 # Train/test split and validation helpers
 # ---------------------------------------------------------------------------------------------------------
 
-def split_days(n_days: int, test_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train_idx, test_idx): sorted, disjoint, covering range(n_days), both non-empty.
+def split_days(n_days: int, test_share: float, seed: int, validation_share: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train_idx, validation_idx, test_idx): sorted, disjoint, covering range(n_days), all non-empty.
 
-    The test days are a seeded random sample of round(test_share * n_days) days, at least 1 and at most
-    n_days - 1.
+    Test days (reported results) are a seeded random sample of round(test_share * n_days) days; validation days
+    (model selection, tuning) are then drawn from the rest, round(validation_share * n_days) of them; each set
+    holds at least 1 day and leaves at least 1 training day. The test sample is drawn first from the same
+    generator, so adding the validation split left the test days as they were.
     """
     _check_int("n_days", n_days, MIN_DAYS)
-    if not 0.0 < test_share < 1.0:
-        raise ValueError(f"test_share must lie in (0, 1), got {test_share}")
-    n_test = min(max(math.floor(test_share * n_days + 0.5), 1), n_days - 1)
+    for name, share in (("test_share", test_share), ("validation_share", validation_share)):
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"{name} must lie in (0, 1), got {share}")
     rng = np.random.default_rng(seed)
+    n_test = min(max(math.floor(test_share * n_days + 0.5), 1), n_days - 2)
     test_idx = np.sort(rng.choice(n_days, size=n_test, replace=False)).astype(np.int64)
-    train_idx = np.setdiff1d(np.arange(n_days, dtype=np.int64), test_idx)
-    return train_idx, test_idx
+    rest = np.setdiff1d(np.arange(n_days, dtype=np.int64), test_idx)
+    n_validation = min(max(math.floor(validation_share * n_days + 0.5), 1), rest.size - 1)
+    validation_idx = np.sort(rng.choice(rest, size=n_validation, replace=False)).astype(np.int64)
+    train_idx = np.setdiff1d(rest, validation_idx)
+    return train_idx, validation_idx, test_idx
 
 
 def _steps_per_day(dt_h: float) -> int:

@@ -19,3 +19,16 @@ def time_of_use_prices(cfg: EnvConfig) -> tuple[np.ndarray, np.ndarray]:
     retail = np.where(offpeak, cfg.retail_offpeak_per_kwh,
                       np.where(peak, cfg.retail_peak_per_kwh, cfg.retail_shoulder_per_kwh))
     return retail.astype(np.float64), np.full(cfg.steps_per_day, cfg.feed_in_per_kwh, dtype=np.float64)
+
+
+def end_settlement_prices(cfg: EnvConfig, retail_per_kwh: np.ndarray, feed_in_per_kwh: np.ndarray
+                          ) -> tuple[float, float]:
+    """(refill, surplus) prices per kWh at the meter of the end-of-episode settlement of stored energy.
+
+    Defaults: the day's highest retail price to refill a shortfall (so no schedule gains by ending below its
+    start energy) and the lowest feed-in tariff for a surplus (so energy left over is worth no more than
+    exporting it)."""
+    refill = cfg.end_refill_price_per_kwh
+    surplus = cfg.end_surplus_price_per_kwh
+    return (float(retail_per_kwh.max()) if refill is None else float(refill),
+            float(feed_in_per_kwh.min()) if surplus is None else float(surplus))

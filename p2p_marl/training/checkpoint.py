@@ -38,8 +38,7 @@ from typing import Any
 from p2p_marl.algos import build_learner
 from p2p_marl.algos.base import Learner
 from p2p_marl.config import EnvConfig
-from p2p_marl.envs.parallel import ACTION_LOW
-from p2p_marl.sim.community import OBS_FEATURES
+from p2p_marl.sim.community import ACTION_DIM, OBS_FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def environment_spec(env_config: EnvConfig) -> dict[str, Any]:
     features in order and the size of an action. Checkpoints store it; a policy is refused on an environment
     whose spec differs."""
     return {"n_agents": env_config.n_agents, "dt_h": env_config.dt_h, "obs_features": list(OBS_FEATURES),
-            "action_dim": int(ACTION_LOW.size)}
+            "action_dim": ACTION_DIM}
 
 
 @dataclass

@@ -36,8 +36,8 @@ class TrainConfig:
     algo: Any = MISSING  # the hyperparameters of the learner named by algo.name (configs/algo/<name>.yaml)
     seed: int = 0  # seeds the learner (networks, exploration, the days it trains on)
     total_env_steps: int = 600_000  # training budget in community-steps (batch size x core steps)
-    eval_interval: int = 75_000  # community-steps between evaluations on the test days
-    eval_days: int | None = None  # evaluate on the first eval_days test days; None = all of them
+    eval_interval: int = 75_000  # community-steps between evaluations on the validation days
+    eval_days: int | None = None  # evaluate on the first eval_days validation days; None = all of them
     checkpoint_interval: int = 150_000  # community-steps between checkpoints (plus one at the end)
     keep_checkpoints: int = 2  # newest checkpoint files kept in the run directory
     resume: str | None = None  # a run directory to continue from its latest checkpoint

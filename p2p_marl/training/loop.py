@@ -1,4 +1,4 @@
-"""The training loop: learner iterations, TensorBoard logging, evaluation on test days, checkpoints, resume.
+"""The training loop: learner iterations, TensorBoard logging, evaluation on validation days, checkpoints, resume.
 
 A run calls ``learner.iterate()`` until ``learner.env_steps`` reaches ``total_env_steps`` (it ends with the
 iteration that reaches it, so it may run past it by less than one iteration). It writes into its run directory:
@@ -7,7 +7,8 @@ iteration that reaches it, so it may run past it by less than one iteration). It
   ``episode_return``, the mean over households of the day's summed reward, ``community_cost``, the losses and
   ``exploration`` where there is one) and ``perf/steps_per_second`` (community-steps per second of the
   iteration), at step = ``learner.env_steps``. Whenever ``env_steps`` passes a multiple of ``eval_interval``,
-  and at the end, the greedy policy plays the test days and every KPI of ``p2p_marl.evaluation.kpis`` is logged
+  and at the end, the greedy policy plays the validation days (never the test days, which are kept for reported
+  results: ``python evaluate.py``) and every KPI of ``p2p_marl.evaluation.kpis`` is logged
   as ``eval/<kpi>`` (mean over the days where it is defined; left out where no day defines it),
   ``eval/share_of_optimal_saving`` first. The hyperparameters go in once as TensorBoard hparams (in the same
   directory; the HParams dashboard takes its metrics from the eval and train curves).
@@ -57,12 +58,12 @@ HEADLINE_KPI = "share_of_optimal_saving"
 
 
 class HeldOutDaysEvaluator:
-    """The greedy policy on the environment's test days against the references of those days, which are
+    """The greedy policy on the environment's validation days against the references of those days, which are
     computed once (the grid-only rollout and one optimal LP per day)."""
 
     def __init__(self, env_config: EnvConfig, eval_days: int | None):
         self.env_config = env_config
-        self.days = CommunityCore(env_config).test_days[:eval_days]
+        self.days = CommunityCore(env_config).validation_days[:eval_days]
         self.references = reference_costs(env_config, self.days)
 
     def __call__(self, policy: Policy) -> dict[str, float]:
@@ -181,8 +182,8 @@ class Trainer:
         for kpi, value in self.last_eval.items():
             writer.add_scalar(f"eval/{kpi}", value, step)
         writer.flush()
-        log.info("%d community-steps: share of the optimal saving %.3f, community cost %.3f per day (%d test days)",
-                 step, self.last_eval.get(HEADLINE_KPI, float("nan")), self.last_eval["community_cost"],
+        log.info("%d community-steps: share of the optimal saving %.3f, community cost %.3f per day (%d validation "
+                 "days)", step, self.last_eval.get(HEADLINE_KPI, float("nan")), self.last_eval["community_cost"],
                  len(self.evaluator.days))
 
     def _checkpoint(self, step: int, finished: bool) -> None:

@@ -3,7 +3,7 @@
 Both learn one action-value function Q(local observation, discrete action) shared by every household of the
 community (parameter sharing) on the batched core:
 
-- Actions: index ``a`` of ``p2p_marl.envs.discrete_action_table(n_battery_levels, n_price_levels)`` (battery
+- Actions: index ``a`` of ``p2p_marl.envs.discrete_action_table(n_battery_levels, n_price_levels, n_curtail_levels)`` (battery
   setpoint share x price share), the same table the ``DiscreteActionWrapper`` uses.
 - One ``iterate()`` plays one whole day on each of the ``num_envs`` communities (days drawn by the core from
   the training split) and calls the learner's ``learn`` after every step with the transitions of all B x N
@@ -77,7 +77,8 @@ class ValueBasedLearner(Learner):
     def __init__(self, env_config: EnvConfig, config: Any, seed: int):
         super().__init__(env_config, config, seed)
         self.core = CommunityCore(env_config, batch_size=config.num_envs)
-        self.action_table = discrete_action_table(env_config.n_battery_levels, env_config.n_price_levels)
+        self.action_table = discrete_action_table(env_config.n_battery_levels, env_config.n_price_levels,
+                                                  env_config.n_curtail_levels)
         core_seed, exploration_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
         self.core.reset(seed=core_seed)
         self.rng = np.random.default_rng(exploration_seed)
