@@ -29,6 +29,15 @@ def claim_new_dir(path: str) -> str:
     raise FileExistsError(f"{path} and {MAX_SAME_NAME - 1} numbered variants of it exist already")
 
 
+def register_resolver() -> None:
+    """``${p2p_new_dir:<path>}`` for Hydra configs: ``claim_new_dir(path)``, cached, so that every later
+    resolution of the same config gives the one directory created."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("p2p_new_dir"):
+        OmegaConf.register_new_resolver("p2p_new_dir", claim_new_dir, use_cache=True)
+
+
 def remove_if_only_launch_records(run_dir: Path, records: set[str]) -> bool:
     """Delete ``run_dir`` if it holds nothing but ``records`` (entry names, e.g. Hydra's ``.hydra`` and the job's
     log): what a launch that stopped before doing any work leaves behind. Returns whether it was deleted."""

@@ -248,6 +248,15 @@ def test_multirun_sweeps_algos(train_main, monkeypatch, tmp_path):
         assert list_checkpoints(tmp_path / name)
 
 
+def test_sweeps_started_in_the_same_second_get_directories_of_their_own(train_main, monkeypatch, tmp_path):
+    same_name = f"hydra.sweep.dir='${{p2p_new_dir:{tmp_path / 'sweep'}}}'"
+    for _ in range(2):
+        run_train(train_main, monkeypatch, "-m", "algo=qlearning", *TINY, "total_env_steps=32", same_name)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sweep", "sweep_2"]
+    for sweep in ("sweep", "sweep_2"):
+        assert list_checkpoints(tmp_path / sweep / "community_10_qlearning_seed0_0")
+
+
 @pytest.mark.parametrize("launcher, started", [
     (["hydra/launcher=local", "hydra.launcher.n_jobs=2"], "Joblib.Parallel(n_jobs=2"),
     (["hydra/launcher=ray", "hydra.launcher.num_cpus=2"], "Ray launcher: 2 jobs, 1 CPU each, on 2 CPUs"),
@@ -257,14 +266,16 @@ def test_launcher_presets_run_a_two_job_sweep_in_parallel(launcher, started, tmp
     in separate processes, each job writing its own run directory."""
     if "hydra/launcher=ray" in launcher:
         pytest.importorskip("ray")
+    # The default's resolver of hydra.sweep.dir with a fixed name: every job finds the one directory it created.
     result = run_train_process("-m", *launcher, "algo=qlearning", "seed=0,1", *TINY, "total_env_steps=64",
-                               f"hydra.sweep.dir={tmp_path}")
+                               f"hydra.sweep.dir='${{p2p_new_dir:{tmp_path / 'sweep'}}}'")
     assert result.returncode == 0, result.stderr[-2000:]
     assert started in result.stdout + result.stderr
-    runs = sorted(path.name for path in tmp_path.iterdir() if path.is_dir())
+    assert [path.name for path in tmp_path.iterdir()] == ["sweep"]
+    runs = sorted(path.name for path in (tmp_path / "sweep").iterdir() if path.is_dir())
     assert runs == ["community_10_qlearning_seed0_0", "community_10_qlearning_seed1_1"]
     for name in runs:
-        assert list_checkpoints(tmp_path / name)
+        assert list_checkpoints(tmp_path / "sweep" / name)
 
 
 def test_ray_sweep_reports_a_job_that_exits_with_an_error(tmp_path):

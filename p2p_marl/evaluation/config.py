@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.compare import BENCHMARKS
-from p2p_marl.run_dirs import claim_new_dir
+from p2p_marl.run_dirs import register_resolver
 
 
 @dataclass
@@ -51,10 +51,7 @@ class EvaluateConfig:
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
-    # hydra.run.dir of configs/evaluate.yaml: a directory no other evaluation has, created when first resolved
-    # (cached: every later resolution gives the same one).
-    if not OmegaConf.has_resolver("p2p_new_dir"):
-        OmegaConf.register_new_resolver("p2p_new_dir", claim_new_dir, use_cache=True)
+    register_resolver()  # p2p_new_dir: hydra.run.dir of configs/evaluate.yaml, a directory of its own
 
 
 def to_evaluate_config(cfg: DictConfig) -> EvaluateConfig:

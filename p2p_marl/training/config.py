@@ -26,7 +26,7 @@ from omegaconf import MISSING, OmegaConf
 
 from p2p_marl.algos import REGISTRY, get_algo, make_hyperparameters
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.run_dirs import claim_new_dir
+from p2p_marl.run_dirs import claim_new_dir, register_resolver
 from p2p_marl.training.validation import check_ranges
 
 
@@ -101,6 +101,7 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     for name in REGISTRY:
         store.store(group="schema/algo", name=name, node=get_algo(name)[1])
+    register_resolver()  # p2p_new_dir: hydra.sweep.dir, a sweep directory of its own
     # Cached: Hydra may resolve hydra.run.dir more than once, and each must give the one directory created.
     for resolver_name, resolver in (("p2p_run_dir", _run_dir), ("p2p_hydra_subdir", _hydra_subdir)):
         if not OmegaConf.has_resolver(resolver_name):
