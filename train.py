@@ -8,8 +8,9 @@
     python train.py resume=runs/community_10/dqn/seed0_2026-11-25_16-00-00 [total_env_steps=...]
     tensorboard --logdir runs
 
-Each run writes one directory, ``runs/<env>/<algo>/seed<seed>_<date>_<time>`` (``..._2``, ``..._3`` for runs
-started in the same second; a sweep: ``runs/multirun/<date>_<time>/<env>_<algo>_seed<seed>_<job>``), holding
+Each run writes one directory, ``runs/<env>/<algo>/seed<seed>_<date>_<time>`` (a sweep:
+``runs/multirun/<date>_<time>/<env>_<algo>_seed<seed>_<job>``; ``<time>_2``, ``<time>_3`` for runs or sweeps
+started in the same second), holding
 TensorBoard event files, Hydra's record of the composed config (``.hydra/``), the log (``train.log``),
 ``checkpoints/`` and, while it trains, ``train.lock`` (``resume=`` refuses a run that is still going). Keys,
 defaults and their meaning: ``configs/config.yaml`` and ``p2p_marl/training/config.py``; what is logged and how
