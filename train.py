@@ -10,11 +10,11 @@
 
 Each run writes one directory, ``runs/<env>/<algo>/seed<seed>_<date>_<time>`` (a sweep:
 ``runs/multirun/<date>_<time>/<env>_<algo>_seed<seed>_<job>``; ``<time>_2``, ``<time>_3`` for runs or sweeps
-started in the same second), holding
-TensorBoard event files, Hydra's record of the composed config (``.hydra/``), the log (``train.log``),
-``checkpoints/`` and, while it trains, ``train.lock`` (``resume=`` refuses a run that is still going). Keys,
-defaults and their meaning: ``configs/config.yaml`` and ``p2p_marl/training/config.py``; what is logged and how
-resume works: ``p2p_marl/training/loop.py``. Bad input stops it with one line on stderr (``p2p_marl/cli.py``).
+started in the same second), holding TensorBoard event files, Hydra's record of the composed config
+(``.hydra/``), the log (``train.log``), ``checkpoints/`` and, while it trains, ``train.lock`` (``resume=``
+refuses a run that is still going). Keys, defaults and their meaning: ``configs/config.yaml`` and
+``p2p_marl/training/config.py``; what is logged and how resume works: ``p2p_marl/training/loop.py``. Bad input
+stops it with one line on stderr (``p2p_marl/cli.py``).
 """
 
 from __future__ import annotations
