@@ -291,6 +291,20 @@ def test_ray_sweep_reports_a_job_that_exits_with_an_error(tmp_path):
     assert "WorkerCrashedError" not in result.stderr
 
 
+def test_checkpoints_written_before_checksums_still_load(train_main, monkeypatch, tmp_path):
+    """Format 1 (a bare torch.save of the payload, no header, no env_spec): read without the checksum, its
+    environment taken from its config."""
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "qlearning", "total_env_steps=32")
+    current = load_checkpoint(list_checkpoints(run_dir)[-1])
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"format": 1, "config": current.config, "learner": current.learner_state,
+                "loop": current.loop_state, "env_steps": current.env_steps, "finished": current.finished}, legacy)
+    assert load_checkpoint(legacy).env_spec == current.env_spec
+    assert load_policy(legacy, EnvConfig(**TINY_ENV)).name == "qlearning"
+    with pytest.raises(CheckpointError, match=r"n_agents=3 \(here 4\)"):
+        load_policy(legacy, EnvConfig(**{**TINY_ENV, "n_agents": 4}))
+
+
 def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
     """Two launches of one command at once (a shell loop starting runs in the background) with the default
     resolver of hydra.run.dir, here given one fixed name: the second takes <name>_2."""

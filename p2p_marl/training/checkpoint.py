@@ -208,7 +208,12 @@ def _read_payload(path: Path) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {path} has format {payload['format']!r}; this version reads "
                                   f"formats {_LEGACY_FORMAT} and {CHECKPOINT_FORMAT}")
         # Written before checkpoints recorded their environment: the one its config describes.
-        return {**payload, "env_spec": environment_spec(EnvConfig(**payload["config"]["env"]))}
+        try:
+            env_config = EnvConfig(**payload["config"]["env"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"checkpoint {path} has an environment config this version does not read: "
+                                  f"{type(error).__name__}: {error}") from None
+        return {**payload, "env_spec": environment_spec(env_config)}
     end = data.find(b"\n", 0, _MAX_HEADER_BYTES)
     header = _HEADER.fullmatch(data[:end + 1]) if end >= 0 else None
     if header is None:
