@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 import p2p_marl
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.sim.battery import BatteryParams, feasible_power, next_energy
-from p2p_marl.sim.community import OBS_HIGH, OBS_LOW, CommunityCore
+from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
+from p2p_marl.sim.community import OBS_FEATURES, OBS_HIGH, OBS_LOW, CommunityCore
 
 CFG = EnvConfig(n_agents=6, n_days=12)
 CORES = {market: CommunityCore(CFG.replace(market=market), batch_size=16)
@@ -43,10 +43,13 @@ def test_episode_invariants(seed, market, data):
     total_cost = 0.0
     while not core.done:
         assert np.all(obs >= OBS_LOW) and np.all(obs <= OBS_HIGH)
-        actions = np.stack([rng.uniform(-1.5, 1.5, (16, 6)), rng.uniform(-0.2, 1.2, (16, 6))], axis=-1)
+        actions = np.stack([rng.uniform(-1.5, 1.5, (16, 6)), rng.uniform(-0.2, 1.2, (16, 6)),
+                            rng.uniform(-0.2, 1.2, (16, 6))], axis=-1)
         energy_before = core.energy_kwh.copy()
-        obs, reward, _, info = core.step(actions)
-        net = info["load_kwh"] - info["pv_kwh"] + info["battery_charge_kwh"] - info["battery_discharge_kwh"]
+        obs, reward, done, info = core.step(actions)
+        assert np.all(info["pv_curtailed_kwh"] >= 0) and np.all(info["pv_curtailed_kwh"] <= info["pv_kwh"] + 1e-12)
+        net = (info["load_kwh"] - info["pv_kwh"] + info["pv_curtailed_kwh"] + info["battery_charge_kwh"]
+               - info["battery_discharge_kwh"])
         # Energy balance at every meter.
         supply = info["p2p_buy_kwh"] - info["p2p_sell_kwh"] + info["grid_import_kwh"] - info["grid_export_kwh"]
         np.testing.assert_allclose(net, supply, atol=1e-9)
@@ -64,9 +67,14 @@ def test_episode_invariants(seed, market, data):
         expected = energy_before + (cfg.charge_efficiency * info["battery_charge_kwh"]
                                     - info["battery_discharge_kwh"] / cfg.discharge_efficiency)
         np.testing.assert_allclose(core.energy_kwh, expected, atol=1e-9)
-        # The bill is made of its documented parts, and rewards are its negative.
+        # The bill is made of its documented parts, and rewards are its negative. Stored energy is settled
+        # against the episode's start at the last step, and only there.
+        settlement = end_settlement(core.start_energy_kwh, core.energy_kwh, core.battery,
+                                    core.end_refill_price_per_kwh, core.end_surplus_price_per_kwh)
+        np.testing.assert_allclose(info["end_settlement"], settlement if done else 0.0, atol=1e-12)
         bill = (info["grid_import_kwh"] * info["retail_price"] - info["grid_export_kwh"] * info["feed_in_price"]
-                + info["p2p_payment"] - info["p2p_revenue"] + info["degradation_cost"] + info["penalty"])
+                + info["p2p_payment"] - info["p2p_revenue"] + info["degradation_cost"] + info["penalty"]
+                + info["end_settlement"])
         np.testing.assert_allclose(info["cost"], bill, atol=1e-12)
         np.testing.assert_allclose(reward, -info["cost"], atol=1e-12)
         total_cost += info["cost"].sum()
@@ -78,7 +86,7 @@ def test_cooperative_weight_mixes_in_the_community_mean_and_keeps_the_total():
     mixed = CommunityCore(CFG.replace(cooperative_weight=0.25), batch_size=4)
     own.reset(seed=5)
     mixed.reset(seed=5)
-    actions = np.random.default_rng(0).uniform(0, 1, (4, 6, 2))
+    actions = np.random.default_rng(0).uniform(0, 1, (4, 6, 3))
     _, r_own, _, info = own.step(actions)
     _, r_mixed, _, _ = mixed.step(actions)
     cost = info["cost"]
@@ -95,7 +103,7 @@ def test_batched_core_and_pettingzoo_env_give_identical_trajectories():
     while env.agents:
         np.testing.assert_array_equal(np.stack([obs_env[a] for a in env.agents]), obs_core[0].astype(np.float32))
         np.testing.assert_array_equal(env.state(), core.state()[0].astype(np.float32))
-        actions = rng.uniform([-1, 0], [1, 1], (6, 2))
+        actions = rng.uniform([-1, 0, 0], [1, 1, 1], (6, 3))
         obs_env, rewards, _, truncations, infos = env.step({f"prosumer_{i}": actions[i] for i in range(6)})
         obs_core, reward_core, done, info_core = core.step(actions[None])
         assert [rewards[f"prosumer_{i}"] for i in range(6)] == reward_core[0].tolist()
@@ -111,6 +119,61 @@ def test_same_seed_same_days_and_numbers():
     assert set(a.days) <= set(a.train_days)
 
 
+@settings(max_examples=200, deadline=None)
+@given(start_soc=st.floats(0.1, 0.95), end_soc=st.floats(0.1, 0.95), eta_c=st.floats(0.5, 1.0),
+       eta_d=st.floats(0.5, 1.0))
+def test_settlement_makes_draining_never_pay_and_values_surplus_as_export(start_soc, end_soc, eta_c, eta_d):
+    """With the default prices, each stored kWh below the start costs more than it can ever earn inside the day
+    (displacing an import at the highest retail price), and each kWh above it earns what exporting it would."""
+    core = CommunityCore(EnvConfig(n_agents=1, prosumer_share=1.0, n_days=5, charge_efficiency=eta_c,
+                                   discharge_efficiency=eta_d))
+    capacity = core.battery.capacity_kwh
+    settlement = end_settlement(start_soc * capacity, end_soc * capacity, core.battery,
+                                core.end_refill_price_per_kwh, core.end_surplus_price_per_kwh)[0]
+    moved_kwh = abs(end_soc - start_soc) * capacity[0]
+    if end_soc < start_soc:
+        assert settlement >= core.retail_per_kwh.max() * eta_d * moved_kwh
+    else:
+        assert settlement == pytest.approx(-core.feed_in_per_kwh.min() * eta_d * moved_kwh)
+
+
+def test_training_days_start_from_a_random_soc_and_chosen_days_from_soc_initial():
+    cfg = CFG.replace(train_soc_initial_min=0.3, train_soc_initial_max=0.7)
+    core = CommunityCore(cfg, batch_size=64)
+    obs = core.reset(seed=3)
+    start = core.start_energy_kwh[:, core.has_battery] / cfg.battery_kwh
+    assert np.all((start >= 0.3) & (start <= 0.7)) and start.std() > 0.05
+    np.testing.assert_allclose(obs[..., OBS_FEATURES.index("soc_start")][:, core.has_battery], start)
+    core.reset(days=np.resize(core.test_days, 64))
+    np.testing.assert_allclose(core.soc()[:, core.has_battery], cfg.soc_initial)
+    for split in ("validation", "test"):
+        chosen = CommunityCore(cfg.replace(split=split), batch_size=8)
+        chosen.reset(seed=3)
+        np.testing.assert_allclose(chosen.soc()[:, chosen.has_battery], cfg.soc_initial)
+
+
+def test_turning_the_settlement_off_leaves_the_start_energy_free():
+    days = np.array([0, 1])
+    costs = {}
+    for settle in (True, False):
+        core = CommunityCore(CFG.replace(settle_end_energy=settle), batch_size=2)
+        core.reset(days=days)
+        total = 0.0
+        while not core.done:  # drain every battery as fast as it allows
+            _, _, _, info = core.step(np.tile([-1.0, 0.5, 0.0], (2, 6, 1)))
+            total += info["cost"].sum()
+        costs[settle] = total
+        assert (info["end_settlement"].sum() > 0) == settle
+    assert costs[True] > costs[False]
+
+
+def test_validation_and_test_days_are_disjoint_from_training_days():
+    core = CommunityCore(EnvConfig())
+    train, validation, test = core.train_days, core.validation_days, core.test_days
+    assert not set(train) & set(validation) and not set(train) & set(test) and not set(validation) & set(test)
+    assert len(validation) == 37 and len(test) == 73
+
+
 def test_test_split_only_samples_test_days():
     core = CommunityCore(CFG.replace(split="test"), batch_size=64)
     core.reset(seed=0)
@@ -123,8 +186,8 @@ def test_out_of_range_actions_are_clipped():
     clipped = CommunityCore(CFG, batch_size=2)
     core.reset(seed=1)
     clipped.reset(seed=1)
-    _, r_wild, _, _ = core.step(np.full((2, 6, 2), [5.0, -3.0]))
-    _, r_edge, _, _ = clipped.step(np.full((2, 6, 2), [1.0, 0.0]))
+    _, r_wild, _, _ = core.step(np.full((2, 6, 3), [5.0, -3.0, 7.0]))
+    _, r_edge, _, _ = clipped.step(np.full((2, 6, 3), [1.0, 0.0, 1.0]))
     np.testing.assert_array_equal(r_wild, r_edge)
 
 
@@ -132,8 +195,8 @@ def test_out_of_range_actions_are_clipped():
 def test_non_finite_action_is_rejected(bad):
     env = p2p_marl.parallel_env(n_agents=3, n_days=5)
     env.reset(seed=0)
-    actions = {a: np.array([0.0, 0.5]) for a in env.agents}
-    actions["prosumer_1"] = np.array([bad, 0.5])
+    actions = {a: np.array([0.0, 0.5, 0.0]) for a in env.agents}
+    actions["prosumer_1"] = np.array([bad, 0.5, 0.0])
     with pytest.raises(ValueError, match="agent 1 .*not finite"):
         env.step(actions)
 

@@ -353,7 +353,7 @@ def test_validation_split_leaves_the_test_days_unchanged():
     test_before_validation = np.sort(rng.choice(365, size=73, replace=False))
     _, validation, test = split_days(365, 0.2, 0, 0.1)
     assert np.array_equal(test, test_before_validation)
-    assert len(validation) == 36
+    assert len(validation) == 37
 
 
 @pytest.mark.parametrize("n_days, test_share, validation_share", [(2, 0.2, 0.1), (10, 0.0, 0.1), (10, 1.0, 0.1),

@@ -1,7 +1,7 @@
 """train.py end to end: real Hydra composition, real TensorBoard files read back, checkpoints, resume, errors.
 
-Every run uses a tiny community (3 households, 8-step days, 4 communities per batch) so that a run of a few
-hundred community-steps takes about a second; ``train.py`` is imported once and its Hydra entry point called
+Every run uses a tiny community (3 households, days of 8 three-hour steps, 4 communities per batch) so that a
+run of a few hundred community-steps takes about a second; ``train.py`` is imported once and its Hydra entry point called
 in-process with a patched command line.
 """
 
@@ -24,12 +24,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from p2p_marl.algos import load_policy
 from p2p_marl.config import EnvConfig
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from p2p_marl.training.run_lock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_ENV = {"n_agents": 3, "max_cycles": 8, "n_days": 20}
+# Whole days (the settlement of stored energy leaves nothing to save in a few night steps): 8 steps of 3 h.
+TINY_ENV = {"n_agents": 3, "dt_h": 3.0, "n_days": 20}
 # 4 communities x 8 steps = 32 community-steps per iteration; 320 steps = 10 iterations.
 TINY = [*(f"env.{key}={value}" for key, value in TINY_ENV.items()), "algo.num_envs=4", "total_env_steps=320",
         "eval_interval=96", "checkpoint_interval=160", "eval_days=2", "progress=false"]
@@ -100,9 +101,8 @@ def test_run_logs_tensorboard_and_checkpoints_that_load_and_act(train_main, monk
         obs = core.reset(days=core.test_days[:2])
         policy.reset(core)
         actions = policy.act(core, obs)
-        assert actions.shape == (2, 3, 2)
-        assert np.all((actions[..., 0] >= -1) & (actions[..., 0] <= 1) & (actions[..., 1] >= 0)
-                      & (actions[..., 1] <= 1))
+        assert actions.shape == (2, 3, ACTION_LOW.size)
+        assert np.all((actions >= ACTION_LOW) & (actions <= ACTION_HIGH))
 
 
 @pytest.mark.parametrize("algo", list(ALGOS))
@@ -184,7 +184,7 @@ def test_a_checkpoint_is_refused_on_an_environment_it_was_not_trained_for(train_
     run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "dqn", "total_env_steps=32")
     checkpoint = list_checkpoints(run_dir)[-1]
     assert load_checkpoint(checkpoint).env_spec["n_agents"] == 3
-    for change, difference in (({"n_agents": 4}, r"n_agents=3 \(here 4\)"), ({"dt_h": 1.0}, r"dt_h=0.5 \(here 1.0\)")):
+    for change, difference in (({"n_agents": 4}, r"n_agents=3 \(here 4\)"), ({"dt_h": 1.0}, r"dt_h=3.0 \(here 1.0\)")):
         with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(checkpoint))} was trained for "
                                                   rf"another environment: {difference}$"):
             load_policy(run_dir, EnvConfig(**{**TINY_ENV, **change}))
