@@ -77,9 +77,11 @@ def test_shared_parts_forecast_and_action_mapping():
     load_kw = core.profiles.load_kw[core.days].mean(axis=2)
     np.testing.assert_allclose(features[:, 1], load_kw.sum(axis=1) / (core.power_scale_kw * core.steps_per_episode))
     while not core.done:
-        core.step(np.zeros((2, TINY.n_agents, 2)))
+        core.step(np.zeros((2, TINY.n_agents, 3)))
     np.testing.assert_array_equal(forecast_features(core), 0.0)
-    np.testing.assert_array_equal(env_action(np.array([[-1.0, -1.0], [0.5, 1.0]])), [[-1.0, 0.0], [0.5, 1.0]])
+    # Price share from [-1, 1] onto [0, 1]; curtailment is the positive part (the box's lower half uses all PV).
+    np.testing.assert_array_equal(env_action(np.array([[-1.0, -1.0, -0.5], [0.5, 1.0, 0.25]])),
+                                  [[-1.0, 0.0, 0.0], [0.5, 1.0, 0.25]])
 
 
 def test_learns_to_beat_grid_only_on_a_known_day():

@@ -21,7 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from p2p_marl.algos import load_policy
 from p2p_marl.config import EnvConfig
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,9 +96,8 @@ def test_run_logs_tensorboard_and_checkpoints_that_load_and_act(train_main, monk
         obs = core.reset(days=core.test_days[:2])
         policy.reset(core)
         actions = policy.act(core, obs)
-        assert actions.shape == (2, 3, 2)
-        assert np.all((actions[..., 0] >= -1) & (actions[..., 0] <= 1) & (actions[..., 1] >= 0)
-                      & (actions[..., 1] <= 1))
+        assert actions.shape == (2, 3, 3)
+        assert np.all((actions >= ACTION_LOW) & (actions <= ACTION_HIGH))
 
 
 @pytest.mark.parametrize("algo", list(ALGOS))
