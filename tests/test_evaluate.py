@@ -114,7 +114,7 @@ def test_table_is_printed(run_dir):
 def seeds_run_dir(tmp_path_factory) -> Path:
     """evaluate.py over a tiny Q-learning sweep, two seeds of each of two learning rates, beside two benchmarks."""
     out = tmp_path_factory.mktemp("evaluate_seeds")
-    env = ["env.n_agents=3", "env.max_cycles=8", "env.n_days=20"]
+    env = ["env.n_agents=3", "env.dt_h=3.0", "env.n_days=20"]  # a whole day in 8 steps: something to save
     trained = subprocess.run([sys.executable, "train.py", "-m", "algo=qlearning", "algo.learning_rate=0.1,0.5",
                               "seed=0,1", *env, "algo.num_envs=4", "total_env_steps=64", "eval_days=1",
                               "progress=false", f"hydra.sweep.dir={out / 'train'}",
@@ -200,7 +200,7 @@ def test_default_config_composes(compose_evaluate):
 
 @pytest.mark.parametrize("override, message", [
     ("env.soc_initial=0.99", r"^env\.soc_initial=0\.99 must lie in \[soc_min, soc_max\]"),
-    ("methods=[grid_only,random]", r"^methods\[1\]='random' is not a benchmark"),
+    ("methods=[grid_only,lottery]", r"^methods\[1\]='lottery' is not a benchmark"),
     ("max_days=0", r"^max_days=0 is out of range"),
 ])
 def test_invalid_settings_name_the_key(compose_evaluate, override, message):

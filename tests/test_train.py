@@ -25,7 +25,7 @@ from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_ENV = {"n_agents": 3, "max_cycles": 8, "n_days": 20}
+TINY_ENV = {"n_agents": 3, "dt_h": 3.0, "n_days": 20}  # a whole day in 8 steps: something to save
 # 4 communities x 8 steps = 32 community-steps per iteration; 320 steps = 10 iterations.
 TINY = [*(f"env.{key}={value}" for key, value in TINY_ENV.items()), "algo.num_envs=4", "total_env_steps=320",
         "eval_interval=96", "checkpoint_interval=160", "eval_days=2", "progress=false"]
