@@ -12,7 +12,8 @@ again). Written to the run directory (``hydra.run.dir``, by default ``runs/evalu
 - ``results.csv``: one row per method and day, every KPI (definitions: ``p2p_marl/evaluation/kpis.py``);
 - ``summary.json``: per method (each checkpoint on its own), each KPI's mean, standard deviation and number of
   days; ``summary_by_method.json``: the checkpoints of one learner and training setting (its seeds) grouped,
-  each KPI's mean and standard deviation over those runs, printed as a second table when a method has several;
+  each KPI's mean and standard deviation over those runs, printed as a second table when a method has several,
+  and as the Markdown table ``summary_by_method.md`` (the README's comparison table);
 - ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``;
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);
 and the summary table is printed (at most 100 columns wide). Bad input (a setting, a checkpoint that is not
@@ -77,6 +78,7 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     report.write_summary_json(output_dir / "summary.json", summary)
     by_method = report.summarize_runs(summary)
     report.write_summary_json(output_dir / "summary_by_method.json", by_method)
+    report.write_markdown_table(output_dir / "summary_by_method.md", by_method)
     if len(by_method) < len(summary):  # some learner came with several checkpoints (seeds)
         console.print(report.runs_table(by_method, title="Per method: mean ± std over seeds (of each run's mean "
                                                          f"over the {config.days} days)"))

@@ -29,7 +29,7 @@ from rich.table import Table  # noqa: E402
 
 import p2p_marl  # noqa: E402
 from p2p_marl.config import EnvConfig  # noqa: E402
-from p2p_marl.sim.community import CommunityCore  # noqa: E402
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore  # noqa: E402
 
 N_AGENTS = 10
 POOL = 64  # pre-drawn random steps, used in turn
@@ -62,7 +62,7 @@ def _core_runner(batch_size: int):
     """A function stepping the batched core n times (batch_size communities per step) under pre-drawn actions."""
     core = CommunityCore(EnvConfig(n_agents=N_AGENTS), batch_size=batch_size)
     rng = np.random.default_rng(0)
-    actions = rng.uniform([-1.0, 0.0], [1.0, 1.0], (POOL, batch_size, N_AGENTS, 2))
+    actions = rng.uniform(ACTION_LOW, ACTION_HIGH, (POOL, batch_size, N_AGENTS, ACTION_DIM))
     core.reset(seed=0)
 
     def run(n_steps: int) -> None:

@@ -52,7 +52,7 @@ def test_policy_is_deterministic_in_the_action_box_and_frozen(name):
     core = CommunityCore(TINY, batch_size=5)
     obs = core.reset(seed=1)
     action = policy.act(core, obs)
-    assert action.shape == (5, TINY.n_agents, 2)
+    assert action.shape == (5, TINY.n_agents, 3)
     assert np.all(np.abs(action[..., 0]) <= 1.0) and np.all((action[..., 1] >= 0.0) & (action[..., 1] <= 1.0))
     np.testing.assert_array_equal(policy.act(core, obs), action)
     learner.iterate()  # training on does not change a policy already handed out

@@ -69,7 +69,7 @@ def test_agent_id_input_fits_only_the_trained_community_size():
     assert learner.q.net[0].in_features == learner.core.obs_dim + 3
     policy = learner.policy()
     core = CommunityCore(TINY_ENV, batch_size=2)
-    assert policy.act(core, core.reset(days=core.test_days[:2])).shape == (2, 3, 2)
+    assert policy.act(core, core.reset(days=core.test_days[:2])).shape == (2, 3, 3)
     bigger = CommunityCore(TINY_ENV.replace(n_agents=4), batch_size=1)
     with pytest.raises(ValueError, match="trained with agent_id_input for 3 households"):
         policy.act(bigger, bigger.reset())

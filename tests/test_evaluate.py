@@ -122,7 +122,7 @@ def test_table_is_printed_within_100_columns_without_the_highs_banner(run_dir):
 def seeds_run_dir(tmp_path_factory) -> Path:
     """evaluate.py over a tiny Q-learning sweep, two seeds of each of two learning rates, beside two benchmarks."""
     out = tmp_path_factory.mktemp("evaluate_seeds")
-    env = ["env.n_agents=3", "env.dt_h=3.0", "env.n_days=20"]  # whole days in 8 steps
+    env = ["env.n_agents=3", "env.dt_h=3.0", "env.n_days=20"]  # a whole day in 8 steps: something to save
     trained = subprocess.run([sys.executable, "train.py", "-m", "algo=qlearning", "algo.learning_rate=0.1,0.5",
                               "seed=0,1", *env, "algo.num_envs=4", "total_env_steps=64", "eval_days=1",
                               "progress=false", f"hydra.sweep.dir={out / 'train'}",
@@ -205,7 +205,7 @@ def test_demo_table_fits_100_columns(capsys):
     demo.main(["--n-agents", "4"])
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= 100
-    assert "discharge" in "".join(lines) and "…" not in "".join(lines)
+    assert "battery" in "".join(lines) and "…" not in "".join(lines)  # every header whole
 
 
 def test_seeds_of_one_setting_are_summarised_over_runs_and_settings_kept_apart(seeds_run_dir):
@@ -279,7 +279,7 @@ def test_default_config_composes(compose_evaluate):
 
 @pytest.mark.parametrize("override, message", [
     ("env.soc_initial=0.99", r"^env\.soc_initial=0\.99 must lie in \[soc_min, soc_max\]"),
-    ("methods=[grid_only,no_such_method]", r"^methods\[1\]='no_such_method' is not a benchmark"),
+    ("methods=[grid_only,lottery]", r"^methods\[1\]='lottery' is not a benchmark"),
     ("max_days=0", r"^max_days=0 is out of range"),
 ])
 def test_invalid_settings_name_the_key(compose_evaluate, override, message):

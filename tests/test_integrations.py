@@ -19,7 +19,7 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics
 import p2p_marl
 from p2p_marl.config import ConfigError, make_config
 from p2p_marl.envs import discrete_action_table
-from p2p_marl.sim.community import INFO_KEYS, OBS_FEATURES, CommunityCore
+from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_FEATURES, CommunityCore
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(n_agents=4, n_days=20)
@@ -34,10 +34,9 @@ def load_example(name: str):
 
 
 def random_actions(n_steps: int, n_agents: int, seed: int = 0) -> np.ndarray:
-    """(T, N, 2) float32 actions in the action box (float32: what every adapter feeds the core)."""
+    """(T, N, 3) float32 actions in the action box (float32: what every adapter feeds the core)."""
     rng = np.random.default_rng(seed)
-    return np.stack([rng.uniform(-1, 1, (n_steps, n_agents)), rng.uniform(0, 1, (n_steps, n_agents))],
-                    axis=-1).astype(np.float32)
+    return rng.uniform(ACTION_LOW, ACTION_HIGH, (n_steps, n_agents, len(ACTION_LOW))).astype(np.float32)
 
 
 def core_day(actions: np.ndarray, seed: int = SEED, **config) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +147,8 @@ def test_torchrl_env_matches_core(action_mode):
         actions = random_actions(steps, n)
         sent = torch.as_tensor(actions)
     else:
-        table = discrete_action_table(5, 3)
+        cfg = make_config(**SMALL)
+        table = discrete_action_table(cfg.n_battery_levels, cfg.n_price_levels, cfg.n_curtail_levels)
         sent = torch.as_tensor(np.random.default_rng(0).integers(0, len(table), (steps, n)))
         actions = table[sent.numpy()].astype(np.float32)
     want, day = core_day(actions, **SMALL)

@@ -40,7 +40,7 @@ def test_replay_keeps_the_newest_days_and_sums_n_step_rewards():
         days = np.arange(first_day, first_day + 2 + (first_day == 2))
         obs = np.broadcast_to((days[None, :] * 10 + np.arange(5)[:, None])[..., None, None], (5, len(days), 2, 1))
         rewards = np.broadcast_to(np.arange(1.0, 5.0)[:, None, None], (4, len(days), 2))
-        replay.add(obs, np.zeros((4, len(days), 2, 2)), rewards)
+        replay.add(obs, np.zeros((4, len(days), 2, 3)), rewards)
     assert replay.size == 3 and sorted(replay.obs[:, 0, 0, 0] // 10) == [2, 3, 4]
     obs, _, reward, later, terminal = replay.sample(256, np.random.default_rng(0), n_step=3, gamma=0.5)
     step = obs[:, 0, 0] % 10

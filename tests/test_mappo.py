@@ -10,7 +10,8 @@ import torch
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import FORECAST_FEATURES, env_action, forecast_features
-from p2p_marl.baselines.rules import GridOnly, SelfConsumption
+from p2p_marl.baselines.optimal import OptimalPolicy
+from p2p_marl.baselines.rules import GridOnly
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import CommunityCore
@@ -77,25 +78,29 @@ def test_shared_parts_forecast_and_action_mapping():
     load_kw = core.profiles.load_kw[core.days].mean(axis=2)
     np.testing.assert_allclose(features[:, 1], load_kw.sum(axis=1) / (core.power_scale_kw * core.steps_per_episode))
     while not core.done:
-        core.step(np.zeros((2, TINY.n_agents, 2)))
+        core.step(np.zeros((2, TINY.n_agents, 3)))
     np.testing.assert_array_equal(forecast_features(core), 0.0)
-    np.testing.assert_array_equal(env_action(np.array([[-1.0, -1.0], [0.5, 1.0]])), [[-1.0, 0.0], [0.5, 1.0]])
+    # Price share from [-1, 1] onto [0, 1]; curtailment is the positive part (the box's lower half uses all PV).
+    np.testing.assert_array_equal(env_action(np.array([[-1.0, -1.0, -0.5], [0.5, 1.0, 0.25]])),
+                                  [[-1.0, 0.0, 0.0], [0.5, 1.0, 0.25]])
 
 
 def test_learns_to_beat_grid_only_on_a_known_day():
     """One winter day of three prosumers (little PV): the untrained policy leaves the batteries idle (cost near
-    grid-only); discharging the stored energy and shifting cheap night energy into the day is what saves.
-    The bar, half of the self-consumption rule's saving, cannot be met without learning to use the batteries."""
+    grid-only). Stored energy is settled at the end of the day, so the start energy is no free gift: what saves is
+    shifting cheap night energy into the evening peak and refilling before midnight. The bar, a quarter of the
+    optimal saving, cannot be met without learning that schedule (in 200 iterations seeds 0 and 1 reach 0.48 and
+    0.42 of it, the time-of-use rule 0.41)."""
     env = EnvConfig(n_agents=3, prosumer_share=1.0, n_days=8, dt_h=2.0, day=0)
     core = CommunityCore(env, batch_size=1)
     day = np.array([0])
     grid_only = rollout(core, GridOnly(), day)["cost"].sum()
-    self_consumption = rollout(core, SelfConsumption(), day)["cost"].sum()
+    optimal = rollout(core, OptimalPolicy(), day)["cost"].sum()
     learner = MAPPO(env, MAPPOConfig(num_envs=8, num_minibatches=4), seed=0)
     untrained = rollout(core, learner.policy(), day)["cost"].sum()
-    for _ in range(60):
+    for _ in range(200):
         learner.iterate()
     trained = rollout(core, learner.policy(), day)["cost"].sum()
-    bar = grid_only - 0.5 * (grid_only - self_consumption)
+    bar = grid_only - 0.25 * (grid_only - optimal)
     assert untrained > bar
-    assert trained < bar, (grid_only, self_consumption, untrained, trained)
+    assert trained < bar, (grid_only, optimal, untrained, trained)

@@ -32,7 +32,7 @@ def test_time_bin_follows_the_clock(n_time_bins):
     obs, steps = core.reset(), []
     while not core.done:
         steps.append((core.t, split_state(learner.q.encode(core, obs), config)[0]))
-        obs, *_ = core.step(np.zeros((core.batch_size, 3, 2)))
+        obs, *_ = core.step(np.zeros((core.batch_size, 3, 3)))
     for t, time_bin in steps:
         assert (time_bin == t * n_time_bins // 48).all(), t
 
@@ -108,7 +108,7 @@ def test_greedy_policy_is_a_frozen_copy():
     np.testing.assert_array_equal(policy.q_function.values, frozen)
     core = CommunityCore(TINY_ENV, batch_size=2)
     obs = core.reset(days=core.test_days[:2])
-    assert policy.act(core, obs).shape == (2, 3, 2)
+    assert policy.act(core, obs).shape == (2, 3, 3)
 
 
 @pytest.mark.parametrize("changes, message", [

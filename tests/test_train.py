@@ -29,8 +29,7 @@ from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints, load
 from p2p_marl.training.run_lock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
-# Whole days (the settlement of stored energy leaves nothing to save in a few night steps): 8 steps of 3 h.
-TINY_ENV = {"n_agents": 3, "dt_h": 3.0, "n_days": 20}
+TINY_ENV = {"n_agents": 3, "dt_h": 3.0, "n_days": 20}  # a whole day in 8 steps: something to save
 # 4 communities x 8 steps = 32 community-steps per iteration; 320 steps = 10 iterations.
 TINY = [*(f"env.{key}={value}" for key, value in TINY_ENV.items()), "algo.num_envs=4", "total_env_steps=320",
         "eval_interval=96", "checkpoint_interval=160", "eval_days=2", "progress=false"]

@@ -287,3 +287,37 @@ def plot_dispatch(path: Path, infos_day: dict[str, np.ndarray], dt_h: float, has
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# (KPI, column header, format) of the Markdown table: the headline, then what the honest yardstick adds
+# (the end-of-day settlement, curtailment, days on which the feeder's limits were broken).
+MARKDOWN_COLUMNS = (
+    ("community_cost", "cost /day", "{:.2f}"),
+    ("end_settlement", "settlement /day", "{:+.2f}"),
+    ("p2p_volume_kwh", "P2P kWh/day", "{:.1f}"),
+    ("pv_curtailed_kwh", "curtailed kWh/day", "{:.1f}"),
+    ("violation_day", "days with violations", "{:.0%}"),
+    ("voltage_violation_steps", "voltage-violation steps/day", "{:.2f}"),
+    ("line_overload_steps", "overload steps/day", "{:.2f}"),
+)
+
+
+def write_markdown_table(path: Path, by_method: RunSummary) -> None:
+    """``summarize_runs`` as a Markdown table (the README's comparison table is this file): share of the optimal
+    saving as mean ± std over runs with each run's value, then ``MARKDOWN_COLUMNS`` (mean over runs)."""
+    def cell(stats: dict, fmt: str, with_std: bool) -> str:
+        if stats["mean"] is None:
+            return "–"
+        text = fmt.format(stats["mean"])
+        return f"{text} ± {fmt.format(stats['std'])}" if with_std and stats["std"] is not None else text
+
+    headers = ["method", "share of optimal saving", "runs", *(header for _, header, _ in MARKDOWN_COLUMNS)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for method, stats in by_method.items():
+        share = stats["share_of_optimal_saving"]
+        runs = (" / ".join("–" if run is None else f"{run:.3f}" for run in share["runs"])
+                if share["n_runs"] > 1 else "–")
+        lines.append("| " + " | ".join([method, cell(share, "{:.3f}", True), runs,
+                                        *(cell(stats[kpi], fmt, False) for kpi, _, fmt in MARKDOWN_COLUMNS)])
+                     + " |")
+    Path(path).write_text("\n".join(lines) + "\n")

@@ -88,6 +88,7 @@ class P2PMarlTask(Task):
     """The p2p_marl BenchMARL tasks; their default configs live in ``benchmarl_conf/task/p2p_marl/``."""
 
     COMMUNITY_10 = None
+    COMMUNITY_10_STRONG = None
     COMMUNITY_50 = None
 
     @staticmethod

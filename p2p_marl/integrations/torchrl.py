@@ -6,7 +6,7 @@
     td = env.rollout(48)  # one day: td["next", "prosumer", "reward"] is (48, 10, 1)
 
 All households form one agent group, ``prosumer``: observations ``("prosumer", "observation")`` (N, obs_dim),
-actions ``("prosumer", "action")`` (N, 2) continuous or (N,) categorical with ``action_mode="discrete"``,
+actions ``("prosumer", "action")`` (N, 3) continuous or (N,) categorical with ``action_mode="discrete"``,
 rewards ``("prosumer", "reward")`` (N, 1), the global state ``"state"`` for centralised critics, and the
 per-step quantities of ``p2p_marl.sim.INFO_KEYS`` plus the day under ``("prosumer", "info")``.
 ``env.reset(seed=s)`` reseeds the day sampler like ``P2PEnergyParallelEnv.reset(seed=s)``.
