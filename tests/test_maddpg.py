@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from p2p_marl.algos.maddpg import MADDPG, DayReplay, MADDPGConfig
-from p2p_marl.baselines.rules import GridOnly, SelfConsumption
+from p2p_marl.baselines.optimal import OptimalPolicy
+from p2p_marl.baselines.rules import GridOnly
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import CommunityCore
@@ -83,14 +84,15 @@ def test_noise_end_above_start_is_rejected():
 
 def test_learns_to_beat_grid_only_on_a_known_day():
     """One winter day of three prosumers (little PV) with a high evening peak price: the untrained policy
-    leaves the batteries idle (cost near grid-only); holding the stored energy for the peak and refilling it
-    at the cheap night rate is what saves. The bar, half of the self-consumption rule's saving, cannot be met
-    without learning to use the batteries."""
+    leaves the batteries idle (cost near grid-only); stored energy is settled at the end of the day, so what
+    saves is buying cheap night energy for the peak and refilling before midnight. The bar, a quarter of the
+    optimal saving, cannot be met without learning to use the batteries (in 80 iterations seeds 0 and 1 reach
+    0.55 and 0.45 of it, the time-of-use rule 0.30)."""
     env = EnvConfig(n_agents=3, prosumer_share=1.0, n_days=8, dt_h=2.0, day=0, retail_peak_per_kwh=0.4)
     core = CommunityCore(env, batch_size=1)
     day = np.array([0])
     grid_only = rollout(core, GridOnly(), day)["cost"].sum()
-    self_consumption = rollout(core, SelfConsumption(), day)["cost"].sum()
+    optimal = rollout(core, OptimalPolicy(), day)["cost"].sum()
     config = MADDPGConfig(num_envs=8, learning_starts=1000, gradient_steps=32, n_step=4, tau=0.02,
                           noise_std_start=0.5, noise_std_end=0.1, noise_decay_steps=20_000)
     learner = MADDPG(env, config, seed=0)
@@ -98,6 +100,6 @@ def test_learns_to_beat_grid_only_on_a_known_day():
     for _ in range(80):
         learner.iterate()
     trained = rollout(core, learner.policy(), day)["cost"].sum()
-    bar = grid_only - 0.5 * (grid_only - self_consumption)
+    bar = grid_only - 0.25 * (grid_only - optimal)
     assert untrained > bar
-    assert trained < bar, (grid_only, self_consumption, untrained, trained)
+    assert trained < bar, (grid_only, optimal, untrained, trained)
