@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.days < 2:
         parser.error(f"--days must be >= 2, got {args.days}")
-    console = Console(width=max(Console().width, 140))  # the tables do not fit 80 columns (pipes, CI logs)
+    console = Console(width=max(Console().width, 160))  # the tables do not fit 80 columns (pipes, CI logs)
 
     table = Table(title=f"Optimal dispatch LP of one day with network constraints, {args.days} test days each "
                         "(sunniest included): mean over days unless noted")
