@@ -96,11 +96,10 @@ class TimeOfUse:
 
 
 @dataclass
-class ZeroIntelligence:
-    """Self-consumption battery with random limit prices (Gode & Sunder's zero-intelligence traders)."""
+class _Seeded:
+    """A policy that draws random numbers from its own generator, seeded at construction."""
 
     seed: int = 0
-    name: str = "zero_intelligence"
     _rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +107,13 @@ class ZeroIntelligence:
 
     def reset(self, core: CommunityCore) -> None:
         pass
+
+
+@dataclass
+class ZeroIntelligence(_Seeded):
+    """Self-consumption battery with random limit prices (Gode & Sunder's zero-intelligence traders)."""
+
+    name: str = "zero_intelligence"
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         load_kw, pv_kw = _self_consumption_kw(core, obs)
@@ -130,18 +136,10 @@ class IdleMidPrice:
 
 
 @dataclass
-class RandomActions:
+class RandomActions(_Seeded):
     """The floor of doing anything at all: every action drawn uniformly from the action box, curtailment too."""
 
-    seed: int = 0
     name: str = "random"
-    _rng: np.random.Generator = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._rng = np.random.default_rng(self.seed)
-
-    def reset(self, core: CommunityCore) -> None:
-        pass
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         return self._rng.uniform(ACTION_LOW, ACTION_HIGH, size=(*obs.shape[:2], ACTION_DIM))
