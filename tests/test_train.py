@@ -26,6 +26,7 @@ from p2p_marl.algos import load_policy
 from p2p_marl.config import EnvConfig
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.training.run_lock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -361,3 +362,11 @@ def test_a_bad_profile_csv_stops_train_with_one_line_and_no_run_directory(tmp_pa
         assert result.stderr.strip().startswith(f"train.py: error: {message}")
         assert len(result.stderr.strip().splitlines()) == 1
     assert not run_dir.exists()
+
+
+def test_training_evaluates_on_validation_days_and_never_on_test_days():
+    env_config = EnvConfig(**TINY_ENV)
+    core = CommunityCore(env_config)
+    evaluator = HeldOutDaysEvaluator(env_config, eval_days=None)
+    np.testing.assert_array_equal(evaluator.days, core.validation_days)
+    assert not set(evaluator.days) & set(core.test_days) and not set(evaluator.days) & set(core.train_days)
