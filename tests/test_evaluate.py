@@ -23,6 +23,7 @@ from p2p_marl.evaluation.compare import (BENCHMARKS, evaluate_policy, load_polic
                                          select_days)
 from p2p_marl.evaluation import compare, report
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
+from conftest import launch_twice_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ENV = ["env.n_agents=4", "env.n_days=30"]
@@ -169,11 +170,7 @@ def test_evaluations_started_in_the_same_second_get_directories_of_their_own(tmp
     same_name = f"hydra.run.dir='${{p2p_new_dir:{tmp_path / 'evaluate'}}}'"
     command = [sys.executable, "evaluate.py", *SMALL_ENV, "max_days=1", "methods=[grid_only]", "tensorboard=false",
                same_name]
-    launches = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(2)]
-    for launch in launches:
-        _, stderr = launch.communicate(timeout=300)
-        assert launch.returncode == 0, stderr[-2000:]
+    launch_twice_at_once(command, ROOT)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["evaluate", "evaluate_2"]
     for name in ("evaluate", "evaluate_2"):
         assert len(read_results(tmp_path / name)) == 1

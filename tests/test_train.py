@@ -28,6 +28,7 @@ from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.training.run_lock import LOCK_NAME
+from conftest import launch_twice_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ENV = {"n_agents": 3, "dt_h": 3.0, "n_days": 20}  # a whole day in 8 steps: something to save
@@ -310,11 +311,7 @@ def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
     resolver of hydra.run.dir, here given one fixed name: the second takes <name>_2."""
     same_name = f"hydra.run.dir='${{p2p_run_dir:${{resume}},{tmp_path / 'run'}}}'"
     command = [sys.executable, str(ROOT / "train.py"), "algo=qlearning", *TINY, "total_env_steps=64", same_name]
-    launches = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(2)]
-    for launch in launches:
-        _, stderr = launch.communicate(timeout=300)
-        assert launch.returncode == 0, stderr[-2000:]
+    launch_twice_at_once(command, ROOT)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run", "run_2"]
     for name in ("run", "run_2"):
         assert [path.name for path in list_checkpoints(tmp_path / name)] == ["step_000000000064.pt"]
