@@ -35,7 +35,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.evaluation import report
-from p2p_marl.evaluation.compare import load_policies, reference_costs, rollout_days, select_days
+from p2p_marl.evaluation.compare import load_policies, network_cost, reference_costs, rollout_days, select_days
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
 from p2p_marl.evaluation.kpis import day_kpis
 from p2p_marl.progress import track
@@ -55,9 +55,9 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     log.info("Evaluating %d method(s) on %d %s day(s) of a community of %d households (%d with PV + battery)",
              len(policies), len(days), config.days, env.n_agents, int(core.has_battery.sum()))
     references = reference_costs(env, days, progress=True)
-    network_cost = references["optimal"] - references["optimal_without_network"]
+    network = network_cost(env, days, references)
     log.info("The network's cost (optimum with minus without the feeder's limits): %.4f per day on average, "
-             "above zero on %d of %d days", network_cost.mean(), int((network_cost > 1e-9).sum()), len(days))
+             "above zero on %d of %d days", network.mean(), int((network > 1e-9).sum()), len(days))
     for policy in policies.values():
         if isinstance(policy, OptimalPolicy) and policy.network:  # the references' LPs are its plan
             policy.remember(env, references["optimal_schedules"])

@@ -6,7 +6,8 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
 1. **Input** -- a household's local observation (already normalised into [-1, 1] by the core), followed by
    its one-hot identity when ``agent_id_input`` (then the network only fits communities of the trained size;
    without it, one network serves any community).
-2. **Output** -- one value per discrete action of ``discrete_action_table`` (battery setpoint x price share x curtailment).
+2. **Output** -- one value per discrete action of ``discrete_action_table`` (battery setpoint x price share x
+   curtailment).
 3. **Replay** -- every step adds the B x N transitions ``(x, a, r, x', terminal)`` of all households to a
    circular buffer of ``buffer_size`` transitions. After ``learning_starts`` community-steps, every
    ``train_frequency`` core steps do ``gradient_steps`` updates on minibatches of ``batch_size`` transitions.

@@ -35,7 +35,8 @@ and the term is exactly the environment's ``end_settlement``.
 Network (``network=True``; LinDistFlow with the feeder's own matrices; the reactive load ``Q = load_kw * q_per_p``
 is fixed, not a decision):
 
-* Voltage at every bus ``v[t] = v_slack - net_kw[t] @ sens_p - Q[t] @ sens_q`` (net_kw with the curtailment). Slacks ``under, over >= 0`` with
+* Voltage at every bus ``v[t] = v_slack - net_kw[t] @ sens_p - Q[t] @ sens_q`` (``net_kw`` with the curtailment).
+  Slacks ``under, over >= 0`` with
   ``v + under - over`` in [v_min_pu, v_max_pu] cost ``voltage_penalty_per_pu_h * dt_h`` per p.u.; at the optimum
   ``under + over`` is the band excess, so this term *is* the environment's voltage penalty.
 * Lines (``P_l = net_kw @ downstream[:, l]``) and the transformer (``P = I - X``, ``Q = sum Q``): the environment
@@ -54,13 +55,13 @@ is fixed, not a decision):
 A battery cannot charge and discharge in the same step in the environment (one signed setpoint), but the LP
 may: doing both burns ``(1 - charge_efficiency * discharge_efficiency)`` of the energy. With PV curtailment in
 the model that never pays where batteries wear (``degradation_cost_per_kwh > 0``): spilling PV relieves an
-over-voltage or an export overload for the lost feed-in revenue alone. Only a degenerate tie (no degradation
-cost, a network the PV cannot relieve) can leave it in an LP solution. When the LP solution does that, the day is solved again as a mixed-integer program with one binary per battery and step
-(charge or discharge), exactly the set of schedules the environment can act out; branch and bound stops at
-``MIP_RELATIVE_GAP`` and ``lower_bound`` keeps the proven bound. It happens only where the network is overwhelmed
-(no day of the year of configs/env/community_10.yaml or community_50.yaml needs it), and there such a program can
-take minutes: ``mip_time_limit_s`` turns that into an ``OptimalSolveError``. ``bench/bench_lp.py`` shows that
-no day of the default feeders, N = 200 included, needs it.
+over-voltage or an export overload for the lost feed-in revenue alone, and burning costs that revenue plus the
+wear. Without a degradation cost the two tie, and the LP may return the burning schedule. Then the day is solved
+again as a mixed-integer program with one binary per battery and step (charge or discharge), exactly the set of
+schedules the environment can act out; branch and bound stops at ``MIP_RELATIVE_GAP`` and ``lower_bound`` keeps
+the proven bound. Such a program can take minutes: ``mip_time_limit_s`` turns that into an
+``OptimalSolveError``. No day of the shipped configs needs it (``bench/bench_lp.py`` counts them, N = 200 on the
+default feeder included).
 
 The constraint matrix is built from numpy index arrays in one vectorised pass per block (no loop over steps or
 households) and handed to HiGHS (highspy) column-wise.
@@ -78,9 +79,9 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 import scipy.sparse as sp
-from tqdm import tqdm
 
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.progress import track
+from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 
 # A battery is taken to charge and discharge at once if both exceed this (kW): well above HiGHS's
 # feasibility tolerance (1e-7), far below any power that changes a bill.
@@ -527,7 +528,7 @@ class OptimalPolicy:
         self.schedules: list[OptimalSchedule] = []
         self._core: CommunityCore | None = None
         self._days = np.zeros(0, dtype=np.int64)
-        self._actions = np.zeros((0, 0, 0, 2))  # (B, T, N, 2)
+        self._actions = np.zeros((0, 0, 0, ACTION_DIM))  # (B, T, N, ACTION_DIM)
         self._known_config = None
         self._known: dict[int, OptimalSchedule] = {}
 
@@ -546,8 +547,8 @@ class OptimalPolicy:
         known = self._known if core.config == self._known_config else {}
         to_solve = [int(day) for day in np.unique(days) if int(day) not in known]
         solved = {**known, **{day: solve_optimal_day(core, day, self.network)
-                              for day in tqdm(to_solve, desc="optimal dispatch", unit="day", leave=False,
-                                              disable=None if self.progress else True)}}
+                              for day in track(to_solve, len(to_solve), "optimal dispatch", "days",
+                                               enabled=self.progress)}}
         self.schedules = [solved[int(day)] for day in days]
         max_kw = core.battery.max_kw
         actions = []

@@ -1,9 +1,9 @@
 """Hand-written benchmark policies: grid-only, battery self-consumption, time-of-use aware, zero-intelligence,
 and the floor: idle batteries trading at the mid price, and uniformly random actions.
 
-None of the rules curtails PV. Bidding: a household that will buy bids its outside option, the retail price (share 1), one that will sell
-asks the feed-in tariff (share 0). Under the uniform k-double auction every crossing trade then clears at
-``k * retail + (1 - k) * feed_in``, which both sides prefer to the grid.
+None of the rules curtails PV. Bidding: a household that will buy bids its outside option, the retail price
+(share 1), one that will sell asks the feed-in tariff (share 0). Under the uniform k-double auction every
+crossing trade then clears at ``k * retail + (1 - k) * feed_in``, which both sides prefer to the grid.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from gymnasium import spaces
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 
-def discrete_action_table(n_battery_levels: int, n_price_levels: int, n_curtail_levels: int = 1) -> np.ndarray:
+def discrete_action_table(n_battery_levels: int, n_price_levels: int, n_curtail_levels: int) -> np.ndarray:
     """The continuous action of every discrete action, shaped (n_battery_levels * n_price_levels *
     n_curtail_levels, 3)."""
     battery = np.linspace(-1.0, 1.0, n_battery_levels)
@@ -26,7 +26,7 @@ def discrete_action_table(n_battery_levels: int, n_price_levels: int, n_curtail_
 class DiscreteActionWrapper(BaseParallelWrapper):
     """Maps each agent's discrete action through ``discrete_action_table``; invalid indices raise ValueError."""
 
-    def __init__(self, env, n_battery_levels: int, n_price_levels: int, n_curtail_levels: int = 1):
+    def __init__(self, env, n_battery_levels: int, n_price_levels: int, n_curtail_levels: int):
         super().__init__(env)
         self.action_table = discrete_action_table(n_battery_levels, n_price_levels, n_curtail_levels)
         self.action_spaces = {a: spaces.Discrete(len(self.action_table)) for a in env.possible_agents}

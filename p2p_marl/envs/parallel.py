@@ -16,8 +16,9 @@ class P2PEnergyParallelEnv(ParallelEnv):
     """Households trade energy every settlement period through a double auction; one episode is one day.
 
     Action per agent: ``Box([-1, 0, 0], [1, 1, 1])`` = (battery setpoint as a share of max power, > 0 charges;
-    limit price as a share of the step's [feed-in, retail] range; share of the step's PV curtailed). Out-of-range values are clipped;
-    NaN or infinite values raise ``ValueError``. Rewards are negative bills (see ``p2p_marl.sim.community``).
+    limit price as a share of the step's [feed-in, retail] range; share of the step's PV curtailed).
+    Out-of-range values are clipped; NaN or infinite values raise ``ValueError``. Rewards are negative bills
+    (see ``p2p_marl.sim.community``).
     ``reset(options={"day": d})`` plays day ``d`` of the profile set.
     """
 

@@ -147,8 +147,7 @@ def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = Fa
     """The references of ``days``: ``grid_only`` (D,) and ``optimal`` (D,) community costs [money/day],
     ``grid_only_bills`` (D, N), each household's grid-only bill (for savings and their fairness), and
     ``optimal_schedules`` (day -> ``OptimalSchedule``, for ``OptimalPolicy.remember``: the optimum is then
-    played without solving its LPs again); ``optimal_without_network`` (D,) is the optimum with the feeder's
-    limits dropped, so that ``optimal - optimal_without_network`` is what the network costs the community.
+    played without solving its LPs again).
 
     ``optimal`` is the cost of ``solve_optimal_day``'s schedule with the network constraints, one LP per day
     (``progress`` reports progress over them).
@@ -156,13 +155,20 @@ def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = Fa
     days = _checked_days(days)
     bills = agent_bills(rollout_days(env_config, GridOnly(), days))
     core = CommunityCore(env_config, batch_size=1)
-    schedules, without_network = {}, []
-    for day in track(days, len(days), "optimal LP per day", "days", enabled=progress):
-        schedules[int(day)] = solve_optimal_day(core, int(day), network=True)
-        without_network.append(solve_optimal_day(core, int(day), network=False).cost)
+    schedules = {int(day): solve_optimal_day(core, int(day), network=True)
+                 for day in track(days, len(days), "optimal LP per day", "days", enabled=progress)}
     optimal = np.array([schedules[int(day)].cost for day in days])
-    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "optimal_without_network": np.array(without_network),
-            "grid_only_bills": bills, "optimal_schedules": schedules}
+    return {"grid_only": bills.sum(axis=1), "optimal": optimal, "grid_only_bills": bills,
+            "optimal_schedules": schedules}
+
+
+def network_cost(env_config: EnvConfig, days: np.ndarray, references: dict[str, Any]) -> np.ndarray:
+    """(D,) what the feeder's limits cost the community on each of ``days`` [money/day]: the optimum of
+    ``references`` (``reference_costs`` of the same days) minus the optimum with the limits dropped."""
+    core = CommunityCore(env_config, batch_size=1)
+    without_network = np.array([solve_optimal_day(core, int(day), network=False).cost
+                                for day in _checked_days(days)])
+    return references["optimal"] - without_network
 
 
 def evaluate_policy(env_config: EnvConfig, policy: Policy, days: np.ndarray,

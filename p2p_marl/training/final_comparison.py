@@ -15,9 +15,8 @@ from rich.table import Table
 from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly
 from p2p_marl.evaluation.compare import BENCHMARKS, evaluate_policy, make_benchmark
-from p2p_marl.evaluation.report import summarize
+from p2p_marl.evaluation.report import TABLE_WIDTH, summarize
 
-TABLE_WIDTH = 100
 RULE_PREFIX = "rule_"  # the rule-based benchmarks of BENCHMARKS
 # (KPI, header, format)
 COLUMNS = (

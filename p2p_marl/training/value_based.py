@@ -3,8 +3,9 @@
 Both learn one action-value function Q(local observation, discrete action) shared by every household of the
 community (parameter sharing) on the batched core:
 
-- Actions: index ``a`` of ``p2p_marl.envs.discrete_action_table(n_battery_levels, n_price_levels, n_curtail_levels)`` (battery
-  setpoint share x price share), the same table the ``DiscreteActionWrapper`` uses.
+- Actions: index ``a`` of ``p2p_marl.envs.discrete_action_table(n_battery_levels, n_price_levels,
+  n_curtail_levels)`` (battery setpoint share x price share x curtailment share), the same table the
+  ``DiscreteActionWrapper`` uses.
 - One ``iterate()`` plays one whole day on each of the ``num_envs`` communities (days drawn by the core from
   the training split) and calls the learner's ``learn`` after every step with the transitions of all B x N
   households. Episodes never straddle ``iterate()`` calls, so a checkpoint between them resumes exactly.
