@@ -16,6 +16,7 @@ from typing import Any
 MARKETS = ("uniform", "pay_as_bid", "mid_market")
 SPLITS = ("train", "validation", "test", "all")
 ACTION_MODES = ("continuous", "discrete")
+FORECASTERS = ("persistence", "noisy", "oracle", "file")  # see p2p_marl.sim.forecasts
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,15 @@ class EnvConfig:
     validation_share: float = 0.1  # share of days held out for model selection and tuning (validation days)
     split: str = "train"  # days an episode samples from: train, validation, test or all
     day: int | None = None  # a fixed day index for every episode (overrides split)
+
+    # Forecasts (p2p_marl.sim.forecasts): where the observations' and the MPC benchmark's view of the future
+    # comes from. persistence is built from the past only; noisy and oracle see the future (ablations).
+    forecaster: str = "persistence"  # persistence, noisy, oracle or file
+    forecast_horizon_h: float = 24.0  # window of the load_ahead / pv_ahead features (cut at the episode's end)
+    forecast_nrmse: float = 0.3  # noisy: normalised RMSE a day ahead (smaller at shorter leads)
+    forecast_autocorrelation: float = 0.9  # noisy: correlation of the error between neighbouring steps
+    forecast_seed: int = 0  # noisy: seed of the errors
+    forecast_csv: str | None = None  # file: forecasts in the profile CSV format, for the days of data_csv
 
     # Battery (identical for every prosumer)
     battery_kwh: float = 10.0
@@ -139,6 +149,9 @@ _RANGES: tuple[Range, ...] = (
     ("prosumer_share", 0.0, 1.0, True, True),
     ("dt_h", 0.0, 24.0, False, True),
     ("n_days", 3, 3660, True, True),
+    ("forecast_horizon_h", 0.0, 24.0, False, True),
+    ("forecast_nrmse", 0.0, 10.0, True, True),
+    ("forecast_autocorrelation", 0.0, 1.0, True, False),
     ("test_share", 0.0, 1.0, False, False),
     ("validation_share", 0.0, 1.0, False, False),
     ("battery_kwh", 0.0, math.inf, True, False),
@@ -179,7 +192,7 @@ _RANGES: tuple[Range, ...] = (
     ("n_curtail_levels", 1, 101, True, True),
 )
 
-_INT_FIELDS = {"n_agents", "community_seed", "n_days", "n_laterals", "n_battery_levels", "n_price_levels",
+_INT_FIELDS = {"n_agents", "community_seed", "forecast_seed", "n_days", "n_laterals", "n_battery_levels", "n_price_levels",
                "n_curtail_levels"}
 _OPTIONAL_PRICES = ("end_refill_price_per_kwh", "end_surplus_price_per_kwh")
 
@@ -237,7 +250,12 @@ def _validate(cfg: EnvConfig) -> None:
             f"feed_in_per_kwh={cfg.feed_in_per_kwh!r} must not exceed the lowest retail price "
             "(retail_offpeak_per_kwh, retail_shoulder_per_kwh, retail_peak_per_kwh)"
         )
-    for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES)):
+    horizon_steps = cfg.forecast_horizon_h / cfg.dt_h
+    if abs(horizon_steps - round(horizon_steps)) > 1e-9:
+        raise ConfigError(f"forecast_horizon_h={cfg.forecast_horizon_h!r} must be a whole number of steps of "
+                          f"dt_h={cfg.dt_h!r} h")
+    for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES),
+                          ("forecaster", FORECASTERS)):
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; choose one of {list(allowed)}")
     if cfg.data_csv is not None and not isinstance(cfg.data_csv, str):
@@ -247,3 +265,11 @@ def _validate(cfg: EnvConfig) -> None:
         # Silently ignoring it would let a user believe the file was cut to n_days days.
         raise ConfigError(f"n_days={cfg.n_days!r} applies to synthetic profiles only; with data_csv every day of "
                           f"the file is used (leave n_days at its default {synthetic_n_days})")
+    if cfg.forecast_csv is not None and not isinstance(cfg.forecast_csv, str):
+        raise ConfigError(f"forecast_csv must be a file path or None, got {cfg.forecast_csv!r}")
+    if (cfg.forecaster == "file") != (cfg.forecast_csv is not None):
+        raise ConfigError(f"forecaster={cfg.forecaster!r} with forecast_csv={cfg.forecast_csv!r}: forecaster=file "
+                          "reads forecast_csv, and forecast_csv is read by forecaster=file only")
+    if cfg.forecast_csv is not None and cfg.data_csv is None:
+        raise ConfigError("forecast_csv needs data_csv: its forecasts are matched to the data file's households "
+                          "and dates")

@@ -21,10 +21,9 @@ METRICS = ("episode_return", "community_cost", "critic_loss", "actor_loss", "q_v
            "buffer_days", "steps_per_second")
 
 
-@pytest.mark.parametrize("forecast", ["none", "critic", "actor_critic"])
 @pytest.mark.parametrize("agent_id", [False, True])
-def test_iterate_logs_finite_metrics_once_learning_starts(forecast, agent_id):
-    config = dataclasses.replace(SMALL, forecast=forecast, actor_agent_id=agent_id, critic_agent_id=agent_id)
+def test_iterate_logs_finite_metrics_once_learning_starts(agent_id):
+    config = dataclasses.replace(SMALL, actor_agent_id=agent_id, critic_agent_id=agent_id)
     learner = MADDPG(TINY, config, seed=0)
     warm_up = learner.iterate()  # 4 communities x 4 steps < learning_starts: random actions, no update
     assert math.isnan(warm_up["critic_loss"]) and warm_up["buffer_days"] == 4
@@ -55,7 +54,8 @@ def test_replay_keeps_the_newest_days_and_sums_n_step_rewards():
 
 def test_load_rejects_a_buffer_of_another_shape():
     state = MADDPG(TINY, SMALL, seed=0).state_dict()
-    other = MADDPG(TINY, dataclasses.replace(SMALL, forecast="none"), seed=0)  # observations 3 features shorter
+    other = MADDPG(TINY, SMALL, seed=0)
+    other.replay = DayReplay(SMALL.buffer_days, TINY.steps_per_episode, TINY.n_agents, 5)  # 5 features, not 19
     with pytest.raises(ValueError, match="replay buffer"):
         other.replay.load_state_dict(state["replay"])
 
@@ -66,7 +66,6 @@ def test_load_rejects_a_buffer_of_another_shape():
     ("batch_size", 2.5, r"maddpg\.batch_size must be an integer"),
     ("noise_correlation", 1.0, r"maddpg\.noise_correlation=1\.0 is out of range"),
     ("hidden_sizes", [0], r"maddpg\.hidden_sizes must be a non-empty list"),
-    ("forecast", "tomorrow", r"maddpg\.forecast='tomorrow' is not allowed"),
     ("cooperative_weight", -0.1, r"maddpg\.cooperative_weight must be null or a number in \[0\.0, 1\.0\]"),
     ("critic_agent_id", 1, r"maddpg\.critic_agent_id must be true or false"),
     ("device", "gpu", r"maddpg\.device must be 'cpu'"),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
-from p2p_marl.algos.nets import FORECAST_FEATURES, env_action, forecast_features
+from p2p_marl.algos.nets import env_action
 from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly
 from p2p_marl.config import ConfigError, EnvConfig
@@ -22,10 +22,9 @@ METRICS = ("episode_return", "community_cost", "policy_loss", "value_loss", "ent
            "clip_fraction", "explained_variance", "exploration", "learning_rate_scale", "steps_per_second")
 
 
-@pytest.mark.parametrize("forecast", ["none", "critic", "actor_critic"])
 @pytest.mark.parametrize("agent_id", [False, True])
-def test_iterate_logs_finite_metrics(forecast, agent_id):
-    config = dataclasses.replace(SMALL, forecast=forecast, actor_agent_id=agent_id, critic_agent_id=agent_id)
+def test_iterate_logs_finite_metrics(agent_id):
+    config = dataclasses.replace(SMALL, actor_agent_id=agent_id, critic_agent_id=agent_id)
     learner = MAPPO(TINY, config, seed=0)
     metrics = learner.iterate()
     assert set(METRICS) <= set(metrics)
@@ -59,7 +58,6 @@ def test_cooperative_weight_sets_the_training_reward_only():
     ("update_epochs", 2.5, r"mappo\.update_epochs must be an integer"),
     ("actor_lr", float("nan"), r"mappo\.actor_lr must be a finite number"),
     ("hidden_sizes", [], r"mappo\.hidden_sizes must be a non-empty list"),
-    ("forecast", "tomorrow", r"mappo\.forecast='tomorrow' is not allowed; choose one of"),
     ("cooperative_weight", 2.0, r"mappo\.cooperative_weight must be null or a number in \[0\.0, 1\.0\]"),
     ("actor_agent_id", "yes", r"mappo\.actor_agent_id must be true or false"),
     ("device", "tpu", r"mappo\.device must be 'cpu'"),
@@ -70,16 +68,7 @@ def test_bad_hyperparameters_name_the_key(key, value, match):
         MAPPOConfig(**{key: value})
 
 
-def test_shared_parts_forecast_and_action_mapping():
-    core = CommunityCore(TINY.replace(max_cycles=None), batch_size=2)
-    core.reset(seed=0)
-    features = forecast_features(core)
-    assert features.shape == (2, len(FORECAST_FEATURES)) and np.all(np.abs(features) <= 1.0)
-    load_kw = core.profiles.load_kw[core.days].mean(axis=2)
-    np.testing.assert_allclose(features[:, 1], load_kw.sum(axis=1) / (core.power_scale_kw * core.steps_per_episode))
-    while not core.done:
-        core.step(np.zeros((2, TINY.n_agents, 3)))
-    np.testing.assert_array_equal(forecast_features(core), 0.0)
+def test_action_mapping():
     # Price share from [-1, 1] onto [0, 1]; curtailment is the positive part (the box's lower half uses all PV).
     np.testing.assert_array_equal(env_action(np.array([[-1.0, -1.0, -0.5], [0.5, 1.0, 0.25]])),
                                   [[-1.0, 0.0, 0.0], [0.5, 1.0, 0.25]])

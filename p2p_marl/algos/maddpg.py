@@ -3,14 +3,13 @@
 Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
 
 1. **Rollout** -- ``num_envs`` communities play one whole episode (one day) on the batched core. Every agent
-   acts with the shared actor ``mu(o_i [, forecast] [, one-hot i])``, a tanh output in [-1, 1]^3 mapped onto
+   acts with the shared actor ``mu(o_i [, one-hot i])``, a tanh output in [-1, 1]^3 mapped onto
    the environment's action by ``nets.env_action``, plus Gaussian exploration noise clipped to the box. The
    noise std decays linearly from ``noise_std_start`` to ``noise_std_end`` over ``noise_decay_steps``
    community-steps and may be correlated from step to step (``noise_correlation``). The first
    ``learning_starts`` community-steps use uniform random actions instead (as CleanRL's DDPG and TD3).
-2. **Replay** -- the episodes go into a replay buffer of whole days (observations (T + 1, N, features), each
-   agent's observation followed by the community forecast unless ``forecast=none``; actions (T, N, 3);
-   rewards (T, N)); a transition is a (day, step) pair.
+2. **Replay** -- the episodes go into a replay buffer of whole days (observations (T + 1, N, obs_dim); actions
+   (T, N, 3); rewards (T, N)); a transition is a (day, step) pair.
 3. **Updates** -- ``gradient_steps`` minibatches of ``batch_size`` community-steps, each for all N agents.
    The critic ``Q_i(o_i, a_i, o_1..o_N, a_1..a_N [, one-hot i])`` sees every observation and every action,
    the agent's own first, and is shared across agents. It regresses on the n-step target
@@ -43,9 +42,7 @@ from torch import nn
 
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.nets import (
-    FORECAST_FEATURES,
     ActorPolicy,
-    actor_features,
     check_multi_agent_keys,
     env_action,
     episode_metrics,
@@ -93,8 +90,6 @@ class MADDPGConfig:
     actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
     critic_agent_id: bool = True  # per-agent values Q_i (needed when rewards differ between agents)
     cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
-    forecast: str = "actor_critic"  # who sees the oracle community forecast (nets.FORECAST_FEATURES): none, critic,
-    # or actor_critic (then the evaluation policy uses it too)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -198,16 +193,11 @@ class MADDPG(Learner):
         self.device = torch.device(config.device)
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        # Replayed observations carry the forecast whenever the critic sees it; the actor's slice may omit it.
-        self.stored_forecast = config.forecast != "none"
-        self.actor_forecast = config.forecast == "actor_critic"
-        stored_dim = obs_dim + len(FORECAST_FEATURES) * self.stored_forecast
-        self.actor_dim = obs_dim + len(FORECAST_FEATURES) * self.actor_forecast
         # Build the networks from the seed without touching torch's global generator.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            actor_in = self.actor_dim + n_agents * config.actor_agent_id
-            critic_in = (n_agents + 1) * (stored_dim + ACTION_DIM) + n_agents * config.critic_agent_id
+            actor_in = obs_dim + n_agents * config.actor_agent_id
+            critic_in = (n_agents + 1) * (obs_dim + ACTION_DIM) + n_agents * config.critic_agent_id
             self.actor = nn.Sequential(mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.ReLU, out_gain=0.01),
                                        nn.Tanh()).to(self.device)
             self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.ReLU, out_gain=1.0).to(self.device)
@@ -215,13 +205,13 @@ class MADDPG(Learner):
         self.target_critic = copy.deepcopy(self.critic)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.replay = DayReplay(config.buffer_days, self.core.steps_per_episode, n_agents, stored_dim)
+        self.replay = DayReplay(config.buffer_days, self.core.steps_per_episode, n_agents, obs_dim)
         self.iterations = 0
         self.updates = 0
 
     # ------------------------------------------------------------------ inputs
     def _actor_input(self, obs: torch.Tensor) -> torch.Tensor:
-        return with_agent_id(obs[..., :self.actor_dim], self.config.actor_agent_id)
+        return with_agent_id(obs, self.config.actor_agent_id)
 
     def _q(self, critic: nn.Module, obs: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
         """Q of every agent (Bs, N) from stored observations (Bs, N, D) and each agent's joint action (Bs, N, N, 3):
@@ -252,7 +242,7 @@ class MADDPG(Learner):
         warming_up = self.env_steps < cfg.learning_starts
         noise = torch.zeros(B, core.n_agents, ACTION_DIM)
         observations, actions, rewards, costs = [], [], [], []
-        obs = actor_features(core, core.reset(seed=int(self.rng.integers(2 ** 63))), self.stored_forecast)
+        obs = core.reset(seed=int(self.rng.integers(2 ** 63)))
         done = False
         while not done:
             observations.append(obs)
@@ -266,8 +256,7 @@ class MADDPG(Learner):
                 u = (2.0 * torch.rand(mu.shape, generator=self.generator) - 1.0).numpy()
             else:
                 u = (mu + noise).clamp(-1.0, 1.0).numpy()
-            next_obs, reward, done, infos = core.step(env_action(u.astype(np.float64)))
-            obs = actor_features(core, next_obs, self.stored_forecast)
+            obs, reward, done, infos = core.step(env_action(u.astype(np.float64)))
             actions.append(u)
             rewards.append(reward)
             costs.append(infos["cost"])
@@ -340,7 +329,7 @@ class MADDPG(Learner):
 
     # ------------------------------------------------------------------ evaluation and checkpoints
     def policy(self) -> ActorPolicy:
-        return ActorPolicy(self.name, copy.deepcopy(self.actor), self.actor_forecast, self.config.actor_agent_id)
+        return ActorPolicy(self.name, copy.deepcopy(self.actor), self.config.actor_agent_id)
 
     def state_dict(self) -> dict[str, Any]:
         return {

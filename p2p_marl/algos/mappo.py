@@ -3,15 +3,15 @@
 Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is one PPO iteration:
 
 1. **Rollout** -- ``num_envs`` communities play one whole episode (one day) in lockstep on the batched core.
-   The shared actor sees each agent's local observation (+ the community forecast with
-   ``forecast=actor_critic``, + its one-hot identity with ``actor_agent_id``; see ``nets``).
+   The shared actor sees each agent's local observation, forecasts included (+ its one-hot identity with
+   ``actor_agent_id``; see ``nets``).
 2. **Actions** -- a diagonal Gaussian over a pre-squash point ``u`` in R^3 (state-independent, learned
    ``log_std``); the environment gets ``tanh(u)`` mapped onto (setpoint, price, curtailment share) by
    ``nets.env_action``. Log-probabilities are those of ``u``: the tanh Jacobian is the same under the old
    and the new policy, so it cancels in the PPO ratio, and the entropy bonus is the Gaussian's entropy.
    The deterministic evaluation policy acts with ``tanh(mean)``.
-3. **Centralised critic** -- V(global state ``core.state()``, + the community forecast unless
-   ``forecast=none``, + the agent's one-hot identity with ``critic_agent_id``, which gives per-agent values
+3. **Centralised critic** -- V(global state ``core.state()``, the same forecasts included, + the agent's
+   one-hot identity with ``critic_agent_id``, which gives per-agent values
    for per-agent rewards). It predicts returns normalised by a running mean/std of past returns (value
    normalisation, "PopArt-lite": targets are normalised, the output layer is not rescaled), which also takes
    care of the small scale of the bills; values are de-normalised for GAE.
@@ -45,13 +45,10 @@ from torch import nn
 
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.nets import (
-    FORECAST_FEATURES,
     ActorPolicy,
-    actor_features,
     check_multi_agent_keys,
     env_action,
     episode_metrics,
-    forecast_features,
     load_rng_state,
     mlp,
     rng_state,
@@ -88,8 +85,6 @@ class MAPPOConfig:
     critic_agent_id: bool = True  # per-agent values V(state, agent id)
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
     cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
-    forecast: str = "actor_critic"  # who sees the oracle community forecast (nets.FORECAST_FEATURES): none,
-    # critic, or actor_critic (then the evaluation policy uses it too)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -167,14 +162,11 @@ class MAPPO(Learner):
         self.device = torch.device(config.device)
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.actor_forecast = config.forecast == "actor_critic"
-        self.critic_forecast = config.forecast != "none"
-        n_forecast = len(FORECAST_FEATURES)
         # Build the networks from the seed without touching torch's global generator.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            actor_in = obs_dim + n_forecast * self.actor_forecast + n_agents * config.actor_agent_id
-            critic_in = self.core.state_dim + n_forecast * self.critic_forecast + n_agents * config.critic_agent_id
+            actor_in = obs_dim + n_agents * config.actor_agent_id
+            critic_in = self.core.state_dim + n_agents * config.critic_agent_id
             self.actor = mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01).to(self.device)
             self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.Tanh, out_gain=1.0).to(self.device)
         self.log_std = nn.Parameter(torch.full((ACTION_DIM,), float(config.log_std_init), device=self.device))
@@ -186,15 +178,11 @@ class MAPPO(Learner):
 
     # ------------------------------------------------------------------ inputs
     def _actor_input(self, obs: np.ndarray) -> torch.Tensor:
-        features = actor_features(self.core, obs, self.actor_forecast)
-        return with_agent_id(torch.as_tensor(features, dtype=torch.float32, device=self.device),
+        return with_agent_id(torch.as_tensor(obs, dtype=torch.float32, device=self.device),
                              self.config.actor_agent_id)
 
     def _critic_input(self) -> torch.Tensor:
-        state = self.core.state()
-        if self.critic_forecast:
-            state = np.concatenate([state, forecast_features(self.core)], axis=1)
-        s = torch.as_tensor(state, dtype=torch.float32, device=self.device)
+        s = torch.as_tensor(self.core.state(), dtype=torch.float32, device=self.device)
         per_agent = s.unsqueeze(-2).expand(*s.shape[:-1], self.core.n_agents, s.shape[-1])
         return with_agent_id(per_agent, self.config.critic_agent_id)
 
@@ -301,8 +289,7 @@ class MAPPO(Learner):
 
     # ------------------------------------------------------------------ evaluation and checkpoints
     def policy(self) -> ActorPolicy:
-        return ActorPolicy(self.name, nn.Sequential(copy.deepcopy(self.actor), nn.Tanh()), self.actor_forecast,
-                           self.config.actor_agent_id)
+        return ActorPolicy(self.name, nn.Sequential(copy.deepcopy(self.actor), nn.Tanh()), self.config.actor_agent_id)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,14 +1,10 @@
 """Parts shared by the deep multi-agent learners (MAPPO and MADDPG): networks, inputs, actions, checks.
 
 Both learners share one actor between all N agents of a community. The actor sees an agent's local
-observation, optionally followed by the community forecast (``FORECAST_FEATURES``) and the agent's one-hot
-identity, and emits a point ``u`` in the box [-1, 1]^2 that ``env_action`` maps onto the environment's action:
-the battery setpoint share is ``u[0]`` (of the battery's max kW, > 0 charges) and the price share is
-``(u[1] + 1) / 2`` (of [feed-in, retail]).
-
-The community forecast is a perfect (oracle) forecast read from the core's profiles, as a community energy
-platform with exact day-ahead forecasts would broadcast it; it shows how much of the gap to the
-perfect-foresight optimum is information rather than learning.
+observation (forecasts included: the environment's forecaster, the same for every method), optionally followed
+by the agent's one-hot identity, and emits a point ``u`` in the box [-1, 1]^3 that ``env_action`` maps onto the
+environment's action: the battery setpoint share is ``u[0]`` (of the battery's max kW, > 0 charges), the price
+share ``(u[1] + 1) / 2`` (of [feed-in, retail]) and the curtailment share ``max(u[2], 0)``.
 """
 
 from __future__ import annotations
@@ -24,18 +20,10 @@ from torch import nn
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 
-# Community means, all in [-1, 1]: what the community needs now and over the rest of the episode.
-FORECAST_FEATURES = (
-    "community_net_now",  # mean over households of (load - PV) of the step about to be settled / power_scale_kw
-    "community_load_rest",  # mean over households of the load summed over the rest of the episode (this step
-    "community_pv_rest",  # included) / (power_scale_kw * steps_per_day); the same for PV
-)
-FORECAST_MODES = ("none", "critic", "actor_critic")  # who sees the community forecast
-
 
 def check_multi_agent_keys(config: Any, section: str) -> None:
     """The keys MAPPO and MADDPG share beyond ranges and network (``p2p_marl.training.validation``):
-    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``, ``forecast``; ``ConfigError`` names
+    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``; ``ConfigError`` names
     ``section.key`` and the allowed values."""
     for key in ("actor_agent_id", "critic_agent_id"):
         if not isinstance(getattr(config, key), bool):
@@ -43,9 +31,6 @@ def check_multi_agent_keys(config: Any, section: str) -> None:
     w = config.cooperative_weight
     if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0):
         raise ConfigError(f"{section}.cooperative_weight must be null or a number in [0.0, 1.0], got {w!r}")
-    if config.forecast not in FORECAST_MODES:
-        raise ConfigError(f"{section}.forecast={config.forecast!r} is not allowed; choose one of "
-                          f"{list(FORECAST_MODES)}")
 
 
 def training_env(env_config: EnvConfig, cooperative_weight: float | None) -> EnvConfig:
@@ -74,27 +59,6 @@ def _init(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
-def forecast_features(core: CommunityCore) -> np.ndarray:
-    """The community forecast (B, len(FORECAST_FEATURES)) at the core's current step (zeros once it is done)."""
-    t, end = core.t, core.steps_per_episode
-    if t >= end:
-        return np.zeros((core.batch_size, len(FORECAST_FEATURES)))
-    load_kw = core.profiles.load_kw[core.days, t:end].mean(axis=2)  # (B, steps left)
-    pv_kw = core.profiles.pv_kw[core.days, t:end].mean(axis=2)
-    scale = core.power_scale_kw
-    return np.stack([(load_kw[:, 0] - pv_kw[:, 0]) / scale,
-                     load_kw.sum(axis=1) / (scale * core.config.steps_per_day),
-                     pv_kw.sum(axis=1) / (scale * core.config.steps_per_day)], axis=1)
-
-
-def actor_features(core: CommunityCore, obs: np.ndarray, forecast: bool) -> np.ndarray:
-    """What the shared actor sees before the agent identity: obs (B, N, obs_dim) [+ the community forecast]."""
-    if not forecast:
-        return obs
-    extra = np.broadcast_to(forecast_features(core)[:, None, :], (*obs.shape[:2], len(FORECAST_FEATURES)))
-    return np.concatenate([obs, extra], axis=-1)
-
-
 def with_agent_id(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     """Append each agent's one-hot identity to per-agent inputs (..., N, D) -> (..., N, D + N) when enabled."""
     if not enabled:
@@ -114,14 +78,13 @@ def env_action(u: np.ndarray) -> np.ndarray:
 class ActorPolicy:
     """The deterministic evaluation policy of a trained shared actor (see ``p2p_marl.baselines.policy``).
 
-    ``actor`` maps actor inputs (B, N, D) to points of [-1, 1]^3; it is a private CPU copy, so the policy
-    stays fixed while training goes on and acts without a GPU.
+    ``actor`` maps observations (B, N, obs_dim) [+ one-hot identities] to points of [-1, 1]^3; it is a private
+    CPU copy, so the policy stays fixed while training goes on and acts without a GPU.
     """
 
-    def __init__(self, name: str, actor: nn.Module, forecast: bool, agent_id: bool):
+    def __init__(self, name: str, actor: nn.Module, agent_id: bool):
         self.name = name
         self.actor = actor.cpu().eval()
-        self.forecast = forecast
         self.agent_id = agent_id
 
     def reset(self, core: CommunityCore) -> None:
@@ -129,8 +92,7 @@ class ActorPolicy:
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            features = torch.as_tensor(actor_features(core, obs, self.forecast), dtype=torch.float32)
-            x = with_agent_id(features, self.agent_id)
+            x = with_agent_id(torch.as_tensor(obs, dtype=torch.float32), self.agent_id)
             return env_action(self.actor(x).numpy().astype(np.float64))
 
 

@@ -55,6 +55,7 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
 from p2p_marl.sim.feeder import Feeder, power_flow_arrays, radial_feeder
+from p2p_marl.sim.forecasts import build_forecaster, observation_table, stack_profiles
 from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
 from p2p_marl.sim.tariffs import end_settlement_prices, time_of_use_prices
 
@@ -62,29 +63,34 @@ from p2p_marl.sim.tariffs import end_settlement_prices, time_of_use_prices
 OBS_FEATURES = (
     "time_sin",  # time of day of the step about to be settled
     "time_cos",
-    "load",  # this step's load / power_scale_kw
+    "load",  # this step's load / power_scale_kw (metered while the step is dispatched)
     "pv",  # this step's PV / power_scale_kw
     "soc",  # fraction of capacity; 0 without a battery
     "has_battery",
     "retail_price",  # / price_scale_per_kwh
     "feed_in_price",
-    "next_retail_price",
+    "next_retail_price",  # the tariff is published in advance
     "last_clearing_price",
     "voltage_deviation",  # (own bus voltage at the last step - 1) / 0.1, clipped to [-1, 1]
-    "next_load",  # next step's load (a perfect one-step forecast) / power_scale_kw
+    # Forecasts from the configured forecaster (p2p_marl.sim.forecasts), / power_scale_kw, 0 at the episode's end:
+    "next_load",  # own load forecast of the next step
     "next_pv",
+    "load_ahead",  # own mean load forecast over the next forecast_horizon_h (the window cut at the episode's end)
+    "pv_ahead",
+    "community_load_ahead",  # community mean of load_ahead
+    "community_pv_ahead",
     "community_net",  # last step's mean net power / (2 * power_scale_kw), clipped to [-1, 1]
     "soc_start",  # SoC at the episode's start: the level the end-of-day settlement is measured against
 )
-OBS_LOW = np.array([-1, -1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 0, 0, -1, 0], dtype=np.float64)
+OBS_LOW = np.array([-1, -1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, -1, 0], dtype=np.float64)
 OBS_HIGH = np.ones(len(OBS_FEATURES), dtype=np.float64)
 # Global state = shared features once + per-agent features for every agent.
 STATE_SHARED = tuple(OBS_FEATURES.index(f) for f in
                      ("time_sin", "time_cos", "retail_price", "feed_in_price", "next_retail_price",
-                      "last_clearing_price", "community_net"))
+                      "last_clearing_price", "community_load_ahead", "community_pv_ahead", "community_net"))
 STATE_PER_AGENT = tuple(OBS_FEATURES.index(f) for f in
                         ("load", "pv", "soc", "has_battery", "voltage_deviation", "next_load", "next_pv",
-                         "soc_start"))
+                         "load_ahead", "pv_ahead", "soc_start"))
 # Per agent: battery setpoint share in [-1, 1], limit price share in [0, 1], PV curtailment share in [0, 1].
 ACTION_LOW = np.array([-1.0, 0.0, 0.0])
 ACTION_HIGH = np.array([1.0, 1.0, 1.0])
@@ -169,8 +175,12 @@ class CommunityCore:
         self._obs_template = self._observation_template()
         # Load and PV of every day and step side by side, (n_days, steps_per_day, 2, N), so that one gather
         # fetches both: in kW for the step, and as observation features (normalised, within bounds).
-        self._profiles_kw = np.stack([self.profiles.load_kw, self.profiles.pv_kw], axis=2)
+        self._profiles_kw = stack_profiles(self.profiles)
         self._profile_obs = np.clip(self._profiles_kw / self.power_scale_kw, 0.0, 1.0)
+        # The forecasts the observations hold, issued at every step of every day: (n_days, T + 1, 4, N).
+        self.forecaster = build_forecaster(cfg, self.profiles)
+        self._forecast_obs = observation_table(self.forecaster, round(cfg.forecast_horizon_h / cfg.dt_h),
+                                               self.steps_per_episode, self.power_scale_kw)
         self._has_capacity = self.battery.capacity_kwh > 0
 
         self._rng = np.random.default_rng()
@@ -355,19 +365,18 @@ class CommunityCore:
 
     def _observe(self, soc: np.ndarray) -> np.ndarray:
         """``observe()`` with the SoC given: ``step()`` has computed it already for the infos."""
-        steps = self.config.steps_per_day
-        t = min(self.t, steps - 1)
-        t_next = min(self.t + 1, steps - 1)
+        t = min(self.t, self.config.steps_per_day - 1)
         obs = np.empty((self.batch_size, self.n_agents, self.obs_dim))
         obs[:] = self._obs_template[self.t]
-        profile_now, profile_next = self._profile_obs[self.days, t], self._profile_obs[self.days, t_next]
-        obs[..., 2], obs[..., 3] = profile_now[:, 0], profile_now[:, 1]  # load, PV
+        obs[..., 2:4] = self._profile_obs[self.days, t].transpose(0, 2, 1)  # load, PV
         obs[..., 4] = soc  # within [0, 1] already: energy stays in [soc_min, soc_max] * capacity
         obs[..., 9] = _clip(self.last_clearing_price / self.price_scale_per_kwh, 0.0, 1.0)[:, None]
         obs[..., 10] = _clip((self.last_voltage_pu - 1.0) / 0.1, -1.0, 1.0)
-        obs[..., 11], obs[..., 12] = profile_next[:, 0], profile_next[:, 1]
-        obs[..., 13] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
-        obs[..., 14] = self._start_soc
+        forecast = self._forecast_obs[self.days, self.t]  # (B, 4, N): next load, next PV, load and PV ahead
+        obs[..., 11:15] = forecast.transpose(0, 2, 1)
+        obs[..., 15:17] = forecast[:, 2:].mean(axis=2)[:, None, :]
+        obs[..., 17] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
+        obs[..., 18] = self._start_soc
         return obs
 
     def _observation_template(self) -> np.ndarray:

@@ -1,0 +1,158 @@
+"""Forecasts of every household's load and PV: what the observations and the MPC benchmark know of the future.
+
+At step t of a day, the steps before t and step t itself are known: step t's load and PV are metered while it is
+dispatched (the observation's ``load`` and ``pv`` features). Steps t + 1 .. T - 1 are forecast, issued at step t
+by the configured forecaster (``EnvConfig.forecaster``):
+
+* ``persistence`` (the default): the same step of the previous day in the profile set (the previous calendar
+  day when the days are consecutive, as in the synthetic year), built from the past only. The first day of
+  the set has no previous day; its forecast holds the last observed value.
+* ``noisy``: the truth with a seeded, autocorrelated relative error that grows with the lead h = s - t (steps):
+
+      forecast[s] = max(truth[s] * (1 + sigma_h * xi[s]), 0),   sigma_h = forecast_nrmse * sqrt(h / steps_per_day)
+
+  so ``forecast_nrmse`` is the normalised RMSE (RMSE / root mean square of the truth) a day ahead, and the
+  next step's error is ``sqrt(steps_per_day)`` times smaller. ``xi`` is a stationary AR(1) path over the
+  day's steps with unit variance and correlation ``forecast_autocorrelation`` between neighbouring steps,
+  drawn once per day from ``forecast_seed``: one path per household for load, one per community for PV (a
+  cloud misjudged is misjudged on every roof). A later forecast of the same step has the same ``xi`` and a
+  smaller ``sigma_h``, so forecasts sharpen as the step approaches. It sees the future through the noise:
+  for ablations, not as a realistic default.
+* ``oracle``: the true future (ablations, and the value of information).
+* ``file``: the values of ``forecast_csv`` (the profile CSV format; the same households and days as
+  ``data_csv``), taken as issued before the day: the same whatever the step.
+
+Arrays follow the core's layout (days, steps, [load, PV], households), in kW.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles
+
+LOAD, PV = 0, 1  # positions on the (load, PV) axis
+
+
+class Forecaster:
+    """Forecasts of a profile set's days: ``forecast(days, t)`` issued at step t for steps t + 1 .. T - 1."""
+
+    name = ""
+
+    def __init__(self, profiles_kw: np.ndarray):
+        self.profiles_kw = profiles_kw  # (D, T, 2, N) the truth
+
+    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
+        """(B, T - t - 1, 2, N) load and PV forecasts [kW] of steps t + 1 .. T - 1 of each of ``days``, issued
+        at step t (0 <= t < T)."""
+        raise NotImplementedError
+
+    def known_day(self, days: np.ndarray, t: int) -> np.ndarray:
+        """(B, T, 2, N) each day as known at step t: the truth up to and including t, the forecast after it."""
+        days = np.asarray(days, dtype=np.int64)
+        return np.concatenate([self.profiles_kw[days, :t + 1], self.forecast(days, t)], axis=1)
+
+
+class OracleForecaster(Forecaster):
+    name = "oracle"
+
+    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
+        return self.profiles_kw[days, t + 1:]
+
+
+class PersistenceForecaster(Forecaster):
+    name = "persistence"
+
+    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
+        days = np.asarray(days, dtype=np.int64)
+        yesterday = self.profiles_kw[np.maximum(days - 1, 0), t + 1:]
+        steps_left = yesterday.shape[1]
+        held = np.broadcast_to(self.profiles_kw[days, t][:, None], (len(days), steps_left, *yesterday.shape[2:]))
+        return np.where((days > 0)[:, None, None, None], yesterday, held)
+
+
+class NoisyForecaster(Forecaster):
+    name = "noisy"
+
+    def __init__(self, profiles_kw: np.ndarray, nrmse: float, autocorrelation: float, seed: int):
+        super().__init__(profiles_kw)
+        n_days, steps, _, n_households = profiles_kw.shape
+        rng = np.random.default_rng(seed)
+        innovations = rng.standard_normal((steps, n_days, n_households + 1))
+        path = np.empty_like(innovations)
+        path[0] = innovations[0]
+        scale = math.sqrt(1.0 - autocorrelation ** 2)
+        for s in range(1, steps):
+            path[s] = autocorrelation * path[s - 1] + scale * innovations[s]
+        # (D, T, 2, N) relative errors at a lead of one day: load per household, PV per community.
+        self.xi = np.empty(profiles_kw.shape)
+        self.xi[:, :, LOAD] = path[..., :n_households].transpose(1, 0, 2)
+        self.xi[:, :, PV] = path[..., n_households].T[..., None]
+        self.sigma_by_lead = nrmse * np.sqrt(np.arange(steps + 1) / steps)
+
+    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
+        days = np.asarray(days, dtype=np.int64)
+        sigma = self.sigma_by_lead[1:self.profiles_kw.shape[1] - t][:, None, None]
+        return np.maximum(self.profiles_kw[days, t + 1:] * (1.0 + sigma * self.xi[days, t + 1:]), 0.0)
+
+
+class FileForecaster(Forecaster):
+    name = "file"
+
+    def __init__(self, profiles_kw: np.ndarray, forecast_kw: np.ndarray):
+        super().__init__(profiles_kw)
+        self.forecast_kw = forecast_kw
+
+    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
+        return self.forecast_kw[days, t + 1:]
+
+
+def stack_profiles(profiles: ProfileSet) -> np.ndarray:
+    """(D, T, 2, N) load and PV side by side, the layout of the core and the forecasters."""
+    return np.stack([profiles.load_kw, profiles.pv_kw], axis=2)
+
+
+def build_forecaster(cfg: EnvConfig, profiles: ProfileSet) -> Forecaster:
+    """The forecaster ``cfg.forecaster`` over ``profiles`` (the truth)."""
+    truth = stack_profiles(profiles)
+    if cfg.forecaster == "oracle":
+        return OracleForecaster(truth)
+    if cfg.forecaster == "persistence":
+        return PersistenceForecaster(truth)
+    if cfg.forecaster == "noisy":
+        return NoisyForecaster(truth, cfg.forecast_nrmse, cfg.forecast_autocorrelation, cfg.forecast_seed)
+    return FileForecaster(truth, stack_profiles(_load_forecast_file(cfg, profiles)))
+
+
+def _load_forecast_file(cfg: EnvConfig, profiles: ProfileSet) -> ProfileSet:
+    forecast = load_csv_profiles(cfg.forecast_csv, cfg.dt_h)
+    if forecast.household_ids != profiles.household_ids:
+        raise ConfigError(f"forecast_csv {cfg.forecast_csv} holds households {list(forecast.household_ids)}, "
+                          f"data_csv {cfg.data_csv} holds {list(profiles.household_ids)}: they must be the same, "
+                          "in the same order of first appearance")
+    if not np.array_equal(forecast.day_of_year, profiles.day_of_year):
+        raise ConfigError(f"forecast_csv {cfg.forecast_csv} holds {forecast.n_days} days, data_csv {cfg.data_csv} "
+                          f"{profiles.n_days}; both must hold the same dates")
+    return forecast
+
+
+def observation_table(forecaster: Forecaster, horizon_steps: int, episode_steps: int,
+                      power_scale_kw: float) -> np.ndarray:
+    """The observations' forecast features for every day and step, (D, episode_steps + 1, 4, N):
+
+    [next_load, next_pv]: the household's forecast of step t + 1; [load_ahead, pv_ahead]: its forecast summed
+    over steps t + 1 .. t + horizon_steps within the episode, over ``horizon_steps`` (a mean power that falls
+    towards 0 as the episode's end cuts the window). All over ``power_scale_kw``, clipped to [0, 1]; zero
+    where no step of the episode is left.
+    """
+    n_days, _, _, n_households = forecaster.profiles_kw.shape
+    table = np.zeros((n_days, episode_steps + 1, 4, n_households))
+    all_days = np.arange(n_days)
+    for t in range(episode_steps - 1):
+        ahead = forecaster.forecast(all_days, t)[:, :min(horizon_steps, episode_steps - 1 - t)]
+        table[:, t, :2] = ahead[:, 0]
+        table[:, t, 2:] = ahead.sum(axis=1) / horizon_steps
+    return np.clip(table / power_scale_kw, 0.0, 1.0)
