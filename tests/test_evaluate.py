@@ -19,7 +19,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.rules import GridOnly, SelfConsumption
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
-from p2p_marl.evaluation.compare import (BENCHMARKS, evaluate_policy, load_policies, reference_costs,
+from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, load_policies, reference_costs,
                                          select_days)
 from p2p_marl.evaluation import compare, report
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
@@ -54,7 +54,7 @@ def test_results_csv_has_a_row_per_method_and_day(run_dir):
     days = sorted({row["day"] for row in rows}, key=int)
     assert len(days) == 2
     assert sorted((row["method"], row["day"]) for row in rows) == sorted(
-        (method, day) for method in BENCHMARKS for day in days)
+        (method, day) for method in DEFAULT_BENCHMARKS for day in days)
     for kpi in ("community_cost", "self_sufficiency", "p2p_volume_kwh", "savings_gini", "share_of_optimal_saving",
                 "voltage_violation_steps", "line_overload_kvah"):
         assert kpi in rows[0], kpi
@@ -75,7 +75,7 @@ def test_optimal_share_is_one_and_grid_only_share_is_zero(run_dir):
 def test_summary_json_matches_results_csv(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = read_results(run_dir)
-    assert list(summary) == list(BENCHMARKS)
+    assert list(summary) == list(DEFAULT_BENCHMARKS)
     for method, kpis in summary.items():
         assert set(kpis) == set(rows[0]) - {"method", "day"}
         for kpi, stats in kpis.items():
@@ -90,7 +90,7 @@ def test_summary_json_matches_results_csv(run_dir):
 
 
 def test_plots_are_written(run_dir):
-    names = [f"dispatch_{method}.png" for method in BENCHMARKS] + ["costs_by_method.png",
+    names = [f"dispatch_{method}.png" for method in DEFAULT_BENCHMARKS] + ["costs_by_method.png",
                                                                     "share_of_optimal_saving.png"]
     for name in names:
         data = (run_dir / name).read_bytes()
@@ -111,7 +111,7 @@ def test_tensorboard_scalars_read_back(run_dir):
 def test_table_is_printed_within_100_columns_without_the_highs_banner(run_dir):
     stdout = (run_dir / "stdout.txt").read_text()
     assert "2 test day(s), 4 households" in stdout
-    for method in BENCHMARKS:
+    for method in DEFAULT_BENCHMARKS:
         assert method in stdout
     table = [line for line in stdout.splitlines() if not line.startswith("[")]  # not the log lines
     assert max(len(line) for line in table) <= 100
@@ -271,7 +271,7 @@ def compose_evaluate():
 def test_default_config_composes(compose_evaluate):
     config = to_evaluate_config(compose_evaluate())
     assert config.env == EnvConfig(n_agents=10, prosumer_share=0.6)
-    assert config.methods == list(BENCHMARKS) and config.checkpoints == [] and config.max_days is None
+    assert config.methods == list(DEFAULT_BENCHMARKS) and config.checkpoints == [] and config.max_days is None
 
 
 @pytest.mark.parametrize("override, message", [

@@ -1,15 +1,14 @@
 """Tests of p2p_marl.sim.profiles: synthetic generator, CSV loader, train/test split."""
 
-import csv
-import random
 import re
-from datetime import date, datetime, timedelta
+from datetime import date
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import write_profile_csv
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.profiles import CsvError, ProfileSet, load_csv_profiles, split_days, synthetic_profiles
 
@@ -191,28 +190,11 @@ def test_profile_set_validates(change, match):
 # CSV
 # ---------------------------------------------------------------------------------------------------------
 
-def _write_csv(path, profiles: ProfileSet, year: int = 2023, shuffle: bool = False) -> None:
-    rows = []
-    for d, day_of_year in enumerate(profiles.day_of_year):
-        midnight = datetime(year, 1, 1) + timedelta(days=int(day_of_year))
-        for t in range(profiles.steps_per_day):
-            stamp = (midnight + timedelta(hours=t * profiles.dt_h)).isoformat()
-            for n, household in enumerate(profiles.household_ids):
-                rows.append([stamp, household, repr(float(profiles.load_kw[d, t, n])),
-                             repr(float(profiles.pv_kw[d, t, n]))])
-    if shuffle:
-        random.Random(0).shuffle(rows)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["timestamp", "household", "load_kw", "pv_kw"])
-        writer.writerows(rows)
-
-
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_csv_round_trip(tmp_path, shuffle):
     profiles = synthetic_profiles(4, 0.5, n_days=5, prosumer_share=0.5, seed=9)
     path = tmp_path / "profiles.csv"
-    _write_csv(path, profiles, shuffle=shuffle)
+    write_profile_csv(path, profiles, shuffle=shuffle)
     loaded = load_csv_profiles(path, 0.5)
     assert sorted(loaded.household_ids) == sorted(profiles.household_ids)
     if not shuffle:

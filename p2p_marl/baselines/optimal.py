@@ -12,6 +12,10 @@ Decisions, for every household m with a battery (capacity and power limit > 0) a
     energy_kwh e[t, m] after step t in [soc_min, soc_max] * capacity_kwh_m
     e[t, m] = e[t-1, m] + (charge_efficiency * c - d / discharge_efficiency) * dt_h,
     e[-1, m] = soc_initial * capacity_kwh_m (the evaluation days' fixed start)
+
+(``DispatchProblem`` generalises the horizon for model-predictive control, ``p2p_marl.baselines.mpc``: steps
+t0 .. T-1 of the day, from the energy stored at t0, with the load and PV as forecast; the settlement still
+refers to the episode's start energy.)
     e[T-1, m] - e[-1, m] = surplus_kwh[m] - shortfall_kwh[m],  both >= 0   (the end-of-episode settlement)
 
 for every household p with PV, curtailed power ``k[t, p] in [0, pv_kw[t, p]]`` (spilled at the inverter), and
@@ -208,6 +212,26 @@ def _couple(model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements:
 
 
 @dataclass(frozen=True)
+class DispatchProblem:
+    """What a dispatch is planned on: steps ``first_step`` .. T - 1 of profile day ``day``."""
+
+    day: int
+    first_step: int
+    load_kw: np.ndarray  # (T - first_step, N) as known when planning: the truth, or forecasts (MPC)
+    pv_kw: np.ndarray  # (T - first_step, N)
+    energy_kwh: np.ndarray  # (N,) stored at the start of first_step
+    start_energy_kwh: np.ndarray  # (N,) stored at the episode's start: what the end settlement refers to
+
+    @classmethod
+    def whole_day(cls, core: CommunityCore, day: int) -> "DispatchProblem":
+        """The perfect-foresight problem of a whole episode on ``day``, from the evaluation start ``soc_initial``."""
+        steps = core.config.steps_per_episode
+        start_kwh = core.config.soc_initial * core.battery.capacity_kwh
+        return cls(day, 0, core.profiles.load_kw[day, :steps], core.profiles.pv_kw[day, :steps], start_kwh,
+                   start_kwh)
+
+
+@dataclass(frozen=True)
 class _Decisions:
     """Column indices of the per-household decisions that move net power: (T, M) batteries, (T, P) PV."""
 
@@ -285,11 +309,11 @@ class _Model:
     integer_columns: np.ndarray | None
 
 
-def _build_model(core: CommunityCore, day: int, network: bool, mixed_integer: bool) -> _Model:
+def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_integer: bool) -> _Model:
     cfg, battery, feeder, dt_h = core.config, core.battery, core.feeder, core.dt_h
-    steps = cfg.steps_per_episode
-    load_kw = core.profiles.load_kw[day, :steps]
-    pv_kw = core.profiles.pv_kw[day, :steps]
+    load_kw, pv_kw = problem.load_kw, problem.pv_kw
+    steps = load_kw.shape[0]
+    prices = slice(problem.first_step, problem.first_step + steps)
     base_kw = load_kw - pv_kw  # (T, N) net consumption with idle batteries and all PV used
     q_kvar = load_kw * core.q_per_p
     batteries = np.flatnonzero((battery.capacity_kwh > 0) & (battery.max_kw > 0))
@@ -305,12 +329,12 @@ def _build_model(core: CommunityCore, day: int, network: bool, mixed_integer: bo
     energy = model.columns(shape, 0.0, battery.soc_min * capacity_kwh, battery.soc_max * capacity_kwh)
     curtailed = model.columns((steps, pv_households.size), 0.0, 0.0, pv_kw[:, pv_households])
     decisions = _Decisions(batteries, charge, discharge, pv_households, curtailed)
-    grid_import = model.columns((steps,), core.retail_per_kwh[:steps] * dt_h, 0.0, np.inf)
-    grid_export = model.columns((steps,), -core.feed_in_per_kwh[:steps] * dt_h, 0.0, np.inf)
+    grid_import = model.columns((steps,), core.retail_per_kwh[prices] * dt_h, 0.0, np.inf)
+    grid_export = model.columns((steps,), -core.feed_in_per_kwh[prices] * dt_h, 0.0, np.inf)
 
     # SoC dynamics: e[t] - e[t-1] - eta_c dt c[t] + dt / eta_d d[t] = (e_initial at t = 0, else 0)
-    start_kwh = cfg.soc_initial * capacity_kwh
-    initial_kwh = np.where(np.arange(steps)[:, None] == 0, start_kwh, 0.0)
+    start_kwh = problem.start_energy_kwh[batteries]
+    initial_kwh = np.where(np.arange(steps)[:, None] == 0, problem.energy_kwh[batteries], 0.0)
     dynamics = model.rows(shape, initial_kwh, initial_kwh)
     model.entries(dynamics, energy, 1.0)
     model.entries(dynamics[1:], energy[:-1], -1.0)
@@ -410,10 +434,11 @@ def _run(highs: highspy.Highs, day: int, network: bool, mixed_integer: bool, tim
     return seconds
 
 
-def _solve(core: CommunityCore, day: int, network: bool, mixed_integer: bool, mip_time_limit_s: float
-           ) -> OptimalSchedule:
+def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_integer: bool,
+           mip_time_limit_s: float) -> OptimalSchedule:
+    day = problem.day
     start = time.perf_counter()
-    model = _build_model(core, day, network, mixed_integer)
+    model = _build_model(core, problem, network, mixed_integer)
     lp, cost_vector, n_nonzeros = model.builder.highs_lp(model.integer_columns)
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
@@ -499,14 +524,21 @@ def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_t
     penalties the schedule ignores). ``mip_time_limit_s`` bounds the mixed-integer fallback only. Raises
     ``OptimalSolveError`` (naming the day) if HiGHS reports anything but an optimal solution.
     """
-    day = _check_day(core, day)
+    return solve_dispatch(core, DispatchProblem.whole_day(core, _check_day(core, day)), network, mip_time_limit_s)
+
+
+def solve_dispatch(core: CommunityCore, problem: DispatchProblem, network: bool = True,
+                   mip_time_limit_s: float = 60.0) -> OptimalSchedule:
+    """The minimum-cost dispatch of ``problem`` on ``core``'s community: ``solve_optimal_day`` for any horizon
+    and any view of the load and PV. The schedule's arrays cover the problem's steps; its ``cost`` is the cost
+    the plan expects."""
     _swallow_highs_banner()
     if isinstance(mip_time_limit_s, bool) or not isinstance(mip_time_limit_s, (int, float)) or mip_time_limit_s <= 0:
         raise ValueError(f"mip_time_limit_s must be a number of seconds > 0, got {mip_time_limit_s!r}")
-    schedule = _solve(core, day, network, False, mip_time_limit_s)
+    schedule = _solve(core, problem, network, False, mip_time_limit_s)
     if np.minimum(schedule.charge_kw, schedule.discharge_kw).max(initial=0.0) <= SIMULTANEOUS_TOLERANCE_KW:
         return schedule
-    exact = _solve(core, day, network, True, mip_time_limit_s)
+    exact = _solve(core, problem, network, True, mip_time_limit_s)
     return dataclasses.replace(exact, build_s=schedule.build_s + exact.build_s,
                                solve_s=schedule.solve_s + exact.solve_s)
 

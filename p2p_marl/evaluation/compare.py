@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse,
@@ -42,8 +43,15 @@ BENCHMARKS: dict[str, Callable[[int], Policy]] = {
     "rule_self_consumption": lambda seed: SelfConsumption(),
     "rule_time_of_use": lambda seed: TimeOfUse(),
     "zero_intelligence": lambda seed: ZeroIntelligence(seed=seed),
+    # Model-predictive control on each forecaster's forecasts (mpc_file needs env.forecaster=file).
+    "mpc_persistence": lambda seed: MPCPolicy("persistence", progress=True),
+    "mpc_noisy": lambda seed: MPCPolicy("noisy", progress=True),
+    "mpc_oracle": lambda seed: MPCPolicy("oracle", progress=True),
+    "mpc_file": lambda seed: MPCPolicy("file", progress=True),
     "optimal": lambda seed: OptimalPolicy(network=True, progress=True),
 }
+# What evaluate.py plays unless told otherwise: every benchmark that needs no input beyond the environment.
+DEFAULT_BENCHMARKS = tuple(name for name in BENCHMARKS if name != "mpc_file")
 
 
 def make_benchmark(name: str, seed: int = 0) -> Policy:

@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.evaluation.compare import BENCHMARKS
+from p2p_marl.evaluation.compare import BENCHMARKS, DEFAULT_BENCHMARKS
 from p2p_marl.run_dirs import register_resolver
 
 
@@ -22,7 +22,7 @@ from p2p_marl.run_dirs import register_resolver
 class EvaluateConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     # Benchmarks to evaluate, by name (see p2p_marl.evaluation.compare.BENCHMARKS).
-    methods: list[str] = field(default_factory=lambda: list(BENCHMARKS))
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     # Trained policies: checkpoint files or training run directories, loaded with p2p_marl.algos.load_policy.
     checkpoints: list[str] = field(default_factory=list)
     days: str = "test"  # the days to evaluate on: test (reported results) or validation (model selection)
@@ -38,6 +38,9 @@ class EvaluateConfig:
                                   "(trained policies go in checkpoints)")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods={self.methods} lists a benchmark twice")
+        if "mpc_file" in self.methods and self.env.forecaster != "file":
+            raise ConfigError(f"methods lists mpc_file, which plans on the forecasts of env.forecast_csv, but "
+                              f"env.forecaster={self.env.forecaster!r}: set env.forecaster=file and env.forecast_csv")
         if not self.methods and not self.checkpoints:
             raise ConfigError("methods and checkpoints are both empty: nothing to evaluate")
         if self.days not in ("test", "validation"):

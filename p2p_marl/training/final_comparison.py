@@ -1,4 +1,5 @@
-"""The table a training run ends with: the learner beside grid-only, the best rule and the optimum.
+"""The table a training run ends with: the learner beside grid-only, the best rule, MPC with the environment's
+forecasts (the same information the learner has) and the optimum.
 
 Every row is on the days of the run's own evaluation (``HeldOutDaysEvaluator``), against the references it
 computed once (the optimum's schedules are played again, not solved again); each rule needs one rollout.
@@ -12,6 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly
 from p2p_marl.evaluation.compare import BENCHMARKS, evaluate_policy, make_benchmark
@@ -32,7 +34,7 @@ def _means(kpis: dict) -> dict[str, float | None]:
 
 
 def benchmark_rows(evaluator) -> dict[str, dict[str, float | None]]:
-    """Label -> KPI means of grid-only, the best rule and the optimum on ``evaluator``'s days. The best rule has
+    """Label -> KPI means of grid-only, the best rule, MPC and the optimum on ``evaluator``'s days. The best rule has
     the lowest cost (the same ranking as the share of the optimal saving, which a day with nothing to save
     leaves undefined)."""
     env, days, references = evaluator.env_config, evaluator.days, evaluator.references
@@ -43,6 +45,7 @@ def benchmark_rows(evaluator) -> dict[str, dict[str, float | None]]:
     optimum.remember(env, references["optimal_schedules"])
     return {"grid only": _means(evaluate_policy(env, GridOnly(), days, references)),
             f"best rule: {best_rule.removeprefix(RULE_PREFIX)}": rules[best_rule],
+            f"MPC, {env.forecaster} forecasts": _means(evaluate_policy(env, MPCPolicy(), days, references)),
             "optimum (perfect-foresight LP)": _means(evaluate_policy(env, optimum, days, references))}
 
 

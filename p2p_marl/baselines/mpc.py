@@ -1,0 +1,74 @@
+"""Model-predictive control: the classical controller with the same information as every other method.
+
+At every step t, for every community, the optimal-dispatch LP of ``p2p_marl.baselines.optimal`` is solved over
+the rest of the episode (steps t .. T-1) on the day as a forecaster knows it at t (step t's own load and PV are
+metered, later steps are forecast; see ``p2p_marl.sim.forecasts``), from the energy stored now, with the same
+battery, feeder, curtailment and end-of-day settlement as the perfect-foresight optimum. Its first step is
+applied as ``OptimalPolicy`` applies a step (setpoint and curtailment shares; bid retail when the household
+is a net buyer, ask feed-in when a net seller), and the next step plans again. With the ``oracle`` forecaster
+MPC is the perfect-foresight optimum (every re-plan continues an optimal schedule); with any other it pays
+for its forecast errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
+from p2p_marl.config import ConfigError, FORECASTERS
+from p2p_marl.progress import Progress
+from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.forecasts import Forecaster, build_forecaster
+
+
+class MPCPolicy:
+    """Receding-horizon optimal dispatch on ``forecaster``'s forecasts (a ``Policy``; one LP per community and
+    step). ``forecaster`` None uses the environment's own (``core.forecaster``); a name builds that forecaster
+    over the core's profiles with the environment's forecast settings."""
+
+    def __init__(self, forecaster: str | None = None, network: bool = True, progress: bool = False):
+        if forecaster is not None and forecaster not in FORECASTERS:
+            raise ValueError(f"unknown forecaster {forecaster!r}; choose one of {list(FORECASTERS)}")
+        self.forecaster_name = forecaster
+        self.name = f"mpc_{forecaster}" if forecaster else "mpc"
+        self.network = network
+        self.progress = progress
+        self._forecaster: Forecaster | None = None
+        self._bar: Progress | None = None
+
+    def reset(self, core: CommunityCore) -> None:
+        cfg = core.config
+        if self.forecaster_name in (None, cfg.forecaster):
+            self._forecaster = core.forecaster
+        elif self.forecaster_name == "file":
+            raise ConfigError("mpc_file plans on forecast_csv: set env.forecaster=file and env.forecast_csv")
+        else:
+            own = cfg.replace(forecaster=self.forecaster_name, forecast_csv=None)
+            self._forecaster = build_forecaster(own, core.profiles)
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = Progress(core.steps_per_episode * core.batch_size, f"MPC ({self._forecaster.name})", "LPs",
+                             enabled=self.progress)
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        if self._forecaster is None:
+            raise RuntimeError("MPCPolicy.act before reset(core)")
+        t, end = core.t, core.steps_per_episode
+        known = self._forecaster.known_day(core.days, t)[:, t:end]  # (B, T - t, 2, N)
+        max_kw = core.battery.max_kw
+        actions = np.zeros((core.batch_size, core.n_agents, 3))
+        for b, day in enumerate(core.days):
+            problem = DispatchProblem(int(day), t, known[b, :, 0], known[b, :, 1], core.energy_kwh[b],
+                                      core.start_energy_kwh[b])
+            plan = solve_dispatch(core, problem, self.network)
+            power_kw = plan.charge_kw[0] - plan.discharge_kw[0]
+            pv_kw = problem.pv_kw[0]  # step t: metered, the truth
+            net_kw = problem.load_kw[0] - pv_kw + plan.curtailed_kw[0] + power_kw
+            actions[b, :, 0] = np.divide(power_kw, max_kw, out=np.zeros_like(power_kw), where=max_kw > 0)
+            actions[b, :, 1] = net_kw > 0
+            actions[b, :, 2] = np.divide(plan.curtailed_kw[0], pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0)
+            if self._bar is not None:
+                self._bar.update(t * core.batch_size + b + 1)
+        if t == end - 1 and self._bar is not None:
+            self._bar.close()
+        return actions.clip(-1.0, 1.0)
