@@ -48,7 +48,8 @@ class EnvConfig:
     # comes from. persistence is built from the past only; noisy and oracle see the future (ablations).
     forecaster: str = "persistence"  # persistence, noisy, oracle or file
     forecast_horizon_h: float = 24.0  # window of the load_ahead / pv_ahead features (cut at the episode's end)
-    forecast_nrmse: float = 0.3  # noisy: normalised RMSE a day ahead (smaller at shorter leads)
+    forecast_nrmse: float = 0.3  # noisy: normalised RMSE of a forecast a day ahead ...
+    forecast_nrmse_next: float = 0.1  # ... and of the next step's (growing like a random walk's in between)
     forecast_autocorrelation: float = 0.9  # noisy: correlation of the error between neighbouring steps
     forecast_seed: int = 0  # noisy: seed of the errors
     forecast_csv: str | None = None  # file: forecasts in the profile CSV format, for the days of data_csv
@@ -151,6 +152,7 @@ _RANGES: tuple[Range, ...] = (
     ("n_days", 3, 3660, True, True),
     ("forecast_horizon_h", 0.0, 24.0, False, True),
     ("forecast_nrmse", 0.0, 10.0, True, True),
+    ("forecast_nrmse_next", 0.0, 10.0, True, True),
     ("forecast_autocorrelation", 0.0, 1.0, True, False),
     ("test_share", 0.0, 1.0, False, False),
     ("validation_share", 0.0, 1.0, False, False),

@@ -107,13 +107,13 @@ def test_noisy_forecasts_are_seeded():
     assert not np.array_equal(same[0], other)
 
 
-@pytest.mark.parametrize("nrmse", [0.2, 0.5])
-def test_noisy_errors_have_the_configured_size_growing_with_the_lead(nrmse):
-    """Relative RMSE at lead h is nrmse * sqrt(h / steps_per_day): over a year of 10 households the sampling
-    error of the estimate is a few percent (PV's error is shared by the community and autocorrelated in time,
-    so its estimate is the noisier one)."""
+@pytest.mark.parametrize("nrmse_next, nrmse", [(0.1, 0.3), (0.2, 0.6)])
+def test_noisy_errors_have_the_configured_size_growing_with_the_lead(nrmse_next, nrmse):
+    """Relative RMSE at lead h is nrmse_next + (nrmse - nrmse_next) * sqrt((h - 1) / (T - 1)): over a year of 10
+    households the sampling error of the estimate is a few percent (PV's error is shared by the community and
+    autocorrelated in time, so its estimate is the noisier one)."""
     profiles = synthetic_profiles(10, 0.5, n_days=365, prosumer_share=1.0, seed=5)
-    cfg = EnvConfig(forecaster="noisy", forecast_nrmse=nrmse, forecast_seed=1)
+    cfg = EnvConfig(forecaster="noisy", forecast_nrmse=nrmse, forecast_nrmse_next=nrmse_next, forecast_seed=1)
     forecaster = build_forecaster(cfg, profiles)
     days = np.arange(profiles.n_days)
     for lead in (1, 12, 24):
@@ -123,7 +123,7 @@ def test_noisy_errors_have_the_configured_size_growing_with_the_lead(nrmse):
             for quantity in (LOAD, PV):
                 errors[quantity].append(predicted[:, quantity] - truth[:, quantity])
                 truths[quantity].append(truth[:, quantity])
-        expected = nrmse * np.sqrt(lead / STEPS)
+        expected = nrmse_next + (nrmse - nrmse_next) * np.sqrt((lead - 1) / (STEPS - 1))
         for quantity, tolerance in ((LOAD, 0.05), (PV, 0.12)):
             error, truth = np.concatenate(errors[quantity]), np.concatenate(truths[quantity])
             measured = np.sqrt((error ** 2).sum() / (truth ** 2).sum())
@@ -173,6 +173,7 @@ def test_a_forecast_file_for_other_households_is_a_config_error(tmp_path):
     ({"forecast_horizon_h": 0.0}, r"forecast_horizon_h=0.0 is out of range; allowed \(0.0, 24.0\]"),
     ({"forecast_horizon_h": 1.25}, r"forecast_horizon_h=1.25 must be a whole number of steps of dt_h=0.5"),
     ({"forecast_nrmse": -0.1}, r"forecast_nrmse=-0.1 is out of range"),
+    ({"forecast_nrmse_next": 11.0}, r"forecast_nrmse_next=11.0 is out of range; allowed \[0.0, 10.0\]"),
     ({"forecast_autocorrelation": 1.0}, r"forecast_autocorrelation=1.0 is out of range; allowed \[0.0, 1.0\)"),
     ({"forecast_seed": 1.5}, r"forecast_seed must be an integer"),
 ])

@@ -44,7 +44,7 @@ def test_mpc_with_real_forecasts_never_beats_the_optimum(test_days, optimal_cost
 
 def test_mpc_plans_on_the_environments_forecaster_by_default(test_days):
     days = test_days[:1]
-    noisy_env = DEFAULT.replace(forecaster="noisy", forecast_nrmse=0.6)
+    noisy_env = DEFAULT.replace(forecaster="noisy", forecast_nrmse=0.9, forecast_nrmse_next=0.3)
     own = _costs(noisy_env, MPCPolicy(), days)
     np.testing.assert_array_equal(own, _costs(noisy_env, MPCPolicy("noisy"), days))
     assert not np.array_equal(own, _costs(noisy_env, MPCPolicy("persistence"), days))

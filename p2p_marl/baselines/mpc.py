@@ -12,6 +12,8 @@ for its forecast errors.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
@@ -24,12 +26,17 @@ from p2p_marl.sim.forecasts import Forecaster, build_forecaster
 class MPCPolicy:
     """Receding-horizon optimal dispatch on ``forecaster``'s forecasts (a ``Policy``; one LP per community and
     step). ``forecaster`` None uses the environment's own (``core.forecaster``); a name builds that forecaster
-    over the core's profiles with the environment's forecast settings."""
+    over the core's profiles with the environment's forecast settings, changed by ``forecast_settings``
+    (``EnvConfig`` keys, e.g. ``{"forecast_nrmse": 0.1}``)."""
 
-    def __init__(self, forecaster: str | None = None, network: bool = True, progress: bool = False):
+    def __init__(self, forecaster: str | None = None, network: bool = True, progress: bool = False,
+                 forecast_settings: dict[str, Any] | None = None):
         if forecaster is not None and forecaster not in FORECASTERS:
             raise ValueError(f"unknown forecaster {forecaster!r}; choose one of {list(FORECASTERS)}")
+        if forecast_settings and forecaster is None:
+            raise ValueError("forecast_settings need a forecaster name")
         self.forecaster_name = forecaster
+        self.forecast_settings = dict(forecast_settings or {})
         self.name = f"mpc_{forecaster}" if forecaster else "mpc"
         self.network = network
         self.progress = progress
@@ -38,12 +45,14 @@ class MPCPolicy:
 
     def reset(self, core: CommunityCore) -> None:
         cfg = core.config
-        if self.forecaster_name in (None, cfg.forecaster):
+        if self.forecaster_name in (None, cfg.forecaster) and not self.forecast_settings:
             self._forecaster = core.forecaster
-        elif self.forecaster_name == "file":
+        elif self.forecaster_name == "file" and cfg.forecaster != "file":
             raise ConfigError("mpc_file plans on forecast_csv: set env.forecaster=file and env.forecast_csv")
         else:
-            own = cfg.replace(forecaster=self.forecaster_name, forecast_csv=None)
+            own = cfg.replace(forecaster=self.forecaster_name,
+                              forecast_csv=cfg.forecast_csv if self.forecaster_name == "file" else None,
+                              **self.forecast_settings)
             self._forecaster = build_forecaster(own, core.profiles)
         if self._bar is not None:
             self._bar.close()

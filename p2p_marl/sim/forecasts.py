@@ -9,10 +9,12 @@ by the configured forecaster (``EnvConfig.forecaster``):
   the set has no previous day; its forecast holds the last observed value.
 * ``noisy``: the truth with a seeded, autocorrelated relative error that grows with the lead h = s - t (steps):
 
-      forecast[s] = max(truth[s] * (1 + sigma_h * xi[s]), 0),   sigma_h = forecast_nrmse * sqrt(h / steps_per_day)
+      forecast[s] = max(truth[s] * (1 + sigma_h * xi[s]), 0)
+      sigma_h = forecast_nrmse_next + (forecast_nrmse - forecast_nrmse_next) * sqrt((h - 1) / (T - 1))
 
-  so ``forecast_nrmse`` is the normalised RMSE (RMSE / root mean square of the truth) a day ahead, and the
-  next step's error is ``sqrt(steps_per_day)`` times smaller. ``xi`` is a stationary AR(1) path over the
+  so ``forecast_nrmse_next`` is the normalised RMSE (RMSE / root mean square of the truth) of the next step's
+  forecast and ``forecast_nrmse`` that of a forecast a day ahead (h = T, steps_per_day), the error growing
+  like a random walk's in between. ``xi`` is a stationary AR(1) path over the
   day's steps with unit variance and correlation ``forecast_autocorrelation`` between neighbouring steps,
   drawn once per day from ``forecast_seed``: one path per household for load, one per community for PV (a
   cloud misjudged is misjudged on every roof). A later forecast of the same step has the same ``xi`` and a
@@ -77,7 +79,8 @@ class PersistenceForecaster(Forecaster):
 class NoisyForecaster(Forecaster):
     name = "noisy"
 
-    def __init__(self, profiles_kw: np.ndarray, nrmse: float, autocorrelation: float, seed: int):
+    def __init__(self, profiles_kw: np.ndarray, nrmse_next: float, nrmse_day: float, autocorrelation: float,
+                 seed: int):
         super().__init__(profiles_kw)
         n_days, steps, _, n_households = profiles_kw.shape
         rng = np.random.default_rng(seed)
@@ -91,7 +94,8 @@ class NoisyForecaster(Forecaster):
         self.xi = np.empty(profiles_kw.shape)
         self.xi[:, :, LOAD] = path[..., :n_households].transpose(1, 0, 2)
         self.xi[:, :, PV] = path[..., n_households].T[..., None]
-        self.sigma_by_lead = nrmse * np.sqrt(np.arange(steps + 1) / steps)
+        lead = np.arange(steps + 1)  # sigma_by_lead[h] for h = 1 .. T; [0] is unused
+        self.sigma_by_lead = nrmse_next + (nrmse_day - nrmse_next) * np.sqrt(np.maximum(lead - 1, 0) / (steps - 1))
 
     def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
         days = np.asarray(days, dtype=np.int64)
@@ -123,7 +127,8 @@ def build_forecaster(cfg: EnvConfig, profiles: ProfileSet) -> Forecaster:
     if cfg.forecaster == "persistence":
         return PersistenceForecaster(truth)
     if cfg.forecaster == "noisy":
-        return NoisyForecaster(truth, cfg.forecast_nrmse, cfg.forecast_autocorrelation, cfg.forecast_seed)
+        return NoisyForecaster(truth, cfg.forecast_nrmse_next, cfg.forecast_nrmse, cfg.forecast_autocorrelation,
+                               cfg.forecast_seed)
     return FileForecaster(truth, stack_profiles(_load_forecast_file(cfg, profiles)))
 
 
@@ -156,3 +161,21 @@ def observation_table(forecaster: Forecaster, horizon_steps: int, episode_steps:
         table[:, t, :2] = ahead[:, 0]
         table[:, t, 2:] = ahead.sum(axis=1) / horizon_steps
     return np.clip(table / power_scale_kw, 0.0, 1.0)
+
+
+def forecast_nrmse(forecaster: Forecaster, days: np.ndarray, episode_steps: int) -> dict[str, float]:
+    """Normalised RMSE (RMSE / root mean square of the truth) of the household forecasts on ``days``, over every
+    issue step t and every later step of the episode: of ``load``, ``pv`` and ``net`` (load - PV)."""
+    days = np.asarray(days, dtype=np.int64)
+    squared_error, squared_truth = np.zeros(3), np.zeros(3)
+    for t in range(episode_steps - 1):
+        forecast = forecaster.forecast(days, t)[:, :episode_steps - 1 - t]
+        truth = forecaster.profiles_kw[days, t + 1:episode_steps]
+        for index, (predicted, actual) in enumerate(((forecast[:, :, LOAD], truth[:, :, LOAD]),
+                                                     (forecast[:, :, PV], truth[:, :, PV]),
+                                                     (forecast[:, :, LOAD] - forecast[:, :, PV],
+                                                      truth[:, :, LOAD] - truth[:, :, PV]))):
+            squared_error[index] += ((predicted - actual) ** 2).sum()
+            squared_truth[index] += (actual ** 2).sum()
+    nrmse = np.sqrt(squared_error / np.maximum(squared_truth, 1e-300))
+    return dict(zip(("load", "pv", "net"), nrmse.tolist()))
