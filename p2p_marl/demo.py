@@ -3,7 +3,8 @@
     python -m p2p_marl.demo [--n-agents 10] [--day D]
 
 Plays the day under the time-of-use rule and prints it step by step (energy, P2P trade, clearing price, the
-highest bus voltage), then the day's bill beside grid-only and the perfect-foresight optimum, and what the
+highest bus voltage), then the day's bill beside grid-only, model-predictive control on the environment's
+(persistence) forecasts and the perfect-foresight optimum, and what the
 feeder did: how often idle batteries push it out of its voltage band, and what the optimum stores or curtails
 to stay inside it. The default day is the first test day on which the feeder binds with idle batteries.
 """
@@ -16,6 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly, TimeOfUse
 from p2p_marl.config import EnvConfig
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     days = np.array([day])
     runs = {name: rollout_days(config, policy, days)
             for name, policy in (("grid-only", GridOnly()), ("time-of-use rule", TimeOfUse()),
+                                 (f"MPC on {config.forecaster} forecasts", MPCPolicy()),
                                  ("optimum", OptimalPolicy()))}
     rule = runs["time-of-use rule"]
 
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"P2P trade under the rule: {p2p_kwh:.1f} kWh between neighbours at {price:.3f} per kWh on "
                   f"average (retail {core.retail_per_kwh.min():.2f}-{core.retail_per_kwh.max():.2f}, feed-in "
                   f"{core.feed_in_per_kwh[0]:.2f}).")
-    idle_steps, rule_steps, optimum_steps = (int(violation_steps(runs[name])[0]) for name in runs)
+    idle_steps, rule_steps, _, optimum_steps = (int(violation_steps(runs[name])[0]) for name in runs)
     if idle_steps:
         optimum = runs["optimum"]
         console.print(

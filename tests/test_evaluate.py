@@ -21,7 +21,7 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, load_policies, reference_costs,
                                          select_days)
-from p2p_marl.evaluation import compare, report
+from p2p_marl.evaluation import compare, report, value_of_information
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
 from conftest import launch_twice_at_once
 
@@ -318,3 +318,20 @@ def test_select_days():
     assert select_days(core, None, int(core.test_days[-1]))[1] == core.test_days[-1]
     with pytest.raises(ConfigError, match=r"plot_day=\d+ is not among the evaluated test days"):
         select_days(core, 2, int(core.test_days[-1]))
+
+
+def test_value_of_information_table_and_plot(tmp_path):
+    """On one test day: MPC with the oracle reaches the optimum, forecasts' errors grow down the noisy rows, and
+    no method beats the optimum."""
+    value_of_information.main(["--max-days", "1", "--out", str(tmp_path)])
+    assert (tmp_path / "value_of_information.png").read_bytes().startswith(PNG_SIGNATURE)
+    rows = {}
+    for line in (tmp_path / "value_of_information.md").read_text().splitlines()[2:]:
+        method, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[method] = cells
+    assert float(rows["MPC, oracle"][3]) == pytest.approx(1.0, abs=1e-3)
+    assert rows["MPC, oracle"][:3] == ["0.00", "0.00", "0.00"]
+    noisy_net_errors = [float(cells[2]) for method, cells in rows.items() if method.startswith("MPC, noisy")]
+    assert len(noisy_net_errors) == 4 and noisy_net_errors == sorted(noisy_net_errors) and noisy_net_errors[0] > 0
+    assert rows["rule_time_of_use"][:3] == ["–", "–", "–"]
+    assert all(float(cells[3]) <= 1.0 + 1e-3 for cells in rows.values())

@@ -23,7 +23,8 @@ from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from p2p_marl.algos import load_policy
-from p2p_marl.config import EnvConfig
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.evaluation import learning_curves
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from p2p_marl.training.loop import HeldOutDaysEvaluator
@@ -367,3 +368,26 @@ def test_training_evaluates_on_validation_days_and_never_on_test_days():
     evaluator = HeldOutDaysEvaluator(env_config, eval_days=None)
     np.testing.assert_array_equal(evaluator.days, core.validation_days)
     assert not set(evaluator.days) & set(core.test_days) and not set(evaluator.days) & set(core.train_days)
+
+
+def test_learning_curves_group_seeds_and_read_back_every_evaluation(train_main, monkeypatch, tmp_path):
+    runs = [fresh_run(train_main, monkeypatch, tmp_path / f"{algo}_{seed}", algo, f"seed={seed}")
+            for algo, seed in (("qlearning", 0), ("qlearning", 1), ("dqn", 0))]
+    out = tmp_path / "curves"
+    learning_curves.main([*map(str, runs), "--out", str(out)])
+    assert (out / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
+    rows = {line.split(" | ")[0].strip("| "): line for line in (out / "learning_curves.md").read_text().splitlines()}
+    last = {run: logged_scalars(run)["eval/share_of_optimal_saving"][-1][1] for run in runs}
+    seeds = [float(value) for value in rows["qlearning"].split(" | ")[2].split(" / ")]
+    np.testing.assert_allclose(seeds, [last[runs[0]], last[runs[1]]], atol=5e-4)  # the table rounds to 3 digits
+    assert rows["dqn"].split(" | ")[2] == f"{last[runs[2]]:.3f}"
+    curves = learning_curves.group([learning_curves.read_run(run)[0] for run in runs])
+    assert list(curves) == ["dqn", "qlearning"] and [c.seed for c in curves["qlearning"]] == [0, 1]
+    assert curves["dqn"][0].steps.tolist() == [step for step, _ in logged_scalars(runs[2])[
+        "eval/share_of_optimal_saving"]]
+    assert np.all(np.diff(curves["dqn"][0].minutes) >= 0)
+
+
+def test_learning_curves_refuse_a_directory_that_is_not_a_run(tmp_path):
+    with pytest.raises(ConfigError, match=r"no .hydra/config.yaml; give train.py run directories"):
+        learning_curves.read_run(tmp_path)

@@ -41,8 +41,9 @@ One step of ``dt_h`` hours, for every household i of every community b:
    reward = -((1 - w) * cost + w * mean(cost over the community)), w = ``cooperative_weight``; the sum of the
    rewards is the negative community cost whatever w is.
 
-Observations are local and normalised into finite bounds (see ``OBS_FEATURES``); ``state()`` is the global
-state for centralised critics.
+Observations are local and normalised into finite bounds (see ``OBS_FEATURES``): the step being settled is
+metered, later steps come from the configured forecaster (``p2p_marl.sim.forecasts``; persistence by default,
+so nothing from the future). ``state()`` is the global state for centralised critics, with the same forecasts.
 """
 
 from __future__ import annotations

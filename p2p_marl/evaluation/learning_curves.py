@@ -1,0 +1,158 @@
+"""Learning curves from training runs' TensorBoard logs: the share of the optimal saving on validation days.
+
+    python -m p2p_marl.evaluation.learning_curves RUN_DIR [RUN_DIR ...] [--out DIR]
+
+Each run directory (``train.py``'s, e.g. every job of ``python train.py -m experiment=comparison``) holds the
+event files of its periodic evaluations (``eval/share_of_optimal_saving`` on the validation days) and its
+resolved config (``.hydra/config.yaml``). Runs are grouped by learner (their seeds); every run must have been
+trained on the same environment and evaluated on the same days. The figure has two panels, the share against
+community-steps and against wall-clock minutes since the run's first logged event (the mean over seeds of the
+time each evaluation was reached), each with the mean over seeds as a line and the range over seeds as a band.
+The best rule, MPC with the environment's forecaster and the optimum (= 1) are horizontal lines, played here
+on the same validation days. Writes ``learning_curves.png`` and ``learning_curves.md`` (each learner's last
+evaluation: mean ± std over seeds, each seed's value, minutes per run) to ``--out`` (default: a new directory
+``runs/learning_curves/<date>_<time>``), and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+from tbparse import SummaryReader
+
+from p2p_marl.baselines.mpc import MPCPolicy
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.evaluation.compare import BENCHMARKS, evaluate_policy, make_benchmark, reference_costs
+from p2p_marl.evaluation.report import console, plt
+from p2p_marl.run_dirs import claim_new_dir
+from p2p_marl.sim.community import CommunityCore
+
+TAG = "eval/share_of_optimal_saving"
+LEARNER_ORDER = ("mappo", "maddpg", "dqn", "qlearning")
+
+
+@dataclass
+class RunCurve:
+    learner: str
+    seed: int
+    steps: np.ndarray  # community-steps of each evaluation
+    minutes: np.ndarray  # wall-clock minutes since the run's first logged event
+    share: np.ndarray
+
+
+def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
+    """A run's curve, environment and ``eval_days``; ``ConfigError`` naming the directory if it is not a run."""
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"{run_dir}: no .hydra/config.yaml; give train.py run directories")
+    settings = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
+    try:
+        env = EnvConfig(**settings["env"])
+    except ConfigError as error:
+        raise ConfigError(f"{config_file}: env.{error}") from None
+    scalars = SummaryReader(str(run_dir), extra_columns={"wall_time"}).scalars
+    if scalars.empty or TAG not in set(scalars.tag):
+        raise ConfigError(f"{run_dir}: its event files hold no {TAG} (no evaluation logged yet)")
+    start = scalars.wall_time.min()
+    curve = scalars[scalars.tag == TAG].sort_values("step")
+    return (RunCurve(settings["algo"]["name"], settings["seed"], curve.step.to_numpy(),
+                     (curve.wall_time.to_numpy() - start) / 60.0, curve.value.to_numpy()),
+            env, settings.get("eval_days"))
+
+
+def benchmark_lines(env: EnvConfig, eval_days: int | None) -> dict[str, float]:
+    """Mean share of the optimal saving on the runs' validation days: the best rule and MPC with the
+    environment's own forecaster."""
+    days = CommunityCore(env).validation_days[:eval_days]
+    references = reference_costs(env, days)
+
+    def share(policy) -> float:
+        return float(np.nanmean(evaluate_policy(env, policy, days, references)["share_of_optimal_saving"]))
+
+    rules = {name: share(make_benchmark(name)) for name in BENCHMARKS if name.startswith("rule_")}
+    best = max(rules, key=rules.get)
+    return {f"best rule ({best.removeprefix('rule_')})": rules[best],
+            f"MPC, {env.forecaster} forecasts": share(MPCPolicy(progress=True))}
+
+
+def group(curves: list[RunCurve]) -> dict[str, list[RunCurve]]:
+    by_learner: dict[str, list[RunCurve]] = {}
+    for curve in curves:
+        by_learner.setdefault(curve.learner, []).append(curve)
+    order = [name for name in LEARNER_ORDER if name in by_learner] + sorted(set(by_learner) - set(LEARNER_ORDER))
+    return {name: sorted(by_learner[name], key=lambda c: c.seed) for name in order}
+
+
+def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, float], title: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True, layout="constrained")
+    palette = plt.get_cmap("tab10")
+    for index, (learner, runs) in enumerate(by_learner.items()):
+        length = min(len(run.share) for run in runs)  # seeds stopped at different evaluations: common part
+        share = np.stack([run.share[:length] for run in runs])
+        steps = runs[0].steps[:length]
+        minutes = np.stack([run.minutes[:length] for run in runs]).mean(axis=0)
+        label = f"{learner} ({len(runs)} seeds)"
+        for ax, x in ((axes[0], steps), (axes[1], minutes)):
+            ax.plot(x, share.mean(axis=0), color=palette(index), marker="o", markersize=3, label=label)
+            ax.fill_between(x, share.min(axis=0), share.max(axis=0), color=palette(index), alpha=0.2)
+    for ax in axes:
+        for (name, value), style in zip(lines.items(), ("--", ":")):
+            ax.axhline(value, color="dimgrey", linestyle=style, label=f"{name}: {value:.3f}")
+        ax.axhline(1.0, color="black", linewidth=1.0, label="optimum (perfect foresight) = 1")
+        ax.axhline(0.0, color="black", linewidth=0.5)
+        ax.grid(alpha=0.3)
+    axes[0].set_xlabel("community-steps")
+    axes[1].set_xlabel("wall-clock minutes (mean over seeds)")
+    axes[0].set_ylabel("share of the optimal saving, validation days")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
+    lines = ["| learner | share at the last evaluation (validation days) | seeds | minutes to the last evaluation |",
+             "|---|---|---|---|"]
+    for learner, runs in by_learner.items():
+        last = np.array([run.share[-1] for run in runs])
+        seeds = " / ".join(f"{value:.3f}" for value in last)
+        minutes = " / ".join(f"{run.minutes[-1]:.0f}" for run in runs)
+        lines.append(f"| {learner} | {last.mean():.3f} ± {last.std():.3f} | {seeds} | {minutes} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="training run directories")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: a new one under runs/)")
+    args = parser.parse_args(argv)
+
+    read = [read_run(run) for run in args.runs]
+    envs = {(repr(env), eval_days) for _, env, eval_days in read}
+    if len(envs) > 1:
+        raise ConfigError("the runs were trained on different environments or evaluated on different days; "
+                          "plot one comparison at a time")
+    _, env, eval_days = read[0]
+    by_learner = group([curve for curve, _, _ in read])
+    lines = benchmark_lines(env, eval_days)
+    if args.out is None:
+        out = Path(claim_new_dir(f"runs/learning_curves/{time.strftime('%Y-%m-%d_%H-%M-%S')}"))
+    else:
+        out = args.out
+        out.mkdir(parents=True, exist_ok=True)
+    n_days = len(CommunityCore(env).validation_days[:eval_days])
+    plot(out / "learning_curves.png", by_learner, lines,
+         f"Learning curves: share of the optimal saving on {n_days} validation days, {env.n_agents} households")
+    table = markdown(by_learner)
+    (out / "learning_curves.md").write_text(table)
+    console().print(table + "".join(f"{name}: {value:.3f}\n" for name, value in lines.items()))
+    console().print(f"Written to {out}")
+
+
+if __name__ == "__main__":
+    main()
