@@ -17,6 +17,7 @@ evaluation: mean ± std over seeds, each seed's value, minutes per run) to ``--o
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="training run directories")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: a new one under runs/)")
     args = parser.parse_args(argv)
+    # Progress lines (p2p_marl.progress) go through logging when stderr is not a terminal; Hydra sets this up for
+    # train.py and evaluate.py, this entry point does it itself.
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     read = [read_run(run) for run in args.runs]
     envs = {(repr(env), eval_days) for _, env, eval_days in read}

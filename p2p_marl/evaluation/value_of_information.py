@@ -16,6 +16,7 @@ printed) and ``value_of_information.png`` (share of the optimal saving against t
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-days", type=int, default=None, help="the first N of those days (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: a new one under runs/)")
     args = parser.parse_args(argv)
+    # Progress lines (p2p_marl.progress) go through logging when stderr is not a terminal; Hydra sets this up for
+    # train.py and evaluate.py, this entry point does it itself.
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     if args.max_days is not None and args.max_days < 1:
         parser.error(f"--max-days must be >= 1, got {args.max_days}")
 
