@@ -153,6 +153,7 @@ _RANGES: tuple[Range, ...] = (
     ("forecast_horizon_h", 0.0, 24.0, False, True),
     ("forecast_nrmse", 0.0, 10.0, True, True),
     ("forecast_nrmse_next", 0.0, 10.0, True, True),
+    ("forecast_seed", 0, 2**63 - 1, True, True),
     ("forecast_autocorrelation", 0.0, 1.0, True, False),
     ("test_share", 0.0, 1.0, False, False),
     ("validation_share", 0.0, 1.0, False, False),
@@ -252,6 +253,9 @@ def _validate(cfg: EnvConfig) -> None:
             f"feed_in_per_kwh={cfg.feed_in_per_kwh!r} must not exceed the lowest retail price "
             "(retail_offpeak_per_kwh, retail_shoulder_per_kwh, retail_peak_per_kwh)"
         )
+    if cfg.forecast_nrmse_next > cfg.forecast_nrmse:
+        raise ConfigError(f"forecast_nrmse_next={cfg.forecast_nrmse_next!r} must not exceed forecast_nrmse="
+                          f"{cfg.forecast_nrmse!r}: a forecast's error grows with its lead")
     horizon_steps = cfg.forecast_horizon_h / cfg.dt_h
     if abs(horizon_steps - round(horizon_steps)) > 1e-9:
         raise ConfigError(f"forecast_horizon_h={cfg.forecast_horizon_h!r} must be a whole number of steps of "

@@ -176,6 +176,9 @@ def test_a_forecast_file_for_other_households_is_a_config_error(tmp_path):
     ({"forecast_nrmse_next": 11.0}, r"forecast_nrmse_next=11.0 is out of range; allowed \[0.0, 10.0\]"),
     ({"forecast_autocorrelation": 1.0}, r"forecast_autocorrelation=1.0 is out of range; allowed \[0.0, 1.0\)"),
     ({"forecast_seed": 1.5}, r"forecast_seed must be an integer"),
+    ({"forecast_seed": -1}, r"forecast_seed=-1 is out of range; allowed \[0, 9223372036854775807\]"),
+    ({"forecast_nrmse_next": 0.5, "forecast_nrmse": 0.1},
+     r"forecast_nrmse_next=0.5 must not exceed forecast_nrmse=0.1: a forecast's error grows with its lead"),
 ])
 def test_bad_forecast_settings_name_the_key(changes, match):
     with pytest.raises(ConfigError, match=match):

@@ -1,9 +1,12 @@
 """Model-predictive control: with the oracle it is the perfect-foresight optimum; with real forecasts it pays for
 their errors, never less than the optimum; it plans on the environment's forecaster unless told otherwise."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from conftest import write_profile_csv
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import DispatchProblem, OptimalPolicy, solve_dispatch, solve_optimal_day
 from p2p_marl.config import ConfigError, EnvConfig
@@ -11,6 +14,7 @@ from p2p_marl.demo import binding_day
 from p2p_marl.evaluation.config import EvaluateConfig
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.profiles import synthetic_profiles
 
 DEFAULT = EnvConfig()
 
@@ -77,6 +81,34 @@ def _costs_from_step(core: CommunityCore, schedule, first: int) -> float:
     policy.remember(core.config, {schedule.day: schedule})
     infos = rollout(CommunityCore(core.config), policy, np.array([schedule.day]))
     return float(infos["cost"][0, first:].sum())
+
+
+def test_mpc_plans_on_a_forecast_file(tmp_path, test_days):
+    """A file of perfect forecasts makes MPC the optimum; a file of zeros (no load, no PV foreseen) costs more."""
+    profiles = synthetic_profiles(4, 0.5, n_days=5, prosumer_share=1.0, seed=2)
+    data, perfect, blind = (tmp_path / name for name in ("data.csv", "perfect.csv", "blind.csv"))
+    write_profile_csv(data, profiles)
+    write_profile_csv(perfect, profiles)
+    write_profile_csv(blind, dataclasses.replace(profiles, load_kw=0 * profiles.load_kw, pv_kw=0 * profiles.pv_kw))
+    env = EnvConfig(n_agents=4, data_csv=str(data))
+    day = np.array([3])
+    costs = {}
+    for name, path in (("perfect", perfect), ("blind", blind)):
+        costs[name] = _costs(env.replace(forecaster="file", forecast_csv=str(path)), MPCPolicy("file"), day)
+    optimum = _costs(env, OptimalPolicy(), day)
+    np.testing.assert_allclose(costs["perfect"], optimum, rtol=1e-6)
+    assert costs["blind"][0] > optimum[0] + 1e-3
+
+
+def test_a_dispatch_problem_that_does_not_fit_the_core_is_refused():
+    core = CommunityCore(DEFAULT)
+    problem = DispatchProblem.whole_day(core, 3)
+    with pytest.raises(ValueError, match=r"first_step must lie in \[0, 47\], got 48"):
+        solve_dispatch(core, dataclasses.replace(problem, first_step=48))
+    with pytest.raises(ValueError, match=r"load_kw must have shape \(38, 10\) \(the steps from first_step=10"):
+        solve_dispatch(core, dataclasses.replace(problem, first_step=10))
+    with pytest.raises(ValueError, match=r"forecast_settings take forecast_\* keys of EnvConfig only"):
+        MPCPolicy("noisy", forecast_settings={"battery_kwh": 20.0})
 
 
 def test_mpc_file_needs_the_file_forecaster():

@@ -90,7 +90,7 @@ def test_acted_out_cost_equals_the_lp_objective_on_train_and_test_days(feeder):
         assert schedule.cost == pytest.approx(schedule.lower_bound, rel=1e-9)
         assert schedule.charge_kw.shape == (config.steps_per_episode, config.n_agents)
         # Community exchange: I - X is the summed net power, and never both at once.
-        net_kw = schedule.household_net_kw(core).sum(axis=1)
+        net_kw = schedule.household_net_kw().sum(axis=1)
         np.testing.assert_allclose(schedule.grid_import_kw - schedule.grid_export_kw, net_kw, atol=1e-7)
         assert np.minimum(schedule.grid_import_kw, schedule.grid_export_kw).max() <= 1e-7
 

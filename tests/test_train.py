@@ -186,7 +186,10 @@ def test_a_checkpoint_is_refused_on_an_environment_it_was_not_trained_for(train_
     run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "dqn", "total_env_steps=32")
     checkpoint = list_checkpoints(run_dir)[-1]
     assert load_checkpoint(checkpoint).env_spec["n_agents"] == 3
-    for change, difference in (({"n_agents": 4}, r"n_agents=3 \(here 4\)"), ({"dt_h": 1.0}, r"dt_h=3.0 \(here 1.0\)")):
+    for change, difference in (({"n_agents": 4}, r"n_agents=3 \(here 4\)"), ({"dt_h": 1.0}, r"dt_h=3.0 \(here 1.0\)"),
+                               ({"forecaster": "oracle"}, r"forecasts=\{'forecaster': 'persistence', "
+                                                          r"'forecast_horizon_h': 24.0\} \(here \{'forecaster': "
+                                                          r"'oracle', 'forecast_horizon_h': 24.0\}\)")):
         with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(checkpoint))} was trained for "
                                                   rf"another environment: {difference}$"):
             load_policy(run_dir, EnvConfig(**{**TINY_ENV, **change}))

@@ -19,7 +19,7 @@ import numpy as np
 from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
 from p2p_marl.config import ConfigError, FORECASTERS
 from p2p_marl.progress import Progress
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.sim.forecasts import Forecaster, build_forecaster
 
 
@@ -35,6 +35,9 @@ class MPCPolicy:
             raise ValueError(f"unknown forecaster {forecaster!r}; choose one of {list(FORECASTERS)}")
         if forecast_settings and forecaster is None:
             raise ValueError("forecast_settings need a forecaster name")
+        other = sorted(key for key in forecast_settings or {} if not key.startswith("forecast_"))
+        if other:
+            raise ValueError(f"forecast_settings take forecast_* keys of EnvConfig only, got {other}")
         self.forecaster_name = forecaster
         self.forecast_settings = dict(forecast_settings or {})
         self.name = f"mpc_{forecaster}" if forecaster else "mpc"
@@ -64,20 +67,14 @@ class MPCPolicy:
             raise RuntimeError("MPCPolicy.act before reset(core)")
         t, end = core.t, core.steps_per_episode
         known = self._forecaster.known_day(core.days, t)[:, t:end]  # (B, T - t, 2, N)
-        max_kw = core.battery.max_kw
-        actions = np.zeros((core.batch_size, core.n_agents, 3))
+        actions = np.zeros((core.batch_size, core.n_agents, ACTION_DIM))
         for b, day in enumerate(core.days):
             problem = DispatchProblem(int(day), t, known[b, :, 0], known[b, :, 1], core.energy_kwh[b],
                                       core.start_energy_kwh[b])
-            plan = solve_dispatch(core, problem, self.network)
-            power_kw = plan.charge_kw[0] - plan.discharge_kw[0]
-            pv_kw = problem.pv_kw[0]  # step t: metered, the truth
-            net_kw = problem.load_kw[0] - pv_kw + plan.curtailed_kw[0] + power_kw
-            actions[b, :, 0] = np.divide(power_kw, max_kw, out=np.zeros_like(power_kw), where=max_kw > 0)
-            actions[b, :, 1] = net_kw > 0
-            actions[b, :, 2] = np.divide(plan.curtailed_kw[0], pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0)
+            # Step t's load and PV in the plan are metered, the truth, so its first step acts out exactly.
+            actions[b] = solve_dispatch(core, problem, self.network).actions(core.battery.max_kw)[0]
             if self._bar is not None:
                 self._bar.update(t * core.batch_size + b + 1)
         if t == end - 1 and self._bar is not None:
             self._bar.close()
-        return actions.clip(-1.0, 1.0)
+        return actions

@@ -12,11 +12,11 @@ Decisions, for every household m with a battery (capacity and power limit > 0) a
     energy_kwh e[t, m] after step t in [soc_min, soc_max] * capacity_kwh_m
     e[t, m] = e[t-1, m] + (charge_efficiency * c - d / discharge_efficiency) * dt_h,
     e[-1, m] = soc_initial * capacity_kwh_m (the evaluation days' fixed start)
-
-(``DispatchProblem`` generalises the horizon for model-predictive control, ``p2p_marl.baselines.mpc``: steps
-t0 .. T-1 of the day, from the energy stored at t0, with the load and PV as forecast; the settlement still
-refers to the episode's start energy.)
     e[T-1, m] - e[-1, m] = surplus_kwh[m] - shortfall_kwh[m],  both >= 0   (the end-of-episode settlement)
+
+``DispatchProblem`` generalises the horizon for model-predictive control (``p2p_marl.baselines.mpc``): steps
+t0 .. T-1 of the day from the energy stored at t0, on the load and PV as forecast, and the settlement measured
+against the episode's start energy instead of e[-1].
 
 for every household p with PV, curtailed power ``k[t, p] in [0, pv_kw[t, p]]`` (spilled at the inverter), and
 for the community, grid import I[t] >= 0 and export X[t] >= 0 (kW) with
@@ -102,6 +102,40 @@ class OptimalSolveError(RuntimeError):
     """HiGHS did not report an optimal solution for a community-day."""
 
 
+@dataclass(frozen=True)
+class DispatchProblem:
+    """What a dispatch is planned on: steps ``first_step`` .. T - 1 of profile day ``day``."""
+
+    day: int
+    first_step: int
+    load_kw: np.ndarray  # (T - first_step, N) as known when planning: the truth, or forecasts (MPC)
+    pv_kw: np.ndarray  # (T - first_step, N)
+    energy_kwh: np.ndarray  # (N,) stored at the start of first_step
+    start_energy_kwh: np.ndarray  # (N,) stored at the episode's start: what the end settlement refers to
+
+    def check(self, core: CommunityCore) -> None:
+        """``ValueError`` unless the problem fits ``core``: a day of its profiles, steps up to the episode's end,
+        one value per household."""
+        _check_day(core, self.day)
+        steps, n_agents = core.config.steps_per_episode, core.n_agents
+        if not 0 <= self.first_step < steps:
+            raise ValueError(f"first_step must lie in [0, {steps - 1}], got {self.first_step}")
+        for name, shape in (("load_kw", (steps - self.first_step, n_agents)),
+                            ("pv_kw", (steps - self.first_step, n_agents)), ("energy_kwh", (n_agents,)),
+                            ("start_energy_kwh", (n_agents,))):
+            if np.shape(getattr(self, name)) != shape:
+                raise ValueError(f"{name} must have shape {shape} (the steps from first_step={self.first_step} "
+                                 f"to the episode's end, households), got {np.shape(getattr(self, name))}")
+
+    @classmethod
+    def whole_day(cls, core: CommunityCore, day: int) -> "DispatchProblem":
+        """The perfect-foresight problem of a whole episode on ``day``, from the evaluation start ``soc_initial``."""
+        steps = core.config.steps_per_episode
+        start_kwh = core.config.soc_initial * core.battery.capacity_kwh
+        return cls(day, 0, core.profiles.load_kw[day, :steps], core.profiles.pv_kw[day, :steps], start_kwh,
+                   start_kwh)
+
+
 @dataclass(frozen=True, eq=False)
 class OptimalSchedule:
     """The optimal dispatch of one community-day (see the module docstring).
@@ -111,7 +145,7 @@ class OptimalSchedule:
     for a plain LP unless ``MAX_CUT_ROUNDS`` ran out, up to ``MIP_RELATIVE_GAP`` for the mixed-integer fallback).
     """
 
-    day: int
+    problem: DispatchProblem  # what was planned on; the arrays below cover its steps
     network: bool
     cost: float
     lower_bound: float
@@ -131,12 +165,27 @@ class OptimalSchedule:
     build_s: float  # seconds to build the model and pass it to HiGHS
     solve_s: float  # seconds HiGHS ran, all rounds together
 
-    def household_net_kw(self, core: CommunityCore) -> np.ndarray:
-        """(T, N) net consumption at each meter, load - PV + curtailed + charge - discharge (kW), on ``core``'s
-        profiles."""
-        steps = self.charge_kw.shape[0]
-        return (core.profiles.load_kw[self.day, :steps] - core.profiles.pv_kw[self.day, :steps]
-                + self.curtailed_kw + self.charge_kw - self.discharge_kw)
+    @property
+    def day(self) -> int:
+        return self.problem.day
+
+    def household_net_kw(self) -> np.ndarray:
+        """(T, N) planned net consumption at each meter, load - PV + curtailed + charge - discharge (kW), on the
+        load and PV planned on."""
+        return (self.problem.load_kw - self.problem.pv_kw + self.curtailed_kw + self.charge_kw
+                - self.discharge_kw)
+
+    def actions(self, battery_max_kw: np.ndarray) -> np.ndarray:
+        """(T, N, ACTION_DIM) environment actions that act the schedule out: battery setpoint share
+        ``(charge - discharge) / max_kw``, curtailment share ``curtailed / pv``, and price share 1 (bid retail)
+        for net buyers, 0 (ask feed-in) for net sellers, so that the market matches all community-internal
+        trades (see the module docstring). Exact where the planned load and PV are the truth."""
+        power_kw = self.charge_kw - self.discharge_kw
+        setpoint = np.divide(power_kw, battery_max_kw, out=np.zeros_like(power_kw), where=battery_max_kw > 0)
+        pv_kw = self.problem.pv_kw
+        curtail = np.divide(self.curtailed_kw, pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0)
+        price = (self.household_net_kw() > 0).astype(np.float64)
+        return np.stack([setpoint.clip(-1.0, 1.0), price, curtail.clip(0.0, 1.0)], axis=-1)
 
 
 class _ModelBuilder:
@@ -209,26 +258,6 @@ def _couple(model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements:
     coef = by_element.data[position]
     row, step = np.repeat(rows, counts), np.repeat(steps, counts)
     model.entries(row, columns[step, battery], sign * coef)
-
-
-@dataclass(frozen=True)
-class DispatchProblem:
-    """What a dispatch is planned on: steps ``first_step`` .. T - 1 of profile day ``day``."""
-
-    day: int
-    first_step: int
-    load_kw: np.ndarray  # (T - first_step, N) as known when planning: the truth, or forecasts (MPC)
-    pv_kw: np.ndarray  # (T - first_step, N)
-    energy_kwh: np.ndarray  # (N,) stored at the start of first_step
-    start_energy_kwh: np.ndarray  # (N,) stored at the episode's start: what the end settlement refers to
-
-    @classmethod
-    def whole_day(cls, core: CommunityCore, day: int) -> "DispatchProblem":
-        """The perfect-foresight problem of a whole episode on ``day``, from the evaluation start ``soc_initial``."""
-        steps = core.config.steps_per_episode
-        start_kwh = core.config.soc_initial * core.battery.capacity_kwh
-        return cls(day, 0, core.profiles.load_kw[day, :steps], core.profiles.pv_kw[day, :steps], start_kwh,
-                   start_kwh)
 
 
 @dataclass(frozen=True)
@@ -480,7 +509,7 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
     lower_bound = float(info.mip_dual_bound) if mixed_integer else objective
     voltage_penalty = float(cost_vector[model.voltage_slack].ravel() @ x[model.voltage_slack].ravel())
     return OptimalSchedule(
-        day=day, network=network, cost=objective + float(gap), lower_bound=lower_bound,
+        problem=problem, network=network, cost=objective + float(gap), lower_bound=lower_bound,
         charge_kw=per_household(decisions.charge, decisions.batteries),
         discharge_kw=per_household(decisions.discharge, decisions.batteries),
         curtailed_kw=per_household(decisions.curtailed, decisions.pv_households),
@@ -532,6 +561,7 @@ def solve_dispatch(core: CommunityCore, problem: DispatchProblem, network: bool 
     """The minimum-cost dispatch of ``problem`` on ``core``'s community: ``solve_optimal_day`` for any horizon
     and any view of the load and PV. The schedule's arrays cover the problem's steps; its ``cost`` is the cost
     the plan expects."""
+    problem.check(core)
     _swallow_highs_banner()
     if isinstance(mip_time_limit_s, bool) or not isinstance(mip_time_limit_s, (int, float)) or mip_time_limit_s <= 0:
         raise ValueError(f"mip_time_limit_s must be a number of seconds > 0, got {mip_time_limit_s!r}")
@@ -547,9 +577,7 @@ class OptimalPolicy:
     """Acts out the perfect-foresight optimum of each community's day (a ``Policy``).
 
     ``reset(core)`` solves one program per distinct day in ``core.days`` (except days given to ``remember``);
-    ``act`` then plays the schedule: battery setpoint share ``(charge - discharge) / max_kw``, curtailment share
-    ``curtailed / pv``, and price share 1 (bid retail) for net buyers, 0 (ask feed-in) for net sellers, so that
-    the market matches all community-internal trades.
+    ``act`` then plays the schedule's ``actions``.
     """
 
     name = "optimal"
@@ -582,15 +610,7 @@ class OptimalPolicy:
                               for day in track(to_solve, len(to_solve), "optimal dispatch", "days",
                                                enabled=self.progress)}}
         self.schedules = [solved[int(day)] for day in days]
-        max_kw = core.battery.max_kw
-        actions = []
-        for schedule in self.schedules:
-            power_kw = schedule.charge_kw - schedule.discharge_kw
-            setpoint = np.divide(power_kw, max_kw, out=np.zeros_like(power_kw), where=max_kw > 0).clip(-1.0, 1.0)
-            price = (schedule.household_net_kw(core) > 0).astype(np.float64)
-            pv_kw = core.profiles.pv_kw[schedule.day, :power_kw.shape[0]]
-            curtail = np.divide(schedule.curtailed_kw, pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0).clip(0, 1)
-            actions.append(np.stack([setpoint, price, curtail], axis=-1))
+        actions = [schedule.actions(core.battery.max_kw) for schedule in self.schedules]
         self._core, self._days, self._actions = core, days, np.stack(actions)
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
 from p2p_marl.sim.feeder import Feeder, power_flow_arrays, radial_feeder
-from p2p_marl.sim.forecasts import build_forecaster, observation_table, stack_profiles
+from p2p_marl.sim.forecasts import build_forecaster, observation_table
 from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
 from p2p_marl.sim.tariffs import end_settlement_prices, time_of_use_prices
 
@@ -176,10 +176,10 @@ class CommunityCore:
         self._obs_template = self._observation_template()
         # Load and PV of every day and step side by side, (n_days, steps_per_day, 2, N), so that one gather
         # fetches both: in kW for the step, and as observation features (normalised, within bounds).
-        self._profiles_kw = stack_profiles(self.profiles)
+        self.forecaster = build_forecaster(cfg, self.profiles)
+        self._profiles_kw = self.forecaster.profiles_kw  # the truth, stack_profiles(self.profiles)
         self._profile_obs = np.clip(self._profiles_kw / self.power_scale_kw, 0.0, 1.0)
         # The forecasts the observations hold, issued at every step of every day: (n_days, T + 1, 4, N).
-        self.forecaster = build_forecaster(cfg, self.profiles)
         self._forecast_obs = observation_table(self.forecaster, round(cfg.forecast_horizon_h / cfg.dt_h),
                                                self.steps_per_episode, self.power_scale_kw)
         self._has_capacity = self.battery.capacity_kwh > 0

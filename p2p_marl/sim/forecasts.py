@@ -47,9 +47,15 @@ class Forecaster:
     def __init__(self, profiles_kw: np.ndarray):
         self.profiles_kw = profiles_kw  # (D, T, 2, N) the truth
 
-    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
-        """(B, T - t - 1, 2, N) load and PV forecasts [kW] of steps t + 1 .. T - 1 of each of ``days``, issued
-        at step t (0 <= t < T)."""
+    def forecast(self, days: np.ndarray, t: int, steps: int | None = None) -> np.ndarray:
+        """(B, S, 2, N) load and PV forecasts [kW] of steps t + 1 .. t + S of each of ``days``, issued at step t
+        (0 <= t < T): S = ``steps``, or all the day's steps after t (T - t - 1), whichever is fewer."""
+        days = np.asarray(days, dtype=np.int64)
+        end = self.profiles_kw.shape[1] if steps is None else min(t + 1 + steps, self.profiles_kw.shape[1])
+        return self._forecast(days, t, end)
+
+    def _forecast(self, days: np.ndarray, t: int, end: int) -> np.ndarray:
+        """Forecasts of steps t + 1 .. end - 1, issued at step t."""
         raise NotImplementedError
 
     def known_day(self, days: np.ndarray, t: int) -> np.ndarray:
@@ -61,16 +67,15 @@ class Forecaster:
 class OracleForecaster(Forecaster):
     name = "oracle"
 
-    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
-        return self.profiles_kw[days, t + 1:]
+    def _forecast(self, days: np.ndarray, t: int, end: int) -> np.ndarray:
+        return self.profiles_kw[days, t + 1:end]
 
 
 class PersistenceForecaster(Forecaster):
     name = "persistence"
 
-    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
-        days = np.asarray(days, dtype=np.int64)
-        yesterday = self.profiles_kw[np.maximum(days - 1, 0), t + 1:]
+    def _forecast(self, days: np.ndarray, t: int, end: int) -> np.ndarray:
+        yesterday = self.profiles_kw[np.maximum(days - 1, 0), t + 1:end]
         steps_left = yesterday.shape[1]
         held = np.broadcast_to(self.profiles_kw[days, t][:, None], (len(days), steps_left, *yesterday.shape[2:]))
         return np.where((days > 0)[:, None, None, None], yesterday, held)
@@ -97,10 +102,9 @@ class NoisyForecaster(Forecaster):
         lead = np.arange(steps + 1)  # sigma_by_lead[h] for h = 1 .. T; [0] is unused
         self.sigma_by_lead = nrmse_next + (nrmse_day - nrmse_next) * np.sqrt(np.maximum(lead - 1, 0) / (steps - 1))
 
-    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
-        days = np.asarray(days, dtype=np.int64)
-        sigma = self.sigma_by_lead[1:self.profiles_kw.shape[1] - t][:, None, None]
-        return np.maximum(self.profiles_kw[days, t + 1:] * (1.0 + sigma * self.xi[days, t + 1:]), 0.0)
+    def _forecast(self, days: np.ndarray, t: int, end: int) -> np.ndarray:
+        sigma = self.sigma_by_lead[1:end - t][:, None, None]
+        return np.maximum(self.profiles_kw[days, t + 1:end] * (1.0 + sigma * self.xi[days, t + 1:end]), 0.0)
 
 
 class FileForecaster(Forecaster):
@@ -110,8 +114,8 @@ class FileForecaster(Forecaster):
         super().__init__(profiles_kw)
         self.forecast_kw = forecast_kw
 
-    def forecast(self, days: np.ndarray, t: int) -> np.ndarray:
-        return self.forecast_kw[days, t + 1:]
+    def _forecast(self, days: np.ndarray, t: int, end: int) -> np.ndarray:
+        return self.forecast_kw[days, t + 1:end]
 
 
 def stack_profiles(profiles: ProfileSet) -> np.ndarray:
@@ -157,7 +161,7 @@ def observation_table(forecaster: Forecaster, horizon_steps: int, episode_steps:
     table = np.zeros((n_days, episode_steps + 1, 4, n_households))
     all_days = np.arange(n_days)
     for t in range(episode_steps - 1):
-        ahead = forecaster.forecast(all_days, t)[:, :min(horizon_steps, episode_steps - 1 - t)]
+        ahead = forecaster.forecast(all_days, t, min(horizon_steps, episode_steps - 1 - t))
         table[:, t, :2] = ahead[:, 0]
         table[:, t, 2:] = ahead.sum(axis=1) / horizon_steps
     return np.clip(table / power_scale_kw, 0.0, 1.0)
@@ -169,7 +173,7 @@ def forecast_nrmse(forecaster: Forecaster, days: np.ndarray, episode_steps: int)
     days = np.asarray(days, dtype=np.int64)
     squared_error, squared_truth = np.zeros(3), np.zeros(3)
     for t in range(episode_steps - 1):
-        forecast = forecaster.forecast(days, t)[:, :episode_steps - 1 - t]
+        forecast = forecaster.forecast(days, t, episode_steps - 1 - t)
         truth = forecaster.profiles_kw[days, t + 1:episode_steps]
         for index, (predicted, actual) in enumerate(((forecast[:, :, LOAD], truth[:, :, LOAD]),
                                                      (forecast[:, :, PV], truth[:, :, PV]),

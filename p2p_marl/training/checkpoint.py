@@ -62,10 +62,21 @@ class CheckpointError(ValueError):
 def environment_spec(env_config: EnvConfig) -> dict[str, Any]:
     """What a trained policy depends on in its environment: the number of households (agent identities,
     centralised inputs), the settlement period (the time features and every energy per step), the observation
-    features in order and the size of an action. Checkpoints store it; a policy is refused on an environment
-    whose spec differs."""
+    features in order, the size of an action and the forecasts its observations hold. Checkpoints store it; a
+    policy is refused on an environment whose spec differs."""
     return {"n_agents": env_config.n_agents, "dt_h": env_config.dt_h, "obs_features": list(OBS_FEATURES),
-            "action_dim": ACTION_DIM}
+            "action_dim": ACTION_DIM, "forecasts": forecast_spec(env_config)}
+
+
+def forecast_spec(env_config: EnvConfig) -> dict[str, Any]:
+    """The forecaster and the settings that shape its forecasts (p2p_marl.sim.forecasts)."""
+    spec: dict[str, Any] = {"forecaster": env_config.forecaster, "forecast_horizon_h": env_config.forecast_horizon_h}
+    if env_config.forecaster == "noisy":
+        spec |= {key: getattr(env_config, key) for key in ("forecast_nrmse", "forecast_nrmse_next",
+                                                            "forecast_autocorrelation", "forecast_seed")}
+    if env_config.forecaster == "file":
+        spec["forecast_csv"] = env_config.forecast_csv
+    return spec
 
 
 @dataclass
@@ -82,8 +93,14 @@ class Checkpoint:
         """``CheckpointError`` naming the file and every difference unless the policy was trained for an
         environment like ``env_config`` (``environment_spec``)."""
         expected = environment_spec(env_config)
-        differences = [f"{key}={self.env_spec.get(key)!r} (here {value!r})" for key, value in expected.items()
-                       if self.env_spec.get(key) != value]
+        trained = dict(self.env_spec)
+        if "forecasts" not in trained:  # written before checkpoints stored it: the training config has it
+            try:
+                trained["forecasts"] = forecast_spec(EnvConfig(**self.config["env"]))
+            except (KeyError, TypeError, ValueError):
+                pass
+        differences = [f"{key}={trained.get(key)!r} (here {value!r})" for key, value in expected.items()
+                       if trained.get(key) != value]
         if differences:
             raise CheckpointError(f"checkpoint {self.path} was trained for another environment: "
                                   f"{'; '.join(differences)}")
