@@ -46,8 +46,8 @@ set of array operations clears both (at a single community's N orders the time g
 the number of numpy calls, not into the arithmetic). Cumulative sums over the sorted
 positions give the step curves, and the clearing is a few reductions over agents.
 Everything is vectorised over B; the Python loops run over the N sorted positions, one
-operation on length-B rows each. Cost O(B N log N), except the pay-as-bid seller revenue,
-O(B N^2). Volumes are never rounded above an agent's offer: ``0 <= p2p_buy_kwh <=
+operation on length-B rows each, or over the log2 N rounds of a binary search (pay-as-bid).
+Cost O(B N log N). Volumes are never rounded above an agent's offer: ``0 <= p2p_buy_kwh <=
 max(net_kwh, 0)`` and ``0 <= p2p_sell_kwh <= max(-net_kwh, 0)`` hold exactly; the sums
 of buys and sells (and of payments and revenues) agree up to float rounding.
 
@@ -249,13 +249,15 @@ def _pay_as_bid_revenue(book: _SortedBook) -> np.ndarray:
     """
     continues_level = book.continues_level[BUY]
     supply_kwh = book.quantity_kwh[SELL, ::-1]
-    supply_cum_from_end_kwh = book.cumulative_kwh[SELL, ::-1]  # supply at positions >= m
-    supply_below_next = np.zeros_like(supply_cum_from_end_kwh)
-    supply_below_next[:-1] = supply_cum_from_end_kwh[1:]
-    supply_below_level = _spread_level_end(supply_below_next, continues_level)
     level_supply = _spread_level_end(_level_running_sum(supply_kwh, continues_level), continues_level)
-    bounds_kwh = np.minimum(np.stack([book.at_or_better_kwh[SELL, ::-1], supply_below_level]), book.traded_kwh)
-    money_upper, money_lower = _bid_money_up_to(book, bounds_kwh)
+    # The bid curve's money up to min(S(p), V) for each position's price level p.
+    money_upper = _bid_money_up_to(book, np.minimum(book.at_or_better_kwh[SELL, ::-1], book.traded_kwh))
+    # A level's lower bound min(S(p-), V) is the upper bound of the next level in the bids' order
+    # (the next lower price p': S(p-) = S(p'), the very same float), zero after the last position:
+    # money_upper one position on, read at the level's last position and spread over the level.
+    money_lower = np.zeros_like(money_upper)
+    money_lower[:-1] = money_upper[1:]
+    money_lower = _spread_level_end(money_lower, continues_level)
     share = np.divide(supply_kwh, level_supply, out=np.zeros_like(level_supply), where=level_supply > 0.0)
     return share * (money_upper - money_lower)
 
@@ -263,15 +265,31 @@ def _pay_as_bid_revenue(book: _SortedBook) -> np.ndarray:
 def _bid_money_up_to(book: _SortedBook, volume_kwh: np.ndarray) -> np.ndarray:
     """Integral of the bid curve from 0 to volume_kwh (any shape ending in B).
 
-    Position m's bid covers the demand interval (demand_cum[m-1], demand_cum[m]];
-    tied bids share one price, so their order within a level does not matter.
+    Position m's bid covers the demand interval (demand_cum[m-1], demand_cum[m]]; tied bids
+    share one price, so their order within a level does not matter. A volume in position m's
+    interval costs the money of the positions before m plus bid m over the rest, where m is
+    the number of positions with demand_cum < volume (beyond the total demand, m = N and the
+    money is the total): a binary search of the sorted cumulative demand, vectorised over
+    all volumes, ceil(log2(N + 1)) rounds of O(size) each.
     """
-    money = np.zeros_like(volume_kwh)
-    covered_kwh = np.zeros_like(book.traded_kwh)
-    for price, demand_cum in zip(book.merit_per_kwh[BUY], book.cumulative_kwh[BUY]):
-        money += price * np.maximum(np.minimum(volume_kwh, demand_cum) - covered_kwh, 0.0)
-        covered_kwh = demand_cum
-    return money
+    n_agents, n_communities = book.merit_per_kwh.shape[1:]
+    rows = 1 << n_agents.bit_length()  # a power of two > N: the search never probes past the table
+    # Row k of the table: the curve before position k, demand_cum[k-1] and money_cum[k-1] (zero
+    # for k = 0), and bid k (zero for k = N); demand is +inf past row N, where no search stops.
+    curve = np.zeros((3, rows, n_communities))
+    curve[0, 1 : n_agents + 1] = book.cumulative_kwh[BUY]
+    curve[0, n_agents + 1 :] = np.inf
+    curve[1, 1 : n_agents + 1] = _running_sum(book.merit_per_kwh[BUY] * book.quantity_kwh[BUY])
+    curve[2, :n_agents] = book.merit_per_kwh[BUY]
+    curve = curve.reshape(3, -1)
+    # Flat index k * B + community into the table's rows, k = the number of positions below.
+    at = np.broadcast_to(np.arange(n_communities), volume_kwh.shape).copy()
+    step = rows // 2 * n_communities
+    while step >= n_communities:
+        at += (np.take(curve[0], at + step) < volume_kwh) * step
+        step //= 2
+    demand_before_kwh, money_before, price = np.take(curve, at, axis=1)
+    return money_before + price * (volume_kwh - demand_before_kwh)
 
 
 def _running_sum(values: np.ndarray) -> np.ndarray:
