@@ -1,4 +1,4 @@
-"""Simulation speed: the PettingZoo view and the batched core, with PettingZoo's mpe2 as a reference.
+"""Simulation speed: the PettingZoo view, the batched core and TorchRL, with PettingZoo's mpe2 as a reference.
 
     python bench/bench_env.py [--seconds 2.0] [--repeats 3] [--profile]
 
@@ -10,6 +10,11 @@ random number generator. Each row is the best of ``--repeats`` measurements: on 
 one is the closest to the code's own speed. ``--profile`` adds, for the PettingZoo view and the core at
 B = 1 and 1024, the functions that take the most time (cProfile; time spent in numpy calls is charged to the
 function making them).
+
+With TorchRL installed (``pip install -e .[torchrl]``) two more rows time ``env.rollout`` with its own random
+actions (``policy=None``, drawn inside the clock, as a TorchRL user gets them): the native batched environment
+(``P2PTorchRLEnv``, B = 256) and, as the reference it replaces, TorchRL's ``PettingZooWrapper`` over the
+PettingZoo view (one community).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, Communit
 
 N_AGENTS = 10
 POOL = 64  # pre-drawn random steps, used in turn
+TORCHRL_B = 256  # communities per step of the native TorchRL env row
 
 
 def _parallel_env_runner(env):
@@ -72,6 +78,42 @@ def _core_runner(batch_size: int):
             core.step(actions[i % POOL])
 
     return run
+
+
+def _torchrl_rollout_runner(env):
+    """A function running ``env.rollout(n)`` under random actions (the env resets at the start and each day's end)."""
+    env.rollout(2)
+
+    def run(n_steps: int) -> None:
+        env.rollout(n_steps, break_when_any_done=False)
+
+    return run
+
+
+def _pettingzoo_wrapper_env():
+    """TorchRL's PettingZooWrapper over the PettingZoo view: the TorchRL path before P2PTorchRLEnv, kept here as
+    the reference it is measured against."""
+    from pettingzoo.utils.wrappers import BaseParallelWrapper
+    from torchrl.envs import PettingZooWrapper
+
+    from p2p_marl.sim.community import INFO_KEYS
+
+    class StepInfoKeysAtReset(BaseParallelWrapper):
+        """The same info keys at reset and step (PettingZooWrapper sizes its info spec from the reset infos)."""
+
+        def reset(self, seed=None, options=None):
+            observations, infos = self.env.reset(seed=seed, options=options)
+            return observations, {a: {"day": info["day"], **dict.fromkeys(INFO_KEYS, 0.0)} for a, info in infos.items()}
+
+        def step(self, actions):
+            observations, rewards, terminations, truncations, infos = self.env.step(actions)
+            day = int(self.unwrapped.core.days[0])
+            return observations, rewards, terminations, truncations, {a: {"day": day, **info}
+                                                                      for a, info in infos.items()}
+
+    env = StepInfoKeysAtReset(p2p_marl.parallel_env(n_agents=N_AGENTS))
+    return PettingZooWrapper(env, return_state=True, group_map={"prosumer": list(env.possible_agents)},
+                             categorical_actions=True, seed=0)
 
 
 def _steps_per_second(run, seconds: float, repeats: int) -> float:
@@ -120,6 +162,20 @@ def main() -> None:
     for batch_size in (1, 64, 1024):
         steps = _steps_per_second(_core_runner(batch_size), args.seconds, args.repeats)
         rows.append((f"p2p_marl batched core, B={batch_size}", steps * batch_size, batch_size))
+    try:
+        import torch
+
+        from p2p_marl.integrations.torchrl import make_torchrl_env
+
+        torch.set_num_threads(1)
+        wrapper_run = _torchrl_rollout_runner(_pettingzoo_wrapper_env())
+        rows.append(("TorchRL PettingZooWrapper over the PettingZoo env (old path)",
+                     _steps_per_second(wrapper_run, args.seconds, args.repeats), 1))
+        native_run = _torchrl_rollout_runner(make_torchrl_env(n_agents=N_AGENTS, batch_size=TORCHRL_B, seed=0))
+        steps = _steps_per_second(native_run, args.seconds, args.repeats)
+        rows.append((f"p2p_marl TorchRL env (P2PTorchRLEnv), B={TORCHRL_B}", steps * TORCHRL_B, TORCHRL_B))
+    except ImportError:
+        console.print("[yellow]torchrl not installed (pip install -e .[torchrl]): no TorchRL rows[/yellow]")
 
     reference = rows[0][1] if rows[0][0].startswith("mpe2") else None
     table = Table(title=f"Simulation speed, N = {N_AGENTS} agents, random actions, 1 thread, "
@@ -131,7 +187,12 @@ def main() -> None:
         table.add_row(name, f"{env_steps:,.0f}", f"{env_steps * N_AGENTS:,.0f}",
                       f"{1e6 * batch_size / env_steps:,.1f}", ratio)
     console.print(table)
-    console.print("Targets: PettingZoo view >= 20,000 env-steps/s; batched core >= 5,000,000 agent-steps/s at B=1024.")
+    torchrl_rows = [env_steps for name, env_steps, _ in rows if name.startswith(("TorchRL", "p2p_marl TorchRL"))]
+    if len(torchrl_rows) == 2:
+        console.print(f"TorchRL: the native env runs {torchrl_rows[1] / torchrl_rows[0]:,.0f}x the env-steps/s of "
+                      "the PettingZooWrapper path.")
+    console.print("Targets: PettingZoo view >= 20,000 env-steps/s; batched core >= 5,000,000 agent-steps/s at B=1024; "
+                  f"TorchRL env >= 100,000 agent-steps/s at B={TORCHRL_B}.")
 
     if args.profile:
         _profile("p2p_marl PettingZoo parallel env", pettingzoo_run, 5000, console)

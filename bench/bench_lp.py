@@ -17,6 +17,9 @@ Communities (feeder parameters scaled with the size):
 Each is timed on ``--days`` of its test days spread over the year, the sunniest included, with and without the
 network. Build = numpy model assembly and handing it to HiGHS; solve = HiGHS (all cutting-plane rounds). Then the
 whole test set of community_10. Target (issue 3): one day with N = 50 and network constraints in under 1 s.
+Last, model-predictive control (p2p_marl.baselines.mpc: one LP over the rest of the day at every step, on the
+environment's persistence forecasts) on the same days of community_10 and community_50, against the optimum's
+one LP per day.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -35,8 +39,10 @@ from rich.console import Console  # noqa: E402
 from rich.progress import track  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from p2p_marl.baselines.mpc import MPCPolicy  # noqa: E402
 from p2p_marl.baselines.optimal import OptimalSchedule, solve_optimal_day  # noqa: E402
 from p2p_marl.config import EnvConfig, make_config  # noqa: E402
+from p2p_marl.evaluation.compare import rollout_days  # noqa: E402
 from p2p_marl.sim.community import CommunityCore  # noqa: E402
 
 ENV_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "env"
@@ -123,6 +129,25 @@ def main(argv: list[str] | None = None) -> None:
                        f"{1e3 * max(total_s(s) for s in schedules):.1f}", f"{build_s / (build_s + solve_s):.0%}",
                        str(sum(s.mixed_integer for s in schedules)))
     console.print(test_table)
+
+    mpc_table = Table(title=f"MPC on persistence forecasts, {args.days} test days each (sunniest included)")
+    for column in ("community", "N", "LPs per day", "s per day", "LPs per s", "x the optimum's time"):
+        mpc_table.add_column(column, justify="right", no_wrap=True)
+    for name in ("community_10", "community_50"):
+        config = env_config(name)
+        core = CommunityCore(config)
+        days = sample_days(core, args.days)
+        start = time.perf_counter()
+        for day in track(days, description=f"{name} optimum", console=console, transient=True):
+            solve_optimal_day(core, int(day))
+        optimum_s = time.perf_counter() - start
+        start = time.perf_counter()
+        rollout_days(config, MPCPolicy(), days)  # all days in one batch, one LP per community and step
+        mpc_s = time.perf_counter() - start
+        lps = config.steps_per_episode
+        mpc_table.add_row(name, str(config.n_agents), str(lps), f"{mpc_s / days.size:.2f}",
+                          f"{lps * days.size / mpc_s:.0f}", f"{mpc_s / optimum_s:.0f}")
+    console.print(mpc_table)
 
     worst_s = max(target_total_s)
     verdict = "[green]met[/green]" if worst_s < TARGET_S else "[red]NOT met[/red]"

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> Experiment:
     torch.set_num_threads(1)  # small MLPs: one thread is fastest (see shared FACTS)
     task = P2PMarlTask[args.task.upper()].get_from_yaml()
     frames = args.days_per_iteration * task.env_config.steps_per_episode
-    # Up to 4 environments, each collecting whole days, so that every iteration ends episodes to report.
+    # Up to 4 communities, stepped together in one batched environment, each collecting whole days, so that every
+    # iteration ends episodes to report.
     n_envs = math.gcd(args.days_per_iteration, 4)
     config = ExperimentConfig.get_from_yaml()  # BenchMARL's defaults, scaled down to a laptop below
     config.max_n_iters, config.max_n_frames = args.iterations, None

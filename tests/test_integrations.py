@@ -1,7 +1,8 @@
 """The adapters to other RL stacks against the core, and short training runs through each of them.
 
 Each adapter is built, played for a day with seeded random actions and compared with ``CommunityCore`` given the
-same seed and actions: same rewards, and shapes as documented. Tests of an optional extra (RLlib, TorchRL,
+same seed and actions: same rewards, and shapes as documented (the native TorchRL environment has its own file,
+test_torchrl_env.py). Tests of an optional extra (RLlib, TorchRL,
 BenchMARL) skip when it is not installed. The examples in ``examples/`` run here with small arguments.
 """
 
@@ -18,7 +19,6 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 import p2p_marl
 from p2p_marl.config import ConfigError, make_config
-from p2p_marl.envs import discrete_action_table
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_FEATURES, CommunityCore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,42 +131,7 @@ def test_rllib_ppo_iteration_on_two_local_workers():
 
 
 # ----------------------------------------------------------------------------------------- TorchRL
-@pytest.mark.parametrize("action_mode", ["continuous", "discrete"])
-def test_torchrl_env_matches_core(action_mode):
-    pytest.importorskip("torchrl")
-    import torch
-    from torchrl.envs.utils import check_env_specs, step_mdp
-
-    from p2p_marl.integrations.torchrl import GROUP, make_torchrl_env
-
-    env = make_torchrl_env(action_mode=action_mode, **SMALL)
-    check_env_specs(env)
-    n, steps = SMALL["n_agents"], make_config(**SMALL).steps_per_episode
-    assert env.group_map == {GROUP: [f"prosumer_{i}" for i in range(n)]}
-    if action_mode == "continuous":
-        actions = random_actions(steps, n)
-        sent = torch.as_tensor(actions)
-    else:
-        cfg = make_config(**SMALL)
-        table = discrete_action_table(cfg.n_battery_levels, cfg.n_price_levels, cfg.n_curtail_levels)
-        sent = torch.as_tensor(np.random.default_rng(0).integers(0, len(table), (steps, n)))
-        actions = table[sent.numpy()].astype(np.float32)
-    want, day = core_day(actions, **SMALL)
-
-    td = env.reset(seed=SEED)
-    assert td[GROUP, "observation"].shape == (n, len(OBS_FEATURES)) and td["state"].ndim == 1
-    for t in range(steps):
-        td[GROUP, "action"] = sent[t]
-        td = env.step(td)
-        step = td["next"]
-        assert step[GROUP, "reward"].shape == (n, 1)
-        np.testing.assert_allclose(step[GROUP, "reward"][:, 0].numpy(), want[t], rtol=1e-6, atol=1e-6)
-        info = step[GROUP, "info"]
-        assert set(info.keys()) == {"day", *INFO_KEYS}
-        np.testing.assert_allclose(info["cost"].numpy(), -want[t], rtol=1e-6, atol=1e-6)
-        assert info["day"][0].item() == day[0]
-        assert step["done"].item() == (t == steps - 1)
-        td = step_mdp(td)
+# The native batched TorchRL environment has its own file: tests/test_torchrl_env.py.
 
 
 # ----------------------------------------------------------------------------------------- BenchMARL
@@ -191,11 +156,18 @@ def test_benchmarl_task_builds_validated_envs():
     make_env = P2PMarlTask.COMMUNITY_10.get_task(SMALL).get_env_fun(num_envs=2, continuous_actions=False, seed=0,
                                                                     device="cpu")
     env, sibling = make_env(), make_env()
+    assert env.batch_size == (2,)  # vectorised like a VMAS task: num_envs communities in one environment
     assert task.group_map(env) == {"prosumer": [f"prosumer_{i}" for i in range(4)]}
+    # BenchMARL reads the specs of one community (unbatched), as from VMAS.
     assert task.action_spec(env)["prosumer", "action"].shape == (4,)  # categorical: one index per household
-    assert "state" in task.state_spec(env).keys()
-    # The copies BenchMARL batches are seeded apart, so they do not all replay the same days.
-    assert env.reset()["prosumer", "info", "day"][0] != sibling.reset()["prosumer", "info", "day"][0]
+    assert set(task.observation_spec(env).keys(True, True)) == {("prosumer", "observation")}
+    assert task.observation_spec(env)["prosumer", "observation"].shape == (4, len(OBS_FEATURES))
+    assert set(task.info_spec(env)["prosumer", "info"].keys()) == {"day", *INFO_KEYS}
+    assert task.state_spec(env)["state"].shape == (env.core.state_dim,)
+    assert task.action_mask_spec(env) is None
+    # Should BenchMARL build more than one environment from the function, they are seeded apart.
+    days, sibling_days = env.reset()["prosumer", "info", "day"], sibling.reset()["prosumer", "info", "day"]
+    assert not (days == sibling_days).all()
 
 
 @pytest.mark.parametrize("algorithm", ["mappo", "maddpg"])

@@ -17,9 +17,11 @@ From Python::
                critic_model_config=MlpConfig.get_from_yaml(), seed=0, config=ExperimentConfig.get_from_yaml()).run()
 
 A task's config holds EnvConfig fields (``benchmarl_conf/task/p2p_marl/<task>.yaml``). The environment is the
-TorchRL adapter (``p2p_marl.integrations.torchrl``): one agent group ``prosumer``, the global state for
-centralised critics (MAPPO, MADDPG, QMIX), continuous actions or, for discrete algorithms, the
-``DiscreteActionWrapper`` grid. BenchMARL runs ``num_envs`` copies of it in a ``SerialEnv``.
+native batched TorchRL environment (``p2p_marl.integrations.torchrl.P2PTorchRLEnv``): one agent group ``prosumer``,
+the global state for centralised critics (MAPPO, MADDPG, QMIX), continuous actions or, for discrete algorithms,
+the ``discrete_action_table`` grid. Like a VMAS task, it is vectorised: BenchMARL's ``num_envs`` communities
+(``on_policy_n_envs_per_worker``, ``evaluation_episodes``, ...) are the ``batch_size`` of one environment, stepped
+together by one ``CommunityCore``; BenchMARL adds no ``SerialEnv``.
 """
 
 from __future__ import annotations
@@ -32,22 +34,24 @@ from typing import Any, Callable
 import hydra
 import torch
 import yaml
-from benchmarl.environments import PettingZooClass, Task, task_config_registry
+from benchmarl.environments import Task, TaskClass, task_config_registry
 from benchmarl.hydra_config import load_experiment_from_hydra
 from benchmarl.utils import DEVICE_TYPING
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from torchrl.data import Composite
 from torchrl.envs import EnvBase
 
 from p2p_marl.config import make_config
-from p2p_marl.integrations.torchrl import make_torchrl_env
+from p2p_marl.integrations.torchrl import GROUP, make_torchrl_env
 
 ENV_NAME = "p2p_marl"
 CONF_DIR = Path(__file__).parent / "benchmarl_conf"
 
 
-class P2PMarlClass(PettingZooClass):
-    """The BenchMARL task class; the spec helpers (observation, state, info, action) are PettingZoo's.
+class P2PMarlClass(TaskClass):
+    """The BenchMARL task class over the batched ``P2PTorchRLEnv``; its specs are read the way VMAS's task reads
+    them (unbatched: one community).
 
     The config is validated as an EnvConfig at construction, so a bad key or value fails before any run.
     """
@@ -59,10 +63,10 @@ class P2PMarlClass(PettingZooClass):
     def get_env_fun(self, num_envs: int, continuous_actions: bool, seed: int | None,
                     device: DEVICE_TYPING) -> Callable[[], EnvBase]:
         env_config = self.env_config.replace(action_mode="continuous" if continuous_actions else "discrete")
-        # BenchMARL calls this once and builds its num_envs copies from the returned function; seeding every
-        # copy alike would make them all draw the same days, so the k-th copy built gets seed + k.
+        # BenchMARL calls the returned function once per environment it needs; should it call it more than once,
+        # the k-th environment built gets seed + k, so that they do not all draw the same days.
         seeds = itertools.count(seed) if seed is not None else itertools.repeat(None)
-        return lambda: make_torchrl_env(env_config, seed=next(seeds), device=device)
+        return lambda: make_torchrl_env(env_config, batch_size=num_envs, seed=next(seeds), device=device)
 
     def supports_continuous_actions(self) -> bool:
         return True
@@ -78,6 +82,31 @@ class P2PMarlClass(PettingZooClass):
 
     def max_steps(self, env: EnvBase) -> int:
         return self.env_config.steps_per_episode
+
+    def group_map(self, env: EnvBase) -> dict[str, list[str]]:
+        return env.group_map
+
+    def observation_spec(self, env: EnvBase) -> Composite:
+        spec = env.full_observation_spec_unbatched.clone()
+        del spec["state"]
+        if "info" in spec[GROUP].keys():
+            del spec[GROUP, "info"]
+        return spec
+
+    def info_spec(self, env: EnvBase) -> Composite | None:
+        spec = env.full_observation_spec_unbatched
+        if "info" not in spec[GROUP].keys():
+            return None
+        return Composite({GROUP: Composite({"info": spec[GROUP, "info"].clone()}, shape=spec[GROUP].shape)})
+
+    def state_spec(self, env: EnvBase) -> Composite:
+        return Composite({"state": env.full_observation_spec_unbatched["state"].clone()})
+
+    def action_mask_spec(self, env: EnvBase) -> None:
+        return None
+
+    def action_spec(self, env: EnvBase) -> Composite:
+        return env.full_action_spec_unbatched
 
     @staticmethod
     def env_name() -> str:

@@ -396,9 +396,10 @@ class CommunityCore:
         template[..., 8] = (self.retail_per_kwh[t_next] / self.price_scale_per_kwh)[:, None]
         return np.clip(template, OBS_LOW, OBS_HIGH)
 
-    def state(self) -> np.ndarray:
-        """Global state (B, state_dim) for centralised critics."""
-        obs = self.observe()
+    def state(self, observations: np.ndarray | None = None) -> np.ndarray:
+        """Global state (B, state_dim) for centralised critics; ``observations``, if given, must be this step's
+        ``observe()`` (as ``reset``/``step`` return it), which saves computing them again."""
+        obs = self.observe() if observations is None else observations
         return np.concatenate([obs[:, 0, STATE_SHARED], obs[:, :, STATE_PER_AGENT].reshape(self.batch_size, -1)],
                               axis=1)
 
