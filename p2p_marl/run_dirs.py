@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 MAX_SAME_NAME = 10_000  # launches of one name and second before giving up (a sign of a runaway loop)
@@ -27,6 +28,15 @@ def claim_new_dir(path: str) -> str:
             continue
         return candidate
     raise FileExistsError(f"{path} and {MAX_SAME_NAME - 1} numbered variants of it exist already")
+
+
+def script_output_dir(out: Path | None, name: str) -> Path:
+    """The output directory of a ``python -m`` script: ``out`` (created if missing), else a new
+    ``runs/<name>/<date>_<time>`` of its own."""
+    if out is None:
+        return Path(claim_new_dir(f"runs/{name}/{time.strftime('%Y-%m-%d_%H-%M-%S')}"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def register_resolver() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.compare import BENCHMARKS, evaluate_policy, make_benchmark, reference_costs
 from p2p_marl.evaluation.report import console, plt
-from p2p_marl.run_dirs import claim_new_dir
+from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
 TAG = "eval/share_of_optimal_saving"
@@ -144,11 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     _, env, eval_days = read[0]
     by_learner = group([curve for curve, _, _ in read])
     lines = benchmark_lines(env, eval_days)
-    if args.out is None:
-        out = Path(claim_new_dir(f"runs/learning_curves/{time.strftime('%Y-%m-%d_%H-%M-%S')}"))
-    else:
-        out = args.out
-        out.mkdir(parents=True, exist_ok=True)
+    out = script_output_dir(args.out, "learning_curves")
     n_days = len(CommunityCore(env).validation_days[:eval_days])
     plot(out / "learning_curves.png", by_learner, lines,
          f"Learning curves: share of the optimal saving on {n_days} validation days, {env.n_agents} households")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import evaluate_policy, make_benchmark, reference_costs, select_days
 from p2p_marl.evaluation.report import console, plt  # report sets matplotlib's file-only backend
-from p2p_marl.run_dirs import claim_new_dir
+from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.forecasts import build_forecaster, forecast_nrmse
 
@@ -56,9 +55,10 @@ def value_of_information(config: EnvConfig, days: np.ndarray) -> list[dict]:
         rows.append(_row(label, kpis, errors))
     for name in NO_FORECAST:
         rows.append(_row(name, evaluate_policy(config, make_benchmark(name), days, references), None))
-    optimum = {"share_of_optimal_saving": np.ones(len(days)), "community_cost": references["optimal"],
-               "violation_day": evaluate_policy(config, make_benchmark("optimal"), days, references)["violation_day"]}
-    rows.append(_row("optimal (perfect-foresight LP)", optimum, {"load": 0.0, "pv": 0.0, "net": 0.0}))
+    optimum = make_benchmark("optimal")
+    optimum.remember(config, references["optimal_schedules"])  # play the reference LPs, not solve them again
+    rows.append(_row("optimal (perfect-foresight LP)", evaluate_policy(config, optimum, days, references),
+                     {"load": 0.0, "pv": 0.0, "net": 0.0}))
     return rows
 
 
@@ -121,11 +121,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config = EnvConfig()
     days, _ = select_days(CommunityCore(config), args.max_days, split=args.days)
-    if args.out is None:
-        out = Path(claim_new_dir(f"runs/value_of_information/{time.strftime('%Y-%m-%d_%H-%M-%S')}"))
-    else:
-        out = args.out
-        out.mkdir(parents=True, exist_ok=True)
+    out = script_output_dir(args.out, "value_of_information")
     rows = value_of_information(config, days)
     table = markdown(rows)
     (out / "value_of_information.md").write_text(table)
