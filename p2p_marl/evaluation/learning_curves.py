@@ -25,11 +25,11 @@ import numpy as np
 from omegaconf import OmegaConf
 from tbparse import SummaryReader
 
-from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.evaluation.compare import BENCHMARKS, evaluate_policy, make_benchmark, reference_costs
 from p2p_marl.evaluation.report import console, plt
 from p2p_marl.run_dirs import script_output_dir
+from p2p_marl.training.final_comparison import benchmark_rows
+from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.sim.community import CommunityCore
 
 TAG = "eval/share_of_optimal_saving"
@@ -66,18 +66,11 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
 
 
 def benchmark_lines(env: EnvConfig, eval_days: int | None) -> dict[str, float]:
-    """Mean share of the optimal saving on the runs' validation days: the best rule and MPC with the
-    environment's own forecaster."""
-    days = CommunityCore(env).validation_days[:eval_days]
-    references = reference_costs(env, days)
-
-    def share(policy) -> float:
-        return float(np.nanmean(evaluate_policy(env, policy, days, references)["share_of_optimal_saving"]))
-
-    rules = {name: share(make_benchmark(name)) for name in BENCHMARKS if name.startswith("rule_")}
-    best = max(rules, key=rules.get)
-    return {f"best rule ({best.removeprefix('rule_')})": rules[best],
-            f"MPC, {env.forecaster} forecasts": share(MPCPolicy(progress=True))}
+    """Mean share of the optimal saving on the runs' validation days of the best rule and of MPC with the
+    environment's own forecaster: the rows of training's closing table (``final_comparison.benchmark_rows``)."""
+    rows = benchmark_rows(HeldOutDaysEvaluator(env, eval_days))
+    return {label: means["share_of_optimal_saving"] for label, means in rows.items()
+            if label.startswith(("best rule", "MPC"))}
 
 
 def group(curves: list[RunCurve]) -> dict[str, list[RunCurve]]:
