@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import env_action
@@ -70,8 +72,32 @@ def test_bad_hyperparameters_name_the_key(key, value, match):
 
 def test_action_mapping():
     # Price share from [-1, 1] onto [0, 1]; curtailment is the positive part (the box's lower half uses all PV).
-    np.testing.assert_array_equal(env_action(np.array([[-1.0, -1.0, -0.5], [0.5, 1.0, 0.25]])),
-                                  [[-1.0, 0.0, 0.0], [0.5, 1.0, 0.25]])
+    core = CommunityCore(EnvConfig(n_agents=2, n_days=4), batch_size=1)
+    np.testing.assert_array_equal(env_action(np.array([[[-1.0, -1.0, -0.5], [0.5, 1.0, 0.25]]]), core, "power"),
+                                  [[[-1.0, 0.0, 0.0], [0.5, 1.0, 0.25]]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), target=st.floats(-1.0, 1.0))
+def test_a_target_soc_is_reached_when_the_power_limit_allows_and_approached_at_full_power_when_not(seed, target):
+    core = CommunityCore(EnvConfig(n_agents=6, n_days=4, dt_h=0.5), batch_size=3)
+    core.reset(seed=seed)
+    battery = core.battery
+    rng = np.random.default_rng(seed)
+    core.energy_kwh[:] = rng.uniform(battery.min_energy_kwh, battery.max_energy_kwh, core.energy_kwh.shape)
+    before_kwh = core.energy_kwh.copy()
+    box = np.zeros((3, 6, 3))
+    box[..., 0] = target
+    core.step(env_action(box, core, "target_soc"))
+    target_kwh = np.broadcast_to(battery.min_energy_kwh + 0.5 * (target + 1.0)
+                                 * (battery.max_energy_kwh - battery.min_energy_kwh), before_kwh.shape)
+    max_step_up_kwh = battery.max_kw * battery.charge_efficiency * core.dt_h
+    max_step_down_kwh = battery.max_kw / battery.discharge_efficiency * core.dt_h
+    reachable = (target_kwh - before_kwh <= max_step_up_kwh) & (before_kwh - target_kwh <= max_step_down_kwh)
+    np.testing.assert_allclose(core.energy_kwh[reachable], target_kwh[reachable], atol=1e-9)
+    expected_kwh = np.clip(target_kwh, before_kwh - max_step_down_kwh, before_kwh + max_step_up_kwh)
+    np.testing.assert_allclose(core.energy_kwh, expected_kwh, atol=1e-9)
+    assert np.all(core.energy_kwh[:, ~core.has_battery] == 0.0)
 
 
 def test_learns_to_beat_grid_only_on_a_known_day():

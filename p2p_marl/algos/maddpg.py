@@ -90,6 +90,7 @@ class MADDPGConfig:
     actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
     critic_agent_id: bool = True  # per-agent values Q_i (needed when rewards differ between agents)
     cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
+    battery_action: str = "power"  # what the actor's battery output means: "power" or "target_soc" (nets)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -256,7 +257,7 @@ class MADDPG(Learner):
                 u = (2.0 * torch.rand(mu.shape, generator=self.generator) - 1.0).numpy()
             else:
                 u = (mu + noise).clamp(-1.0, 1.0).numpy()
-            obs, reward, done, infos = core.step(env_action(u.astype(np.float64)))
+            obs, reward, done, infos = core.step(env_action(u.astype(np.float64), core, cfg.battery_action))
             actions.append(u)
             rewards.append(reward)
             costs.append(infos["cost"])
@@ -329,7 +330,7 @@ class MADDPG(Learner):
 
     # ------------------------------------------------------------------ evaluation and checkpoints
     def policy(self) -> ActorPolicy:
-        return ActorPolicy(self.name, copy.deepcopy(self.actor), self.config.actor_agent_id)
+        return ActorPolicy(self.name, copy.deepcopy(self.actor), self.config.actor_agent_id, self.config.battery_action)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -85,6 +85,7 @@ class MAPPOConfig:
     critic_agent_id: bool = True  # per-agent values V(state, agent id)
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
     cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
+    battery_action: str = "power"  # what the actor's battery output means: "power" or "target_soc" (nets)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -214,7 +215,8 @@ class MAPPO(Learner):
                 pre_squash.append(u)
                 log_probs.append(dist.log_prob(u).sum(-1))
                 values.append(self.critic(s).squeeze(-1))
-            obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64)))
+            obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core,
+                                                             cfg.battery_action))
             rewards.append(reward)
             costs.append(infos["cost"])
         rewards_np, costs_np = np.stack(rewards), np.stack(costs)  # (T, B, N)
@@ -289,7 +291,8 @@ class MAPPO(Learner):
 
     # ------------------------------------------------------------------ evaluation and checkpoints
     def policy(self) -> ActorPolicy:
-        return ActorPolicy(self.name, nn.Sequential(copy.deepcopy(self.actor), nn.Tanh()), self.config.actor_agent_id)
+        return ActorPolicy(self.name, nn.Sequential(copy.deepcopy(self.actor), nn.Tanh()), self.config.actor_agent_id,
+                           self.config.battery_action)
 
     def state_dict(self) -> dict[str, Any]:
         return {

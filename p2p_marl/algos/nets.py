@@ -3,8 +3,12 @@
 Both learners share one actor between all N agents of a community. The actor sees an agent's local
 observation (forecasts included: the environment's forecaster, the same for every method), optionally followed
 by the agent's one-hot identity, and emits a point ``u`` in the box [-1, 1]^3 that ``env_action`` maps onto the
-environment's action: the battery setpoint share is ``u[0]`` (of the battery's max kW, > 0 charges), the price
-share ``(u[1] + 1) / 2`` (of [feed-in, retail]) and the curtailment share ``max(u[2], 0)``.
+environment's action: the price share ``(u[1] + 1) / 2`` (of [feed-in, retail]), the curtailment share
+``max(u[2], 0)``, and for the battery (``battery_action``) either the setpoint share ``u[0]`` (``power``: of the
+battery's max kW, > 0 charges) or a target state of charge (``target_soc``: ``u[0]`` = -1 asks for soc_min,
++1 for soc_max; the setpoint is the power that reaches the target within the step, which the core then clips to
+its power limit). With a target the actor holds a level by repeating an action and its output does not depend
+on where the battery happens to be, which makes day-long charge and discharge cycles easier to learn.
 """
 
 from __future__ import annotations
@@ -21,13 +25,19 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 
 
+BATTERY_ACTIONS = ("power", "target_soc")
+
+
 def check_multi_agent_keys(config: Any, section: str) -> None:
     """The keys MAPPO and MADDPG share beyond ranges and network (``p2p_marl.training.validation``):
-    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``; ``ConfigError`` names
+    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``, ``battery_action``; ``ConfigError`` names
     ``section.key`` and the allowed values."""
     for key in ("actor_agent_id", "critic_agent_id"):
         if not isinstance(getattr(config, key), bool):
             raise ConfigError(f"{section}.{key} must be true or false, got {getattr(config, key)!r}")
+    if config.battery_action not in BATTERY_ACTIONS:
+        raise ConfigError(f"{section}.battery_action must be one of {list(BATTERY_ACTIONS)}, "
+                          f"got {config.battery_action!r}")
     w = config.cooperative_weight
     if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0):
         raise ConfigError(f"{section}.cooperative_weight must be null or a number in [0.0, 1.0], got {w!r}")
@@ -68,11 +78,27 @@ def with_agent_id(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     return torch.cat([x, identity], dim=-1)
 
 
-def env_action(u: np.ndarray) -> np.ndarray:
-    """Map points of the actor's box [-1, 1]^3 (..., 3) onto the core's (setpoint share, price share, curtailment
-    share). Curtailment is the positive part of the third coordinate, so the middle of the box, where an actor
-    starts, uses all its PV, and the lower half of the box is one action: no curtailment."""
-    return np.stack([u[..., 0], 0.5 * (u[..., 1] + 1.0), np.maximum(u[..., 2], 0.0)], axis=-1)
+def env_action(u: np.ndarray, core: CommunityCore, battery_action: str) -> np.ndarray:
+    """Map points of the actor's box [-1, 1]^3 (B, N, 3) onto the core's (setpoint share, price share, curtailment
+    share) for the core's current state. Curtailment is the positive part of the third coordinate, so the middle
+    of the box, where an actor starts, uses all its PV, and the lower half of the box is one action: no
+    curtailment."""
+    setpoint = u[..., 0] if battery_action == "power" else target_soc_setpoint(u[..., 0], core)
+    return np.stack([setpoint, 0.5 * (u[..., 1] + 1.0), np.maximum(u[..., 2], 0.0)], axis=-1)
+
+
+def target_soc_setpoint(u: np.ndarray, core: CommunityCore) -> np.ndarray:
+    """The setpoint share (B, N) that moves each battery from its stored energy to the target
+    ``soc_min + (u + 1) / 2 * (soc_max - soc_min)`` of its capacity in one step, limited to [-1, 1]; 0 without a
+    battery. Charging stores ``charge_efficiency`` of the meter energy, discharging delivers
+    ``discharge_efficiency`` of the stored energy (``p2p_marl.sim.battery``)."""
+    battery, dt_h = core.battery, core.dt_h
+    target_kwh = battery.min_energy_kwh + 0.5 * (u + 1.0) * (battery.max_energy_kwh - battery.min_energy_kwh)
+    gap_kwh = target_kwh - core.energy_kwh
+    power_kw = np.where(gap_kwh > 0.0, gap_kwh / (battery.charge_efficiency * dt_h),
+                        gap_kwh * battery.discharge_efficiency / dt_h)
+    share = np.divide(power_kw, battery.max_kw, out=np.zeros_like(power_kw), where=battery.max_kw > 0)
+    return np.minimum(np.maximum(share, -1.0), 1.0)
 
 
 class ActorPolicy:
@@ -82,10 +108,11 @@ class ActorPolicy:
     CPU copy, so the policy stays fixed while training goes on and acts without a GPU.
     """
 
-    def __init__(self, name: str, actor: nn.Module, agent_id: bool):
+    def __init__(self, name: str, actor: nn.Module, agent_id: bool, battery_action: str):
         self.name = name
         self.actor = actor.cpu().eval()
         self.agent_id = agent_id
+        self.battery_action = battery_action
 
     def reset(self, core: CommunityCore) -> None:
         pass
@@ -93,7 +120,7 @@ class ActorPolicy:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             x = with_agent_id(torch.as_tensor(obs, dtype=torch.float32), self.agent_id)
-            return env_action(self.actor(x).numpy().astype(np.float64))
+            return env_action(self.actor(x).numpy().astype(np.float64), core, self.battery_action)
 
 
 def episode_metrics(rewards: np.ndarray, costs: np.ndarray) -> dict[str, float]:
