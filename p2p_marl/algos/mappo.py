@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
+from p2p_marl.algos.imitation import optimal_demonstrations
 from p2p_marl.algos.nets import (
     ActorPolicy,
     check_multi_agent_keys,
@@ -86,6 +87,8 @@ class MAPPOConfig:
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
     cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
     battery_action: str = "power"  # what the actor's battery output means: "power" or "target_soc" (nets)
+    imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
+    imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -96,7 +99,7 @@ class MAPPOConfig:
         check_multi_agent_keys(self, "mappo")
 
 
-_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps"}
+_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("gamma", 0.0, 1.0, True, True),
@@ -112,6 +115,8 @@ _RANGES = (
     ("max_grad_norm", 0.0, math.inf, False, False),
     ("log_std_init", -10.0, 2.0, True, True),
     ("return_norm_decay", 0.0, 1.0, False, True),
+    ("imitation_days", 0, 100_000, True, True),
+    ("imitation_epochs", 1, 10_000, True, True),
 )
 
 
@@ -190,10 +195,35 @@ class MAPPO(Learner):
     def _normal(self, x: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.actor(x), self.log_std.exp())
 
+    # ------------------------------------------------------------------ warm start
+    def imitate(self) -> dict[str, float]:
+        """Fit the actor's deterministic output to the optimum's actions on ``imitation_days`` training episodes
+        (mean squared error in the box, Adam at ``actor_lr``); see ``p2p_marl.algos.imitation``."""
+        cfg = self.config
+        demos = optimal_demonstrations(self.core, math.ceil(cfg.imitation_days / cfg.num_envs),
+                                       int(self.rng.integers(2 ** 63)), cfg.battery_action)
+        x = self._actor_input(demos.observations).reshape(-1, self.actor[0].in_features)
+        target = torch.as_tensor(demos.boxes.reshape(-1, ACTION_DIM), dtype=torch.float32, device=self.device)
+        minibatch = math.ceil(len(x) / cfg.num_minibatches)
+        for _ in range(cfg.imitation_epochs):
+            order = torch.randperm(len(x), generator=self.generator).to(self.device)
+            for first in range(0, len(x), minibatch):
+                idx = order[first:first + minibatch]
+                loss = (torch.tanh(self.actor(x[idx])) - target[idx]).pow(2).sum(-1).mean()
+                self.actor_optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+                self.actor_optimizer.step()
+        with torch.no_grad():
+            final_loss = float((torch.tanh(self.actor(x)) - target).pow(2).sum(-1).mean())
+        return {"imitation/loss": final_loss, "imitation/optimal_cost": demos.optimal_cost,
+                "imitation/samples": float(len(x)), "imitation/lp_seconds": demos.lp_s}
+
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> dict[str, float]:
         cfg, core = self.config, self.core
         start = time.perf_counter()
+        imitation = self.imitate() if self.iterations == 0 and cfg.imitation_days > 0 else {}
         T, B, N = core.steps_per_episode, core.batch_size, core.n_agents
         lr_scale = linear_schedule(1.0, cfg.lr_end_fraction, cfg.lr_decay_steps, self.env_steps)
         for optimizer, lr in ((self.actor_optimizer, cfg.actor_lr), (self.critic_optimizer, cfg.critic_lr)):
@@ -287,6 +317,7 @@ class MAPPO(Learner):
             "exploration": float(self.log_std.detach().exp().mean()),  # the Gaussian's std before squashing
             "learning_rate_scale": lr_scale,
             "steps_per_second": T * B / elapsed,
+            **imitation,
         }
 
     # ------------------------------------------------------------------ evaluation and checkpoints
