@@ -177,8 +177,9 @@ class MAPPO(Learner):
             self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.Tanh, out_gain=1.0).to(self.device)
         self.log_std = nn.Parameter(torch.full((ACTION_DIM,), float(config.log_std_init), device=self.device))
         self.actor_optimizer = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=config.actor_lr,
-                                                eps=1e-5)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=1e-5)
+                                                eps=1e-5, foreach=True)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=1e-5,
+                                                 foreach=True)
         self.return_norm = RunningReturnNorm(config.return_norm_decay)
         self.iterations = 0
 
@@ -279,26 +280,28 @@ class MAPPO(Learner):
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl",
                                                          "clip_fraction")}
         for _ in range(cfg.update_epochs):
+            # One shuffle per epoch, then contiguous minibatches (views, not four gathers each).
             order = torch.randperm(n_samples, generator=self.generator).to(self.device)
+            e_x, e_s, e_u, e_logp, e_adv, e_ret = (t[order] for t in (b_x, b_s, b_u, b_logp, b_adv, b_ret))
             for first in range(0, n_samples, minibatch):
-                idx = order[first:first + minibatch]
-                dist = self._normal(b_x[idx])
-                log_ratio = dist.log_prob(b_u[idx]).sum(-1) - b_logp[idx]
+                batch = slice(first, first + minibatch)
+                dist = self._normal(e_x[batch])
+                log_ratio = dist.log_prob(e_u[batch]).sum(-1) - e_logp[batch]
                 ratio = log_ratio.exp()
-                adv = b_adv[idx]
+                adv = e_adv[batch]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 policy_loss = torch.max(-adv * ratio,
                                         -adv * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
                 entropy = dist.entropy().sum(-1).mean()
-                value_loss = 0.5 * (self.critic(b_s[idx]).squeeze(-1) - b_ret[idx]).pow(2).mean()
+                value_loss = 0.5 * (self.critic(e_s[batch]).squeeze(-1) - e_ret[batch]).pow(2).mean()
 
+                # Actor and critic share no parameters: one backward pass gives each its own loss's gradient.
                 self.actor_optimizer.zero_grad()
-                (policy_loss - cfg.ent_coef * entropy).backward()
-                nn.utils.clip_grad_norm_([*self.actor.parameters(), self.log_std], cfg.max_grad_norm)
-                self.actor_optimizer.step()
                 self.critic_optimizer.zero_grad()
-                value_loss.backward()
+                (policy_loss - cfg.ent_coef * entropy + value_loss).backward()
+                nn.utils.clip_grad_norm_([*self.actor.parameters(), self.log_std], cfg.max_grad_norm)
                 nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                self.actor_optimizer.step()
                 self.critic_optimizer.step()
 
                 with torch.no_grad():

@@ -1,0 +1,94 @@
+"""Learner throughput: community-steps and agent-steps per second of training, updates included.
+
+    python bench/bench_learners.py [--iterations 4] [--repeats 3]
+
+Each learner is built with its default hyperparameters (``configs/algo/``) on the default community (N = 10)
+and trained for ``--iterations`` iterations after one warm-up iteration (MADDPG's and DQN's warm-up is set
+past their ``learning_starts``, so the timed iterations do update). The reference row, measured in the same
+run, is the batched core alone at MAPPO's batch size (B = 32) under random actions: the ratio says how much
+slower a learner trains than the environment it trains on steps. "minutes / 600k" extrapolates to the
+default training budget without its evaluations. One process, one torch thread (as training runs); best of
+``--repeats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from p2p_marl.algos import build_learner  # noqa: E402
+from p2p_marl.config import EnvConfig  # noqa: E402
+from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore  # noqa: E402
+
+N_AGENTS = 10
+LEARNERS = ("mappo", "maddpg", "dqn", "qlearning")
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+BUDGET = 600_000
+
+
+def _defaults(name: str) -> dict:
+    """The learner's defaults as train.py composes them (the YAML without its schema line)."""
+    config = OmegaConf.to_container(OmegaConf.load(os.path.join(CONFIGS, "algo", f"{name}.yaml")))
+    config.pop("defaults", None)
+    return config
+
+
+def _learner_rate(name: str, env: EnvConfig, iterations: int) -> float:
+    hyperparameters = _defaults(name)
+    learner = build_learner(env, hyperparameters, seed=0)
+    while learner.env_steps <= hyperparameters.get("learning_starts", 0):
+        learner.iterate()  # warm-up: past random-action collection, so the timed iterations update
+    start_steps, start = learner.env_steps, time.perf_counter()
+    for _ in range(iterations):
+        learner.iterate()
+    return (learner.env_steps - start_steps) / (time.perf_counter() - start)
+
+
+def _core_rate(env: EnvConfig, batch_size: int, seconds: float) -> float:
+    core = CommunityCore(env, batch_size=batch_size)
+    rng = np.random.default_rng(0)
+    pool = rng.uniform(ACTION_LOW, ACTION_HIGH, (64, batch_size, N_AGENTS, len(ACTION_LOW)))
+    core.reset(seed=0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        if core.done:
+            core.reset()
+        core.step(pool[steps % len(pool)])
+        steps += 1
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=4, help="timed iterations per learner and repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per row; the best is reported")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    env = EnvConfig(n_agents=N_AGENTS)
+    rows = [("batched core alone, B=32, random actions (reference)",
+             max(_core_rate(env, 32, 2.0) for _ in range(args.repeats)))]
+    for name in LEARNERS:
+        rows.append((name, max(_learner_rate(name, env, args.iterations) for _ in range(args.repeats))))
+
+    table = Table(title=f"Learner throughput, N = {N_AGENTS}, default hyperparameters, 1 thread, "
+                        f"best of {args.repeats} x {args.iterations} iterations")
+    for column in ("learner", "community-steps/s", "agent-steps/s", "minutes / 600k", "x core"):
+        table.add_column(column, justify="right" if column != "learner" else "left")
+    reference = rows[0][1]
+    for name, rate in rows:
+        table.add_row(name, f"{rate:,.0f}", f"{rate * N_AGENTS:,.0f}", f"{BUDGET / rate / 60:.1f}",
+                      f"{rate / reference:.4f}")
+    Console(width=120).print(table)
+
+
+if __name__ == "__main__":
+    main()
