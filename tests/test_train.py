@@ -7,6 +7,7 @@ in-process with a patched command line.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
@@ -23,6 +24,7 @@ from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from p2p_marl.algos import load_policy
+from p2p_marl.algos.mappo import MAPPOConfig
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation import learning_curves
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
@@ -389,6 +391,16 @@ def test_learning_curves_group_seeds_and_read_back_every_evaluation(train_main, 
     assert curves["dqn"][0].steps.tolist() == [step for step, _ in logged_scalars(runs[2])[
         "eval/share_of_optimal_saving"]]
     assert np.all(np.diff(curves["dqn"][0].minutes) >= 0)
+
+
+def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults_and_follows_its_learner():
+    defaults = dataclasses.asdict(MAPPOConfig())
+    assert learning_curves.variant_label(defaults) == "mappo"
+    variant = learning_curves.variant_label({**defaults, "imitation_days": 256, "cooperative_weight": 0.0})
+    assert variant == "mappo (cooperative_weight=0.0, imitation_days=256)"
+    curve = {label: learning_curves.RunCurve(label, 0, np.zeros(1), np.zeros(1), np.zeros(1))
+             for label in ("dqn", variant, "mappo")}
+    assert list(learning_curves.group(list(curve.values()))) == ["mappo", variant, "dqn"]
 
 
 def test_learning_curves_refuse_a_directory_that_is_not_a_run(tmp_path):

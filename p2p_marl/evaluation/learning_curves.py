@@ -4,7 +4,9 @@
 
 Each run directory (``train.py``'s, e.g. every job of ``python train.py -m experiment=comparison``) holds the
 event files of its periodic evaluations (``eval/share_of_optimal_saving`` on the validation days) and its
-resolved config (``.hydra/config.yaml``). Runs are grouped by learner (their seeds); every run must have been
+resolved config (``.hydra/config.yaml``). Runs are grouped by learner and variant (their seeds; a variant is
+named by the hyperparameters that differ from the learner's defaults, e.g. ``mappo (imitation_days=256)``,
+which makes the table a what-was-tried table when variants are given together); every run must have been
 trained on the same environment and evaluated on the same days. The figure has two panels, the share against
 community-steps and against wall-clock minutes since the run's first logged event (the mean over seeds of the
 time each evaluation was reached), each with the mean over seeds as a line and the range over seeds as a band.
@@ -17,6 +19,7 @@ evaluation: mean ± std over seeds, each seed's value, minutes per run) to ``--o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tbparse import SummaryReader
 
+from p2p_marl.algos import get_algo
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.report import console, plt
 from p2p_marl.run_dirs import script_output_dir
@@ -60,9 +64,18 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
         raise ConfigError(f"{run_dir}: its event files hold no {TAG} (no evaluation logged yet)")
     start = scalars.wall_time.min()
     curve = scalars[scalars.tag == TAG].sort_values("step")
-    return (RunCurve(settings["algo"]["name"], settings["seed"], curve.step.to_numpy(),
+    return (RunCurve(variant_label(settings["algo"]), settings["seed"], curve.step.to_numpy(),
                      (curve.wall_time.to_numpy() - start) / 60.0, curve.value.to_numpy()),
             env, settings.get("eval_days"))
+
+
+def variant_label(hyperparameters: dict) -> str:
+    """The learner's name, followed by the hyperparameters that differ from its defaults (configs/algo/)."""
+    name = hyperparameters["name"]
+    defaults = dataclasses.asdict(get_algo(name)[1]())
+    changed = [f"{key}={value}" for key, value in hyperparameters.items()
+               if key in defaults and value != defaults[key]]
+    return f"{name} ({', '.join(changed)})" if changed else name
 
 
 def benchmark_lines(env: EnvConfig, eval_days: int | None) -> dict[str, float]:
@@ -77,7 +90,11 @@ def group(curves: list[RunCurve]) -> dict[str, list[RunCurve]]:
     by_learner: dict[str, list[RunCurve]] = {}
     for curve in curves:
         by_learner.setdefault(curve.learner, []).append(curve)
-    order = [name for name in LEARNER_ORDER if name in by_learner] + sorted(set(by_learner) - set(LEARNER_ORDER))
+    def position(label: str) -> tuple:  # learners in LEARNER_ORDER, each followed by its variants
+        name = label.split(" (")[0]
+        return (LEARNER_ORDER.index(name) if name in LEARNER_ORDER else len(LEARNER_ORDER), name, label != name, label)
+
+    order = sorted(by_learner, key=position)
     return {name: sorted(by_learner[name], key=lambda c: c.seed) for name in order}
 
 
