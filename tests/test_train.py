@@ -396,8 +396,8 @@ def test_learning_curves_group_seeds_and_read_back_every_evaluation(train_main, 
 def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults_and_follows_its_learner():
     defaults = dataclasses.asdict(MAPPOConfig())
     assert learning_curves.variant_label(defaults) == "mappo"
-    variant = learning_curves.variant_label({**defaults, "imitation_days": 256, "cooperative_weight": 0.0})
-    assert variant == "mappo (cooperative_weight=0.0, imitation_days=256)"
+    variant = learning_curves.variant_label({**defaults, "imitation_days": 256, "cooperative_weight": 1.0})
+    assert variant == "mappo (cooperative_weight=1.0, imitation_days=256)"
     curve = {label: learning_curves.RunCurve(label, 0, np.zeros(1), np.zeros(1), np.zeros(1))
              for label in ("dqn", variant, "mappo")}
     assert list(learning_curves.group(list(curve.values()))) == ["mappo", variant, "dqn"]

@@ -85,7 +85,8 @@ class MAPPOConfig:
     actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
     critic_agent_id: bool = True  # per-agent values V(state, agent id)
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
-    cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
+    cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
+    # bill (null = the env's own reward). 0 won on the validation days (README, what was tried).
     battery_action: str = "power"  # what the actor's battery output means: "power" or "target_soc" (nets)
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
