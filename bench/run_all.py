@@ -1,6 +1,7 @@
 """Every benchmark in one command: ``python bench/run_all.py``.
 
-Runs ``bench_env.py`` (simulation speed against mpe2) and ``bench_lp.py`` (optimal LP build/solve times), each
+Runs ``bench_env.py`` (simulation speed against mpe2), ``bench_lp.py`` (optimal LP build/solve times) and
+``bench_simbench.py`` (both on SimBench's largest LV grid; needs the simbench extra), each
 in its own process so that one's memory and threads do not disturb the other's timings, and prints their tables.
 """
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHES = ("bench_env.py", "bench_lp.py")
+BENCHES = ("bench_env.py", "bench_lp.py", "bench_simbench.py")
 
 
 def main() -> int:
