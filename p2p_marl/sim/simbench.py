@@ -266,3 +266,4 @@ def ac_validation(code: str, step: int) -> AcComparison:
     return AcComparison(code, step, float(np.abs(flow.voltage_pu[0] - v_ac).max()),
                         float(100.0 * max(loading_error.max(), trafo_error)),
                         float(np.abs(v_ac - feeder.v_slack_pu).max()))
+
