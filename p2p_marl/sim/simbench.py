@@ -45,6 +45,7 @@ SIMBENCH_STEP_H = 0.25  # SimBench's profiles are 15-minute means
 SIMBENCH_DAYS = 366  # the profile year is 2016
 HOUSEHOLD_PROFILE_PREFIX = "H0"  # the BDEW household standard load profiles; G = commercial, L = agricultural
 _MW_TO_KW = 1e3
+LOAD_ROUNDING_KW = 1e-3  # negative load profile values down to this are rounding and read as 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,13 +86,21 @@ def simbench_net(code: str) -> pandapowerNet:
 
 @functools.lru_cache(maxsize=None)
 def quarter_hour_profiles_kw(code: str) -> dict[str, np.ndarray]:
-    """SimBench's absolute profiles of ``code``, (35136 steps, n) in kW / kvar: load_kw, load_kvar, sgen_kw."""
+    """SimBench's absolute profiles of ``code``, (35136 steps, n) in kW / kvar: load_kw (values within
+    ``LOAD_ROUNDING_KW`` below zero read as 0), load_kvar, sgen_kw."""
     import simbench
 
     values = simbench.get_absolute_values(simbench_net(code), profiles_instead_of_study_cases=True)
     arrays = {"load_kw": values[("load", "p_mw")], "load_kvar": values[("load", "q_mvar")],
               "sgen_kw": values[("sgen", "p_mw")]}
     arrays = {name: np.asarray(frame, dtype=np.float64) * _MW_TO_KW for name, frame in arrays.items()}
+    # A few heat-pump profiles (HLS_C_3.7) dip to -4e-5 kW, rounding in SimBench's data; loads are >= 0 here.
+    load_kw = arrays["load_kw"]
+    if load_kw.min() < -LOAD_ROUNDING_KW:
+        step, load = np.unravel_index(np.argmin(load_kw), load_kw.shape)
+        raise ConfigError(f"simbench_code={code!r}: load {load} draws {load_kw[step, load]} kW at quarter hour "
+                          f"{step}; loads must be >= 0")
+    arrays["load_kw"] = np.maximum(load_kw, 0.0)
     for array in arrays.values():
         array.setflags(write=False)
     return arrays
