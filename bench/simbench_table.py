@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from p2p_marl.config import EnvConfig
-from p2p_marl.sim.community import simbench_community_of
+from p2p_marl.sim.community import CommunityCore, simbench_community_of
 
 NETWORK_COST = re.compile(r"The network's cost .*: (?P<mean>[-\d.]+) per day on average, above zero on "
                           r"(?P<days>\d+) of (?P<total>\d+) days")
@@ -33,12 +33,13 @@ def main(run_dirs: list[str]) -> None:
         config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
         env = EnvConfig(**config["env"])
         community = simbench_community_of(env)
+        batteries = int((CommunityCore(env).battery.capacity_kwh > 0).sum())
         summary = json.loads((run_dir / "summary.json").read_text())
         cost = NETWORK_COST.search((run_dir / "evaluate.log").read_text())
         violation = summary["grid_only"]["violation_day"]
         shares = [f"{summary[m]['share_of_optimal_saving']['mean']:.2f}" if m in summary else "–" for m in SHARES]
         rows.append([env.simbench_code, str(env.n_agents), str(int(community.profiles.has_pv.sum())),
-                     str(int(community.profiles.has_pv.sum())), f"{community.feeder_length_km:.2f}",
+                     str(batteries), f"{community.feeder_length_km:.2f}",
                      str(violation["n_days"]), f"{round(violation['mean'] * violation['n_days'])}",
                      f"{float(cost['mean']):.3f} ({cost['days']})", *shares])
     print("| grid | households | PV | batteries | feeder km | test days | days with violations (grid-only) "
