@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import p2p_marl
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
-from p2p_marl.sim.community import OBS_FEATURES, OBS_HIGH, OBS_LOW, CommunityCore
+from p2p_marl.sim.community import OBS_FEATURES, CommunityCore
 
 from conftest import assert_episode_invariants
 

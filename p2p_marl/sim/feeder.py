@@ -334,9 +334,14 @@ def to_pandapower(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> panda
 
     Lines get the feeder's impedance as a 1 km line without shunt capacitance; loads carry the
     signed net consumption (negative = injection). The transformer is not modelled, matching
-    the linear model whose slack is the LV busbar.
+    the linear model whose slack is the LV busbar: a feeder with a transformer impedance (SimBench's)
+    is compared against its own pandapower net instead (``p2p_marl.sim.simbench.ac_validation``).
     """
     import pandapower as pp  # test extra, not a core dependency
+
+    if feeder.transformer_r_ohm or feeder.transformer_x_ohm:
+        raise ValueError("to_pandapower models no transformer impedance; this feeder has one (validate a SimBench "
+                         "feeder with p2p_marl.sim.simbench.ac_validation)")
 
     p_kw = _household_array(p_kw, feeder, "p_kw", ndim=1)
     q_kvar = _household_array(q_kvar, feeder, "q_kvar", ndim=1)
