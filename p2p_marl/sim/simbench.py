@@ -56,11 +56,9 @@ class SimbenchCommunity:
     feeder: Feeder
     profiles: ProfileSet
     load_profile_types: tuple[str, ...]  # (N,) SimBench profile of each household's load, e.g. "H0-A", "G1-A"
-    pv_kwp: np.ndarray  # (N,) installed PV (sum of sgen sn_mva at its bus, times pv_scale), 0 without PV
     line_km: np.ndarray  # (n_lines,) length of feeder line i
     bus_index: np.ndarray  # (n_bus,) pandapower bus of feeder bus b
     line_index: np.ndarray  # (n_lines,) pandapower line of feeder line i (which feeds bus i + 1)
-    load_index: np.ndarray  # (N,) pandapower load of household n
     sgen_household: np.ndarray  # (n_sgen,) household that each static generator (net.sgen order) feeds
 
     @property
@@ -126,8 +124,6 @@ def simbench_community(code: str, dt_h: float, pv_scale: float = 1.0) -> Simbenc
     n_households = len(net.load)
     pv_quarter_kw = np.zeros((raw["sgen_kw"].shape[0], n_households))
     np.add.at(pv_quarter_kw.T, sgen_household, raw["sgen_kw"].T)
-    pv_kwp = np.zeros(n_households)
-    np.add.at(pv_kwp, sgen_household, net.sgen.sn_mva.to_numpy() * _MW_TO_KW)
     steps = round(steps_per_sample)
     load_kw, load_kvar, pv_kw = (_day_steps(array, steps) for array in (raw["load_kw"], raw["load_kvar"],
                                                                          pv_quarter_kw * pv_scale))
@@ -136,11 +132,9 @@ def simbench_community(code: str, dt_h: float, pv_scale: float = 1.0) -> Simbenc
     for array in (profiles.load_kw, profiles.pv_kw, profiles.load_kvar):
         array.setflags(write=False)
     feeder = _with_households(feeder, np.array([bus_of[int(bus)] for bus in load_bus]))
-    pv_kwp = pv_kwp * pv_scale
-    for array in (pv_kwp, line_km, bus_index, line_index, sgen_household):
+    for array in (line_km, bus_index, line_index, sgen_household):
         array.setflags(write=False)
-    return SimbenchCommunity(code, feeder, profiles, types, pv_kwp, line_km, bus_index, line_index,
-                             net.load.index.to_numpy(), sgen_household)
+    return SimbenchCommunity(code, feeder, profiles, types, line_km, bus_index, line_index, sgen_household)
 
 
 def _day_steps(quarter_hours: np.ndarray, steps: int) -> np.ndarray:
