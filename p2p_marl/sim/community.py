@@ -370,7 +370,8 @@ class CommunityCore:
 
     def reactive_kvar(self, load_kw: np.ndarray, days: np.ndarray | int, steps: int | slice) -> np.ndarray:
         """Households' reactive load at ``steps`` of ``days`` with active load ``load_kw``: the profiles' own where
-        they carry one (SimBench), else ``load_kw`` at the config's load_power_factor."""
+        they carry one (SimBench; MPC then plans on the data's reactive load, which no forecaster forecasts), else
+        ``load_kw`` at the config's load_power_factor."""
         if self.profiles.load_kvar is None:
             return load_kw * self.q_per_p
         return self.profiles.load_kvar[days, steps]
