@@ -64,11 +64,12 @@ def _parallel_env_runner(env):
     return run
 
 
-def _core_runner(batch_size: int):
-    """A function stepping the batched core n times (batch_size communities per step) under pre-drawn actions."""
-    core = CommunityCore(EnvConfig(n_agents=N_AGENTS), batch_size=batch_size)
+def _core_runner(batch_size: int, config: EnvConfig | None = None):
+    """A function stepping the batched core n times (batch_size communities per step) under pre-drawn actions;
+    the community of ``config``, by default N_AGENTS synthetic households."""
+    core = CommunityCore(config or EnvConfig(n_agents=N_AGENTS), batch_size=batch_size)
     rng = np.random.default_rng(0)
-    actions = rng.uniform(ACTION_LOW, ACTION_HIGH, (POOL, batch_size, N_AGENTS, ACTION_DIM))
+    actions = rng.uniform(ACTION_LOW, ACTION_HIGH, (POOL, batch_size, core.n_agents, ACTION_DIM))
     core.reset(seed=0)
 
     def run(n_steps: int) -> None:

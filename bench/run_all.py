@@ -1,7 +1,8 @@
 """Every benchmark in one command: ``python bench/run_all.py``.
 
-Runs ``bench_env.py`` (simulation speed against mpe2), ``bench_lp.py`` (optimal LP build/solve times) and
-``bench_learners.py`` (training throughput against the core alone), each
+Runs ``bench_env.py`` (simulation speed against mpe2), ``bench_lp.py`` (optimal LP build/solve times),
+``bench_simbench.py`` (both on SimBench's largest LV grid; needs the simbench extra) and ``bench_learners.py``
+(training throughput against the core alone), each
 in its own process so that one's memory and threads do not disturb the other's timings, and prints their tables.
 """
 
@@ -11,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHES = ("bench_env.py", "bench_lp.py", "bench_learners.py")
+BENCHES = ("bench_env.py", "bench_lp.py", "bench_simbench.py", "bench_learners.py")
 
 
 def main() -> int:

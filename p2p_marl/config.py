@@ -17,6 +17,12 @@ MARKETS = ("uniform", "pay_as_bid", "mid_market")
 SPLITS = ("train", "validation", "test", "all")
 ACTION_MODES = ("continuous", "discrete")
 FORECASTERS = ("persistence", "noisy", "oracle", "file")  # see p2p_marl.sim.forecasts
+# SimBench's six low-voltage grids in its three scenarios (0 today, 1 2024, 2 2034), see p2p_marl.sim.simbench.
+SIMBENCH_LV_CODES = tuple(f"1-LV-{grid}--{scenario}-sw" for grid in ("rural1", "rural2", "rural3", "semiurb4",
+                                                                       "semiurb5", "urban6") for scenario in (0, 1, 2))
+# Keys of the synthetic community and feeder that a SimBench grid brings itself.
+SIMBENCH_REPLACES = ("n_days", "prosumer_share", "n_laterals", "segment_km", "r_ohm_per_km", "x_ohm_per_km",
+                     "line_rating_kva", "transformer_kva", "v_nominal_kv", "v_slack_pu", "load_power_factor")
 
 
 class ConfigError(ValueError):
@@ -31,6 +37,11 @@ class EnvConfig:
     n_agents: int = 10
     prosumer_share: float = 0.6  # share of households with PV and a battery
     community_seed: int = 0  # households, profiles and the train/validation/test split
+
+    # SimBench (p2p_marl.sim.simbench, the simbench extra): a SimBench LV grid's loads, PV, profiles and feeder
+    # instead of the synthetic community and feeder; n_agents must equal the grid's number of loads.
+    simbench_code: str | None = None  # e.g. 1-LV-rural1--0-sw; one of SIMBENCH_LV_CODES
+    simbench_pv_scale: float = 1.0  # multiplies every SimBench PV profile (PV penetration studies)
 
     # Time
     dt_h: float = 0.5  # settlement period; must divide 24 h
@@ -176,6 +187,7 @@ _RANGES: tuple[Range, ...] = (
     ("peak_end_h", 0.0, 24.0, True, True),
     ("offpeak_start_h", 0.0, 24.0, True, True),
     ("k", 0.0, 1.0, True, True),
+    ("simbench_pv_scale", 0.0, 100.0, True, True),
     ("n_laterals", 1, 1000, True, True),
     ("segment_km", 0.0, 10.0, False, True),
     ("r_ohm_per_km", 0.0, math.inf, True, False),
@@ -271,6 +283,11 @@ def _validate(cfg: EnvConfig) -> None:
         # Silently ignoring it would let a user believe the file was cut to n_days days.
         raise ConfigError(f"n_days={cfg.n_days!r} applies to synthetic profiles only; with data_csv every day of "
                           f"the file is used (leave n_days at its default {synthetic_n_days})")
+    if cfg.simbench_code is not None:
+        _validate_simbench(cfg)
+    elif cfg.simbench_pv_scale != 1.0:
+        raise ConfigError(f"simbench_pv_scale={cfg.simbench_pv_scale!r} applies to SimBench grids only; set "
+                          "simbench_code too")
     if cfg.forecast_csv is not None and not isinstance(cfg.forecast_csv, str):
         raise ConfigError(f"forecast_csv must be a file path or None, got {cfg.forecast_csv!r}")
     if (cfg.forecaster == "file") != (cfg.forecast_csv is not None):
@@ -279,3 +296,26 @@ def _validate(cfg: EnvConfig) -> None:
     if cfg.forecast_csv is not None and cfg.data_csv is None:
         raise ConfigError("forecast_csv needs data_csv: its forecasts are matched to the data file's households "
                           "and dates")
+
+
+def check_simbench_code(code: Any) -> None:
+    if code not in SIMBENCH_LV_CODES:
+        raise ConfigError(f"simbench_code={code!r} is not a SimBench LV grid; choose one of {list(SIMBENCH_LV_CODES)}")
+
+
+def _validate_simbench(cfg: EnvConfig) -> None:
+    check_simbench_code(cfg.simbench_code)
+    if cfg.data_csv is not None:
+        raise ConfigError(f"simbench_code={cfg.simbench_code!r} and data_csv={cfg.data_csv!r}: choose one source "
+                          "of profiles")
+    quarter_hours = cfg.dt_h / 0.25
+    if abs(quarter_hours - round(quarter_hours)) > 1e-9:
+        raise ConfigError(f"dt_h={cfg.dt_h!r} must be a multiple of SimBench's 15-minute step (0.25, 0.5, 1.0, ...) "
+                          f"with simbench_code={cfg.simbench_code!r}")
+    for name in SIMBENCH_REPLACES:
+        default = EnvConfig.__dataclass_fields__[name].default
+        if getattr(cfg, name) != default:
+            # Silently ignoring it would let a user believe it changed the SimBench grid.
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} applies to the synthetic community only; "
+                              f"simbench_code={cfg.simbench_code!r} brings its own (leave {name} at its default "
+                              f"{default!r})")

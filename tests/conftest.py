@@ -5,6 +5,10 @@ import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+
+from p2p_marl.sim.battery import end_settlement
+from p2p_marl.sim.community import OBS_HIGH, OBS_LOW, CommunityCore
 from p2p_marl.sim.profiles import ProfileSet
 
 # Small MLPs and numpy batches run fastest single-threaded on a 2-core machine (see shared FACTS).
@@ -37,3 +41,56 @@ def write_profile_csv(path, profiles: ProfileSet, year: int = 2023, shuffle: boo
         writer = csv.writer(handle)
         writer.writerow(["timestamp", "household", "load_kw", "pv_kw"])
         writer.writerows(rows)
+
+
+def assert_episode_invariants(core: CommunityCore, seed: int) -> None:
+    """Play one episode of random (partly out-of-range) actions on ``core`` and check, at every step, the energy
+    balance of every meter, the P2P market's energy and budget balance, prices within the tariffs, SoC bounds
+    and stored energy, and the bill's parts."""
+    cfg = core.config
+    rng = np.random.default_rng(seed)
+    shape = (core.batch_size, core.n_agents)
+    obs = core.reset(seed=seed)
+    total_cost = 0.0
+    cfg = core.config
+    rng = np.random.default_rng(seed)
+    obs = core.reset(seed=seed)
+    total_cost = 0.0
+    while not core.done:
+        assert np.all(obs >= OBS_LOW) and np.all(obs <= OBS_HIGH)
+        actions = np.stack([rng.uniform(-1.5, 1.5, shape), rng.uniform(-0.2, 1.2, shape),
+                            rng.uniform(-0.2, 1.2, shape)], axis=-1)
+        energy_before = core.energy_kwh.copy()
+        obs, reward, done, info = core.step(actions)
+        assert np.all(info["pv_curtailed_kwh"] >= 0) and np.all(info["pv_curtailed_kwh"] <= info["pv_kwh"] + 1e-12)
+        net = (info["load_kwh"] - info["pv_kwh"] + info["pv_curtailed_kwh"] + info["battery_charge_kwh"]
+               - info["battery_discharge_kwh"])
+        # Energy balance at every meter.
+        supply = info["p2p_buy_kwh"] - info["p2p_sell_kwh"] + info["grid_import_kwh"] - info["grid_export_kwh"]
+        np.testing.assert_allclose(net, supply, atol=1e-9)
+        for key in ("p2p_buy_kwh", "p2p_sell_kwh", "grid_import_kwh", "grid_export_kwh", "penalty"):
+            assert np.all(info[key] >= 0), key
+        # P2P energy and money balance within each community.
+        np.testing.assert_allclose(info["p2p_buy_kwh"].sum(1), info["p2p_sell_kwh"].sum(1), atol=1e-9)
+        np.testing.assert_allclose(info["p2p_payment"].sum(1), info["p2p_revenue"].sum(1), atol=1e-9)
+        # Prices stay within the grid's tariffs.
+        for key in ("bid_price", "clearing_price"):
+            assert np.all(info[key] >= info["feed_in_price"] - 1e-12) and np.all(info[key] <= info["retail_price"] + 1e-12)
+        # Battery: SoC bounds and stored energy = before + efficiency-weighted flows.
+        assert np.all(info["soc"][:, core.has_battery] >= cfg.soc_min - 1e-9)
+        assert np.all(info["soc"] <= cfg.soc_max + 1e-9)
+        expected = energy_before + (cfg.charge_efficiency * info["battery_charge_kwh"]
+                                    - info["battery_discharge_kwh"] / cfg.discharge_efficiency)
+        np.testing.assert_allclose(core.energy_kwh, expected, atol=1e-9)
+        # The bill is made of its documented parts, and rewards are its negative. Stored energy is settled
+        # against the episode's start at the last step, and only there.
+        settlement = end_settlement(core.start_energy_kwh, core.energy_kwh, core.battery,
+                                    core.end_refill_price_per_kwh, core.end_surplus_price_per_kwh)
+        np.testing.assert_allclose(info["end_settlement"], settlement if done else 0.0, atol=1e-12)
+        bill = (info["grid_import_kwh"] * info["retail_price"] - info["grid_export_kwh"] * info["feed_in_price"]
+                + info["p2p_payment"] - info["p2p_revenue"] + info["degradation_cost"] + info["penalty"]
+                + info["end_settlement"])
+        np.testing.assert_allclose(info["cost"], bill, atol=1e-12)
+        np.testing.assert_allclose(reward, -info["cost"], atol=1e-12)
+        total_cost += info["cost"].sum()
+    assert np.isfinite(total_cost)

@@ -36,8 +36,9 @@ and P2P payments cancel in the community sum (budget balance). Objective (money)
 The settlement's refill price per stored kWh exceeds its surplus credit, so at most one of the two is non-zero,
 and the term is exactly the environment's ``end_settlement``.
 
-Network (``network=True``; LinDistFlow with the feeder's own matrices; the reactive load ``Q = load_kw * q_per_p``
-is fixed, not a decision):
+Network (``network=True``; LinDistFlow with the feeder's own matrices; the reactive load
+``Q = core.reactive_kvar(...)``, ``load_kw * q_per_p`` unless the profiles carry their own, is fixed, not a
+decision):
 
 * Voltage at every bus ``v[t] = v_slack - net_kw[t] @ sens_p - Q[t] @ sens_q`` (``net_kw`` with the curtailment).
   Slacks ``under, over >= 0`` with
@@ -344,7 +345,7 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     steps = load_kw.shape[0]
     prices = slice(problem.first_step, problem.first_step + steps)
     base_kw = load_kw - pv_kw  # (T, N) net consumption with idle batteries and all PV used
-    q_kvar = load_kw * core.q_per_p
+    q_kvar = core.reactive_kvar(load_kw, problem.day, prices)
     batteries = np.flatnonzero((battery.capacity_kwh > 0) & (battery.max_kw > 0))
     pv_households = np.flatnonzero(pv_kw.max(axis=0) > 0)
     capacity_kwh = battery.capacity_kwh[batteries]

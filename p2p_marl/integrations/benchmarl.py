@@ -119,6 +119,9 @@ class P2PMarlTask(Task):
     COMMUNITY_10 = None
     COMMUNITY_10_STRONG = None
     COMMUNITY_50 = None
+    SIMBENCH_RURAL1 = None  # the SimBench presets need the simbench extra
+    SIMBENCH_SEMIURB4 = None
+    SIMBENCH_URBAN6 = None
 
     @staticmethod
     def associated_class():

@@ -58,6 +58,7 @@ from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, 
 from p2p_marl.sim.feeder import Feeder, power_flow_arrays, radial_feeder
 from p2p_marl.sim.forecasts import build_forecaster, observation_table
 from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
+from p2p_marl.sim.simbench import SimbenchCommunity, simbench_community
 from p2p_marl.sim.tariffs import end_settlement_prices, time_of_use_prices
 
 # Local observation of one agent, all in [low, high] below.
@@ -108,7 +109,9 @@ FEEDER_KPI_KEYS = INFO_KEYS[-3:]  # the per-community feeder KPIs, in the order 
 
 
 def build_profiles(cfg: EnvConfig) -> ProfileSet:
-    """The configured profiles: the CSV file if given, else the seeded synthetic year."""
+    """The configured profiles: the SimBench grid's or the CSV file's if given, else the seeded synthetic year."""
+    if cfg.simbench_code is not None:
+        return simbench_community_of(cfg).profiles
     if cfg.data_csv is not None:
         profiles = load_csv_profiles(cfg.data_csv, cfg.dt_h)
         if profiles.n_households != cfg.n_agents:
@@ -120,10 +123,21 @@ def build_profiles(cfg: EnvConfig) -> ProfileSet:
 
 
 def build_feeder(cfg: EnvConfig) -> Feeder:
+    if cfg.simbench_code is not None:
+        return simbench_community_of(cfg).feeder
     return radial_feeder(cfg.n_agents, n_laterals=cfg.n_laterals, segment_km=cfg.segment_km,
                          r_ohm_per_km=cfg.r_ohm_per_km, x_ohm_per_km=cfg.x_ohm_per_km,
                          line_rating_kva=cfg.line_rating_kva, transformer_kva=cfg.transformer_kva,
                          v_nominal_kv=cfg.v_nominal_kv, v_slack_pu=cfg.v_slack_pu)
+
+
+def simbench_community_of(cfg: EnvConfig) -> SimbenchCommunity:
+    """The configured SimBench grid (cached per code, dt_h and PV scale); n_agents must match its loads."""
+    community = simbench_community(cfg.simbench_code, cfg.dt_h, cfg.simbench_pv_scale)
+    if community.n_households != cfg.n_agents:
+        raise ConfigError(f"n_agents={cfg.n_agents} but simbench_code={cfg.simbench_code!r} has "
+                          f"{community.n_households} loads (every load is an agent); set n_agents to match")
+    return community
 
 
 class CommunityCore:
@@ -222,7 +236,7 @@ class CommunityCore:
         self._start_soc = np.where(self._has_capacity, start_soc, 0.0)
         retail0 = self.retail_per_kwh[0]
         self.last_clearing_price = np.full(self.batch_size, 0.5 * (retail0 + self.feed_in_per_kwh[0]))
-        self.last_voltage_pu = np.full((self.batch_size, self.n_agents), self.config.v_slack_pu)
+        self.last_voltage_pu = np.full((self.batch_size, self.n_agents), self.feeder.v_slack_pu)
         self.last_net_kw = np.zeros(self.batch_size)
         return self.observe()
 
@@ -270,7 +284,7 @@ class CommunityCore:
         grid_kwh = np.maximum(side_kwh - traded_kwh, 0.0)  # the rest settles with the grid: import, export
 
         voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva = (
-            power_flow_arrays(self.feeder, net_kw, load_kw * self.q_per_p))
+            power_flow_arrays(self.feeder, net_kw, self.reactive_kvar(load_kw, self.days, t)))
         penalty, feeder_kpis = self._network_penalty(side_kw, voltage_pu, line_p_kw, line_flow_kva,
                                                      total_p_kw, transformer_kva)
 
@@ -353,6 +367,14 @@ class CommunityCore:
         side_penalty = (cfg.voltage_penalty_per_pu_h * band_excess_pu + cfg.overload_penalty_per_kvah * overload_kva)
         shares = _share(side_penalty * self.dt_h, side_kw)
         return shares[BUY] + shares[SELL], kpis
+
+    def reactive_kvar(self, load_kw: np.ndarray, days: np.ndarray | int, steps: int | slice) -> np.ndarray:
+        """Households' reactive load at ``steps`` of ``days`` with active load ``load_kw``: the profiles' own where
+        they carry one (SimBench; MPC then plans on the data's reactive load, which no forecaster forecasts), else
+        ``load_kw`` at the config's load_power_factor."""
+        if self.profiles.load_kvar is None:
+            return load_kw * self.q_per_p
+        return self.profiles.load_kvar[days, steps]
 
     # ------------------------------------------------------------------ views
     def soc(self) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 Model
 -----
-A radial feeder of ``n_bus`` buses. Bus 0 is the LV busbar of the substation and acts as
-the slack bus at ``v_slack_pu``; the transformer above it is only a loading limit
-(``transformer_kva``), its impedance is not modelled. Every other bus ``b`` is fed by
+A radial feeder of ``n_bus`` buses. Bus 0 is the LV busbar of the substation. The transformer
+above it is a loading limit (``transformer_kva``) and, optionally, a series impedance
+``transformer_r_ohm + j transformer_x_ohm`` referred to the LV side, through which the whole
+community's power flows; ``v_slack_pu`` is the voltage behind that impedance (the busbar's
+own voltage when it is zero, the default; SimBench grids carry their transformer's). Every other bus ``b`` is fed by
 exactly one line, line ``b - 1``, from ``parent[b]``; buses are numbered so that a parent
 comes before its children (``parent[b] < b``), which makes the topology a tree by
 construction. Households sit on buses ``household_bus`` (several may share a bus).
@@ -13,7 +15,9 @@ Power flow (Baran & Wu 1989 LinDistFlow, linear in voltage, losses neglected), b
 three-phase, ``v_nominal_kv`` line-to-line, impedances per phase:
 
     P_l = sum of the net consumption p_kw of all households downstream of line l
-    V_i = V_0 - sum_{lines l on the path 0 -> i} (r_l P_l + x_l Q_l) / V_nom^2     [p.u.]
+    V_i = V_0 - (r_T P + x_T Q) / V_nom^2 - sum_{lines l on the path 0 -> i} (r_l P_l + x_l Q_l) / V_nom^2  [p.u.]
+
+with P, Q the community's totals through the transformer (r_T = x_T = 0 by default).
 
 With P in kW and V in kV, ``r P / V^2`` carries a factor 1e-3 to be dimensionless. Because
 P_l is a linear map of household powers, the voltages are one matrix product per step:
@@ -73,7 +77,9 @@ class Feeder:
         household_bus: (N,) int in [1, n_bus).
         transformer_kva: substation transformer rating, > 0.
         v_nominal_kv: line-to-line nominal voltage, > 0.
-        v_slack_pu: busbar voltage, in [0.9, 1.1].
+        v_slack_pu: voltage behind the transformer impedance (the busbar's if it is zero), in [0.9, 1.1].
+        transformer_r_ohm, transformer_x_ohm: the transformer's series impedance referred to the LV
+            side, >= 0; default 0 (not modelled).
 
     Derived (read-only arrays):
         downstream: (N, n_lines) 1.0 where line l lies on the path from bus 0 to household n,
@@ -91,6 +97,8 @@ class Feeder:
     transformer_kva: float
     v_nominal_kv: float
     v_slack_pu: float
+    transformer_r_ohm: float = 0.0
+    transformer_x_ohm: float = 0.0
     downstream: np.ndarray = field(init=False, repr=False)
     bus_path: np.ndarray = field(init=False, repr=False)
     voltage_sens_p_pu_per_kw: np.ndarray = field(init=False, repr=False)
@@ -130,6 +138,9 @@ class Feeder:
             raise ValueError(f"household_bus[{n}] = {household_bus[n]} must be in [1, {n_bus})")
         _check_positive(self.transformer_kva, "transformer_kva")
         _check_positive(self.v_nominal_kv, "v_nominal_kv")
+        for name in ("transformer_r_ohm", "transformer_x_ohm"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
         lo, hi = V_SLACK_RANGE_PU
         if not (np.isfinite(self.v_slack_pu) and lo <= self.v_slack_pu <= hi):
             raise ValueError(f"v_slack_pu must be in [{lo}, {hi}], got {self.v_slack_pu}")
@@ -140,9 +151,10 @@ class Feeder:
             bus_path[b, b - 1] = 1.0
         downstream = bus_path[household_bus]
         scale = _KW_OHM_PER_KV2_TO_PU / self.v_nominal_kv**2
-        # drop at bus i per kW of household n = sum of r over the lines shared by both paths
-        sens_p = downstream @ (bus_path * lines["r_ohm"]).T * scale
-        sens_q = downstream @ (bus_path * lines["x_ohm"]).T * scale
+        # drop at bus i per kW of household n = sum of r over the lines shared by both paths, plus the
+        # transformer's, which every household's power passes (adding the default 0.0 changes no bit)
+        sens_p = (downstream @ (bus_path * lines["r_ohm"]).T + float(self.transformer_r_ohm)) * scale
+        sens_q = (downstream @ (bus_path * lines["x_ohm"]).T + float(self.transformer_x_ohm)) * scale
         derived = {
             "parent": parent,
             **lines,
@@ -150,6 +162,8 @@ class Feeder:
             "transformer_kva": float(self.transformer_kva),
             "v_nominal_kv": float(self.v_nominal_kv),
             "v_slack_pu": float(self.v_slack_pu),
+            "transformer_r_ohm": float(self.transformer_r_ohm),
+            "transformer_x_ohm": float(self.transformer_x_ohm),
             "downstream": downstream,
             "bus_path": bus_path,
             "voltage_sens_p_pu_per_kw": sens_p,
@@ -320,9 +334,14 @@ def to_pandapower(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> panda
 
     Lines get the feeder's impedance as a 1 km line without shunt capacitance; loads carry the
     signed net consumption (negative = injection). The transformer is not modelled, matching
-    the linear model whose slack is the LV busbar.
+    the linear model whose slack is the LV busbar: a feeder with a transformer impedance (SimBench's)
+    is compared against its own pandapower net instead (``p2p_marl.sim.simbench.ac_validation``).
     """
     import pandapower as pp  # test extra, not a core dependency
+
+    if feeder.transformer_r_ohm or feeder.transformer_x_ohm:
+        raise ValueError("to_pandapower models no transformer impedance; this feeder has one (validate a SimBench "
+                         "feeder with p2p_marl.sim.simbench.ac_validation)")
 
     p_kw = _household_array(p_kw, feeder, "p_kw", ndim=1)
     q_kvar = _household_array(q_kvar, feeder, "q_kvar", ndim=1)

@@ -118,6 +118,9 @@ class ProfileSet:
     day_of_year: np.ndarray  # (D,) int in [0, 366); 0 = 1 January
     dt_h: float
     household_ids: tuple[str, ...] | None = None  # None = "h0", "h1", ...
+    # (D, T, N) reactive load of each household where the data has its own (SimBench); None = derived from the
+    # active load with the config's load_power_factor (see CommunityCore.reactive_kvar).
+    load_kvar: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         steps_per_day = _steps_per_day(self.dt_h)
@@ -146,6 +149,12 @@ class ProfileSet:
                          else tuple(self.household_ids))
         if len(household_ids) != n_households or len(set(household_ids)) != n_households:
             raise ValueError(f"household_ids must be {n_households} distinct ids, got {len(household_ids)}")
+        if self.load_kvar is not None:
+            load_kvar = np.asarray(self.load_kvar, dtype=np.float64)
+            if load_kvar.shape != load_kw.shape or not np.all(np.isfinite(load_kvar)):
+                raise ValueError(f"load_kvar must be finite and shaped like load_kw {load_kw.shape}, got "
+                                 f"{load_kvar.shape}")
+            object.__setattr__(self, "load_kvar", load_kvar)
         object.__setattr__(self, "load_kw", load_kw)
         object.__setattr__(self, "pv_kw", pv_kw)
         object.__setattr__(self, "has_pv", has_pv)
@@ -169,7 +178,8 @@ class ProfileSet:
         """The profiles of the given day indices (e.g. the train, validation or test days of ``split_days``)."""
         day_idx = np.asarray(day_idx, dtype=np.int64)
         return ProfileSet(self.load_kw[day_idx], self.pv_kw[day_idx], self.has_pv, self.day_of_year[day_idx],
-                          self.dt_h, self.household_ids)
+                          self.dt_h, self.household_ids,
+                          None if self.load_kvar is None else self.load_kvar[day_idx])
 
 
 # ---------------------------------------------------------------------------------------------------------
