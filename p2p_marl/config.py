@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-MARKETS = ("uniform", "pay_as_bid", "mid_market")
+MARKETS = ("uniform", "pay_as_bid", "mid_market", "sdr", "bill_sharing")  # see p2p_marl.sim.auction
 SPLITS = ("train", "validation", "test", "all")
 ACTION_MODES = ("continuous", "discrete")
 FORECASTERS = ("persistence", "noisy", "oracle", "file")  # see p2p_marl.sim.forecasts
@@ -87,7 +87,7 @@ class EnvConfig:
     offpeak_start_h: float = 22.0
 
     # Market
-    market: str = "uniform"  # uniform k-double auction, pay_as_bid or mid_market
+    market: str = "uniform"  # uniform k-double auction, pay_as_bid, mid_market, sdr or bill_sharing
     k: float = 0.5  # uniform price = k * marginal bid + (1 - k) * marginal ask
 
     # Feeder (radial LV, LinDistFlow)

@@ -168,9 +168,9 @@ class CommunityCore:
         # not arithmetic, so whatever does not change between steps is not recomputed there.
         self._retail_steps = self.retail_per_kwh.tolist()  # Python floats: cheapest to combine with arrays
         self._feed_in_steps = self.feed_in_per_kwh.tolist()
-        # (steps_per_day, B): the mid price of each step, one row per step for every community.
-        self._mid_price_per_kwh = np.repeat((0.5 * (self.retail_per_kwh + self.feed_in_per_kwh))[:, None],
-                                            batch_size, axis=1)
+        # (steps_per_day, 2, B): the retail and feed-in price of each step, one row each for every community.
+        self._tariff_rows_per_kwh = np.repeat(np.stack([self.retail_per_kwh, self.feed_in_per_kwh], axis=1)[:, :, None],
+                                              batch_size, axis=2)
         # Voltage band per side (BUY: undervoltage below v_min, SELL: overvoltage above v_max), see _network_penalty.
         self._voltage_band_pu = np.array([cfg.v_min_pu, cfg.v_max_pu])[:, None, None]
         self._obs_template = self._observation_template()
@@ -266,7 +266,7 @@ class CommunityCore:
         retail, feed_in = self._retail_steps[t], self._feed_in_steps[t]  # the same for every community
         bid_price = feed_in + price_share * (retail - feed_in)
         traded_kwh, p2p_payment, p2p_revenue, clearing_price = clear_sides(
-            side_kwh, bid_price, self._mid_price_per_kwh[t], cfg.market, cfg.k)
+            side_kwh, bid_price, *self._tariff_rows_per_kwh[t], cfg.market, cfg.k)
         grid_kwh = np.maximum(side_kwh - traded_kwh, 0.0)  # the rest settles with the grid: import, export
 
         voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva = (
