@@ -285,6 +285,24 @@ def power_flow_arrays(
     )
 
 
+def line_losses_kw(feeder: Feeder, line_flow_kva: np.ndarray) -> np.ndarray:
+    """(B,) the feeder's active losses, the sum of I^2 R over its lines, from (B, n_lines) apparent flows.
+
+    LinDistFlow neglects losses in its flows; this is their usual second-order estimate from those flows,
+    ``P_loss = sum_l r_l |S_l|^2 / V^2`` at nominal voltage (per phase ``I = S / (sqrt(3) V)``, three phases).
+    ``tests/test_feeder.py`` states its worst error against pandapower's AC losses on the shipped feeders.
+    """
+    return line_flow_kva**2 @ feeder.r_ohm * (_KW_OHM_PER_KV2_TO_PU / feeder.v_nominal_kv**2)
+
+
+def household_distance_ohm(feeder: Feeder) -> np.ndarray:
+    """(N, N) electrical distance between households: the summed impedance magnitude ``|r + jx|`` of the lines
+    on the path between their buses (0 on one bus). What a distance-based network charge prices."""
+    path = feeder.downstream  # (N, n_lines): the lines from the busbar to each household
+    between = path[:, None, :] + path[None, :, :] - 2.0 * path[:, None, :] * path[None, :, :]
+    return between @ np.hypot(feeder.r_ohm, feeder.x_ohm)
+
+
 def violations(
     flow: PowerFlow, feeder: Feeder, v_min_pu: float = 0.95, v_max_pu: float = 1.05
 ) -> dict[str, np.ndarray]:
