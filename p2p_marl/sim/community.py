@@ -311,7 +311,7 @@ class CommunityCore:
         community_values[0] = clearing_price[:, None]
         community_values[1] = retail
         community_values[2] = feed_in
-        community_values[3] = (line_losses_kw(self.feeder, line_flow_kva) * dt_h)[:, None]
+        community_values[3] = (line_losses_kw(self.feeder, line_flow_kva, voltage_pu) * dt_h)[:, None]
         community_values[4:] = feeder_kpis[:, :, None]
         infos = {
             "load_kwh": load_kw * dt_h,

@@ -285,14 +285,17 @@ def power_flow_arrays(
     )
 
 
-def line_losses_kw(feeder: Feeder, line_flow_kva: np.ndarray) -> np.ndarray:
-    """(B,) the feeder's active losses, the sum of I^2 R over its lines, from (B, n_lines) apparent flows.
+def line_losses_kw(feeder: Feeder, line_flow_kva: np.ndarray, voltage_pu: np.ndarray) -> np.ndarray:
+    """(B,) the feeder's active losses, the sum of I^2 R over its lines, from (B, n_lines) apparent flows and
+    (B, n_bus) voltages of a LinDistFlow solution.
 
-    LinDistFlow neglects losses in its flows; this is their usual second-order estimate from those flows,
-    ``P_loss = sum_l r_l |S_l|^2 / V^2`` at nominal voltage (per phase ``I = S / (sqrt(3) V)``, three phases).
-    ``tests/test_feeder.py`` states its worst error against pandapower's AC losses on the shipped feeders.
+    LinDistFlow neglects losses in its flows; this is DistFlow's loss term evaluated on them,
+    ``P_loss = sum_l r_l |S_l|^2 / V_from(l)^2`` with ``V_from`` the voltage at the line's sending (parent)
+    bus (per phase ``I = S / (sqrt(3) V)``, three phases). ``tests/test_market_design.py`` states and pins its
+    worst error against pandapower's AC losses on the shipped feeders.
     """
-    return line_flow_kva**2 @ feeder.r_ohm * (_KW_OHM_PER_KV2_TO_PU / feeder.v_nominal_kv**2)
+    sending_v_kv = voltage_pu[:, feeder.parent[1:]] * feeder.v_nominal_kv
+    return (line_flow_kva**2 / sending_v_kv**2) @ feeder.r_ohm * _KW_OHM_PER_KV2_TO_PU
 
 
 def household_distance_ohm(feeder: Feeder) -> np.ndarray:
