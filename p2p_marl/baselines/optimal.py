@@ -33,6 +33,19 @@ and P2P payments cancel in the community sum (budget balance). Objective (money)
     + sum_m (end_refill_price / charge_efficiency * shortfall_kwh[m]
              - end_surplus_price * discharge_efficiency * surplus_kwh[m])   (if settle_end_energy)
 
+P2P fees (``p2p_fee_per_kwh > 0``, ``p2p_marl.sim.fees``): a fee on P2P volume is not budget-neutral for the
+community, so the LP then models the volume. Each meter's import and export ``imp[t, n] - exp[t, n] = net_kw[t,
+n]`` (both >= 0), and ``I[t] = sum_n imp - V[t]``, ``X[t] = sum_n exp - V[t]`` with the P2P volume V >= 0 (so V <=
+min(sum imp, sum exp)). A flat fee costs ``p2p_fee_per_kwh * V * dt_h``: the LP trades all it can in a step
+where the fee is below the step's retail / feed-in spread and nothing where it is above, and
+``OptimalPolicy`` bids so that the market does the same (crossing bids, or grid-only bids that never cross);
+the acted-out cost equals the objective. A distance fee prices pairwise flows ``F[t, i, j] >= 0`` (buyer i,
+seller j, ``sum_j F <= imp_i``, ``sum_i F <= exp_j``, ``V = sum F``) at the pair's rate. That is a relaxation of
+the market, which allocates pro rata and clears each step's pooled volume whole: every policy's fees are at
+least the LP's for its dispatch, so ``lower_bound`` (the objective) stays a lower bound on every policy, and
+``cost`` is what acting the schedule out costs (trading P2P in the steps where that beats the pro-rata fee).
+The fee's payer only moves money inside the community; the LP does not depend on it.
+
 The settlement's refill price per stored kWh exceeds its surplus credit, so at most one of the two is non-zero,
 and the term is exactly the environment's ``end_settlement``.
 
