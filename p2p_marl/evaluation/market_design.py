@@ -11,7 +11,7 @@ not trained on is a zero-shot transfer, and the seeds of one learner are average
 MPC on persistence forecasts (one LP per step and day: slow).
 
 Writes ``market_design.md`` (the table, also printed), ``market_design.csv`` (one row per design, method and day)
-and ``market_design.png`` (community cost, fairness, households worse off and the utility's revenue per design)
+and ``market_design.png`` (the community's saving, its fairness, households worse off and the utility's revenue per design)
 to ``--out`` (default: a new directory ``runs/market_design/<date>_<time>``). KPI definitions:
 ``p2p_marl/evaluation/kpis.py``; savings are measured against the grid-only bills (no P2P, batteries idle),
 the same under every design.
@@ -135,7 +135,7 @@ def write_csv(path: Path, days: np.ndarray, results: dict[str, dict[str, dict[st
                                            else "nan" for kpi in kpis)])
 
 
-PLOT_PANELS = (("community_cost", "community cost [money/day]"),
+PLOT_PANELS = (("saving_vs_grid_only", "community saving vs grid-only [money/day]"),
                ("savings_jain", "Jain index of savings vs grid-only [-]"),
                ("share_worse_off", "share of households worse off than grid-only [-]"),
                ("utility_revenue", "utility revenue: retail + fees - feed-in [money/day]"))
@@ -153,13 +153,16 @@ def plot(path: Path, results: dict[str, dict[str, dict[str, np.ndarray]]], title
         for i, method in enumerate(methods):
             ax.bar(x + (i - (len(methods) - 1) / 2) * width, [_mean(results[d][method][kpi]) for d in designs],
                    width, color=palette(i % 10), edgecolor="black", linewidth=0.4, label=method)
-        if kpi in ("community_cost", "utility_revenue"):  # the grid-only level, the same under every design
-            ax.axhline(_mean(results[GRID_ONLY]["grid_only"][kpi]), color="black", linestyle="--", linewidth=1.0,
-                       label="grid-only (no P2P)")
+        if kpi == "utility_revenue":  # the grid-only level, the same under every design
+            line = ax.axhline(_mean(results[GRID_ONLY]["grid_only"][kpi]), color="black", linestyle="--",
+                              linewidth=1.0, label="grid-only (no P2P)")
+            ax.legend(handles=[line], fontsize=8, loc="lower left")
+        ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xticks(x, [d.replace(", ", ",\n").replace(" + ", " +\n") for d in designs], fontsize=8)
         ax.set_ylabel(ylabel, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8, ncol=2, loc="lower left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(methods), fontsize=9)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
