@@ -15,6 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly, IdleMidPrice, SelfConsumption, TimeOfUse, ZeroIntelligence
 from p2p_marl.config import ConfigError, EnvConfig, make_config
@@ -44,7 +45,8 @@ def trades(draw):
     """(traded_kwh (2, B, N) with equal P2P buys and sells per community, the feeder of N households)."""
     b, n = draw(st.integers(1, 4)), draw(st.integers(2, 9))
     is_buyer = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
-    weight = np.array(draw(st.lists(st.floats(0.0, 5.0), min_size=b * n, max_size=b * n))).reshape(b, n)
+    kwh = st.one_of(st.integers(0, 50).map(lambda tenths: tenths / 10), st.floats(1e-6, 5.0))
+    weight = np.array(draw(st.lists(kwh, min_size=b * n, max_size=b * n))).reshape(b, n)
     buy, sell = np.where(is_buyer, weight, 0.0), np.where(is_buyer, 0.0, weight)
     volume = np.minimum(buy.sum(axis=1), sell.sum(axis=1))[:, None]
     scale = lambda side: np.divide(side * volume, side.sum(axis=1, keepdims=True), out=np.zeros_like(side),
@@ -252,3 +254,13 @@ def test_jain_index_lies_in_the_unit_interval_and_ignores_scale(savings, scale):
     assert jain_index(scale * values) == pytest.approx(index, rel=1e-9, abs=1e-12)
     assert jain_index(np.full(5, 3.0)) == pytest.approx(1.0) and jain_index(np.zeros(4)) == 1.0
     assert jain_index(np.array([0.0, 0.0, 0.0, 2.0])) == pytest.approx(0.25)
+
+
+def test_mpc_with_the_oracle_is_the_optimum_under_a_fee():
+    """MPC plans on the same LP, fee included: with perfect forecasts every re-plan continues the optimum."""
+    config = shipped("community_10", p2p_fee_per_kwh=0.05, max_cycles=16)  # above the off-peak spread
+    days = CommunityCore(config).test_days[:2]
+    core = CommunityCore(config, batch_size=days.size)
+    optimal = rollout(core, OptimalPolicy(), days)["cost"].sum(axis=(1, 2))
+    mpc = rollout(core, MPCPolicy("oracle"), days)["cost"].sum(axis=(1, 2))
+    np.testing.assert_allclose(mpc, optimal, rtol=1e-6)

@@ -47,9 +47,11 @@ def p2p_fees(traded_kwh: np.ndarray, fee_per_kwh: float, fee_matrix: np.ndarray 
     else:
         buy, sell = traded_kwh[BUY], traded_kwh[SELL]
         volume = buy.sum(axis=1, keepdims=True)
-        # Pro-rata flows buy_i * sell_j / V: buyer i pays buy_i * (fee @ sell)_i / V, seller j sell_j (buy @ fee)_j / V.
-        per_volume = np.divide(1.0, volume, out=np.zeros_like(volume), where=volume > 0)
-        buyer_fee = buy * (sell @ fee_matrix.T) * per_volume
-        seller_fee = sell * (buy @ fee_matrix) * per_volume
+        # Pro-rata flows buy_i * sell_j / V: buyer i pays buy_i (fee @ sell / V)_i, seller j sell_j (buy / V @ fee)_j.
+        # The shares are divided first: within [0, 1], they cannot overflow however small V is.
+        buy_share, sell_share = (np.divide(side, volume, out=np.zeros_like(side), where=volume > 0)
+                                 for side in (buy, sell))
+        buyer_fee = buy * (sell_share @ fee_matrix.T)
+        seller_fee = sell * (buy_share @ fee_matrix)
     share = _BUYER_SHARE[payer]
     return share * buyer_fee + (1.0 - share) * seller_fee
