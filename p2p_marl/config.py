@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-MARKETS = ("uniform", "pay_as_bid", "mid_market")
+MARKETS = ("uniform", "pay_as_bid", "mid_market", "sdr", "bill_sharing")  # see p2p_marl.sim.auction
 SPLITS = ("train", "validation", "test", "all")
 ACTION_MODES = ("continuous", "discrete")
 FORECASTERS = ("persistence", "noisy", "oracle", "file")  # see p2p_marl.sim.forecasts
@@ -23,6 +23,8 @@ SIMBENCH_LV_CODES = tuple(f"1-LV-{grid}--{scenario}-sw" for grid in ("rural1", "
 # Keys of the synthetic community and feeder that a SimBench grid brings itself.
 SIMBENCH_REPLACES = ("n_days", "prosumer_share", "n_laterals", "segment_km", "r_ohm_per_km", "x_ohm_per_km",
                      "line_rating_kva", "transformer_kva", "v_nominal_kv", "v_slack_pu", "load_power_factor")
+P2P_FEE_BASES = ("flat", "distance")  # see p2p_marl.sim.fees
+P2P_FEE_PAYERS = ("buyer", "seller", "both")
 
 
 class ConfigError(ValueError):
@@ -98,8 +100,14 @@ class EnvConfig:
     offpeak_start_h: float = 22.0
 
     # Market
-    market: str = "uniform"  # uniform k-double auction, pay_as_bid or mid_market
+    market: str = "uniform"  # uniform k-double auction, pay_as_bid, mid_market, sdr or bill_sharing
     k: float = 0.5  # uniform price = k * marginal bid + (1 - k) * marginal ask
+    # Network charge on P2P volume, paid to the network operator (p2p_marl.sim.fees); 0 = none. The basis is
+    # flat or by electrical distance between the traders (the same mean rate over pairs); the payer is the
+    # buyer, the seller or both (half each).
+    p2p_fee_per_kwh: float = 0.0
+    p2p_fee_basis: str = "flat"
+    p2p_fee_payer: str = "buyer"
 
     # Feeder (radial LV, LinDistFlow)
     # Defaults: a weak rural feeder that binds. Two 1.25 km laterals of NAYY 4x35 cable (about 85 kVA) behind a
@@ -188,6 +196,7 @@ _RANGES: tuple[Range, ...] = (
     ("offpeak_start_h", 0.0, 24.0, True, True),
     ("k", 0.0, 1.0, True, True),
     ("simbench_pv_scale", 0.0, 100.0, True, True),
+    ("p2p_fee_per_kwh", 0.0, math.inf, True, False),
     ("n_laterals", 1, 1000, True, True),
     ("segment_km", 0.0, 10.0, False, True),
     ("r_ohm_per_km", 0.0, math.inf, True, False),
@@ -273,7 +282,8 @@ def _validate(cfg: EnvConfig) -> None:
         raise ConfigError(f"forecast_horizon_h={cfg.forecast_horizon_h!r} must be a whole number of steps of "
                           f"dt_h={cfg.dt_h!r} h")
     for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES),
-                          ("forecaster", FORECASTERS)):
+                          ("forecaster", FORECASTERS), ("p2p_fee_basis", P2P_FEE_BASES),
+                          ("p2p_fee_payer", P2P_FEE_PAYERS)):
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; choose one of {list(allowed)}")
     if cfg.data_csv is not None and not isinstance(cfg.data_csv, str):

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p_marl.sim.auction import MECHANISMS, ClearingResult, clear_double_auction
+from p2p_marl.sim.auction import MECHANISMS, POOLED_MECHANISMS, ClearingResult, clear_double_auction
 
 RETAIL = 0.30
 FEED_IN = 0.05
@@ -281,7 +281,7 @@ def test_market_invariants(market, mechanism, k):
     nothing_traded = buy.sum(axis=1) == 0.0
     mid = 0.5 * (retail + feed_in)
     np.testing.assert_array_equal(result.clearing_price_per_kwh[nothing_traded], mid[nothing_traded])
-    if mechanism == "mid_market":
+    if mechanism in POOLED_MECHANISMS:  # they ignore limit prices: see test_pooled_rules_*
         return
     # Individual rationality: nobody pays more than its bid or receives less than its ask.
     assert np.all(result.p2p_payment <= limit * buy + tolerance[:, None])
@@ -366,6 +366,86 @@ def test_mid_market_serves_the_short_side_and_scales_the_long_side(market):
     sell_fraction = np.divide(traded, total_supply, out=np.ones_like(total_supply), where=total_supply > 0)
     np.testing.assert_allclose(result.p2p_buy_kwh, demand * buy_fraction[:, None], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(result.p2p_sell_kwh, supply * sell_fraction[:, None], rtol=1e-9, atol=1e-12)
+
+
+def test_sdr_and_bill_sharing_on_hand_book():
+    # Demand 3 kWh, supply 3.5 kWh: SDR >= 1, so the SDR price is the feed-in tariff and the community exports
+    # on net, so bill sharing prices at feed-in too; sellers sell 3/3.5 of their offers.
+    for mechanism in ("sdr", "bill_sharing"):
+        result = clear(BOOK_NET, BOOK_LIMIT, mechanism)
+        np.testing.assert_allclose(result.p2p_buy_kwh, [[2.0, 1.0, 0.0, 0.0]])
+        np.testing.assert_allclose(result.p2p_sell_kwh, [[0.0, 0.0, 1.5 * 3 / 3.5, 2.0 * 3 / 3.5]])
+        np.testing.assert_allclose(result.clearing_price_per_kwh, [FEED_IN])
+    # Demand 2 kWh, supply 1 kWh: SDR = 0.5 gives feed_in * retail / ((retail - feed_in) * 0.5 + feed_in);
+    # the community imports on net, so bill sharing prices every P2P kWh at retail.
+    sdr_price = FEED_IN * RETAIL / ((RETAIL - FEED_IN) * 0.5 + FEED_IN)
+    for mechanism, price in (("sdr", sdr_price), ("bill_sharing", RETAIL)):
+        result = clear([[2.0, -1.0]], [[0.1, 0.2]], mechanism)
+        np.testing.assert_allclose(result.p2p_buy_kwh, [[1.0, 0.0]])
+        np.testing.assert_allclose(result.p2p_sell_kwh, [[0.0, 1.0]])
+        np.testing.assert_allclose(result.p2p_payment, [[price, 0.0]])
+        np.testing.assert_allclose(result.p2p_revenue, [[0.0, price]])
+    # A balanced community: SDR = 1 gives feed-in; bill sharing's net bill is zero, priced at the mid price.
+    np.testing.assert_allclose(clear([[1.0, -1.0]], [[0.1, 0.2]], "sdr").clearing_price_per_kwh, [FEED_IN])
+    np.testing.assert_allclose(clear([[1.0, -1.0]], [[0.1, 0.2]], "bill_sharing").clearing_price_per_kwh, [MID])
+
+
+@settings(max_examples=200, deadline=None)
+@given(market=markets(limits_in_band=False), mechanism=st.sampled_from(POOLED_MECHANISMS))
+def test_pooled_rules_are_budget_balanced_within_the_tariffs_and_better_than_the_grid(market, mechanism):
+    """The pooled rules ignore limit prices, so even wild limits leave the price in [feed-in, retail]: every
+    member's bill (P2P plus the grid for the rest) is no worse than the grid alone (individual rationality
+    against the grid), and the community's P2P money balances."""
+    net, limit, retail, feed_in = market
+    result = clear_double_auction(net, limit, retail, feed_in, mechanism)
+    price = result.clearing_price_per_kwh
+    assert np.all(price >= feed_in - 1e-12) and np.all(price <= retail + 1e-12)
+    demand, supply = np.maximum(net, 0.0), np.maximum(-net, 0.0)
+    traded = np.minimum(demand.sum(axis=1), supply.sum(axis=1))
+    np.testing.assert_allclose(result.p2p_buy_kwh.sum(axis=1), traded, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.p2p_sell_kwh.sum(axis=1), traded, rtol=1e-9, atol=1e-12)
+    tolerance = money_tolerance(net, limit)
+    assert np.all(np.abs(result.p2p_payment.sum(axis=1) - result.p2p_revenue.sum(axis=1)) <= tolerance)
+    np.testing.assert_allclose(result.p2p_payment, price[:, None] * result.p2p_buy_kwh, rtol=1e-12, atol=0)
+    buyer_bill = result.p2p_payment + retail[:, None] * (demand - result.p2p_buy_kwh)
+    seller_income = result.p2p_revenue + feed_in[:, None] * (supply - result.p2p_sell_kwh)
+    assert np.all(buyer_bill <= retail[:, None] * demand + tolerance[:, None])
+    assert np.all(seller_income >= feed_in[:, None] * supply - tolerance[:, None])
+
+
+@settings(max_examples=200, deadline=None)
+@given(market=markets(limits_in_band=True))
+def test_sdr_price_falls_from_retail_to_feed_in_as_supply_meets_demand(market):
+    net, limit, retail, feed_in = market
+    result = clear_double_auction(net, limit, retail, feed_in, "sdr")
+    demand, supply = np.maximum(net, 0.0).sum(axis=1), np.maximum(-net, 0.0).sum(axis=1)
+    trades = (demand > 0) & (supply > 0) & (feed_in > 0)  # (with a free feed-in every SDR price is 0)
+    ratio = np.minimum(supply[trades] / demand[trades], 1.0)
+    expected = feed_in[trades] * retail[trades] / ((retail[trades] - feed_in[trades]) * ratio + feed_in[trades])
+    np.testing.assert_allclose(result.clearing_price_per_kwh[trades], expected, rtol=1e-12)
+    # The more supply per unit of demand, the lower the price (both within the band).
+    grown = clear_double_auction(np.where(net < 0, 2.0 * net, net), limit, retail, feed_in, "sdr")
+    assert np.all(grown.clearing_price_per_kwh[trades] <= result.clearing_price_per_kwh[trades] + 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(market=markets(limits_in_band=True))
+def test_bill_sharing_splits_the_community_net_grid_bill_by_signed_net_energy(market):
+    """Each member's bill (P2P money plus its own grid exchange) is its share of the community's net grid bill,
+    in proportion to its signed net energy."""
+    net, limit, retail, feed_in = market
+    result = clear_double_auction(net, limit, retail, feed_in, "bill_sharing")
+    demand, supply = np.maximum(net, 0.0), np.maximum(-net, 0.0)
+    member_bill = (result.p2p_payment - result.p2p_revenue + retail[:, None] * (demand - result.p2p_buy_kwh)
+                   - feed_in[:, None] * (supply - result.p2p_sell_kwh))
+    community_net = net.sum(axis=1)
+    community_bill = np.where(community_net > 0, retail, feed_in) * community_net
+    unbalanced = np.abs(community_net) > 1e-9 * (1.0 + np.abs(net).sum(axis=1))
+    tolerance = money_tolerance(net, limit)[:, None]
+    share = np.divide(net, community_net[:, None], out=np.zeros_like(net), where=unbalanced[:, None])
+    assert np.all(np.abs(member_bill - community_bill[:, None] * share)[unbalanced] <= tolerance.repeat(
+        net.shape[1], axis=1)[unbalanced] * 10)
+    np.testing.assert_allclose(member_bill.sum(axis=1), community_bill, atol=float(tolerance.max()) * 10)
 
 
 def walked_pay_as_bid_revenue(net_row, limit_row):

@@ -167,7 +167,8 @@ def test_non_finite_action_is_rejected(bad):
     ("dt_h", 0.7, "dt_h=0.7 must divide 24 h"),
     ("charge_efficiency", 1.5, r"charge_efficiency=1.5 is out of range; allowed \(0.0, 1.0\]"),
     ("soc_initial", 0.99, r"soc_initial=0.99 must lie in \[soc_min, soc_max\]"),
-    ("market", "vickrey", r"market='vickrey' is not allowed; choose one of \['uniform', 'pay_as_bid', 'mid_market'\]"),
+    ("market", "vickrey", r"market='vickrey' is not allowed; choose one of \['uniform', 'pay_as_bid', 'mid_market', "
+                          r"'sdr', 'bill_sharing'\]"),
     ("prosumer_share", float("nan"), "prosumer_share must be a finite number"),
     ("n_agents", 2.5, "n_agents must be an integer"),
     ("feed_in_per_kwh", 0.5, "feed_in_per_kwh=0.5 must not exceed the lowest retail price"),

@@ -305,7 +305,8 @@ def test_evaluate_policy_against_references():
     assert np.all(rule["community_cost"] >= references["optimal"] - 1e-9)
     # Without references only the KPIs of the policy's own infos.
     plain = evaluate_policy(env, SelfConsumption(), days)
-    assert set(rule) - set(plain) == {"saving_vs_grid_only", "savings_gini", "share_of_optimal_saving"}
+    assert set(rule) - set(plain) == {"saving_vs_grid_only", "savings_gini", "savings_jain", "share_worse_off",
+                                      "share_of_optimal_saving"}
     for key, values in plain.items():
         np.testing.assert_array_equal(values, rule[key], err_msg=key)
 

@@ -33,6 +33,19 @@ and P2P payments cancel in the community sum (budget balance). Objective (money)
     + sum_m (end_refill_price / charge_efficiency * shortfall_kwh[m]
              - end_surplus_price * discharge_efficiency * surplus_kwh[m])   (if settle_end_energy)
 
+P2P fees (``p2p_fee_per_kwh > 0``, ``p2p_marl.sim.fees``): a fee on P2P volume is not budget-neutral for the
+community, so the LP then models the volume. Each meter's import and export ``imp[t, n] - exp[t, n] = net_kw[t,
+n]`` (both >= 0), and ``I[t] = sum_n imp - V[t]``, ``X[t] = sum_n exp - V[t]`` with the P2P volume V >= 0 (so V <=
+min(sum imp, sum exp)). A flat fee costs ``p2p_fee_per_kwh * V * dt_h``: the LP trades all it can in a step
+where the fee is below the step's retail / feed-in spread and nothing where it is above, and
+``OptimalPolicy`` bids so that the market does the same (crossing bids, or grid-only bids that never cross);
+the acted-out cost equals the objective. A distance fee prices pairwise flows ``F[t, i, j] >= 0`` (buyer i,
+seller j, ``sum_j F <= imp_i``, ``sum_i F <= exp_j``, ``V = sum F``) at the pair's rate. That is a relaxation of
+the market, which allocates pro rata and clears each step's pooled volume whole: every policy's fees are at
+least the LP's for its dispatch, so ``lower_bound`` (the objective) stays a lower bound on every policy, and
+``cost`` is what acting the schedule out costs (trading P2P in the steps where that beats the pro-rata fee).
+The fee's payer only moves money inside the community; the LP does not depend on it.
+
 The settlement's refill price per stored kWh exceeds its surplus credit, so at most one of the two is non-zero,
 and the term is exactly the environment's ``end_settlement``.
 
@@ -86,7 +99,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from p2p_marl.progress import track
+from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
+from p2p_marl.sim.fees import p2p_fees
 
 # A battery is taken to charge and discharge at once if both exceed this (kW): well above HiGHS's
 # feasibility tolerance (1e-7), far below any power that changes a bill.
@@ -159,6 +174,8 @@ class OptimalSchedule:
     network_penalty: float  # money: the voltage and overload penalties within ``cost``
     overload_kva: np.ndarray  # (T,) summed line and transformer overload (the environment's feeder_overload_kva)
     mixed_integer: bool  # solved again with charge-or-discharge binaries (see the module docstring)
+    p2p_trade: np.ndarray  # (T,) bool: the community trades P2P in the step (always, without a P2P fee)
+    p2p_fee: float  # money: the network charges on P2P volume within ``cost``
     cut_rounds: int  # rounds of overload cuts added after the first solve
     n_columns: int  # size of the model as built, before any cut rows
     n_rows: int
@@ -180,12 +197,14 @@ class OptimalSchedule:
         """(T, N, ACTION_DIM) environment actions that act the schedule out: battery setpoint share
         ``(charge - discharge) / max_kw``, curtailment share ``curtailed / pv``, and price share 1 (bid retail)
         for net buyers, 0 (ask feed-in) for net sellers, so that the market matches all community-internal
-        trades (see the module docstring). Exact where the planned load and PV are the truth."""
+        trades (see the module docstring); in steps without P2P trade (``p2p_trade``) the reverse, so that
+        nothing crosses. Exact where the planned load and PV are the truth."""
         power_kw = self.charge_kw - self.discharge_kw
         setpoint = np.divide(power_kw, battery_max_kw, out=np.zeros_like(power_kw), where=battery_max_kw > 0)
         pv_kw = self.problem.pv_kw
         curtail = np.divide(self.curtailed_kw, pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0)
-        price = (self.household_net_kw() > 0).astype(np.float64)
+        buys = self.household_net_kw() > 0
+        price = np.where(self.p2p_trade[:, None], buys, ~buys).astype(np.float64)
         return np.stack([setpoint.clip(-1.0, 1.0), price, curtail.clip(0.0, 1.0)], axis=-1)
 
 
@@ -337,6 +356,7 @@ class _Model:
     end_surplus: np.ndarray
     overloads: _Overloads
     integer_columns: np.ndarray | None
+    p2p_traded: np.ndarray  # columns of the P2P volume that bears a fee (empty without a fee)
 
 
 def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_integer: bool) -> _Model:
@@ -392,6 +412,10 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     model.entries(balance[:, None], discharge, 1.0)
     model.entries(balance[:, None], curtailed, -1.0)
 
+    p2p_traded = no_columns
+    if cfg.p2p_fee_per_kwh > 0.0:
+        p2p_traded = _add_p2p_volume(model, core, decisions, base_kw, grid_import, grid_export)
+
     voltage_slack = no_columns
     overloads = _Overloads(no_columns, no_columns, no_columns, np.zeros(0), np.zeros(0))
     if network:
@@ -445,7 +469,62 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
         model.entries(discharge_cap, discharge, 1.0)
         model.entries(discharge_cap, integer_columns, max_kw)
     return _Model(model, decisions, grid_import, grid_export, voltage_slack, end_shortfall, end_surplus, overloads,
-                  integer_columns)
+                  integer_columns, p2p_traded)
+
+
+def _add_p2p_volume(model: _ModelBuilder, core: CommunityCore, decisions: _Decisions, base_kw: np.ndarray,
+                    grid_import: np.ndarray, grid_export: np.ndarray) -> np.ndarray:
+    """Model the P2P volume that a fee is charged on; returns its columns (see the module docstring)."""
+    cfg, dt_h = core.config, core.dt_h
+    steps, n_agents = base_kw.shape
+    # Each meter's import and export: imports - exports - (c - d + k) = load - pv.
+    imports = model.columns((steps, n_agents), 0.0, 0.0, np.inf)
+    exports = model.columns((steps, n_agents), 0.0, 0.0, np.inf)
+    meters = model.rows((steps, n_agents), base_kw, base_kw)
+    model.entries(meters, imports, 1.0)
+    model.entries(meters, exports, -1.0)
+    model.entries(meters[:, decisions.batteries], decisions.charge, -1.0)
+    model.entries(meters[:, decisions.batteries], decisions.discharge, 1.0)
+    model.entries(meters[:, decisions.pv_households], decisions.curtailed, -1.0)
+    fee_matrix = core.p2p_fee_matrix_per_kwh
+    if fee_matrix is None:  # flat: the volume V alone; grid import and export >= 0 cap it at min(D, S)
+        traded = model.columns((steps, 1, 1), cfg.p2p_fee_per_kwh * dt_h, 0.0, np.inf)
+    else:  # by distance: flows [t, buyer i, seller j] within each buyer's import and each seller's export
+        traded = model.columns((steps, n_agents, n_agents), fee_matrix * dt_h, 0.0, np.inf)
+        for cap, side, axis in ((model.rows((steps, n_agents), -np.inf, 0.0), imports, 2),
+                                (model.rows((steps, n_agents), -np.inf, 0.0), exports, 1)):
+            model.entries(np.expand_dims(cap, axis), traded, 1.0)
+            model.entries(cap, side, -1.0)
+    # Grid import = sum of imports - V, grid export = sum of exports - V.
+    for grid, side in ((grid_import, imports), (grid_export, exports)):
+        rows = model.rows((steps,), 0.0, 0.0)
+        model.entries(rows, grid, 1.0)
+        model.entries(rows[:, None], side, -1.0)
+        model.entries(rows[:, None, None], traded, 1.0)
+    return traded
+
+
+def _acted_out_market(core: CommunityCore, problem: DispatchProblem, household_net_kw: np.ndarray
+                      ) -> tuple[np.ndarray, float, float]:
+    """With a P2P fee: (the steps in which trading P2P is worth its fee (T,) bool, the community's grid bill
+    and fees when the schedule is acted out so, and those fees) for ``household_net_kw`` (T, N).
+
+    Under ``OptimalSchedule.actions``' bids every mechanism clears the pooled volumes (the short side whole, the
+    long side pro rata), so each step's choice is all of them or none.
+    """
+    cfg, dt_h = core.config, core.dt_h
+    steps = household_net_kw.shape[0]
+    prices = slice(problem.first_step, problem.first_step + steps)
+    retail, feed_in = core.retail_per_kwh[prices], core.feed_in_per_kwh[prices]
+    side_kwh = np.maximum(SIDE_SIGN * household_net_kw, 0.0) * dt_h  # (2, T, N), the steps as a batch
+    traded_kwh = clear_sides(side_kwh, np.zeros_like(household_net_kw), retail, feed_in, "mid_market", 0.5)[0]
+    fee = p2p_fees(traded_kwh, cfg.p2p_fee_per_kwh, core.p2p_fee_matrix_per_kwh, cfg.p2p_fee_payer).sum(axis=1)
+    volume_kwh = traded_kwh[BUY].sum(axis=1)
+    trade = (retail - feed_in) * volume_kwh > fee
+    kept_kwh = np.where(trade, volume_kwh, 0.0)
+    bill = (retail * (side_kwh[BUY].sum(axis=1) - kept_kwh) - feed_in * (side_kwh[SELL].sum(axis=1) - kept_kwh)
+            + np.where(trade, fee, 0.0))
+    return trade, float(bill.sum()), float(fee[trade].sum())
 
 
 def _run(highs: highspy.Highs, day: int, network: bool, mixed_integer: bool, time_limit_s: float) -> float:
@@ -508,9 +587,20 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
         return out
 
     lower_bound = float(info.mip_dual_bound) if mixed_integer else objective
+    cost = objective + float(gap)
+    p2p_trade, p2p_fee = np.ones(steps, dtype=bool), 0.0
+    if model.p2p_traded.size:
+        # The LP may route each buyer's P2P energy to its nearest sellers or trade part of a step's volume; acted
+        # out, the market allocates pro rata and trades all or nothing: cost is what the environment charges.
+        market = np.concatenate([model.grid_import, model.grid_export, model.p2p_traded.ravel()])
+        net_kw = (problem.load_kw - problem.pv_kw + per_household(decisions.curtailed, decisions.pv_households)
+                  + per_household(decisions.charge, decisions.batteries)
+                  - per_household(decisions.discharge, decisions.batteries))
+        p2p_trade, acted_bill, p2p_fee = _acted_out_market(core, problem, net_kw)
+        cost += acted_bill - float(cost_vector[market] @ x[market])
     voltage_penalty = float(cost_vector[model.voltage_slack].ravel() @ x[model.voltage_slack].ravel())
     return OptimalSchedule(
-        problem=problem, network=network, cost=objective + float(gap), lower_bound=lower_bound,
+        problem=problem, network=network, cost=cost, lower_bound=lower_bound,
         charge_kw=per_household(decisions.charge, decisions.batteries),
         discharge_kw=per_household(decisions.discharge, decisions.batteries),
         curtailed_kw=per_household(decisions.curtailed, decisions.pv_households),
@@ -519,7 +609,7 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
         grid_import_kw=x[model.grid_import], grid_export_kw=x[model.grid_export],
         network_penalty=voltage_penalty + overload_price * true_overload_kva.sum(),
         overload_kva=np.bincount(overloads.step, weights=true_overload_kva, minlength=steps),
-        mixed_integer=mixed_integer, cut_rounds=cut_round, n_columns=lp.num_col_, n_rows=lp.num_row_,
+        mixed_integer=mixed_integer, p2p_trade=p2p_trade, p2p_fee=p2p_fee, cut_rounds=cut_round, n_columns=lp.num_col_, n_rows=lp.num_row_,
         n_nonzeros=n_nonzeros, build_s=build_s, solve_s=solve_s)
 
 

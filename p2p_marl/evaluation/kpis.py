@@ -45,6 +45,12 @@ KPIs (name: formula [unit]):
   summed over elements and integrated over the day.
 - ``violation_day`` [-]: 1 on a day with any voltage-band violation or overload, else 0 (its mean over days is
   the share of days on which the feeder's limits were broken).
+- ``p2p_fee`` = sum p2p_fee [money/day]: the network charges on P2P trades the community paid (market design,
+  ``p2p_marl.sim.fees``; 0 without a fee).
+- ``feeder_loss_kwh`` = sum_t feeder_loss_kwh_t [kWh/day]: the feeder's line losses (I^2 R estimate).
+- ``utility_revenue`` = sum (grid_import_kwh * retail_price - grid_export_kwh * feed_in_price + p2p_fee)
+  [money/day]: what the grid side (retailer and network operator) takes from the community: retail sales plus
+  fees minus feed-in payments.
 
 With the grid-only reference (each household's bill on the same day under the grid-only benchmark,
 ``grid_only_bills`` (B, N), see :func:`agent_bills`):
@@ -52,6 +58,10 @@ With the grid-only reference (each household's bill on the same day under the gr
 - ``saving_vs_grid_only`` = sum_n (bill_grid_only_n - bill_n) [money/day].
 - ``savings_gini`` [-]: fairness of the per-household savings s_n = bill_grid_only_n - bill_n, see
   :func:`gini`: 0 when every household saves the same, towards 1 when one household takes all of it.
+- ``savings_jain`` [-]: Jain's index of the savings, (sum_n s_n)^2 / (N sum_n s_n^2), see :func:`jain_index`:
+  1 when every household saves the same, 1/N when one takes all, lower still when some lose what others gain.
+- ``share_worse_off`` [-]: the share of households whose bill exceeds their grid-only bill (s_n < 0, beyond
+  ``WORSE_OFF_TOLERANCE``).
 
 With also the optimal reference (``optimal_cost`` (B,), the perfect-foresight LP's community cost):
 
@@ -66,6 +76,8 @@ from p2p_marl.sim.community import INFO_KEYS
 
 # Relative size below which the optimal saving counts as zero: the LP's own accuracy is 1e-6 relative.
 OPTIMAL_SAVING_RTOL = 1e-6
+# Money per day below which a household's loss against grid-only is rounding, not a loss.
+WORSE_OFF_TOLERANCE = 1e-9
 
 
 def _check_infos(infos: dict[str, np.ndarray]) -> tuple[int, int, int]:
@@ -114,6 +126,15 @@ def gini(values: np.ndarray) -> np.ndarray:
     return np.clip(ratio, 0.0, 1.0)
 
 
+def jain_index(values: np.ndarray) -> np.ndarray:
+    """Jain's fairness index over the last axis, (sum x)^2 / (N sum x^2): 1 when all values are equal (all zero
+    included), 1/N when one value holds everything; within [0, 1] for values of any sign (Cauchy-Schwarz),
+    lower where some are negative."""
+    x = np.asarray(values, dtype=np.float64)
+    squares = (x**2).sum(axis=-1)
+    return np.divide(x.sum(axis=-1) ** 2, x.shape[-1] * squares, out=np.ones(x.shape[:-1]), where=squares > 0)
+
+
 def share_of_optimal_saving(cost: np.ndarray, grid_only_cost: np.ndarray, optimal_cost: np.ndarray) -> np.ndarray:
     """(cost_grid_only - cost) / (cost_grid_only - cost_optimal), elementwise [-].
 
@@ -154,7 +175,7 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
     community_cost = bills.sum(axis=1)
     total = {key: np.asarray(infos[key]).sum(axis=(1, 2)) for key in
              ("load_kwh", "pv_kwh", "pv_curtailed_kwh", "grid_import_kwh", "grid_export_kwh", "p2p_buy_kwh",
-              "penalty", "end_settlement")}
+              "penalty", "end_settlement", "p2p_fee")}
     # Community-wide quantities are repeated over households; read them from the first.
     step_p2p_kwh = np.asarray(infos["p2p_buy_kwh"]).sum(axis=2)
     clearing_price = np.asarray(infos["clearing_price"])[:, :, 0]
@@ -185,6 +206,11 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
         "line_overload_steps": (overload_kva > 0).sum(axis=1).astype(np.float64),
         "line_overload_kvah": overload_kva.sum(axis=1) * dt_h,
         "violation_day": ((voltage_excess_pu > 0) | (overload_kva > 0)).any(axis=1).astype(np.float64),
+        "p2p_fee": total["p2p_fee"],
+        "feeder_loss_kwh": np.asarray(infos["feeder_loss_kwh"])[:, :, 0].sum(axis=1),
+        "utility_revenue": (np.asarray(infos["grid_import_kwh"]) * np.asarray(infos["retail_price"])
+                            - np.asarray(infos["grid_export_kwh"]) * np.asarray(infos["feed_in_price"])
+                            ).sum(axis=(1, 2)) + total["p2p_fee"],
     }
     if grid_only_bills is not None:
         grid_only_bills = np.asarray(grid_only_bills, dtype=np.float64)
@@ -194,6 +220,8 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
         savings = grid_only_bills - bills
         kpis["saving_vs_grid_only"] = savings.sum(axis=1)
         kpis["savings_gini"] = gini(savings)
+        kpis["savings_jain"] = jain_index(savings)
+        kpis["share_worse_off"] = (savings < -WORSE_OFF_TOLERANCE).mean(axis=1)
         if optimal_cost is not None:
             optimal_cost = np.asarray(optimal_cost, dtype=np.float64)
             if optimal_cost.shape != (n_days,):

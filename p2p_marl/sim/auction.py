@@ -27,6 +27,22 @@ Mechanisms (``MECHANISMS``):
 ``"mid_market"`` -- mid-market rate (Long et al. 2017): bids and asks are ignored, all
     P2P energy trades at ``(retail + feed_in) / 2``; the short side trades everything
     and the long side is scaled down pro-rata to its quantities.
+``"sdr"`` -- supply-demand ratio (Liu et al. 2017): the same pooled volumes as the
+    mid-market rate, at an internal price set by ``SDR = supply / demand``:
+    ``p = feed_in * retail / ((retail - feed_in) * SDR + feed_in)`` for ``SDR < 1`` and
+    ``p = feed_in`` for ``SDR >= 1``; retail with no supply, falling to feed-in as
+    supply meets demand.
+``"bill_sharing"`` -- the community is billed by the grid as one customer at its net
+    position, and that net bill is split in proportion to each member's signed net
+    energy: the same pooled volumes, every P2P kWh at the community's marginal grid
+    price, retail when the community imports on net, feed-in when it exports (the mid
+    price when it balances exactly). Splitting import cost among importers and export
+    revenue among exporters instead (Long et al.'s variant) prices internal energy at
+    zero, below the feed-in tariff; this form keeps every price in [feed_in, retail].
+
+The three pooled rules ignore bids and asks: they promise individual rationality
+against the grid (nobody pays more than retail or receives less than feed-in per P2P
+kWh), not against an agent's own limit price. The two order-book rules promise both.
 
 Ties: orders with exactly equal limit prices form one price level that acts as a
 single pooled order; whatever the level trades is shared pro-rata to the quantities of
@@ -35,7 +51,7 @@ pay-as-bid tied sellers receive the same mean price). The result therefore does 
 depend on the order of agents.
 
 ``ClearingResult.clearing_price_per_kwh`` is the uniform price, the volume-weighted
-mean price (pay-as-bid) or the mid-market rate; when nothing clears it is the mid
+mean price (pay-as-bid) or the pooled rule's price; when nothing clears it is the mid
 price ``(feed_in + retail) / 2`` of the step, for every mechanism.
 
 Implementation: each community's orders are sorted once by limit price; both sides of
@@ -62,7 +78,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-MECHANISMS = ("uniform", "pay_as_bid", "mid_market")
+MECHANISMS = ("uniform", "pay_as_bid", "mid_market", "sdr", "bill_sharing")
+# The rules that ignore the order book's prices and clear the pooled sides (see _clear_pool).
+POOLED_MECHANISMS = ("mid_market", "sdr", "bill_sharing")
 
 # The side axis of stacked arrays: BUY = demand / bids / imports, SELL = supply / asks / exports.
 BUY, SELL = 0, 1
@@ -119,23 +137,26 @@ def clear_double_auction(
         net_kwh, limit_price_per_kwh, retail_price_per_kwh, feed_in_price_per_kwh, mechanism, k
     )
     traded_kwh, payment, revenue, price = clear_sides(
-        np.maximum(SIDE_SIGN * net_kwh, 0.0), limit_price_per_kwh,
-        0.5 * (retail_price_per_kwh + feed_in_price_per_kwh), mechanism, k,
+        np.maximum(SIDE_SIGN * net_kwh, 0.0), limit_price_per_kwh, retail_price_per_kwh, feed_in_price_per_kwh,
+        mechanism, k,
     )
     return ClearingResult(traded_kwh[BUY], traded_kwh[SELL], payment, revenue, price)
 
 
 def clear_sides(
-    side_kwh: np.ndarray, limit_price_per_kwh: np.ndarray, mid_price_per_kwh: np.ndarray, mechanism: str, k: float
+    side_kwh: np.ndarray, limit_price_per_kwh: np.ndarray, retail_price_per_kwh: np.ndarray,
+    feed_in_price_per_kwh: np.ndarray, mechanism: str, k: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The clearing of ``clear_double_auction`` without its input checks, for callers that built valid inputs.
 
     ``side_kwh`` (2, B, N): ``(max(net_kwh, 0), max(-net_kwh, 0))``; ``limit_price_per_kwh``
-    (B, N) and ``mid_price_per_kwh`` (B,) finite. Returns ``traded_kwh`` (2, B, N) = (p2p buy, p2p sell),
-    payment (B, N), revenue (B, N) and the clearing price (B,).
+    (B, N), ``retail_price_per_kwh`` and ``feed_in_price_per_kwh`` (B,) finite. Returns ``traded_kwh``
+    (2, B, N) = (p2p buy, p2p sell), payment (B, N), revenue (B, N) and the clearing price (B,).
     """
-    if mechanism == "mid_market":
-        return _clear_mid_market(side_kwh, mid_price_per_kwh)
+    mid_price_per_kwh = 0.5 * (retail_price_per_kwh + feed_in_price_per_kwh)
+    if mechanism in POOLED_MECHANISMS:
+        return _clear_pool(side_kwh, _pool_price(side_kwh, retail_price_per_kwh, feed_in_price_per_kwh,
+                                                 mid_price_per_kwh, mechanism), mid_price_per_kwh)
     book = _sorted_book(side_kwh, limit_price_per_kwh)
     filled_kwh, marginal_merit = _fill(book)
     traded_kwh = _unsorted(filled_kwh, book.index)
@@ -330,15 +351,33 @@ def _unsorted(sorted_values: np.ndarray, index: np.ndarray) -> np.ndarray:
     return out.reshape(index.shape[:-2] + index.shape[-2:][::-1])
 
 
-def _clear_mid_market(
-    side_kwh: np.ndarray, mid_price_per_kwh: np.ndarray
+def _pool_price(side_kwh: np.ndarray, retail_per_kwh: np.ndarray, feed_in_per_kwh: np.ndarray,
+                mid_per_kwh: np.ndarray, mechanism: str) -> np.ndarray:
+    """(B,) the P2P price of a pooled rule (module docstring) from the community's total demand and supply."""
+    if mechanism == "mid_market":
+        return mid_per_kwh
+    demand_kwh, supply_kwh = side_kwh.sum(axis=2)
+    if mechanism == "bill_sharing":
+        return np.where(demand_kwh > supply_kwh, retail_per_kwh,
+                        np.where(supply_kwh > demand_kwh, feed_in_per_kwh, mid_per_kwh))
+    # sdr: SDR capped at 1 (also where nobody demands) gives feed-in. The denominator is 0 only with no supply
+    # and a zero feed-in tariff, where nothing trades; retail there keeps the price finite.
+    ratio = np.minimum(np.divide(supply_kwh, demand_kwh, out=np.ones_like(supply_kwh), where=demand_kwh > 0), 1.0)
+    denominator = (retail_per_kwh - feed_in_per_kwh) * ratio + feed_in_per_kwh
+    return np.divide(feed_in_per_kwh * retail_per_kwh, denominator, out=np.array(retail_per_kwh, dtype=np.float64),
+                     where=denominator > 0)
+
+
+def _clear_pool(
+    side_kwh: np.ndarray, price_per_kwh: np.ndarray, mid_price_per_kwh: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All trades at the mid price; the short side trades everything, the long side is
-    scaled by short/long < 1."""
+    """All trades at one price per community; the short side trades everything, the long side is scaled by
+    short/long < 1. The reported price is the mid price where nothing trades."""
     total_kwh = side_kwh.sum(axis=2, keepdims=True)  # (2, B, 1): total demand, total supply
     other_side_total_kwh = total_kwh[::-1]
     fraction = np.divide(other_side_total_kwh, total_kwh, out=np.ones_like(total_kwh),
                          where=total_kwh > other_side_total_kwh)
     traded_kwh = side_kwh * fraction
-    money = mid_price_per_kwh[:, None] * traded_kwh
-    return traded_kwh, money[BUY], money[SELL], mid_price_per_kwh.copy()
+    money = price_per_kwh[:, None] * traded_kwh
+    traded = (total_kwh[:, :, 0] > 0.0).all(axis=0)
+    return traded_kwh, money[BUY], money[SELL], np.where(traded, price_per_kwh, mid_price_per_kwh)

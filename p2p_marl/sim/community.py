@@ -38,6 +38,10 @@ One step of ``dt_h`` hours, for every household i of every community b:
    ``retail_peak * discharge_efficiency`` of imports, less than refilling it costs, so draining the start
    energy never pays; and a kWh left over is worth what exporting it would earn, no more.
 
+   With a network charge on P2P trades (``p2p_fee_per_kwh > 0``, see ``p2p_marl.sim.fees``) the cost adds each
+   household's fee, ``p2p_fee``; the infos also report the feeder's line losses ``feeder_loss_kwh`` (the
+   I^2 R estimate from the step's flows, ``p2p_marl.sim.feeder.line_losses_kw``), which nobody is billed for.
+
    reward = -((1 - w) * cost + w * mean(cost over the community)), w = ``cooperative_weight``; the sum of the
    rewards is the negative community cost whatever w is.
 
@@ -55,7 +59,8 @@ import numpy as np
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
-from p2p_marl.sim.feeder import Feeder, power_flow_arrays, radial_feeder
+from p2p_marl.sim.feeder import Feeder, line_losses_kw, power_flow_arrays, radial_feeder
+from p2p_marl.sim.fees import fee_matrix_per_kwh, p2p_fees
 from p2p_marl.sim.forecasts import build_forecaster, observation_table
 from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
 from p2p_marl.sim.simbench import SimbenchCommunity, simbench_community
@@ -102,7 +107,7 @@ INFO_KEYS = (
     "load_kwh", "pv_kwh", "pv_curtailed_kwh", "battery_charge_kwh", "battery_discharge_kwh", "soc", "bid_price",
     "p2p_buy_kwh", "p2p_sell_kwh", "p2p_payment", "p2p_revenue", "grid_import_kwh", "grid_export_kwh",
     "clearing_price", "retail_price", "feed_in_price", "degradation_cost", "penalty", "end_settlement", "cost",
-    "voltage_pu",
+    "voltage_pu", "p2p_fee", "feeder_loss_kwh",
     "feeder_undervoltage_pu", "feeder_overvoltage_pu", "feeder_overload_kva",
 )
 FEEDER_KPI_KEYS = INFO_KEYS[-3:]  # the per-community feeder KPIs, in the order _network_penalty returns them
@@ -169,6 +174,7 @@ class CommunityCore:
             charge_efficiency=cfg.charge_efficiency, discharge_efficiency=cfg.discharge_efficiency,
             soc_min=cfg.soc_min, soc_max=cfg.soc_max)
         self.feeder = build_feeder(cfg)
+        self.p2p_fee_matrix_per_kwh = fee_matrix_per_kwh(self.feeder, cfg.p2p_fee_per_kwh, cfg.p2p_fee_basis)
         self.retail_per_kwh, self.feed_in_per_kwh = time_of_use_prices(cfg)
         self.end_refill_price_per_kwh, self.end_surplus_price_per_kwh = end_settlement_prices(
             cfg, self.retail_per_kwh, self.feed_in_per_kwh)
@@ -182,9 +188,9 @@ class CommunityCore:
         # not arithmetic, so whatever does not change between steps is not recomputed there.
         self._retail_steps = self.retail_per_kwh.tolist()  # Python floats: cheapest to combine with arrays
         self._feed_in_steps = self.feed_in_per_kwh.tolist()
-        # (steps_per_day, B): the mid price of each step, one row per step for every community.
-        self._mid_price_per_kwh = np.repeat((0.5 * (self.retail_per_kwh + self.feed_in_per_kwh))[:, None],
-                                            batch_size, axis=1)
+        # (steps_per_day, 2, B): the retail and feed-in price of each step, one row each for every community.
+        self._tariff_rows_per_kwh = np.repeat(np.stack([self.retail_per_kwh, self.feed_in_per_kwh], axis=1)[:, :, None],
+                                              batch_size, axis=2)
         # Voltage band per side (BUY: undervoltage below v_min, SELL: overvoltage above v_max), see _network_penalty.
         self._voltage_band_pu = np.array([cfg.v_min_pu, cfg.v_max_pu])[:, None, None]
         self._obs_template = self._observation_template()
@@ -280,7 +286,7 @@ class CommunityCore:
         retail, feed_in = self._retail_steps[t], self._feed_in_steps[t]  # the same for every community
         bid_price = feed_in + price_share * (retail - feed_in)
         traded_kwh, p2p_payment, p2p_revenue, clearing_price = clear_sides(
-            side_kwh, bid_price, self._mid_price_per_kwh[t], cfg.market, cfg.k)
+            side_kwh, bid_price, *self._tariff_rows_per_kwh[t], cfg.market, cfg.k)
         grid_kwh = np.maximum(side_kwh - traded_kwh, 0.0)  # the rest settles with the grid: import, export
 
         voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva = (
@@ -298,6 +304,11 @@ class CommunityCore:
             settlement = np.zeros_like(degradation)
         cost = (grid_kwh[BUY] * retail - grid_kwh[SELL] * feed_in
                 + p2p_payment - p2p_revenue + degradation + penalty + settlement)
+        if cfg.p2p_fee_per_kwh > 0.0:
+            fee = p2p_fees(traded_kwh, cfg.p2p_fee_per_kwh, self.p2p_fee_matrix_per_kwh, cfg.p2p_fee_payer)
+            cost = cost + fee
+        else:
+            fee = np.zeros_like(cost)  # no fee: the bill's sum above, untouched
         w = cfg.cooperative_weight
         if w == 0.0:
             reward = -cost  # own bill only (the default): no community mean to mix in
@@ -309,12 +320,13 @@ class CommunityCore:
         self.last_net_kw = total_p_kw / n_agents  # the community's mean net power
         soc = self.soc()
 
-        # Per-community values, repeated for each agent: (clearing price, retail, feed-in, 3 feeder KPIs).
-        community_values = np.empty((6, batch_size, n_agents))
+        # Per-community values, repeated for each agent: (clearing price, retail, feed-in, losses, 3 feeder KPIs).
+        community_values = np.empty((7, batch_size, n_agents))
         community_values[0] = clearing_price[:, None]
         community_values[1] = retail
         community_values[2] = feed_in
-        community_values[3:] = feeder_kpis[:, :, None]
+        community_values[3] = (line_losses_kw(self.feeder, line_flow_kva, voltage_pu) * dt_h)[:, None]
+        community_values[4:] = feeder_kpis[:, :, None]
         infos = {
             "load_kwh": load_kw * dt_h,
             "pv_kwh": pv_kw * dt_h,
@@ -337,7 +349,9 @@ class CommunityCore:
             "end_settlement": settlement,
             "cost": cost,
             "voltage_pu": household_voltage_pu,
-            **dict(zip(FEEDER_KPI_KEYS, community_values[3:])),
+            "p2p_fee": fee,
+            "feeder_loss_kwh": community_values[3],
+            **dict(zip(FEEDER_KPI_KEYS, community_values[4:])),
         }
         return self._observe(soc), reward, self.done, infos
 

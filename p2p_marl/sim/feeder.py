@@ -299,6 +299,27 @@ def power_flow_arrays(
     )
 
 
+def line_losses_kw(feeder: Feeder, line_flow_kva: np.ndarray, voltage_pu: np.ndarray) -> np.ndarray:
+    """(B,) the feeder's active losses, the sum of I^2 R over its lines, from (B, n_lines) apparent flows and
+    (B, n_bus) voltages of a LinDistFlow solution.
+
+    LinDistFlow neglects losses in its flows; this is DistFlow's loss term evaluated on them,
+    ``P_loss = sum_l r_l |S_l|^2 / V_from(l)^2`` with ``V_from`` the voltage at the line's sending (parent)
+    bus (per phase ``I = S / (sqrt(3) V)``, three phases). ``tests/test_market_design.py`` states and pins its
+    worst error against pandapower's AC losses on the shipped feeders.
+    """
+    sending_v_kv = voltage_pu[:, feeder.parent[1:]] * feeder.v_nominal_kv
+    return (line_flow_kva**2 / sending_v_kv**2) @ feeder.r_ohm * _KW_OHM_PER_KV2_TO_PU
+
+
+def household_distance_ohm(feeder: Feeder) -> np.ndarray:
+    """(N, N) electrical distance between households: the summed impedance magnitude ``|r + jx|`` of the lines
+    on the path between their buses (0 on one bus). What a distance-based network charge prices."""
+    path = feeder.downstream  # (N, n_lines): the lines from the busbar to each household
+    between = path[:, None, :] + path[None, :, :] - 2.0 * path[:, None, :] * path[None, :, :]
+    return between @ np.hypot(feeder.r_ohm, feeder.x_ohm)
+
+
 def violations(
     flow: PowerFlow, feeder: Feeder, v_min_pu: float = 0.95, v_max_pu: float = 1.05
 ) -> dict[str, np.ndarray]:
