@@ -383,14 +383,17 @@ def test_learning_curves_group_seeds_and_read_back_every_evaluation(train_main, 
     assert (out / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
     rows = {line.split(" | ")[0].strip("| "): line for line in (out / "learning_curves.md").read_text().splitlines()}
     last = {run: logged_scalars(run)["eval/share_of_optimal_saving"][-1][1] for run in runs}
-    seeds = [float(value) for value in rows["qlearning"].split(" | ")[2].split(" / ")]
+    # A group is named "<learner> (<keys changed from its defaults>)": the tiny DQN changes some, Q-learning none.
+    qlearning, _, dqn = (learning_curves.read_run(run)[0].learner for run in runs)
+    assert qlearning == "qlearning" and dqn.startswith("dqn (") and "learning_starts=64" in dqn
+    seeds = [float(value) for value in rows[qlearning].split(" | ")[2].split(" / ")]
     np.testing.assert_allclose(seeds, [last[runs[0]], last[runs[1]]], atol=5e-4)  # the table rounds to 3 digits
-    assert rows["dqn"].split(" | ")[2] == f"{last[runs[2]]:.3f}"
+    assert rows[dqn].split(" | ")[2] == f"{last[runs[2]]:.3f}"
     curves = learning_curves.group([learning_curves.read_run(run)[0] for run in runs])
-    assert list(curves) == ["dqn", "qlearning"] and [c.seed for c in curves["qlearning"]] == [0, 1]
-    assert curves["dqn"][0].steps.tolist() == [step for step, _ in logged_scalars(runs[2])[
+    assert list(curves) == [dqn, qlearning] and [c.seed for c in curves[qlearning]] == [0, 1]
+    assert curves[dqn][0].steps.tolist() == [step for step, _ in logged_scalars(runs[2])[
         "eval/share_of_optimal_saving"]]
-    assert np.all(np.diff(curves["dqn"][0].minutes) >= 0)
+    assert np.all(np.diff(curves[dqn][0].minutes) >= 0)
 
 
 def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults_and_follows_its_learner():
