@@ -131,6 +131,10 @@ def jain_index(values: np.ndarray) -> np.ndarray:
     included), 1/N when one value holds everything; within [0, 1] for values of any sign (Cauchy-Schwarz),
     lower where some are negative."""
     x = np.asarray(values, dtype=np.float64)
+    # The index does not change with the scale: dividing by the largest magnitude keeps tiny savings' squares
+    # from underflowing (and large ones from overflowing).
+    peak = np.abs(x).max(axis=-1, keepdims=True)
+    x = np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)
     squares = (x**2).sum(axis=-1)
     return np.divide(x.sum(axis=-1) ** 2, x.shape[-1] * squares, out=np.ones(x.shape[:-1]), where=squares > 0)
 
