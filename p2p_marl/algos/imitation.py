@@ -35,14 +35,12 @@ def optimal_demonstrations(core: CommunityCore, n_resets: int, seed: int, batter
     energy_span_kwh = battery.max_energy_kwh - battery.min_energy_kwh
     for _ in range(n_resets):
         obs = core.reset(seed=int(rng.integers(2 ** 63)))
-        steps = core.steps_per_episode
-        schedules = [solve_dispatch(core, DispatchProblem(
-            int(day), 0, core.profiles.load_kw[day, :steps], core.profiles.pv_kw[day, :steps],
-            core.start_energy_kwh[b], core.start_energy_kwh[b])) for b, day in enumerate(core.days)]
+        schedules = [solve_dispatch(core, DispatchProblem.whole_day(core, int(day), core.start_energy_kwh[b]))
+                     for b, day in enumerate(core.days)]
         lp_s += sum(schedule.build_s + schedule.solve_s for schedule in schedules)
         actions = np.stack([schedule.actions(battery.max_kw) for schedule in schedules], axis=1)  # (T, B, N, 3)
         day_cost = np.zeros(core.batch_size)
-        for t in range(steps):
+        for t in range(core.steps_per_episode):
             observations.append(obs)
             obs, _, _, infos = core.step(actions[t])
             day_cost += infos["cost"].sum(axis=-1)

@@ -144,10 +144,12 @@ class DispatchProblem:
                                  f"to the episode's end, households), got {np.shape(getattr(self, name))}")
 
     @classmethod
-    def whole_day(cls, core: CommunityCore, day: int) -> "DispatchProblem":
-        """The perfect-foresight problem of a whole episode on ``day``, from the evaluation start ``soc_initial``."""
+    def whole_day(cls, core: CommunityCore, day: int, start_kwh: np.ndarray | None = None) -> "DispatchProblem":
+        """The perfect-foresight problem of a whole episode on ``day``, from ``start_kwh`` (N,) stored, by default
+        the evaluation start ``soc_initial``."""
         steps = core.config.steps_per_episode
-        start_kwh = core.config.soc_initial * core.battery.capacity_kwh
+        if start_kwh is None:
+            start_kwh = core.config.soc_initial * core.battery.capacity_kwh
         return cls(day, 0, core.profiles.load_kw[day, :steps], core.profiles.pv_kw[day, :steps], start_kwh,
                    start_kwh)
 
