@@ -23,6 +23,9 @@ SIMBENCH_LV_CODES = tuple(f"1-LV-{grid}--{scenario}-sw" for grid in ("rural1", "
 # Keys of the synthetic community and feeder that a SimBench grid brings itself.
 SIMBENCH_REPLACES = ("n_days", "prosumer_share", "n_laterals", "segment_km", "r_ohm_per_km", "x_ohm_per_km",
                      "line_rating_kva", "transformer_kva", "v_nominal_kv", "v_slack_pu", "load_power_factor")
+# Which of a SimBench grid's loads are agents: its households (H0 and heat pumps; the commercial G and agricultural
+# L loads are passive) or every load.
+SIMBENCH_AGENTS = ("households", "all_loads")
 P2P_FEE_BASES = ("flat", "distance")  # see p2p_marl.sim.fees
 P2P_FEE_PAYERS = ("buyer", "seller", "both")
 
@@ -41,9 +44,10 @@ class EnvConfig:
     community_seed: int = 0  # households, profiles and the train/validation/test split
 
     # SimBench (p2p_marl.sim.simbench, the simbench extra): a SimBench LV grid's loads, PV, profiles and feeder
-    # instead of the synthetic community and feeder; n_agents must equal the grid's number of loads.
+    # instead of the synthetic community and feeder; n_agents must equal the grid's number of agent loads.
     simbench_code: str | None = None  # e.g. 1-LV-rural1--0-sw; one of SIMBENCH_LV_CODES
     simbench_pv_scale: float = 1.0  # multiplies every SimBench PV profile (PV penetration studies)
+    simbench_agents: str = "households"  # households (G and L loads passive) or all_loads; see SIMBENCH_AGENTS
 
     # Time
     dt_h: float = 0.5  # settlement period; must divide 24 h
@@ -283,7 +287,7 @@ def _validate(cfg: EnvConfig) -> None:
                           f"dt_h={cfg.dt_h!r} h")
     for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES),
                           ("forecaster", FORECASTERS), ("p2p_fee_basis", P2P_FEE_BASES),
-                          ("p2p_fee_payer", P2P_FEE_PAYERS)):
+                          ("p2p_fee_payer", P2P_FEE_PAYERS), ("simbench_agents", SIMBENCH_AGENTS)):
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; choose one of {list(allowed)}")
     if cfg.data_csv is not None and not isinstance(cfg.data_csv, str):
@@ -295,9 +299,12 @@ def _validate(cfg: EnvConfig) -> None:
                           f"the file is used (leave n_days at its default {synthetic_n_days})")
     if cfg.simbench_code is not None:
         _validate_simbench(cfg)
-    elif cfg.simbench_pv_scale != 1.0:
-        raise ConfigError(f"simbench_pv_scale={cfg.simbench_pv_scale!r} applies to SimBench grids only; set "
-                          "simbench_code too")
+    else:
+        for name in ("simbench_pv_scale", "simbench_agents"):
+            default = EnvConfig.__dataclass_fields__[name].default
+            if getattr(cfg, name) != default:
+                raise ConfigError(f"{name}={getattr(cfg, name)!r} applies to SimBench grids only; set simbench_code "
+                                  f"too (or leave {name} at its default {default!r})")
     if cfg.forecast_csv is not None and not isinstance(cfg.forecast_csv, str):
         raise ConfigError(f"forecast_csv must be a file path or None, got {cfg.forecast_csv!r}")
     if (cfg.forecaster == "file") != (cfg.forecast_csv is not None):

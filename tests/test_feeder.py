@@ -301,6 +301,7 @@ GOOD = dict(
         ({"household_bus": np.array([0, 2])}, r"household_bus\[0\] = 0 must be in \[1, 3\)"),
         ({"household_bus": np.array([1, 3])}, r"household_bus\[1\]"),
         ({"household_bus": np.array([], dtype=int)}, "at least one household"),
+        ({"passive_bus": np.array([1, 3])}, r"passive_bus\[1\] = 3 must be in \[1, 3\)"),
         ({"transformer_kva": 0.0}, "transformer_kva"),
         ({"v_nominal_kv": -0.4}, "v_nominal_kv"),
         ({"v_slack_pu": 1.2}, r"v_slack_pu must be in \[0.9, 1.1\]"),
@@ -331,6 +332,24 @@ def test_radial_feeder_validation(kwargs: dict, message: str) -> None:
         radial_feeder(**{"n_households": 4, **kwargs})
 
 
+@settings(max_examples=60, deadline=None)
+@given(random_feeders(), st.data())
+def test_passive_loads_superpose_like_households(feeder: Feeder, data: st.DataObject) -> None:
+    """Passive loads at some buses give the voltages and flows of the same loads as households there."""
+    n_passive = data.draw(st.integers(1, 5))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    passive_bus = rng.integers(1, feeder.n_bus, n_passive)
+    with_passive = feeder.with_loads(feeder.household_bus, passive_bus)
+    as_households = feeder.with_loads(np.concatenate([feeder.household_bus, passive_bus]))
+    p_kw, q_kvar = random_injections(rng, 3, feeder.n_households + n_passive)
+    n = feeder.n_households
+    superposed = linear_power_flow(with_passive, p_kw[:, :n], q_kvar[:, :n], p_kw[:, n:], q_kvar[:, n:])
+    joint = linear_power_flow(as_households, p_kw, q_kvar)
+    for field in ("voltage_pu", "line_flow_kva", "transformer_kva"):
+        np.testing.assert_allclose(getattr(superposed, field), getattr(joint, field), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(superposed.household_voltage_pu, joint.household_voltage_pu[:, :n], atol=1e-12)
+
+
 def test_power_flow_input_validation() -> None:
     feeder = radial_feeder(4)
     good = np.zeros((2, 4))
@@ -346,3 +365,12 @@ def test_power_flow_input_validation() -> None:
         violations(linear_power_flow(feeder, good, good), feeder, v_min_pu=1.05, v_max_pu=0.95)
     with pytest.raises(ValueError, match=r"p_kw must have shape \(4,\)"):
         to_pandapower(feeder, good, good)
+    with pytest.raises(ValueError, match="the feeder has no passive loads"):
+        linear_power_flow(feeder, good, good, np.zeros((2, 1)), np.zeros((2, 1)))
+    with_passive = feeder.with_loads(feeder.household_bus, np.array([1, 2]))
+    with pytest.raises(ValueError, match="the feeder has 2 passive loads: pass their passive_kw and passive_kvar"):
+        linear_power_flow(with_passive, good, good)
+    with pytest.raises(ValueError, match=r"passive_kw must have shape \(B, 2\)"):
+        linear_power_flow(with_passive, good, good, np.zeros((2, 3)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"passive_kw and passive_kvar must have shape \(2, 2\)"):
+        linear_power_flow(with_passive, good, good, np.zeros((3, 2)), np.zeros((3, 2)))

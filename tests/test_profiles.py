@@ -167,6 +167,12 @@ def test_select_days_keeps_households():
     assert np.array_equal(subset.load_kw, profiles.load_kw[[2, 7]])
     assert np.array_equal(subset.day_of_year, profiles.day_of_year[[2, 7]])
     assert np.array_equal(subset.has_pv, profiles.has_pv) and subset.household_ids == profiles.household_ids
+    assert subset.passive_kw is None and subset.n_passive == 0
+    passive_kw = np.random.default_rng(0).normal(size=(10, 24, 2))
+    with_passive = ProfileSet(profiles.load_kw, profiles.pv_kw, profiles.has_pv, profiles.day_of_year, 1.0,
+                              passive_kw=passive_kw, passive_kvar=0.3 * passive_kw)
+    subset = with_passive.select_days(np.array([2, 7]))
+    assert subset.n_passive == 2 and np.array_equal(subset.passive_kvar, 0.3 * passive_kw[[2, 7]])
 
 
 @pytest.mark.parametrize("change, match", [
@@ -178,6 +184,9 @@ def test_select_days_keeps_households():
     ({"pv_kw": np.ones((1, 4, 2))}, "has_pv=False"),
     ({"day_of_year": np.array([366])}, "day_of_year"),
     ({"household_ids": ("a", "a")}, "household_ids"),
+    ({"passive_kw": np.ones((1, 4, 3))}, "passive_kw and passive_kvar go together"),
+    ({"passive_kw": np.ones((1, 4, 3)), "passive_kvar": np.ones((1, 4, 2))}, "passive_kvar must be finite"),
+    ({"passive_kw": np.ones((1, 5, 3)), "passive_kvar": np.ones((1, 5, 3))}, "passive_kw must be finite"),
 ])
 def test_profile_set_validates(change, match):
     fields = {"load_kw": np.ones((1, 4, 2)), "pv_kw": np.zeros((1, 4, 2)), "has_pv": np.array([False, True]),

@@ -52,14 +52,16 @@ def test_presets_cover_a_rural_a_semi_urban_and_an_urban_grid():
 
 @pytest.mark.parametrize("dt_h", [0.25, 0.5, 1.0])
 def test_the_profiles_in_the_env_are_simbench_absolute_values(dt_h):
-    """What the environment meters on a day equals SimBench's own absolute values of every load and PV unit
-    (MW -> kW), averaged over the step when the step is longer than SimBench's 15 minutes."""
+    """What the environment meters on a day equals SimBench's own absolute values of every household load and PV
+    unit (MW -> kW), averaged over the step when the step is longer than SimBench's 15 minutes; the passive loads'
+    profiles are their load less the PV at them."""
     config = RURAL.replace(dt_h=dt_h)
     net = simbench_net(config.simbench_code)
     values = simbench.get_absolute_values(net, profiles_instead_of_study_cases=True)
     quarter_hours = round(dt_h / 0.25)
     core = CommunityCore(config)
     community = simbench_community(config.simbench_code, dt_h)
+    households, passive = community.household_load, community.passive_load
     for day in (0, 172, 365):  # New Year, midsummer, the leap year's last day
         core.reset(days=np.array([day]))
         metered_kwh = []
@@ -71,31 +73,47 @@ def test_the_profiles_in_the_env_are_simbench_absolute_values(dt_h):
             array = frame.to_numpy()[rows] * 1e3
             return array.reshape(-1, quarter_hours, array.shape[1]).mean(axis=1)
 
-        load_kw = np.stack([info["load_kwh"][0] for info in metered_kwh]) / dt_h
+        load_kw, load_kvar = step_mean_kw(values[("load", "p_mw")]), step_mean_kw(values[("load", "q_mvar")])
+        metered_load_kw = np.stack([info["load_kwh"][0] for info in metered_kwh]) / dt_h
         pv_kw = np.stack([info["pv_kwh"][0] for info in metered_kwh]) / dt_h
-        np.testing.assert_allclose(load_kw, step_mean_kw(values[("load", "p_mw")]), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(metered_load_kw, load_kw[:, households], rtol=1e-12, atol=1e-12)
         sgen_kw = step_mean_kw(values[("sgen", "p_mw")])
-        expected_pv_kw = np.zeros_like(pv_kw)
+        expected_pv_kw = np.zeros((pv_kw.shape[0], len(net.load)))
+        load_bus = net.load.bus.to_numpy()
         for sgen, household in enumerate(community.sgen_household):
-            expected_pv_kw[:, household] += sgen_kw[:, sgen]
-        np.testing.assert_allclose(pv_kw, expected_pv_kw, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(core.profiles.load_kvar[day], step_mean_kw(values[("load", "q_mvar")]),
+            owner = households[household] if household >= 0 else passive[load_bus[passive] == net.sgen.bus[sgen]][0]
+            expected_pv_kw[:, owner] += sgen_kw[:, sgen]
+        np.testing.assert_allclose(pv_kw, expected_pv_kw[:, households], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(core.profiles.load_kvar[day], load_kvar[:, households], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(core.profiles.passive_kw[day], (load_kw - expected_pv_kw)[:, passive],
                                    rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(core.profiles.passive_kvar[day], load_kvar[:, passive], rtol=1e-12, atol=1e-12)
 
 
 def test_households_pv_and_feeder_come_from_the_grid():
     community = simbench_community(RURAL.simbench_code, RURAL.dt_h)
     net = simbench_net(RURAL.simbench_code)
     feeder = community.feeder
-    assert community.n_households == len(net.load) == RURAL.n_agents
-    # Every household sits at its load's bus, every PV unit at its owner's bus, preferably a household (H0).
-    np.testing.assert_array_equal(community.bus_index[feeder.household_bus], net.load.bus)
-    np.testing.assert_array_equal(net.load.bus.to_numpy()[community.sgen_household], net.sgen.bus)
+    # The households (H0 and heat pumps) are the agents; the agricultural loads (L1, L2 profiles) are passive.
+    assert sorted([*community.household_load, *community.passive_load]) == list(range(len(net.load)))
+    assert community.n_households == RURAL.n_agents == 18 and feeder.n_passive == 10
+    assert all(kind[0] == "L" for kind in community.passive_profile_types)
+    assert not any(kind[0] in "GL" for kind in community.load_profile_types)
+    # Every load sits at its bus, every PV unit at its owner's bus, preferably a household (H0).
+    load_bus = net.load.bus.to_numpy()
+    np.testing.assert_array_equal(community.bus_index[feeder.household_bus], load_bus[community.household_load])
+    np.testing.assert_array_equal(community.bus_index[feeder.passive_bus], load_bus[community.passive_load])
+    owned = community.sgen_household >= 0
+    np.testing.assert_array_equal(load_bus[community.household_load[community.sgen_household[owned]]],
+                                  net.sgen.bus[owned])
     types = np.array(community.load_profile_types)
-    for bus, owner in zip(net.sgen.bus, community.sgen_household):
-        households_at_bus = net.load.bus.to_numpy()[np.char.startswith(types, "H0")] == bus
+    for bus, owner in zip(net.sgen.bus[owned], community.sgen_household[owned]):
+        households_at_bus = load_bus[community.household_load[np.char.startswith(types, "H0")]] == bus
         assert types[owner].startswith("H0") or not households_at_bus.any()
-    assert community.profiles.has_pv.sum() == len(set(community.sgen_household.tolist()))
+    # A PV unit is passive only where no household shares its bus.
+    agent_buses = set(load_bus[community.household_load].tolist())
+    assert not set(net.sgen.bus[~owned].tolist()) & agent_buses
+    assert community.profiles.has_pv.sum() == len(set(community.sgen_household[owned].tolist()))
     # Every line once, with its length, impedance and rating; the transformer's rating and impedance.
     assert sorted(community.line_index.tolist()) == sorted(net.line.index.tolist())
     lines = net.line.loc[community.line_index]
@@ -106,6 +124,28 @@ def test_households_pv_and_feeder_come_from_the_grid():
     assert feeder.transformer_kva == pytest.approx(trafo.sn_mva * 1e3)
     assert feeder.transformer_r_ohm == pytest.approx(trafo.vkr_percent / 100 * 0.4**2 / trafo.sn_mva)
     assert 0 < community.feeder_length_km <= community.line_km.sum()
+
+
+def test_passive_loads_load_the_feeder_as_the_same_loads_would_as_idle_agents():
+    """LinDistFlow is linear, so the passive loads superposed on the households give the feeder exactly the
+    voltages, flows and losses of a community in which every load is an agent and the former passive ones stay
+    idle (no battery, no curtailment), while the market and the bills are the households' alone."""
+    households = CommunityCore(RURAL)
+    every_load = CommunityCore(RURAL.replace(simbench_agents="all_loads", n_agents=28))
+    community = simbench_community(RURAL.simbench_code, RURAL.dt_h)
+    assert every_load.profiles.has_pv[community.passive_load].sum() > 0  # passive PV is in the comparison too
+    for core in (households, every_load):
+        core.reset(days=np.array([172]))
+    idle = np.zeros((1, every_load.n_agents, 3))
+    while not households.done:
+        _, _, _, infos = households.step(np.zeros((1, households.n_agents, 3)))
+        _, _, _, every_infos = every_load.step(idle)
+        for key in ("feeder_loss_kwh", "feeder_undervoltage_pu", "feeder_overvoltage_pu", "feeder_overload_kva"):
+            np.testing.assert_allclose(infos[key][0, 0], every_infos[key][0, 0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(infos["voltage_pu"], every_infos["voltage_pu"][:, community.household_load],
+                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(infos["grid_import_kwh"].sum() - infos["grid_export_kwh"].sum(),
+                                   (infos["load_kwh"] - infos["pv_kwh"]).sum(), atol=1e-9)
 
 
 def test_pv_scale_multiplies_every_pv_profile():
@@ -167,9 +207,22 @@ def test_pv_scale_without_a_grid_is_an_error():
         EnvConfig(simbench_pv_scale=2.0)
 
 
-def test_n_agents_must_match_the_grids_loads():
-    with pytest.raises(ConfigError, match=r"n_agents=10 but simbench_code='1-LV-rural1--2-sw' has 28 loads"):
+def test_n_agents_must_match_the_grids_agent_loads():
+    with pytest.raises(ConfigError, match=r"n_agents=10 but simbench_code='1-LV-rural1--2-sw' with simbench_agents="
+                                          r"'households' has 18 agent loads"):
         CommunityCore(RURAL.replace(n_agents=10))
+    with pytest.raises(ConfigError, match=r"simbench_agents='all_loads' has 28 agent loads"):
+        CommunityCore(RURAL.replace(simbench_agents="all_loads"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(simbench_agents="everyone"), "simbench_agents='everyone' is not allowed; choose one of"),
+    (dict(simbench_code=None, n_agents=10, simbench_agents="all_loads"),
+     "simbench_agents='all_loads' applies to SimBench grids only"),
+])
+def test_bad_simbench_agents_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        preset("simbench_rural1", **overrides)
 
 
 def test_a_missing_simbench_package_is_one_clear_line(monkeypatch):

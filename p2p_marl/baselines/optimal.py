@@ -67,6 +67,8 @@ decision):
   agree to ``CUT_RELATIVE_GAP``. A limit that no dispatch can meet is therefore penalised as in the
   environment, not infeasible (where the reactive load alone exceeds a rating, the first cut is the constant
   ``Q - rating``).
+* Passive loads (``Feeder.passive_bus``, a SimBench grid's commercial and agricultural loads) are not decisions:
+  their profiles' power enters v0, the line flows and the transformer flow as constants.
 * Rows that cannot bind are left out: a voltage, line or transformer limit that holds even with every battery at
   full charge or discharge power gets no row (this keeps the LP of a feeder with headroom small).
 
@@ -101,6 +103,7 @@ import scipy.sparse as sp
 from p2p_marl.progress import track
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
+from p2p_marl.sim.feeder import power_flow_arrays
 from p2p_marl.sim.fees import p2p_fees
 
 # A battery is taken to charge and discharge at once if both exceed this (kW): well above HiGHS's
@@ -423,7 +426,9 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     if network:
         # Voltage band with priced slacks: v0 - (c - d + k) @ sens_p + under - over in [v_min, v_max]
         sens_p = feeder.voltage_sens_p_pu_per_kw  # (N, n_bus), >= 0
-        v0_pu = (feeder.v_slack_pu - base_kw @ sens_p - q_kvar @ feeder.voltage_sens_q_pu_per_kvar)  # (T, n_bus)
+        # Idle batteries and all PV used, the passive loads' fixed power superposed (none: zero columns).
+        passive_kw, passive_kvar = core.passive_power(problem.day, prices) or (np.zeros((steps, 0)),) * 2
+        v0_pu, _, line_base_kw, _, _, _ = power_flow_arrays(feeder, base_kw, q_kvar, passive_kw, passive_kvar)
         # The most the decisions can move each bus: up by discharging, down by charging and curtailing.
         battery_swing_pu = max_kw @ sens_p[batteries]
         curtail_swing_pu = pv_kw[:, pv_households] @ sens_p[pv_households]
@@ -437,8 +442,7 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
 
         # Lines: flow P_l - (c - d + k) @ downstream = (load - pv) @ downstream, where it could overload.
         price = cfg.overload_penalty_per_kvah * dt_h
-        line_base_kw = base_kw @ feeder.downstream
-        line_q_kvar = q_kvar @ feeder.downstream
+        line_q_kvar = q_kvar @ feeder.downstream + passive_kvar @ feeder.passive_downstream
         reach_kw = (np.abs(line_base_kw) + max_kw @ feeder.downstream[batteries]
                     + pv_kw[:, pv_households] @ feeder.downstream[pv_households])
         may_overload = np.hypot(reach_kw, line_q_kvar) > feeder.line_rating_kva
@@ -448,13 +452,14 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
         model.entries(flow_rows, lines.flow, 1.0)
         decisions.couple(model, flow_rows, step, line, -feeder.downstream)
 
-        # Transformer: flow P = I - X.
-        trafo_q_kvar = q_kvar.sum(axis=1)
-        reach_kw = np.abs(base_kw.sum(axis=1)) + max_kw.sum() + pv_kw.sum(axis=1)
+        # Transformer: flow P - I + X = the passive loads' net power.
+        trafo_q_kvar = q_kvar.sum(axis=1) + passive_kvar.sum(axis=1)
+        trafo_base_kw = passive_kw.sum(axis=1)
+        reach_kw = np.abs(base_kw.sum(axis=1) + trafo_base_kw) + max_kw.sum() + pv_kw.sum(axis=1)
         may_overload = np.hypot(reach_kw, trafo_q_kvar) > feeder.transformer_kva
         step, _, trafo = _add_overload_elements(model, (steps,), may_overload, trafo_q_kvar,
                                                 feeder.transformer_kva, price)
-        flow_rows = model.rows((step.size,), 0.0, 0.0)
+        flow_rows = model.rows((step.size,), trafo_base_kw[step], trafo_base_kw[step])
         model.entries(flow_rows, trafo.flow, 1.0)
         model.entries(flow_rows, grid_import[step], -1.0)
         model.entries(flow_rows, grid_export[step], 1.0)

@@ -14,7 +14,9 @@ One step of ``dt_h`` hours, for every household i of every community b:
    ``grid_import_kwh = max(net_kwh, 0) - p2p_buy_kwh`` at the retail price and
    ``grid_export_kwh = max(-net_kwh, 0) - p2p_sell_kwh`` at the feed-in tariff.
 4. LinDistFlow gives bus voltages and line/transformer loadings from the net power (load reactive power
-   from ``load_power_factor``). Network penalties (money):
+   from ``load_power_factor``), plus the feeder's passive loads where it has them (a SimBench grid's commercial
+   and agricultural loads: their profiles' power, at their buses, outside the market). Network penalties
+   (money):
 
        import-side = (voltage_penalty_per_pu_h * undervoltage_pu + overload_penalty_per_kvah * overload_kva
                       on elements carrying power towards the households) * dt_h
@@ -138,10 +140,10 @@ def build_feeder(cfg: EnvConfig) -> Feeder:
 
 def simbench_community_of(cfg: EnvConfig) -> SimbenchCommunity:
     """The configured SimBench grid (cached per code, dt_h and PV scale); n_agents must match its loads."""
-    community = simbench_community(cfg.simbench_code, cfg.dt_h, cfg.simbench_pv_scale)
+    community = simbench_community(cfg.simbench_code, cfg.dt_h, cfg.simbench_pv_scale, cfg.simbench_agents)
     if community.n_households != cfg.n_agents:
-        raise ConfigError(f"n_agents={cfg.n_agents} but simbench_code={cfg.simbench_code!r} has "
-                          f"{community.n_households} loads (every load is an agent); set n_agents to match")
+        raise ConfigError(f"n_agents={cfg.n_agents} but simbench_code={cfg.simbench_code!r} with simbench_agents="
+                          f"{cfg.simbench_agents!r} has {community.n_households} agent loads; set n_agents to match")
     return community
 
 
@@ -174,6 +176,9 @@ class CommunityCore:
             charge_efficiency=cfg.charge_efficiency, discharge_efficiency=cfg.discharge_efficiency,
             soc_min=cfg.soc_min, soc_max=cfg.soc_max)
         self.feeder = build_feeder(cfg)
+        if self.feeder.n_passive != self.profiles.n_passive:
+            raise ConfigError(f"the feeder has {self.feeder.n_passive} passive loads but the profiles "
+                              f"{self.profiles.n_passive}; give profiles that match the configured feeder")
         self.p2p_fee_matrix_per_kwh = fee_matrix_per_kwh(self.feeder, cfg.p2p_fee_per_kwh, cfg.p2p_fee_basis)
         self.retail_per_kwh, self.feed_in_per_kwh = time_of_use_prices(cfg)
         self.end_refill_price_per_kwh, self.end_surplus_price_per_kwh = end_settlement_prices(
@@ -290,7 +295,8 @@ class CommunityCore:
         grid_kwh = np.maximum(side_kwh - traded_kwh, 0.0)  # the rest settles with the grid: import, export
 
         voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva = (
-            power_flow_arrays(self.feeder, net_kw, self.reactive_kvar(load_kw, self.days, t)))
+            power_flow_arrays(self.feeder, net_kw, self.reactive_kvar(load_kw, self.days, t),
+                              *self.passive_power(self.days, t)))
         penalty, feeder_kpis = self._network_penalty(side_kw, voltage_pu, line_p_kw, line_flow_kva,
                                                      total_p_kw, transformer_kva)
 
@@ -317,7 +323,7 @@ class CommunityCore:
 
         self.last_clearing_price = clearing_price
         self.last_voltage_pu = household_voltage_pu
-        self.last_net_kw = total_p_kw / n_agents  # the community's mean net power
+        self.last_net_kw = net_kw.sum(axis=1) / n_agents  # the community's mean net power, passive loads apart
         soc = self.soc()
 
         # Per-community values, repeated for each agent: (clearing price, retail, feed-in, losses, 3 feeder KPIs).
@@ -389,6 +395,13 @@ class CommunityCore:
         if self.profiles.load_kvar is None:
             return load_kw * self.q_per_p
         return self.profiles.load_kvar[days, steps]
+
+    def passive_power(self, days: np.ndarray | int, steps: int | slice) -> tuple[np.ndarray, np.ndarray] | tuple[()]:
+        """(net kW, kvar) of the feeder's passive loads at ``steps`` of ``days``, the profiles' truth (MPC plans on
+        it too: they are the grid's, not the community's to forecast); () without passive loads."""
+        if self.profiles.passive_kw is None:
+            return ()
+        return self.profiles.passive_kw[days, steps], self.profiles.passive_kvar[days, steps]
 
     # ------------------------------------------------------------------ views
     def soc(self) -> np.ndarray:

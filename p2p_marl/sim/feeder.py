@@ -9,7 +9,10 @@ community's power flows; ``v_slack_pu`` is the voltage behind that impedance (th
 own voltage when it is zero, the default; SimBench grids carry their transformer's). Every other bus ``b`` is fed by
 exactly one line, line ``b - 1``, from ``parent[b]``; buses are numbered so that a parent
 comes before its children (``parent[b] < b``), which makes the topology a tree by
-construction. Households sit on buses ``household_bus`` (several may share a bus).
+construction. Households sit on buses ``household_bus`` (several may share a bus). Loads that are not
+agents (a SimBench grid's commercial and agricultural loads) sit on ``passive_bus``: their power follows their
+profile, and the model superposes it on the households' (it is linear), so that voltages and flows are the
+feeder's, while the market, the bills and the optimiser's decisions stay the households'.
 
 Power flow (Baran & Wu 1989 LinDistFlow, linear in voltage, losses neglected), balanced
 three-phase, ``v_nominal_kv`` line-to-line, impedances per phase:
@@ -25,6 +28,9 @@ P_l is a linear map of household powers, the voltages are one matrix product per
     voltage_pu = v_slack_pu - p_kw @ voltage_sens_p_pu_per_kw - q_kvar @ voltage_sens_q_pu_per_kvar
     P_line_kw  = p_kw @ downstream,   |S_l| = sqrt(P_l^2 + Q_l^2)
     transformer_kva = |(sum_n p_kw, sum_n q_kvar)|
+
+plus the same terms of the passive loads' (B, M) powers with ``passive_voltage_sens_*`` and
+``passive_downstream``.
 
 The matrices are public attributes of ``Feeder`` so that an optimiser can write the same
 network as linear constraints. Signs: ``p_kw`` / ``q_kvar`` are net consumption (positive =
@@ -75,6 +81,7 @@ class Feeder:
             line i feeds bus i + 1 from parent[i + 1].
         line_rating_kva: (n_lines,) thermal rating, > 0.
         household_bus: (N,) int in [1, n_bus).
+        passive_bus: (M,) int in [1, n_bus), the buses of loads that are not agents; default none.
         transformer_kva: substation transformer rating, > 0.
         v_nominal_kv: line-to-line nominal voltage, > 0.
         v_slack_pu: voltage behind the transformer impedance (the busbar's if it is zero), in [0.9, 1.1].
@@ -87,6 +94,8 @@ class Feeder:
         bus_path: (n_bus, n_lines) 1.0 where line l lies on the path from bus 0 to bus b.
         voltage_sens_p_pu_per_kw: (N, n_bus) voltage drop at each bus per kW consumed by n.
         voltage_sens_q_pu_per_kvar: (N, n_bus) same per kvar.
+        passive_downstream, passive_voltage_sens_p_pu_per_kw, passive_voltage_sens_q_pu_per_kvar: the same
+            for the passive loads, (M, n_lines) and (M, n_bus).
     """
 
     parent: np.ndarray
@@ -99,10 +108,14 @@ class Feeder:
     v_slack_pu: float
     transformer_r_ohm: float = 0.0
     transformer_x_ohm: float = 0.0
+    passive_bus: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     downstream: np.ndarray = field(init=False, repr=False)
     bus_path: np.ndarray = field(init=False, repr=False)
     voltage_sens_p_pu_per_kw: np.ndarray = field(init=False, repr=False)
     voltage_sens_q_pu_per_kvar: np.ndarray = field(init=False, repr=False)
+    passive_downstream: np.ndarray = field(init=False, repr=False)
+    passive_voltage_sens_p_pu_per_kw: np.ndarray = field(init=False, repr=False)
+    passive_voltage_sens_q_pu_per_kvar: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         parent = _frozen_array(self.parent, np.int64, "parent")
@@ -132,10 +145,12 @@ class Feeder:
         household_bus = _frozen_array(self.household_bus, np.int64, "household_bus")
         if household_bus.size == 0:
             raise ValueError("household_bus must list at least one household")
-        invalid = (household_bus < 1) | (household_bus >= n_bus)
-        if invalid.any():
-            n = int(np.flatnonzero(invalid)[0])
-            raise ValueError(f"household_bus[{n}] = {household_bus[n]} must be in [1, {n_bus})")
+        passive_bus = _frozen_array(self.passive_bus, np.int64, "passive_bus")
+        for name, buses in (("household_bus", household_bus), ("passive_bus", passive_bus)):
+            invalid = (buses < 1) | (buses >= n_bus)
+            if invalid.any():
+                n = int(np.flatnonzero(invalid)[0])
+                raise ValueError(f"{name}[{n}] = {buses[n]} must be in [1, {n_bus})")
         _check_positive(self.transformer_kva, "transformer_kva")
         _check_positive(self.v_nominal_kv, "v_nominal_kv")
         for name in ("transformer_r_ohm", "transformer_x_ohm"):
@@ -149,12 +164,18 @@ class Feeder:
         for b in range(1, n_bus):  # parents come first, so their rows are already complete
             bus_path[b] = bus_path[parent[b]]
             bus_path[b, b - 1] = 1.0
-        downstream = bus_path[household_bus]
         scale = _KW_OHM_PER_KV2_TO_PU / self.v_nominal_kv**2
-        # drop at bus i per kW of household n = sum of r over the lines shared by both paths, plus the
-        # transformer's, which every household's power passes (adding the default 0.0 changes no bit)
-        sens_p = (downstream @ (bus_path * lines["r_ohm"]).T + float(self.transformer_r_ohm)) * scale
-        sens_q = (downstream @ (bus_path * lines["x_ohm"]).T + float(self.transformer_x_ohm)) * scale
+
+        def sensitivities(load_bus: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            # drop at bus i per kW at load_bus[n] = sum of r over the lines shared by both paths, plus the
+            # transformer's, which every load's power passes (adding the default 0.0 changes no bit)
+            downstream = bus_path[load_bus]
+            return (downstream,
+                    (downstream @ (bus_path * lines["r_ohm"]).T + float(self.transformer_r_ohm)) * scale,
+                    (downstream @ (bus_path * lines["x_ohm"]).T + float(self.transformer_x_ohm)) * scale)
+
+        downstream, sens_p, sens_q = sensitivities(household_bus)
+        passive_downstream, passive_sens_p, passive_sens_q = sensitivities(passive_bus)
         derived = {
             "parent": parent,
             **lines,
@@ -168,6 +189,10 @@ class Feeder:
             "bus_path": bus_path,
             "voltage_sens_p_pu_per_kw": sens_p,
             "voltage_sens_q_pu_per_kvar": sens_q,
+            "passive_bus": passive_bus,
+            "passive_downstream": passive_downstream,
+            "passive_voltage_sens_p_pu_per_kw": passive_sens_p,
+            "passive_voltage_sens_q_pu_per_kvar": passive_sens_q,
         }
         for name, value in derived.items():
             if isinstance(value, np.ndarray):
@@ -185,6 +210,16 @@ class Feeder:
     @property
     def n_households(self) -> int:
         return self.household_bus.shape[0]
+
+    @property
+    def n_passive(self) -> int:
+        return self.passive_bus.shape[0]
+
+    def with_loads(self, household_bus: np.ndarray, passive_bus: np.ndarray | None = None) -> "Feeder":
+        """The same network with its households (and passive loads, none by default) at other buses."""
+        return Feeder(self.parent, self.r_ohm, self.x_ohm, self.line_rating_kva, household_bus,
+                      self.transformer_kva, self.v_nominal_kv, self.v_slack_pu, self.transformer_r_ohm,
+                      self.transformer_x_ohm, np.zeros(0, dtype=np.int64) if passive_bus is None else passive_bus)
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,48 +289,77 @@ def radial_feeder(
     )
 
 
-def _household_array(value: Any, feeder: Feeder, name: str, ndim: int) -> np.ndarray:
+def _load_array(value: Any, n: int, name: str, ndim: int, what: str = "household") -> np.ndarray:
     array = np.asarray(value, dtype=np.float64)
-    n = feeder.n_households
     if array.ndim != ndim or array.shape[-1] != n:
         expected = f"(B, {n})" if ndim == 2 else f"({n},)"
-        raise ValueError(f"{name} must have shape {expected} (one column per household), got {array.shape}")
+        raise ValueError(f"{name} must have shape {expected} (one column per {what}), got {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} must be finite")
     return array
 
 
-def linear_power_flow(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> PowerFlow:
-    """LinDistFlow voltages and flows for (B, N) net household consumption (+ load, - injection)."""
+def _household_array(value: Any, feeder: Feeder, name: str, ndim: int) -> np.ndarray:
+    return _load_array(value, feeder.n_households, name, ndim)
+
+
+def linear_power_flow(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray, passive_kw: np.ndarray | None = None,
+                      passive_kvar: np.ndarray | None = None) -> PowerFlow:
+    """LinDistFlow voltages and flows for (B, N) net household consumption (+ load, - injection), and the (B, M)
+    net consumption of the feeder's passive loads if it has any (then both passive arrays are required)."""
     p_kw = _household_array(p_kw, feeder, "p_kw", ndim=2)
     q_kvar = _household_array(q_kvar, feeder, "q_kvar", ndim=2)
     if p_kw.shape != q_kvar.shape:
         raise ValueError(f"p_kw and q_kvar must have the same shape, got {p_kw.shape} and {q_kvar.shape}")
-    voltage_pu, household_voltage_pu, _, line_flow_kva, _, transformer_kva = power_flow_arrays(feeder, p_kw, q_kvar)
+    if feeder.n_passive:
+        if passive_kw is None or passive_kvar is None:
+            raise ValueError(f"the feeder has {feeder.n_passive} passive loads: pass their passive_kw and "
+                             "passive_kvar")
+        passive_kw, passive_kvar = (_load_array(values, feeder.n_passive, name, 2, "passive load")
+                                    for values, name in ((passive_kw, "passive_kw"), (passive_kvar, "passive_kvar")))
+        if passive_kw.shape != (p_kw.shape[0], feeder.n_passive) or passive_kvar.shape != passive_kw.shape:
+            raise ValueError(f"passive_kw and passive_kvar must have shape {(p_kw.shape[0], feeder.n_passive)}, "
+                             f"got {passive_kw.shape} and {passive_kvar.shape}")
+    elif passive_kw is not None or passive_kvar is not None:
+        raise ValueError("the feeder has no passive loads (passive_bus is empty): leave passive_kw and passive_kvar "
+                         "out")
+    voltage_pu, household_voltage_pu, _, line_flow_kva, _, transformer_kva = power_flow_arrays(
+        feeder, p_kw, q_kvar, passive_kw, passive_kvar)
     return PowerFlow(voltage_pu, household_voltage_pu, line_flow_kva, transformer_kva)
 
 
 def power_flow_arrays(
-    feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray
+    feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray, passive_kw: np.ndarray | None = None,
+    passive_kvar: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The computation of ``linear_power_flow`` without its input checks, for callers that built valid
-    float64 (B, N) inputs (the simulator, every step).
+    float64 (B, N) inputs (the simulator, every step), and (B, M) ones for the passive loads where the feeder
+    has them.
 
     Returns (voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva); the
-    active powers (> 0 towards the households) tell the direction of each element's flow.
+    active powers (> 0 towards the loads) tell the direction of each element's flow.
     """
     voltage_pu = (
         feeder.v_slack_pu - p_kw @ feeder.voltage_sens_p_pu_per_kw - q_kvar @ feeder.voltage_sens_q_pu_per_kvar
     )
     line_p_kw = p_kw @ feeder.downstream
+    line_q_kvar = q_kvar @ feeder.downstream
     total_p_kw = p_kw.sum(axis=1)
+    total_q_kvar = q_kvar.sum(axis=1)
+    if passive_kw is not None:  # superposed: the model is linear in the injections
+        voltage_pu = (voltage_pu - passive_kw @ feeder.passive_voltage_sens_p_pu_per_kw
+                      - passive_kvar @ feeder.passive_voltage_sens_q_pu_per_kvar)
+        line_p_kw = line_p_kw + passive_kw @ feeder.passive_downstream
+        line_q_kvar = line_q_kvar + passive_kvar @ feeder.passive_downstream
+        total_p_kw = total_p_kw + passive_kw.sum(axis=1)
+        total_q_kvar = total_q_kvar + passive_kvar.sum(axis=1)
     return (
         voltage_pu,
         voltage_pu[:, feeder.household_bus],
         line_p_kw,
-        np.hypot(line_p_kw, q_kvar @ feeder.downstream),
+        np.hypot(line_p_kw, line_q_kvar),
         total_p_kw,
-        np.hypot(total_p_kw, q_kvar.sum(axis=1)),
+        np.hypot(total_p_kw, total_q_kvar),
     )
 
 
@@ -360,9 +424,9 @@ def to_pandapower(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> panda
     """
     import pandapower as pp  # test extra, not a core dependency
 
-    if feeder.transformer_r_ohm or feeder.transformer_x_ohm:
-        raise ValueError("to_pandapower models no transformer impedance; this feeder has one (validate a SimBench "
-                         "feeder with p2p_marl.sim.simbench.ac_validation)")
+    if feeder.transformer_r_ohm or feeder.transformer_x_ohm or feeder.n_passive:
+        raise ValueError("to_pandapower models neither a transformer impedance nor passive loads; this feeder has "
+                         "one (validate a SimBench feeder with p2p_marl.sim.simbench.ac_validation)")
 
     p_kw = _household_array(p_kw, feeder, "p_kw", ndim=1)
     q_kvar = _household_array(q_kvar, feeder, "q_kvar", ndim=1)

@@ -121,6 +121,10 @@ class ProfileSet:
     # (D, T, N) reactive load of each household where the data has its own (SimBench); None = derived from the
     # active load with the config's load_power_factor (see CommunityCore.reactive_kvar).
     load_kvar: np.ndarray | None = None
+    # (D, T, M) net consumption (load - PV) and reactive load of the feeder's passive loads, which are not agents
+    # (a SimBench grid's commercial and agricultural loads, at Feeder.passive_bus); None = none.
+    passive_kw: np.ndarray | None = None
+    passive_kvar: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         steps_per_day = _steps_per_day(self.dt_h)
@@ -155,6 +159,16 @@ class ProfileSet:
                 raise ValueError(f"load_kvar must be finite and shaped like load_kw {load_kw.shape}, got "
                                  f"{load_kvar.shape}")
             object.__setattr__(self, "load_kvar", load_kvar)
+        if (self.passive_kw is None) != (self.passive_kvar is None):
+            raise ValueError("passive_kw and passive_kvar go together: give both or neither")
+        if self.passive_kw is not None:
+            passive = [np.asarray(values, dtype=np.float64) for values in (self.passive_kw, self.passive_kvar)]
+            for name, values in zip(("passive_kw", "passive_kvar"), passive):
+                if (values.ndim != 3 or values.shape[:2] != load_kw.shape[:2] or values.shape != passive[0].shape
+                        or not np.all(np.isfinite(values))):
+                    raise ValueError(f"{name} must be finite and shaped ({n_days}, {steps_per_day}, passive loads), "
+                                     f"both alike, got {values.shape}")
+                object.__setattr__(self, name, values)
         object.__setattr__(self, "load_kw", load_kw)
         object.__setattr__(self, "pv_kw", pv_kw)
         object.__setattr__(self, "has_pv", has_pv)
@@ -174,12 +188,17 @@ class ProfileSet:
     def n_households(self) -> int:
         return self.load_kw.shape[2]
 
+    @property
+    def n_passive(self) -> int:
+        return 0 if self.passive_kw is None else self.passive_kw.shape[2]
+
     def select_days(self, day_idx: np.ndarray) -> ProfileSet:
         """The profiles of the given day indices (e.g. the train, validation or test days of ``split_days``)."""
         day_idx = np.asarray(day_idx, dtype=np.int64)
         return ProfileSet(self.load_kw[day_idx], self.pv_kw[day_idx], self.has_pv, self.day_of_year[day_idx],
                           self.dt_h, self.household_ids,
-                          None if self.load_kvar is None else self.load_kvar[day_idx])
+                          *(None if values is None else values[day_idx]
+                            for values in (self.load_kvar, self.passive_kw, self.passive_kvar)))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from p2p_marl.config import ConfigError, check_simbench_code
+from p2p_marl.config import SIMBENCH_AGENTS, ConfigError, check_simbench_code
 from p2p_marl.sim.feeder import Feeder, linear_power_flow
 from p2p_marl.sim.profiles import ProfileSet
 
@@ -43,7 +43,8 @@ if TYPE_CHECKING:  # simbench (and its pandapower) is an optional extra
 
 SIMBENCH_STEP_H = 0.25  # SimBench's profiles are 15-minute means
 SIMBENCH_DAYS = 366  # the profile year is 2016
-HOUSEHOLD_PROFILE_PREFIX = "H0"  # the BDEW household standard load profiles; G = commercial, L = agricultural
+HOUSEHOLD_PROFILE_PREFIX = "H0"  # the BDEW household standard load profiles
+PASSIVE_PROFILE_LETTERS = ("G", "L")  # BDEW commercial (G1..G6) and agricultural (L0..L2) profiles
 _MW_TO_KW = 1e3
 LOAD_ROUNDING_KW = 1e-3  # negative load profile values down to this are rounding and read as 0
 
@@ -55,11 +56,14 @@ class SimbenchCommunity:
     code: str
     feeder: Feeder
     profiles: ProfileSet
-    load_profile_types: tuple[str, ...]  # (N,) SimBench profile of each household's load, e.g. "H0-A", "G1-A"
+    load_profile_types: tuple[str, ...]  # (N,) SimBench profile of each household's load, e.g. "H0-A", "Air_..."
+    passive_profile_types: tuple[str, ...]  # (M,) of each passive load, e.g. "G1-A", "L2-A"
     line_km: np.ndarray  # (n_lines,) length of feeder line i
     bus_index: np.ndarray  # (n_bus,) pandapower bus of feeder bus b
     line_index: np.ndarray  # (n_lines,) pandapower line of feeder line i (which feeds bus i + 1)
-    sgen_household: np.ndarray  # (n_sgen,) household that each static generator (net.sgen order) feeds
+    sgen_household: np.ndarray  # (n_sgen,) household that each static generator (net.sgen order) feeds; -1: passive
+    household_load: np.ndarray  # (N,) net.load row of each household
+    passive_load: np.ndarray  # (M,) net.load row of each passive load
 
     @property
     def n_households(self) -> int:
@@ -105,36 +109,65 @@ def quarter_hour_profiles_kw(code: str) -> dict[str, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=None)
-def simbench_community(code: str, dt_h: float, pv_scale: float = 1.0) -> SimbenchCommunity:
-    """The community of SimBench grid ``code`` with steps of ``dt_h`` hours (a multiple of 15 minutes)."""
+def simbench_community(code: str, dt_h: float, pv_scale: float = 1.0,
+                       agents: str = "households") -> SimbenchCommunity:
+    """The community of SimBench grid ``code`` with steps of ``dt_h`` hours (a multiple of 15 minutes); ``agents``
+    is ``households`` (the commercial and agricultural loads are passive) or ``all_loads``."""
     steps_per_sample = dt_h / SIMBENCH_STEP_H
     if not (math.isfinite(steps_per_sample) and steps_per_sample >= 1 - 1e-9
             and abs(steps_per_sample - round(steps_per_sample)) < 1e-9):
         raise ConfigError(f"dt_h={dt_h!r} must be a multiple of SimBench's 15-minute step (0.25, 0.5, 1.0, ...)")
     if not (math.isfinite(pv_scale) and pv_scale >= 0):
         raise ConfigError(f"simbench_pv_scale={pv_scale!r} must be a finite number >= 0")
+    if agents not in SIMBENCH_AGENTS:
+        raise ConfigError(f"simbench_agents={agents!r} is not allowed; choose one of {list(SIMBENCH_AGENTS)}")
     net = simbench_net(code)
     feeder, bus_index, line_index, line_km = _feeder(net, code)
     bus_of = {int(bus): b for b, bus in enumerate(bus_index)}
     load_bus = net.load.bus.to_numpy()
-    types = tuple(str(profile) for profile in net.load.profile)
-    sgen_household = np.array([_pv_owner(load_bus, types, int(bus), code) for bus in net.sgen.bus], dtype=np.int64)
+    all_types = tuple(str(profile) for profile in net.load.profile)
+    is_agent = np.array([agents == "all_loads" or not _is_passive(kind) for kind in all_types])
+    if not is_agent.any():
+        raise ConfigError(f"simbench_code={code!r} has no household loads; set simbench_agents=all_loads")
+    agent_loads, passive_loads = np.flatnonzero(is_agent), np.flatnonzero(~is_agent)
+    # Each PV unit feeds an agent at its bus if there is one (else it is passive with the loads there); unit k's
+    # owner is column sgen_owner[k] of [agents..., passive loads...].
+    owner_load = np.array([_pv_owner(load_bus, all_types, is_agent, int(bus), code) for bus in net.sgen.bus],
+                          dtype=np.int64)
+    column_of_load = np.argsort(np.concatenate([agent_loads, passive_loads]))
+    sgen_owner = column_of_load[owner_load]
 
     raw = quarter_hour_profiles_kw(code)
-    n_households = len(net.load)
-    pv_quarter_kw = np.zeros((raw["sgen_kw"].shape[0], n_households))
-    np.add.at(pv_quarter_kw.T, sgen_household, raw["sgen_kw"].T)
+    pv_quarter_kw = np.zeros((raw["sgen_kw"].shape[0], len(net.load)))
+    np.add.at(pv_quarter_kw.T, sgen_owner, raw["sgen_kw"].T)
     steps = round(steps_per_sample)
-    load_kw, load_kvar, pv_kw = (_day_steps(array, steps) for array in (raw["load_kw"], raw["load_kvar"],
+    order = np.concatenate([agent_loads, passive_loads])
+    load_kw, load_kvar, pv_kw = (_day_steps(array, steps) for array in (raw["load_kw"][:, order],
+                                                                         raw["load_kvar"][:, order],
                                                                          pv_quarter_kw * pv_scale))
-    profiles = ProfileSet(load_kw, pv_kw, pv_kw.max(axis=(0, 1)) > 0, np.arange(SIMBENCH_DAYS), dt_h,
-                          tuple(str(name) for name in net.load.name), load_kvar)
-    for array in (profiles.load_kw, profiles.pv_kw, profiles.load_kvar):
+    n = agent_loads.size
+    passive = {}
+    if passive_loads.size:
+        passive = {"passive_kw": load_kw[..., n:] - pv_kw[..., n:], "passive_kvar": load_kvar[..., n:]}
+    profiles = ProfileSet(load_kw[..., :n], pv_kw[..., :n], pv_kw[..., :n].max(axis=(0, 1)) > 0,
+                          np.arange(SIMBENCH_DAYS), dt_h, tuple(str(net.load.name[i]) for i in agent_loads),
+                          load_kvar[..., :n], **passive)
+    for name in ("load_kw", "pv_kw", "load_kvar", "passive_kw", "passive_kvar"):
+        if getattr(profiles, name) is not None:
+            getattr(profiles, name).setflags(write=False)
+    feeder = feeder.with_loads(np.array([bus_of[int(load_bus[i])] for i in agent_loads]),
+                               np.array([bus_of[int(load_bus[i])] for i in passive_loads], dtype=np.int64))
+    sgen_household = np.where(sgen_owner < n, sgen_owner, -1)
+    for array in (line_km, bus_index, line_index, sgen_household, passive_loads):
         array.setflags(write=False)
-    feeder = _with_households(feeder, np.array([bus_of[int(bus)] for bus in load_bus]))
-    for array in (line_km, bus_index, line_index, sgen_household):
-        array.setflags(write=False)
-    return SimbenchCommunity(code, feeder, profiles, types, line_km, bus_index, line_index, sgen_household)
+    return SimbenchCommunity(code, feeder, profiles, tuple(all_types[i] for i in agent_loads),
+                             tuple(all_types[i] for i in passive_loads), line_km, bus_index, line_index,
+                             sgen_household, agent_loads, passive_loads)
+
+
+def _is_passive(profile: str) -> bool:
+    """A commercial (G1..G6) or agricultural (L0..L2) standard load profile: not a household's."""
+    return profile[:1] in PASSIVE_PROFILE_LETTERS and profile[1:2].isdigit()
 
 
 def _day_steps(quarter_hours: np.ndarray, steps: int) -> np.ndarray:
@@ -143,17 +176,21 @@ def _day_steps(quarter_hours: np.ndarray, steps: int) -> np.ndarray:
     return quarter_hours.reshape(SIMBENCH_DAYS, -1, steps, n).mean(axis=2)
 
 
-def _pv_owner(load_bus: np.ndarray, types: tuple[str, ...], bus: int, code: str) -> int:
-    """The load that a PV unit at ``bus`` feeds: the first household (H0) there, else the first load there."""
+def _pv_owner(load_bus: np.ndarray, types: tuple[str, ...], is_agent: np.ndarray, bus: int, code: str) -> int:
+    """The load that a PV unit at ``bus`` feeds: the first household (H0) there, else the first agent, else the
+    first (passive) load there."""
     at_bus = np.flatnonzero(load_bus == bus)
     if at_bus.size == 0:
         raise ConfigError(f"simbench_code={code!r}: a PV unit sits at bus {bus}, which has no load to own it")
-    households = [n for n in at_bus if types[n].startswith(HOUSEHOLD_PROFILE_PREFIX)]
-    return int(households[0] if households else at_bus[0])
+    for candidates in ([n for n in at_bus if is_agent[n] and types[n].startswith(HOUSEHOLD_PROFILE_PREFIX)],
+                       [n for n in at_bus if is_agent[n]]):
+        if candidates:
+            return int(candidates[0])
+    return int(at_bus[0])
 
 
 def _feeder(net: Any, code: str) -> tuple[Feeder, np.ndarray, np.ndarray, np.ndarray]:
-    """The grid's tree below its transformer, with a placeholder household (``_with_households`` sets them)."""
+    """The grid's tree below its transformer, with a placeholder household (``Feeder.with_loads`` sets them)."""
     if len(net.trafo) != 1:
         raise ConfigError(f"simbench_code={code!r}: expected one MV/LV transformer, found {len(net.trafo)}")
     trafo = net.trafo.iloc[0]
@@ -209,12 +246,6 @@ def _lv_set_point_pu(net: Any, trafo: Any) -> float:
     return float(grid.vm_pu.iloc[0] * hv_bus_kv / hv_kv * lv_kv / lv_bus_kv)
 
 
-def _with_households(feeder: Feeder, household_bus: np.ndarray) -> Feeder:
-    return Feeder(feeder.parent, feeder.r_ohm, feeder.x_ohm, feeder.line_rating_kva, household_bus,
-                  feeder.transformer_kva, feeder.v_nominal_kv, feeder.v_slack_pu, feeder.transformer_r_ohm,
-                  feeder.transformer_x_ohm)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Validation against pandapower's AC power flow
 # ---------------------------------------------------------------------------------------------------------
@@ -251,12 +282,18 @@ def ac_validation(code: str, step: int) -> AcComparison:
     net.sgen["p_mw"] = raw["sgen_kw"][step] / _MW_TO_KW
     net.sgen["q_mvar"] = 0.0
     net.storage["in_service"] = False
+    # SimBench's 2024/2034 scenarios set tap positions, but leave tap_changer_type empty, which pandapower 3
+    # reads as "no tap changer" and ignores the tap; the feeder's v_slack_pu applies it, so the AC run must too.
+    net.trafo["tap_changer_type"] = "Ratio"
     pp.runpp(net)
 
     profiles = community.profiles
     day, t = divmod(step, profiles.steps_per_day)
     p_kw = profiles.load_kw[day, t] - profiles.pv_kw[day, t]
-    flow = linear_power_flow(community.feeder, p_kw[None], profiles.load_kvar[day, t][None])
+    passive = {}
+    if community.feeder.n_passive:
+        passive = {"passive_kw": profiles.passive_kw[day, t][None], "passive_kvar": profiles.passive_kvar[day, t][None]}
+    flow = linear_power_flow(community.feeder, p_kw[None], profiles.load_kvar[day, t][None], **passive)
     feeder = community.feeder
     v_ac = net.res_bus.vm_pu.loc[community.bus_index].to_numpy()
     line = net.res_line.loc[community.line_index]
