@@ -56,7 +56,9 @@ settlement, clipped by the same ``feasible_power``. It is one more participant o
 * Its setpoint comes from the caller's ``operator_action`` (B, 2) = (setpoint share in [-1, 1] of
   ``shared_battery_kw``, limit price share in [0, 1]), or, without one, from its rule: charge the community's
   surplus and discharge into its deficit, ``setpoint = -sum_n net_kw`` (the households' net after their own
-  batteries), bidding retail while it charges and asking feed-in while it discharges (share 1 / 0).
+  batteries), discharging no further than its start energy (draining that never pays: the end-of-day
+  settlement buys it back at the day's highest retail price); bidding retail while it charges and asking
+  feed-in while it discharges (share 1 / 0).
   ``shared_battery_control="operator"`` makes the PettingZoo/AEC views expose a ``community_operator`` agent
   whose action this is; the perfect-foresight optimum and MPC pass the dispatch they plan.
 * Its net power ``charge - discharge`` enters the power flow at its bus and the market as one more order:
@@ -477,6 +479,11 @@ class CommunityCore:
         or the rule of the module docstring."""
         if operator_action is None:
             setpoint_kw = -household_net_kw.sum(axis=1, keepdims=True)
+            # Discharge only what it stored above its start energy today: draining below it never pays (the
+            # end-of-day settlement buys it back at the day's highest retail price).
+            above_start_kwh = np.maximum(self.shared_energy_kwh - self.shared_start_energy_kwh, 0.0)
+            setpoint_kw = np.maximum(setpoint_kw, -above_start_kwh * self.shared_battery.discharge_efficiency
+                                     / self.dt_h)
         else:
             setpoint_kw = _clip(operator_action[:, :1], -1.0, 1.0) * self.shared_battery.max_kw
         charge_kw, discharge_kw = feasible_power(setpoint_kw, self.shared_energy_kwh, self.shared_battery,
