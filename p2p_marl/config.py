@@ -314,6 +314,9 @@ def _validate(cfg: EnvConfig) -> None:
         raise ConfigError(f"shared_battery_bus={cfg.shared_battery_bus!r} / shared_battery_control="
                           f"{cfg.shared_battery_control!r} apply to a shared battery only; set shared_battery_kwh and "
                           "shared_battery_kw > 0 too")
+    if cfg.shared_battery_control == "operator" and cfg.action_mode != "continuous":
+        raise ConfigError(f"shared_battery_control='operator' needs action_mode='continuous' (the operator's action "
+                          f"is continuous), got action_mode={cfg.action_mode!r}")
     if cfg.data_csv is not None and not isinstance(cfg.data_csv, str):
         raise ConfigError(f"data_csv must be a file path or None, got {cfg.data_csv!r}")
     synthetic_n_days = EnvConfig.__dataclass_fields__["n_days"].default
@@ -334,6 +337,14 @@ def _validate(cfg: EnvConfig) -> None:
     if cfg.forecast_csv is not None and cfg.data_csv is None:
         raise ConfigError("forecast_csv needs data_csv: its forecasts are matched to the data file's households "
                           "and dates")
+
+
+def check_households_only(cfg: EnvConfig, view: str) -> None:
+    """``ConfigError`` unless ``view`` (a view or trainer that acts for the households alone) can run ``cfg``: the
+    community operator (``shared_battery_control="operator"``) is an agent of the PettingZoo/AEC views only."""
+    if cfg.shared_battery_control == "operator":
+        raise ConfigError(f"shared_battery_control='operator' adds an agent that only the PettingZoo/AEC views "
+                          f"expose; {view} acts for the households alone (set shared_battery_control=rule)")
 
 
 def check_simbench_code(code: Any) -> None:
