@@ -308,8 +308,8 @@ def _validate(cfg: EnvConfig) -> None:
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; choose one of {list(allowed)}")
     if (cfg.shared_battery_kwh > 0) != (cfg.shared_battery_kw > 0):
-        raise ConfigError(f"shared_battery_kwh={cfg.shared_battery_kwh!r} with shared_battery_kw={cfg.shared_battery_kw!r}: "
-                          "a shared battery needs both > 0 (both 0, the default, is none)")
+        raise ConfigError(f"shared_battery_kwh={cfg.shared_battery_kwh!r} with shared_battery_kw="
+                          f"{cfg.shared_battery_kw!r}: a shared battery needs both > 0 (both 0, the default, is none)")
     if cfg.shared_battery_kwh == 0 and (cfg.shared_battery_bus != 0 or cfg.shared_battery_control != "rule"):
         raise ConfigError(f"shared_battery_bus={cfg.shared_battery_bus!r} / shared_battery_control="
                           f"{cfg.shared_battery_control!r} apply to a shared battery only; set shared_battery_kwh and "

@@ -207,8 +207,8 @@ def test_energy_and_money_balance_with_the_shared_battery_and_loss_charges(seed,
             assert np.all(shared["soc"] >= cfg.soc_min - 1e-12) and np.all(shared["soc"] <= cfg.soc_max + 1e-12)
             assert np.all(shared["charge_kwh"] <= cfg.shared_battery_kw * cfg.dt_h + 1e-12)
             assert np.all(shared["discharge_kwh"] <= cfg.shared_battery_kw * cfg.dt_h + 1e-12)
-        np.testing.assert_allclose(info["p2p_payment"].sum(1) - info["p2p_revenue"].sum(1) + shared["p2p_payment"][:, 0],
-                                   0.0, atol=1e-9)
+        np.testing.assert_allclose(
+            info["p2p_payment"].sum(1) - info["p2p_revenue"].sum(1) + shared["p2p_payment"][:, 0], 0.0, atol=1e-9)
         loss_charge = info.get("loss_charge", np.zeros((4, n)))
         assert np.all(loss_charge >= 0.0)
         assert np.all(loss_charge.sum(1) <= info["feeder_loss_kwh"][:, 0] * retail[:, 0] * (1 + 1e-9) + 1e-15)
@@ -257,8 +257,8 @@ def test_the_rule_charges_the_surplus_and_discharges_no_further_than_its_start()
 # ------------------------------------------------------------------ the optimum and MPC
 
 
-@pytest.mark.parametrize("design", ["busbar", "lateral, distance fee, P2P losses", "sdr, flat fee by sellers, all losses",
-                                    "losses only"])
+@pytest.mark.parametrize("design", ["busbar", "lateral, distance fee, P2P losses",
+                                    "sdr, flat fee by sellers, all losses", "losses only"])
 def test_the_optimum_dispatches_the_shared_battery_bounds_every_rule_and_replays_to_its_cost(design):
     """Acted out (households by their actions, the battery by the operator action), the environment charges the
     schedule's ``cost`` within 1e-6, loss charges included; the LP objective ``lower_bound`` leaves them out and

@@ -91,5 +91,6 @@ class MPCPolicy:
     def act_operator(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         """The shared battery's first step of the plans ``act`` made for this step (B, 2)."""
         if self._planned_step != core.t:
-            raise RuntimeError("MPCPolicy.act_operator plays the plan of act(core, obs) of the same step; call act first")
+            raise RuntimeError("MPCPolicy.act_operator plays the plan of act(core, obs) of the same step; call act "
+                               "first")
         return self._operator_action

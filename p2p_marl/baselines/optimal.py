@@ -679,7 +679,8 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
         network_penalty=voltage_penalty + overload_price * true_overload_kva.sum(),
         overload_kva=np.bincount(overloads.step, weights=true_overload_kva, minlength=steps),
         mixed_integer=mixed_integer, p2p_trade=p2p_trade, p2p_fee=p2p_fee, loss_charge=loss_charge,
-        shared_charge_kw=charge_kw[:, n_agents:].sum(axis=1), shared_discharge_kw=discharge_kw[:, n_agents:].sum(axis=1),
+        shared_charge_kw=charge_kw[:, n_agents:].sum(axis=1),
+        shared_discharge_kw=discharge_kw[:, n_agents:].sum(axis=1),
         cut_rounds=cut_round, n_columns=lp.num_col_, n_rows=lp.num_row_, n_nonzeros=n_nonzeros, build_s=build_s,
         solve_s=solve_s)
 
