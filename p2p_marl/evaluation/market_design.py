@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,8 @@ def plot(path: Path, results: dict[str, dict[str, dict[str, np.ndarray]]], title
                               linewidth=1.0, label="grid-only (no P2P)")
             ax.legend(handles=[line], fontsize=8, loc="lower left")
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(x, [d.replace(", ", ",\n").replace(" + ", " +\n") for d in designs], fontsize=8)
+        ax.set_xticks(x, [textwrap.fill(d, 18) for d in designs], fontsize=7, rotation=35, ha="right",
+                      rotation_mode="anchor")
         ax.set_ylabel(ylabel, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
