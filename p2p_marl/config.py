@@ -28,6 +28,8 @@ SIMBENCH_REPLACES = ("n_days", "prosumer_share", "n_laterals", "segment_km", "r_
 SIMBENCH_AGENTS = ("households", "all_loads")
 P2P_FEE_BASES = ("flat", "distance")  # see p2p_marl.sim.fees
 P2P_FEE_PAYERS = ("buyer", "seller", "both")
+SHARED_BATTERY_CONTROLS = ("rule", "operator")  # see p2p_marl.sim.community
+LOSS_ALLOCATIONS = ("none", "p2p_volume", "net_energy")  # see p2p_marl.sim.fees
 
 
 class ConfigError(ValueError):
@@ -112,6 +114,21 @@ class EnvConfig:
     p2p_fee_per_kwh: float = 0.0
     p2p_fee_basis: str = "flat"
     p2p_fee_payer: str = "buyer"
+    # The feeder's losses (infos feeder_loss_kwh) charged to the households at the step's retail price, paid to
+    # the utility (p2p_marl.sim.fees.loss_charges): none (the default: nobody is billed for them), p2p_volume
+    # (each household pays for its P2P energy's share of the energy the meters move) or net_energy (every
+    # household for its share, P2P and grid energy alike).
+    loss_allocation: str = "none"
+
+    # Shared community battery (p2p_marl.sim.community), off at 0 kWh: a battery of the community at feeder bus
+    # shared_battery_bus (0 = the transformer's LV busbar), with the households' efficiencies, SoC bounds, start
+    # SoC, wear cost and end-of-day settlement. It trades in the market like a household; its bill is split
+    # equally among the households. shared_battery_control: run by its rule (charge the community's surplus,
+    # discharge into its deficit) or, in the PettingZoo/AEC views, by a community-operator agent.
+    shared_battery_kwh: float = 0.0
+    shared_battery_kw: float = 0.0
+    shared_battery_bus: int = 0
+    shared_battery_control: str = "rule"
 
     # Feeder (radial LV, LinDistFlow)
     # Defaults: a weak rural feeder that binds. Two 1.25 km laterals of NAYY 4x35 cable (about 85 kVA) behind a
@@ -201,6 +218,9 @@ _RANGES: tuple[Range, ...] = (
     ("k", 0.0, 1.0, True, True),
     ("simbench_pv_scale", 0.0, 100.0, True, True),
     ("p2p_fee_per_kwh", 0.0, math.inf, True, False),
+    ("shared_battery_kwh", 0.0, math.inf, True, False),
+    ("shared_battery_kw", 0.0, math.inf, True, False),
+    ("shared_battery_bus", 0, 100_000, True, True),
     ("n_laterals", 1, 1000, True, True),
     ("segment_km", 0.0, 10.0, False, True),
     ("r_ohm_per_km", 0.0, math.inf, True, False),
@@ -221,7 +241,7 @@ _RANGES: tuple[Range, ...] = (
 )
 
 _INT_FIELDS = {"n_agents", "community_seed", "forecast_seed", "n_days", "n_laterals", "n_battery_levels", "n_price_levels",
-               "n_curtail_levels"}
+               "n_curtail_levels", "shared_battery_bus"}
 _OPTIONAL_PRICES = ("end_refill_price_per_kwh", "end_surplus_price_per_kwh")
 
 
@@ -287,9 +307,20 @@ def _validate(cfg: EnvConfig) -> None:
                           f"dt_h={cfg.dt_h!r} h")
     for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES),
                           ("forecaster", FORECASTERS), ("p2p_fee_basis", P2P_FEE_BASES),
-                          ("p2p_fee_payer", P2P_FEE_PAYERS), ("simbench_agents", SIMBENCH_AGENTS)):
+                          ("p2p_fee_payer", P2P_FEE_PAYERS), ("simbench_agents", SIMBENCH_AGENTS),
+                          ("loss_allocation", LOSS_ALLOCATIONS), ("shared_battery_control", SHARED_BATTERY_CONTROLS)):
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; choose one of {list(allowed)}")
+    if (cfg.shared_battery_kwh > 0) != (cfg.shared_battery_kw > 0):
+        raise ConfigError(f"shared_battery_kwh={cfg.shared_battery_kwh!r} with shared_battery_kw="
+                          f"{cfg.shared_battery_kw!r}: a shared battery needs both > 0 (both 0, the default, is none)")
+    if cfg.shared_battery_kwh == 0 and (cfg.shared_battery_bus != 0 or cfg.shared_battery_control != "rule"):
+        raise ConfigError(f"shared_battery_bus={cfg.shared_battery_bus!r} / shared_battery_control="
+                          f"{cfg.shared_battery_control!r} apply to a shared battery only; set shared_battery_kwh and "
+                          "shared_battery_kw > 0 too")
+    if cfg.shared_battery_control == "operator" and cfg.action_mode != "continuous":
+        raise ConfigError(f"shared_battery_control='operator' needs action_mode='continuous' (the operator's action "
+                          f"is continuous), got action_mode={cfg.action_mode!r}")
     if cfg.data_csv is not None and not isinstance(cfg.data_csv, str):
         raise ConfigError(f"data_csv must be a file path or None, got {cfg.data_csv!r}")
     synthetic_n_days = EnvConfig.__dataclass_fields__["n_days"].default
@@ -313,6 +344,14 @@ def _validate(cfg: EnvConfig) -> None:
     if cfg.forecast_csv is not None and cfg.data_csv is None:
         raise ConfigError("forecast_csv needs data_csv: its forecasts are matched to the data file's households "
                           "and dates")
+
+
+def check_households_only(cfg: EnvConfig, view: str) -> None:
+    """``ConfigError`` unless ``view`` (a view or trainer that acts for the households alone) can run ``cfg``: the
+    community operator (``shared_battery_control="operator"``) is an agent of the PettingZoo/AEC views only."""
+    if cfg.shared_battery_control == "operator":
+        raise ConfigError(f"shared_battery_control='operator' adds an agent that only the PettingZoo/AEC views "
+                          f"expose; {view} acts for the households alone (set shared_battery_control=rule)")
 
 
 def check_simbench_code(code: Any) -> None:

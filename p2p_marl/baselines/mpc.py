@@ -7,7 +7,8 @@ battery, feeder, curtailment and end-of-day settlement as the perfect-foresight 
 applied as ``OptimalPolicy`` applies a step (setpoint and curtailment shares; bid retail when the household
 is a net buyer, ask feed-in when a net seller), and the next step plans again. With the ``oracle`` forecaster
 MPC is the perfect-foresight optimum (every re-plan continues an optimal schedule); with any other it pays
-for its forecast errors.
+for its forecast errors. A shared community battery is planned with the rest (``act_operator`` applies its
+first step, from the same LP).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class MPCPolicy:
         self.progress = progress
         self._forecaster: Forecaster | None = None
         self._bar: Progress | None = None
+        self._operator_action = np.zeros((0, 2))  # the shared battery's first step of the latest plans ...
+        self._planned_step = -1  # ... made at this step
 
     def reset(self, core: CommunityCore) -> None:
         cfg = core.config
@@ -68,13 +71,26 @@ class MPCPolicy:
         t, end = core.t, core.steps_per_episode
         known = self._forecaster.known_day(core.days, t)[:, t:end]  # (B, T - t, 2, N)
         actions = np.zeros((core.batch_size, core.n_agents, ACTION_DIM))
+        self._operator_action = np.zeros((core.batch_size, 2))
         for b, day in enumerate(core.days):
             problem = DispatchProblem(int(day), t, known[b, :, 0], known[b, :, 1], core.energy_kwh[b],
-                                      core.start_energy_kwh[b])
+                                      core.start_energy_kwh[b], float(core.shared_energy_kwh[b, 0]),
+                                      float(core.shared_start_energy_kwh[b, 0]))
             # Step t's load and PV in the plan are metered, the truth, so its first step acts out exactly.
-            actions[b] = solve_dispatch(core, problem, self.network).actions(core.battery.max_kw)[0]
+            schedule = solve_dispatch(core, problem, self.network)
+            actions[b] = schedule.actions(core.battery.max_kw)[0]
+            if core.has_shared_battery:
+                self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]
             if self._bar is not None:
                 self._bar.update(t * core.batch_size + b + 1)
         if t == end - 1 and self._bar is not None:
             self._bar.close()
+        self._planned_step = t
         return actions
+
+    def act_operator(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        """The shared battery's first step of the plans ``act`` made for this step (B, 2)."""
+        if self._planned_step != core.t:
+            raise RuntimeError("MPCPolicy.act_operator plays the plan of act(core, obs) of the same step; call act "
+                               "first")
+        return self._operator_action

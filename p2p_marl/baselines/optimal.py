@@ -46,6 +46,20 @@ least the LP's for its dispatch, so ``lower_bound`` (the objective) stays a lowe
 ``cost`` is what acting the schedule out costs (trading P2P in the steps where that beats the pro-rata fee).
 The fee's payer only moves money inside the community; the LP does not depend on it.
 
+Shared community battery (``shared_battery_kwh > 0``, see ``p2p_marl.sim.community``): one more battery of the
+same model (columns c, d, e with its own capacity and power limit, its own settlement and wear), whose power
+enters the balance and, at its bus, the network rows (``core.flow_rows``); with a fee it is one more meter.
+Its bill is the community's, so the objective is unchanged. ``OptimalPolicy`` dispatches it through the core's
+``operator_action`` (``OptimalSchedule.operator_actions``: its setpoint, and retail bids while it charges,
+feed-in asks while it discharges, like a household), whatever ``shared_battery_control`` says.
+
+Loss charges (``loss_allocation``, ``p2p_marl.sim.fees.loss_charges``): the I^2 R losses are quadratic in the
+flows, and the LP leaves them out. Their charge is never negative, so the objective (``lower_bound``) stays a lower
+bound on every policy's cost; ``cost`` adds the charge that acting the schedule out incurs (``loss_charge``,
+computed with the environment's own power flow, losses and allocation on the schedule's dispatch), which is what
+the environment charges it, to round-off. The schedule is then optimal for the cost without the loss charge, not
+with it: ``cost - lower_bound`` bounds how far from optimal it can be.
+
 The settlement's refill price per stored kWh exceeds its surplus credit, so at most one of the two is non-zero,
 and the term is exactly the environment's ``end_settlement``.
 
@@ -103,8 +117,8 @@ import scipy.sparse as sp
 from p2p_marl.progress import track
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
-from p2p_marl.sim.feeder import power_flow_arrays
-from p2p_marl.sim.fees import p2p_fees
+from p2p_marl.sim.feeder import line_losses_kw, power_flow_arrays
+from p2p_marl.sim.fees import loss_charges, p2p_fees
 
 # A battery is taken to charge and discharge at once if both exceed this (kW): well above HiGHS's
 # feasibility tolerance (1e-7), far below any power that changes a bill.
@@ -131,6 +145,8 @@ class DispatchProblem:
     pv_kw: np.ndarray  # (T - first_step, N)
     energy_kwh: np.ndarray  # (N,) stored at the start of first_step
     start_energy_kwh: np.ndarray  # (N,) stored at the episode's start: what the end settlement refers to
+    shared_energy_kwh: float = 0.0  # the shared battery's (if the community has one), at first_step ...
+    shared_start_energy_kwh: float = 0.0  # ... and at the episode's start
 
     def check(self, core: CommunityCore) -> None:
         """``ValueError`` unless the problem fits ``core``: a day of its profiles, steps up to the episode's end,
@@ -153,8 +169,9 @@ class DispatchProblem:
         steps = core.config.steps_per_episode
         if start_kwh is None:
             start_kwh = core.config.soc_initial * core.battery.capacity_kwh
+        shared_kwh = core.config.soc_initial * core.config.shared_battery_kwh
         return cls(day, 0, core.profiles.load_kw[day, :steps], core.profiles.pv_kw[day, :steps], start_kwh,
-                   start_kwh)
+                   start_kwh, shared_kwh, shared_kwh)
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,6 +198,9 @@ class OptimalSchedule:
     mixed_integer: bool  # solved again with charge-or-discharge binaries (see the module docstring)
     p2p_trade: np.ndarray  # (T,) bool: the community trades P2P in the step (always, without a P2P fee)
     p2p_fee: float  # money: the network charges on P2P volume within ``cost``
+    loss_charge: float  # money: the loss charges of acting the schedule out, within ``cost`` (not the LP's)
+    shared_charge_kw: np.ndarray  # (T,) the shared battery's; 0 without one
+    shared_discharge_kw: np.ndarray  # (T,)
     cut_rounds: int  # rounds of overload cuts added after the first solve
     n_columns: int  # size of the model as built, before any cut rows
     n_rows: int
@@ -211,6 +231,14 @@ class OptimalSchedule:
         buys = self.household_net_kw() > 0
         price = np.where(self.p2p_trade[:, None], buys, ~buys).astype(np.float64)
         return np.stack([setpoint.clip(-1.0, 1.0), price, curtail.clip(0.0, 1.0)], axis=-1)
+
+    def operator_actions(self, shared_max_kw: float) -> np.ndarray:
+        """(T, 2) the core's ``operator_action`` that acts the shared battery's schedule out: setpoint share
+        ``(charge - discharge) / shared_max_kw`` and price share as in ``actions`` (bid retail while charging)."""
+        power_kw = self.shared_charge_kw - self.shared_discharge_kw
+        buys = power_kw > 0
+        price = np.where(self.p2p_trade, buys, ~buys).astype(np.float64)
+        return np.stack([(power_kw / shared_max_kw).clip(-1.0, 1.0), price], axis=-1)
 
 
 class _ModelBuilder:
@@ -287,9 +315,9 @@ def _couple(model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements:
 
 @dataclass(frozen=True)
 class _Decisions:
-    """Column indices of the per-household decisions that move net power: (T, M) batteries, (T, P) PV."""
+    """Column indices of the per-participant decisions that move net power: (T, M) batteries, (T, P) PV."""
 
-    batteries: np.ndarray  # household index of each battery column
+    batteries: np.ndarray  # participant index of each battery column (N: the shared battery)
     charge: np.ndarray
     discharge: np.ndarray
     pv_households: np.ndarray  # household index of each curtailment column
@@ -298,7 +326,8 @@ class _Decisions:
     def couple(self, model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray,
                household_matrix: np.ndarray) -> None:
         """Add ``(c - d + k) @ household_matrix[:, elements[k]]`` at step ``steps[k]`` to each ``rows[k]``;
-        ``household_matrix`` (N, n_elements) is a sensitivity or path matrix over all households."""
+        ``household_matrix`` (P, n_elements) is a sensitivity or path matrix over all participants (households,
+        then the shared battery: ``core.flow_rows``)."""
         battery_matrix = household_matrix[self.batteries]
         _couple(model, rows, steps, elements, battery_matrix, self.charge, 1.0)
         _couple(model, rows, steps, elements, battery_matrix, self.discharge, -1.0)
@@ -375,6 +404,17 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     pv_households = np.flatnonzero(pv_kw.max(axis=0) > 0)
     capacity_kwh = battery.capacity_kwh[batteries]
     max_kw = battery.max_kw[batteries]
+    start_kwh = problem.start_energy_kwh[batteries]
+    stored_kwh = problem.energy_kwh[batteries]
+    market_base_kw = base_kw  # (T, P) each market participant's net with idle batteries and all PV used
+    if core.has_shared_battery:  # participant N, the last battery column: the shared battery
+        batteries = np.append(batteries, core.n_agents)
+        capacity_kwh = np.append(capacity_kwh, cfg.shared_battery_kwh)
+        max_kw = np.append(max_kw, cfg.shared_battery_kw)
+        start_kwh = np.append(start_kwh, problem.shared_start_energy_kwh)
+        stored_kwh = np.append(stored_kwh, problem.shared_energy_kwh)
+        market_base_kw = np.hstack([base_kw, np.zeros((steps, 1))])
+    rows = core.flow_rows  # the power flow's rows of every participant
     shape = (steps, batteries.size)
 
     model = _ModelBuilder()
@@ -388,8 +428,7 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     grid_export = model.columns((steps,), -core.feed_in_per_kwh[prices] * dt_h, 0.0, np.inf)
 
     # SoC dynamics: e[t] - e[t-1] - eta_c dt c[t] + dt / eta_d d[t] = (e_initial at t = 0, else 0)
-    start_kwh = problem.start_energy_kwh[batteries]
-    initial_kwh = np.where(np.arange(steps)[:, None] == 0, problem.energy_kwh[batteries], 0.0)
+    initial_kwh = np.where(np.arange(steps)[:, None] == 0, stored_kwh, 0.0)
     dynamics = model.rows(shape, initial_kwh, initial_kwh)
     model.entries(dynamics, energy, 1.0)
     model.entries(dynamics[1:], energy[:-1], -1.0)
@@ -419,7 +458,7 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
 
     p2p_traded = no_columns
     if cfg.p2p_fee_per_kwh > 0.0:
-        p2p_traded = _add_p2p_volume(model, core, decisions, base_kw, grid_import, grid_export)
+        p2p_traded = _add_p2p_volume(model, core, decisions, market_base_kw, grid_import, grid_export)
 
     voltage_slack = no_columns
     overloads = _Overloads(no_columns, no_columns, no_columns, np.zeros(0), np.zeros(0))
@@ -428,29 +467,29 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
         sens_p = feeder.voltage_sens_p_pu_per_kw  # (N, n_bus), >= 0
         # Idle batteries and all PV used, the passive loads' fixed power superposed (none: zero columns).
         passive_kw, passive_kvar = core.passive_power(problem.day, prices) or (np.zeros((steps, 0)),) * 2
-        v0_pu, _, line_base_kw, _, _, _ = power_flow_arrays(feeder, base_kw, q_kvar, passive_kw, passive_kvar)
+        v0_pu, _, line_base_kw, _, _, _ = power_flow_arrays(feeder, base_kw, q_kvar, None, passive_kw, passive_kvar)
         # The most the decisions can move each bus: up by discharging, down by charging and curtailing.
-        battery_swing_pu = max_kw @ sens_p[batteries]
+        battery_swing_pu = max_kw @ rows.voltage_sens_p_pu_per_kw[batteries]
         curtail_swing_pu = pv_kw[:, pv_households] @ sens_p[pv_households]
         step, bus = np.nonzero((v0_pu - battery_swing_pu - curtail_swing_pu < cfg.v_min_pu)
                                | (v0_pu + battery_swing_pu > cfg.v_max_pu))
         voltage_slack = model.columns((2, step.size), cfg.voltage_penalty_per_pu_h * dt_h, 0.0, np.inf)
         voltage = model.rows((step.size,), cfg.v_min_pu - v0_pu[step, bus], cfg.v_max_pu - v0_pu[step, bus])
-        decisions.couple(model, voltage, step, bus, -sens_p)
+        decisions.couple(model, voltage, step, bus, -rows.voltage_sens_p_pu_per_kw)
         model.entries(voltage, voltage_slack[0], 1.0)
         model.entries(voltage, voltage_slack[1], -1.0)
 
         # Lines: flow P_l - (c - d + k) @ downstream = (load - pv) @ downstream, where it could overload.
         price = cfg.overload_penalty_per_kvah * dt_h
         line_q_kvar = q_kvar @ feeder.downstream + passive_kvar @ feeder.passive_downstream
-        reach_kw = (np.abs(line_base_kw) + max_kw @ feeder.downstream[batteries]
+        reach_kw = (np.abs(line_base_kw) + max_kw @ rows.downstream[batteries]
                     + pv_kw[:, pv_households] @ feeder.downstream[pv_households])
         may_overload = np.hypot(reach_kw, line_q_kvar) > feeder.line_rating_kva
         step, line, lines = _add_overload_elements(model, line_base_kw.shape, may_overload, line_q_kvar,
                                                    feeder.line_rating_kva, price)
         flow_rows = model.rows((step.size,), line_base_kw[step, line], line_base_kw[step, line])
         model.entries(flow_rows, lines.flow, 1.0)
-        decisions.couple(model, flow_rows, step, line, -feeder.downstream)
+        decisions.couple(model, flow_rows, step, line, -rows.downstream)
 
         # Transformer: flow P - I + X = the passive loads' net power.
         trafo_q_kvar = q_kvar.sum(axis=1) + passive_kvar.sum(axis=1)
@@ -511,27 +550,44 @@ def _add_p2p_volume(model: _ModelBuilder, core: CommunityCore, decisions: _Decis
     return traded
 
 
-def _acted_out_market(core: CommunityCore, problem: DispatchProblem, household_net_kw: np.ndarray
-                      ) -> tuple[np.ndarray, float, float]:
-    """With a P2P fee: (the steps in which trading P2P is worth its fee (T,) bool, the community's grid bill
-    and fees when the schedule is acted out so, and those fees) for ``household_net_kw`` (T, N).
+def _acted_out_market(core: CommunityCore, problem: DispatchProblem, market_net_kw: np.ndarray
+                      ) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """(the steps in which trading P2P is worth its fee (T,) bool, the community's grid bill and fees when the
+    schedule is acted out so, those fees, and the P2P energy each participant trades then (2, T, P)) for
+    ``market_net_kw`` (T, P), the participants' planned net (households, then the shared battery).
 
     Under ``OptimalSchedule.actions``' bids every mechanism clears the pooled volumes (the short side whole, the
-    long side pro rata), so each step's choice is all of them or none.
+    long side pro rata), so each step's choice is all of them or none; without a fee it is all.
     """
     cfg, dt_h = core.config, core.dt_h
-    steps = household_net_kw.shape[0]
+    steps = market_net_kw.shape[0]
     prices = slice(problem.first_step, problem.first_step + steps)
     retail, feed_in = core.retail_per_kwh[prices], core.feed_in_per_kwh[prices]
-    side_kwh = np.maximum(SIDE_SIGN * household_net_kw, 0.0) * dt_h  # (2, T, N), the steps as a batch
-    traded_kwh = clear_sides(side_kwh, np.zeros_like(household_net_kw), retail, feed_in, "mid_market", 0.5)[0]
+    side_kwh = np.maximum(SIDE_SIGN * market_net_kw, 0.0) * dt_h  # (2, T, P), the steps as a batch
+    traded_kwh = clear_sides(side_kwh, np.zeros_like(market_net_kw), retail, feed_in, "mid_market", 0.5)[0]
     fee = p2p_fees(traded_kwh, cfg.p2p_fee_per_kwh, core.p2p_fee_matrix_per_kwh, cfg.p2p_fee_payer).sum(axis=1)
     volume_kwh = traded_kwh[BUY].sum(axis=1)
     trade = (retail - feed_in) * volume_kwh > fee
     kept_kwh = np.where(trade, volume_kwh, 0.0)
     bill = (retail * (side_kwh[BUY].sum(axis=1) - kept_kwh) - feed_in * (side_kwh[SELL].sum(axis=1) - kept_kwh)
             + np.where(trade, fee, 0.0))
-    return trade, float(bill.sum()), float(fee[trade].sum())
+    return trade, float(bill.sum()), float(fee[trade].sum()), traded_kwh * trade[:, None]
+
+
+def _acted_out_loss_charge(core: CommunityCore, problem: DispatchProblem, market_net_kw: np.ndarray,
+                           traded_kwh: np.ndarray) -> float:
+    """The community's loss charges (money) when the schedule's ``market_net_kw`` (T, P) is acted out with P2P
+    trades ``traded_kwh`` (2, T, P): the environment's power flow, losses and allocation, steps as a batch."""
+    steps, n_agents = market_net_kw.shape[0], core.n_agents
+    prices = slice(problem.first_step, problem.first_step + steps)
+    q_kvar = np.zeros_like(market_net_kw)  # the shared battery runs at unity power factor
+    q_kvar[:, :n_agents] = core.reactive_kvar(problem.load_kw, problem.day, prices)
+    voltage_pu, _, _, line_flow_kva, _, _ = power_flow_arrays(core.feeder, market_net_kw, q_kvar, core.flow_rows,
+                                                              *core.passive_power(problem.day, prices))
+    loss_kwh = line_losses_kw(core.feeder, line_flow_kva, voltage_pu) * core.dt_h
+    charges = loss_charges(loss_kwh, core.retail_per_kwh[prices][:, None], market_net_kw[:, :n_agents] * core.dt_h,
+                           traded_kwh[:, :, :n_agents], core.config.loss_allocation)
+    return float(charges.sum())
 
 
 def _run(highs: highspy.Highs, day: int, network: bool, mixed_integer: bool, time_limit_s: float) -> float:
@@ -587,37 +643,51 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
 
     decisions = model.decisions
     steps = decisions.charge.shape[0]
+    n_agents, n_participants = core.n_agents, core.flow_rows.downstream.shape[0]
 
-    def per_household(columns: np.ndarray, households: np.ndarray) -> np.ndarray:
-        out = np.zeros((steps, core.n_agents))
-        out[:, households] = x[columns]
+    def per_participant(columns: np.ndarray, participants: np.ndarray) -> np.ndarray:
+        out = np.zeros((steps, n_participants))
+        out[:, participants] = x[columns]
         return out
 
+    charge_kw = per_participant(decisions.charge, decisions.batteries)
+    discharge_kw = per_participant(decisions.discharge, decisions.batteries)
+    curtailed_kw = per_participant(decisions.curtailed, decisions.pv_households)[:, :n_agents]
+    households = slice(0, n_agents)
     lower_bound = float(info.mip_dual_bound) if mixed_integer else objective
     cost = objective + float(gap)
-    p2p_trade, p2p_fee = np.ones(steps, dtype=bool), 0.0
-    if model.p2p_traded.size:
-        # The LP may route each buyer's P2P energy to its nearest sellers or trade part of a step's volume; acted
-        # out, the market allocates pro rata and trades all or nothing: cost is what the environment charges.
-        market = np.concatenate([model.grid_import, model.grid_export, model.p2p_traded.ravel()])
-        net_kw = (problem.load_kw - problem.pv_kw + per_household(decisions.curtailed, decisions.pv_households)
-                  + per_household(decisions.charge, decisions.batteries)
-                  - per_household(decisions.discharge, decisions.batteries))
-        p2p_trade, acted_bill, p2p_fee = _acted_out_market(core, problem, net_kw)
-        cost += acted_bill - float(cost_vector[market] @ x[market])
+    p2p_trade, p2p_fee, loss_charge = np.ones(steps, dtype=bool), 0.0, 0.0
+    loss_allocation = core.config.loss_allocation
+    if model.p2p_traded.size or loss_allocation != "none":
+        # (T, P) each participant's planned net: the households at their meters, then the shared battery.
+        market_net_kw = charge_kw - discharge_kw
+        market_net_kw[:, households] = (problem.load_kw - problem.pv_kw + curtailed_kw + charge_kw[:, households]
+                                        - discharge_kw[:, households])
+        trade, acted_bill, acted_fee, traded_kwh = _acted_out_market(core, problem, market_net_kw)
+        if model.p2p_traded.size:
+            # The LP may route each buyer's P2P energy to its nearest sellers or trade part of a step's volume;
+            # acted out, the market allocates pro rata and trades all or nothing: cost is what the environment
+            # charges.
+            market = np.concatenate([model.grid_import, model.grid_export, model.p2p_traded.ravel()])
+            p2p_trade, p2p_fee = trade, acted_fee
+            cost += acted_bill - float(cost_vector[market] @ x[market])
+        if loss_allocation != "none":
+            loss_charge = _acted_out_loss_charge(core, problem, market_net_kw, traded_kwh)
+            cost += loss_charge
     voltage_penalty = float(cost_vector[model.voltage_slack].ravel() @ x[model.voltage_slack].ravel())
     return OptimalSchedule(
         problem=problem, network=network, cost=cost, lower_bound=lower_bound,
-        charge_kw=per_household(decisions.charge, decisions.batteries),
-        discharge_kw=per_household(decisions.discharge, decisions.batteries),
-        curtailed_kw=per_household(decisions.curtailed, decisions.pv_households),
+        charge_kw=charge_kw[:, households], discharge_kw=discharge_kw[:, households], curtailed_kw=curtailed_kw,
         end_settlement=float(cost_vector[model.end_shortfall] @ x[model.end_shortfall]
                              + cost_vector[model.end_surplus] @ x[model.end_surplus]),
         grid_import_kw=x[model.grid_import], grid_export_kw=x[model.grid_export],
         network_penalty=voltage_penalty + overload_price * true_overload_kva.sum(),
         overload_kva=np.bincount(overloads.step, weights=true_overload_kva, minlength=steps),
-        mixed_integer=mixed_integer, p2p_trade=p2p_trade, p2p_fee=p2p_fee, cut_rounds=cut_round, n_columns=lp.num_col_, n_rows=lp.num_row_,
-        n_nonzeros=n_nonzeros, build_s=build_s, solve_s=solve_s)
+        mixed_integer=mixed_integer, p2p_trade=p2p_trade, p2p_fee=p2p_fee, loss_charge=loss_charge,
+        shared_charge_kw=charge_kw[:, n_agents:].sum(axis=1),
+        shared_discharge_kw=discharge_kw[:, n_agents:].sum(axis=1),
+        cut_rounds=cut_round, n_columns=lp.num_col_, n_rows=lp.num_row_, n_nonzeros=n_nonzeros, build_s=build_s,
+        solve_s=solve_s)
 
 
 def _check_day(core: CommunityCore, day) -> int:
@@ -664,7 +734,9 @@ def solve_dispatch(core: CommunityCore, problem: DispatchProblem, network: bool 
     if isinstance(mip_time_limit_s, bool) or not isinstance(mip_time_limit_s, (int, float)) or mip_time_limit_s <= 0:
         raise ValueError(f"mip_time_limit_s must be a number of seconds > 0, got {mip_time_limit_s!r}")
     schedule = _solve(core, problem, network, False, mip_time_limit_s)
-    if np.minimum(schedule.charge_kw, schedule.discharge_kw).max(initial=0.0) <= SIMULTANEOUS_TOLERANCE_KW:
+    simultaneous_kw = max(np.minimum(schedule.charge_kw, schedule.discharge_kw).max(initial=0.0),
+                          np.minimum(schedule.shared_charge_kw, schedule.shared_discharge_kw).max(initial=0.0))
+    if simultaneous_kw <= SIMULTANEOUS_TOLERANCE_KW:
         return schedule
     exact = _solve(core, problem, network, True, mip_time_limit_s)
     return dataclasses.replace(exact, build_s=schedule.build_s + exact.build_s,
@@ -675,7 +747,7 @@ class OptimalPolicy:
     """Acts out the perfect-foresight optimum of each community's day (a ``Policy``).
 
     ``reset(core)`` solves one program per distinct day in ``core.days`` (except days given to ``remember``);
-    ``act`` then plays the schedule's ``actions``.
+    ``act`` then plays the schedule's ``actions``, and ``act_operator`` its dispatch of the shared battery.
     """
 
     name = "optimal"
@@ -687,6 +759,7 @@ class OptimalPolicy:
         self._core: CommunityCore | None = None
         self._days = np.zeros(0, dtype=np.int64)
         self._actions = np.zeros((0, 0, 0, ACTION_DIM))  # (B, T, N, ACTION_DIM)
+        self._operator_actions = np.zeros((0, 0, 2))  # (B, T, 2); empty without a shared battery
         self._known_config = None
         self._known: dict[int, OptimalSchedule] = {}
 
@@ -710,9 +783,20 @@ class OptimalPolicy:
         self.schedules = [solved[int(day)] for day in days]
         actions = [schedule.actions(core.battery.max_kw) for schedule in self.schedules]
         self._core, self._days, self._actions = core, days, np.stack(actions)
+        if core.has_shared_battery:
+            self._operator_actions = np.stack([schedule.operator_actions(core.config.shared_battery_kw)
+                                               for schedule in self.schedules])
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
-        if core is not self._core or not np.array_equal(core.days, self._days):
-            raise RuntimeError("OptimalPolicy.act: the core's days differ from the planned ones; "
-                               "call policy.reset(core) after core.reset()")
+        self._check_planned(core, "act")
         return self._actions[:, core.t]
+
+    def act_operator(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        """The shared battery's planned action (B, 2), the core's ``operator_action``."""
+        self._check_planned(core, "act_operator")
+        return self._operator_actions[:, core.t]
+
+    def _check_planned(self, core: CommunityCore, method: str) -> None:
+        if core is not self._core or not np.array_equal(core.days, self._days):
+            raise RuntimeError(f"OptimalPolicy.{method}: the core's days differ from the planned ones; "
+                               "call policy.reset(core) after core.reset()")

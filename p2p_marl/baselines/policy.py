@@ -3,6 +3,8 @@
 A policy acts on the batched core: ``act(core, obs)`` takes the local observations (B, N, obs_dim) of the
 step about to be settled and returns actions (B, N, 2) in the environment's action space. ``reset(core)`` is
 called after ``core.reset`` so that a policy can plan for the day (the perfect-foresight optimum does).
+A policy that also dispatches the community's shared battery has ``act_operator(core, obs)``, returning the
+core's ``operator_action`` (B, 2) for the same step (the optimum and MPC); ``rollout`` calls it after ``act``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from p2p_marl.config import EnvConfig, make_config
-from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
+from p2p_marl.config import EnvConfig, check_households_only, make_config
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_HIGH, OBS_LOW, CommunityCore
 
 
 def _central_spaces(n_agents: int) -> tuple[spaces.Box, spaces.Box]:
@@ -37,6 +37,7 @@ class CommunityCentralEnv(gym.Env):
             # A TypeError, like an unexpected keyword, so that callers such as SB3's make_vec_env retry without it.
             raise TypeError(f"CommunityCentralEnv has no render modes; got render_mode={render_mode!r}")
         self.config = make_config(config, **kwargs)
+        check_households_only(self.config, "the centralised view")
         self.core = CommunityCore(self.config, batch_size=1)
         self.observation_space, self.action_space = _central_spaces(self.config.n_agents)
 
@@ -48,7 +49,7 @@ class CommunityCentralEnv(gym.Env):
 
     def step(self, action):
         obs, rewards, done, infos = self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1, ACTION_DIM))
-        info = {key: infos[key][0].copy() for key in INFO_KEYS}
+        info = {key: infos[key][0].copy() for key in self.core.info_keys}
         return obs.reshape(-1).astype(np.float32), float(rewards.sum()), False, done, info
 
 
@@ -57,6 +58,7 @@ class CommunityCentralVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, **kwargs: Any):
         self.config = make_config(config, **kwargs)
+        check_households_only(self.config, "the centralised view")
         self.num_envs = num_envs
         self.core = CommunityCore(self.config, batch_size=num_envs)
         self.single_observation_space, self.single_action_space = _central_spaces(self.config.n_agents)
@@ -80,7 +82,7 @@ class CommunityCentralVectorEnv(VectorEnv):
             return self._flat(obs), np.zeros(n), zeros, zeros.copy(), {"day": self.core.days.copy()}
         obs, rewards, done, infos = self.core.step(np.asarray(actions, dtype=np.float64).reshape(n, -1, ACTION_DIM))
         self._needs_reset = done
-        info = {key: infos[key].copy() for key in INFO_KEYS}
+        info = {key: infos[key].copy() for key in self.core.info_keys}
         return (self._flat(obs), rewards.sum(axis=1), np.zeros(n, dtype=bool), np.full(n, done), info)
 
     def _flat(self, obs: np.ndarray) -> np.ndarray:

@@ -9,7 +9,10 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from p2p_marl.config import EnvConfig, make_config
-from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
+from p2p_marl.sim.community import (ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_HIGH, OBS_LOW, OPERATOR_ACTION_HIGH,
+                                    OPERATOR_ACTION_LOW, SHARED_BATTERY_INFO_KEYS, CommunityCore)
+
+OPERATOR = "community_operator"
 
 
 class P2PEnergyParallelEnv(ParallelEnv):
@@ -20,6 +23,13 @@ class P2PEnergyParallelEnv(ParallelEnv):
     Out-of-range values are clipped; NaN or infinite values raise ``ValueError``. Rewards are negative bills
     (see ``p2p_marl.sim.community``).
     ``reset(options={"day": d})`` plays day ``d`` of the profile set.
+
+    With ``shared_battery_control="operator"`` (and a shared battery) one more agent, ``community_operator``, acts
+    for the shared battery: action ``Box([-1, 0], [1, 1])`` = (its setpoint as a share of
+    ``shared_battery_kw``, its limit price share), observation the global state followed by the shared
+    battery's SoC now and at the episode's start, reward minus the community's bill for the step (the sum of the
+    households' costs, the battery's bill included), infos its ``SHARED_BATTERY_INFO_KEYS`` and
+    ``community_cost``. Otherwise the battery's rule runs and the agents are the households alone.
     """
 
     metadata = {"name": "p2p_energy_v0", "render_modes": ["human"], "is_parallelizable": True}
@@ -31,13 +41,21 @@ class P2PEnergyParallelEnv(ParallelEnv):
                              f"{self.metadata['render_modes']} or None")
         self.render_mode = render_mode
         self.core = CommunityCore(self.config, batch_size=1)
-        self.possible_agents = [f"prosumer_{i}" for i in range(self.config.n_agents)]
+        self.households = [f"prosumer_{i}" for i in range(self.config.n_agents)]
+        self.has_operator = self.core.has_shared_battery and self.config.shared_battery_control == "operator"
+        self.possible_agents = self.households + ([OPERATOR] if self.has_operator else [])
         self.agents: list[str] = []
         # One space object per agent, built once: parallel_api_test checks identity and seeds each one.
         self.observation_spaces = {a: spaces.Box(OBS_LOW.astype(np.float32), OBS_HIGH.astype(np.float32),
-                                                 dtype=np.float32) for a in self.possible_agents}
+                                                 dtype=np.float32) for a in self.households}
         self.action_spaces = {a: spaces.Box(ACTION_LOW.astype(np.float32), ACTION_HIGH.astype(np.float32),
-                                               dtype=np.float32) for a in self.possible_agents}
+                                               dtype=np.float32) for a in self.households}
+        if self.has_operator:
+            self.observation_spaces[OPERATOR] = spaces.Box(self.core.operator_observation_low.astype(np.float32),
+                                                           self.core.operator_observation_high.astype(np.float32),
+                                                           dtype=np.float32)
+            self.action_spaces[OPERATOR] = spaces.Box(OPERATOR_ACTION_LOW.astype(np.float32),
+                                                      OPERATOR_ACTION_HIGH.astype(np.float32), dtype=np.float32)
         self.state_space = spaces.Box(self.core.state_low.astype(np.float32),
                                       self.core.state_high.astype(np.float32), dtype=np.float32)
         self._last_infos: dict[str, np.ndarray] = {}
@@ -59,25 +77,32 @@ class P2PEnergyParallelEnv(ParallelEnv):
         if not self.agents:
             raise RuntimeError("the episode is over (no live agents); call reset() first")
         agents = self.agents
-        obs, rewards, done, infos = self.core.step(self._action_array(actions)[None])
+        household_actions, operator_action = self._action_array(actions)
+        obs, rewards, done, infos = self.core.step(household_actions[None], operator_action)
         self._last_infos = infos
         observations = self._obs_dict(obs[0])
         reward_dict = dict(zip(agents, rewards[0].tolist()))
         terminations = dict.fromkeys(agents, False)
         truncations = dict.fromkeys(agents, done)
         # One tolist() per key gives Python floats for all agents at once; zip(*) turns key columns into agent rows.
-        columns = [infos[key][0].tolist() for key in INFO_KEYS]
-        info_dict = {a: dict(zip(INFO_KEYS, row)) for a, row in zip(agents, zip(*columns))}
+        keys = self.core.info_keys
+        columns = [infos[key][0].tolist() for key in keys]
+        info_dict = {a: dict(zip(keys, row)) for a, row in zip(agents, zip(*columns))}
+        if self.has_operator:
+            community_cost = float(infos["cost"][0].sum())
+            reward_dict[OPERATOR] = -community_cost
+            info_dict[OPERATOR] = {**{key: float(infos[key][0, 0]) for key in SHARED_BATTERY_INFO_KEYS},
+                                   "community_cost": community_cost}
         if done:
             self.agents = []
         if self.render_mode == "human":
             self.render()
         return observations, reward_dict, terminations, truncations, info_dict
 
-    def _action_array(self, actions: dict[str, Any]) -> np.ndarray:
-        """The live agents' actions as one (N, ACTION_DIM) array; ``ValueError`` naming the agent whose action is
-        missing or not ACTION_DIM numbers, and naming any key that is not a live agent (a typo would otherwise leave
-        that household's action silently out)."""
+    def _action_array(self, actions: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The households' actions as one (N, ACTION_DIM) array and the operator's as a (1, 2) one (None without an
+        operator); ``ValueError`` naming the agent whose action is missing or of the wrong size, and naming any key
+        that is not a live agent (a typo would otherwise leave that household's action silently out)."""
         unknown = [agent for agent in actions if agent not in self.agents]
         if unknown:
             raise ValueError(f"actions given for unknown agents {unknown}; the live agents are "
@@ -91,11 +116,15 @@ class P2PEnergyParallelEnv(ParallelEnv):
                 row = np.asarray(actions[agent], dtype=np.float64)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"action of {agent} is not numeric: {actions[agent]!r} ({error})") from None
-            if row.shape != (ACTION_DIM,):
-                raise ValueError(f"action of {agent} must hold {ACTION_DIM} numbers (battery setpoint share, price "
-                                 f"share, curtailment share), got shape {row.shape}: {actions[agent]!r}")
+            size, layout = ((2, "shared battery setpoint share, price share") if agent == OPERATOR else
+                            (ACTION_DIM, "battery setpoint share, price share, curtailment share"))
+            if row.shape != (size,):
+                raise ValueError(f"action of {agent} must hold {size} numbers ({layout}), got shape {row.shape}: "
+                                 f"{actions[agent]!r}")
             rows.append(row)
-        return np.stack(rows)
+        if self.has_operator:
+            return np.stack(rows[:-1]), rows[-1][None]
+        return np.stack(rows), None
 
     def state(self) -> np.ndarray:
         return self.core.state()[0].astype(np.float32)
@@ -113,4 +142,8 @@ class P2PEnergyParallelEnv(ParallelEnv):
         pass
 
     def _obs_dict(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.agents, obs.astype(np.float32)))
+        """The live agents' observations from the households' (N, obs_dim)."""
+        observations = dict(zip(self.agents, obs.astype(np.float32)))
+        if self.has_operator and self.agents:
+            observations[OPERATOR] = self.core.operator_observation(obs[None])[0].astype(np.float32)
+        return observations

@@ -50,7 +50,18 @@ KPIs (name: formula [unit]):
 - ``feeder_loss_kwh`` = sum_t feeder_loss_kwh_t [kWh/day]: the feeder's line losses (I^2 R estimate).
 - ``utility_revenue`` = sum (grid_import_kwh * retail_price - grid_export_kwh * feed_in_price + p2p_fee)
   [money/day]: what the grid side (retailer and network operator) takes from the community: retail sales plus
-  fees minus feed-in payments.
+  fees minus feed-in payments (plus loss charges, with loss allocation).
+- ``loss_charge`` = sum loss_charge [money/day]: the households' charges for the feeder's losses, paid to the
+  utility (``loss_allocation``; 0 without, when infos carry no ``loss_charge``).
+
+With a shared community battery (infos with ``SHARED_BATTERY_INFO_KEYS``, ``p2p_marl.sim.community``) its meter
+is part of the community's: its grid import and export count in E_imp, E_exp, ``peak_grid_import_kw`` and
+``utility_revenue``, its P2P purchases in V_p2p and the P2P price, its fees in ``p2p_fee``; and
+
+- ``shared_battery_throughput_kwh`` = sum_t (shared_battery_charge_kwh + shared_battery_discharge_kwh) [kWh/day].
+- ``shared_battery_bill`` = sum_t shared_battery_bill [money/day]: its bill, within ``community_cost`` (each
+  household's cost carries 1 / N of it).
+- ``shared_battery_soc_min``, ``shared_battery_soc_max`` [-]: its lowest and highest SoC after a step.
 
 With the grid-only reference (each household's bill on the same day under the grid-only benchmark,
 ``grid_only_bills`` (B, N), see :func:`agent_bills`):
@@ -177,16 +188,24 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
     # The community cost is summed from the bills exactly as for the grid-only reference, so that the
     # grid-only benchmark's saving is exactly 0 and not a rounding residue.
     community_cost = bills.sum(axis=1)
+    # The community's meters, (B, T, M): the households', then the shared battery's if there is one (its
+    # community values are repeated over the households: one column of them).
+    shared = "shared_battery_bill" in infos
+    meters = {key: np.asarray(infos[key]) if not shared else
+              np.concatenate([infos[key], np.asarray(infos[f"shared_battery_{key}"])[:, :, :1]], axis=2)
+              for key in ("grid_import_kwh", "grid_export_kwh", "p2p_buy_kwh", "p2p_fee")}
     total = {key: np.asarray(infos[key]).sum(axis=(1, 2)) for key in
-             ("load_kwh", "pv_kwh", "pv_curtailed_kwh", "grid_import_kwh", "grid_export_kwh", "p2p_buy_kwh",
-              "penalty", "end_settlement", "p2p_fee")}
+             ("load_kwh", "pv_kwh", "pv_curtailed_kwh", "penalty", "end_settlement")}
+    total.update({key: values.sum(axis=(1, 2)) for key, values in meters.items()})
     # Community-wide quantities are repeated over households; read them from the first.
-    step_p2p_kwh = np.asarray(infos["p2p_buy_kwh"]).sum(axis=2)
+    step_p2p_kwh = meters["p2p_buy_kwh"].sum(axis=2)
     clearing_price = np.asarray(infos["clearing_price"])[:, :, 0]
+    retail_price = np.asarray(infos["retail_price"])[:, :, 0]
     price_mean = _ratio((step_p2p_kwh * clearing_price).sum(axis=1), total["p2p_buy_kwh"])
     price_var = _ratio((step_p2p_kwh * (clearing_price - price_mean[:, None]) ** 2).sum(axis=1),
                        total["p2p_buy_kwh"])
-    net_import_kwh = (np.asarray(infos["grid_import_kwh"]) - np.asarray(infos["grid_export_kwh"])).sum(axis=2)
+    net_import_kwh = (meters["grid_import_kwh"] - meters["grid_export_kwh"]).sum(axis=2)
+    loss_charge = np.asarray(infos["loss_charge"]).sum(axis=(1, 2)) if "loss_charge" in infos else np.zeros(n_days)
     voltage_excess_pu = (np.asarray(infos["feeder_undervoltage_pu"])[:, :, 0]
                          + np.asarray(infos["feeder_overvoltage_pu"])[:, :, 0])
     overload_kva = np.asarray(infos["feeder_overload_kva"])[:, :, 0]
@@ -212,10 +231,18 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
         "violation_day": ((voltage_excess_pu > 0) | (overload_kva > 0)).any(axis=1).astype(np.float64),
         "p2p_fee": total["p2p_fee"],
         "feeder_loss_kwh": np.asarray(infos["feeder_loss_kwh"])[:, :, 0].sum(axis=1),
-        "utility_revenue": (np.asarray(infos["grid_import_kwh"]) * np.asarray(infos["retail_price"])
-                            - np.asarray(infos["grid_export_kwh"]) * np.asarray(infos["feed_in_price"])
-                            ).sum(axis=(1, 2)) + total["p2p_fee"],
+        "utility_revenue": (meters["grid_import_kwh"].sum(axis=2) * retail_price
+                            - meters["grid_export_kwh"].sum(axis=2) * np.asarray(infos["feed_in_price"])[:, :, 0]
+                            ).sum(axis=1) + total["p2p_fee"] + loss_charge,
+        "loss_charge": loss_charge,
     }
+    if shared:
+        kpis["shared_battery_throughput_kwh"] = (np.asarray(infos["shared_battery_charge_kwh"])[:, :, 0]
+                                                 + np.asarray(infos["shared_battery_discharge_kwh"])[:, :, 0]
+                                                 ).sum(axis=1)
+        kpis["shared_battery_bill"] = np.asarray(infos["shared_battery_bill"])[:, :, 0].sum(axis=1)
+        soc = np.asarray(infos["shared_battery_soc"])[:, :, 0]
+        kpis["shared_battery_soc_min"], kpis["shared_battery_soc_max"] = soc.min(axis=1), soc.max(axis=1)
     if grid_only_bills is not None:
         grid_only_bills = np.asarray(grid_only_bills, dtype=np.float64)
         if grid_only_bills.shape != (n_days, n_agents):

@@ -1,5 +1,5 @@
-"""Market design: the clearing rules and network-fee designs side by side, with the benchmarks, the optimum and
-trained policies, on the default community's days.
+"""Market design: the clearing rules, network-fee designs, loss charges and a shared battery side by side, with the
+benchmarks, the optimum and trained policies, on the default community's days.
 
     python -m p2p_marl.evaluation.market_design [--max-days N] [--mpc] [--checkpoints RUN_DIR ...] [--out DIR]
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ from p2p_marl.evaluation.report import console, method_of, plt  # report sets ma
 from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
-# (label, EnvConfig changes): today's default first, then the other clearing rules, then fee designs on the
-# default rule. The fee, 0.02 per kWh, is half the smallest retail / feed-in spread (off-peak, 0.04).
+# (label, EnvConfig changes): today's default first, then the other clearing rules, then fee designs, loss
+# charges and a shared battery on the default rule. The fee, 0.02 per kWh, is half the smallest retail / feed-in
+# spread (off-peak, 0.04). The shared battery, 30 kWh / 15 kW (half the households' six 10 kWh batteries), runs
+# by its rule for the benchmarks and trained policies; the optimum (and MPC) dispatch it themselves.
 DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("uniform k-DA (default)", {}),
     ("pay-as-bid", {"market": "pay_as_bid"}),
@@ -49,6 +52,10 @@ DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("uniform + flat fee, buyer pays", {"p2p_fee_per_kwh": 0.02}),
     ("uniform + distance fee, both pay", {"p2p_fee_per_kwh": 0.02, "p2p_fee_basis": "distance",
                                           "p2p_fee_payer": "both"}),
+    ("uniform + losses charged by P2P volume", {"loss_allocation": "p2p_volume"}),
+    ("uniform + shared battery at the busbar", {"shared_battery_kwh": 30.0, "shared_battery_kw": 15.0}),
+    ("uniform + shared battery at bus 5 (a lateral's end)", {"shared_battery_kwh": 30.0, "shared_battery_kw": 15.0,
+                                                             "shared_battery_bus": 5}),
 )
 BENCHMARKS = ("rule_self_consumption", "rule_time_of_use", "zero_intelligence")
 # The reference row: batteries idle and no P2P trade, played on the default market, where its bids never cross
@@ -64,6 +71,8 @@ COLUMNS = (
     ("p2p_volume_kwh", "P2P kWh/day", "{:.1f}"),
     ("clearing_price_mean", "mean P2P price", "{:.3f}"),
     ("p2p_fee", "fees /day", "{:.2f}"),
+    ("loss_charge", "loss charges /day", "{:.2f}"),
+    ("shared_battery_throughput_kwh", "shared battery kWh/day", "{:.1f}"),
     ("feeder_loss_kwh", "losses kWh/day", "{:.2f}"),
     ("violation_day", "days with violations", "{:.0%}"),
     ("utility_revenue", "utility revenue /day", "{:.2f}"),
@@ -158,7 +167,8 @@ def plot(path: Path, results: dict[str, dict[str, dict[str, np.ndarray]]], title
                               linewidth=1.0, label="grid-only (no P2P)")
             ax.legend(handles=[line], fontsize=8, loc="lower left")
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(x, [d.replace(", ", ",\n").replace(" + ", " +\n") for d in designs], fontsize=8)
+        ax.set_xticks(x, [textwrap.fill(d, 18) for d in designs], fontsize=7, rotation=35, ha="right",
+                      rotation_mode="anchor")
         ax.set_ylabel(ylabel, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()

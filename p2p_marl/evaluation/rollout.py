@@ -5,17 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from p2p_marl.baselines.policy import Policy
-from p2p_marl.sim.community import INFO_KEYS, CommunityCore
+from p2p_marl.sim.community import CommunityCore
 
 
 def rollout(core: CommunityCore, policy: Policy, days: np.ndarray) -> dict[str, np.ndarray]:
-    """Play one episode on each of ``core.batch_size`` days; returns each info key stacked to (B, T, N)."""
+    """Play one episode on each of ``core.batch_size`` days; returns each of ``core.info_keys`` stacked to
+    (B, T, N). A policy with an ``act_operator`` method (the optimum, MPC) dispatches the shared battery, if the
+    community has one; for any other its rule runs."""
     obs = core.reset(days=days)
     policy.reset(core)
-    steps: dict[str, list[np.ndarray]] = {key: [] for key in INFO_KEYS}
+    act_operator = getattr(policy, "act_operator", None) if core.has_shared_battery else None
+    steps: dict[str, list[np.ndarray]] = {key: [] for key in core.info_keys}
     done = False
     while not done:
-        obs, _, done, infos = core.step(policy.act(core, obs))
-        for key in INFO_KEYS:
+        actions = policy.act(core, obs)
+        operator_action = None if act_operator is None else act_operator(core, obs)
+        obs, _, done, infos = core.step(actions, operator_action)
+        for key in core.info_keys:
             steps[key].append(np.array(infos[key]))
     return {key: np.stack(values, axis=1) for key, values in steps.items()}

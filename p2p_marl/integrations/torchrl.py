@@ -40,7 +40,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from p2p_marl.config import EnvConfig, make_config
+from p2p_marl.config import EnvConfig, check_households_only, make_config
 from p2p_marl.envs.discrete import discrete_action_table
 from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
 
@@ -58,6 +58,7 @@ class P2PTorchRLEnv(EnvBase):
     def __init__(self, config: EnvConfig | None = None, *, batch_size: int = 1, seed: int | None = None,
                  device: Any = "cpu", info: bool = True, **kwargs: Any):
         cfg = make_config(config, **kwargs)
+        check_households_only(cfg, "the TorchRL environment")
         self.core = CommunityCore(cfg, batch_size=batch_size)  # validates batch_size
         super().__init__(device=device, batch_size=torch.Size([batch_size]))
         self.config = cfg

@@ -44,8 +44,37 @@ One step of ``dt_h`` hours, for every household i of every community b:
    household's fee, ``p2p_fee``; the infos also report the feeder's line losses ``feeder_loss_kwh`` (the
    I^2 R estimate from the step's flows, ``p2p_marl.sim.feeder.line_losses_kw``), which nobody is billed for.
 
+   With loss allocation (``loss_allocation``, see ``p2p_marl.sim.fees``) each household's cost adds its
+   ``loss_charge``: its share of the losses, at the step's retail price, paid to the utility.
+
    reward = -((1 - w) * cost + w * mean(cost over the community)), w = ``cooperative_weight``; the sum of the
    rewards is the negative community cost whatever w is.
+
+Shared community battery (``shared_battery_kwh`` > 0; none by default, when nothing above changes): one more
+battery per community, at feeder bus ``shared_battery_bus`` (0 = the transformer's LV busbar), with the
+households' efficiencies, SoC bounds, start SoC (drawn like theirs on training days), wear cost and end-of-day
+settlement, clipped by the same ``feasible_power``. It is one more participant of the step:
+
+* Its setpoint comes from the caller's ``operator_action`` (B, 2) = (setpoint share in [-1, 1] of
+  ``shared_battery_kw``, limit price share in [0, 1]), or, without one, from its rule: charge the community's
+  surplus and discharge into its deficit, ``setpoint = -sum_n net_kw`` (the households' net after their own
+  batteries), discharging no further than its start energy (draining that never pays: the end-of-day
+  settlement buys it back at the day's highest retail price); bidding retail while it charges and asking
+  feed-in while it discharges (share 1 / 0).
+  ``shared_battery_control="operator"`` makes the PettingZoo/AEC views expose a ``community_operator`` agent
+  whose action this is; the perfect-foresight optimum and MPC pass the dispatch they plan.
+* Its net power ``charge - discharge`` enters the power flow at its bus and the market as one more order:
+  it buys and sells P2P at the clearing rule's prices, settles the rest with the grid at retail / feed-in and
+  pays P2P fees like a household (``p2p_marl.sim.fees``). The network penalty and loss charges stay with
+  the households.
+* Its bill, ``shared_battery_bill`` = grid import * retail - grid export * feed-in + net P2P payment + fee +
+  wear + end settlement, is the community's: each household's cost carries ``shared_battery_bill / N`` (the
+  battery is owned in equal shares). Money stays budget-balanced: the households' P2P payments net of
+  receipts plus the battery's are zero, and the community's summed cost is what leaves it (grid bills of the
+  households and the battery, fees, wear, penalties, settlements, loss charges).
+
+Its infos (``SHARED_BATTERY_INFO_KEYS``, repeated over the households like the other community values) appear
+only when it exists, as ``LOSS_INFO_KEYS`` appear only with loss allocation: ``core.info_keys`` lists a core's.
 
 Observations are local and normalised into finite bounds (see ``OBS_FEATURES``): the step being settled is
 metered, later steps come from the configured forecaster (``p2p_marl.sim.forecasts``; persistence by default,
@@ -61,8 +90,8 @@ import numpy as np
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
-from p2p_marl.sim.feeder import Feeder, line_losses_kw, power_flow_arrays, radial_feeder
-from p2p_marl.sim.fees import fee_matrix_per_kwh, p2p_fees
+from p2p_marl.sim.feeder import Feeder, flow_rows, line_losses_kw, power_flow_arrays, radial_feeder
+from p2p_marl.sim.fees import fee_matrix_per_kwh, loss_charges, p2p_fees
 from p2p_marl.sim.forecasts import build_forecaster, observation_table
 from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
 from p2p_marl.sim.simbench import SimbenchCommunity, simbench_community
@@ -113,6 +142,17 @@ INFO_KEYS = (
     "feeder_undervoltage_pu", "feeder_overvoltage_pu", "feeder_overload_kva",
 )
 FEEDER_KPI_KEYS = INFO_KEYS[-3:]  # the per-community feeder KPIs, in the order _network_penalty returns them
+# The shared community battery's step (community values, repeated over the households): energies in kWh, its
+# SoC, its net P2P payment (paid - received) and fee, and its bill (money), of which each household pays 1 / N.
+SHARED_BATTERY_INFO_KEYS = (
+    "shared_battery_charge_kwh", "shared_battery_discharge_kwh", "shared_battery_soc", "shared_battery_p2p_buy_kwh",
+    "shared_battery_p2p_sell_kwh", "shared_battery_p2p_payment", "shared_battery_grid_import_kwh",
+    "shared_battery_grid_export_kwh", "shared_battery_p2p_fee", "shared_battery_bill",
+)
+LOSS_INFO_KEYS = ("loss_charge",)  # each household's charge for the feeder's losses (money), within its cost
+# The community operator's action (shared_battery_control="operator"): setpoint share, limit price share.
+OPERATOR_ACTION_LOW = np.array([-1.0, 0.0])
+OPERATOR_ACTION_HIGH = np.array([1.0, 1.0])
 
 
 def build_profiles(cfg: EnvConfig) -> ProfileSet:
@@ -179,7 +219,20 @@ class CommunityCore:
         if self.feeder.n_passive != self.profiles.n_passive:
             raise ConfigError(f"the feeder has {self.feeder.n_passive} passive loads but the profiles "
                               f"{self.profiles.n_passive}; give profiles that match the configured feeder")
-        self.p2p_fee_matrix_per_kwh = fee_matrix_per_kwh(self.feeder, cfg.p2p_fee_per_kwh, cfg.p2p_fee_basis)
+        self.has_shared_battery = cfg.shared_battery_kwh > 0
+        if cfg.shared_battery_bus >= self.feeder.n_bus:
+            raise ConfigError(f"shared_battery_bus={cfg.shared_battery_bus} is out of range; allowed [0, "
+                              f"{self.feeder.n_bus - 1}] (the feeder's buses, 0 = the transformer's LV busbar)")
+        self.shared_battery = BatteryParams(
+            capacity_kwh=np.array([cfg.shared_battery_kwh]), max_kw=np.array([cfg.shared_battery_kw]),
+            charge_efficiency=cfg.charge_efficiency, discharge_efficiency=cfg.discharge_efficiency,
+            soc_min=cfg.soc_min, soc_max=cfg.soc_max)
+        # The power flow's and the market's participants: the households, then the shared battery if there is one.
+        self.flow_rows = flow_rows(self.feeder, (cfg.shared_battery_bus,) if self.has_shared_battery else ())
+        self.p2p_fee_matrix_per_kwh = fee_matrix_per_kwh(self.feeder, cfg.p2p_fee_per_kwh, cfg.p2p_fee_basis,
+                                                         self.flow_rows)
+        self.info_keys = (INFO_KEYS + (SHARED_BATTERY_INFO_KEYS if self.has_shared_battery else ())
+                          + (LOSS_INFO_KEYS if cfg.loss_allocation != "none" else ()))
         self.retail_per_kwh, self.feed_in_per_kwh = time_of_use_prices(cfg)
         self.end_refill_price_per_kwh, self.end_surplus_price_per_kwh = end_settlement_prices(
             cfg, self.retail_per_kwh, self.feed_in_per_kwh)
@@ -218,6 +271,8 @@ class CommunityCore:
         self.last_clearing_price = np.zeros(batch_size)
         self.last_voltage_pu = np.ones((batch_size, self.n_agents))
         self.last_net_kw = np.zeros(batch_size)
+        self.shared_energy_kwh = np.zeros((batch_size, 1))  # the shared battery's, (B, 1); zero without one
+        self.shared_start_energy_kwh = np.zeros((batch_size, 1))
 
     # ------------------------------------------------------------------ episode control
     def reset(self, seed: int | None = None, days: np.ndarray | None = None) -> np.ndarray:
@@ -230,6 +285,7 @@ class CommunityCore:
             self._rng = np.random.default_rng(seed)
         cfg, shape = self.config, (self.batch_size, self.n_agents)
         start_soc = np.full(shape, cfg.soc_initial)
+        shared_start_soc = np.full((self.batch_size, 1), cfg.soc_initial)
         if days is not None:
             days = np.broadcast_to(np.asarray(days, dtype=np.int64), (self.batch_size,)).copy()
             if days.min() < 0 or days.max() >= self.profiles.n_days:
@@ -240,11 +296,16 @@ class CommunityCore:
             days = self._rng.choice(self.split_days[cfg.split], size=self.batch_size)
             if cfg.split == "train":
                 start_soc = self._rng.uniform(cfg.train_soc_initial_min, cfg.train_soc_initial_max, size=shape)
+                if self.has_shared_battery:
+                    shared_start_soc = self._rng.uniform(cfg.train_soc_initial_min, cfg.train_soc_initial_max,
+                                                         size=shared_start_soc.shape)
         self.days = days
         self.t = 0
         self.start_energy_kwh = start_soc * self.battery.capacity_kwh
         self.energy_kwh = self.start_energy_kwh.copy()
         self._start_soc = np.where(self._has_capacity, start_soc, 0.0)
+        self.shared_start_energy_kwh = shared_start_soc * self.shared_battery.capacity_kwh
+        self.shared_energy_kwh = self.shared_start_energy_kwh.copy()
         retail0 = self.retail_per_kwh[0]
         self.last_clearing_price = np.full(self.batch_size, 0.5 * (retail0 + self.feed_in_per_kwh[0]))
         self.last_voltage_pu = np.full((self.batch_size, self.n_agents), self.feeder.v_slack_pu)
@@ -256,23 +317,27 @@ class CommunityCore:
         return self.t >= self.steps_per_episode
 
     # ------------------------------------------------------------------ dynamics
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, dict[str, np.ndarray]]:
+    def step(self, actions: np.ndarray, operator_action: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, bool, dict[str, np.ndarray]]:
         """Advance every community one step.
 
         ``actions`` (B, N, 3): battery setpoint share in [-1, 1], price share in [0, 1] and PV curtailment share
         in [0, 1]; values outside are clipped to those ranges, NaN or infinite values raise ``ValueError``.
-        Returns (observations (B, N, obs_dim), rewards (B, N), done, infos of (B, N) arrays).
+        ``operator_action`` (B, 2): the shared battery's setpoint and price share (module docstring), clipped the
+        same way; None runs its rule. Only with a shared battery.
+        Returns (observations (B, N, obs_dim), rewards (B, N), done, infos: a (B, N) array for each of
+        ``info_keys``).
         """
         if self.done:
             raise RuntimeError("the episode is over; call reset() before step()")
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (self.batch_size, self.n_agents, ACTION_DIM):
-            raise ValueError(f"actions must have shape {(self.batch_size, self.n_agents, ACTION_DIM)} (setpoint, "
-                             f"price and curtailment share per agent), got {actions.shape}")
-        if not np.isfinite(actions).all():
-            bad = np.argwhere(~np.isfinite(actions))[0]
-            raise ValueError(f"action of agent {bad[1]} (community {bad[0]}) is not finite: "
-                             f"{actions[bad[0], bad[1]].tolist()}; actions must be finite numbers")
+        actions = self._checked_action(actions, (self.batch_size, self.n_agents, ACTION_DIM),
+                                       "(setpoint, price and curtailment share per agent)")
+        if operator_action is not None:
+            if not self.has_shared_battery:
+                raise ValueError("operator_action acts for the shared battery, and this community has none (set "
+                                 "shared_battery_kwh and shared_battery_kw > 0)")
+            operator_action = self._checked_action(operator_action, (self.batch_size, 2),
+                                                   "(the shared battery's setpoint and price share per community)")
         cfg, battery, dt_h, t = self.config, self.battery, self.dt_h, self.t
         batch_size, n_agents = self.batch_size, self.n_agents
         setpoint_share = _clip(actions[..., 0], -1.0, 1.0)
@@ -284,30 +349,52 @@ class CommunityCore:
         charge_kw, discharge_kw = feasible_power(setpoint_share * battery.max_kw, self.energy_kwh, battery, dt_h)
         curtailed_kw = curtail_share * pv_kw
         net_kw = load_kw - pv_kw + curtailed_kw + charge_kw - discharge_kw
-        # Stacked sides (2, B, N), see p2p_marl.sim.auction: [BUY] what a household imports, [SELL] exports.
-        side_kw = np.maximum(SIDE_SIGN * net_kw, 0.0)
-        side_kwh = side_kw * dt_h
-
         retail, feed_in = self._retail_steps[t], self._feed_in_steps[t]  # the same for every community
         bid_price = feed_in + price_share * (retail - feed_in)
+        q_kvar = self.reactive_kvar(load_kw, self.days, t)
+        # The step's participants (B, P): the households, then the shared battery as one more column.
+        storage_charge_kw, storage_discharge_kw = charge_kw, discharge_kw
+        market_net_kw, market_bid_price, market_q_kvar = net_kw, bid_price, q_kvar
+        if self.has_shared_battery:
+            shared_charge_kw, shared_discharge_kw, shared_price_share = self._shared_battery_power(
+                net_kw, operator_action)
+            storage_charge_kw = np.concatenate([charge_kw, shared_charge_kw], axis=1)
+            storage_discharge_kw = np.concatenate([discharge_kw, shared_discharge_kw], axis=1)
+            market_net_kw = np.concatenate([net_kw, shared_charge_kw - shared_discharge_kw], axis=1)
+            market_bid_price = np.concatenate([bid_price, feed_in + shared_price_share * (retail - feed_in)], axis=1)
+            market_q_kvar = np.concatenate([q_kvar, np.zeros((batch_size, 1))], axis=1)  # at unity power factor
+        # Stacked sides (2, B, P), see p2p_marl.sim.auction: [BUY] what a participant imports, [SELL] exports.
+        side_kw = np.maximum(SIDE_SIGN * market_net_kw, 0.0)
+        side_kwh = side_kw * dt_h
+
         traded_kwh, p2p_payment, p2p_revenue, clearing_price = clear_sides(
-            side_kwh, bid_price, *self._tariff_rows_per_kwh[t], cfg.market, cfg.k)
+            side_kwh, market_bid_price, *self._tariff_rows_per_kwh[t], cfg.market, cfg.k)
         grid_kwh = np.maximum(side_kwh - traded_kwh, 0.0)  # the rest settles with the grid: import, export
 
         voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva = (
-            power_flow_arrays(self.feeder, net_kw, self.reactive_kvar(load_kw, self.days, t),
+            power_flow_arrays(self.feeder, market_net_kw, market_q_kvar, self.flow_rows,
                               *self.passive_power(self.days, t)))
-        penalty, feeder_kpis = self._network_penalty(side_kw, voltage_pu, line_p_kw, line_flow_kva,
+        penalty, feeder_kpis = self._network_penalty(side_kw[..., :n_agents], voltage_pu, line_p_kw, line_flow_kva,
                                                      total_p_kw, transformer_kva)
+        loss_kwh = line_losses_kw(self.feeder, line_flow_kva, voltage_pu) * dt_h
 
-        degradation = cfg.degradation_cost_per_kwh * (charge_kw + discharge_kw) * dt_h
+        degradation = cfg.degradation_cost_per_kwh * (storage_charge_kw + storage_discharge_kw) * dt_h
         self.energy_kwh = next_energy(self.energy_kwh, charge_kw, discharge_kw, battery, dt_h)
+        start_kwh, end_kwh = self.start_energy_kwh, self.energy_kwh
+        if self.has_shared_battery:
+            penalty = np.concatenate([penalty, np.zeros((batch_size, 1))], axis=1)  # the households bear it
+            self.shared_energy_kwh = next_energy(self.shared_energy_kwh, shared_charge_kw, shared_discharge_kw,
+                                                 self.shared_battery, dt_h)
+            start_kwh = np.concatenate([start_kwh, self.shared_start_energy_kwh], axis=1)
+            end_kwh = np.concatenate([end_kwh, self.shared_energy_kwh], axis=1)
         self.t += 1
         if self.done and cfg.settle_end_energy:
-            settlement = end_settlement(self.start_energy_kwh, self.energy_kwh, battery,
-                                        self.end_refill_price_per_kwh, self.end_surplus_price_per_kwh)
+            # The efficiencies are all the settlement reads of the battery parameters: the same for the shared one.
+            settlement = end_settlement(start_kwh, end_kwh, battery, self.end_refill_price_per_kwh,
+                                        self.end_surplus_price_per_kwh)
         else:
             settlement = np.zeros_like(degradation)
+        # Each participant's bill (B, P); the shared battery's column is shared out below.
         cost = (grid_kwh[BUY] * retail - grid_kwh[SELL] * feed_in
                 + p2p_payment - p2p_revenue + degradation + penalty + settlement)
         if cfg.p2p_fee_per_kwh > 0.0:
@@ -315,6 +402,22 @@ class CommunityCore:
             cost = cost + fee
         else:
             fee = np.zeros_like(cost)  # no fee: the bill's sum above, untouched
+        extra_infos = {}
+        if cfg.loss_allocation != "none":
+            loss_charge = loss_charges(loss_kwh, retail, net_kw * dt_h, traded_kwh[:, :, :n_agents],
+                                       cfg.loss_allocation)
+            cost[:, :n_agents] += loss_charge
+            extra_infos["loss_charge"] = loss_charge
+        if self.has_shared_battery:
+            shared_bill = cost[:, n_agents]
+            cost = cost[:, :n_agents] + (shared_bill / n_agents)[:, None]
+            shared_values = (shared_charge_kw[:, 0] * dt_h, shared_discharge_kw[:, 0] * dt_h,
+                             self.shared_energy_kwh[:, 0] / self.shared_battery.capacity_kwh[0],
+                             traded_kwh[BUY, :, n_agents], traded_kwh[SELL, :, n_agents],
+                             p2p_payment[:, n_agents] - p2p_revenue[:, n_agents], grid_kwh[BUY, :, n_agents],
+                             grid_kwh[SELL, :, n_agents], fee[:, n_agents], shared_bill)
+            extra_infos.update({key: np.repeat(value[:, None], n_agents, axis=1)
+                                for key, value in zip(SHARED_BATTERY_INFO_KEYS, shared_values)})
         w = cfg.cooperative_weight
         if w == 0.0:
             reward = -cost  # own bill only (the default): no community mean to mix in
@@ -331,8 +434,9 @@ class CommunityCore:
         community_values[0] = clearing_price[:, None]
         community_values[1] = retail
         community_values[2] = feed_in
-        community_values[3] = (line_losses_kw(self.feeder, line_flow_kva, voltage_pu) * dt_h)[:, None]
+        community_values[3] = loss_kwh[:, None]
         community_values[4:] = feeder_kpis[:, :, None]
+        households = slice(0, n_agents)
         infos = {
             "load_kwh": load_kw * dt_h,
             "pv_kwh": pv_kw * dt_h,
@@ -341,25 +445,60 @@ class CommunityCore:
             "battery_discharge_kwh": discharge_kw * dt_h,
             "soc": soc,
             "bid_price": bid_price,
-            "p2p_buy_kwh": traded_kwh[BUY],
-            "p2p_sell_kwh": traded_kwh[SELL],
-            "p2p_payment": p2p_payment,
-            "p2p_revenue": p2p_revenue,
-            "grid_import_kwh": grid_kwh[BUY],
-            "grid_export_kwh": grid_kwh[SELL],
+            "p2p_buy_kwh": traded_kwh[BUY][:, households],
+            "p2p_sell_kwh": traded_kwh[SELL][:, households],
+            "p2p_payment": p2p_payment[:, households],
+            "p2p_revenue": p2p_revenue[:, households],
+            "grid_import_kwh": grid_kwh[BUY][:, households],
+            "grid_export_kwh": grid_kwh[SELL][:, households],
             "clearing_price": community_values[0],
             "retail_price": community_values[1],
             "feed_in_price": community_values[2],
-            "degradation_cost": degradation,
-            "penalty": penalty,
-            "end_settlement": settlement,
+            "degradation_cost": degradation[:, households],
+            "penalty": penalty[:, households],
+            "end_settlement": settlement[:, households],
             "cost": cost,
             "voltage_pu": household_voltage_pu,
-            "p2p_fee": fee,
+            "p2p_fee": fee[:, households],
             "feeder_loss_kwh": community_values[3],
             **dict(zip(FEEDER_KPI_KEYS, community_values[4:])),
+            **extra_infos,
         }
         return self._observe(soc), reward, self.done, infos
+
+    def _checked_action(self, action, shape: tuple[int, ...], layout: str) -> np.ndarray:
+        """``action`` as a float64 array of ``shape``; ``ValueError`` naming the layout, or the first non-finite
+        entry's community (and agent)."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != shape:
+            raise ValueError(f"actions must have shape {shape} {layout}, got {action.shape}")
+        if not np.isfinite(action).all():
+            bad = np.argwhere(~np.isfinite(action))[0]
+            whose = f"agent {bad[1]} (community {bad[0]})" if action.ndim == 3 else f"community {bad[0]}"
+            raise ValueError(f"action of {whose} is not finite: {action[tuple(bad[:-1])].tolist()}; actions must "
+                             "be finite numbers")
+        return action
+
+    def _shared_battery_power(self, household_net_kw: np.ndarray, operator_action: np.ndarray | None
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The shared battery's (charge_kw, discharge_kw, limit price share), each (B, 1): the operator's action,
+        or the rule of the module docstring."""
+        if operator_action is None:
+            setpoint_kw = -household_net_kw.sum(axis=1, keepdims=True)
+            # Discharge only what it stored above its start energy today: draining below it never pays (the
+            # end-of-day settlement buys it back at the day's highest retail price).
+            above_start_kwh = np.maximum(self.shared_energy_kwh - self.shared_start_energy_kwh, 0.0)
+            setpoint_kw = np.maximum(setpoint_kw, -above_start_kwh * self.shared_battery.discharge_efficiency
+                                     / self.dt_h)
+        else:
+            setpoint_kw = _clip(operator_action[:, :1], -1.0, 1.0) * self.shared_battery.max_kw
+        charge_kw, discharge_kw = feasible_power(setpoint_kw, self.shared_energy_kwh, self.shared_battery,
+                                                 self.dt_h)
+        if operator_action is None:
+            price_share = (charge_kw > 0).astype(np.float64)  # bid retail while charging, ask feed-in otherwise
+        else:
+            price_share = _clip(operator_action[:, 1:], 0.0, 1.0)
+        return charge_kw, discharge_kw, price_share
 
     def _network_penalty(self, side_kw: np.ndarray, voltage_pu: np.ndarray, line_p_kw: np.ndarray,
                          line_flow_kva: np.ndarray, total_p_kw: np.ndarray, transformer_kva: np.ndarray
@@ -451,6 +590,22 @@ class CommunityCore:
         obs = self.observe() if observations is None else observations
         return np.concatenate([obs[:, 0, STATE_SHARED], obs[:, :, STATE_PER_AGENT].reshape(self.batch_size, -1)],
                               axis=1)
+
+    def operator_observation(self, observations: np.ndarray | None = None) -> np.ndarray:
+        """The community operator's observation (B, state_dim + 2), within [operator_observation_low, ..._high]:
+        the global state (``observations`` as for ``state``), then the shared battery's SoC now and at the
+        episode's start."""
+        capacity_kwh = self.shared_battery.capacity_kwh[0]
+        return np.concatenate([self.state(observations), self.shared_energy_kwh / capacity_kwh,
+                               self.shared_start_energy_kwh / capacity_kwh], axis=1)
+
+    @property
+    def operator_observation_low(self) -> np.ndarray:
+        return np.concatenate([self.state_low, [0.0, 0.0]])
+
+    @property
+    def operator_observation_high(self) -> np.ndarray:
+        return np.concatenate([self.state_high, [1.0, 1.0]])
 
     @property
     def state_low(self) -> np.ndarray:

@@ -165,17 +165,11 @@ class Feeder:
             bus_path[b] = bus_path[parent[b]]
             bus_path[b, b - 1] = 1.0
         scale = _KW_OHM_PER_KV2_TO_PU / self.v_nominal_kv**2
-
-        def sensitivities(load_bus: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            # drop at bus i per kW at load_bus[n] = sum of r over the lines shared by both paths, plus the
-            # transformer's, which every load's power passes (adding the default 0.0 changes no bit)
-            downstream = bus_path[load_bus]
-            return (downstream,
-                    (downstream @ (bus_path * lines["r_ohm"]).T + float(self.transformer_r_ohm)) * scale,
-                    (downstream @ (bus_path * lines["x_ohm"]).T + float(self.transformer_x_ohm)) * scale)
-
-        downstream, sens_p, sens_q = sensitivities(household_bus)
-        passive_downstream, passive_sens_p, passive_sens_q = sensitivities(passive_bus)
+        downstream, passive_downstream = bus_path[household_bus], bus_path[passive_bus]
+        sens_p, passive_sens_p = (_voltage_drop(paths, bus_path, lines["r_ohm"], float(self.transformer_r_ohm), scale)
+                                  for paths in (downstream, passive_downstream))
+        sens_q, passive_sens_q = (_voltage_drop(paths, bus_path, lines["x_ohm"], float(self.transformer_x_ohm), scale)
+                                  for paths in (downstream, passive_downstream))
         derived = {
             "parent": parent,
             **lines,
@@ -220,6 +214,42 @@ class Feeder:
         return Feeder(self.parent, self.r_ohm, self.x_ohm, self.line_rating_kva, household_bus,
                       self.transformer_kva, self.v_nominal_kv, self.v_slack_pu, self.transformer_r_ohm,
                       self.transformer_x_ohm, np.zeros(0, dtype=np.int64) if passive_bus is None else passive_bus)
+
+
+def _voltage_drop(paths: np.ndarray, bus_path: np.ndarray, line_ohm: np.ndarray, transformer_ohm: float,
+                  scale: float) -> np.ndarray:
+    """(K, n_bus) voltage drop at each bus per kW (or kvar) consumed at the end of each of the K (K, n_lines)
+    ``paths`` from the busbar: the sum of r (or x) over the lines shared by both paths, plus the transformer's,
+    which all power passes (adding the default 0.0 changes no bit)."""
+    return (paths @ (bus_path * line_ohm).T + transformer_ohm) * scale
+
+
+@dataclass(frozen=True, eq=False)
+class FlowRows:
+    """The linear model's rows of everything that draws power from the feeder: the households' (the feeder's own
+    arrays) and, after them, one per device at a bus of its own (the shared community battery)."""
+
+    downstream: np.ndarray  # (P, n_lines) 1.0 where line l carries participant p's power
+    voltage_sens_p_pu_per_kw: np.ndarray  # (P, n_bus)
+    voltage_sens_q_pu_per_kvar: np.ndarray  # (P, n_bus)
+
+
+def flow_rows(feeder: Feeder, device_buses: tuple[int, ...] = ()) -> FlowRows:
+    """The households' rows of ``feeder`` followed by those of devices at ``device_buses``, any bus in
+    [0, n_bus) (0, the busbar, loads no line: only the transformer's impedance lies between it and the slack)."""
+    if not device_buses:
+        return FlowRows(feeder.downstream, feeder.voltage_sens_p_pu_per_kw, feeder.voltage_sens_q_pu_per_kvar)
+    buses = np.asarray(device_buses, dtype=np.int64)
+    if buses.min() < 0 or buses.max() >= feeder.n_bus:
+        raise ValueError(f"device buses {buses.tolist()} must lie in [0, {feeder.n_bus - 1}]")
+    paths = feeder.bus_path[buses]
+    scale = _KW_OHM_PER_KV2_TO_PU / feeder.v_nominal_kv**2
+    return FlowRows(
+        np.vstack([feeder.downstream, paths]),
+        np.vstack([feeder.voltage_sens_p_pu_per_kw,
+                   _voltage_drop(paths, feeder.bus_path, feeder.r_ohm, feeder.transformer_r_ohm, scale)]),
+        np.vstack([feeder.voltage_sens_q_pu_per_kvar,
+                   _voltage_drop(paths, feeder.bus_path, feeder.x_ohm, feeder.transformer_x_ohm, scale)]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -324,26 +354,27 @@ def linear_power_flow(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray, pass
         raise ValueError("the feeder has no passive loads (passive_bus is empty): leave passive_kw and passive_kvar "
                          "out")
     voltage_pu, household_voltage_pu, _, line_flow_kva, _, transformer_kva = power_flow_arrays(
-        feeder, p_kw, q_kvar, passive_kw, passive_kvar)
+        feeder, p_kw, q_kvar, None, passive_kw, passive_kvar)
     return PowerFlow(voltage_pu, household_voltage_pu, line_flow_kva, transformer_kva)
 
 
 def power_flow_arrays(
-    feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray, passive_kw: np.ndarray | None = None,
-    passive_kvar: np.ndarray | None = None,
+    feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray, rows: FlowRows | None = None,
+    passive_kw: np.ndarray | None = None, passive_kvar: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The computation of ``linear_power_flow`` without its input checks, for callers that built valid
-    float64 (B, N) inputs (the simulator, every step), and (B, M) ones for the passive loads where the feeder
-    has them.
+    float64 (B, N) inputs (the simulator, every step); with ``rows`` (``flow_rows``), (B, P) inputs of the
+    households and the devices after them; and (B, M) ones for the passive loads where the feeder has them.
 
     Returns (voltage_pu, household_voltage_pu, line_p_kw, line_flow_kva, total_p_kw, transformer_kva); the
     active powers (> 0 towards the loads) tell the direction of each element's flow.
     """
+    rows = rows or flow_rows(feeder)
     voltage_pu = (
-        feeder.v_slack_pu - p_kw @ feeder.voltage_sens_p_pu_per_kw - q_kvar @ feeder.voltage_sens_q_pu_per_kvar
+        feeder.v_slack_pu - p_kw @ rows.voltage_sens_p_pu_per_kw - q_kvar @ rows.voltage_sens_q_pu_per_kvar
     )
-    line_p_kw = p_kw @ feeder.downstream
-    line_q_kvar = q_kvar @ feeder.downstream
+    line_p_kw = p_kw @ rows.downstream
+    line_q_kvar = q_kvar @ rows.downstream
     total_p_kw = p_kw.sum(axis=1)
     total_q_kvar = q_kvar.sum(axis=1)
     if passive_kw is not None:  # superposed: the model is linear in the injections
@@ -376,10 +407,11 @@ def line_losses_kw(feeder: Feeder, line_flow_kva: np.ndarray, voltage_pu: np.nda
     return (line_flow_kva**2 / sending_v_kv**2) @ feeder.r_ohm * _KW_OHM_PER_KV2_TO_PU
 
 
-def household_distance_ohm(feeder: Feeder) -> np.ndarray:
+def household_distance_ohm(feeder: Feeder, rows: FlowRows | None = None) -> np.ndarray:
     """(N, N) electrical distance between households: the summed impedance magnitude ``|r + jx|`` of the lines
-    on the path between their buses (0 on one bus). What a distance-based network charge prices."""
-    path = feeder.downstream  # (N, n_lines): the lines from the busbar to each household
+    on the path between their buses (0 on one bus). What a distance-based network charge prices. With ``rows``
+    (``flow_rows``), (P, P) between the households and the devices after them."""
+    path = (rows or flow_rows(feeder)).downstream  # (P, n_lines): the lines from the busbar to each participant
     between = path[:, None, :] + path[None, :, :] - 2.0 * path[:, None, :] * path[None, :, :]
     return between @ np.hypot(feeder.r_ohm, feeder.x_ohm)
 

@@ -16,6 +16,23 @@ operator (it leaves the community), as configured by ``EnvConfig.p2p_fee_*``.
 The fee does not enter the clearing (bids and asks are what agents choose to send; a trader that expects a fee
 prices it in), so a P2P price plus the fee can exceed retail: fees can make a trade worse than the grid, and
 the optimum (``p2p_marl.baselines.optimal``) then leaves that step's trades to the grid.
+
+The shared community battery (``shared_battery_*``) trades like a household and pays its fees like one; under
+``"distance"`` its rate to a household is by the distance from its bus, scaled by the households' mean.
+
+Loss charges (``loss_allocation``, ``loss_charges``): the feeder's losses of the step (``feeder_loss_kwh``, the
+I^2 R estimate) priced at the step's retail price and charged to the households, paid to the utility (who buys
+the energy lost; ``utility_revenue`` counts them). Each household's share is its weight over the energy all
+households move through their meters, ``sum_n |net_kwh_n|``:
+
+``"p2p_volume"`` -- weight ``p2p_buy_kwh + p2p_sell_kwh``: the households pay for the part of the losses their P2P
+    trades carry, in proportion to their P2P volume; the rest, the grid energy's part, stays in the retail and
+    feed-in tariffs as without loss allocation. A step without P2P trade charges nobody.
+``"net_energy"`` -- weight ``|net_kwh|``: every household pays for its share of the whole loss, P2P and grid
+    energy alike.
+
+Both are continuous in the dispatch (no step switches a whole loss on or off), so the optimum's acted-out cost
+(``p2p_marl.baselines.optimal``) is exact; the shared battery's own meter bears none.
 """
 
 from __future__ import annotations
@@ -23,19 +40,23 @@ from __future__ import annotations
 import numpy as np
 
 from p2p_marl.sim.auction import BUY, SELL
-from p2p_marl.sim.feeder import Feeder, household_distance_ohm
+from p2p_marl.sim.feeder import Feeder, FlowRows, household_distance_ohm
 
 # Share of the fee the buyer pays, for each payer.
 _BUYER_SHARE = {"buyer": 1.0, "seller": 0.0, "both": 0.5}
 
 
-def fee_matrix_per_kwh(feeder: Feeder, fee_per_kwh: float, basis: str) -> np.ndarray | None:
-    """(N, N) fee per kWh from seller j to buyer i for the ``"distance"`` basis; None for ``"flat"`` (one rate)."""
+def fee_matrix_per_kwh(feeder: Feeder, fee_per_kwh: float, basis: str, rows: FlowRows | None = None
+                       ) -> np.ndarray | None:
+    """(N, N) fee per kWh from seller j to buyer i for the ``"distance"`` basis; None for ``"flat"`` (one rate).
+    With ``rows`` (``p2p_marl.sim.feeder.flow_rows``) (P, P) over the households and the devices after them,
+    scaled by the households' mean distance."""
     if basis == "flat":
         return None
-    distance = household_distance_ohm(feeder)
-    n = distance.shape[0]
-    mean = distance.sum() / (n * (n - 1)) if n > 1 else 0.0
+    distance = household_distance_ohm(feeder, rows)
+    n = feeder.n_households
+    households = distance[:n, :n]
+    mean = households.sum() / (n * (n - 1)) if n > 1 else 0.0
     # Every household on one bus: no distance to scale by, every pair pays the flat rate.
     return fee_per_kwh * (distance / mean if mean > 0 else np.ones_like(distance))
 
@@ -55,3 +76,14 @@ def p2p_fees(traded_kwh: np.ndarray, fee_per_kwh: float, fee_matrix: np.ndarray 
         seller_fee = sell * (buy_share @ fee_matrix)
     share = _BUYER_SHARE[payer]
     return share * buyer_fee + (1.0 - share) * seller_fee
+
+
+def loss_charges(loss_kwh: np.ndarray, price_per_kwh, net_kwh: np.ndarray, traded_kwh: np.ndarray,
+                 allocation: str) -> np.ndarray:
+    """(B, N) each household's charge for the step's feeder losses ``loss_kwh`` (B,) at ``price_per_kwh``, from the
+    households' signed ``net_kwh`` (B, N) and P2P ``traded_kwh`` (2, B, N), by ``allocation`` (module docstring)."""
+    moved_kwh = np.abs(net_kwh)
+    weight = traded_kwh[BUY] + traded_kwh[SELL] if allocation == "p2p_volume" else moved_kwh
+    total = moved_kwh.sum(axis=1, keepdims=True)
+    share = np.divide(weight, total, out=np.zeros_like(weight), where=total > 0)
+    return price_per_kwh * loss_kwh[:, None] * share

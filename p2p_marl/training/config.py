@@ -25,7 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from p2p_marl.algos import REGISTRY, get_algo, make_hyperparameters
-from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.config import ConfigError, EnvConfig, check_households_only
 from p2p_marl.run_dirs import claim_new_dir, register_resolver
 from p2p_marl.training.validation import check_ranges
 
@@ -71,6 +71,10 @@ def validate_config(config: dict[str, Any]) -> TrainConfig:
     whose message starts with the offending key."""
     try:
         env = EnvConfig(**config["env"])
+    except ConfigError as error:
+        raise ConfigError(f"env.{error}") from None
+    try:
+        check_households_only(env, "training")
     except ConfigError as error:
         raise ConfigError(f"env.{error}") from None
     make_hyperparameters(config["algo"])
