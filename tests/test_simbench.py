@@ -31,6 +31,10 @@ SCENARIO_0_GRIDS = [code for code in SIMBENCH_LV_CODES if code.endswith("--0-sw"
 # p.u. and 0.26 % (README, "SimBench feeders"); the neglected terms are second order in drops below 0.03 p.u.
 AC_VOLTAGE_TOLERANCE_PU = 1e-3
 AC_LOADING_TOLERANCE_PCT = 1.0
+# The presets' 2024/2034 scenarios export more PV: drops up to 0.034 p.u., and the neglected terms grow with the
+# square of the drop (worst measured 0.0028 p.u. and 1.2 % on 1-LV-rural1--2-sw, bench/simbench_ac.py).
+PRESET_AC_VOLTAGE_TOLERANCE_PU = 3e-3
+PRESET_AC_LOADING_TOLERANCE_PCT = 1.5
 
 
 def preset_keys(name: str) -> dict:
@@ -155,14 +159,18 @@ def test_pv_scale_multiplies_every_pv_profile():
     np.testing.assert_array_equal(doubled.load_kw, base.profiles.load_kw)
 
 
-@pytest.mark.parametrize("code", SCENARIO_0_GRIDS)
-def test_lindistflow_matches_pandapower_ac_on_every_simbench_lv_grid(code):
+@pytest.mark.parametrize("code, voltage_tolerance_pu, loading_tolerance_pct", [
+    *[(code, AC_VOLTAGE_TOLERANCE_PU, AC_LOADING_TOLERANCE_PCT) for code in SCENARIO_0_GRIDS],
+    *[(preset(name).simbench_code, PRESET_AC_VOLTAGE_TOLERANCE_PU, PRESET_AC_LOADING_TOLERANCE_PCT)
+      for name in PRESETS]])
+def test_lindistflow_matches_pandapower_ac_on_every_simbench_lv_grid(code, voltage_tolerance_pu,
+                                                                        loading_tolerance_pct):
     """SimBench's own net under pandapower's AC power flow, at the year's highest export (sunny noon) and
-    highest load (winter evening), against the LinDistFlow feeder built from it."""
+    highest load (winter evening), against the LinDistFlow feeder built from it (passive loads included)."""
     for step in extreme_steps(code).values():
         comparison = ac_validation(code, step)
-        assert comparison.voltage_error_pu < AC_VOLTAGE_TOLERANCE_PU, comparison
-        assert comparison.loading_error_pct < AC_LOADING_TOLERANCE_PCT, comparison
+        assert comparison.voltage_error_pu < voltage_tolerance_pu, comparison
+        assert comparison.loading_error_pct < loading_tolerance_pct, comparison
         assert comparison.max_voltage_drop_pu > 10 * comparison.voltage_error_pu, comparison  # not a no-load case
 
 
