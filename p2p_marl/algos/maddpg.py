@@ -313,12 +313,15 @@ class MADDPG(Learner):
         if self.updates % cfg.policy_delay:
             return
 
-        # Actor: agent i's own action from the current actor, everyone else's from replay.
+        # Actor: agent i's own action from the current actor, everyone else's from replay. The critic is frozen
+        # meanwhile: the backward pass then skips its weight gradients, which the actor's step does not use.
         pre_tanh = self.actor[0](self._actor_input(obs))
         own_joint = torch.where(own, torch.tanh(pre_tanh).unsqueeze(1), joint)
+        self.critic.requires_grad_(False)
         actor_loss = -self._q(self.critic, obs, own_joint).mean() + cfg.action_l2 * pre_tanh.pow(2).mean()
         self.actor_optimizer.zero_grad()
         actor_loss.backward()
+        self.critic.requires_grad_(True)
         nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
         self.actor_optimizer.step()
 

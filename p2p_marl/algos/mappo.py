@@ -121,6 +121,20 @@ _RANGES = (
 )
 
 
+LOG_SQRT_2PI = math.log(math.sqrt(2.0 * math.pi))
+
+
+def gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Log-density of ``u`` under the diagonal Gaussian (mean, std), summed over the action dimensions (the
+    operations of ``torch.distributions.Normal.log_prob``, without its argument checks)."""
+    return (-((u - mean) ** 2) / (2 * std ** 2) - std.log() - LOG_SQRT_2PI).sum(-1)
+
+
+def gaussian_entropy(std: torch.Tensor) -> torch.Tensor:
+    """Entropy of the diagonal Gaussian with standard deviations ``std``, summed over the action dimensions."""
+    return (0.5 + 0.5 * math.log(2 * math.pi) + std.log()).sum(-1)
+
+
 class RunningReturnNorm:
     """Running mean and variance of the return targets (exponentially weighted with ``decay``, bias-corrected),
     used to normalise what the critic predicts."""
@@ -194,8 +208,10 @@ class MAPPO(Learner):
         per_agent = s.unsqueeze(-2).expand(*s.shape[:-1], self.core.n_agents, s.shape[-1])
         return with_agent_id(per_agent, self.config.critic_agent_id)
 
-    def _normal(self, x: torch.Tensor) -> torch.distributions.Normal:
-        return torch.distributions.Normal(self.actor(x), self.log_std.exp())
+    def _policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std (expanded to the mean's shape) of the pre-squash Gaussian."""
+        mean = self.actor(x)
+        return mean, self.log_std.exp().expand_as(mean)
 
     # ------------------------------------------------------------------ warm start
     def imitate(self) -> dict[str, float]:
@@ -239,13 +255,13 @@ class MAPPO(Learner):
         while not done:
             x, s = self._actor_input(obs), self._critic_input()
             with torch.no_grad():
-                dist = self._normal(x)
-                noise = torch.randn(dist.loc.shape, generator=self.generator).to(self.device)
-                u = dist.loc + dist.scale * noise
+                mean, std = self._policy(x)
+                noise = torch.randn(mean.shape, generator=self.generator).to(self.device)
+                u = mean + std * noise
                 actor_inputs.append(x)
                 critic_inputs.append(s)
                 pre_squash.append(u)
-                log_probs.append(dist.log_prob(u).sum(-1))
+                log_probs.append(gaussian_log_prob(u, mean, std))
                 values.append(self.critic(s).squeeze(-1))
             obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core,
                                                              cfg.battery_action))
@@ -283,17 +299,18 @@ class MAPPO(Learner):
         for _ in range(cfg.update_epochs):
             # One shuffle per epoch, then contiguous minibatches (views, not four gathers each).
             order = torch.randperm(n_samples, generator=self.generator).to(self.device)
-            e_x, e_s, e_u, e_logp, e_adv, e_ret = (t[order] for t in (b_x, b_s, b_u, b_logp, b_adv, b_ret))
+            e_x, e_s, e_u, e_logp, e_adv, e_ret = (t.index_select(0, order) for t in (b_x, b_s, b_u, b_logp, b_adv,
+                                                                                      b_ret))
             for first in range(0, n_samples, minibatch):
                 batch = slice(first, first + minibatch)
-                dist = self._normal(e_x[batch])
-                log_ratio = dist.log_prob(e_u[batch]).sum(-1) - e_logp[batch]
+                mean, std = self._policy(e_x[batch])
+                log_ratio = gaussian_log_prob(e_u[batch], mean, std) - e_logp[batch]
                 ratio = log_ratio.exp()
                 adv = e_adv[batch]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 policy_loss = torch.max(-adv * ratio,
                                         -adv * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
-                entropy = dist.entropy().sum(-1).mean()
+                entropy = gaussian_entropy(std).mean()
                 value_loss = 0.5 * (self.critic(e_s[batch]).squeeze(-1) - e_ret[batch]).pow(2).mean()
 
                 # Actor and critic share no parameters: one backward pass gives each its own loss's gradient.
@@ -306,17 +323,17 @@ class MAPPO(Learner):
                 self.critic_optimizer.step()
 
                 with torch.no_grad():
-                    stats["approx_kl"].append(float(((ratio - 1.0) - log_ratio).mean()))
-                    stats["clip_fraction"].append(float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean()))
-                stats["policy_loss"].append(policy_loss.item())
-                stats["value_loss"].append(value_loss.item())
-                stats["entropy"].append(entropy.item())
+                    stats["approx_kl"].append(((ratio - 1.0) - log_ratio).mean())
+                    stats["clip_fraction"].append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
+                stats["policy_loss"].append(policy_loss.detach())
+                stats["value_loss"].append(value_loss.detach())
+                stats["entropy"].append(entropy.detach())
         self.iterations += 1
 
         elapsed = time.perf_counter() - start
         return {
             **episode_metrics(rewards_np, costs_np),
-            **{key: float(np.mean(values)) for key, values in stats.items()},
+            **{key: float(np.mean(torch.stack(values).tolist())) for key, values in stats.items()},
             "explained_variance": explained_variance,
             "exploration": float(self.log_std.detach().exp().mean()),  # the Gaussian's std before squashing
             "learning_rate_scale": lr_scale,
