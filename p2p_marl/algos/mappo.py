@@ -294,8 +294,8 @@ class MAPPO(Learner):
                                 device=self.device)
         n_samples = b_adv.shape[0]
         minibatch = math.ceil(n_samples / cfg.num_minibatches)
-        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl",
-                                                         "clip_fraction")}
+        stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
+                                                                "approx_kl", "clip_fraction")}
         for _ in range(cfg.update_epochs):
             # One shuffle per epoch, then contiguous minibatches (views, not four gathers each).
             order = torch.randperm(n_samples, generator=self.generator).to(self.device)
