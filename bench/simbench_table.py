@@ -23,7 +23,7 @@ from p2p_marl.sim.community import CommunityCore, simbench_community_of
 
 NETWORK_COST = re.compile(r"The network's cost .*: (?P<mean>[-\d.]+) per day on average, above zero on "
                           r"(?P<days>\d+) of (?P<total>\d+) days")
-SHARES = ("idle_mid_price", "rule_self_consumption", "rule_time_of_use", "zero_intelligence", "mpc_persistence",
+SHARES = ("random", "idle_mid_price", "rule_self_consumption", "rule_time_of_use", "zero_intelligence", "mpc_persistence",
           "mpc_noisy", "mpc_oracle")
 
 
@@ -38,13 +38,14 @@ def main(run_dirs: list[str]) -> None:
         cost = NETWORK_COST.search((run_dir / "evaluate.log").read_text())
         violation = summary["grid_only"]["violation_day"]
         shares = [f"{summary[m]['share_of_optimal_saving']['mean']:.2f}" if m in summary else "–" for m in SHARES]
-        rows.append([env.simbench_code, str(env.n_agents), str(int(community.profiles.has_pv.sum())),
+        rows.append([env.simbench_code, str(env.n_agents), str(community.feeder.n_passive),
+                     str(int(community.profiles.has_pv.sum())),
                      str(batteries), f"{community.feeder_length_km:.2f}",
                      str(violation["n_days"]), f"{round(violation['mean'] * violation['n_days'])}",
                      f"{float(cost['mean']):.3f} ({cost['days']})", *shares])
-    print("| grid | households | PV | batteries | feeder km | test days | days with violations (grid-only) "
+    print("| grid | agents | passive loads | PV | batteries | feeder km | test days | days with violations (grid-only) "
           "| network cost per day (days > 0) | " + " | ".join(SHARES) + " |")
-    print("|" + "---|" * (8 + len(SHARES)))
+    print("|" + "---|" * (9 + len(SHARES)))
     for row in rows:
         print("| " + " | ".join(row) + " |")
 

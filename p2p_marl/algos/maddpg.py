@@ -89,7 +89,8 @@ class MADDPGConfig:
     target_noise_clip: float = 0.5
     actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
     critic_agent_id: bool = True  # per-agent values Q_i (needed when rewards differ between agents)
-    cooperative_weight: float | None = 1.0  # train on the community's mean bill (null = the env's own reward)
+    cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
+    # bill; null: the environment's own reward
     battery_action: str = "power"  # what the actor's battery output means: "power" or "target_soc" (nets)
     device: str = "cpu"
 
