@@ -179,7 +179,8 @@ def build_feeder(cfg: EnvConfig) -> Feeder:
 
 
 def simbench_community_of(cfg: EnvConfig) -> SimbenchCommunity:
-    """The configured SimBench grid (cached per code, dt_h and PV scale); n_agents must match its loads."""
+    """The configured SimBench grid (cached per code, dt_h, PV scale and agents); n_agents must match its agent
+    loads."""
     community = simbench_community(cfg.simbench_code, cfg.dt_h, cfg.simbench_pv_scale, cfg.simbench_agents)
     if community.n_households != cfg.n_agents:
         raise ConfigError(f"n_agents={cfg.n_agents} but simbench_code={cfg.simbench_code!r} with simbench_agents="
@@ -426,7 +427,8 @@ class CommunityCore:
 
         self.last_clearing_price = clearing_price
         self.last_voltage_pu = household_voltage_pu
-        self.last_net_kw = net_kw.sum(axis=1) / n_agents  # the community's mean net power, passive loads apart
+        # The community's mean net power (its shared battery's included, the passive loads apart).
+        self.last_net_kw = market_net_kw.sum(axis=1) / n_agents
         soc = self.soc()
 
         # Per-community values, repeated for each agent: (clearing price, retail, feed-in, losses, 3 feeder KPIs).

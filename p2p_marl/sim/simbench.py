@@ -5,11 +5,13 @@ six LV grids with a year (2016, 366 days) of 15-minute absolute profiles in thre
 2 2034). ``simbench_community(code, dt_h)`` turns one of them into the simulator's inputs, so that the core, the
 LP and every view run on it unchanged:
 
-* Households: every load of the grid (``net.load``, in its index order) is an agent at its bus, with its own
-  active and reactive power profile (``ProfileSet.load_kvar``). That covers the G (commercial), L
-  (agricultural) and heat-pump loads too: they are agents without PV unless SimBench puts PV at their bus.
-* PV: every static generator (all are PV in the LV grids) feeds a load at its bus, an H0 household first;
-  several on one bus add up. ``pv_scale`` multiplies every PV profile (a penetration study). Batteries follow the
+* Households: the grid's household loads (``net.load`` in its index order: H0 profiles and heat pumps) are the
+  agents at their buses, each with its own active and reactive power profile (``ProfileSet.load_kvar``). The
+  commercial (G) and agricultural (L) loads are passive loads (``Feeder.passive_bus``, ``ProfileSet.passive_kw``
+  / ``passive_kvar``): on the feeder, outside the market. ``agents="all_loads"`` makes every load an agent.
+* PV: every static generator (all are PV in the LV grids) feeds a load at its bus: an H0 household first, else
+  another agent, else the passive load there (its PV then nets off that load's profile); several on one bus add
+  up. ``pv_scale`` multiplies every PV profile (a penetration study). Batteries follow the
   config: each household with PV gets ``battery_kwh`` / ``battery_kw`` (SimBench's own storage units are not used).
 * Feeder: the grid's in-service lines form a tree below the single MV/LV transformer; buses are renumbered
   breadth-first from the LV busbar (bus 0), each line keeps its impedance ``r/x_ohm_per_km * length_km /
@@ -130,18 +132,17 @@ def simbench_community(code: str, dt_h: float, pv_scale: float = 1.0,
     if not is_agent.any():
         raise ConfigError(f"simbench_code={code!r} has no household loads; set simbench_agents=all_loads")
     agent_loads, passive_loads = np.flatnonzero(is_agent), np.flatnonzero(~is_agent)
-    # Each PV unit feeds an agent at its bus if there is one (else it is passive with the loads there); unit k's
-    # owner is column sgen_owner[k] of [agents..., passive loads...].
+    # Columns: the agents' loads, then the passive ones. Each PV unit feeds an agent at its bus if there is one
+    # (else it is passive with the loads there); unit k's owner is column sgen_owner[k].
+    order = np.concatenate([agent_loads, passive_loads])
     owner_load = np.array([_pv_owner(load_bus, all_types, is_agent, int(bus), code) for bus in net.sgen.bus],
                           dtype=np.int64)
-    column_of_load = np.argsort(np.concatenate([agent_loads, passive_loads]))
-    sgen_owner = column_of_load[owner_load]
+    sgen_owner = np.argsort(order)[owner_load]
 
     raw = quarter_hour_profiles_kw(code)
     pv_quarter_kw = np.zeros((raw["sgen_kw"].shape[0], len(net.load)))
     np.add.at(pv_quarter_kw.T, sgen_owner, raw["sgen_kw"].T)
     steps = round(steps_per_sample)
-    order = np.concatenate([agent_loads, passive_loads])
     load_kw, load_kvar, pv_kw = (_day_steps(array, steps) for array in (raw["load_kw"][:, order],
                                                                          raw["load_kvar"][:, order],
                                                                          pv_quarter_kw * pv_scale))
