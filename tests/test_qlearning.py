@@ -68,21 +68,35 @@ def test_update_averages_each_entrys_td_errors_and_stops_at_the_days_end():
     next_x = np.array([[7, 7, 7]])
 
     learner.learn(x, actions, reward, next_x, terminal=False)
-    # Entry (3, 1): the mean TD error of its two transitions, (-1 - 0.9) and (-3 - 0.9), times the step size.
-    assert values[3, 1] == pytest.approx(0.5 * (-2.0 - 0.9))
-    assert values[5, 0] == pytest.approx(0.5 * (-2.0 - 0.9))
+    # Entry (3, 1): the mean of its two targets, (-1 - 0.9) and (-3 - 0.9): a first visit takes the whole step.
+    assert values[3, 1] == pytest.approx(-2.0 - 0.9)
+    assert values[5, 0] == pytest.approx(-2.0 - 0.9)
     assert visits[3, 1] == 2 and visits[5, 0] == 1
 
     learner.learn(x, actions, reward, next_x, terminal=True)
-    # At the day's end the target is the reward alone.
-    assert values[5, 0] == pytest.approx(0.5 * (-2.0 - 0.9) + 0.5 * (-2.0 - 0.5 * (-2.0 - 0.9)))
+    # At the day's end the target is the reward alone; the second visit of (5, 0) moves it half-way
+    # (max(learning_rate, 1 / 2)), the third and fourth of (3, 1) by max(0.5, 2 / 4).
+    assert values[5, 0] == pytest.approx(-2.9 + 0.5 * (-2.0 + 2.9))
+    assert values[3, 1] == pytest.approx(-2.9 + 0.5 * (-2.0 + 2.9))
+    assert visits[3, 1] == 4 and visits[5, 0] == 2
+
+
+def test_early_visits_average_their_targets_then_the_step_is_the_learning_rate():
+    learner = QLearning(TINY_ENV, QLearningConfig(learning_rate=0.1), seed=0)
+    targets = [-4.0, -2.0, -3.0, -5.0] + [-1.0] * 30
+    for k, target in enumerate(targets, start=1):
+        learner.learn(np.array([[2]]), np.array([[0]]), np.array([[target]]), np.array([[2]]), terminal=True)
+        if k <= 10:  # 1 / k >= 0.1: the running mean of the targets so far
+            assert learner.q.values[2, 0] == pytest.approx(np.mean(targets[:k]))
+    mean_of_ten = np.mean(targets[:10])
+    assert learner.q.values[2, 0] == pytest.approx(-1.0 + (mean_of_ten + 1.0) * 0.9 ** 24)
 
 
 def test_untried_actions_are_never_greedy():
     learner = QLearning(TINY_ENV, QLearningConfig(), seed=0)
     learner.q.values[4, :] = 5.0
-    learner.q.values[4, 6], learner.q.visits[4, 6] = -2.0, 3
-    assert learner.q.q_values(np.array([4])).argmax(axis=-1).tolist() == [6]
+    learner.q.values[4, 3], learner.q.visits[4, 3] = -2.0, 3
+    assert learner.q.q_values(np.array([4])).argmax(axis=-1).tolist() == [3]
 
 
 def test_training_and_a_checkpoint_round_trip_continue_identically():

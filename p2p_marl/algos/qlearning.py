@@ -17,8 +17,12 @@ Update: after every step, the TD errors ``r + gamma * max_a' Q(s', a') - Q(s, a)
 the day) of all B x N households are averaged per table entry (s, a) and each visited entry moves by
 ``learning_rate`` times its mean error. Averaging, rather than applying the households' updates one after
 another, keeps a step of an entry that many households visit at once (the no-battery households at night) at
-``learning_rate`` and makes the update independent of the households' order. The reported ``td_loss`` is
-the mean squared TD error of the step's transitions.
+``learning_rate`` and makes the update independent of the households' order. The step is
+``max(learning_rate, count / visits)`` (``count`` of this step's transitions, ``visits`` with them): the first
+visits average their targets, so an entry tried once holds its target rather than a tenth of it. With the
+plain ``learning_rate`` every entry starts at a tenth of the way from 0, and since every cost is positive a
+barely tried action looked better than a well-known one and became greedy. The reported ``td_loss`` is the
+mean squared TD error of the step's transitions.
 
 Untried actions: the table counts visits, and an action never tried in a state is neither greedy nor part of
 ``max_a'`` (its entry holds no information; a constant initial value would be either optimistic, drawing the
@@ -151,7 +155,7 @@ class QLearning(ValueBasedLearner):
         count = np.bincount(entry, minlength=q.values.size)
         hit = np.flatnonzero(count)
         visits = q.visits.reshape(-1)[hit] + count[hit]
-        step_size = c.learning_rate
+        step_size = np.maximum(c.learning_rate, count[hit] / visits)
         q.values.reshape(-1)[hit] += step_size * error_sum[hit] / count[hit]
         q.visits.reshape(-1)[hit] = visits
         return {"td_loss": float(np.mean(td_error ** 2))}
