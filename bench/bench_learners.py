@@ -1,6 +1,6 @@
 """Learner throughput: community-steps and agent-steps per second of training, updates included.
 
-    python bench/bench_learners.py [--iterations 4] [--repeats 3]
+    python bench/bench_learners.py [--iterations 4] [--repeats 3] [--variant mappo:update_epochs=4,num_minibatches=4]
 
 Each learner is built with its default hyperparameters (``configs/algo/``) on the default community (N = 10)
 and trained for ``--iterations`` iterations after one warm-up iteration (MADDPG's and DQN's warm-up is set
@@ -8,7 +8,8 @@ past their ``learning_starts``, so the timed iterations do update). The referenc
 run, is the batched core alone at MAPPO's batch size (B = 32) under random actions: the ratio says how much
 slower a learner trains than the environment it trains on steps. "minutes / 600k" extrapolates to the
 default training budget without its evaluations. One process, one torch thread (as training runs); best of
-``--repeats``.
+``--repeats``. Each ``--variant learner:key=value,...`` adds a row of that learner with those hyperparameters
+changed (values parsed as YAML), to weigh a setting's speed against what it does to learning.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -42,8 +44,22 @@ def _defaults(name: str) -> dict:
     return config
 
 
-def _learner_rate(name: str, env: EnvConfig, iterations: int) -> float:
-    hyperparameters = _defaults(name)
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``"mappo:update_epochs=4,num_minibatches=4"`` -> ("mappo", {"update_epochs": 4, "num_minibatches": 4})."""
+    name, _, settings = text.partition(":")
+    if name not in LEARNERS or not settings:
+        raise SystemExit(f"--variant {text!r}: expected <learner>:<key>=<value>,... with a learner of {LEARNERS}")
+    changes = {}
+    for setting in settings.split(","):
+        key, equals, value = setting.partition("=")
+        if not equals or key not in _defaults(name):
+            raise SystemExit(f"--variant {text!r}: {setting!r} is not <key>=<value> with a key of {name}'s config")
+        changes[key] = yaml.safe_load(value)
+    return name, changes
+
+
+def _learner_rate(name: str, env: EnvConfig, iterations: int, changes: dict) -> float:
+    hyperparameters = _defaults(name) | changes
     learner = build_learner(env, hyperparameters, seed=0)
     while learner.env_steps <= hyperparameters.get("learning_starts", 0):
         learner.iterate()  # warm-up: past random-action collection, so the timed iterations update
@@ -71,13 +87,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=4, help="timed iterations per learner and repeat")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per row; the best is reported")
+    parser.add_argument("--variant", action="append", default=[], type=parse_variant,
+                        help="learner:key=value,... a row with changed hyperparameters (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     env = EnvConfig(n_agents=N_AGENTS)
     rows = [("batched core alone, B=32, random actions (reference)",
              max(_core_rate(env, 32, 2.0) for _ in range(args.repeats)))]
-    for name in LEARNERS:
-        rows.append((name, max(_learner_rate(name, env, args.iterations) for _ in range(args.repeats))))
+    runs = [(name, name, {}) for name in LEARNERS]
+    runs += [(f"{name} ({', '.join(f'{k}={v}' for k, v in changes.items())})", name, changes)
+             for name, changes in args.variant]
+    for label, name, changes in runs:
+        rows.append((label, max(_learner_rate(name, env, args.iterations, changes) for _ in range(args.repeats))))
 
     table = Table(title=f"Learner throughput, N = {N_AGENTS}, default hyperparameters, 1 thread, "
                         f"best of {args.repeats} x {args.iterations} iterations")
