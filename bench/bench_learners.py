@@ -49,10 +49,10 @@ def parse_variant(text: str) -> tuple[str, dict]:
     name, _, settings = text.partition(":")
     if name not in LEARNERS or not settings:
         raise SystemExit(f"--variant {text!r}: expected <learner>:<key>=<value>,... with a learner of {LEARNERS}")
-    changes = {}
+    changes, defaults = {}, _defaults(name)
     for setting in settings.split(","):
         key, equals, value = setting.partition("=")
-        if not equals or key not in _defaults(name):
+        if not equals or key not in defaults:
             raise SystemExit(f"--variant {text!r}: {setting!r} is not <key>=<value> with a key of {name}'s config")
         changes[key] = yaml.safe_load(value)
     return name, changes

@@ -155,7 +155,7 @@ class EnvConfig:
     action_mode: str = "continuous"
     # Discrete mode (the PettingZoo discrete view, DQN and Q-learning): battery setpoints only by default, bid at
     # the middle of [feed-in, retail] and never curtail. With the 30 actions of 3 price and 2 curtailment levels
-    # the value-based learners did worse than idle batteries (README, what was tried).
+    # Q-learning did worse than idle batteries; DQN did as well on either grid (README, what was tried).
     n_battery_levels: int = 5  # discrete mode: evenly spaced setpoints in [-1, 1]
     n_price_levels: int = 1  # discrete mode: evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 1  # discrete mode: evenly spaced PV curtailment shares in [0, 1] (1 level: none)

@@ -20,8 +20,8 @@ another, keeps a step of an entry that many households visit at once (the no-bat
 ``learning_rate`` and makes the update independent of the households' order. The step is
 ``max(learning_rate, count / visits)`` (``count`` of this step's transitions, ``visits`` with them): the first
 visits average their targets, so an entry tried once holds its target rather than a tenth of it. With the
-plain ``learning_rate`` every entry starts at a tenth of the way from 0, and since every cost is positive a
-barely tried action looked better than a well-known one and became greedy. The reported ``td_loss`` is the
+plain ``learning_rate`` every entry starts at a tenth of the way from 0, and since most values are negative
+(costs) a barely tried action looked better than a well-known one and became greedy. The reported ``td_loss`` is the
 mean squared TD error of the step's transitions.
 
 Untried actions: the table counts visits, and an action never tried in a state is neither greedy nor part of
