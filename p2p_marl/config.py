@@ -153,12 +153,11 @@ class EnvConfig:
     # Reward and actions
     cooperative_weight: float = 0.0  # 0 = own bill only, 1 = community mean bill
     action_mode: str = "continuous"
-    # Discrete mode (the PettingZoo discrete view, DQN and Q-learning): battery setpoints only by default, bid at
-    # the middle of [feed-in, retail] and never curtail. With the 30 actions of 3 price and 2 curtailment levels
-    # Q-learning did worse than idle batteries; DQN did as well on either grid (README, what was tried).
+    # Discrete mode (the PettingZoo and TorchRL discrete views): 5 x 3 x 2 = 30 actions. The value-based learners
+    # choose their own grid (QLearningConfig, DQNConfig: n_battery_levels, n_price_levels, n_curtail_levels).
     n_battery_levels: int = 5  # discrete mode: evenly spaced setpoints in [-1, 1]
-    n_price_levels: int = 1  # discrete mode: evenly spaced price shares in [0, 1] (1 level: 0.5)
-    n_curtail_levels: int = 1  # discrete mode: evenly spaced PV curtailment shares in [0, 1] (1 level: none)
+    n_price_levels: int = 3  # discrete mode: evenly spaced price shares in [0, 1] (1 level: 0.5)
+    n_curtail_levels: int = 2  # discrete mode: evenly spaced PV curtailment shares in [0, 1] (1 level: none)
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from p2p_marl.algos.dqn import DQN, DQNConfig, ReplayBuffer
+from p2p_marl.algos.qlearning import QLearning, QLearningConfig
 from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.envs import discrete_action_table
 from p2p_marl.sim.community import CommunityCore
 
 TINY_ENV = EnvConfig(n_agents=3, max_cycles=8, n_days=20)
@@ -38,6 +40,21 @@ def test_replay_buffer_wraps_around_and_round_trips():
     assert (copy.size, copy.position) == (5, 2) and torch.equal(copy.x, buffer.x)
     with pytest.raises(ValueError, match="does not fit"):
         ReplayBuffer(capacity=3, in_dim=2, device=torch.device("cpu")).load_state_dict(buffer.state_dict())
+
+
+def test_each_value_based_learner_acts_on_its_own_grid_not_the_environments():
+    env = EnvConfig(n_agents=3, max_cycles=8, n_days=20, n_price_levels=2, n_curtail_levels=3)
+    core = CommunityCore(env, batch_size=2)
+    obs = core.reset(days=core.test_days[:2])
+    learners = {(5, 3, 2): DQN(env, DQNConfig(**SMALL), seed=0),  # the defaults
+                (4, 1, 2): DQN(env, DQNConfig(**SMALL, n_battery_levels=4, n_price_levels=1), seed=0),
+                (5, 1, 1): QLearning(env, QLearningConfig(), seed=0)}
+    for levels, learner in learners.items():
+        table = discrete_action_table(*levels)
+        np.testing.assert_array_equal(learner.action_table, table)
+        assert learner.n_actions == len(table)
+        actions = learner.policy().act(core, obs).reshape(-1, 1, 3)
+        assert (actions == table[None]).all(axis=-1).any(axis=-1).all()  # every action is a row of the table
 
 
 def test_only_the_last_step_of_the_day_is_terminal():
@@ -106,6 +123,8 @@ def test_greedy_policy_is_a_frozen_copy():
     ({"hidden_sizes": []}, "dqn.hidden_sizes must be a non-empty list"),
     ({"agent_id_input": "yes"}, "dqn.agent_id_input must be true or false"),
     ({"epsilon_start": 0.1, "epsilon_end": 0.2}, "dqn.epsilon_end=0.2 must not exceed"),
+    ({"n_battery_levels": 1}, "dqn.n_battery_levels=1 is out of range; allowed [2, 101]"),
+    ({"n_price_levels": 2.5}, "dqn.n_price_levels must be an integer"),
 ])
 def test_bad_hyperparameters_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -64,6 +64,11 @@ class DQNConfig:
     max_grad_norm: float = 10.0
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     agent_id_input: bool = False  # append the household's one-hot identity to its observation
+    # The action grid (p2p_marl.envs.discrete_action_table): 5 battery setpoints x 3 bid prices x curtailing none
+    # or all of the PV. On the 5 setpoints alone DQN's mean was level and its spread over seeds larger.
+    n_battery_levels: int = 5  # evenly spaced setpoints in [-1, 1]
+    n_price_levels: int = 3  # evenly spaced price shares in [0, 1] (1 level: 0.5)
+    n_curtail_levels: int = 2  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -78,7 +83,7 @@ class DQNConfig:
 
 
 _INTEGERS = {"num_envs", "buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps",
-             "target_update_interval", "epsilon_decay_steps"}
+             "target_update_interval", "epsilon_decay_steps", "n_battery_levels", "n_price_levels", "n_curtail_levels"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
@@ -94,6 +99,9 @@ _RANGES = (
     ("epsilon_end", 0.0, 1.0, True, True),
     ("epsilon_decay_steps", 1, 10**12, True, True),
     ("max_grad_norm", 0.0, math.inf, False, False),
+    ("n_battery_levels", 2, 101, True, True),
+    ("n_price_levels", 1, 101, True, True),
+    ("n_curtail_levels", 1, 101, True, True),
 )
 
 

@@ -11,7 +11,7 @@ State: a household's local observation discretised into four parts, index
   < 0 has surplus) against ``net_load_edges_kw``: whether the household is a buyer or a seller, and how much.
 - ``has_battery`` (0 or 1): without one, the battery part of the action has no effect.
 
-Actions: the ``discrete_action_table`` of the environment (see ``p2p_marl.training.value_based``).
+Actions: the ``discrete_action_table`` of the learner's own grid (see ``p2p_marl.training.value_based``).
 
 Update: after every step, the TD errors ``r + gamma * max_a' Q(s', a') - Q(s, a)`` (no bootstrap at the end of
 the day) of all B x N households are averaged per table entry (s, a) and each visited entry moves by
@@ -71,6 +71,12 @@ class QLearningConfig:
     n_time_bins: int = 24
     soc_edges: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
     net_load_edges_kw: list[float] = field(default_factory=lambda: [-2.0, -0.5, -0.1, 0.1, 0.5, 2.0])
+    # The action grid (p2p_marl.envs.discrete_action_table): battery setpoints only, bid at the middle of
+    # [feed-in, retail], never curtail. On the 30 actions of 3 price and 2 curtailment levels the table's entries
+    # got too few visits and Q-learning ended below idle batteries (README, what was tried).
+    n_battery_levels: int = 5  # evenly spaced setpoints in [-1, 1]
+    n_price_levels: int = 1  # evenly spaced price shares in [0, 1] (1 level: 0.5)
+    n_curtail_levels: int = 1  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
 
     def __post_init__(self) -> None:
         if self.name != "qlearning":
@@ -83,7 +89,8 @@ class QLearningConfig:
         _check_edges("net_load_edges_kw", self.net_load_edges_kw, -math.inf, math.inf)
 
 
-_INTEGERS = {"num_envs", "epsilon_decay_steps", "n_time_bins"}
+_INTEGERS = {"num_envs", "epsilon_decay_steps", "n_time_bins", "n_battery_levels", "n_price_levels",
+             "n_curtail_levels"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
@@ -93,6 +100,9 @@ _RANGES = (
     ("epsilon_decay_steps", 1, 10**12, True, True),
     ("unvisited_value", -1e6, 1e6, True, True),
     ("n_time_bins", 1, 1440, True, True),
+    ("n_battery_levels", 2, 101, True, True),
+    ("n_price_levels", 1, 101, True, True),
+    ("n_curtail_levels", 1, 101, True, True),
 )
 
 

@@ -4,8 +4,8 @@ Both learn one action-value function Q(local observation, discrete action) share
 community (parameter sharing) on the batched core:
 
 - Actions: index ``a`` of ``p2p_marl.envs.discrete_action_table(n_battery_levels, n_price_levels,
-  n_curtail_levels)`` (battery setpoint share x price share x curtailment share), the same table the
-  ``DiscreteActionWrapper`` uses.
+  n_curtail_levels)`` (battery setpoint share x price share x curtailment share), the table the
+  ``DiscreteActionWrapper`` uses, on the learner's own grid (its config's three levels, not the env's).
 - One ``iterate()`` plays one whole day on each of the ``num_envs`` communities (days drawn by the core from
   the training split) and calls the learner's ``learn`` after every step with the transitions of all B x N
   households. Episodes never straddle ``iterate()`` calls, so a checkpoint between them resumes exactly.
@@ -70,7 +70,8 @@ class GreedyPolicy:
 class ValueBasedLearner(Learner):
     """Epsilon-greedy data collection on the batched core; subclasses set ``self.q`` and implement ``learn``.
 
-    ``config`` needs ``num_envs``, ``epsilon_start``, ``epsilon_end`` and ``epsilon_decay_steps``.
+    ``config`` needs ``num_envs``, ``epsilon_start``, ``epsilon_end``, ``epsilon_decay_steps`` and the action
+    grid's ``n_battery_levels``, ``n_price_levels`` and ``n_curtail_levels``.
     """
 
     q: QFunction
@@ -78,8 +79,8 @@ class ValueBasedLearner(Learner):
     def __init__(self, env_config: EnvConfig, config: Any, seed: int):
         super().__init__(env_config, config, seed)
         self.core = CommunityCore(env_config, batch_size=config.num_envs)
-        self.action_table = discrete_action_table(env_config.n_battery_levels, env_config.n_price_levels,
-                                                  env_config.n_curtail_levels)
+        self.action_table = discrete_action_table(config.n_battery_levels, config.n_price_levels,
+                                                  config.n_curtail_levels)
         core_seed, exploration_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
         self.core.reset(seed=core_seed)
         self.rng = np.random.default_rng(exploration_seed)
