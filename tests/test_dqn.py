@@ -8,12 +8,16 @@ import re
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p2p_marl.algos.dqn import DQN, DQNConfig, ReplayBuffer
 from p2p_marl.algos.qlearning import QLearning, QLearningConfig
+from p2p_marl.baselines.rules import SelfConsumption
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.envs import discrete_action_table
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
+from p2p_marl.training.value_based import ActionGrid
 
 TINY_ENV = EnvConfig(n_agents=3, max_cycles=8, n_days=20)
 SMALL = {"num_envs": 4, "batch_size": 32, "buffer_size": 4000, "hidden_sizes": [16, 16]}
@@ -51,10 +55,46 @@ def test_each_value_based_learner_acts_on_its_own_grid_not_the_environments():
                 (5, 1, 1): QLearning(env, QLearningConfig(), seed=0)}
     for levels, learner in learners.items():
         table = discrete_action_table(*levels)
-        np.testing.assert_array_equal(learner.action_table, table)
+        np.testing.assert_array_equal(learner.action_grid.table, table)
         assert learner.n_actions == len(table)
         actions = learner.policy().act(core, obs).reshape(-1, 1, 3)
         assert (actions == table[None]).all(axis=-1).any(axis=-1).all()  # every action is a row of the table
+
+
+@pytest.mark.parametrize("learner, n_actions", [
+    (lambda: DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=0, follow_net_load_action=True), seed=0), 30 + 6),
+    (lambda: QLearning(TINY_ENV, QLearningConfig(num_envs=4, follow_net_load_action=True), seed=0), 5 + 1),
+])
+def test_both_learners_train_and_act_with_the_follow_net_load_action(learner, n_actions):
+    learner = learner()
+    assert learner.n_actions == n_actions
+    assert np.isfinite(learner.iterate()["community_cost"])
+    core = CommunityCore(TINY_ENV, batch_size=2)
+    obs = core.reset(days=core.test_days[:2])
+    actions = learner.policy().act(core, obs)
+    assert actions.shape == (2, 3, 3) and ((actions >= ACTION_LOW) & (actions <= ACTION_HIGH)).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_price_levels=st.integers(1, 3), n_curtail_levels=st.integers(1, 2))
+def test_the_follow_net_load_action_is_the_self_consumption_rules_battery(seed, n_price_levels, n_curtail_levels):
+    core = CommunityCore(EnvConfig(n_agents=4, max_cycles=8, n_days=20), batch_size=3)
+    rng = np.random.default_rng(seed)
+    core.reset(days=core.test_days[:3])
+    for _ in range(rng.integers(8)):  # some step of the day, with a battery state of its own
+        core.step(rng.uniform(ACTION_LOW, ACTION_HIGH, (3, 4, 3)))
+    obs = core.observe()
+    grid = ActionGrid(5, n_price_levels, n_curtail_levels, follow_net_load=True)
+    fixed = discrete_action_table(5, n_price_levels, n_curtail_levels)
+    assert len(grid) == len(fixed) + n_price_levels * n_curtail_levels
+    indices = rng.integers(len(grid), size=(3, 4))
+    actions = grid.actions(core, obs, indices)
+    follows = indices >= len(fixed)
+    rule = SelfConsumption().act(core, obs)
+    np.testing.assert_array_equal(actions[..., 0][follows], rule[..., 0][follows])
+    np.testing.assert_array_equal(actions[~follows], fixed[indices[~follows]])
+    # The following actions keep the price and curtailment levels of the fixed grid, in its order.
+    np.testing.assert_array_equal(actions[..., 1:][follows], fixed[indices[follows] - len(fixed)][:, 1:])
 
 
 def test_only_the_last_step_of_the_day_is_terminal():
@@ -125,6 +165,7 @@ def test_greedy_policy_is_a_frozen_copy():
     ({"epsilon_start": 0.1, "epsilon_end": 0.2}, "dqn.epsilon_end=0.2 must not exceed"),
     ({"n_battery_levels": 1}, "dqn.n_battery_levels=1 is out of range; allowed [2, 101]"),
     ({"n_price_levels": 2.5}, "dqn.n_price_levels must be an integer"),
+    ({"follow_net_load_action": 1}, "dqn.follow_net_load_action must be true or false"),
 ])
 def test_bad_hyperparameters_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -69,12 +69,15 @@ class DQNConfig:
     n_battery_levels: int = 5  # evenly spaced setpoints in [-1, 1]
     n_price_levels: int = 3  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 2  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
+    follow_net_load_action: bool = False  # one more battery level: charge the PV surplus, cover the net load
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.name != "dqn":
             raise ConfigError(f"dqn.name must be 'dqn', got {self.name!r}")
         check_ranges(self, _RANGES, _INTEGERS, "dqn")
+        if not isinstance(self.follow_net_load_action, bool):
+            raise ConfigError(f"dqn.follow_net_load_action must be true or false, got {self.follow_net_load_action!r}")
         check_network(self, "dqn")
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"dqn.epsilon_end={self.epsilon_end} must not exceed epsilon_start={self.epsilon_start}")

@@ -77,11 +77,15 @@ class QLearningConfig:
     n_battery_levels: int = 5  # evenly spaced setpoints in [-1, 1]
     n_price_levels: int = 1  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 1  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
+    follow_net_load_action: bool = False  # one more battery level: charge the PV surplus, cover the net load
 
     def __post_init__(self) -> None:
         if self.name != "qlearning":
             raise ConfigError(f"qlearning.name must be 'qlearning', got {self.name!r}")
         check_ranges(self, _RANGES, _INTEGERS, "qlearning")
+        if not isinstance(self.follow_net_load_action, bool):
+            raise ConfigError(f"qlearning.follow_net_load_action must be true or false, "
+                              f"got {self.follow_net_load_action!r}")
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"qlearning.epsilon_end={self.epsilon_end} must not exceed "
                               f"epsilon_start={self.epsilon_start}")

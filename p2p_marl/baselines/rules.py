@@ -38,6 +38,13 @@ def _battery_share(core: CommunityCore, power_kw: np.ndarray) -> np.ndarray:
     return np.divide(power_kw, max_kw, out=np.zeros_like(power_kw), where=max_kw > 0).clip(-1.0, 1.0)
 
 
+def self_consumption_setpoint(core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+    """The battery setpoint share (B, N) that charges the step's PV surplus and discharges to cover its net load,
+    within the battery's power (0 without a battery)."""
+    load_kw, pv_kw = _self_consumption_kw(core, obs)
+    return _battery_share(core, pv_kw - load_kw)
+
+
 class GridOnly:
     """Batteries idle and no P2P trade: buyers bid the feed-in tariff, sellers ask retail, so nothing crosses."""
 
@@ -62,7 +69,7 @@ class SelfConsumption:
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         load_kw, pv_kw = _self_consumption_kw(core, obs)
-        setpoint = _battery_share(core, pv_kw - load_kw)
+        setpoint = self_consumption_setpoint(core, obs)
         return _action(setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint))
 
 
@@ -116,8 +123,7 @@ class ZeroIntelligence(_Seeded):
     name: str = "zero_intelligence"
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
-        load_kw, pv_kw = _self_consumption_kw(core, obs)
-        setpoint = _battery_share(core, pv_kw - load_kw)
+        setpoint = self_consumption_setpoint(core, obs)
         return _action(setpoint, self._rng.uniform(0.0, 1.0, size=setpoint.shape))
 
 

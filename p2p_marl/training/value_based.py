@@ -3,9 +3,10 @@
 Both learn one action-value function Q(local observation, discrete action) shared by every household of the
 community (parameter sharing) on the batched core:
 
-- Actions: index ``a`` of ``p2p_marl.envs.discrete_action_table(n_battery_levels, n_price_levels,
-  n_curtail_levels)`` (battery setpoint share x price share x curtailment share), the table the
-  ``DiscreteActionWrapper`` uses, on the learner's own grid (its config's three levels, not the env's).
+- Actions: index ``a`` of the learner's ``ActionGrid`` (its config's levels, not the env's):
+  ``p2p_marl.envs.discrete_action_table(n_battery_levels, n_price_levels, n_curtail_levels)`` (battery setpoint
+  share x price share x curtailment share, the table the ``DiscreteActionWrapper`` uses), and with
+  ``follow_net_load_action`` one more battery level whose setpoint follows the household's own net load.
 - One ``iterate()`` plays one whole day on each of the ``num_envs`` communities (days drawn by the core from
   the training split) and calls the learner's ``learn`` after every step with the transitions of all B x N
   households. Episodes never straddle ``iterate()`` calls, so a checkpoint between them resumes exactly.
@@ -33,6 +34,7 @@ import numpy as np
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.nets import episode_metrics
 from p2p_marl.config import EnvConfig
+from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.envs import discrete_action_table
 from p2p_marl.sim.community import CommunityCore
 
@@ -50,28 +52,57 @@ class QFunction(Protocol):
         """Action values (B, N, n_actions) of encoded inputs."""
 
 
+class ActionGrid:
+    """A value-based learner's discrete actions as the environment's continuous actions (B, N, 3).
+
+    The rows of ``discrete_action_table(n_battery_levels, n_price_levels, n_curtail_levels)``, then, with
+    ``follow_net_load``, one more battery level for every price and curtailment level: its setpoint charges the
+    step's PV surplus and discharges to cover the net load, as the self-consumption rule does. Fixed setpoints
+    only approximate that, and the gap costs twice: a surplus the battery does not take is exported at the
+    feed-in tariff, a discharge beyond the load is exported too.
+    """
+
+    def __init__(self, n_battery_levels: int, n_price_levels: int, n_curtail_levels: int, follow_net_load: bool):
+        fixed = discrete_action_table(n_battery_levels, n_price_levels, n_curtail_levels)
+        # The table is battery-major: its first rows are every price and curtailment level of one battery level.
+        follow = fixed[:n_price_levels * n_curtail_levels].copy() if follow_net_load else fixed[:0]
+        self.table = np.concatenate([fixed, follow])
+        self.follows_net_load = np.arange(len(self.table)) >= len(fixed)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def actions(self, core: CommunityCore, obs: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """The continuous actions (B, N, 3) of action ``indices`` (B, N) taken on local observations ``obs``."""
+        actions = self.table[indices]
+        follows = self.follows_net_load[indices]
+        if follows.any():
+            actions[..., 0] = np.where(follows, self_consumption_setpoint(core, obs), actions[..., 0])
+        return actions
+
+
 class GreedyPolicy:
     """The deterministic evaluation policy: every household takes the action of highest Q (lowest index on
     ties). Holds its own copy of the Q-function, so it stays fixed while training goes on."""
 
-    def __init__(self, name: str, q_function: QFunction, action_table: np.ndarray):
+    def __init__(self, name: str, q_function: QFunction, action_grid: ActionGrid):
         self.name = name
         self.q_function = q_function
-        self.action_table = action_table
+        self.action_grid = action_grid
 
     def reset(self, core: CommunityCore) -> None:
         pass
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         actions = self.q_function.q_values(self.q_function.encode(core, obs)).argmax(axis=-1)
-        return self.action_table[actions]
+        return self.action_grid.actions(core, obs, actions)
 
 
 class ValueBasedLearner(Learner):
     """Epsilon-greedy data collection on the batched core; subclasses set ``self.q`` and implement ``learn``.
 
     ``config`` needs ``num_envs``, ``epsilon_start``, ``epsilon_end``, ``epsilon_decay_steps`` and the action
-    grid's ``n_battery_levels``, ``n_price_levels`` and ``n_curtail_levels``.
+    grid's ``n_battery_levels``, ``n_price_levels``, ``n_curtail_levels`` and ``follow_net_load_action``.
     """
 
     q: QFunction
@@ -79,15 +110,15 @@ class ValueBasedLearner(Learner):
     def __init__(self, env_config: EnvConfig, config: Any, seed: int):
         super().__init__(env_config, config, seed)
         self.core = CommunityCore(env_config, batch_size=config.num_envs)
-        self.action_table = discrete_action_table(config.n_battery_levels, config.n_price_levels,
-                                                  config.n_curtail_levels)
+        self.action_grid = ActionGrid(config.n_battery_levels, config.n_price_levels, config.n_curtail_levels,
+                                      config.follow_net_load_action)
         core_seed, exploration_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
         self.core.reset(seed=core_seed)
         self.rng = np.random.default_rng(exploration_seed)
 
     @property
     def n_actions(self) -> int:
-        return len(self.action_table)
+        return len(self.action_grid)
 
     def exploration_rate(self) -> float:
         """Epsilon after ``env_steps`` community-steps: linear decay, then constant."""
@@ -102,7 +133,8 @@ class ValueBasedLearner(Learner):
 
     def iterate(self) -> dict[str, float]:
         core = self.core
-        x = self.q.encode(core, core.reset())
+        obs = core.reset()
+        x = self.q.encode(core, obs)
         rewards, costs = [], []
         losses: dict[str, list[float]] = defaultdict(list)
         done = False
@@ -111,7 +143,7 @@ class ValueBasedLearner(Learner):
             actions = self.q.q_values(x).argmax(axis=-1)
             explore = self.rng.random(actions.shape) < epsilon
             actions = np.where(explore, self.rng.integers(self.n_actions, size=actions.shape), actions)
-            obs, reward, done, infos = core.step(self.action_table[actions])
+            obs, reward, done, infos = core.step(self.action_grid.actions(core, obs, actions))
             self.env_steps += core.batch_size
             next_x = self.q.encode(core, obs)
             for key, value in self.learn(x, actions, reward, next_x, done).items():
@@ -124,7 +156,7 @@ class ValueBasedLearner(Learner):
                 "exploration": epsilon}
 
     def policy(self) -> GreedyPolicy:
-        return GreedyPolicy(self.name, copy.deepcopy(self.q), self.action_table)
+        return GreedyPolicy(self.name, copy.deepcopy(self.q), self.action_grid)
 
     def collector_state(self) -> dict[str, Any]:
         """The state of the data collection (counters and generators) for ``state_dict``."""
