@@ -52,7 +52,7 @@ def test_each_value_based_learner_acts_on_its_own_grid_not_the_environments():
     obs = core.reset(days=core.test_days[:2])
     learners = {(5, 3, 2): DQN(env, DQNConfig(**SMALL), seed=0),  # the defaults
                 (4, 1, 2): DQN(env, DQNConfig(**SMALL, n_battery_levels=4, n_price_levels=1), seed=0),
-                (5, 1, 1): QLearning(env, QLearningConfig(), seed=0)}
+                (5, 1, 1): QLearning(env, QLearningConfig(follow_net_load_action=False), seed=0)}
     for levels, learner in learners.items():
         table = discrete_action_table(*levels)
         np.testing.assert_array_equal(learner.action_grid.table, table)
@@ -63,7 +63,7 @@ def test_each_value_based_learner_acts_on_its_own_grid_not_the_environments():
 
 @pytest.mark.parametrize("learner, n_actions", [
     (lambda: DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=0, follow_net_load_action=True), seed=0), 30 + 6),
-    (lambda: QLearning(TINY_ENV, QLearningConfig(num_envs=4, follow_net_load_action=True), seed=0), 5 + 1),
+    (lambda: QLearning(TINY_ENV, QLearningConfig(num_envs=4), seed=0), 5 + 1),  # the default
 ])
 def test_both_learners_train_and_act_with_the_follow_net_load_action(learner, n_actions):
     learner = learner()
