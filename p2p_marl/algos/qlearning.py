@@ -74,7 +74,7 @@ class QLearningConfig:
     # The action grid (p2p_marl.training.value_based.ActionGrid): 5 battery setpoints and one that follows the
     # net load, bid at the middle of [feed-in, retail], never curtail. On the 30 actions of 3 price and 2
     # curtailment levels the table's entries got too few visits and Q-learning ended below idle batteries; the
-    # net-load action added 0.16 on validation days over 3 seeds (README, what was tried).
+    # net-load action added 0.14 on validation days over 5 seeds (README, what was tried).
     n_battery_levels: int = 5  # evenly spaced setpoints in [-1, 1]
     n_price_levels: int = 1  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 1  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
