@@ -377,3 +377,9 @@ def _validate_simbench(cfg: EnvConfig) -> None:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} applies to the synthetic community only; "
                               f"simbench_code={cfg.simbench_code!r} brings its own (leave {name} at its default "
                               f"{default!r})")
+
+
+# The discrete views' action grid (PettingZoo and TorchRL with action_mode="discrete"). No learner trains on it
+# (DQN and Q-learning keep their own grid in their configs), so runs that differ only here were trained on the
+# same environment.
+DISCRETE_VIEW_KEYS = ("n_battery_levels", "n_price_levels", "n_curtail_levels")

@@ -336,3 +336,14 @@ def test_value_of_information_table_and_plot(tmp_path):
     assert len(noisy_net_errors) == 4 and noisy_net_errors == sorted(noisy_net_errors) and noisy_net_errors[0] > 0
     assert rows["rule_time_of_use"][:3] == ["–", "–", "–"]
     assert all(float(cells[3]) <= 1.0 + 1e-3 for cells in rows.values())
+
+
+def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
+    from p2p_marl.evaluation.compare import _training_setting
+
+    def run(**env):
+        return {"env": {"n_agents": 10, "n_price_levels": 3, "n_curtail_levels": 2, **env}, "algo": {"name": "mappo"},
+                "total_env_steps": 600_000, "seed": 0}
+
+    assert _training_setting(run(n_price_levels=1, n_curtail_levels=1)) == _training_setting(run())
+    assert _training_setting(run(n_agents=12)) != _training_setting(run())

@@ -66,7 +66,7 @@ class DQNConfig:
     agent_id_input: bool = False  # append the household's one-hot identity to its observation
     # The action grid (p2p_marl.training.value_based.ActionGrid): 5 battery setpoints and one that follows the
     # net load, x 3 bid prices x curtailing none or all of the PV. On the 5 setpoints alone DQN's mean was level
-    # and its spread over seeds larger; the net-load action added 0.14 on validation days (README, what was tried).
+    # and its spread over seeds larger; the net-load action added 0.13 on validation days (README, what was tried).
     n_battery_levels: int = 5  # evenly spaced setpoints in [-1, 1]
     n_price_levels: int = 3  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 2  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)

@@ -26,7 +26,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse,
                                       ZeroIntelligence)
-from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.config import DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.progress import track
@@ -90,7 +90,7 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
     from p2p_marl.algos import load_trained
 
     loaded = [load_trained(path, env_config) for path in checkpoints]
-    setting_of = [{key: train_config.get(key) for key in TRAINING_SETTING_KEYS} for _, train_config in loaded]
+    setting_of = [_training_setting(train_config) for _, train_config in loaded]
     settings: dict[str, list[dict]] = {}  # learner -> its distinct training settings, in order of appearance
     for (policy, _), setting in zip(loaded, setting_of):
         if setting not in settings.setdefault(policy.name, []):
@@ -110,6 +110,15 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
                               "evaluate checkpoints with different names or run directories")
         policies[label] = policy
     return policies
+
+
+def _training_setting(train_config: dict) -> dict:
+    """The settings that make two runs of one learner different variants: ``TRAINING_SETTING_KEYS``, without
+    the environment's discrete-view grid (``DISCRETE_VIEW_KEYS``), which no learner trains on."""
+    setting = {key: train_config.get(key) for key in TRAINING_SETTING_KEYS}
+    if isinstance(setting["env"], dict):
+        setting["env"] = {key: value for key, value in setting["env"].items() if key not in DISCRETE_VIEW_KEYS}
+    return setting
 
 
 def _differing_keys(settings: list[dict]) -> list[str]:

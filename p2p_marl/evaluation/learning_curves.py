@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from tbparse import SummaryReader
 
 from p2p_marl.algos import get_algo
-from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.config import DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
 from p2p_marl.evaluation.report import console, plt
 from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.training.final_comparison import benchmark_rows
@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     read = [read_run(run) for run in args.runs]
-    envs = {(repr(env), eval_days) for _, env, eval_days in read}
+    # Runs that differ only in the discrete views' grid, which no learner trains on, share their environment.
+    envs = {(repr(dataclasses.replace(env, **{key: getattr(EnvConfig(), key) for key in DISCRETE_VIEW_KEYS})),
+             eval_days) for _, env, eval_days in read}
     if len(envs) > 1:
         raise ConfigError("the runs were trained on different environments or evaluated on different days; "
                           "plot one comparison at a time")
