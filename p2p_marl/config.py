@@ -187,6 +187,16 @@ def make_config(config: EnvConfig | None = None, **kwargs: Any) -> EnvConfig:
 # (key, low, high, low inclusive, high inclusive) of a numeric field.
 Range = tuple[str, float, float, bool, bool]
 
+# The levels of a discrete action grid (p2p_marl.envs.discrete_action_table): the environment's discrete views
+# have one, and DQN and Q-learning each keep their own in their configs. No learner trains on the environment's,
+# so runs that differ only in DISCRETE_VIEW_KEYS were trained on the same environment.
+DISCRETE_GRID_RANGES: tuple[Range, ...] = (
+    ("n_battery_levels", 2, 101, True, True),
+    ("n_price_levels", 1, 101, True, True),
+    ("n_curtail_levels", 1, 101, True, True),
+)
+DISCRETE_VIEW_KEYS = tuple(key for key, *_ in DISCRETE_GRID_RANGES)
+
 _RANGES: tuple[Range, ...] = (
     ("n_agents", 1, 10_000, True, True),
     ("prosumer_share", 0.0, 1.0, True, True),
@@ -237,13 +247,11 @@ _RANGES: tuple[Range, ...] = (
     ("voltage_penalty_per_pu_h", 0.0, math.inf, True, False),
     ("overload_penalty_per_kvah", 0.0, math.inf, True, False),
     ("cooperative_weight", 0.0, 1.0, True, True),
-    ("n_battery_levels", 2, 101, True, True),
-    ("n_price_levels", 1, 101, True, True),
-    ("n_curtail_levels", 1, 101, True, True),
+    *DISCRETE_GRID_RANGES,
 )
 
-_INT_FIELDS = {"n_agents", "community_seed", "forecast_seed", "n_days", "n_laterals", "n_battery_levels", "n_price_levels",
-               "n_curtail_levels", "shared_battery_bus"}
+_INT_FIELDS = {"n_agents", "community_seed", "forecast_seed", "n_days", "n_laterals", "shared_battery_bus",
+               *DISCRETE_VIEW_KEYS}
 _OPTIONAL_PRICES = ("end_refill_price_per_kwh", "end_surplus_price_per_kwh")
 
 
@@ -377,9 +385,3 @@ def _validate_simbench(cfg: EnvConfig) -> None:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} applies to the synthetic community only; "
                               f"simbench_code={cfg.simbench_code!r} brings its own (leave {name} at its default "
                               f"{default!r})")
-
-
-# The discrete views' action grid (PettingZoo and TorchRL with action_mode="discrete"). No learner trains on it
-# (DQN and Q-learning keep their own grid in their configs), so runs that differ only here were trained on the
-# same environment.
-DISCRETE_VIEW_KEYS = ("n_battery_levels", "n_price_levels", "n_curtail_levels")

@@ -132,6 +132,8 @@ def test_greedy_policy_is_a_frozen_copy():
     ({"epsilon_start": 0.1, "epsilon_end": 0.2}, "qlearning.epsilon_end=0.2 must not exceed"),
     ({"soc_edges": [0.5, 0.2]}, "qlearning.soc_edges must be a list of strictly increasing"),
     ({"name": "dqn"}, "qlearning.name must be 'qlearning'"),
+    ({"n_price_levels": 0}, "qlearning.n_price_levels=0 is out of range; allowed [1, 101]"),
+    ({"follow_net_load_action": "yes"}, "qlearning.follow_net_load_action must be true or false"),
 ])
 def test_bad_hyperparameters_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

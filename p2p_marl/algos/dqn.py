@@ -40,7 +40,7 @@ from p2p_marl.algos.nets import mlp, with_agent_id
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_network, check_ranges
-from p2p_marl.training.value_based import ValueBasedLearner
+from p2p_marl.training.value_based import ValueBasedLearner, check_action_grid
 
 
 @dataclass
@@ -77,8 +77,7 @@ class DQNConfig:
         if self.name != "dqn":
             raise ConfigError(f"dqn.name must be 'dqn', got {self.name!r}")
         check_ranges(self, _RANGES, _INTEGERS, "dqn")
-        if not isinstance(self.follow_net_load_action, bool):
-            raise ConfigError(f"dqn.follow_net_load_action must be true or false, got {self.follow_net_load_action!r}")
+        check_action_grid(self, "dqn")
         check_network(self, "dqn")
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"dqn.epsilon_end={self.epsilon_end} must not exceed epsilon_start={self.epsilon_start}")
@@ -87,7 +86,7 @@ class DQNConfig:
 
 
 _INTEGERS = {"num_envs", "buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps",
-             "target_update_interval", "epsilon_decay_steps", "n_battery_levels", "n_price_levels", "n_curtail_levels"}
+             "target_update_interval", "epsilon_decay_steps"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
@@ -103,9 +102,6 @@ _RANGES = (
     ("epsilon_end", 0.0, 1.0, True, True),
     ("epsilon_decay_steps", 1, 10**12, True, True),
     ("max_grad_norm", 0.0, math.inf, False, False),
-    ("n_battery_levels", 2, 101, True, True),
-    ("n_price_levels", 1, 101, True, True),
-    ("n_curtail_levels", 1, 101, True, True),
 )
 
 

@@ -48,7 +48,7 @@ import torch
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import OBS_FEATURES, CommunityCore
 from p2p_marl.training.validation import check_ranges
-from p2p_marl.training.value_based import ValueBasedLearner
+from p2p_marl.training.value_based import ValueBasedLearner, check_action_grid
 
 _TIME_SIN, _TIME_COS, _LOAD, _PV, _SOC, _HAS_BATTERY = (
     OBS_FEATURES.index(f) for f in ("time_sin", "time_cos", "load", "pv", "soc", "has_battery"))
@@ -84,9 +84,7 @@ class QLearningConfig:
         if self.name != "qlearning":
             raise ConfigError(f"qlearning.name must be 'qlearning', got {self.name!r}")
         check_ranges(self, _RANGES, _INTEGERS, "qlearning")
-        if not isinstance(self.follow_net_load_action, bool):
-            raise ConfigError(f"qlearning.follow_net_load_action must be true or false, "
-                              f"got {self.follow_net_load_action!r}")
+        check_action_grid(self, "qlearning")
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"qlearning.epsilon_end={self.epsilon_end} must not exceed "
                               f"epsilon_start={self.epsilon_start}")
@@ -94,8 +92,7 @@ class QLearningConfig:
         _check_edges("net_load_edges_kw", self.net_load_edges_kw, -math.inf, math.inf)
 
 
-_INTEGERS = {"num_envs", "epsilon_decay_steps", "n_time_bins", "n_battery_levels", "n_price_levels",
-             "n_curtail_levels"}
+_INTEGERS = {"num_envs", "epsilon_decay_steps", "n_time_bins"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
@@ -105,9 +102,6 @@ _RANGES = (
     ("epsilon_decay_steps", 1, 10**12, True, True),
     ("unvisited_value", -1e6, 1e6, True, True),
     ("n_time_bins", 1, 1440, True, True),
-    ("n_battery_levels", 2, 101, True, True),
-    ("n_price_levels", 1, 101, True, True),
-    ("n_curtail_levels", 1, 101, True, True),
 )
 
 

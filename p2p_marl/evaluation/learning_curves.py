@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> None:
 
     read = [read_run(run) for run in args.runs]
     # Runs that differ only in the discrete views' grid, which no learner trains on, share their environment.
-    envs = {(repr(dataclasses.replace(env, **{key: getattr(EnvConfig(), key) for key in DISCRETE_VIEW_KEYS})),
-             eval_days) for _, env, eval_days in read}
+    default_grid = {key: getattr(EnvConfig(), key) for key in DISCRETE_VIEW_KEYS}
+    envs = {(repr(dataclasses.replace(env, **default_grid)), eval_days) for _, env, eval_days in read}
     if len(envs) > 1:
         raise ConfigError("the runs were trained on different environments or evaluated on different days; "
                           "plot one comparison at a time")

@@ -33,8 +33,8 @@ import numpy as np
 
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.nets import episode_metrics
-from p2p_marl.config import EnvConfig
 from p2p_marl.baselines.rules import self_consumption_setpoint
+from p2p_marl.config import DISCRETE_GRID_RANGES, DISCRETE_VIEW_KEYS, ConfigError, EnvConfig, check_ranges
 from p2p_marl.envs import discrete_action_table
 from p2p_marl.sim.community import CommunityCore
 
@@ -50,6 +50,15 @@ class QFunction(Protocol):
 
     def q_values(self, x: Any) -> np.ndarray:
         """Action values (B, N, n_actions) of encoded inputs."""
+
+
+def check_action_grid(config: Any, section: str) -> None:
+    """A value-based learner's grid keys (``ActionGrid``): the levels' ranges and ``follow_net_load_action``;
+    ``ConfigError`` names ``section.key``."""
+    check_ranges(config, DISCRETE_GRID_RANGES, DISCRETE_VIEW_KEYS, section)
+    if not isinstance(config.follow_net_load_action, bool):
+        raise ConfigError(f"{section}.follow_net_load_action must be true or false, "
+                          f"got {config.follow_net_load_action!r}")
 
 
 class ActionGrid:
