@@ -15,7 +15,7 @@ from p2p_marl.sim.community import CommunityCore
 TINY = EnvConfig(n_agents=4, n_days=12, dt_h=2.0)
 
 
-@pytest.mark.parametrize("battery_action", ["power", "target_soc"])
+@pytest.mark.parametrize("battery_action", ["power", "target_soc", "net_load"])
 def test_the_demonstrated_box_points_play_the_optimum_back_to_its_cost(battery_action):
     core = CommunityCore(TINY, batch_size=3)
     demos = optimal_demonstrations(core, n_resets=1, seed=7, battery_action=battery_action)
@@ -30,7 +30,7 @@ def test_the_demonstrated_box_points_play_the_optimum_back_to_its_cost(battery_a
     cost = np.zeros(3)
     for t in range(steps):
         np.testing.assert_allclose(obs, demos.observations[3 * t:3 * (t + 1)], rtol=0, atol=1e-12)
-        obs, _, _, infos = replay.step(env_action(demos.boxes[3 * t:3 * (t + 1)], replay, battery_action))
+        obs, _, _, infos = replay.step(env_action(demos.boxes[3 * t:3 * (t + 1)], replay, obs, battery_action))
         cost += infos["cost"].sum(axis=-1)
     assert cost.mean() == pytest.approx(demos.optimal_cost, rel=1e-9, abs=1e-9)
 

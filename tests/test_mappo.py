@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
-from p2p_marl.algos.nets import env_action
+from p2p_marl.algos.nets import env_action, net_load_box, net_load_setpoint
 from p2p_marl.baselines.optimal import OptimalPolicy
-from p2p_marl.baselines.rules import GridOnly
+from p2p_marl.baselines.rules import GridOnly, self_consumption_setpoint
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.rollout import rollout
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore
 
 TINY = EnvConfig(n_agents=3, n_days=8, dt_h=2.0, max_cycles=4)
 SMALL = MAPPOConfig(num_envs=4, update_epochs=2, num_minibatches=2, hidden_sizes=[16, 16])
@@ -73,7 +73,8 @@ def test_bad_hyperparameters_name_the_key(key, value, match):
 def test_action_mapping():
     # Price share from [-1, 1] onto [0, 1]; curtailment is the positive part (the box's lower half uses all PV).
     core = CommunityCore(EnvConfig(n_agents=2, n_days=4), batch_size=1)
-    np.testing.assert_array_equal(env_action(np.array([[[-1.0, -1.0, -0.5], [0.5, 1.0, 0.25]]]), core, "power"),
+    np.testing.assert_array_equal(env_action(np.array([[[-1.0, -1.0, -0.5], [0.5, 1.0, 0.25]]]), core,
+                                             core.reset(seed=0), "power"),
                                   [[[-1.0, 0.0, 0.0], [0.5, 1.0, 0.25]]])
 
 
@@ -88,7 +89,7 @@ def test_a_target_soc_is_reached_when_the_power_limit_allows_and_approached_at_f
     before_kwh = core.energy_kwh.copy()
     box = np.zeros((3, 6, 3))
     box[..., 0] = target
-    core.step(env_action(box, core, "target_soc"))
+    core.step(env_action(box, core, core.observe(), "target_soc"))
     target_kwh = np.broadcast_to(battery.min_energy_kwh + 0.5 * (target + 1.0)
                                  * (battery.max_energy_kwh - battery.min_energy_kwh), before_kwh.shape)
     max_step_up_kwh = battery.max_kw * battery.charge_efficiency * core.dt_h
@@ -119,3 +120,23 @@ def test_learns_to_beat_grid_only_on_a_known_day():
     bar = grid_only - 0.25 * (grid_only - optimal)
     assert untrained > bar
     assert trained < bar, (grid_only, optimal, untrained, trained)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), u=st.floats(-1.0, 1.0))
+def test_the_net_load_action_plays_self_consumption_at_the_centre_and_reaches_every_setpoint(seed, u):
+    core = CommunityCore(EnvConfig(n_agents=6, n_days=4), batch_size=3)
+    rng = np.random.default_rng(seed)
+    obs = core.reset(seed=seed)
+    for _ in range(int(rng.integers(core.steps_per_episode))):  # somewhere in the day, batteries anywhere
+        obs, *_ = core.step(rng.uniform(ACTION_LOW, ACTION_HIGH, (3, 6, ACTION_DIM)))
+    rule = self_consumption_setpoint(core, obs)
+    box = np.zeros((3, 6, 3))
+    np.testing.assert_array_equal(env_action(box, core, obs, "net_load")[..., 0], rule)
+    box[..., 0] = u
+    setpoint = env_action(box, core, obs, "net_load")[..., 0]
+    assert np.all((setpoint >= -1.0) & (setpoint <= 1.0))
+    assert np.all(np.sign(setpoint - rule) * np.sign(u) >= 0.0)  # the coordinate moves the setpoint its way
+    np.testing.assert_allclose(net_load_setpoint(net_load_box(setpoint, rule), rule), setpoint, atol=1e-12)
+    np.testing.assert_allclose(env_action(np.ones((3, 6, 3)), core, obs, "net_load")[..., 0], 1.0, atol=1e-12)
+    np.testing.assert_allclose(env_action(-np.ones((3, 6, 3)), core, obs, "net_load")[..., 0], -1.0, atol=1e-12)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from p2p_marl.algos.nets import net_load_box
 from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
+from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.sim.community import CommunityCore
 
 
@@ -42,10 +44,13 @@ def optimal_demonstrations(core: CommunityCore, n_resets: int, seed: int, batter
         day_cost = np.zeros(core.batch_size)
         for t in range(core.steps_per_episode):
             observations.append(obs)
+            self_consumption = self_consumption_setpoint(core, obs)
             obs, _, _, infos = core.step(actions[t])
             day_cost += infos["cost"].sum(axis=-1)
             if battery_action == "power":
                 battery_box = actions[t, ..., 0]
+            elif battery_action == "net_load":
+                battery_box = net_load_box(actions[t, ..., 0], self_consumption)
             else:  # the target the step reached, on the actor's [-1, 1] scale
                 battery_box = np.divide(2.0 * (core.energy_kwh - battery.min_energy_kwh), energy_span_kwh,
                                         out=np.ones_like(core.energy_kwh), where=energy_span_kwh > 0) - 1.0

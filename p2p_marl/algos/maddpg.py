@@ -91,7 +91,7 @@ class MADDPGConfig:
     critic_agent_id: bool = True  # per-agent values Q_i (needed when rewards differ between agents)
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill; null: the environment's own reward
-    battery_action: str = "power"  # what the actor's battery output means: "power" or "target_soc" (nets)
+    battery_action: str = "power"  # what the actor's battery output means: "power", "target_soc" or "net_load" (nets)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -258,7 +258,7 @@ class MADDPG(Learner):
                 u = (2.0 * torch.rand(mu.shape, generator=self.generator) - 1.0).numpy()
             else:
                 u = (mu + noise).clamp(-1.0, 1.0).numpy()
-            obs, reward, done, infos = core.step(env_action(u.astype(np.float64), core, cfg.battery_action))
+            obs, reward, done, infos = core.step(env_action(u.astype(np.float64), core, obs, cfg.battery_action))
             actions.append(u)
             rewards.append(reward)
             costs.append(infos["cost"])

@@ -87,7 +87,7 @@ class MAPPOConfig:
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill (null = the env's own reward). 0 won on the validation days (README, what was tried).
-    battery_action: str = "power"  # what the actor's battery output means: "power" or "target_soc" (nets)
+    battery_action: str = "power"  # what the actor's battery output means: "power", "target_soc" or "net_load" (nets)
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
     device: str = "cpu"
@@ -263,7 +263,7 @@ class MAPPO(Learner):
                 pre_squash.append(u)
                 log_probs.append(gaussian_log_prob(u, mean, std))
                 values.append(self.critic(s).squeeze(-1))
-            obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core,
+            obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core, obs,
                                                              cfg.battery_action))
             rewards.append(reward)
             costs.append(infos["cost"])

@@ -4,11 +4,17 @@ Both learners share one actor between all N agents of a community. The actor see
 observation (forecasts included: the environment's forecaster, the same for every method), optionally followed
 by the agent's one-hot identity, and emits a point ``u`` in the box [-1, 1]^3 that ``env_action`` maps onto the
 environment's action: the price share ``(u[1] + 1) / 2`` (of [feed-in, retail]), the curtailment share
-``max(u[2], 0)``, and for the battery (``battery_action``) either the setpoint share ``u[0]`` (``power``: of the
-battery's max kW, > 0 charges) or a target state of charge (``target_soc``: ``u[0]`` = -1 asks for soc_min,
-+1 for soc_max; the setpoint is the power that reaches the target within the step, which the core then clips to
-its power limit). With a target the actor holds a level by repeating an action and its output does not depend
-on where the battery happens to be, which makes day-long charge and discharge cycles easier to learn.
+``max(u[2], 0)``, and for the battery (``battery_action``) one of
+
+- ``power``: the setpoint share ``u[0]`` of the battery's max kW (> 0 charges);
+- ``target_soc``: a target state of charge, ``u[0]`` = -1 asks for soc_min, +1 for soc_max; the setpoint is the
+  power that reaches the target within the step, which the core then clips to its power limit. The actor holds
+  a level by repeating an action, whatever the battery's state;
+- ``net_load``: a deviation from the self-consumption setpoint ``s`` (charge the step's PV surplus, discharge
+  to cover its net load; ``baselines.rules.self_consumption_setpoint``): ``u[0]`` = 0 plays ``s``, and the two
+  halves of the box stretch linearly from it to full discharge (-1) and full charge (+1). The centre of the box,
+  where an actor starts, is then the self-consumption rule's battery, which fixed setpoints only approximate
+  (every miss is exported at the feed-in tariff or imported at retail), and every setpoint stays reachable.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 
 
-BATTERY_ACTIONS = ("power", "target_soc")
+BATTERY_ACTIONS = ("power", "target_soc", "net_load")
 
 
 def check_multi_agent_keys(config: Any, section: str) -> None:
@@ -78,13 +85,32 @@ def with_agent_id(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     return torch.cat([x, identity], dim=-1)
 
 
-def env_action(u: np.ndarray, core: CommunityCore, battery_action: str) -> np.ndarray:
+def env_action(u: np.ndarray, core: CommunityCore, obs: np.ndarray, battery_action: str) -> np.ndarray:
     """Map points of the actor's box [-1, 1]^3 (B, N, 3) onto the core's (setpoint share, price share, curtailment
-    share) for the core's current state. Curtailment is the positive part of the third coordinate, so the middle
-    of the box, where an actor starts, uses all its PV, and the lower half of the box is one action: no
-    curtailment."""
-    setpoint = u[..., 0] if battery_action == "power" else target_soc_setpoint(u[..., 0], core)
+    share) for the core's current state and this step's observations ``obs`` (B, N, obs_dim). Curtailment is the
+    positive part of the third coordinate, so the middle of the box, where an actor starts, uses all its PV, and
+    the lower half of the box is one action: no curtailment."""
+    if battery_action == "power":
+        setpoint = u[..., 0]
+    elif battery_action == "target_soc":
+        setpoint = target_soc_setpoint(u[..., 0], core)
+    else:
+        setpoint = net_load_setpoint(u[..., 0], self_consumption_setpoint(core, obs))
     return np.stack([setpoint, 0.5 * (u[..., 1] + 1.0), np.maximum(u[..., 2], 0.0)], axis=-1)
+
+
+def net_load_setpoint(u: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The setpoint share that the ``net_load`` coordinate ``u`` in [-1, 1] asks for around the self-consumption
+    setpoint ``base`` in [-1, 1]: ``base`` at 0, linear from there to -1 and to +1."""
+    return base + u * np.where(u > 0.0, 1.0 - base, 1.0 + base)
+
+
+def net_load_box(setpoint: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The inverse of ``net_load_setpoint``: the coordinate in [-1, 1] that plays ``setpoint`` around ``base``
+    (0 where the setpoint is ``base``, also when ``base`` sits at a bound)."""
+    gap = setpoint - base
+    span = np.where(gap > 0.0, 1.0 - base, 1.0 + base)
+    return np.divide(gap, span, out=np.zeros_like(gap), where=span > 0.0)
 
 
 def target_soc_setpoint(u: np.ndarray, core: CommunityCore) -> np.ndarray:
@@ -120,7 +146,7 @@ class ActorPolicy:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             x = with_agent_id(torch.as_tensor(obs, dtype=torch.float32), self.agent_id)
-            return env_action(self.actor(x).numpy().astype(np.float64), core, self.battery_action)
+            return env_action(self.actor(x).numpy().astype(np.float64), core, obs, self.battery_action)
 
 
 def episode_metrics(rewards: np.ndarray, costs: np.ndarray) -> dict[str, float]:
