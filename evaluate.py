@@ -14,7 +14,8 @@ again). Written to the run directory (``hydra.run.dir``, by default ``runs/evalu
   days; ``summary_by_method.json``: the checkpoints of one learner and training setting (its seeds) grouped,
   each KPI's mean and standard deviation over those runs, printed as a second table when a method has several,
   and as the Markdown table ``summary_by_method.md`` (the README's comparison table);
-- ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``;
+- ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``,
+  ``mean_day_by_method.png`` (each method's average day: state of charge, battery power, grid import and export);
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);
 and the summary table is printed (at most 100 columns wide). Bad input (a setting, a checkpoint that is not
 intact or was trained for another environment, a run directory without checkpoints, a profile CSV) stops it
@@ -62,10 +63,12 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
         if isinstance(policy, OptimalPolicy) and policy.network:  # the references' LPs are its plan
             policy.remember(env, references["optimal_schedules"])
     results: report.Results = {}
+    mean_days: dict[str, dict[str, np.ndarray]] = {}
     for label, policy in track(policies.items(), len(policies), "methods", "methods"):
         infos = rollout_days(env, policy, days)
         results[label] = day_kpis(infos, env.dt_h, grid_only_bills=references["grid_only_bills"],
                                   optimal_cost=references["optimal"])
+        mean_days[label] = report.mean_day(infos, core.has_battery)
         report.plot_dispatch(output_dir / f"dispatch_{label.replace(':', '_')}.png",
                              {key: value[plot_index] for key, value in infos.items()}, env.dt_h,
                              core.has_battery, title=f"{label}: day {plot_day}, {env.n_agents} households")
@@ -89,6 +92,8 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
                               ylabel="share of optimal saving [-]",
                               title=f"Share of the optimal saving ({len(days)} {config.days} days)",
                               reference=(1.0, "optimum = 1 (grid-only = 0)"))
+    report.plot_mean_day_by_method(output_dir / "mean_day_by_method.png", mean_days, env.dt_h,
+                                   title=f"The average of {len(days)} {config.days} days, by method")
     if config.tensorboard:
         report.write_tensorboard(output_dir, days, results)
     log.info("Results written to %s", output_dir)

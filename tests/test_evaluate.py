@@ -91,7 +91,8 @@ def test_summary_json_matches_results_csv(run_dir):
 
 def test_plots_are_written(run_dir):
     names = [f"dispatch_{method}.png" for method in DEFAULT_BENCHMARKS] + ["costs_by_method.png",
-                                                                    "share_of_optimal_saving.png"]
+                                                                    "share_of_optimal_saving.png",
+                                                                    "mean_day_by_method.png"]
     for name in names:
         data = (run_dir / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
@@ -249,6 +250,27 @@ def test_summarize_runs_skips_runs_without_a_value_and_plots_any_summary(tmp_pat
     for kpi in ("price", "cost", "not_a_kpi"):
         report.plot_kpi_by_method(tmp_path / f"{kpi}.png", summary, kpi, ylabel=kpi, title=kpi)
         assert (tmp_path / f"{kpi}.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_mean_day_adds_up_to_the_daily_kpis_and_keeps_the_batteries_energy_balance(tmp_path):
+    env = EnvConfig(n_agents=6, n_days=30)
+    core = CommunityCore(env)
+    days = core.test_days[:5]
+    infos = compare.rollout_days(env, SelfConsumption(), days)
+    day = report.mean_day(infos, core.has_battery)
+    kpis = evaluate_policy(env, SelfConsumption(), days)
+    for key in ("grid_import_kwh", "grid_export_kwh"):
+        assert day[key].sum() == pytest.approx(kpis[key].mean(), rel=1e-12)
+    assert np.all((day["soc"] >= env.soc_min - 1e-12) & (day["soc"] <= env.soc_max + 1e-12))
+    # Stored energy moves with the metered battery energy through the efficiencies (p2p_marl.sim.battery).
+    battery = core.battery
+    stored_kwh = (infos["battery_charge_kwh"] * battery.charge_efficiency
+                  - infos["battery_discharge_kwh"] / battery.discharge_efficiency).sum(axis=2).mean(axis=0)
+    capacity_kwh = battery.capacity_kwh.sum()
+    assert np.diff(day["soc"]) * capacity_kwh == pytest.approx(stored_kwh[1:], abs=1e-9)
+    report.plot_mean_day_by_method(tmp_path / "mean_day.png", {"rule": day, "mappo:seed0": day, "mappo:seed1": day},
+                                   env.dt_h, title="test")
+    assert (tmp_path / "mean_day.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_bad_config_value_is_a_one_line_error(tmp_path):

@@ -289,6 +289,54 @@ def plot_dispatch(path: Path, infos_day: dict[str, np.ndarray], dt_h: float, has
     plt.close(fig)
 
 
+def mean_day(infos: dict[str, np.ndarray], has_battery: np.ndarray) -> dict[str, np.ndarray]:
+    """One method's average day over the evaluated days (``infos``: key -> (D, T, N)), each (T,): the batteries'
+    mean state of charge, and the community's battery charge minus discharge, grid import and grid export, in
+    kWh per step."""
+    soc = infos["soc"][:, :, np.asarray(has_battery, dtype=bool)]
+    community = {key: infos[key].sum(axis=2).mean(axis=0)
+                 for key in ("battery_charge_kwh", "battery_discharge_kwh", "grid_import_kwh", "grid_export_kwh")}
+    return {"soc": soc.mean(axis=(0, 2)) if soc.shape[2] else np.zeros(soc.shape[1]),
+            "battery_kwh": community["battery_charge_kwh"] - community["battery_discharge_kwh"],
+            "grid_import_kwh": community["grid_import_kwh"], "grid_export_kwh": community["grid_export_kwh"]}
+
+
+def plot_mean_day_by_method(path: Path, mean_days: dict[str, dict[str, np.ndarray]], dt_h: float,
+                            title: str) -> None:
+    """Where the methods part ways over the day: for each method (its runs, e.g. seeds, averaged; ``mean_day``
+    per label), the batteries' mean state of charge, the community's battery power, grid import and grid export,
+    by hour of the day. Learners (labels ``<method>:<run>``) are solid lines, benchmarks dashed."""
+    grouped: dict[str, list[dict[str, np.ndarray]]] = {}
+    for label, day in mean_days.items():
+        grouped.setdefault(method_of(label), []).append(day)
+    learners = {method_of(label) for label in mean_days if ":" in label}
+    colors = _method_colors(list(grouped))
+    panels = (("soc", "state of charge [%]", "Batteries' mean state of charge (end of step)", 100.0),
+              ("battery_kwh", "power [kW]", "Battery charge (+) / discharge (-), community total", 1.0 / dt_h),
+              ("grid_import_kwh", "power [kW]", "Grid import, community total", 1.0 / dt_h),
+              ("grid_export_kwh", "power [kW]", "Grid export, community total", 1.0 / dt_h))
+    steps = next(iter(mean_days.values()))["soc"].shape[0]
+    edges_h = np.arange(steps + 1) * dt_h
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 12), sharex=True)
+    fig.subplots_adjust(left=0.08, right=0.76, bottom=0.05, top=0.93, hspace=0.3)
+    for ax, (key, ylabel, panel_title, scale) in zip(axes, panels):
+        for method, days in grouped.items():
+            values = scale * np.mean([day[key] for day in days], axis=0)
+            ax.stairs(values, edges_h, baseline=None, color=colors[method], linewidth=1.8 if method in learners
+                      else 1.2, linestyle="-" if method in learners else "--",
+                      label=method + (f" ({len(days)} runs)" if len(days) > 1 else ""))
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    axes[-1].set_xlabel("hour of day [h]")
+    axes[-1].set_xlim(0.0, edges_h[-1])
+    axes[-1].set_xticks(np.arange(0.0, edges_h[-1] + 1e-9, 3.0))
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # (KPI, column header, format) of the Markdown table: the headline, then what the honest yardstick adds
 # (the end-of-day settlement, curtailment, days on which the feeder's limits were broken).
 MARKDOWN_COLUMNS = (
