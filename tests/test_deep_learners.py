@@ -26,7 +26,7 @@ LEARNERS = {
     "maddpg": (MADDPG, MADDPGConfig,
                MADDPGConfig(num_envs=4, buffer_days=16, batch_size=8, gradient_steps=3, learning_starts=20,
                             hidden_sizes=[16, 16], n_step=2, policy_delay=2, target_noise_std=0.2,
-                            noise_correlation=0.5, cooperative_weight=1.0),
+                            noise_correlation=0.5, cooperative_weight=1.0, battery_action="power"),
                3, ("actor", "critic", "target_critic"), ("env_steps", "updates")),
 }
 

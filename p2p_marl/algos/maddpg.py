@@ -91,7 +91,8 @@ class MADDPGConfig:
     critic_agent_id: bool = True  # per-agent values Q_i (needed when rewards differ between agents)
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill; null: the environment's own reward
-    battery_action: str = "power"  # what the actor's battery output means: "power", "target_soc" or "net_load" (nets)
+    battery_action: str = "net_load"  # what the actor's battery output means: "power", "target_soc" or "net_load"
+    # (nets); net_load won on the validation days (README, what was tried)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
