@@ -309,8 +309,12 @@ def plot_mean_day_by_method(path: Path, mean_days: dict[str, dict[str, np.ndarra
     grouped: dict[str, list[dict[str, np.ndarray]]] = {}
     for label, day in mean_days.items():
         grouped.setdefault(method_of(label), []).append(day)
-    learners = {method_of(label) for label in mean_days if ":" in label}
-    colors = _method_colors(list(grouped))
+    learners = [method for method in grouped if any(label.startswith(f"{method}:") for label in mean_days)]
+    benchmarks = [method for method in grouped if method not in learners]
+    # Learners solid in tab20's strong colours, benchmarks dashed in its light ones: no two lines alike for up to
+    # ten of each.
+    colors = {**{m: plt.get_cmap("tab20")(2 * (i % 10) + 1) for i, m in enumerate(benchmarks)},
+              **{m: plt.get_cmap("tab20")(2 * (i % 10)) for i, m in enumerate(learners)}}
     panels = (("soc", "state of charge [%]", "Batteries' mean state of charge (end of step)", 100.0),
               ("battery_kwh", "power [kW]", "Battery charge (+) / discharge (-), community total", 1.0 / dt_h),
               ("grid_import_kwh", "power [kW]", "Grid import, community total", 1.0 / dt_h),
