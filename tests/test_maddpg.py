@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from p2p_marl.algos.maddpg import MADDPG, DayReplay, MADDPGConfig
 from p2p_marl.baselines.optimal import OptimalPolicy
@@ -32,6 +33,30 @@ def test_iterate_logs_finite_metrics_once_learning_starts(agent_id):
     assert all(math.isfinite(value) for value in metrics.values()), metrics
     assert learner.env_steps == 2 * SMALL.num_envs * TINY.steps_per_episode
     assert learner.updates == SMALL.gradient_steps
+
+
+@pytest.mark.parametrize("agent_id", [False, True])
+def test_critic_in_parts_is_the_critic_on_each_agents_whole_input(agent_id):
+    """The critic's first layer is evaluated in parts (the shared observations once per community-step); it must
+    be the same function as the network on each agent's concatenated input (o_i, a_i, o_1..o_N, a_1..a_N
+    [, one-hot i]), for the value targets' shared action profile and the actor's per-agent ones alike."""
+    learner = MADDPG(TINY, dataclasses.replace(SMALL, critic_agent_id=agent_id), seed=0)
+    generator = torch.Generator().manual_seed(0)
+    n_samples, n_agents = 5, TINY.n_agents
+    obs = torch.rand(n_samples, n_agents, learner.core.obs_dim, generator=generator)
+
+    def whole_input(joint: torch.Tensor) -> torch.Tensor:
+        identity = torch.eye(n_agents)
+        return torch.stack([torch.cat([obs[:, i], joint[:, i, i], obs.flatten(1), joint[:, i].flatten(1),
+                                       *([identity[i].expand(n_samples, -1)] if agent_id else [])], dim=1)
+                            for i in range(n_agents)], dim=1)
+
+    per_agent_profiles = 2.0 * torch.rand(n_samples, n_agents, n_agents, 3, generator=generator) - 1.0
+    shared_profile = per_agent_profiles[:, :1].expand(-1, n_agents, -1, -1)
+    with torch.no_grad():
+        for joint in (per_agent_profiles, shared_profile):
+            np.testing.assert_allclose(learner._q(learner.critic, obs, joint),
+                                       learner.critic(whole_input(joint)).squeeze(-1), rtol=1e-5, atol=1e-6)
 
 
 def test_replay_keeps_the_newest_days_and_sums_n_step_rewards():

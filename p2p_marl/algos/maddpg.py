@@ -222,12 +222,24 @@ class MADDPG(Learner):
 
         Agent i's critic input is (o_i, a_i, o_1..o_N, a_1..a_N [, one-hot i]): every observation and action,
         with the agent's own first, so that the shared critic finds an agent's own action in the same place
-        for every agent instead of having to route it by identity."""
-        n_agents = obs.shape[1]
-        all_obs = obs.reshape(obs.shape[0], 1, -1).expand(-1, n_agents, -1)
+        for every agent instead of having to route it by identity. The first layer is evaluated in parts, the
+        same affine map: o_1..o_N, most of the input, is the same for every agent, so its product is taken once
+        per community-step instead of once per agent, and the one-hot identity's product is a column of the
+        weights."""
+        n_samples, n_agents, obs_dim = obs.shape
+        first = critic[0]
+        weight = first.weight  # (H, in): columns o_i, a_i, o_1..o_N, a_1..a_N [, one-hot i]
+        own_end = obs_dim + ACTION_DIM
+        all_obs_end = own_end + n_agents * obs_dim
+        joint_end = all_obs_end + n_agents * ACTION_DIM
         own_actions = joint_actions.diagonal(dim1=1, dim2=2).transpose(1, 2)  # (Bs, N, 3): a_i of profile i
-        x = torch.cat([obs, own_actions, all_obs, joint_actions.flatten(2)], dim=-1)
-        return critic(with_agent_id(x, self.config.critic_agent_id)).squeeze(-1)
+        per_agent = torch.cat([obs, own_actions, joint_actions.flatten(2)], dim=-1)
+        hidden = (nn.functional.linear(per_agent, torch.cat([weight[:, :own_end], weight[:, all_obs_end:joint_end]],
+                                                            dim=1), first.bias)
+                  + nn.functional.linear(obs.reshape(n_samples, 1, -1), weight[:, own_end:all_obs_end]))
+        if self.config.critic_agent_id:
+            hidden = hidden + weight[:, joint_end:].T  # (N, H): agent i's one-hot picks column i
+        return critic[1:](hidden).squeeze(-1)
 
     def noise_std(self) -> float:
         cfg = self.config
