@@ -254,13 +254,10 @@ class CommunityCore:
         self._voltage_band_pu = np.array([cfg.v_min_pu, cfg.v_max_pu])[:, None, None]
         self._obs_template = self._observation_template()
         # Load and PV of every day and step side by side, (n_days, steps_per_day, 2, N), so that one gather
-        # fetches both: in kW for the step, and as observation features (normalised, within bounds).
+        # fetches both for the step, in kW.
         self.forecaster = build_forecaster(cfg, self.profiles)
         self._profiles_kw = self.forecaster.profiles_kw  # the truth, stack_profiles(self.profiles)
-        self._profile_obs = np.clip(self._profiles_kw / self.power_scale_kw, 0.0, 1.0)
-        # The forecasts the observations hold, issued at every step of every day: (n_days, T + 1, 4, N).
-        self._forecast_obs = observation_table(self.forecaster, round(cfg.forecast_horizon_h / cfg.dt_h),
-                                               self.steps_per_episode, self.power_scale_kw)
+        self._day_obs = self._day_observation_table()
         self._has_capacity = self.battery.capacity_kwh > 0
 
         self._rng = np.random.default_rng()
@@ -556,19 +553,32 @@ class CommunityCore:
 
     def _observe(self, soc: np.ndarray) -> np.ndarray:
         """``observe()`` with the SoC given: ``step()`` has computed it already for the infos."""
-        t = min(self.t, self.config.steps_per_day - 1)
         obs = np.empty((self.batch_size, self.n_agents, self.obs_dim))
         obs[:] = self._obs_template[self.t]
-        obs[..., 2:4] = self._profile_obs[self.days, t].transpose(0, 2, 1)  # load, PV
+        day_obs = self._day_obs[self.days, self.t]  # (B, N, 8), see _day_observation_table
+        obs[..., 2:4] = day_obs[..., :2]
         obs[..., 4] = soc  # within [0, 1] already: energy stays in [soc_min, soc_max] * capacity
         obs[..., 9] = _clip(self.last_clearing_price / self.price_scale_per_kwh, 0.0, 1.0)[:, None]
         obs[..., 10] = _clip((self.last_voltage_pu - 1.0) / 0.1, -1.0, 1.0)
-        forecast = self._forecast_obs[self.days, self.t]  # (B, 4, N): next load, next PV, load and PV ahead
-        obs[..., 11:15] = forecast.transpose(0, 2, 1)
-        obs[..., 15:17] = forecast[:, 2:].mean(axis=2)[:, None, :]
+        obs[..., 11:17] = day_obs[..., 2:]
         obs[..., 17] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
         obs[..., 18] = self._start_soc
         return obs
+
+    def _day_observation_table(self) -> np.ndarray:
+        """The features that depend only on the day, the step and the household, (n_days, T + 1, N, 8) for
+        t = 0 .. T (T = steps_per_episode), in the order of OBS_FEATURES: load, pv (the last step's again at
+        t = T), then next_load, next_pv, load_ahead, pv_ahead, community_load_ahead and community_pv_ahead (the
+        forecasts the observations hold, issued at every step of every day). One gather a step fetches them."""
+        cfg = self.config
+        forecast = observation_table(self.forecaster, round(cfg.forecast_horizon_h / cfg.dt_h),
+                                     self.steps_per_episode, self.power_scale_kw)  # (n_days, T + 1, 4, N)
+        metered = np.minimum(np.arange(self.steps_per_episode + 1), cfg.steps_per_day - 1)
+        table = np.empty(forecast.shape[:2] + (self.n_agents, 8))
+        table[..., :2] = np.clip(self._profiles_kw[:, metered] / self.power_scale_kw, 0.0, 1.0).swapaxes(2, 3)
+        table[..., 2:6] = forecast.swapaxes(2, 3)
+        table[..., 6:] = forecast[:, :, 2:].mean(axis=3)[:, :, None, :]
+        return table
 
     def _observation_template(self) -> np.ndarray:
         """The features that depend only on the step and the household, (steps_per_day + 1, N, obs_dim) for
