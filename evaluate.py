@@ -3,10 +3,13 @@
     python evaluate.py                                    # every benchmark on community_10's test days
     python evaluate.py env=community_50 max_days=10
     python evaluate.py checkpoints=[runs/train/RUN_DIR] methods=[grid_only,optimal]
+    python evaluate.py checkpoints=[RUN_DIR,...] run_checkpoint=last   # a run's latest checkpoint, not its best
 
 Every method plays all test days in one batched core; the grid-only benchmark and the perfect-foresight LP of
 the same days are the references of the savings (the optimum is played from those LPs' schedules, not solved
-again). Written to the run directory (``hydra.run.dir``, by default ``runs/evaluate/<date>_<time>``, with
+again). A training run directory is played from its best evaluation on validation days (``checkpoints/best.pt``,
+the model selection of reported results; ``run_checkpoint=last`` plays its latest checkpoint). Written to the
+run directory (``hydra.run.dir``, by default ``runs/evaluate/<date>_<time>``, with
 ``_2``, ``_3``, ... for evaluations started in the same second):
 
 - ``results.csv``: one row per method and day, every KPI (definitions: ``p2p_marl/evaluation/kpis.py``);
@@ -108,7 +111,7 @@ def main(cfg: DictConfig) -> None:
 
     with user_errors_as_one_line("evaluate.py", on_error=remove_empty_output_dir):
         config = to_evaluate_config(cfg)
-        policies = load_policies(config.methods, config.checkpoints, config.seed, config.env)
+        policies = load_policies(config.methods, config.checkpoints, config.seed, config.env, config.run_checkpoint)
         evaluate(config, policies, output_dir)
 
 

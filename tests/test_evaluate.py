@@ -147,7 +147,7 @@ def test_a_bad_checkpoint_stops_evaluate_with_one_line_before_any_work(seeds_run
     households = 3
     if problem == "other_environment":
         households = 4
-        message = rf"checkpoint {re.escape(str(trained))}/checkpoints/step_\d+\.pt was trained for another " \
+        message = rf"checkpoint {re.escape(str(trained))}/checkpoints/best\.pt was trained for another " \
                   r"environment: n_agents=3 \(here 4\)"
         checkpoint = trained
     elif problem == "no_checkpoints":
@@ -294,12 +294,14 @@ def test_default_config_composes(compose_evaluate):
     config = to_evaluate_config(compose_evaluate())
     assert config.env == EnvConfig(n_agents=10, prosumer_share=0.6)
     assert config.methods == list(DEFAULT_BENCHMARKS) and config.checkpoints == [] and config.max_days is None
+    assert config.run_checkpoint == "best"
 
 
 @pytest.mark.parametrize("override, message", [
     ("env.soc_initial=0.99", r"^env\.soc_initial=0\.99 must lie in \[soc_min, soc_max\]"),
     ("methods=[grid_only,lottery]", r"^methods\[1\]='lottery' is not a benchmark"),
     ("max_days=0", r"^max_days=0 is out of range"),
+    ("run_checkpoint=first", r"^run_checkpoint='first' is not allowed; choose best .* or last"),
 ])
 def test_invalid_settings_name_the_key(compose_evaluate, override, message):
     with pytest.raises(ConfigError, match=message):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ from p2p_marl.algos.mappo import MAPPOConfig
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation import learning_curves
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
-from p2p_marl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from p2p_marl.training.checkpoint import CheckpointError, best_checkpoint_path, list_checkpoints, load_checkpoint
 from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.training.run_lock import LOCK_NAME
 from conftest import launch_twice_at_once
@@ -109,6 +110,36 @@ def test_run_logs_tensorboard_and_checkpoints_that_load_and_act(train_main, monk
         assert np.all((actions >= ACTION_LOW) & (actions <= ACTION_HIGH))
 
 
+def saved_best(run_dir: Path) -> tuple[int, float]:
+    best = load_checkpoint(best_checkpoint_path(run_dir))
+    return best.env_steps, best.loop_state["validation_share"]
+
+
+def test_the_best_evaluation_is_kept_and_played_from_a_run_directory(train_main, monkeypatch, tmp_path, caplog):
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "dqn")
+    evaluations = logged_scalars(run_dir)["eval/share_of_optimal_saving"]
+    best_step, best_share = max(evaluations, key=lambda evaluation: evaluation[1])
+    assert best_step != evaluations[-1][0]  # this seed's best is not its last: the two choices differ
+    step, share = saved_best(run_dir)
+    assert step == best_step and share == pytest.approx(best_share, abs=1e-6)  # the event files hold float32
+
+    # Played again on the validation days, each choice reproduces the evaluation it was chosen by.
+    evaluator = HeldOutDaysEvaluator(EnvConfig(**TINY_ENV), eval_days=2)
+    for choice, (_, logged) in (("best", (best_step, best_share)), ("last", evaluations[-1])):
+        replayed = evaluator(load_policy(run_dir, run_checkpoint=choice))["share_of_optimal_saving"]
+        assert replayed == pytest.approx(logged, abs=1e-6)
+
+    best_checkpoint_path(run_dir).unlink()  # a run trained before runs kept their best
+    checkpoint_log = logging.getLogger("p2p_marl.training.checkpoint")
+    checkpoint_log.addHandler(caplog.handler)  # train.py's Hydra logging set-up replaced the root's handlers
+    try:
+        load_policy(run_dir)
+    finally:
+        checkpoint_log.removeHandler(caplog.handler)
+    assert f"{run_dir} has no best.pt (no evaluation on validation days chose one); using its latest checkpoint " \
+           "step_000000000320.pt" in caplog.text
+
+
 @pytest.mark.parametrize("algo", list(ALGOS))
 def test_same_seed_gives_identical_logs_and_another_seed_differs(train_main, monkeypatch, tmp_path, algo):
     first = logged_scalars(fresh_run(train_main, monkeypatch, tmp_path / "a", algo))
@@ -127,6 +158,7 @@ def test_resume_with_a_larger_budget_equals_an_uninterrupted_run(train_main, mon
     run_train(train_main, monkeypatch, f"resume={resumed}", "total_env_steps=320")
     assert logged_scalars(resumed) == logged_scalars(uninterrupted)
     assert load_checkpoint(list_checkpoints(resumed)[-1]).env_steps == 320
+    assert saved_best(resumed) == saved_best(uninterrupted)
 
 
 def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, monkeypatch, tmp_path):
@@ -146,6 +178,7 @@ def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, mon
     raw = SummaryReader(str(interrupted)).scalars
     assert not raw.duplicated(["tag", "step"]).any()
     assert len(raw) == len(SummaryReader(str(uninterrupted)).scalars)
+    assert saved_best(interrupted) == saved_best(uninterrupted)
 
 
 def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_so(train_main, monkeypatch, tmp_path):
@@ -156,9 +189,14 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_so(train_mai
     data = bytearray(newest.read_bytes())
     data[-100] ^= 0xFF  # one flipped bit pattern in the weights
     newest.write_bytes(bytes(data))
+    best = best_checkpoint_path(damaged)
+    best.write_bytes(best.read_bytes()[:-100])  # truncated
     run_train(train_main, monkeypatch, f"resume={damaged}")
     assert logged_scalars(damaged) == logged_scalars(uninterrupted)
     log = (damaged / "train.log").read_text()
+    assert f"{best} is not an intact best checkpoint (checkpoint {best} is corrupt" in log
+    assert best.with_name("best.pt.corrupt").is_file()
+    assert saved_best(damaged)[0] in (192, 288, 320)  # written again by an evaluation after the resume
     assert f"checkpoint {newest} is corrupt: its content does not match the checksum" in log
     assert f"Resuming from {list_checkpoints(damaged)[0]}, the newest intact checkpoint" in log
     assert newest.with_name(newest.name + ".corrupt").is_file()  # kept for inspection, out of the run's list
@@ -186,7 +224,7 @@ def test_resume_is_refused_while_the_run_is_still_going(train_main, monkeypatch,
 
 def test_a_checkpoint_is_refused_on_an_environment_it_was_not_trained_for(train_main, monkeypatch, tmp_path):
     run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "dqn", "total_env_steps=32")
-    checkpoint = list_checkpoints(run_dir)[-1]
+    checkpoint = best_checkpoint_path(run_dir)  # the one a run directory plays
     assert load_checkpoint(checkpoint).env_spec["n_agents"] == 3
     for change, difference in (({"n_agents": 4}, r"n_agents=3 \(here 4\)"), ({"dt_h": 1.0}, r"dt_h=3.0 \(here 1.0\)"),
                                ({"forecaster": "oracle"}, r"forecasts=\{'forecaster': 'persistence', "
@@ -389,6 +427,8 @@ def test_learning_curves_group_seeds_and_read_back_every_evaluation(train_main, 
     seeds = [float(value) for value in rows[qlearning].split(" | ")[2].split(" / ")]
     np.testing.assert_allclose(seeds, [last[runs[0]], last[runs[1]]], atol=5e-4)  # the table rounds to 3 digits
     assert rows[dqn].split(" | ")[2] == f"{last[runs[2]]:.3f}"
+    best_step, best_share = max(logged_scalars(runs[2])["eval/share_of_optimal_saving"], key=lambda e: e[1])
+    assert rows[dqn].split(" | ")[4] == f"{best_share:.3f} ({best_step / 1000:g}k)"  # the checkpoint played
     curves = learning_curves.group([learning_curves.read_run(run)[0] for run in runs])
     assert list(curves) == [dqn, qlearning] and [c.seed for c in curves[qlearning]] == [0, 1]
     assert curves[dqn][0].steps.tolist() == [step for step, _ in logged_scalars(runs[2])[

@@ -57,26 +57,28 @@ def build_learner(env_config: Any, hyperparameters: dict[str, Any], seed: int) -
     return learner_class(env_config, make_hyperparameters(hyperparameters), seed)
 
 
-def load_policy(path: str | Path, env_config: Any = None) -> Policy:
+def load_policy(path: str | Path, env_config: Any = None, run_checkpoint: str = "best") -> Policy:
     """The deterministic policy of a trained learner, from a checkpoint file or a training run directory
-    (then its latest checkpoint, the final one of a finished run), ready for ``evaluate.py`` and ``rollout``.
-    With ``env_config`` (the ``EnvConfig`` it will play on), a checkpoint trained for another environment is
-    refused before the learner is built.
+    (then its checkpoint of the best evaluation on validation days, or with ``run_checkpoint="last"`` its latest,
+    the final one of a finished run), ready for ``evaluate.py`` and ``rollout``. With ``env_config`` (the
+    ``EnvConfig`` it will play on), a checkpoint trained for another environment is refused before the learner
+    is built.
 
     Raises ``FileNotFoundError`` for a missing path or a run directory without checkpoints and
     ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not an intact checkpoint or does not fit
     ``env_config``; both name the file.
     """
-    return load_trained(path, env_config)[0]
+    return load_trained(path, env_config, run_checkpoint)[0]
 
 
-def load_trained(path: str | Path, env_config: Any = None) -> tuple[Policy, dict[str, Any]]:
+def load_trained(path: str | Path, env_config: Any = None,
+                 run_checkpoint: str = "best") -> tuple[Policy, dict[str, Any]]:
     """``load_policy``, together with the training configuration saved in the checkpoint (``TrainConfig`` as
     a dict: env, algo, seed, total_env_steps, ...)."""
     # Imported here: the checkpoint module builds learners through this registry (it imports this module).
     from p2p_marl.training.checkpoint import load_checkpoint, resolve_checkpoint
 
-    checkpoint = load_checkpoint(resolve_checkpoint(Path(path)))
+    checkpoint = load_checkpoint(resolve_checkpoint(Path(path), run_checkpoint))
     if env_config is not None:
         checkpoint.check_environment(env_config)
     return checkpoint.build_learner().policy(), checkpoint.config

@@ -67,10 +67,10 @@ TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
 
 
 def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
-                  env_config: EnvConfig | None = None) -> dict[str, Policy]:
-    """Label -> policy: the benchmarks by name, then each checkpoint (a file or a training run directory,
-    loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for another environment is
-    refused) labelled ``<method>:<file or directory name>``.
+                  env_config: EnvConfig | None = None, run_checkpoint: str = "best") -> dict[str, Policy]:
+    """Label -> policy: the benchmarks by name, then each checkpoint (a file, or a training run directory whose
+    ``run_checkpoint`` is played, loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for
+    another environment is refused) labelled ``<method>:<file or directory name>``.
 
     The method of a checkpoint is its learner's name (the runs of one learner, e.g. its seeds, share it, and
     ``report.summarize_runs`` groups them). Where checkpoints of one learner were trained with different
@@ -89,7 +89,7 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
     # Loading a learner imports torch and the learners; only needed when there is a checkpoint.
     from p2p_marl.algos import load_trained
 
-    loaded = [load_trained(path, env_config) for path in checkpoints]
+    loaded = [load_trained(path, env_config, run_checkpoint) for path in checkpoints]
     setting_of = [_training_setting(train_config) for _, train_config in loaded]
     settings: dict[str, list[dict]] = {}  # learner -> its distinct training settings, in order of appearance
     for (policy, _), setting in zip(loaded, setting_of):

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.compare import BENCHMARKS, DEFAULT_BENCHMARKS
 from p2p_marl.run_dirs import register_resolver
+from p2p_marl.training.checkpoint import RUN_CHECKPOINT_CHOICES
 
 
 @dataclass
@@ -25,6 +26,9 @@ class EvaluateConfig:
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     # Trained policies: checkpoint files or training run directories, loaded with p2p_marl.algos.load_policy.
     checkpoints: list[str] = field(default_factory=list)
+    # Of a run directory in checkpoints: best (its best evaluation on validation days, the model selection of the
+    # reported results) or last (its latest checkpoint). A checkpoint file is played as given.
+    run_checkpoint: str = "best"
     days: str = "test"  # the days to evaluate on: test (reported results) or validation (model selection)
     max_days: int | None = None  # evaluate only the first max_days of those days; None = all of them
     seed: int = 0  # seeds the zero-intelligence traders
@@ -46,6 +50,9 @@ class EvaluateConfig:
         if self.days not in ("test", "validation"):
             raise ConfigError(f"days={self.days!r} is not allowed; choose test (reported results) or validation "
                               "(model selection)")
+        if self.run_checkpoint not in RUN_CHECKPOINT_CHOICES:
+            raise ConfigError(f"run_checkpoint={self.run_checkpoint!r} is not allowed; choose best (the run's best "
+                              "evaluation on validation days) or last (its latest checkpoint)")
         if self.max_days is not None and self.max_days < 1:
             raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
         if self.plot_day is not None and self.plot_day < 0:

@@ -12,7 +12,8 @@ community-steps and against wall-clock minutes since the run's first logged even
 time each evaluation was reached), each with the mean over seeds as a line and the range over seeds as a band.
 The best rule, MPC with the environment's forecaster and the optimum (= 1) are horizontal lines, played here
 on the same validation days. Writes ``learning_curves.png`` and ``learning_curves.md`` (each learner's last
-evaluation: mean ± std over seeds, each seed's value, minutes per run) to ``--out`` (default: a new directory
+evaluation and its best one, which ``evaluate.py`` plays: mean ± std over seeds, each seed's value, minutes per
+run) to ``--out`` (default: a new directory
 ``runs/learning_curves/<date>_<time>``), and prints the table.
 """
 
@@ -126,13 +127,21 @@ def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, flo
 
 
 def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
-    lines = ["| learner | share at the last evaluation (validation days) | seeds | minutes to the last evaluation |",
-             "|---|---|---|---|"]
+    """Each learner's last evaluation and its best one (the checkpoint ``evaluate.py`` plays, at the step in
+    thousands of community-steps), mean ± std over seeds and each seed's value."""
+    lines = ["| learner | share at the last evaluation (validation days) | seeds | best evaluation | seeds (at k "
+             "community-steps) | minutes to the last evaluation |",
+             "|---|---|---|---|---|---|"]
     for learner, runs in by_learner.items():
         last = np.array([run.share[-1] for run in runs])
+        best_index = [int(np.argmax(run.share)) for run in runs]
+        best = np.array([run.share[index] for run, index in zip(runs, best_index)])
         seeds = " / ".join(f"{value:.3f}" for value in last)
+        best_seeds = " / ".join(f"{run.share[index]:.3f} ({run.steps[index] / 1000:g}k)"
+                                for run, index in zip(runs, best_index))
         minutes = " / ".join(f"{run.minutes[-1]:.0f}" for run in runs)
-        lines.append(f"| {learner} | {last.mean():.3f} ± {last.std():.3f} | {seeds} | {minutes} |")
+        lines.append(f"| {learner} | {last.mean():.3f} ± {last.std():.3f} | {seeds} | {best.mean():.3f} ± "
+                     f"{best.std():.3f} | {best_seeds} | {minutes} |")
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,9 @@
 are played on, read back with errors that name the file.
 
 A run directory keeps its checkpoints as ``checkpoints/step_<community-steps>.pt`` (periodic ones and the final
-one; the newest ``keep_checkpoints`` stay). A file (format 2) is one header line and a payload::
+one; the newest ``keep_checkpoints`` stay, and resume starts from the newest intact one), and the learner of its
+best evaluation on the validation days as ``checkpoints/best.pt`` (written whenever an evaluation beats every
+earlier one, its share in ``loop["validation_share"]``): the model selection that the reported results use. A file (format 2) is one header line and a payload::
 
     p2p_marl checkpoint 2 sha256=<hex digest of the payload>\\n
     <torch.save of a dict of tensors and plain Python values>
@@ -13,7 +15,7 @@ The payload loads with ``torch.load(weights_only=True)`` (no arbitrary pickled o
   registry name ``algo.name`` and its hyperparameters, ``seed``, ...);
 - ``env_spec``: what the policy depends on in the environment it was trained for (``environment_spec``);
 - ``learner``: ``learner.state_dict()`` (networks, optimisers, buffers, generators, ``env_steps``);
-- ``loop``: the training loop's state (torch's global random generator);
+- ``loop``: the training loop's state (torch's global random generator; ``validation_share`` in ``best.pt``);
 - ``env_steps`` and ``finished`` (whether training had reached ``total_env_steps``).
 
 The checksum catches a file altered or truncated after it was written; the header tells a p2p_marl checkpoint
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_SUFFIX = ".corrupt"
+BEST_NAME = "best.pt"
+RUN_CHECKPOINT_CHOICES = ("best", "last")  # which checkpoint of a run directory a policy is loaded from
 _NAME = re.compile(r"step_(\d+)\.pt")
 _HEADER = re.compile(rb"p2p_marl checkpoint (\d+) sha256=([0-9a-f]{64})\n")
 _MAX_HEADER_BYTES = 128
@@ -142,10 +146,28 @@ def _run_checkpoints(run_dir: Path) -> list[Path]:
     return checkpoints
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file as given, or the latest checkpoint of a run directory."""
+def best_checkpoint_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / BEST_NAME
+
+
+def resolve_checkpoint(path: Path, choice: str = "best") -> Path:
+    """A checkpoint file as given; of a training run directory, ``choice``: ``best``, the checkpoint of its best
+    evaluation on the validation days (a run without one, trained before runs kept it or with no evaluation that
+    defines the share, gives its latest checkpoint, with a warning), or ``last``, its latest checkpoint."""
+    if choice not in RUN_CHECKPOINT_CHOICES:
+        raise ValueError(f"choice={choice!r}; allowed {RUN_CHECKPOINT_CHOICES}")
     path = Path(path)
-    return path if path.is_file() else _run_checkpoints(path)[-1]
+    if path.is_file():
+        return path
+    latest = _run_checkpoints(path)[-1]
+    if choice == "last":
+        return latest
+    best = best_checkpoint_path(path)
+    if best.is_file():
+        return best
+    log.warning("%s has no %s (no evaluation on validation days chose one); using its latest checkpoint %s",
+                path, BEST_NAME, latest.name)
+    return latest
 
 
 def latest_intact_checkpoint(run_dir: Path) -> Checkpoint:

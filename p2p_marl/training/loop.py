@@ -13,7 +13,8 @@ iteration that reaches it, so it may run past it by less than one iteration). It
   ``eval/share_of_optimal_saving`` first. The hyperparameters go in once as TensorBoard hparams (in the same
   directory; the HParams dashboard takes its metrics from the eval and train curves).
 - Checkpoints whenever ``env_steps`` passes a multiple of ``checkpoint_interval``, and at the end
-  (``p2p_marl.training.checkpoint``).
+  (``p2p_marl.training.checkpoint``), and ``checkpoints/best.pt`` after every evaluation whose share of the
+  optimal saving beats all earlier ones: the model chosen on validation days, which ``evaluate.py`` reports.
 
 Every count of steps (progress, log lines, TensorBoard's x-axis, checkpoint names) is in community-steps. The
 run ends with a table of the learner's last evaluation beside grid-only, the best rule and the optimum on the
@@ -22,7 +23,8 @@ same days (``p2p_marl.training.final_comparison``).
 Resume: the learner, torch's global generator and the step count come back from the newest intact checkpoint.
 Whatever an interrupted run logged after that checkpoint is removed from its event files before training
 continues (``p2p_marl.training.event_files``), and logged again: the files hold every (tag, step) exactly once,
-with the values an uninterrupted run logs. (A run resumed after it had finished, with a larger
+with the values an uninterrupted run logs. ``best.pt`` is kept as it is, and its share is the one to beat; where
+it was written after the checkpoint, the run evaluates the same learner again on its way there. (A run resumed after it had finished, with a larger
 ``total_env_steps``, keeps its final evaluation; an uninterrupted run has one there only if that step is an
 evaluation step.)
 """
@@ -30,6 +32,7 @@ evaluation step.)
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,8 @@ from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
 from p2p_marl.evaluation.report import summarize
 from p2p_marl.progress import Progress
 from p2p_marl.sim.community import CommunityCore
-from p2p_marl.training.checkpoint import (Checkpoint, checkpoint_path, environment_spec, prune_checkpoints,
+from p2p_marl.training.checkpoint import (CORRUPT_SUFFIX, Checkpoint, CheckpointError, best_checkpoint_path,
+                                          checkpoint_path, environment_spec, load_checkpoint, prune_checkpoints,
                                           save_checkpoint)
 from p2p_marl.training.config import TrainConfig, validate_config
 from p2p_marl.training.event_files import drop_events_after
@@ -120,6 +124,7 @@ class Trainer:
             self.start_step = checkpoint.env_steps
         self.evaluator = HeldOutDaysEvaluator(self.settings.env, self.settings.eval_days)
         self.last_eval: dict[str, float] = {}
+        self.best_share, self.best_step = self._saved_best() if checkpoint is not None else (-math.inf, None)
 
     def run(self) -> dict[str, float]:
         """Train until ``total_env_steps``; returns the last evaluation (KPI -> value)."""
@@ -156,7 +161,7 @@ class Trainer:
                                   step)
                 finished = step >= settings.total_env_steps
                 if _crossed(previous_step, step, settings.eval_interval) or finished:
-                    self._evaluate(writer, step)
+                    self._evaluate(writer, step, finished)
                     evaluated_at = step
                 if _crossed(previous_step, step, settings.checkpoint_interval) or finished:
                     # Everything logged up to the checkpoint reaches the disk first: a resumed run drops
@@ -174,24 +179,48 @@ class Trainer:
             writer.close()
         log.info("Finished %s after %d community-steps (last evaluation at %s community-steps); run directory %s",
                  name, learner.env_steps, evaluated_at, self.run_dir)
+        if self.best_step is not None:
+            log.info("Best evaluation: share of the optimal saving %.3f at %d community-steps, %s", self.best_share,
+                     self.best_step, best_checkpoint_path(self.run_dir).relative_to(self.run_dir))
         log.info("\n%s", comparison_table(name, self.last_eval, self.evaluator))
         return self.last_eval
 
-    def _evaluate(self, writer: SummaryWriter, step: int) -> None:
+    def _evaluate(self, writer: SummaryWriter, step: int, finished: bool) -> None:
         self.last_eval = self.evaluator(self.learner.policy())
         for kpi, value in self.last_eval.items():
             writer.add_scalar(f"eval/{kpi}", value, step)
         writer.flush()
+        share = self.last_eval.get(HEADLINE_KPI)
+        if share is not None and share > self.best_share:
+            self.best_share, self.best_step = share, step
+            self._save(best_checkpoint_path(self.run_dir), step, finished, validation_share=share)
         log.info("%d community-steps: share of the optimal saving %.3f, community cost %.3f per day (%d validation "
                  "days)", step, self.last_eval.get(HEADLINE_KPI, float("nan")), self.last_eval["community_cost"],
                  len(self.evaluator.days))
 
-    def _checkpoint(self, step: int, finished: bool) -> None:
-        path = checkpoint_path(self.run_dir, step)
+    def _saved_best(self) -> tuple[float, int | None]:
+        """The share and step of a resumed run's ``best.pt``; one that is not intact is renamed aside."""
+        path = best_checkpoint_path(self.run_dir)
+        if not path.is_file():
+            return -math.inf, None
+        try:
+            best = load_checkpoint(path)
+            return float(best.loop_state["validation_share"]), best.env_steps
+        except (CheckpointError, KeyError) as error:
+            path.rename(path.with_name(path.name + CORRUPT_SUFFIX))
+            log.warning("%s is not an intact best checkpoint (%s); renamed it to %s%s, the next evaluation writes "
+                        "a new one", path, error, path.name, CORRUPT_SUFFIX)
+            return -math.inf, None
+
+    def _save(self, path: Path, step: int, finished: bool, **loop_state: float) -> None:
         save_checkpoint(path, {
             "config": self.config, "env_spec": environment_spec(self.settings.env),
-            "learner": self.learner.state_dict(), "loop": {"torch_rng": torch.get_rng_state()}, "env_steps": step,
-            "finished": finished})
+            "learner": self.learner.state_dict(), "loop": {"torch_rng": torch.get_rng_state(), **loop_state},
+            "env_steps": step, "finished": finished})
+
+    def _checkpoint(self, step: int, finished: bool) -> None:
+        path = checkpoint_path(self.run_dir, step)
+        self._save(path, step, finished)
         prune_checkpoints(self.run_dir, self.settings.keep_checkpoints)
         log.info("%d community-steps: checkpoint %s", step, path.relative_to(self.run_dir))
 
