@@ -8,12 +8,15 @@ Registering a learner is one line in ``REGISTRY``; modules are imported on first
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from p2p_marl.algos.base import Learner
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class AlgoSpec(NamedTuple):
@@ -78,7 +81,9 @@ def load_trained(path: str | Path, env_config: Any = None,
     # Imported here: the checkpoint module builds learners through this registry (it imports this module).
     from p2p_marl.training.checkpoint import load_checkpoint, resolve_checkpoint
 
-    checkpoint = load_checkpoint(resolve_checkpoint(Path(path), run_checkpoint))
+    resolved = resolve_checkpoint(Path(path), run_checkpoint)
+    log.info("Loading %s", resolved)
+    checkpoint = load_checkpoint(resolved)
     if env_config is not None:
         checkpoint.check_environment(env_config)
     return checkpoint.build_learner().policy(), checkpoint.config

@@ -27,7 +27,9 @@ class EvaluateConfig:
     # Trained policies: checkpoint files or training run directories, loaded with p2p_marl.algos.load_policy.
     checkpoints: list[str] = field(default_factory=list)
     # Of a run directory in checkpoints: best (its best evaluation on validation days, the model selection of the
-    # reported results) or last (its latest checkpoint). A checkpoint file is played as given.
+    # reported results) or last (its latest checkpoint). A checkpoint file is played as given. With
+    # days=validation, best is scored on the days it was chosen on, which flatters it: compare variants there on
+    # their last checkpoints (or the learning curves).
     run_checkpoint: str = "best"
     days: str = "test"  # the days to evaluate on: test (reported results) or validation (model selection)
     max_days: int | None = None  # evaluate only the first max_days of those days; None = all of them

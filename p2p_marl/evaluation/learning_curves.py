@@ -12,8 +12,8 @@ community-steps and against wall-clock minutes since the run's first logged even
 time each evaluation was reached), each with the mean over seeds as a line and the range over seeds as a band.
 The best rule, MPC with the environment's forecaster and the optimum (= 1) are horizontal lines, played here
 on the same validation days. Writes ``learning_curves.png`` and ``learning_curves.md`` (each learner's last
-evaluation and its best one, which ``evaluate.py`` plays: mean ± std over seeds, each seed's value, minutes per
-run) to ``--out`` (default: a new directory
+evaluation and its best one, the evaluation whose learner ``checkpoints/best.pt`` keeps and ``evaluate.py`` plays:
+mean ± std over seeds, each seed's value, minutes per run) to ``--out`` (default: a new directory
 ``runs/learning_curves/<date>_<time>``), and prints the table.
 """
 
@@ -127,8 +127,8 @@ def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, flo
 
 
 def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
-    """Each learner's last evaluation and its best one (the checkpoint ``evaluate.py`` plays, at the step in
-    thousands of community-steps), mean ± std over seeds and each seed's value."""
+    """Each learner's last evaluation and its best one (the first to reach the maximum, as ``best.pt`` keeps it;
+    at the step in thousands of community-steps), mean ± std over seeds and each seed's value."""
     lines = ["| learner | share at the last evaluation (validation days) | seeds | best evaluation | seeds (at k "
              "community-steps) | minutes to the last evaluation |",
              "|---|---|---|---|---|---|"]

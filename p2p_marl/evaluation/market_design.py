@@ -6,7 +6,8 @@ benchmarks, the optimum and trained policies, on the default community's days.
 Every design is the default environment (``EnvConfig()``) with the market-design keys of ``DESIGNS`` changed;
 the households, feeder and days are the same. Each method plays each design's days (``--days``, test by
 default); the grid-only benchmark and the perfect-foresight LP of that design are its references. Trained
-policies (``--checkpoints``, e.g. the MAPPO runs) are played as trained, on the default market: a design they were
+policies (``--checkpoints``, e.g. the MAPPO runs; a run directory plays its ``checkpoints/best.pt``, the best
+evaluation on validation days) are played as trained, on the default market: a design they were
 not trained on is a zero-shot transfer, and the seeds of one learner are averaged into one row. ``--mpc`` adds
 MPC on persistence forecasts (one LP per step and day: slow).
 

@@ -4,7 +4,8 @@ are played on, read back with errors that name the file.
 A run directory keeps its checkpoints as ``checkpoints/step_<community-steps>.pt`` (periodic ones and the final
 one; the newest ``keep_checkpoints`` stay, and resume starts from the newest intact one), and the learner of its
 best evaluation on the validation days as ``checkpoints/best.pt`` (written whenever an evaluation beats every
-earlier one, its share in ``loop["validation_share"]``): the model selection that the reported results use. A file (format 2) is one header line and a payload::
+earlier one, its share in ``loop["validation_share"]``; never pruned): the model selection that the reported
+results use. A file (format 2) is one header line and a payload::
 
     p2p_marl checkpoint 2 sha256=<hex digest of the payload>\\n
     <torch.save of a dict of tensors and plain Python values>
@@ -15,7 +16,8 @@ The payload loads with ``torch.load(weights_only=True)`` (no arbitrary pickled o
   registry name ``algo.name`` and its hyperparameters, ``seed``, ...);
 - ``env_spec``: what the policy depends on in the environment it was trained for (``environment_spec``);
 - ``learner``: ``learner.state_dict()`` (networks, optimisers, buffers, generators, ``env_steps``);
-- ``loop``: the training loop's state (torch's global random generator; ``validation_share`` in ``best.pt``);
+- ``loop``: the training loop's state (torch's global random generator, the best evaluation so far as
+  ``best_validation_share`` and ``best_step``; ``validation_share`` in ``best.pt``);
 - ``env_steps`` and ``finished`` (whether training had reached ``total_env_steps``).
 
 The checksum catches a file altered or truncated after it was written; the header tells a p2p_marl checkpoint
@@ -150,24 +152,30 @@ def best_checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / BEST_NAME
 
 
-def resolve_checkpoint(path: Path, choice: str = "best") -> Path:
-    """A checkpoint file as given; of a training run directory, ``choice``: ``best``, the checkpoint of its best
-    evaluation on the validation days (a run without one, trained before runs kept it or with no evaluation that
-    defines the share, gives its latest checkpoint, with a warning), or ``last``, its latest checkpoint."""
-    if choice not in RUN_CHECKPOINT_CHOICES:
-        raise ValueError(f"choice={choice!r}; allowed {RUN_CHECKPOINT_CHOICES}")
+def resolve_checkpoint(path: Path, run_checkpoint: str = "best") -> Path:
+    """A checkpoint file as given; of a training run directory, ``run_checkpoint``: ``best``, the checkpoint of its
+    best evaluation on the validation days (a run without one, trained before runs kept it or with no evaluation
+    that defines the share, gives its latest checkpoint, with a warning), or ``last``, its latest checkpoint."""
+    if run_checkpoint not in RUN_CHECKPOINT_CHOICES:
+        raise ValueError(f"run_checkpoint={run_checkpoint!r}; allowed {RUN_CHECKPOINT_CHOICES}")
     path = Path(path)
     if path.is_file():
         return path
-    latest = _run_checkpoints(path)[-1]
-    if choice == "last":
-        return latest
     best = best_checkpoint_path(path)
-    if best.is_file():
+    if run_checkpoint == "best" and best.is_file():
         return best
-    log.warning("%s has no %s (no evaluation on validation days chose one); using its latest checkpoint %s",
-                path, BEST_NAME, latest.name)
+    latest = _run_checkpoints(path)[-1]
+    if run_checkpoint == "best":
+        log.warning("%s has no %s (trained before runs kept their best evaluation, or no evaluation on validation "
+                    "days defined the share); using its latest checkpoint %s", path, BEST_NAME, latest.name)
     return latest
+
+
+def set_aside(path: Path, error: CheckpointError) -> None:
+    """Rename a checkpoint that did not read back to ``<name>.corrupt`` (kept for inspection, out of the run's
+    list) and log why."""
+    path.rename(path.with_name(path.name + CORRUPT_SUFFIX))
+    log.warning("%s; renamed it to %s%s", error, path.name, CORRUPT_SUFFIX)
 
 
 def latest_intact_checkpoint(run_dir: Path) -> Checkpoint:
@@ -181,9 +189,8 @@ def latest_intact_checkpoint(run_dir: Path) -> Checkpoint:
             checkpoint = load_checkpoint(path)
         except CheckpointError as error:
             errors.append(str(error))
-            path.rename(path.with_name(path.name + CORRUPT_SUFFIX))
-            log.warning("%s; renamed it to %s%s and fall back to the checkpoint before it", error, path.name,
-                        CORRUPT_SUFFIX)
+            set_aside(path, error)
+            log.warning("Falling back to the checkpoint before %s", path.name)
             continue
         if errors:
             log.warning("Resuming from %s, the newest intact checkpoint", checkpoint.path)

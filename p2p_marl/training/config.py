@@ -39,7 +39,7 @@ class TrainConfig:
     eval_interval: int = 75_000  # community-steps between evaluations on the validation days
     eval_days: int | None = None  # evaluate on the first eval_days validation days; None = all of them
     checkpoint_interval: int = 150_000  # community-steps between checkpoints (plus one at the end)
-    keep_checkpoints: int = 2  # newest checkpoint files kept in the run directory
+    keep_checkpoints: int = 2  # newest checkpoint files kept in the run directory (and best.pt besides)
     resume: str | None = None  # a run directory to continue from its latest checkpoint
     progress: bool = True  # show a progress bar
 

@@ -23,10 +23,12 @@ same days (``p2p_marl.training.final_comparison``).
 Resume: the learner, torch's global generator and the step count come back from the newest intact checkpoint.
 Whatever an interrupted run logged after that checkpoint is removed from its event files before training
 continues (``p2p_marl.training.event_files``), and logged again: the files hold every (tag, step) exactly once,
-with the values an uninterrupted run logs. ``best.pt`` is kept as it is, and its share is the one to beat; where
-it was written after the checkpoint, the run evaluates the same learner again on its way there. (A run resumed after it had finished, with a larger
-``total_env_steps``, keeps its final evaluation; an uninterrupted run has one there only if that step is an
-evaluation step.)
+with the values an uninterrupted run logs. The best evaluation up to the checkpoint comes back from it too: a
+``best.pt`` written after the checkpoint goes with the events after it (the run evaluates again on its way there),
+and one kept is rewritten with the resumed run's config, so that a resumed run ends with the ``best.pt`` of an
+uninterrupted one (on the same machine, where the evaluations reproduce). (A run resumed after it had finished,
+with a larger ``total_env_steps``, keeps its final evaluation; an uninterrupted run has one there only if that
+step is an evaluation step.)
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
 from p2p_marl.evaluation.report import summarize
 from p2p_marl.progress import Progress
 from p2p_marl.sim.community import CommunityCore
-from p2p_marl.training.checkpoint import (CORRUPT_SUFFIX, Checkpoint, CheckpointError, best_checkpoint_path,
-                                          checkpoint_path, environment_spec, load_checkpoint, prune_checkpoints,
-                                          save_checkpoint)
+from p2p_marl.training.checkpoint import (Checkpoint, CheckpointError, best_checkpoint_path, checkpoint_path,
+                                          environment_spec, load_checkpoint, prune_checkpoints, save_checkpoint,
+                                          set_aside)
 from p2p_marl.training.config import TrainConfig, validate_config
 from p2p_marl.training.event_files import drop_events_after
 from p2p_marl.training.final_comparison import comparison_table
@@ -118,13 +120,20 @@ class Trainer:
         torch.manual_seed(self.settings.seed)
         self.learner: Learner = build_learner(self.settings.env, config["algo"], self.settings.seed)
         self.start_step = 0
+        # The best evaluation so far (the share that best.pt holds and a new evaluation must beat) and its step.
+        self.best_share, self.best_step = -math.inf, None
         if checkpoint is not None:
             self.learner.load_state_dict(checkpoint.learner_state)
             torch.set_rng_state(checkpoint.loop_state["torch_rng"])
             self.start_step = checkpoint.env_steps
+            if "best_step" in checkpoint.loop_state:
+                self.best_share = checkpoint.loop_state["best_validation_share"]
+                self.best_step = checkpoint.loop_state["best_step"]
+            else:
+                log.warning("%s was written before runs kept their best evaluation: best.pt will hold the best "
+                            "evaluation after %d community-steps", checkpoint.path, checkpoint.env_steps)
         self.evaluator = HeldOutDaysEvaluator(self.settings.env, self.settings.eval_days)
         self.last_eval: dict[str, float] = {}
-        self.best_share, self.best_step = self._saved_best() if checkpoint is not None else (-math.inf, None)
 
     def run(self) -> dict[str, float]:
         """Train until ``total_env_steps``; returns the last evaluation (KPI -> value)."""
@@ -139,6 +148,7 @@ class Trainer:
             if dropped:
                 log.info("Removed %d TensorBoard events logged after the checkpoint at %d community-steps; they "
                          "are logged again", dropped, self.start_step)
+            self._resume_best()
             _wait_for_a_later_second(self.run_dir)
         writer = SummaryWriter(str(self.run_dir))
         if not resumed:
@@ -179,9 +189,13 @@ class Trainer:
             writer.close()
         log.info("Finished %s after %d community-steps (last evaluation at %s community-steps); run directory %s",
                  name, learner.env_steps, evaluated_at, self.run_dir)
-        if self.best_step is not None:
+        if best_checkpoint_path(self.run_dir).is_file():
             log.info("Best evaluation: share of the optimal saving %.3f at %d community-steps, %s", self.best_share,
                      self.best_step, best_checkpoint_path(self.run_dir).relative_to(self.run_dir))
+        elif self.best_step is not None:
+            log.warning("The best evaluation (share %.3f at %d community-steps) has no best.pt any more, and no "
+                        "later one beat it: evaluate.py plays this run's latest checkpoint", self.best_share,
+                        self.best_step)
         log.info("\n%s", comparison_table(name, self.last_eval, self.evaluator))
         return self.last_eval
 
@@ -190,33 +204,39 @@ class Trainer:
         for kpi, value in self.last_eval.items():
             writer.add_scalar(f"eval/{kpi}", value, step)
         writer.flush()
-        share = self.last_eval.get(HEADLINE_KPI)
-        if share is not None and share > self.best_share:
+        share = self.last_eval.get(HEADLINE_KPI, math.nan)
+        if share > self.best_share:  # False for nan: no day defined the share
             self.best_share, self.best_step = share, step
             self._save(best_checkpoint_path(self.run_dir), step, finished, validation_share=share)
         log.info("%d community-steps: share of the optimal saving %.3f, community cost %.3f per day (%d validation "
-                 "days)", step, self.last_eval.get(HEADLINE_KPI, float("nan")), self.last_eval["community_cost"],
-                 len(self.evaluator.days))
+                 "days)", step, share, self.last_eval["community_cost"], len(self.evaluator.days))
 
-    def _saved_best(self) -> tuple[float, int | None]:
-        """The share and step of a resumed run's ``best.pt``; one that is not intact is renamed aside."""
+    def _resume_best(self) -> None:
+        """Bring ``best.pt`` to the state of the resume checkpoint: one written after it is removed (the events
+        of its evaluation were dropped), one that does not read back is set aside, one kept carries this run's
+        config (a larger ``total_env_steps``)."""
         path = best_checkpoint_path(self.run_dir)
         if not path.is_file():
-            return -math.inf, None
+            return
         try:
             best = load_checkpoint(path)
-            return float(best.loop_state["validation_share"]), best.env_steps
-        except (CheckpointError, KeyError) as error:
-            path.rename(path.with_name(path.name + CORRUPT_SUFFIX))
-            log.warning("%s is not an intact best checkpoint (%s); renamed it to %s%s, the next evaluation writes "
-                        "a new one", path, error, path.name, CORRUPT_SUFFIX)
-            return -math.inf, None
+        except CheckpointError as error:
+            set_aside(path, error)
+            return
+        if best.env_steps > self.start_step:
+            path.unlink()
+            log.info("Removed %s of the evaluation at %d community-steps, after the checkpoint; evaluated again",
+                     path.name, best.env_steps)
+        elif best.config != self.config:
+            save_checkpoint(path, {"config": self.config, "env_spec": best.env_spec, "learner": best.learner_state,
+                                   "loop": best.loop_state, "env_steps": best.env_steps, "finished": best.finished})
 
     def _save(self, path: Path, step: int, finished: bool, **loop_state: float) -> None:
+        loop = {"torch_rng": torch.get_rng_state(), "best_validation_share": self.best_share,
+                "best_step": self.best_step, **loop_state}
         save_checkpoint(path, {
             "config": self.config, "env_spec": environment_spec(self.settings.env),
-            "learner": self.learner.state_dict(), "loop": {"torch_rng": torch.get_rng_state(), **loop_state},
-            "env_steps": step, "finished": finished})
+            "learner": self.learner.state_dict(), "loop": loop, "env_steps": step, "finished": finished})
 
     def _checkpoint(self, step: int, finished: bool) -> None:
         path = checkpoint_path(self.run_dir, step)
