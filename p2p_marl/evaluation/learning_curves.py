@@ -126,9 +126,13 @@ def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, flo
     plt.close(fig)
 
 
+def _thousands(steps: int) -> str:
+    return f"{steps / 1000:.0f}k" if steps >= 1000 else str(steps)
+
+
 def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
     """Each learner's last evaluation and its best one (the first to reach the maximum, as ``best.pt`` keeps it;
-    at the step in thousands of community-steps), mean ± std over seeds and each seed's value."""
+    at its step, in thousands of community-steps from 1000 on), mean ± std over seeds and each seed's value."""
     lines = ["| learner | share at the last evaluation (validation days) | seeds | best evaluation | seeds (at k "
              "community-steps) | minutes to the last evaluation |",
              "|---|---|---|---|---|---|"]
@@ -137,7 +141,7 @@ def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
         best_index = [int(np.argmax(run.share)) for run in runs]
         best = np.array([run.share[index] for run, index in zip(runs, best_index)])
         seeds = " / ".join(f"{value:.3f}" for value in last)
-        best_seeds = " / ".join(f"{run.share[index]:.3f} ({run.steps[index] / 1000:g}k)"
+        best_seeds = " / ".join(f"{run.share[index]:.3f} ({_thousands(run.steps[index])})"
                                 for run, index in zip(runs, best_index))
         minutes = " / ".join(f"{run.minutes[-1]:.0f}" for run in runs)
         lines.append(f"| {learner} | {last.mean():.3f} ± {last.std():.3f} | {seeds} | {best.mean():.3f} ± "
