@@ -112,7 +112,7 @@ def test_run_logs_tensorboard_and_checkpoints_that_load_and_act(train_main, monk
 
 def saved_best(run_dir: Path) -> tuple[int, float]:
     best = load_checkpoint(best_checkpoint_path(run_dir))
-    return best.env_steps, best.loop_state["validation_share"]
+    return best.env_steps, best.loop_state["best_validation_share"]
 
 
 def test_the_best_evaluation_is_kept_and_played_from_a_run_directory(train_main, monkeypatch, tmp_path, caplog):

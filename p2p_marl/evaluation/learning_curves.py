@@ -141,8 +141,8 @@ def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
         best_index = [int(np.argmax(run.share)) for run in runs]
         best = np.array([run.share[index] for run, index in zip(runs, best_index)])
         seeds = " / ".join(f"{value:.3f}" for value in last)
-        best_seeds = " / ".join(f"{run.share[index]:.3f} ({_thousands(run.steps[index])})"
-                                for run, index in zip(runs, best_index))
+        best_seeds = " / ".join(f"{value:.3f} ({_thousands(run.steps[index])})"
+                                for run, index, value in zip(runs, best_index, best))
         minutes = " / ".join(f"{run.minutes[-1]:.0f}" for run in runs)
         lines.append(f"| {learner} | {last.mean():.3f} ± {last.std():.3f} | {seeds} | {best.mean():.3f} ± "
                      f"{best.std():.3f} | {best_seeds} | {minutes} |")

@@ -4,7 +4,7 @@ are played on, read back with errors that name the file.
 A run directory keeps its checkpoints as ``checkpoints/step_<community-steps>.pt`` (periodic ones and the final
 one; the newest ``keep_checkpoints`` stay, and resume starts from the newest intact one), and the learner of its
 best evaluation on the validation days as ``checkpoints/best.pt`` (written whenever an evaluation beats every
-earlier one, its share in ``loop["validation_share"]``; never pruned): the model selection that the reported
+earlier one, its share in ``loop["best_validation_share"]``; never pruned): the model selection that the reported
 results use. A file (format 2) is one header line and a payload::
 
     p2p_marl checkpoint 2 sha256=<hex digest of the payload>\\n
@@ -17,7 +17,7 @@ The payload loads with ``torch.load(weights_only=True)`` (no arbitrary pickled o
 - ``env_spec``: what the policy depends on in the environment it was trained for (``environment_spec``);
 - ``learner``: ``learner.state_dict()`` (networks, optimisers, buffers, generators, ``env_steps``);
 - ``loop``: the training loop's state (torch's global random generator, the best evaluation so far as
-  ``best_validation_share`` and ``best_step``; ``validation_share`` in ``best.pt``);
+  ``best_validation_share`` and ``best_step``);
 - ``env_steps`` and ``finished`` (whether training had reached ``total_env_steps``).
 
 The checksum catches a file altered or truncated after it was written; the header tells a p2p_marl checkpoint

@@ -189,9 +189,10 @@ class Trainer:
             writer.close()
         log.info("Finished %s after %d community-steps (last evaluation at %s community-steps); run directory %s",
                  name, learner.env_steps, evaluated_at, self.run_dir)
-        if best_checkpoint_path(self.run_dir).is_file():
+        best = best_checkpoint_path(self.run_dir)
+        if best.is_file():
             log.info("Best evaluation: share of the optimal saving %.3f at %d community-steps, %s", self.best_share,
-                     self.best_step, best_checkpoint_path(self.run_dir).relative_to(self.run_dir))
+                     self.best_step, best.relative_to(self.run_dir))
         elif self.best_step is not None:
             log.warning("The best evaluation (share %.3f at %d community-steps) has no best.pt any more, and no "
                         "later one beat it: evaluate.py plays this run's latest checkpoint", self.best_share,
@@ -207,7 +208,7 @@ class Trainer:
         share = self.last_eval.get(HEADLINE_KPI, math.nan)
         if share > self.best_share:  # False for nan: no day defined the share
             self.best_share, self.best_step = share, step
-            self._save(best_checkpoint_path(self.run_dir), step, finished, validation_share=share)
+            self._save(best_checkpoint_path(self.run_dir), step, finished)
         log.info("%d community-steps: share of the optimal saving %.3f, community cost %.3f per day (%d validation "
                  "days)", step, share, self.last_eval["community_cost"], len(self.evaluator.days))
 
@@ -231,9 +232,9 @@ class Trainer:
             save_checkpoint(path, {"config": self.config, "env_spec": best.env_spec, "learner": best.learner_state,
                                    "loop": best.loop_state, "env_steps": best.env_steps, "finished": best.finished})
 
-    def _save(self, path: Path, step: int, finished: bool, **loop_state: float) -> None:
+    def _save(self, path: Path, step: int, finished: bool) -> None:
         loop = {"torch_rng": torch.get_rng_state(), "best_validation_share": self.best_share,
-                "best_step": self.best_step, **loop_state}
+                "best_step": self.best_step}
         save_checkpoint(path, {
             "config": self.config, "env_spec": environment_spec(self.settings.env),
             "learner": self.learner.state_dict(), "loop": loop, "env_steps": step, "finished": finished})
