@@ -17,6 +17,9 @@ run directory (``hydra.run.dir``, by default ``runs/evaluate/<date>_<time>``, wi
   days; ``summary_by_method.json``: the checkpoints of one learner and training setting (its seeds) grouped,
   each KPI's mean and standard deviation over those runs, printed as a second table when a method has several,
   and as the Markdown table ``summary_by_method.md`` (the README's comparison table);
+- ``cost_breakdown.md`` and ``cost_gap_to_optimal.png``: each method's cost per day split into its parts (grid
+  energy, battery wear, network penalty, end-of-day settlement, fees), and how far each part lies above or below
+  the optimum's;
 - ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``,
   ``mean_day_by_method.png`` (each method's average day: state of charge, battery power, grid import and export);
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);
@@ -85,6 +88,7 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     by_method = report.summarize_runs(summary)
     report.write_summary_json(output_dir / "summary_by_method.json", by_method)
     report.write_markdown_table(output_dir / "summary_by_method.md", by_method)
+    report.write_cost_breakdown(output_dir / "cost_breakdown.md", by_method)
     if len(by_method) < len(summary):  # some learner came with several checkpoints (seeds)
         console.print(report.runs_table(by_method, title="Per method: mean ± std over seeds (of each run's mean "
                                                          f"over the {config.days} days)"))
@@ -95,6 +99,8 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
                               ylabel="share of optimal saving [-]",
                               title=f"Share of the optimal saving ({len(days)} {config.days} days)",
                               reference=(1.0, "optimum = 1 (grid-only = 0)"))
+    report.plot_cost_gap(output_dir / "cost_gap_to_optimal.png", by_method,
+                         title=f"Where the gap to the optimum comes from ({len(days)} {config.days} days)")
     report.plot_mean_day_by_method(output_dir / "mean_day_by_method.png", mean_days, env.dt_h,
                                    title=f"The average of {len(days)} {config.days} days, by method")
     if config.tensorboard:

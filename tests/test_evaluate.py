@@ -92,10 +92,39 @@ def test_summary_json_matches_results_csv(run_dir):
 def test_plots_are_written(run_dir):
     names = [f"dispatch_{method}.png" for method in DEFAULT_BENCHMARKS] + ["costs_by_method.png",
                                                                     "share_of_optimal_saving.png",
-                                                                    "mean_day_by_method.png"]
+                                                                    "mean_day_by_method.png",
+                                                                    "cost_gap_to_optimal.png"]
     for name in names:
         data = (run_dir / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
+
+
+def test_cost_breakdown_adds_up_and_measures_the_gap_to_the_optimum(run_dir):
+    """cost_breakdown.md: every method's parts add up to its cost, and each bracket is the part's difference to
+    the optimum's, as summary.json has them (to the table's two decimals)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lines = (run_dir / "cost_breakdown.md").read_text().splitlines()
+    headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert headers[:3] == ["method", "cost /day", "grid energy"] and "network penalty" in headers
+    rows = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        method, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[method] = [re.fullmatch(r"(-?[\d.]+)(?: \(([+-][\d.]+)\))?", cell).groups() for cell in cells]
+    assert list(rows) == list(DEFAULT_BENCHMARKS)
+    kpi_of = {label: kpi for kpi, label in report.COST_PART_LABELS.items()} | {"cost /day": "community_cost"}
+    for method, cells in rows.items():
+        values = [float(value) for value, _ in cells]
+        assert sum(values[1:]) == pytest.approx(values[0], abs=0.005 * len(values))
+        for header, (value, delta) in zip(headers[1:], cells):
+            kpi = kpi_of[header]
+            assert float(value) == pytest.approx(summary[method][kpi]["mean"], abs=0.006)
+            if method == "optimal":
+                assert delta is None
+            else:
+                expected = summary[method][kpi]["mean"] - summary["optimal"][kpi]["mean"]
+                assert float(delta) == pytest.approx(expected, abs=0.006)
 
 
 def test_tensorboard_scalars_read_back(run_dir):

@@ -6,8 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from p2p_marl.evaluation.kpis import agent_bills, day_kpis, gini, share_of_optimal_saving
-from p2p_marl.sim.community import INFO_KEYS
+from p2p_marl.baselines.rules import RandomActions
+from p2p_marl.config import EnvConfig
+from p2p_marl.evaluation.kpis import COST_PARTS, agent_bills, day_kpis, gini, share_of_optimal_saving
+from p2p_marl.evaluation.rollout import rollout
+from p2p_marl.sim.community import INFO_KEYS, CommunityCore
 
 COMMUNITY_KEYS = ("clearing_price", "retail_price", "feed_in_price", "feeder_undervoltage_pu",
                   "feeder_overvoltage_pu", "feeder_overload_kva")
@@ -44,6 +47,7 @@ DAY = make_infos(
     clearing_price=[[0.10, 0.085, 0.06]],
     retail_price=[[0.13, 0.13, 0.13]],
     feed_in_price=[[0.04, 0.04, 0.04]],
+    degradation_cost=[[[0.005, 0], [0.0025, 0], [0, 0]]],
     cost=[[[-0.1 + 0.005, 0.1 + 0.13], [0.065 + 0.0025, 0.26], [-0.12 - 0.04, 0.12]]],
 )
 DT_H = 0.5
@@ -70,6 +74,49 @@ def test_energy_and_market_kpis_by_hand():
     assert kpis["clearing_price_std"] == pytest.approx([np.sqrt((1 * (0.08 / 3) ** 2 + 2 * (0.04 / 3) ** 2) / 3)])
     # Net import per step: 1, 2.5, -1 kWh -> peak 2.5 kWh in half an hour = 5 kW.
     assert kpis["peak_grid_import_kw"] == pytest.approx([5.0])
+
+
+def test_cost_parts_by_hand():
+    """Grid energy 3.5 kWh * 0.13 - 1 kWh * 0.04, wear 0.0075; P2P payments cancel, nothing else is paid."""
+    kpis = day_kpis(DAY, DT_H)
+    assert kpis["grid_energy_cost"] == pytest.approx([3.5 * 0.13 - 0.04])
+    assert kpis["battery_wear_cost"] == pytest.approx([0.0075])
+    assert kpis["other_cost"] == pytest.approx([0.0], abs=1e-15)
+    assert sum(kpis[part] for part in COST_PARTS) == pytest.approx(kpis["community_cost"])
+
+
+# Designs whose every part of the cost is non-zero somewhere: a feeder that binds (penalties), fees and loss
+# charges, pay-as-bid, and a shared battery (its wear and end-of-day settlement are other_cost).
+COST_DESIGNS = {
+    "default": {},
+    "fees, loss charges, pay as bid": dict(market="pay_as_bid", p2p_fee_per_kwh=0.02, loss_allocation="net_energy"),
+    "shared battery": dict(shared_battery_kwh=30.0, shared_battery_kw=15.0, shared_battery_bus=3),
+}
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), design=st.sampled_from(sorted(COST_DESIGNS)))
+def test_cost_parts_sum_to_the_community_cost(seed, design):
+    """Under random actions the parts of COST_PARTS add up to the community cost on every day; other_cost is the
+    shared battery's bill less its grid energy, P2P payments and fees (its wear and settlement), 0 without it."""
+    core = CommunityCore(EnvConfig(n_agents=6, **COST_DESIGNS[design]), batch_size=4)
+    days = np.random.default_rng(seed).choice(core.test_days, size=4)
+    infos = rollout(core, RandomActions(seed=seed), days)
+    kpis = day_kpis(infos, core.dt_h)
+    np.testing.assert_allclose(sum(kpis[part] for part in COST_PARTS), kpis["community_cost"], atol=1e-9)
+    if core.has_shared_battery:
+        shared = {key: infos[f"shared_battery_{key}"][:, :, 0] for key in
+                  ("bill", "grid_import_kwh", "grid_export_kwh", "p2p_payment", "p2p_fee")}
+        battery_grid = (shared["grid_import_kwh"] * infos["retail_price"][:, :, 0]
+                        - shared["grid_export_kwh"] * infos["feed_in_price"][:, :, 0])
+        expected = (shared["bill"] - battery_grid - shared["p2p_payment"] - shared["p2p_fee"]).sum(axis=1)
+        np.testing.assert_allclose(kpis["other_cost"], expected, atol=1e-9)
+        assert np.all(np.abs(expected) > 0)
+    else:
+        np.testing.assert_allclose(kpis["other_cost"], 0.0, atol=1e-9)
+    assert kpis["network_penalty"].sum() > 0 and np.all(kpis["battery_wear_cost"] > 0)
+    if design.startswith("fees"):
+        assert np.all(kpis["p2p_fee"] > 0) and np.all(kpis["loss_charge"] > 0)
 
 
 def test_savings_fairness_and_share_of_optimal_saving_by_hand():

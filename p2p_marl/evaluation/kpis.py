@@ -48,11 +48,19 @@ KPIs (name: formula [unit]):
 - ``p2p_fee`` = sum p2p_fee [money/day]: the network charges on P2P trades the community paid (market design,
   ``p2p_marl.sim.fees``; 0 without a fee).
 - ``feeder_loss_kwh`` = sum_t feeder_loss_kwh_t [kWh/day]: the feeder's line losses (I^2 R estimate).
-- ``utility_revenue`` = sum (grid_import_kwh * retail_price - grid_export_kwh * feed_in_price + p2p_fee)
-  [money/day]: what the grid side (retailer and network operator) takes from the community: retail sales plus
-  fees minus feed-in payments (plus loss charges, with loss allocation).
+- ``grid_energy_cost`` = sum (grid_import_kwh * retail_price - grid_export_kwh * feed_in_price) [money/day]:
+  the community's energy bill with the grid, retail purchases minus feed-in sales.
+- ``utility_revenue`` = grid_energy_cost + p2p_fee + loss_charge [money/day]: what the grid side (retailer and
+  network operator) takes from the community: retail sales plus fees minus feed-in payments (plus loss charges,
+  with loss allocation).
 - ``loss_charge`` = sum loss_charge [money/day]: the households' charges for the feeder's losses, paid to the
   utility (``loss_allocation``; 0 without, when infos carry no ``loss_charge``).
+- ``battery_wear_cost`` = sum degradation_cost [money/day]: the households' batteries' wear.
+- ``other_cost`` = community_cost - (grid_energy_cost + p2p_fee + loss_charge + battery_wear_cost
+  + network_penalty + end_settlement) [money/day]: the shared battery's wear and end-of-day settlement, 0
+  without one (P2P payments cancel within the community under every clearing rule). With it, these seven
+  parts are the community cost (``COST_PARTS``), the breakdown that shows where a method's cost, and its gap to
+  the optimum, comes from.
 
 With a shared community battery (infos with ``SHARED_BATTERY_INFO_KEYS``, ``p2p_marl.sim.community``) its meter
 is part of the community's: its grid import and export count in E_imp, E_exp, ``peak_grid_import_kw`` and
@@ -89,6 +97,9 @@ from p2p_marl.sim.community import INFO_KEYS
 OPTIMAL_SAVING_RTOL = 1e-6
 # Money per day below which a household's loss against grid-only is rounding, not a loss.
 WORSE_OFF_TOLERANCE = 1e-9
+# The parts the community cost is made of (money/day KPIs summing to ``community_cost``), ``other_cost`` last.
+COST_PARTS = ("grid_energy_cost", "battery_wear_cost", "network_penalty", "end_settlement", "p2p_fee", "loss_charge",
+              "other_cost")
 
 
 def _check_infos(infos: dict[str, np.ndarray]) -> tuple[int, int, int]:
@@ -195,7 +206,7 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
               np.concatenate([infos[key], np.asarray(infos[f"shared_battery_{key}"])[:, :, :1]], axis=2)
               for key in ("grid_import_kwh", "grid_export_kwh", "p2p_buy_kwh", "p2p_fee")}
     total = {key: np.asarray(infos[key]).sum(axis=(1, 2)) for key in
-             ("load_kwh", "pv_kwh", "pv_curtailed_kwh", "penalty", "end_settlement")}
+             ("load_kwh", "pv_kwh", "pv_curtailed_kwh", "penalty", "end_settlement", "degradation_cost")}
     total.update({key: values.sum(axis=(1, 2)) for key, values in meters.items()})
     # Community-wide quantities are repeated over households; read them from the first.
     step_p2p_kwh = meters["p2p_buy_kwh"].sum(axis=2)
@@ -209,6 +220,9 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
     voltage_excess_pu = (np.asarray(infos["feeder_undervoltage_pu"])[:, :, 0]
                          + np.asarray(infos["feeder_overvoltage_pu"])[:, :, 0])
     overload_kva = np.asarray(infos["feeder_overload_kva"])[:, :, 0]
+    grid_energy_cost = (meters["grid_import_kwh"].sum(axis=2) * retail_price
+                        - meters["grid_export_kwh"].sum(axis=2) * np.asarray(infos["feed_in_price"])[:, :, 0]
+                        ).sum(axis=1)
 
     kpis = {
         "community_cost": community_cost,
@@ -231,11 +245,12 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
         "violation_day": ((voltage_excess_pu > 0) | (overload_kva > 0)).any(axis=1).astype(np.float64),
         "p2p_fee": total["p2p_fee"],
         "feeder_loss_kwh": np.asarray(infos["feeder_loss_kwh"])[:, :, 0].sum(axis=1),
-        "utility_revenue": (meters["grid_import_kwh"].sum(axis=2) * retail_price
-                            - meters["grid_export_kwh"].sum(axis=2) * np.asarray(infos["feed_in_price"])[:, :, 0]
-                            ).sum(axis=1) + total["p2p_fee"] + loss_charge,
+        "grid_energy_cost": grid_energy_cost,
+        "utility_revenue": grid_energy_cost + total["p2p_fee"] + loss_charge,
         "loss_charge": loss_charge,
+        "battery_wear_cost": total["degradation_cost"],
     }
+    kpis["other_cost"] = community_cost - sum(kpis[part] for part in COST_PARTS[:-1])
     if shared:
         kpis["shared_battery_throughput_kwh"] = (np.asarray(infos["shared_battery_charge_kwh"])[:, :, 0]
                                                  + np.asarray(infos["shared_battery_discharge_kwh"])[:, :, 0]

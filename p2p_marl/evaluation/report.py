@@ -25,6 +25,8 @@ from rich import box  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from p2p_marl.evaluation.kpis import COST_PARTS  # noqa: E402
+
 Results = dict[str, dict[str, np.ndarray]]
 Summary = dict[str, dict[str, dict[str, float | int | None]]]
 RunSummary = dict[str, dict[str, dict[str, float | int | list[float | None] | None]]]
@@ -373,3 +375,86 @@ def write_markdown_table(path: Path, by_method: RunSummary) -> None:
                                         *(cell(stats[kpi], fmt, False) for kpi, _, fmt in MARKDOWN_COLUMNS)])
                      + " |")
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+# What each part of COST_PARTS is called in the cost breakdown's table and plot.
+COST_PART_LABELS = {
+    "grid_energy_cost": "grid energy",
+    "battery_wear_cost": "battery wear",
+    "network_penalty": "network penalty",
+    "end_settlement": "end-of-day settlement",
+    "p2p_fee": "P2P fees",
+    "loss_charge": "loss charges",
+    "other_cost": "shared battery's wear and settlement",
+}
+
+
+def cost_breakdown(by_method: RunSummary) -> dict[str, dict[str, float]]:
+    """{method: {part: mean over runs [money/day]}} for the parts of ``COST_PARTS`` that are not 0 for every
+    method, plus ``community_cost``; methods whose KPIs lack the parts (results from older files) are left out."""
+    methods = [m for m in by_method if all(by_method[m].get(part, {}).get("mean") is not None for part in COST_PARTS)]
+    parts = [part for part in COST_PARTS if any(abs(by_method[m][part]["mean"]) > 1e-12 for m in methods)]
+    return {m: {key: by_method[m][key]["mean"] for key in ("community_cost", *parts)} for m in methods}
+
+
+def write_cost_breakdown(path: Path, by_method: RunSummary, reference: str = "optimal") -> None:
+    """Markdown table of ``cost_breakdown``: each method's cost per day and its parts, each with its difference
+    to ``reference``'s (the optimum: where a method's gap to it comes from). Without the reference among the
+    methods, the parts alone."""
+    breakdown = cost_breakdown(by_method)
+    if not breakdown:
+        return
+    keys = list(next(iter(breakdown.values())))
+    base = breakdown.get(reference)
+    headers = ["method", "cost /day", *(COST_PART_LABELS[key] for key in keys[1:])]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for method, values in breakdown.items():
+        cells = [f"{values[key]:.2f}" + (f" ({values[key] - base[key]:+.2f})" if base is not None
+                                          and method != reference else "") for key in keys]
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    note = (f"\nMoney per day, mean over days (and over runs for a learner's seeds); in brackets the difference to "
+            f"{reference}'s. The parts add up to the cost.\n") if base is not None else ""
+    Path(path).write_text("\n".join(lines) + "\n" + note)
+
+
+def plot_cost_gap(path: Path, by_method: RunSummary, title: str, reference: str = "optimal") -> None:
+    """Where each method's gap to ``reference`` comes from: per method a horizontal bar of each part's difference
+    to the reference's (stacked, parts that cost more to the right, parts that save to the left) and a black
+    diamond at the total gap. The axis ends past the grid-only gap (or the largest one below 3x it); a bar
+    reaching beyond is cut at the edge and its total written there."""
+    breakdown = cost_breakdown(by_method)
+    if reference not in breakdown:
+        return
+    base = breakdown[reference]
+    methods = [m for m in breakdown if m != reference][::-1]  # the first method on top
+    parts = [key for key in base if key != "community_cost"]
+    gaps = {m: breakdown[m]["community_cost"] - base["community_cost"] for m in methods}
+    span = max([abs(g) for g in gaps.values() if abs(g) <= 3.0 * max(abs(gaps.get("grid_only", 0.0)), 1e-9)]
+               or [max(abs(g) for g in gaps.values())])
+    limit = 1.15 * span
+    colors = dict(zip(COST_PARTS, ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:gray",
+                                   "tab:olive")))
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(methods) + 1.8), layout="constrained")
+    y = np.arange(len(methods))
+    right, left = np.zeros(len(methods)), np.zeros(len(methods))
+    for part in parts:
+        delta = np.array([breakdown[m][part] - base[part] for m in methods])
+        start = np.where(delta >= 0, right, left)
+        ax.barh(y, delta, left=start, color=colors[part], edgecolor="black", linewidth=0.3,
+                label=COST_PART_LABELS[part])
+        right, left = np.where(delta >= 0, right + delta, right), np.where(delta < 0, left + delta, left)
+    total = np.array([gaps[m] for m in methods])
+    ax.scatter(np.clip(total, -limit, limit), y, marker="D", color="black", s=22, zorder=3, label="total gap")
+    for row, value in enumerate(total):
+        if abs(value) > limit:
+            ax.text(np.sign(value) * limit, row, f" {value:+.1f} ", va="center", ha="right" if value > 0 else "left",
+                    fontsize=8, bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
+    ax.set_xlim(max(-limit, min(-0.25 * limit, left.min() - 0.05 * limit)), limit)
+    ax.set_yticks(y, methods)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"cost above {reference}'s, by part [money/day]")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
