@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
-from p2p_marl.algos.nets import env_action, net_load_box, net_load_setpoint
+from p2p_marl.algos.nets import env_action, net_load_box, net_load_setpoint, penalty_training_reward
 from p2p_marl.baselines.optimal import OptimalPolicy
-from p2p_marl.baselines.rules import GridOnly, self_consumption_setpoint
+from p2p_marl.baselines.rules import GridOnly, RandomActions, self_consumption_setpoint
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore
@@ -54,8 +54,30 @@ def test_cooperative_weight_sets_the_training_reward_only():
     assert MAPPO(TINY, dataclasses.replace(SMALL, cooperative_weight=0.3), 0).core.config.cooperative_weight == 0.3
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), weight=st.sampled_from([0.0, 0.3, 1.0]))
+def test_the_community_penalty_reward_bills_each_agent_the_whole_penalty_and_leaves_the_rest(seed, weight):
+    """Random actions on the default (binding) feeder: with "community" each household's training reward is the
+    rest of its bill (mixed by the cooperative weight as the env mixes it) minus the community's whole network
+    penalty of the step; "share" is the env's reward."""
+    core = CommunityCore(EnvConfig(n_agents=6, cooperative_weight=weight), batch_size=4)
+    days = np.random.default_rng(seed).choice(core.train_days, size=4)
+    obs, policy, penalised = core.reset(days=days), RandomActions(seed=seed), 0
+    policy.reset(core)
+    while not core.done:
+        obs, reward, _, infos = core.step(policy.act(core, obs))
+        rest = infos["cost"] - infos["penalty"]
+        mixed_rest = (1.0 - weight) * rest + weight * rest.mean(axis=1, keepdims=True)
+        np.testing.assert_allclose(penalty_training_reward(reward, infos["penalty"], weight, "community"),
+                                   -mixed_rest - infos["penalty"].sum(axis=1, keepdims=True), atol=1e-12)
+        assert penalty_training_reward(reward, infos["penalty"], weight, "share") is reward
+        penalised += int((infos["penalty"] > 0).any())
+    assert penalised > 0  # the feeder bound on some step
+
+
 @pytest.mark.parametrize("key, value, match", [
     ("num_envs", 0, r"mappo\.num_envs=0 is out of range; allowed \[1"),
+    ("penalty_reward", "own", r"mappo\.penalty_reward must be one of \['share', 'community'\], got 'own'"),
     ("gamma", 1.5, r"mappo\.gamma=1\.5 is out of range"),
     ("update_epochs", 2.5, r"mappo\.update_epochs must be an integer"),
     ("actor_lr", float("nan"), r"mappo\.actor_lr must be a finite number"),

@@ -23,8 +23,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
    over the first ``lr_decay_steps`` community-steps (CleanRL's ``anneal_lr``) and then stay there.
 
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with
-that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); the
-community cost that is reported and evaluated does not depend on w.
+that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); with
+``penalty_reward="community"`` each agent bears the step's whole network penalty instead of its share
+(``nets.penalty_training_reward``). The community cost that is reported and evaluated depends on neither.
 
 Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, optimisers, the
 return normaliser, the numpy and torch generators that draw episode seeds, actions and minibatches)
@@ -46,12 +47,14 @@ from torch import nn
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.imitation import optimal_demonstrations
 from p2p_marl.algos.nets import (
+    PENALTY_REWARDS,
     ActorPolicy,
     check_multi_agent_keys,
     env_action,
     episode_metrics,
     load_rng_state,
     mlp,
+    penalty_training_reward,
     rng_state,
     training_env,
     with_agent_id,
@@ -88,6 +91,8 @@ class MAPPOConfig:
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill (null = the env's own reward). 0 won on the validation days (README, what was tried).
     battery_action: str = "power"  # what the actor's battery output means: "power", "target_soc" or "net_load" (nets)
+    penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
+    # whole community penalty in its training reward (nets.penalty_training_reward)
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
     device: str = "cpu"
@@ -98,6 +103,8 @@ class MAPPOConfig:
         check_ranges(self, _RANGES, _INTEGERS, "mappo")
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
+        if self.penalty_reward not in PENALTY_REWARDS:
+            raise ConfigError(f"mappo.penalty_reward must be one of {list(PENALTY_REWARDS)}, got {self.penalty_reward!r}")
 
 
 _INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}
@@ -265,7 +272,8 @@ class MAPPO(Learner):
                 values.append(self.critic(s).squeeze(-1))
             obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core, obs,
                                                              cfg.battery_action))
-            rewards.append(reward)
+            rewards.append(penalty_training_reward(reward, infos["penalty"], core.config.cooperative_weight,
+                                                   cfg.penalty_reward))
             costs.append(infos["cost"])
         rewards_np, costs_np = np.stack(rewards), np.stack(costs)  # (T, B, N)
         self.env_steps += T * B

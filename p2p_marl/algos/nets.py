@@ -58,6 +58,27 @@ def training_env(env_config: EnvConfig, cooperative_weight: float | None) -> Env
     return env_config.replace(cooperative_weight=float(cooperative_weight))
 
 
+# How a learner's training reward carries the network penalty (``penalty_training_reward``).
+PENALTY_REWARDS = ("share", "community")
+
+
+def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative_weight: float,
+                            penalty_reward: str) -> np.ndarray:
+    """The training reward (B, N) of a step with the network penalty borne as ``penalty_reward`` says.
+
+    ``"share"``: the environment's reward, in which each household pays its allocated share of the step's penalty
+    (``penalty``, the infos' (B, N)), mixed with the community mean by ``cooperative_weight`` like the rest of
+    the bill. ``"community"``: each household bears the community's whole penalty of the step instead, so the
+    penalty its own export causes, which the share spreads over all exporters, is its own (a Pigouvian signal
+    for the feeder's externality); the rest of the bill is as before. The evaluated cost is the same either way.
+    """
+    if penalty_reward == "share":
+        return reward
+    w = cooperative_weight
+    billed = (1.0 - w) * penalty + w * penalty.mean(axis=-1, keepdims=True)
+    return reward + billed - penalty.sum(axis=-1, keepdims=True)
+
+
 def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type[nn.Module],
         out_gain: float) -> nn.Sequential:
     """A fully connected network with orthogonal weights (gain sqrt(2) in hidden layers) and zero biases;
