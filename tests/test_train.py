@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -455,3 +456,32 @@ def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults
 def test_learning_curves_refuse_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(ConfigError, match=r"no .hydra/config.yaml; give train.py run directories"):
         learning_curves.read_run(tmp_path)
+
+
+def test_a_run_saved_before_a_key_existed_is_rebuilt_and_named_as_it_trained(tmp_path):
+    """A MAPPO checkpoint and run directory written before ``penalty_reward`` existed trained with the penalty
+    share: they load with "share", not today's default, and the learning curves name the run by it."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from p2p_marl.algos import build_learner
+    from p2p_marl.training.checkpoint import environment_spec, save_checkpoint
+
+    env = EnvConfig(**TINY_ENV)
+    algo = {key: value for key, value in dataclasses.asdict(MAPPOConfig()).items()
+            if key != "penalty_reward"}
+    assert MAPPOConfig().penalty_reward == "community"
+    learner = build_learner(env, algo | {"penalty_reward": "share"}, seed=0)
+    config = {"env": dataclasses.asdict(env), "algo": algo, "seed": 0}
+    save_checkpoint(tmp_path / "old.pt", {"config": config, "env_spec": environment_spec(env),
+                                          "learner": learner.state_dict(), "loop": {}, "env_steps": 0,
+                                          "finished": False})
+    checkpoint = load_checkpoint(tmp_path / "old.pt")
+    assert checkpoint.config["algo"]["penalty_reward"] == "share"
+    assert checkpoint.build_learner().config.penalty_reward == "share"
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    with SummaryWriter(str(run_dir)) as writer:
+        writer.add_scalar(learning_curves.TAG, 0.5, 32)
+    assert learning_curves.read_run(run_dir)[0].learner == "mappo (penalty_reward=share)"

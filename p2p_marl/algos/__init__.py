@@ -33,6 +33,20 @@ REGISTRY: dict[str, AlgoSpec] = {
 }
 
 
+# Keys added to a learner's hyperparameters after runs had been saved without them, each with the value such runs
+# trained with where today's default differs: a saved run is rebuilt, resumed and named as it trained.
+ADDED_KEYS: dict[str, dict[str, Any]] = {
+    "mappo": {"penalty_reward": "share"},
+    "maddpg": {"target_noise_std": 0.0},
+}
+
+
+def saved_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a saved run (a checkpoint's or a run directory's config) trained with: its own, and
+    for a key it predates (``ADDED_KEYS``), the value it trained with."""
+    return {**ADDED_KEYS.get(hyperparameters.get("name"), {}), **hyperparameters}
+
+
 def get_algo(name: Any) -> tuple[type[Learner], type]:
     """(Learner class, hyperparameter dataclass) of a registered learner; ``ConfigError`` naming the choices."""
     if name not in REGISTRY:

@@ -85,7 +85,7 @@ class MADDPGConfig:
     noise_correlation: float = 0.0  # step-to-step correlation of the noise (AR(1), Ornstein-Uhlenbeck-like):
     # persistent deviations make batteries hold or fill over hours, which white noise rarely does
     policy_delay: int = 1  # critic updates per actor and target update (TD3's delay; 1 = plain MADDPG)
-    target_noise_std: float = 0.0  # TD3's target smoothing: noise on the target actions (0 = plain MADDPG)
+    target_noise_std: float = 0.2  # TD3's target smoothing: noise on the target actions (0 = plain MADDPG)
     target_noise_clip: float = 0.5
     actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
     critic_agent_id: bool = True  # per-agent values Q_i (needed when rewards differ between agents)

@@ -91,8 +91,8 @@ class MAPPOConfig:
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill (null = the env's own reward). 0 won on the validation days (README, what was tried).
     battery_action: str = "power"  # what the actor's battery output means: "power", "target_soc" or "net_load" (nets)
-    penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
-    # whole community penalty in its training reward (nets.penalty_training_reward)
+    penalty_reward: str = "community"  # "community": each agent bears the step's whole network penalty in its
+    # training reward (nets.penalty_training_reward); "share": the penalty as billed. community won (README).
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
     device: str = "cpu"
@@ -104,7 +104,8 @@ class MAPPOConfig:
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
         if self.penalty_reward not in PENALTY_REWARDS:
-            raise ConfigError(f"mappo.penalty_reward must be one of {list(PENALTY_REWARDS)}, got {self.penalty_reward!r}")
+            raise ConfigError(f"mappo.penalty_reward must be one of {list(PENALTY_REWARDS)}, "
+                              f"got {self.penalty_reward!r}")
 
 
 _INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}

@@ -29,7 +29,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tbparse import SummaryReader
 
-from p2p_marl.algos import get_algo
+from p2p_marl.algos import get_algo, saved_hyperparameters
 from p2p_marl.config import DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
 from p2p_marl.evaluation.report import console, plt
 from p2p_marl.run_dirs import script_output_dir
@@ -65,7 +65,7 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
         raise ConfigError(f"{run_dir}: its event files hold no {TAG} (no evaluation logged yet)")
     start = scalars.wall_time.min()
     curve = scalars[scalars.tag == TAG].sort_values("step")
-    return (RunCurve(variant_label(settings["algo"]), settings["seed"], curve.step.to_numpy(),
+    return (RunCurve(variant_label(saved_hyperparameters(settings["algo"])), settings["seed"], curve.step.to_numpy(),
                      (curve.wall_time.to_numpy() - start) / 60.0, curve.value.to_numpy()),
             env, settings.get("eval_days"))
 

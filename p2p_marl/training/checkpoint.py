@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2p_marl.algos import build_learner
+from p2p_marl.algos import build_learner, saved_hyperparameters
 from p2p_marl.algos.base import Learner
 from p2p_marl.config import EnvConfig
 from p2p_marl.sim.community import ACTION_DIM, OBS_FEATURES
@@ -284,6 +284,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     payload = _read_payload(path)
-    return Checkpoint(path=path, config=payload["config"], env_spec=payload["env_spec"],
+    config = dict(payload["config"])
+    if isinstance(config.get("algo"), dict):
+        config["algo"] = saved_hyperparameters(config["algo"])
+    return Checkpoint(path=path, config=config, env_spec=payload["env_spec"],
                       learner_state=payload["learner"], loop_state=payload["loop"],
                       env_steps=payload["env_steps"], finished=payload["finished"])
