@@ -93,12 +93,27 @@ def test_load_rejects_a_buffer_of_another_shape():
     ("hidden_sizes", [0], r"maddpg\.hidden_sizes must be a non-empty list"),
     ("cooperative_weight", -0.1, r"maddpg\.cooperative_weight must be null or a number in \[0\.0, 1\.0\]"),
     ("critic_agent_id", 1, r"maddpg\.critic_agent_id must be true or false"),
+    ("penalty_reward", "total", r"maddpg\.penalty_reward must be one of \['share', 'community'\], got 'total'"),
     ("device", "gpu", r"maddpg\.device must be 'cpu'"),
     ("name", "ddpg", r"maddpg\.name must be 'maddpg'"),
 ])
 def test_bad_hyperparameters_name_the_key(key, value, match):
     with pytest.raises(ConfigError, match=match):
         MADDPGConfig(**{key: value})
+
+
+def test_the_replay_stores_the_training_reward_of_penalty_reward():
+    """The same random warm-up days with the penalty as billed and as the community's whole: the replay's rewards
+    differ by each household's share less the community's penalty, never higher, lower where the feeder bound."""
+    env = EnvConfig(n_agents=6)
+    replays = {}
+    for penalty_reward in ("share", "community"):
+        learner = MADDPG(env, dataclasses.replace(SMALL, learning_starts=10_000, penalty_reward=penalty_reward), 0)
+        learner.iterate()
+        replays[penalty_reward] = learner.replay.rewards[:learner.replay.size]
+    gap = replays["community"] - replays["share"]
+    assert np.all(gap <= 1e-6) and gap.min() < -1e-4
+    assert np.mean(gap == 0.0) > 0.5  # most steps keep the feeder within its limits: nothing to bear there
 
 
 def test_noise_end_above_start_is_rejected():

@@ -18,10 +18,12 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    The actor ascends ``Q_i(o, a_1..mu(o_i)..a_N)``: agent i's own action from the current actor, everyone
    else's from replay (Lowe et al.), with a small penalty ``action_l2`` on the pre-tanh outputs. Target
    networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
-   updates and target smoothing; their defaults keep plain MADDPG.
+   updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
 
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with that
-cooperative weight; the community cost that is reported and evaluated does not depend on it.
+cooperative weight; with ``penalty_reward="community"`` each agent bears the step's whole network penalty
+instead of its share (``nets.penalty_training_reward``). The community cost that is reported and evaluated
+depends on neither.
 
 Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, target networks,
 optimisers, the filled part of the replay buffer, the numpy and torch generators, counters) resumes a run
@@ -48,6 +50,7 @@ from p2p_marl.algos.nets import (
     episode_metrics,
     load_rng_state,
     mlp,
+    penalty_training_reward,
     rng_state,
     training_env,
     with_agent_id,
@@ -92,6 +95,8 @@ class MADDPGConfig:
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill; null: the environment's own reward
     battery_action: str = "net_load"  # what the actor's battery output means: "power", "target_soc" or "net_load"
+    penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
+    # whole community penalty in its training reward (nets.penalty_training_reward)
     # (nets); net_load won on the validation days (README, what was tried)
     device: str = "cpu"
 
@@ -273,7 +278,8 @@ class MADDPG(Learner):
                 u = (mu + noise).clamp(-1.0, 1.0).numpy()
             obs, reward, done, infos = core.step(env_action(u.astype(np.float64), core, obs, cfg.battery_action))
             actions.append(u)
-            rewards.append(reward)
+            rewards.append(penalty_training_reward(reward, infos["penalty"], core.config.cooperative_weight,
+                                                   cfg.penalty_reward))
             costs.append(infos["cost"])
         observations.append(obs)
         rewards_np, costs_np = np.stack(rewards), np.stack(costs)  # (T, B, N)

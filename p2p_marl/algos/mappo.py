@@ -47,7 +47,6 @@ from torch import nn
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.imitation import optimal_demonstrations
 from p2p_marl.algos.nets import (
-    PENALTY_REWARDS,
     ActorPolicy,
     check_multi_agent_keys,
     env_action,
@@ -103,9 +102,6 @@ class MAPPOConfig:
         check_ranges(self, _RANGES, _INTEGERS, "mappo")
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
-        if self.penalty_reward not in PENALTY_REWARDS:
-            raise ConfigError(f"mappo.penalty_reward must be one of {list(PENALTY_REWARDS)}, "
-                              f"got {self.penalty_reward!r}")
 
 
 _INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}

@@ -37,8 +37,8 @@ BATTERY_ACTIONS = ("power", "target_soc", "net_load")
 
 def check_multi_agent_keys(config: Any, section: str) -> None:
     """The keys MAPPO and MADDPG share beyond ranges and network (``p2p_marl.training.validation``):
-    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``, ``battery_action``; ``ConfigError`` names
-    ``section.key`` and the allowed values."""
+    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``, ``battery_action``, ``penalty_reward``;
+    ``ConfigError`` names ``section.key`` and the allowed values."""
     for key in ("actor_agent_id", "critic_agent_id"):
         if not isinstance(getattr(config, key), bool):
             raise ConfigError(f"{section}.{key} must be true or false, got {getattr(config, key)!r}")
@@ -48,6 +48,9 @@ def check_multi_agent_keys(config: Any, section: str) -> None:
     w = config.cooperative_weight
     if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0):
         raise ConfigError(f"{section}.cooperative_weight must be null or a number in [0.0, 1.0], got {w!r}")
+    if config.penalty_reward not in PENALTY_REWARDS:
+        raise ConfigError(f"{section}.penalty_reward must be one of {list(PENALTY_REWARDS)}, "
+                          f"got {config.penalty_reward!r}")
 
 
 def training_env(env_config: EnvConfig, cooperative_weight: float | None) -> EnvConfig:
