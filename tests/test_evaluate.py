@@ -400,3 +400,14 @@ def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
 
     assert _training_setting(run(n_price_levels=1, n_curtail_levels=1)) == _training_setting(run())
     assert _training_setting(run(n_agents=12)) != _training_setting(run())
+
+
+def test_the_cost_gap_plot_needs_a_method_beside_the_optimum_and_draws_a_zero_gap(tmp_path):
+    """``methods=[optimal]`` has no gap to draw (no file, no crash); a method exactly at the optimum still gets an
+    axis."""
+    parts = {kpi: {"mean": 0.0} for kpi in ("community_cost", *report.COST_PARTS)}
+    optimum = {**parts, "community_cost": {"mean": 4.7}, "grid_energy_cost": {"mean": 4.7}}
+    report.plot_cost_gap(tmp_path / "alone.png", {"optimal": optimum}, title="alone")
+    assert not (tmp_path / "alone.png").exists()
+    report.plot_cost_gap(tmp_path / "tie.png", {"optimal": optimum, "mpc_oracle": optimum}, title="tie")
+    assert (tmp_path / "tie.png").read_bytes().startswith(PNG_SIGNATURE)

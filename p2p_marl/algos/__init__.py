@@ -34,10 +34,10 @@ REGISTRY: dict[str, AlgoSpec] = {
 
 
 # Keys added to a learner's hyperparameters after runs had been saved without them, each with the value such runs
-# trained with where today's default differs: a saved run is rebuilt, resumed and named as it trained.
+# trained with: a saved run is rebuilt, resumed, named and grouped with its variant as it trained.
 ADDED_KEYS: dict[str, dict[str, Any]] = {
     "mappo": {"penalty_reward": "share"},
-    "maddpg": {"target_noise_std": 0.0},
+    "maddpg": {"penalty_reward": "share"},
 }
 
 

@@ -95,9 +95,9 @@ class MADDPGConfig:
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill; null: the environment's own reward
     battery_action: str = "net_load"  # what the actor's battery output means: "power", "target_soc" or "net_load"
+    # (nets); net_load won on the validation days (README, what was tried)
     penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
     # whole community penalty in its training reward (nets.penalty_training_reward)
-    # (nets); net_load won on the validation days (README, what was tried)
     device: str = "cpu"
 
     def __post_init__(self) -> None:

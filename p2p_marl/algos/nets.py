@@ -33,6 +33,8 @@ from p2p_marl.sim.community import CommunityCore
 
 
 BATTERY_ACTIONS = ("power", "target_soc", "net_load")
+# How a learner's training reward carries the network penalty (``penalty_training_reward``).
+PENALTY_REWARDS = ("share", "community")
 
 
 def check_multi_agent_keys(config: Any, section: str) -> None:
@@ -61,10 +63,6 @@ def training_env(env_config: EnvConfig, cooperative_weight: float | None) -> Env
     return env_config.replace(cooperative_weight=float(cooperative_weight))
 
 
-# How a learner's training reward carries the network penalty (``penalty_training_reward``).
-PENALTY_REWARDS = ("share", "community")
-
-
 def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative_weight: float,
                             penalty_reward: str) -> np.ndarray:
     """The training reward (B, N) of a step with the network penalty borne as ``penalty_reward`` says.
@@ -73,7 +71,9 @@ def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative
     (``penalty``, the infos' (B, N)), mixed with the community mean by ``cooperative_weight`` like the rest of
     the bill. ``"community"``: each household bears the community's whole penalty of the step instead, so the
     penalty its own export causes, which the share spreads over all exporters, is its own (a Pigouvian signal
-    for the feeder's externality); the rest of the bill is as before. The evaluated cost is the same either way.
+    for the feeder's externality); the rest of the bill is as before. The evaluated cost is the same either way,
+    but the training return (``train/episode_return``) is not comparable between the two: with "community" every
+    agent's return carries the whole penalty, N times what the community pays per agent.
     """
     if penalty_reward == "share":
         return reward

@@ -420,18 +420,20 @@ def write_cost_breakdown(path: Path, by_method: RunSummary, reference: str = "op
 def plot_cost_gap(path: Path, by_method: RunSummary, title: str, reference: str = "optimal") -> None:
     """Where each method's gap to ``reference`` comes from: per method a horizontal bar of each part's difference
     to the reference's (stacked, parts that cost more to the right, parts that save to the left) and a black
-    diamond at the total gap. The axis ends past the grid-only gap (or the largest one below 3x it); a bar
-    reaching beyond is cut at the edge and its total written there."""
+    diamond at the total gap. The axis ends past the grid-only gap (or the largest one below 3x it); bars reaching
+    beyond are cut at the edge, and a total gap beyond it is written there."""
     breakdown = cost_breakdown(by_method)
     if reference not in breakdown:
         return
     base = breakdown[reference]
     methods = [m for m in breakdown if m != reference][::-1]  # the first method on top
+    if not methods:
+        return
     parts = [key for key in base if key != "community_cost"]
     gaps = {m: breakdown[m]["community_cost"] - base["community_cost"] for m in methods}
     span = max([abs(g) for g in gaps.values() if abs(g) <= 3.0 * max(abs(gaps.get("grid_only", 0.0)), 1e-9)]
                or [max(abs(g) for g in gaps.values())])
-    limit = 1.15 * span
+    limit = max(1.15 * span, 1e-6)  # every gap 0 (MPC with the oracle alone) still gets an axis
     colors = dict(zip(COST_PARTS, ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:gray",
                                    "tab:olive")))
     fig, ax = plt.subplots(figsize=(10, 0.42 * len(methods) + 1.8), layout="constrained")
