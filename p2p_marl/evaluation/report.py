@@ -431,8 +431,9 @@ def plot_cost_gap(path: Path, by_method: RunSummary, title: str, reference: str 
         return
     parts = [key for key in base if key != "community_cost"]
     gaps = {m: breakdown[m]["community_cost"] - base["community_cost"] for m in methods}
-    span = max([abs(g) for g in gaps.values() if abs(g) <= 3.0 * max(abs(gaps.get("grid_only", 0.0)), 1e-9)]
-               or [max(abs(g) for g in gaps.values())])
+    magnitudes = [abs(gap) for gap in gaps.values()]
+    cap = 3.0 * gaps["grid_only"] if gaps.get("grid_only", 0.0) > 0.0 else math.inf  # no grid-only: no cap
+    span = max((magnitude for magnitude in magnitudes if magnitude <= cap), default=max(magnitudes))
     limit = max(1.15 * span, 1e-6)  # every gap 0 (MPC with the oracle alone) still gets an axis
     colors = dict(zip(COST_PARTS, ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:gray",
                                    "tab:olive")))
