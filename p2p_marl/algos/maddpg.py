@@ -51,6 +51,7 @@ from p2p_marl.algos.nets import (
     load_rng_state,
     mlp,
     penalty_training_reward,
+    trade_training_reward,
     rng_state,
     training_env,
     with_agent_id,
@@ -98,6 +99,8 @@ class MADDPGConfig:
     # (nets); net_load won on the validation days (README, what was tried)
     penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
     # whole community penalty in its training reward (nets.penalty_training_reward)
+    trade_reward: str = "price"  # "price": P2P trades valued as billed; "marginal": at the community's marginal
+    # grid price of the step in the training reward (nets.trade_training_reward)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -278,6 +281,7 @@ class MADDPG(Learner):
                 u = (mu + noise).clamp(-1.0, 1.0).numpy()
             obs, reward, done, infos = core.step(env_action(u.astype(np.float64), core, obs, cfg.battery_action))
             actions.append(u)
+            reward = trade_training_reward(reward, infos, core.config.cooperative_weight, cfg.trade_reward)
             rewards.append(penalty_training_reward(reward, infos["penalty"], core.config.cooperative_weight,
                                                    cfg.penalty_reward))
             costs.append(infos["cost"])

@@ -54,6 +54,7 @@ from p2p_marl.algos.nets import (
     load_rng_state,
     mlp,
     penalty_training_reward,
+    trade_training_reward,
     rng_state,
     training_env,
     with_agent_id,
@@ -92,6 +93,8 @@ class MAPPOConfig:
     battery_action: str = "power"  # what the actor's battery output means: "power", "target_soc" or "net_load" (nets)
     penalty_reward: str = "community"  # "community": each agent bears the step's whole network penalty in its
     # training reward (nets.penalty_training_reward); "share": the penalty as billed. community won (README).
+    trade_reward: str = "price"  # "price": P2P trades valued as billed; "marginal": at the community's marginal
+    # grid price of the step in the training reward (nets.trade_training_reward)
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
     device: str = "cpu"
@@ -269,6 +272,7 @@ class MAPPO(Learner):
                 values.append(self.critic(s).squeeze(-1))
             obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core, obs,
                                                              cfg.battery_action))
+            reward = trade_training_reward(reward, infos, core.config.cooperative_weight, cfg.trade_reward)
             rewards.append(penalty_training_reward(reward, infos["penalty"], core.config.cooperative_weight,
                                                    cfg.penalty_reward))
             costs.append(infos["cost"])

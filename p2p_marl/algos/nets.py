@@ -35,6 +35,7 @@ from p2p_marl.sim.community import CommunityCore
 BATTERY_ACTIONS = ("power", "target_soc", "net_load")
 # How a learner's training reward carries the network penalty (``penalty_training_reward``).
 PENALTY_REWARDS = ("share", "community")
+TRADE_REWARDS = ("price", "marginal")
 
 
 def check_multi_agent_keys(config: Any, section: str) -> None:
@@ -50,6 +51,8 @@ def check_multi_agent_keys(config: Any, section: str) -> None:
     w = config.cooperative_weight
     if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0):
         raise ConfigError(f"{section}.cooperative_weight must be null or a number in [0.0, 1.0], got {w!r}")
+    if config.trade_reward not in TRADE_REWARDS:
+        raise ConfigError(f"{section}.trade_reward must be one of {list(TRADE_REWARDS)}, got {config.trade_reward!r}")
     if config.penalty_reward not in PENALTY_REWARDS:
         raise ConfigError(f"{section}.penalty_reward must be one of {list(PENALTY_REWARDS)}, "
                           f"got {config.penalty_reward!r}")
@@ -80,6 +83,29 @@ def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative
     w = cooperative_weight
     billed = (1.0 - w) * penalty + w * penalty.mean(axis=-1, keepdims=True)
     return reward + billed - penalty.sum(axis=-1, keepdims=True)
+
+
+def trade_training_reward(reward: np.ndarray, infos: dict[str, np.ndarray], cooperative_weight: float,
+                          trade_reward: str) -> np.ndarray:
+    """The training reward (B, N) of a step with the P2P trades valued as ``trade_reward`` says.
+
+    ``"price"``: as billed, at the clearing price. ``"marginal"``: each household's P2P purchases and sales are
+    valued at the community's marginal grid price of the step instead: retail when the community imports more
+    than it exports, else the feed-in tariff. That is what one more kWh sold or bought by a household is worth to
+    the community: in a step the community exports, a kWh sold to a neighbour displaces a kWh the grid would
+    have taken at the feed-in tariff, not a neighbour's retail import, though the clearing price pays the seller
+    more (and dilutes the other sellers' share). The P2P payments sum to zero over the households, and so do
+    their marginal values, so the sum of the rewards is unchanged.
+    """
+    if trade_reward == "price":
+        return reward
+    w = cooperative_weight
+    exports = infos["grid_export_kwh"].sum(axis=-1, keepdims=True) > infos["grid_import_kwh"].sum(axis=-1, keepdims=True)
+    marginal_price = np.where(exports, infos["feed_in_price"], infos["retail_price"])
+    billed = infos["p2p_payment"] - infos["p2p_revenue"]
+    valued = (infos["p2p_buy_kwh"] - infos["p2p_sell_kwh"]) * marginal_price
+    mixed = (1.0 - w) * (billed - valued) + w * (billed - valued).mean(axis=-1, keepdims=True)
+    return reward + mixed
 
 
 def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type[nn.Module],
