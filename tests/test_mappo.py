@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
-from p2p_marl.algos.nets import env_action, net_load_box, net_load_setpoint, penalty_training_reward
+from p2p_marl.algos.nets import (
+    env_action,
+    net_load_box,
+    net_load_setpoint,
+    penalty_training_reward,
+    trade_training_reward,
+)
 from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly, RandomActions, self_consumption_setpoint
 from p2p_marl.config import ConfigError, EnvConfig
@@ -75,9 +81,37 @@ def test_the_community_penalty_reward_bills_each_agent_the_whole_penalty_and_lea
     assert penalised > 0  # the feeder bound on some step
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), weight=st.sampled_from([0.0, 0.3, 1.0]))
+def test_the_marginal_trade_reward_values_each_p2p_kwh_at_the_communitys_grid_price(seed, weight):
+    """Random actions: with "marginal" each household's P2P purchases and sales enter its training reward at the
+    step's retail price when the community imports more than it exports, else at the feed-in tariff, in place
+    of the clearing price's payments (mixed by the cooperative weight as the env mixes the bill); the
+    community's total is unchanged, and "price" is the env's reward."""
+    core = CommunityCore(EnvConfig(n_agents=6, cooperative_weight=weight), batch_size=4)
+    days = np.random.default_rng(seed).choice(core.train_days, size=4)
+    obs, policy = core.reset(days=days), RandomActions(seed=seed)
+    policy.reset(core)
+    prices_seen = set()
+    while not core.done:
+        obs, reward, _, infos = core.step(policy.act(core, obs))
+        shaped = trade_training_reward(reward, infos, weight, "marginal")
+        for b in range(4):
+            exporting = infos["grid_export_kwh"][b].sum() > infos["grid_import_kwh"][b].sum()
+            price = infos["feed_in_price"][b, 0] if exporting else infos["retail_price"][b, 0]
+            prices_seen.add(bool(exporting))
+            rest = infos["cost"][b] - infos["p2p_payment"][b] + infos["p2p_revenue"][b]
+            own = rest + (infos["p2p_buy_kwh"][b] - infos["p2p_sell_kwh"][b]) * price
+            np.testing.assert_allclose(shaped[b], -((1.0 - weight) * own + weight * own.mean()), atol=1e-12)
+        np.testing.assert_allclose(shaped.sum(axis=1), reward.sum(axis=1), atol=1e-12)
+        assert trade_training_reward(reward, infos, weight, "price") is reward
+    assert prices_seen == {True, False}  # steps of both kinds were checked
+
+
 @pytest.mark.parametrize("key, value, match", [
     ("num_envs", 0, r"mappo\.num_envs=0 is out of range; allowed \[1"),
     ("penalty_reward", "own", r"mappo\.penalty_reward must be one of \['share', 'community'\], got 'own'"),
+    ("trade_reward", "clearing", r"mappo\.trade_reward must be one of \['price', 'marginal'\], got 'clearing'"),
     ("gamma", 1.5, r"mappo\.gamma=1\.5 is out of range"),
     ("update_epochs", 2.5, r"mappo\.update_epochs must be an integer"),
     ("actor_lr", float("nan"), r"mappo\.actor_lr must be a finite number"),
