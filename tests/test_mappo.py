@@ -12,11 +12,14 @@ from hypothesis import strategies as st
 
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import (
+    InputScaling,
     env_action,
+    input_statistics,
     net_load_box,
     net_load_setpoint,
     penalty_training_reward,
     trade_training_reward,
+    with_agent_id,
 )
 from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly, RandomActions, self_consumption_setpoint
@@ -106,6 +109,37 @@ def test_the_marginal_trade_reward_values_each_p2p_kwh_at_the_communitys_grid_pr
         np.testing.assert_allclose(shaped.sum(axis=1), reward.sum(axis=1), atol=1e-12)
         assert trade_training_reward(reward, infos, weight, "price") is reward
     assert prices_seen == {True, False}  # steps of both kinds were checked
+
+
+def test_input_norm_scales_the_inputs_by_fixed_statistics_that_travel_with_the_networks():
+    learner = MAPPO(TINY, dataclasses.replace(SMALL, input_norm=True), seed=0)
+    statistics = input_statistics(learner.core.config, 0)
+    n_agents, obs_dim = learner.core.n_agents, learner.core.obs_dim
+    for network, (mean, std) in ((learner.actor, statistics["obs"]), (learner.critic, statistics["state"])):
+        scaling = network[0]
+        assert isinstance(scaling, InputScaling)
+        np.testing.assert_allclose(scaling.mean[:len(mean)].numpy(), mean, rtol=1e-6)
+        np.testing.assert_allclose(scaling.std[:len(std)].numpy(), std, rtol=1e-6)
+        assert scaling.mean[len(mean):].eq(0).all() and scaling.std[len(std):].eq(1).all()  # identities unscaled
+        assert len(scaling.mean) == len(mean) + n_agents
+    assert statistics["obs"][0].shape == (obs_dim,) and (statistics["obs"][1] >= 1e-2).all()
+    for (mean_a, std_a), (mean_b, std_b) in zip(statistics.values(), input_statistics(learner.core.config, 0).values()):
+        assert np.array_equal(mean_a, mean_b) and np.array_equal(std_a, std_b)  # seeded
+
+    learner.iterate()
+    core = CommunityCore(TINY, batch_size=3)
+    obs = core.reset(seed=2)
+    x = with_agent_id(torch.as_tensor(obs, dtype=torch.float32), True)
+    scaled = ((x - learner.actor[0].mean) / learner.actor[0].std).clamp(-5.0, 5.0)
+    with torch.no_grad():
+        by_hand = torch.tanh(learner.actor[1:](scaled)).numpy().astype(np.float64)
+    np.testing.assert_allclose(learner.policy().act(core, obs), env_action(by_hand, core, obs, "power"), atol=1e-6)
+    # The statistics are buffers of the state dict: a learner of another seed that loads it plays the same.
+    other = MAPPO(TINY, dataclasses.replace(SMALL, input_norm=True), seed=1)
+    other.load_state_dict(learner.state_dict())
+    np.testing.assert_array_equal(other.policy().act(core, obs), learner.policy().act(core, obs))
+    # Without input_norm the networks are the plain MLPs, whose state-dict keys older checkpoints hold.
+    assert not any(isinstance(module, InputScaling) for module in MAPPO(TINY, SMALL, seed=0).actor.modules())
 
 
 @pytest.mark.parametrize("key, value, match", [

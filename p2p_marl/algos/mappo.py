@@ -48,9 +48,11 @@ from p2p_marl.algos.base import Learner
 from p2p_marl.algos.imitation import optimal_demonstrations
 from p2p_marl.algos.nets import (
     ActorPolicy,
+    InputScaling,
     check_multi_agent_keys,
     env_action,
     episode_metrics,
+    input_statistics,
     load_rng_state,
     mlp,
     penalty_training_reward,
@@ -58,6 +60,7 @@ from p2p_marl.algos.nets import (
     rng_state,
     training_env,
     with_agent_id,
+    with_identity_columns,
 )
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
@@ -95,6 +98,7 @@ class MAPPOConfig:
     # training reward (nets.penalty_training_reward); "share": the penalty as billed. community won (README).
     trade_reward: str = "price"  # "price": P2P trades valued as billed; "marginal": at the community's marginal
     # grid price of the step in the training reward (nets.trade_training_reward)
+    input_norm: bool = False  # scale actor and critic inputs to unit scale by fixed statistics (nets.InputScaling)
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
     device: str = "cpu"
@@ -195,8 +199,15 @@ class MAPPO(Learner):
             torch.manual_seed(seed)
             actor_in = obs_dim + n_agents * config.actor_agent_id
             critic_in = self.core.state_dim + n_agents * config.critic_agent_id
-            self.actor = mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01).to(self.device)
-            self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.Tanh, out_gain=1.0).to(self.device)
+            self.actor = mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01)
+            self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.Tanh, out_gain=1.0)
+        if config.input_norm:
+            statistics = input_statistics(self.core.config, seed)
+            self.actor.insert(0, InputScaling(*with_identity_columns(*statistics["obs"], n_agents,
+                                                                     config.actor_agent_id)))
+            self.critic.insert(0, InputScaling(*with_identity_columns(*statistics["state"], n_agents,
+                                                                      config.critic_agent_id)))
+        self.actor, self.critic = self.actor.to(self.device), self.critic.to(self.device)
         self.log_std = nn.Parameter(torch.full((ACTION_DIM,), float(config.log_std_init), device=self.device))
         self.actor_optimizer = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=config.actor_lr,
                                                 eps=1e-5, foreach=True)
@@ -227,7 +238,7 @@ class MAPPO(Learner):
         cfg = self.config
         demos = optimal_demonstrations(self.core, math.ceil(cfg.imitation_days / cfg.num_envs),
                                        int(self.rng.integers(2 ** 63)), cfg.battery_action)
-        x = self._actor_input(demos.observations).reshape(-1, self.actor[0].in_features)
+        x = self._actor_input(demos.observations).flatten(0, -2)
         target = torch.as_tensor(demos.boxes.reshape(-1, ACTION_DIM), dtype=torch.float32, device=self.device)
         minibatch = math.ceil(len(x) / cfg.num_minibatches)
         for _ in range(cfg.imitation_epochs):

@@ -29,7 +29,7 @@ from torch import nn
 
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 
 
 BATTERY_ACTIONS = ("power", "target_soc", "net_load")
@@ -40,7 +40,8 @@ TRADE_REWARDS = ("price", "marginal")
 
 def check_multi_agent_keys(config: Any, section: str) -> None:
     """The keys MAPPO and MADDPG share beyond ranges and network (``p2p_marl.training.validation``):
-    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``, ``battery_action``, ``penalty_reward``;
+    ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``, ``battery_action``, ``penalty_reward``,
+    ``trade_reward``;
     ``ConfigError`` names ``section.key`` and the allowed values."""
     for key in ("actor_agent_id", "critic_agent_id"):
         if not isinstance(getattr(config, key), bool):
@@ -100,12 +101,54 @@ def trade_training_reward(reward: np.ndarray, infos: dict[str, np.ndarray], coop
     if trade_reward == "price":
         return reward
     w = cooperative_weight
-    exports = infos["grid_export_kwh"].sum(axis=-1, keepdims=True) > infos["grid_import_kwh"].sum(axis=-1, keepdims=True)
-    marginal_price = np.where(exports, infos["feed_in_price"], infos["retail_price"])
+    community_exports = (infos["grid_export_kwh"].sum(axis=-1, keepdims=True)
+                         > infos["grid_import_kwh"].sum(axis=-1, keepdims=True))
+    marginal_price = np.where(community_exports, infos["feed_in_price"], infos["retail_price"])
     billed = infos["p2p_payment"] - infos["p2p_revenue"]
     valued = (infos["p2p_buy_kwh"] - infos["p2p_sell_kwh"]) * marginal_price
     mixed = (1.0 - w) * (billed - valued) + w * (billed - valued).mean(axis=-1, keepdims=True)
     return reward + mixed
+
+
+class InputScaling(nn.Module):
+    """x -> clip((x - mean) / std, -clip, clip) per feature, with fixed statistics (buffers, so they travel with
+    the network's state dict and its evaluation copy). The observations' features span very different ranges (a
+    household's mean PV forecast over the day is a few hundredths of the power scale, the time of day spans
+    [-1, 1]); at unit scale each moves the first layer as much as the others."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, clip: float = 5.0):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.clip = clip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / self.std).clamp(-self.clip, self.clip)
+
+
+def input_statistics(env_config: EnvConfig, seed: int, days: int = 64, min_std: float = 1e-2
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-feature mean and standard deviation (at least ``min_std``) of the observations (``"obs"``,
+    (obs_dim,)) and global states (``"state"``, (state_dim,)) met on ``days`` training days under uniformly
+    random actions, drawn from ``seed``: the statistics of ``InputScaling``."""
+    core = CommunityCore(env_config.replace(split="train"), batch_size=days)
+    rng = np.random.default_rng(seed)
+    obs = core.reset(seed=int(rng.integers(2 ** 63)))
+    observations, states = [], []
+    while not core.done:
+        observations.append(obs.reshape(-1, core.obs_dim))
+        states.append(core.state(obs))
+        obs, *_ = core.step(rng.uniform(-1.0, 1.0, size=obs.shape[:2] + (ACTION_DIM,)))
+    return {name: (np.concatenate(values).mean(axis=0), np.maximum(np.concatenate(values).std(axis=0), min_std))
+            for name, values in (("obs", observations), ("state", states))}
+
+
+def with_identity_columns(mean: np.ndarray, std: np.ndarray, n_agents: int, enabled: bool
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics extended by the unscaled (mean 0, std 1) one-hot identity columns ``with_agent_id`` appends."""
+    if not enabled:
+        return mean, std
+    return np.concatenate([mean, np.zeros(n_agents)]), np.concatenate([std, np.ones(n_agents)])
 
 
 def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type[nn.Module],
