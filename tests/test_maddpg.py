@@ -93,6 +93,7 @@ def test_load_rejects_a_buffer_of_another_shape():
     ("hidden_sizes", [0], r"maddpg\.hidden_sizes must be a non-empty list"),
     ("cooperative_weight", -0.1, r"maddpg\.cooperative_weight must be null or a number in \[0\.0, 1\.0\]"),
     ("critic_agent_id", 1, r"maddpg\.critic_agent_id must be true or false"),
+    ("trade_reward", "bill", r"maddpg\.trade_reward must be one of \['price', 'marginal'\], got 'bill'"),
     ("penalty_reward", "total", r"maddpg\.penalty_reward must be one of \['share', 'community'\], got 'total'"),
     ("device", "gpu", r"maddpg\.device must be 'cpu'"),
     ("name", "ddpg", r"maddpg\.name must be 'maddpg'"),
@@ -114,6 +115,19 @@ def test_the_replay_stores_the_training_reward_of_penalty_reward():
     gap = replays["community"] - replays["share"]
     assert np.all(gap <= 1e-6) and gap.min() < -1e-4
     assert np.mean(gap == 0.0) > 0.5  # most steps keep the feeder within its limits: nothing to bear there
+
+
+def test_the_replay_stores_the_training_reward_of_trade_reward():
+    """The same random warm-up days with P2P trades valued at the clearing price and at the community's marginal
+    price: the replay's rewards differ on steps with P2P trades, and their sum over the households does not."""
+    env = EnvConfig(n_agents=6)
+    replays = {}
+    for trade_reward in ("price", "marginal"):
+        learner = MADDPG(env, dataclasses.replace(SMALL, learning_starts=10_000, trade_reward=trade_reward), 0)
+        learner.iterate()
+        replays[trade_reward] = learner.replay.rewards[:learner.replay.size]
+    assert np.abs(replays["marginal"] - replays["price"]).max() > 1e-4
+    np.testing.assert_allclose(replays["marginal"].sum(axis=-1), replays["price"].sum(axis=-1), atol=1e-5)
 
 
 def test_noise_end_above_start_is_rejected():
