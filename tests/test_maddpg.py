@@ -103,16 +103,17 @@ def test_bad_hyperparameters_name_the_key(key, value, match):
         MADDPGConfig(**{key: value})
 
 
+def _warm_up_rewards(**changes) -> np.ndarray:
+    """The replay's rewards after the random warm-up days of seed 0 on the default feeder with ``changes``."""
+    learner = MADDPG(EnvConfig(n_agents=6), dataclasses.replace(SMALL, learning_starts=10_000, **changes), 0)
+    learner.iterate()
+    return learner.replay.rewards[:learner.replay.size]
+
+
 def test_the_replay_stores_the_training_reward_of_penalty_reward():
     """The same random warm-up days with the penalty as billed and as the community's whole: the replay's rewards
     differ by each household's share less the community's penalty, never higher, lower where the feeder bound."""
-    env = EnvConfig(n_agents=6)
-    replays = {}
-    for penalty_reward in ("share", "community"):
-        learner = MADDPG(env, dataclasses.replace(SMALL, learning_starts=10_000, penalty_reward=penalty_reward), 0)
-        learner.iterate()
-        replays[penalty_reward] = learner.replay.rewards[:learner.replay.size]
-    gap = replays["community"] - replays["share"]
+    gap = _warm_up_rewards(penalty_reward="community") - _warm_up_rewards(penalty_reward="share")
     assert np.all(gap <= 1e-6) and gap.min() < -1e-4
     assert np.mean(gap == 0.0) > 0.5  # most steps keep the feeder within its limits: nothing to bear there
 
@@ -120,14 +121,9 @@ def test_the_replay_stores_the_training_reward_of_penalty_reward():
 def test_the_replay_stores_the_training_reward_of_trade_reward():
     """The same random warm-up days with P2P trades valued at the clearing price and at the community's marginal
     price: the replay's rewards differ on steps with P2P trades, and their sum over the households does not."""
-    env = EnvConfig(n_agents=6)
-    replays = {}
-    for trade_reward in ("price", "marginal"):
-        learner = MADDPG(env, dataclasses.replace(SMALL, learning_starts=10_000, trade_reward=trade_reward), 0)
-        learner.iterate()
-        replays[trade_reward] = learner.replay.rewards[:learner.replay.size]
-    assert np.abs(replays["marginal"] - replays["price"]).max() > 1e-4
-    np.testing.assert_allclose(replays["marginal"].sum(axis=-1), replays["price"].sum(axis=-1), atol=1e-5)
+    marginal, price = _warm_up_rewards(trade_reward="marginal"), _warm_up_rewards(trade_reward="price")
+    assert np.abs(marginal - price).max() > 1e-4
+    np.testing.assert_allclose(marginal.sum(axis=-1), price.sum(axis=-1), atol=1e-5)
 
 
 def test_noise_end_above_start_is_rejected():
