@@ -25,7 +25,12 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with
 that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); with
 ``penalty_reward="community"`` each agent bears the step's whole network penalty instead of its share
-(``nets.penalty_training_reward``). The community cost that is reported and evaluated depends on neither.
+(``nets.penalty_training_reward``); with ``trade_reward="marginal"`` its P2P trades are valued at the
+community's marginal grid price of the step instead of the clearing price (``nets.trade_training_reward``).
+The community cost that is reported and evaluated depends on none of these.
+
+Inputs: with ``input_norm`` actor and critic first scale their inputs by fixed per-feature statistics of
+random-action training days (``nets.InputScaling``, buffers of the networks' state dicts).
 
 Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, optimisers, the
 return normaliser, the numpy and torch generators that draw episode seeds, actions and minibatches)
