@@ -17,7 +17,6 @@ from p2p_marl.sim.profiles import synthetic_profiles
 
 FORECAST_FEATURES = [OBS_FEATURES.index(name) for name in
                      ("next_load", "next_pv", "load_ahead", "pv_ahead", "community_load_ahead", "community_pv_ahead")]
-# surplus_ahead is checked separately: it is scaled by the battery's capacity, not by power_scale_kw
 
 
 def _diverging_files(tmp_path, cut_day: int, cut_step: int) -> tuple[str, str]:
@@ -189,9 +188,7 @@ def test_bad_forecast_settings_name_the_key(changes, match):
 @pytest.mark.parametrize("kind", ["persistence", "noisy"])
 def test_forecast_features_are_the_forecasters_forecasts(kind):
     """next_* is the forecast of the next step, *_ahead its mean over the horizon (cut at the episode's end),
-    community_* the mean over households; all scaled by power_scale_kw and zero once nothing is left.
-    surplus_ahead is the forecast PV surplus over the horizon in kWh, over the battery's capacity (0 without
-    one)."""
+    community_* the mean over households; all scaled by power_scale_kw and zero once nothing is left."""
     cfg = EnvConfig(n_agents=5, n_days=40, forecaster=kind, forecast_horizon_h=3.0)
     core = CommunityCore(cfg, batch_size=2, profiles=PROFILES)
     obs = core.reset(days=np.array([0, 11]))
@@ -206,11 +203,6 @@ def test_forecast_features_are_the_forecasters_forecasts(kind):
             expected[..., 2:4] = (window.sum(axis=1) / horizon).transpose(0, 2, 1)
         expected[..., 4:6] = expected[..., 2:4].mean(axis=1, keepdims=True)
         np.testing.assert_allclose(obs[..., FORECAST_FEATURES], np.clip(expected / core.power_scale_kw, 0, 1),
-                                   atol=1e-12)
-        surplus_kwh = np.maximum(window[:, :, PV] - window[:, :, LOAD], 0.0).sum(axis=1) * cfg.dt_h
-        capacity_kwh = core.battery.capacity_kwh
-        expected_surplus = np.where(capacity_kwh > 0, surplus_kwh / np.where(capacity_kwh > 0, capacity_kwh, 1), 0)
-        np.testing.assert_allclose(obs[..., OBS_FEATURES.index("surplus_ahead")], np.clip(expected_surplus, 0, 1),
                                    atol=1e-12)
         if core.done:
             break
@@ -227,5 +219,5 @@ def test_the_global_state_holds_the_same_forecasts():
     np.testing.assert_array_equal(state[shared:].reshape(5, -1), obs[:, list(STATE_PER_AGENT)])
     for name in ("community_load_ahead", "community_pv_ahead"):
         assert OBS_FEATURES.index(name) in STATE_SHARED
-    for name in ("next_load", "next_pv", "load_ahead", "pv_ahead", "surplus_ahead"):
+    for name in ("next_load", "next_pv", "load_ahead", "pv_ahead"):
         assert OBS_FEATURES.index(name) in STATE_PER_AGENT

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import (
     InputScaling,
@@ -142,9 +143,27 @@ def test_input_norm_scales_the_inputs_by_fixed_statistics_that_travel_with_the_n
     assert not any(isinstance(module, InputScaling) for module in MAPPO(TINY, SMALL, seed=0).actor.modules())
 
 
+def test_trade_reward_shapes_what_mappo_learns_from_and_not_what_it_plays():
+    """The same seed plays the same first day either way (equal cost and equal summed return); the update then
+    learns from differently valued trades."""
+    price, marginal = (MAPPO(TINY, dataclasses.replace(SMALL, trade_reward=value), seed=0).iterate()
+                       for value in ("price", "marginal"))
+    assert price["community_cost"] == marginal["community_cost"]
+    assert price["episode_return"] == pytest.approx(marginal["episode_return"], abs=1e-9)
+    assert price["value_loss"] != marginal["value_loss"]
+
+
+@pytest.mark.parametrize("learner_cls, config", [(MAPPO, SMALL), (MADDPG, MADDPGConfig())])
+def test_the_marginal_trade_reward_refuses_a_shared_battery(learner_cls, config):
+    env = EnvConfig(n_agents=3, n_days=8, shared_battery_kwh=20.0, shared_battery_kw=10.0)
+    with pytest.raises(ConfigError, match=r"trade_reward='marginal' needs a community without a shared battery"):
+        learner_cls(env, dataclasses.replace(config, trade_reward="marginal"), seed=0)
+
+
 @pytest.mark.parametrize("key, value, match", [
     ("num_envs", 0, r"mappo\.num_envs=0 is out of range; allowed \[1"),
     ("penalty_reward", "own", r"mappo\.penalty_reward must be one of \['share', 'community'\], got 'own'"),
+    ("input_norm", "false", r"mappo\.input_norm must be true or false, got 'false'"),
     ("trade_reward", "clearing", r"mappo\.trade_reward must be one of \['price', 'marginal'\], got 'clearing'"),
     ("gamma", 1.5, r"mappo\.gamma=1\.5 is out of range"),
     ("update_epochs", 2.5, r"mappo\.update_epochs must be an integer"),

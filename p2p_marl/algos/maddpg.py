@@ -47,6 +47,7 @@ from p2p_marl.algos.base import Learner
 from p2p_marl.algos.nets import (
     ActorPolicy,
     check_multi_agent_keys,
+    check_trade_reward,
     env_action,
     episode_metrics,
     load_rng_state,
@@ -201,6 +202,7 @@ class MADDPG(Learner):
         super().__init__(env_config, config, seed)
         torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
         self.core = CommunityCore(training_env(env_config, config.cooperative_weight), batch_size=config.num_envs)
+        check_trade_reward(config.trade_reward, self.core, "maddpg")
         n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
         self.device = torch.device(config.device)
         self.rng = np.random.default_rng(seed)

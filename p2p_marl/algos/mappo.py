@@ -55,6 +55,7 @@ from p2p_marl.algos.nets import (
     ActorPolicy,
     InputScaling,
     check_multi_agent_keys,
+    check_trade_reward,
     env_action,
     episode_metrics,
     input_statistics,
@@ -114,6 +115,8 @@ class MAPPOConfig:
         check_ranges(self, _RANGES, _INTEGERS, "mappo")
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
+        if not isinstance(self.input_norm, bool):
+            raise ConfigError(f"mappo.input_norm must be true or false, got {self.input_norm!r}")
 
 
 _INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}
@@ -195,6 +198,7 @@ class MAPPO(Learner):
         super().__init__(env_config, config, seed)
         torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
         self.core = CommunityCore(training_env(env_config, config.cooperative_weight), batch_size=config.num_envs)
+        check_trade_reward(config.trade_reward, self.core, "mappo")
         n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
         self.device = torch.device(config.device)
         self.rng = np.random.default_rng(seed)

@@ -86,6 +86,14 @@ def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative
     return reward + billed - penalty.sum(axis=-1, keepdims=True)
 
 
+def check_trade_reward(trade_reward: str, core: CommunityCore, section: str) -> None:
+    """``ConfigError`` for ``trade_reward="marginal"`` on a community with a shared battery: the battery's P2P
+    trades and grid flows are part of the market, which the households' marginal valuation leaves out."""
+    if trade_reward == "marginal" and core.has_shared_battery:
+        raise ConfigError(f"{section}.trade_reward='marginal' needs a community without a shared battery "
+                          f"(shared_battery_kwh={core.config.shared_battery_kwh!r}); use 'price'")
+
+
 def trade_training_reward(reward: np.ndarray, infos: dict[str, np.ndarray], cooperative_weight: float,
                           trade_reward: str) -> np.ndarray:
     """The training reward (B, N) of a step with the P2P trades valued as ``trade_reward`` says.
@@ -96,7 +104,8 @@ def trade_training_reward(reward: np.ndarray, infos: dict[str, np.ndarray], coop
     the community: in a step the community exports, a kWh sold to a neighbour displaces a kWh the grid would
     have taken at the feed-in tariff, not a neighbour's retail import, though the clearing price pays the seller
     more (and dilutes the other sellers' share). The P2P payments sum to zero over the households, and so do
-    their marginal values, so the sum of the rewards is unchanged.
+    their marginal values, so the sum of the rewards is unchanged. Not for a community with a shared battery,
+    which trades in the market too (``check_trade_reward``).
     """
     if trade_reward == "price":
         return reward
