@@ -101,8 +101,8 @@ class MADDPGConfig:
     # (nets); net_load won on the validation days (README, what was tried)
     penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
     # whole community penalty in its training reward (nets.penalty_training_reward)
-    trade_reward: str = "price"  # "price": P2P trades valued as billed; "marginal": at the community's marginal
-    # grid price of the step in the training reward (nets.trade_training_reward)
+    trade_reward: str = "marginal"  # "marginal": P2P trades valued at the community's marginal grid price of the
+    # step in the training reward (nets.trade_training_reward; not with a shared battery); "price": as billed
     device: str = "cpu"
 
     def __post_init__(self) -> None:
