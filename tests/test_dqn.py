@@ -157,12 +157,40 @@ def test_greedy_policy_is_a_frozen_copy():
     np.testing.assert_array_equal(policy.q_function.q_values(policy.q_function.encode(core, obs)), before)
 
 
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), gamma=st.floats(0.0, 1.0))
+def test_double_q_values_the_online_networks_choice_with_the_target_network(seed, gamma):
+    plain = DQN(TINY_ENV, DQNConfig(**SMALL, gamma=gamma), seed=0)
+    double = DQN(TINY_ENV, DQNConfig(**SMALL, gamma=gamma, double_q=True), seed=0)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # a target network that differs from the online one, as between two target updates
+        for learner in (plain, double):
+            for param in learner.target.parameters():
+                param.add_(0.5 * torch.randn(param.shape, generator=generator))
+        double.target.load_state_dict(plain.target.state_dict())
+    in_dim = plain.buffer.x.shape[1]
+    next_x = torch.rand((64, in_dim), generator=generator) * 2.0 - 1.0
+    reward = torch.randn(64, generator=generator)
+    terminal = (torch.rand(64, generator=generator) < 0.2).float()
+
+    online_q, target_q = plain.q(next_x).detach(), plain.target(next_x).detach()
+    chosen = online_q.argmax(dim=1)
+    expected_double = reward + gamma * (1.0 - terminal) * target_q[torch.arange(64), chosen]
+    expected_plain = reward + gamma * (1.0 - terminal) * target_q.max(dim=1).values
+    torch.testing.assert_close(double.td_target(reward, next_x, terminal), expected_double)
+    torch.testing.assert_close(plain.td_target(reward, next_x, terminal), expected_plain)
+    # The target network's own maximum bounds its value of any choice: Double DQN never targets higher.
+    assert (double.td_target(reward, next_x, terminal) <= plain.td_target(reward, next_x, terminal) + 1e-6).all()
+    assert torch.equal(double.td_target(reward, next_x, torch.ones(64)), reward)  # the day's end: reward alone
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"learning_rate": -0.001}, "dqn.learning_rate=-0.001 is out of range; allowed (0.0, 1.0]"),
     ({"tau": 0.0}, "dqn.tau=0.0 is out of range; allowed (0.0, 1.0]"),
     ({"batch_size": 0}, "dqn.batch_size=0 is out of range"),
     ({"hidden_sizes": []}, "dqn.hidden_sizes must be a non-empty list"),
     ({"agent_id_input": "yes"}, "dqn.agent_id_input must be true or false"),
+    ({"double_q": "no"}, "dqn.double_q must be true or false"),
     ({"epsilon_start": 0.1, "epsilon_end": 0.2}, "dqn.epsilon_end=0.2 must not exceed"),
     ({"n_battery_levels": 1}, "dqn.n_battery_levels=1 is out of range; allowed [2, 101]"),
     ({"n_price_levels": 2.5}, "dqn.n_price_levels must be an integer"),

@@ -12,7 +12,9 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
    circular buffer of ``buffer_size`` transitions. After ``learning_starts`` community-steps, every
    ``train_frequency`` core steps do ``gradient_steps`` updates on minibatches of ``batch_size`` transitions.
 4. **Target** -- ``r + gamma * (1 - terminal) * max_a' Q_target(x', a')`` with a target network that follows
-   the online one every ``target_update_interval`` gradient steps (Polyak factor ``tau``; 1 = copy). The day's
+   the online one every ``target_update_interval`` gradient steps (Polyak factor ``tau``; 1 = copy); with
+   ``double_q`` (Double DQN, van Hasselt et al. 2016) ``Q_target(x', argmax_a' Q(x', a'))``: the online network
+   picks the next action and the target network values it, so one network's overestimate is not its own target. The day's
    last step is terminal: the day really ends (the next episode starts from a fresh state on another day), so
    its target is the reward alone. This is what the SuperSuit adapter of SB3 gets wrong the other way round
    (it marks truncations as terminal without telling SB3 the episode was cut; see FACTS.md): here the cut is
@@ -64,6 +66,7 @@ class DQNConfig:
     max_grad_norm: float = 10.0
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     agent_id_input: bool = False  # append the household's one-hot identity to its observation
+    double_q: bool = False  # Double DQN's target: the online network picks the next action, the target values it
     # The action grid (p2p_marl.training.value_based.ActionGrid): 5 battery setpoints and one that follows the
     # net load, x 3 bid prices x curtailing none or all of the PV. On the 5 setpoints alone DQN's mean was level
     # and its spread over seeds larger; the net-load action added 0.13 on validation days (README, what was tried).
@@ -81,8 +84,9 @@ class DQNConfig:
         check_network(self, "dqn")
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"dqn.epsilon_end={self.epsilon_end} must not exceed epsilon_start={self.epsilon_start}")
-        if not isinstance(self.agent_id_input, bool):
-            raise ConfigError(f"dqn.agent_id_input must be true or false, got {self.agent_id_input!r}")
+        for key in ("agent_id_input", "double_q"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"dqn.{key} must be true or false, got {getattr(self, key)!r}")
 
 
 _INTEGERS = {"num_envs", "buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps",
@@ -208,9 +212,7 @@ class DQN(ValueBasedLearner):
         for _ in range(c.gradient_steps):
             batch_x, batch_action, batch_reward, batch_next_x, batch_terminal = self.buffer.sample(
                 c.batch_size, self.rng)
-            with torch.no_grad():
-                next_value = self.target(batch_next_x).max(dim=1).values
-                td_target = batch_reward + c.gamma * (1.0 - batch_terminal) * next_value
+            td_target = self.td_target(batch_reward, batch_next_x, batch_terminal)
             q_taken = self.q(batch_x).gather(1, batch_action[:, None]).squeeze(1)
             loss = F.smooth_l1_loss(q_taken, td_target)
             self.optimizer.zero_grad()
@@ -225,6 +227,16 @@ class DQN(ValueBasedLearner):
             losses.append(loss.item())
             q_means.append(q_taken.mean().item())
         return {"td_loss": float(np.mean(losses)), "q_mean": float(np.mean(q_means))}
+
+    def td_target(self, reward: torch.Tensor, next_x: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+        """Step 4's target for M transitions (rewards (M,), next inputs (M, in_dim), terminal flags (M,))."""
+        with torch.no_grad():
+            next_q = self.target(next_x)
+            if self.config.double_q:
+                next_value = next_q.gather(1, self.q(next_x).argmax(dim=1, keepdim=True)).squeeze(1)
+            else:
+                next_value = next_q.max(dim=1).values
+            return reward + self.config.gamma * (1.0 - terminal) * next_value
 
     def state_dict(self) -> dict[str, Any]:
         return {"q": self.q.state_dict(), "target": self.target.state_dict(), "optimizer": self.optimizer.state_dict(),
