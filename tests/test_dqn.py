@@ -184,6 +184,35 @@ def test_double_q_values_the_online_networks_choice_with_the_target_network(seed
     assert torch.equal(double.td_target(reward, next_x, torch.ones(64)), reward)  # the day's end: reward alone
 
 
+@settings(max_examples=30, deadline=None)
+@given(n_step=st.integers(1, 6), day_steps=st.integers(1, 8), gamma=st.floats(0.0, 1.0), seed=st.integers(0, 2**31))
+def test_n_step_transitions_sum_the_next_rewards_and_end_with_the_day(n_step, day_steps, gamma, seed):
+    learner = DQN(TINY_ENV, DQNConfig(**SMALL, gamma=gamma, n_step=n_step, learning_starts=10**9), seed=0)
+    rng = np.random.default_rng(seed)
+    households, in_dim = 4, learner.buffer.x.shape[1]
+    inputs = torch.as_tensor(rng.uniform(-1, 1, (day_steps + 1, 1, households, in_dim)), dtype=torch.float32)
+    actions = rng.integers(learner.n_actions, size=(day_steps, 1, households))
+    rewards = rng.normal(size=(day_steps, 1, households))
+    for t in range(day_steps):
+        learner.learn(inputs[t], actions[t], rewards[t], inputs[t + 1], terminal=t == day_steps - 1)
+
+    buffer = learner.buffer
+    assert buffer.size == day_steps * households  # one transition per step and household, none left pending
+    for t in range(day_steps):
+        rows = slice(t * households, (t + 1) * households)
+        end = min(t + n_step, day_steps)  # the return stops at the day's end: then terminal, no bootstrap
+        expected = sum(gamma ** (k - t) * rewards[k, 0] for k in range(t, end))
+        np.testing.assert_allclose(buffer.reward[rows].numpy(), expected, rtol=1e-5, atol=1e-5)
+        assert torch.equal(buffer.x[rows], inputs[t, 0]) and buffer.action[rows].tolist() == actions[t, 0].tolist()
+        assert torch.equal(buffer.next_x[rows], inputs[end, 0])
+        assert buffer.terminal[rows].tolist() == [float(t + n_step >= day_steps)] * households
+    # The bootstrap discounts by gamma^n_step: the target of a non-terminal transition.
+    next_x, reward = buffer.next_x[:households], buffer.reward[:households]
+    bootstrap = learner.target(next_x).max(dim=1).values.detach()
+    torch.testing.assert_close(learner.td_target(reward, next_x, torch.zeros(households)),
+                               reward + gamma ** n_step * bootstrap)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"learning_rate": -0.001}, "dqn.learning_rate=-0.001 is out of range; allowed (0.0, 1.0]"),
     ({"tau": 0.0}, "dqn.tau=0.0 is out of range; allowed (0.0, 1.0]"),
@@ -191,6 +220,7 @@ def test_double_q_values_the_online_networks_choice_with_the_target_network(seed
     ({"hidden_sizes": []}, "dqn.hidden_sizes must be a non-empty list"),
     ({"agent_id_input": "yes"}, "dqn.agent_id_input must be true or false"),
     ({"double_q": "no"}, "dqn.double_q must be true or false"),
+    ({"n_step": 0}, "dqn.n_step=0 is out of range; allowed [1, 1000]"),
     ({"epsilon_start": 0.1, "epsilon_end": 0.2}, "dqn.epsilon_end=0.2 must not exceed"),
     ({"n_battery_levels": 1}, "dqn.n_battery_levels=1 is out of range; allowed [2, 101]"),
     ({"n_price_levels": 2.5}, "dqn.n_price_levels must be an integer"),

@@ -38,7 +38,7 @@ REGISTRY: dict[str, AlgoSpec] = {
 ADDED_KEYS: dict[str, dict[str, Any]] = {
     "mappo": {"penalty_reward": "share", "trade_reward": "price", "input_norm": False},
     "maddpg": {"penalty_reward": "share", "trade_reward": "price"},
-    "dqn": {"double_q": False},
+    "dqn": {"double_q": False, "n_step": 1},
 }
 
 

@@ -9,9 +9,10 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
 2. **Output** -- one value per discrete action of ``discrete_action_table`` (battery setpoint x price share x
    curtailment).
 3. **Replay** -- every step adds the B x N transitions ``(x, a, r, x', terminal)`` of all households to a
-   circular buffer of ``buffer_size`` transitions. After ``learning_starts`` community-steps, every
+   circular buffer of ``buffer_size`` transitions; with ``n_step`` > 1, ``r`` is the discounted sum of the next
+   ``n_step`` rewards (fewer where the day ends first, then terminal) and ``x'`` the input ``n_step`` steps on. After ``learning_starts`` community-steps, every
    ``train_frequency`` core steps do ``gradient_steps`` updates on minibatches of ``batch_size`` transitions.
-4. **Target** -- ``r + gamma * (1 - terminal) * max_a' Q_target(x', a')`` with a target network that follows
+4. **Target** -- ``r + gamma^n_step * (1 - terminal) * max_a' Q_target(x', a')`` with a target network that follows
    the online one every ``target_update_interval`` gradient steps (Polyak factor ``tau``; 1 = copy); with
    ``double_q`` (Double DQN, van Hasselt et al. 2016) ``Q_target(x', argmax_a' Q(x', a'))``: the online network
    picks the next action and the target network values it, so one network's overestimate is not its own target. The day's
@@ -53,6 +54,7 @@ class DQNConfig:
     num_envs: int = 8  # communities simulated in lockstep; one iteration = one day of each
     learning_rate: float = 5e-4
     gamma: float = 0.995  # discount per step (README, what was tried: 0.98 and 1.0 learned less)
+    n_step: int = 1  # rewards summed in a target before it bootstraps (1: one-step DQN)
     buffer_size: int = 100_000  # household transitions kept for replay
     batch_size: int = 256  # transitions per gradient step
     learning_starts: int = 2_000  # community-steps of pure collection before the first gradient step
@@ -89,12 +91,13 @@ class DQNConfig:
                 raise ConfigError(f"dqn.{key} must be true or false, got {getattr(self, key)!r}")
 
 
-_INTEGERS = {"num_envs", "buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps",
+_INTEGERS = {"num_envs", "n_step", "buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps",
              "target_update_interval", "epsilon_decay_steps"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
     ("gamma", 0.0, 1.0, True, True),
+    ("n_step", 1, 1_000, True, True),
     ("buffer_size", 1, 10**9, True, True),
     ("batch_size", 1, 10**6, True, True),
     ("learning_starts", 0, 10**12, True, True),
@@ -197,14 +200,24 @@ class DQN(ValueBasedLearner):
         in_dim = obs_dim + (n_agents if config.agent_id_input else 0)
         self.buffer = ReplayBuffer(config.buffer_size, in_dim, self.device)
         self.gradient_updates = 0
+        # Today's steps whose n-step return is not complete yet: (inputs, actions, rewards) of all households.
+        # A day ends within one iterate(), which empties it, so checkpoints never need it.
+        self._pending: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = []
 
     def learn(self, x: torch.Tensor, actions: np.ndarray, reward: np.ndarray, next_x: torch.Tensor, terminal: bool
               ) -> dict[str, float]:
         c = self.config
         in_dim = x.shape[-1]
-        self.buffer.add(x.reshape(-1, in_dim), torch.as_tensor(actions.ravel(), device=self.device),
-                        torch.as_tensor(reward.ravel(), dtype=torch.float32, device=self.device),
-                        next_x.reshape(-1, in_dim), terminal)
+        self._pending.append((x.reshape(-1, in_dim), actions.ravel(), reward.ravel()))
+        # The oldest pending step has its n rewards now; at the day's end every pending step's return ends.
+        ready = len(self._pending) if terminal else len(self._pending) - c.n_step + 1
+        for _ in range(max(ready, 0)):
+            first_x, first_action, _ = self._pending[0]
+            n_step_return = sum(c.gamma ** k * r for k, (_, _, r) in enumerate(self._pending))
+            self.buffer.add(first_x, torch.as_tensor(first_action, device=self.device),
+                            torch.as_tensor(n_step_return, dtype=torch.float32, device=self.device),
+                            next_x.reshape(-1, in_dim), terminal)
+            self._pending.pop(0)
         core_steps = self.env_steps // self.core.batch_size
         if self.env_steps < c.learning_starts or core_steps % c.train_frequency:
             return {}
@@ -236,7 +249,7 @@ class DQN(ValueBasedLearner):
                 next_value = next_q.gather(1, self.q(next_x).argmax(dim=1, keepdim=True)).squeeze(1)
             else:
                 next_value = next_q.max(dim=1).values
-            return reward + self.config.gamma * (1.0 - terminal) * next_value
+            return reward + self.config.gamma ** self.config.n_step * (1.0 - terminal) * next_value
 
     def state_dict(self) -> dict[str, Any]:
         return {"q": self.q.state_dict(), "target": self.target.state_dict(), "optimizer": self.optimizer.state_dict(),
