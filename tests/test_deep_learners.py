@@ -1,6 +1,7 @@
 """The Learner contract that MAPPO and MADDPG share, checked once for both: a frozen deterministic evaluation
-policy in the action box, seeded determinism, exact resume from a checkpointed state dict, and a config YAML
-that mirrors the hyperparameter dataclass. Algorithm-specific behaviour lives in test_mappo.py / test_maddpg.py."""
+policy in the action box, seeded determinism, exact resume from a checkpointed state dict; and, for every
+registered learner, a config YAML that mirrors the hyperparameter dataclass. Algorithm-specific behaviour lives
+in test_mappo.py / test_maddpg.py."""
 
 import dataclasses
 import io
@@ -12,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from p2p_marl.algos import REGISTRY, get_algo
 from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.config import EnvConfig
@@ -117,9 +119,9 @@ def test_resume_from_state_dict_continues_exactly(name):
             torch.testing.assert_close(getattr(resumed, module).state_dict()[key], tensor, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", sorted(LEARNERS))
+@pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_yaml_mirrors_the_dataclass(name):
-    config_cls = LEARNERS[name][1]
+    config_cls = get_algo(name)[1]
     path = Path(__file__).resolve().parents[1] / "configs" / "algo" / f"{name}.yaml"
     values = {key: value for key, value in yaml.safe_load(path.read_text()).items() if key != "defaults"}
     assert values == dataclasses.asdict(config_cls())

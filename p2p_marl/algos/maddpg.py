@@ -22,9 +22,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
 
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with that
 cooperative weight; with ``penalty_reward="community"`` each agent bears the step's whole network penalty
-instead of its share (``nets.penalty_training_reward``); with ``trade_reward="marginal"`` its P2P trades are
-valued at the community's marginal grid price of the step (``nets.trade_training_reward``). The community cost
-that is reported and evaluated depends on none of these.
+instead of its share (``nets.penalty_training_reward``); with ``trade_reward="marginal"`` (the default) its P2P
+trades are valued at the community's marginal grid price of the step instead of the clearing price
+(``nets.trade_training_reward``). The community cost that is reported and evaluated depends on none of these.
 
 Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, target networks,
 optimisers, the filled part of the replay buffer, the numpy and torch generators, counters) resumes a run
