@@ -10,13 +10,14 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
    curtailment).
 3. **Replay** -- every step adds the B x N transitions ``(x, a, r, x', terminal)`` of all households to a
    circular buffer of ``buffer_size`` transitions; with ``n_step`` > 1, ``r`` is the discounted sum of the next
-   ``n_step`` rewards (fewer where the day ends first, then terminal) and ``x'`` the input ``n_step`` steps on. After ``learning_starts`` community-steps, every
-   ``train_frequency`` core steps do ``gradient_steps`` updates on minibatches of ``batch_size`` transitions.
-4. **Target** -- ``r + gamma^n_step * (1 - terminal) * max_a' Q_target(x', a')`` with a target network that follows
-   the online one every ``target_update_interval`` gradient steps (Polyak factor ``tau``; 1 = copy); with
+   ``n_step`` rewards (fewer where the day ends first, then terminal) and ``x'`` the input ``n_step`` steps on.
+   After ``learning_starts`` community-steps, every ``train_frequency`` core steps do ``gradient_steps`` updates
+   on minibatches of ``batch_size`` transitions.
+4. **Target** -- ``r + gamma^n_step * (1 - terminal) * max_a' Q_target(x', a')`` with a target network that
+   follows the online one every ``target_update_interval`` gradient steps (Polyak factor ``tau``; 1 = copy); with
    ``double_q`` (Double DQN, van Hasselt et al. 2016) ``Q_target(x', argmax_a' Q(x', a'))``: the online network
-   picks the next action and the target network values it, so one network's overestimate is not its own target. The day's
-   last step is terminal: the day really ends (the next episode starts from a fresh state on another day), so
+   picks the next action and the target network values it, so one network's overestimate is not its own target.
+   The day's last step is terminal: the day really ends (the next episode starts from a fresh state on another day), so
    its target is the reward alone. This is what the SuperSuit adapter of SB3 gets wrong the other way round
    (it marks truncations as terminal without telling SB3 the episode was cut; see FACTS.md): here the cut is
    the true end of the task.
@@ -42,7 +43,7 @@ from torch.nn import functional as F
 from p2p_marl.algos.nets import mlp, with_agent_id
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
-from p2p_marl.training.validation import check_network, check_ranges
+from p2p_marl.training.validation import check_bools, check_network, check_ranges
 from p2p_marl.training.value_based import ValueBasedLearner, check_action_grid
 
 
@@ -86,13 +87,11 @@ class DQNConfig:
         check_network(self, "dqn")
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"dqn.epsilon_end={self.epsilon_end} must not exceed epsilon_start={self.epsilon_start}")
-        for key in ("agent_id_input", "double_q"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"dqn.{key} must be true or false, got {getattr(self, key)!r}")
+        check_bools(self, ("agent_id_input", "double_q"), "dqn")
 
 
-_INTEGERS = {"num_envs", "n_step", "buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps",
-             "target_update_interval", "epsilon_decay_steps"}
+_INTEGERS = {"num_envs", "n_step", "buffer_size", "batch_size", "learning_starts", "train_frequency",
+             "gradient_steps", "target_update_interval", "epsilon_decay_steps"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("learning_rate", 0.0, 1.0, False, True),

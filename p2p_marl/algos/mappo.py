@@ -70,7 +70,7 @@ from p2p_marl.algos.nets import (
 )
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
-from p2p_marl.training.validation import check_network, check_ranges
+from p2p_marl.training.validation import check_bools, check_network, check_ranges
 from p2p_marl.training.value_based import linear_schedule
 
 
@@ -115,8 +115,7 @@ class MAPPOConfig:
         check_ranges(self, _RANGES, _INTEGERS, "mappo")
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
-        if not isinstance(self.input_norm, bool):
-            raise ConfigError(f"mappo.input_norm must be true or false, got {self.input_norm!r}")
+        check_bools(self, ("input_norm",), "mappo")
 
 
 _INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}

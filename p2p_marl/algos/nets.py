@@ -30,6 +30,7 @@ from torch import nn
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
+from p2p_marl.training.validation import check_bools
 
 
 BATTERY_ACTIONS = ("power", "target_soc", "net_load")
@@ -43,9 +44,7 @@ def check_multi_agent_keys(config: Any, section: str) -> None:
     ``actor_agent_id``, ``critic_agent_id``, ``cooperative_weight``, ``battery_action``, ``penalty_reward``,
     ``trade_reward``;
     ``ConfigError`` names ``section.key`` and the allowed values."""
-    for key in ("actor_agent_id", "critic_agent_id"):
-        if not isinstance(getattr(config, key), bool):
-            raise ConfigError(f"{section}.{key} must be true or false, got {getattr(config, key)!r}")
+    check_bools(config, ("actor_agent_id", "critic_agent_id"), section)
     if config.battery_action not in BATTERY_ACTIONS:
         raise ConfigError(f"{section}.battery_action must be one of {list(BATTERY_ACTIONS)}, "
                           f"got {config.battery_action!r}")

@@ -10,7 +10,14 @@ import torch
 
 from p2p_marl.config import ConfigError, check_ranges
 
-__all__ = ["check_ranges", "check_network"]
+__all__ = ["check_bools", "check_ranges", "check_network"]
+
+
+def check_bools(config: Any, keys: tuple[str, ...], section: str) -> None:
+    """Each of ``keys`` is a bool (YAML's true or false), not a string or number that merely looks like one."""
+    for key in keys:
+        if not isinstance(getattr(config, key), bool):
+            raise ConfigError(f"{section}.{key} must be true or false, got {getattr(config, key)!r}")
 
 
 def check_network(config: Any, section: str) -> None:

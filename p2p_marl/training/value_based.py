@@ -34,9 +34,10 @@ import numpy as np
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.nets import episode_metrics
 from p2p_marl.baselines.rules import self_consumption_setpoint
-from p2p_marl.config import DISCRETE_GRID_RANGES, DISCRETE_VIEW_KEYS, ConfigError, EnvConfig, check_ranges
+from p2p_marl.config import DISCRETE_GRID_RANGES, DISCRETE_VIEW_KEYS, EnvConfig, check_ranges
 from p2p_marl.envs import discrete_action_table
 from p2p_marl.sim.community import CommunityCore
+from p2p_marl.training.validation import check_bools
 
 
 def linear_schedule(start: float, end: float, duration_steps: int, step: int) -> float:
@@ -56,9 +57,7 @@ def check_action_grid(config: Any, section: str) -> None:
     """A value-based learner's grid keys (``ActionGrid``): the levels' ranges and ``follow_net_load_action``;
     ``ConfigError`` names ``section.key``."""
     check_ranges(config, DISCRETE_GRID_RANGES, DISCRETE_VIEW_KEYS, section)
-    if not isinstance(config.follow_net_load_action, bool):
-        raise ConfigError(f"{section}.follow_net_load_action must be true or false, "
-                          f"got {config.follow_net_load_action!r}")
+    check_bools(config, ("follow_net_load_action",), section)
 
 
 class ActionGrid:
