@@ -45,6 +45,38 @@ def test_iterate_logs_finite_metrics(agent_id):
     assert metrics["steps_per_second"] > 0
 
 
+@pytest.mark.parametrize("agent_id, input_norm", [(False, False), (True, True)])
+def test_value_heads_read_the_state_once_per_community_step_and_give_every_agent_a_value(agent_id, input_norm):
+    """With value_heads the critic maps the global state (B, state_dim) to one value per agent (N heads), or to
+    one value shared by all (one head) without critic_agent_id; its minibatches are community-steps."""
+    config = dataclasses.replace(SMALL, value_heads=True, critic_agent_id=agent_id, num_minibatches=3,
+                                 input_norm=input_norm)
+    learner = MAPPO(TINY, config, seed=0)
+    learner.core.reset(seed=1)
+    state = learner._critic_input()
+    assert state.shape == (SMALL.num_envs, learner.core.state_dim)
+    first_layer = learner.critic[1 if input_norm else 0]
+    assert first_layer.in_features == learner.core.state_dim
+    assert learner.critic[-1].out_features == (TINY.n_agents if agent_id else 1)
+    with torch.no_grad():
+        values = learner._values(state)
+        heads = learner.critic(state)
+    assert values.shape == (SMALL.num_envs, TINY.n_agents)
+    torch.testing.assert_close(values, heads.expand_as(values), rtol=0, atol=0)
+    if agent_id:  # each agent its own head
+        assert not torch.equal(values[:, 0], values[:, 1])
+    metrics = learner.iterate()
+    assert all(math.isfinite(value) for value in metrics.values()), metrics
+
+
+def test_value_heads_need_a_community_step_per_minibatch():
+    community_steps = SMALL.num_envs * TINY.steps_per_episode
+    MAPPO(TINY, dataclasses.replace(SMALL, value_heads=True, num_minibatches=community_steps), seed=0)
+    with pytest.raises(ConfigError, match=rf"mappo\.num_minibatches={community_steps + 1} must be at most "
+                                          rf"num_envs x steps per episode = {community_steps} with value_heads"):
+        MAPPO(TINY, dataclasses.replace(SMALL, value_heads=True, num_minibatches=community_steps + 1), seed=0)
+
+
 def test_learning_rates_decay_linearly_and_a_zero_rate_freezes_the_networks():
     steps_per_iteration = SMALL.num_envs * TINY.max_cycles
     config = dataclasses.replace(SMALL, lr_end_fraction=0.0, lr_decay_steps=2 * steps_per_iteration)
@@ -164,6 +196,7 @@ def test_the_marginal_trade_reward_refuses_a_shared_battery(learner_cls, config)
     ("num_envs", 0, r"mappo\.num_envs=0 is out of range; allowed \[1"),
     ("penalty_reward", "own", r"mappo\.penalty_reward must be one of \['share', 'community'\], got 'own'"),
     ("input_norm", "false", r"mappo\.input_norm must be true or false, got 'false'"),
+    ("value_heads", 1, r"mappo\.value_heads must be true or false, got 1"),
     ("trade_reward", "clearing", r"mappo\.trade_reward must be one of \['price', 'marginal'\], got 'clearing'"),
     ("gamma", 1.5, r"mappo\.gamma=1\.5 is out of range"),
     ("update_epochs", 2.5, r"mappo\.update_epochs must be an integer"),

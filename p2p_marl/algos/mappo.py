@@ -10,17 +10,21 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
    ``nets.env_action``. Log-probabilities are those of ``u``: the tanh Jacobian is the same under the old
    and the new policy, so it cancels in the PPO ratio, and the entropy bonus is the Gaussian's entropy.
    The deterministic evaluation policy acts with ``tanh(mean)``.
-3. **Centralised critic** -- V(global state ``core.state()``, the same forecasts included, + the agent's
-   one-hot identity with ``critic_agent_id``, which gives per-agent values
-   for per-agent rewards). It predicts returns normalised by a running mean/std of past returns (value
-   normalisation, "PopArt-lite": targets are normalised, the output layer is not rescaled), which also takes
-   care of the small scale of the bills; values are de-normalised for GAE.
+3. **Centralised critic** -- per-agent values for per-agent rewards from the global state ``core.state()`` (the
+   same forecasts included): with ``value_heads`` one network reads the state once per community-step and has
+   one output per agent (one shared output without ``critic_agent_id``); otherwise it reads the state followed
+   by the agent's one-hot identity (``critic_agent_id``), once per agent. It predicts returns normalised by a
+   running mean/std of past returns (value normalisation, "PopArt-lite": targets are normalised, the output
+   layer is not rescaled), which also takes care of the small scale of the bills; values are de-normalised
+   for GAE.
 4. **GAE** with ``gamma`` and ``gae_lambda``; the end of the day is terminal (nothing is earned after it).
-5. **Update** -- ``update_epochs`` passes over the T * B * N agent-steps in ``num_minibatches`` minibatches:
-   clipped surrogate with per-minibatch advantage normalisation, entropy bonus, squared value error, Adam
-   with gradient-norm clipping for actor and critic. Optionally (``lr_end_fraction`` < 1; off by default,
-   as it did not help on community_10) both learning rates decay linearly to that fraction of their start
-   over the first ``lr_decay_steps`` community-steps (CleanRL's ``anneal_lr``) and then stay there.
+5. **Update** -- ``update_epochs`` passes over the T * B * N agent-steps in ``num_minibatches`` minibatches
+   (with ``value_heads``, the critic's k-th minibatch is the k-th part of a shuffle of the T * B community-steps,
+   each with its N values, instead of the actor's agent-steps): clipped surrogate with per-minibatch advantage
+   normalisation, entropy bonus, squared value error, Adam with gradient-norm clipping for actor and critic.
+   Optionally (``lr_end_fraction`` < 1; off by default, as it did not help on community_10) both learning
+   rates decay linearly to that fraction of their start over the first ``lr_decay_steps`` community-steps
+   (CleanRL's ``anneal_lr``) and then stay there.
 
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with
 that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); with
@@ -96,6 +100,7 @@ class MAPPOConfig:
     log_std_init: float = -0.5  # initial log std of the pre-squash Gaussian
     actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
     critic_agent_id: bool = True  # per-agent values V(state, agent id)
+    value_heads: bool = False  # per-agent values as one critic output each; the state read once per community-step
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill (null = the env's own reward). 0 won on the validation days (README, what was tried).
@@ -115,7 +120,7 @@ class MAPPOConfig:
         check_ranges(self, _RANGES, _INTEGERS, "mappo")
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
-        check_bools(self, ("input_norm",), "mappo")
+        check_bools(self, ("input_norm", "value_heads"), "mappo")
 
 
 _INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}
@@ -198,6 +203,10 @@ class MAPPO(Learner):
         torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
         self.core = CommunityCore(training_env(env_config, config.cooperative_weight), batch_size=config.num_envs)
         check_trade_reward(config.trade_reward, self.core, "mappo")
+        community_steps = self.core.steps_per_episode * config.num_envs
+        if config.value_heads and config.num_minibatches > community_steps:
+            raise ConfigError(f"mappo.num_minibatches={config.num_minibatches} must be at most num_envs x steps per "
+                              f"episode = {community_steps} with value_heads: each minibatch needs a community-step")
         n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
         self.device = torch.device(config.device)
         self.rng = np.random.default_rng(seed)
@@ -206,15 +215,18 @@ class MAPPO(Learner):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             actor_in = obs_dim + n_agents * config.actor_agent_id
-            critic_in = self.core.state_dim + n_agents * config.critic_agent_id
+            # value_heads: one output per agent (one shared one without critic_agent_id), from the state alone.
+            identity_in = n_agents * (config.critic_agent_id and not config.value_heads)
+            value_out = n_agents if config.value_heads and config.critic_agent_id else 1
             self.actor = mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01)
-            self.critic = mlp(critic_in, config.hidden_sizes, 1, nn.Tanh, out_gain=1.0)
+            self.critic = mlp(self.core.state_dim + identity_in, config.hidden_sizes, value_out, nn.Tanh,
+                              out_gain=1.0)
         if config.input_norm:
             statistics = input_statistics(self.core.config, seed)
             self.actor.insert(0, InputScaling(*with_identity_columns(*statistics["obs"], n_agents,
                                                                      config.actor_agent_id)))
             self.critic.insert(0, InputScaling(*with_identity_columns(*statistics["state"], n_agents,
-                                                                      config.critic_agent_id)))
+                                                                      bool(identity_in))))
         self.actor, self.critic = self.actor.to(self.device), self.critic.to(self.device)
         self.log_std = nn.Parameter(torch.full((ACTION_DIM,), float(config.log_std_init), device=self.device))
         self.actor_optimizer = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=config.actor_lr,
@@ -230,9 +242,20 @@ class MAPPO(Learner):
                              self.config.actor_agent_id)
 
     def _critic_input(self) -> torch.Tensor:
+        """The critic's input of this step: the state (B, state_dim) with ``value_heads``, else each agent's
+        (B, N, state_dim [+ N])."""
         s = torch.as_tensor(self.core.state(), dtype=torch.float32, device=self.device)
+        if self.config.value_heads:
+            return s
         per_agent = s.unsqueeze(-2).expand(*s.shape[:-1], self.core.n_agents, s.shape[-1])
         return with_agent_id(per_agent, self.config.critic_agent_id)
+
+    def _values(self, critic_input: torch.Tensor) -> torch.Tensor:
+        """Every agent's normalised value (..., N) from ``_critic_input``'s (stacked) outputs."""
+        values = self.critic(critic_input)
+        if self.config.value_heads:
+            return values.expand(*values.shape[:-1], self.core.n_agents)
+        return values.squeeze(-1)
 
     def _policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std (expanded to the mean's shape) of the pre-squash Gaussian."""
@@ -288,7 +311,7 @@ class MAPPO(Learner):
                 critic_inputs.append(s)
                 pre_squash.append(u)
                 log_probs.append(gaussian_log_prob(u, mean, std))
-                values.append(self.critic(s).squeeze(-1))
+                values.append(self._values(s))
             obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core, obs,
                                                              cfg.battery_action))
             reward = trade_training_reward(reward, infos, core.config.cooperative_weight, cfg.trade_reward)
@@ -311,25 +334,35 @@ class MAPPO(Learner):
         self.return_norm.update(returns)
         explained_variance = 1.0 - float(np.var(returns - value_np) / max(np.var(returns), 1e-12))
 
-        # 3. PPO update on the flattened T * B * N agent-steps.
-        def flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+        # 3. PPO update on the flattened T * B * N agent-steps (the critic's on T * B community-steps with
+        # value_heads: its input is then the same for the N agents of a community-step).
+        def flat(tensors: list[torch.Tensor], dims: int = 2) -> torch.Tensor:
             stacked = torch.stack(tensors)
-            return stacked.reshape(-1, *stacked.shape[3:])
+            return stacked.reshape(-1, *stacked.shape[dims + 1:])
 
-        b_x, b_s, b_u, b_logp = flat(actor_inputs), flat(critic_inputs), flat(pre_squash), flat(log_probs)
+        b_x, b_u, b_logp = flat(actor_inputs), flat(pre_squash), flat(log_probs)
         b_adv = torch.as_tensor(advantages.reshape(-1), dtype=torch.float32, device=self.device)
-        b_ret = torch.as_tensor(self.return_norm.normalize(returns).reshape(-1), dtype=torch.float32,
-                                device=self.device)
+        normalized_returns = torch.as_tensor(self.return_norm.normalize(returns), dtype=torch.float32,
+                                             device=self.device)
+        if cfg.value_heads:
+            b_s, b_ret = flat(critic_inputs, dims=1), normalized_returns.reshape(T * B, N)
+        else:
+            b_s, b_ret = flat(critic_inputs), normalized_returns.reshape(-1)
         n_samples = b_adv.shape[0]
         minibatch = math.ceil(n_samples / cfg.num_minibatches)
+        n_minibatches = math.ceil(n_samples / minibatch)
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
                                                                 "approx_kl", "clip_fraction")}
         for _ in range(cfg.update_epochs):
             # One shuffle per epoch, then contiguous minibatches (views, not four gathers each).
             order = torch.randperm(n_samples, generator=self.generator).to(self.device)
-            e_x, e_s, e_u, e_logp, e_adv, e_ret = (t.index_select(0, order) for t in (b_x, b_s, b_u, b_logp, b_adv,
-                                                                                      b_ret))
-            for first in range(0, n_samples, minibatch):
+            e_x, e_u, e_logp, e_adv = (t.index_select(0, order) for t in (b_x, b_u, b_logp, b_adv))
+            if cfg.value_heads:
+                critic_order = torch.randperm(T * B, generator=self.generator).to(self.device)
+                s_parts, ret_parts = (t.index_select(0, critic_order).tensor_split(n_minibatches) for t in (b_s, b_ret))
+            else:
+                s_parts, ret_parts = (t.index_select(0, order).split(minibatch) for t in (b_s, b_ret))
+            for first, e_s, e_ret in zip(range(0, n_samples, minibatch), s_parts, ret_parts):
                 batch = slice(first, first + minibatch)
                 mean, std = self._policy(e_x[batch])
                 log_ratio = gaussian_log_prob(e_u[batch], mean, std) - e_logp[batch]
@@ -339,7 +372,7 @@ class MAPPO(Learner):
                 policy_loss = torch.max(-adv * ratio,
                                         -adv * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
                 entropy = gaussian_entropy(std).mean()
-                value_loss = 0.5 * (self.critic(e_s[batch]).squeeze(-1) - e_ret[batch]).pow(2).mean()
+                value_loss = 0.5 * (self._values(e_s) - e_ret).pow(2).mean()
 
                 # Actor and critic share no parameters: one backward pass gives each its own loss's gradient.
                 self.actor_optimizer.zero_grad()
