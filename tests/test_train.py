@@ -453,6 +453,24 @@ def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults
     assert list(learning_curves.group(list(curve.values()))) == ["mappo", variant, "dqn"]
 
 
+def test_runs_that_differ_only_in_their_forecasts_are_compared_and_named_by_them(train_main, monkeypatch, tmp_path):
+    """Forecasts change what a learner observes, not the days, the grid-only bill or the optimum its share is
+    measured against: such runs are plotted together, each group named by its forecast settings; any other
+    difference of the environment is refused."""
+    assert learning_curves.forecast_changes(EnvConfig()) == []
+    assert learning_curves.forecast_changes(EnvConfig(forecaster="noisy", forecast_nrmse=0.5)) == [
+        "env.forecaster=noisy", "env.forecast_nrmse=0.5"]
+    persistence = fresh_run(train_main, monkeypatch, tmp_path / "persistence", "qlearning")
+    oracle = fresh_run(train_main, monkeypatch, tmp_path / "oracle", "qlearning", "env.forecaster=oracle")
+    learning_curves.main([str(persistence), str(oracle), "--out", str(tmp_path / "curves")])
+    rows = [line.split(" | ")[0].strip("| ") for line in (tmp_path / "curves" / "learning_curves.md").read_text()
+            .splitlines()[2:]]
+    assert rows == ["qlearning", "qlearning (env.forecaster=oracle)"]
+    other_feeder = fresh_run(train_main, monkeypatch, tmp_path / "feeder", "qlearning", "env.feed_in_per_kwh=0.05")
+    with pytest.raises(ConfigError, match="trained on different environments"):
+        learning_curves.main([str(persistence), str(other_feeder), "--out", str(tmp_path / "refused")])
+
+
 def test_learning_curves_refuse_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(ConfigError, match=r"no .hydra/config.yaml; give train.py run directories"):
         learning_curves.read_run(tmp_path)

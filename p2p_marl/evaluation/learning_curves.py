@@ -2,19 +2,21 @@
 
     python -m p2p_marl.evaluation.learning_curves RUN_DIR [RUN_DIR ...] [--out DIR]
 
-Each run directory (``train.py``'s, e.g. every job of ``python train.py -m experiment=comparison``) holds the
-event files of its periodic evaluations (``eval/share_of_optimal_saving`` on the validation days) and its
-resolved config (``.hydra/config.yaml``). Runs are grouped by learner and variant (their seeds; a variant is
-named by the hyperparameters that differ from the learner's defaults, e.g. ``mappo (imitation_days=256)``,
-which makes the table a what-was-tried table when variants are given together); every run must have been
-trained on the same environment and evaluated on the same days. The figure has two panels, the share against
-community-steps and against wall-clock minutes since the run's first logged event (the mean over seeds of the
-time each evaluation was reached), each with the mean over seeds as a line and the range over seeds as a band.
-The best rule, MPC with the environment's forecaster and the optimum (= 1) are horizontal lines, played here
-on the same validation days. Writes ``learning_curves.png`` and ``learning_curves.md`` (each learner's last
-evaluation and its best one, the evaluation whose learner ``checkpoints/best.pt`` keeps and ``evaluate.py`` plays:
-mean ± std over seeds, each seed's value, minutes per run) to ``--out`` (default: a new directory
-``runs/learning_curves/<date>_<time>``), and prints the table.
+Each run directory (``train.py``'s, e.g. every job of ``python train.py -m experiment=comparison``) holds the event
+files of its periodic evaluations (``eval/share_of_optimal_saving`` on the validation days) and its resolved config
+(``.hydra/config.yaml``). Runs are grouped by learner and variant (their seeds; a variant is named by the
+hyperparameters that differ from the learner's defaults, e.g. ``mappo (imitation_days=256)``, and by the forecast
+settings that differ from the environment's, e.g. ``mappo (env.forecaster=oracle)``, which makes the table a
+what-was-tried table when variants are given together); every run must have been trained on the same environment but
+for its forecasts (which change what a learner observes, not the days, the grid-only bill or the optimum that the share
+is measured against) and evaluated on the same days. The figure has two panels, the share against community-steps
+and against wall-clock minutes since the run's first logged event (the mean over seeds of the time each evaluation
+was reached), each with the mean over seeds as a line and the range over seeds as a band. The best rule, MPC with
+the environment's forecaster (the default forecasts' if a run has them, else the first run's) and the optimum (= 1)
+are horizontal lines, played here on the same validation days. Writes ``learning_curves.png`` and
+``learning_curves.md`` (each learner's last evaluation and its best one, the evaluation whose learner
+``checkpoints/best.pt`` keeps and ``evaluate.py`` plays: mean ± std over seeds, each seed's value, minutes per run)
+to ``--out`` (default: a new directory ``runs/learning_curves/<date>_<time>``), and prints the table.
 """
 
 from __future__ import annotations
@@ -33,12 +35,16 @@ from p2p_marl.algos import get_algo, saved_hyperparameters
 from p2p_marl.config import DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
 from p2p_marl.evaluation.report import console, plt
 from p2p_marl.run_dirs import script_output_dir
+from p2p_marl.training.checkpoint import forecast_spec
 from p2p_marl.training.final_comparison import benchmark_rows
 from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.sim.community import CommunityCore
 
 TAG = "eval/share_of_optimal_saving"
 LEARNER_ORDER = ("mappo", "maddpg", "dqn", "qlearning")
+# The environment's settings that shape only its forecasts (p2p_marl.sim.forecasts; training.checkpoint.forecast_spec).
+FORECAST_KEYS = ("forecaster", "forecast_horizon_h", "forecast_nrmse", "forecast_nrmse_next",
+                 "forecast_autocorrelation", "forecast_seed", "forecast_csv")
 
 
 @dataclass
@@ -65,18 +71,26 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
         raise ConfigError(f"{run_dir}: its event files hold no {TAG} (no evaluation logged yet)")
     start = scalars.wall_time.min()
     curve = scalars[scalars.tag == TAG].sort_values("step")
-    return (RunCurve(variant_label(saved_hyperparameters(settings["algo"])), settings["seed"], curve.step.to_numpy(),
-                     (curve.wall_time.to_numpy() - start) / 60.0, curve.value.to_numpy()),
+    label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
+    return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
+                     curve.value.to_numpy()),
             env, settings.get("eval_days"))
 
 
-def variant_label(hyperparameters: dict) -> str:
-    """The learner's name, followed by the hyperparameters that differ from its defaults (configs/algo/)."""
+def variant_label(hyperparameters: dict, env_changes: list[str] = ()) -> str:
+    """The learner's name, followed by the hyperparameters that differ from its defaults (configs/algo/) and by
+    ``env_changes``."""
     name = hyperparameters["name"]
     defaults = dataclasses.asdict(get_algo(name)[1]())
     changed = [f"{key}={value}" for key, value in hyperparameters.items()
-               if key in defaults and value != defaults[key]]
+               if key in defaults and value != defaults[key]] + list(env_changes)
     return f"{name} ({', '.join(changed)})" if changed else name
+
+
+def forecast_changes(env: EnvConfig) -> list[str]:
+    """``["env.forecaster=oracle"]``: the forecast settings (``forecast_spec``) that differ from the defaults'."""
+    defaults = EnvConfig()
+    return [f"env.{key}={value}" for key, value in forecast_spec(env).items() if getattr(defaults, key) != value]
 
 
 def benchmark_lines(env: EnvConfig, eval_days: int | None) -> dict[str, float]:
@@ -159,13 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     read = [read_run(run) for run in args.runs]
-    # Runs that differ only in the discrete views' grid, which no learner trains on, share their environment.
-    default_grid = {key: getattr(EnvConfig(), key) for key in DISCRETE_VIEW_KEYS}
-    envs = {(repr(dataclasses.replace(env, **default_grid)), eval_days) for _, env, eval_days in read}
+    # Runs that differ only in the discrete views' grid, which no learner trains on, or in their forecasts (the
+    # groups' labels name them) share their environment.
+    shared = {key: getattr(EnvConfig(), key) for key in (*DISCRETE_VIEW_KEYS, *FORECAST_KEYS)}
+    envs = {(repr(dataclasses.replace(env, **shared)), eval_days) for _, env, eval_days in read}
     if len(envs) > 1:
         raise ConfigError("the runs were trained on different environments or evaluated on different days; "
                           "plot one comparison at a time")
-    _, env, eval_days = read[0]
+    _, env, eval_days = next((run for run in read if not forecast_changes(run[1])), read[0])
     by_learner = group([curve for curve, _, _ in read])
     lines = benchmark_lines(env, eval_days)
     out = script_output_dir(args.out, "learning_curves")
