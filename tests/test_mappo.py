@@ -69,6 +69,24 @@ def test_value_heads_read_the_state_once_per_community_step_and_give_every_agent
     assert all(math.isfinite(value) for value in metrics.values()), metrics
 
 
+def test_with_value_heads_each_critic_minibatch_is_a_part_of_the_community_steps():
+    """Every epoch the critic sees each of the T x B community-steps once, in as many parts as the actor has
+    minibatches, each row a whole state (B, state_dim), never a household's copy of it."""
+    config = dataclasses.replace(SMALL, value_heads=True, num_minibatches=3, update_epochs=2)
+    learner = MAPPO(TINY, config, seed=0)
+    shapes = []
+    learner.critic.register_forward_hook(lambda module, inputs, output: shapes.append(tuple(inputs[0].shape)))
+    learner.iterate()
+    community_steps = SMALL.num_envs * TINY.steps_per_episode
+    rollout, update = shapes[:TINY.steps_per_episode], shapes[TINY.steps_per_episode:]
+    assert rollout == [(SMALL.num_envs, learner.core.state_dim)] * TINY.steps_per_episode
+    assert len(update) == config.update_epochs * config.num_minibatches
+    assert all(len(shape) == 2 and shape[1] == learner.core.state_dim for shape in update)
+    for epoch in range(config.update_epochs):
+        parts = update[epoch * config.num_minibatches:(epoch + 1) * config.num_minibatches]
+        assert sum(rows for rows, _ in parts) == community_steps
+
+
 def test_value_heads_need_a_community_step_per_minibatch():
     community_steps = SMALL.num_envs * TINY.steps_per_episode
     MAPPO(TINY, dataclasses.replace(SMALL, value_heads=True, num_minibatches=community_steps), seed=0)

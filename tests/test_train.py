@@ -30,7 +30,13 @@ from p2p_marl.algos.mappo import MAPPOConfig
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation import learning_curves
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
-from p2p_marl.training.checkpoint import CheckpointError, best_checkpoint_path, list_checkpoints, load_checkpoint
+from p2p_marl.training.checkpoint import (
+    CheckpointError,
+    best_checkpoint_path,
+    forecast_spec,
+    list_checkpoints,
+    load_checkpoint,
+)
 from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.training.run_lock import LOCK_NAME
 from conftest import launch_twice_at_once
@@ -462,13 +468,24 @@ def test_runs_that_differ_only_in_their_forecasts_are_compared_and_named_by_them
         "env.forecaster=noisy", "env.forecast_nrmse=0.5"]
     persistence = fresh_run(train_main, monkeypatch, tmp_path / "persistence", "qlearning")
     oracle = fresh_run(train_main, monkeypatch, tmp_path / "oracle", "qlearning", "env.forecaster=oracle")
-    learning_curves.main([str(persistence), str(oracle), "--out", str(tmp_path / "curves")])
+    lines_envs = []
+    monkeypatch.setattr(learning_curves, "benchmark_lines",
+                        lambda env, eval_days: lines_envs.append(env.forecaster) or {"best rule": 0.5})
+    learning_curves.main([str(oracle), str(persistence), "--out", str(tmp_path / "curves")])
     rows = [line.split(" | ")[0].strip("| ") for line in (tmp_path / "curves" / "learning_curves.md").read_text()
             .splitlines()[2:]]
     assert rows == ["qlearning", "qlearning (env.forecaster=oracle)"]
+    assert lines_envs == ["persistence"]  # the reference lines: the default forecasts', though given second
     other_feeder = fresh_run(train_main, monkeypatch, tmp_path / "feeder", "qlearning", "env.feed_in_per_kwh=0.05")
     with pytest.raises(ConfigError, match="trained on different environments"):
         learning_curves.main([str(persistence), str(other_feeder), "--out", str(tmp_path / "refused")])
+
+
+def test_the_forecast_keys_are_every_setting_that_shapes_the_forecasts():
+    fields = {field.name for field in dataclasses.fields(EnvConfig) if field.name.startswith("forecast")}
+    assert set(learning_curves.FORECAST_KEYS) == fields
+    for forecaster in ("persistence", "noisy", "oracle"):
+        assert set(forecast_spec(EnvConfig(forecaster=forecaster))) <= fields
 
 
 def test_learning_curves_refuse_a_directory_that_is_not_a_run(tmp_path):

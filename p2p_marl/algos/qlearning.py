@@ -31,9 +31,9 @@ nothing has been tried yet bootstraps with ``unvisited_value``; a greedy policy 
 
 Defaults: ``gamma = 1`` because an episode is one day of fixed length and the evaluated quantity is the day's
 undiscounted cost (energy stored at noon pays off in the 17-21 h evening peak, whose middle is 7 hours = 14
-steps later, which a discount of 0.98 would devalue by a quarter: 0.98^14 = 0.75). Measured on community_10 (see ``configs/experiment/value_based``):
-the greedy policy's share of the optimal saving keeps moving by +-0.1 between evaluations, so judge it over
-seeds and evaluations, not from one number.
+steps later, which a discount of 0.98 would devalue by a quarter: 0.98^14 = 0.75). Measured on community_10
+(see ``configs/experiment/value_based``): the greedy policy's share of the optimal saving keeps moving by +-0.1
+between evaluations, so judge it over seeds and evaluations, not from one number.
 """
 
 from __future__ import annotations
