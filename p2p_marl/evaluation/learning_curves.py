@@ -42,9 +42,9 @@ from p2p_marl.sim.community import CommunityCore
 
 TAG = "eval/share_of_optimal_saving"
 LEARNER_ORDER = ("mappo", "maddpg", "dqn", "qlearning")
-# The environment's settings that shape only its forecasts (p2p_marl.sim.forecasts; training.checkpoint.forecast_spec).
-FORECAST_KEYS = ("forecaster", "forecast_horizon_h", "forecast_nrmse", "forecast_nrmse_next",
-                 "forecast_autocorrelation", "forecast_seed", "forecast_csv")
+# The environment's settings that shape only its forecasts (p2p_marl.sim.forecasts; training.checkpoint.forecast_spec):
+# EnvConfig names them all forecast*.
+FORECAST_KEYS = tuple(field.name for field in dataclasses.fields(EnvConfig) if field.name.startswith("forecast"))
 
 
 @dataclass
@@ -77,7 +77,7 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
             env, settings.get("eval_days"))
 
 
-def variant_label(hyperparameters: dict, env_changes: list[str] = ()) -> str:
+def variant_label(hyperparameters: dict, env_changes: tuple[str, ...] | list[str] = ()) -> str:
     """The learner's name, followed by the hyperparameters that differ from its defaults (configs/algo/) and by
     ``env_changes``."""
     name = hyperparameters["name"]
