@@ -127,6 +127,29 @@ def test_cost_breakdown_adds_up_and_measures_the_gap_to_the_optimum(run_dir):
                 assert float(delta) == pytest.approx(expected, abs=0.006)
 
 
+def test_the_cost_gap_by_period_splits_each_methods_gap_to_the_optimum_over_the_tariff_periods(run_dir):
+    """cost_gap_by_period.md: a column per time-of-use period of the default tariff (off-peak until 07:00, shoulder,
+    peak 17:00-21:00, shoulder, off-peak from 22:00), a row per method but the optimum, and the periods add up
+    to its whole-day gap, which is the difference of its daily cost to the optimum's in summary.json."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lines = (run_dir / "cost_gap_by_period.md").read_text().splitlines()
+    headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert headers == ["method", "00:00–07:00 (0.080/kWh)", "07:00–17:00 (0.130/kWh)", "17:00–21:00 (0.180/kWh)",
+                       "21:00–22:00 (0.130/kWh)", "22:00–24:00 (0.080/kWh)", "whole day"]
+    rows = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        method, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[method] = [float(cell) for cell in cells]
+    assert list(rows) == [method for method in DEFAULT_BENCHMARKS if method != "optimal"]
+    for method, (*periods, whole_day) in rows.items():
+        assert sum(periods) == pytest.approx(whole_day, abs=0.005 * len(periods))
+        expected = summary[method]["community_cost"]["mean"] - summary["optimal"]["community_cost"]["mean"]
+        assert whole_day == pytest.approx(expected, abs=0.006)
+    assert rows["grid_only"][-1] > 0.0
+
+
 def test_tensorboard_scalars_read_back(run_dir):
     scalars = SummaryReader(str(run_dir)).scalars
     rows = read_results(run_dir)
@@ -297,9 +320,30 @@ def test_the_mean_day_adds_up_to_the_daily_kpis_and_keeps_the_batteries_energy_b
                   - infos["battery_discharge_kwh"] / battery.discharge_efficiency).sum(axis=2).mean(axis=0)
     capacity_kwh = battery.capacity_kwh.sum()
     assert np.diff(day["soc"]) * capacity_kwh == pytest.approx(stored_kwh[1:], abs=1e-9)
+    assert day["cost"].sum() == pytest.approx(kpis["community_cost"].mean(), rel=1e-12)
     report.plot_mean_day_by_method(tmp_path / "mean_day.png", {"rule": day, "mappo:seed0": day, "mappo:seed1": day},
                                    env.dt_h, title="test")
     assert (tmp_path / "mean_day.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize("retail, periods", [
+    ([0.1, 0.1, 0.2, 0.2, 0.1], [(0, 2), (2, 4), (4, 5)]),
+    ([0.1, 0.1, 0.1], [(0, 3)]),
+    ([0.3, 0.1, 0.2], [(0, 1), (1, 2), (2, 3)]),
+])
+def test_tariff_periods_are_the_runs_of_one_retail_price(retail, periods):
+    assert report.tariff_periods(np.array(retail)) == periods
+
+
+def test_the_cost_gap_by_period_averages_a_methods_runs_and_needs_the_reference():
+    retail = np.array([0.1, 0.1, 0.2, 0.1])
+    days = {"ref": {"cost": np.array([1.0, 1.0, 1.0, 1.0])},
+            "mappo:seed0": {"cost": np.array([2.0, 1.0, 3.0, 1.0])},
+            "mappo:seed1": {"cost": np.array([1.0, 1.0, 1.0, 2.0])}}
+    gaps = report.cost_gap_by_period(days, retail, reference="ref")
+    assert list(gaps) == ["mappo"]
+    np.testing.assert_allclose(gaps["mappo"], [0.5, 1.0, 0.5])
+    assert report.cost_gap_by_period(days, retail, reference="optimal") == {}
 
 
 def test_bad_config_value_is_a_one_line_error(tmp_path):

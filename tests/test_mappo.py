@@ -14,7 +14,9 @@ from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import (
     InputScaling,
+    baseline_training_reward,
     env_action,
+    infeasible_setpoint_kwh,
     input_statistics,
     net_load_box,
     net_load_setpoint,
@@ -162,6 +164,71 @@ def test_the_marginal_trade_reward_values_each_p2p_kwh_at_the_communitys_grid_pr
     assert prices_seen == {True, False}  # steps of both kinds were checked
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), weight=st.sampled_from([0.0, 0.3, 1.0]))
+def test_the_grid_only_baseline_shifts_the_reward_by_the_same_amount_whatever_the_actions(seed, weight):
+    """The same days played twice, by random actions and by the grid-only benchmark: at every step
+    "grid_only" adds the same amount to both rewards (it depends on the day alone, so no policy gains by it),
+    and under grid-only the shifted reward is what that benchmark pays beyond the grid-only bill: its network
+    penalty alone (mixed by the cooperative weight as the env mixes the bill). "zero" is the env's reward."""
+    config = EnvConfig(n_agents=6, cooperative_weight=weight)
+    days = np.random.default_rng(seed).choice(CommunityCore(config).train_days, size=4)
+    shifts, penalties = [], []
+    for policy in (RandomActions(seed=seed), GridOnly()):
+        core = CommunityCore(config, batch_size=4)
+        obs = core.reset(days=days)
+        policy.reset(core)
+        steps = []
+        while not core.done:
+            obs, reward, _, infos = core.step(policy.act(core, obs))
+            shifted = baseline_training_reward(reward, infos, weight, "grid_only")
+            assert baseline_training_reward(reward, infos, weight, "zero") is reward
+            steps.append(shifted - reward)
+            penalty = infos["penalty"]
+            penalties.append((shifted, -((1.0 - weight) * penalty + weight * penalty.mean(axis=1, keepdims=True))))
+        shifts.append(np.stack(steps))
+    np.testing.assert_allclose(shifts[0], shifts[1], atol=1e-12)
+    assert np.abs(shifts[0]).max() > 0.0
+    for shifted, minus_penalty in penalties[len(penalties) // 2:]:  # the grid-only episode's steps
+        np.testing.assert_allclose(shifted, minus_penalty, atol=1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_the_infeasible_setpoint_is_what_the_battery_was_asked_beyond_what_it_did(seed):
+    """Random actions: the infeasible energy is never negative, 0 for a household without a battery and for a
+    setpoint the battery can follow (half power from a half-full battery), and the whole request when a full
+    battery is asked to charge or an empty one to discharge."""
+    core = CommunityCore(EnvConfig(n_agents=6), batch_size=4)
+    obs, policy = core.reset(seed=seed), RandomActions(seed=seed)
+    policy.reset(core)
+    while not core.done:
+        action = policy.act(core, obs)
+        obs, _, _, infos = core.step(action)
+        infeasible = infeasible_setpoint_kwh(action, infos, core)
+        assert np.all(infeasible >= 0.0) and np.all(infeasible[:, ~core.has_battery] == 0.0)
+    battery = core.battery
+    for soc, share, expected in ((0.5, 0.5, 0.0), (0.5, -0.5, 0.0), (core.config.soc_max, 1.0, 1.0),
+                                 (core.config.soc_min, -1.0, 1.0)):
+        core.reset(seed=seed)
+        core.energy_kwh[:] = soc * battery.capacity_kwh
+        action = np.zeros((4, 6, ACTION_DIM))
+        action[..., 0] = share
+        _, _, _, infos = core.step(action)
+        requested_kwh = abs(share) * battery.max_kw * core.dt_h
+        np.testing.assert_allclose(infeasible_setpoint_kwh(action, infos, core), expected * requested_kwh
+                                   * np.ones((4, 1)), atol=1e-12)
+
+
+def test_the_infeasible_penalty_lowers_the_training_return_and_leaves_the_play_alone():
+    """The same seed with and without the penalty plays the same first episode (the same community cost) and
+    learns from a lower return: random initial setpoints run into full or empty batteries."""
+    metrics = [MAPPO(TINY, dataclasses.replace(SMALL, infeasible_penalty_per_kwh=price), seed=0).iterate()
+               for price in (0.0, 0.05)]
+    assert metrics[1]["community_cost"] == metrics[0]["community_cost"]
+    assert metrics[1]["episode_return"] < metrics[0]["episode_return"]
+
+
 def test_input_norm_scales_the_inputs_by_fixed_statistics_that_travel_with_the_networks():
     learner = MAPPO(TINY, dataclasses.replace(SMALL, input_norm=True), seed=0)
     statistics = input_statistics(learner.core.config, 0)
@@ -216,6 +283,8 @@ def test_the_marginal_trade_reward_refuses_a_shared_battery(learner_cls, config)
     ("input_norm", "false", r"mappo\.input_norm must be true or false, got 'false'"),
     ("value_heads", 1, r"mappo\.value_heads must be true or false, got 1"),
     ("trade_reward", "clearing", r"mappo\.trade_reward must be one of \['price', 'marginal'\], got 'clearing'"),
+    ("reward_baseline", "rule", r"mappo\.reward_baseline must be one of \['zero', 'grid_only'\], got 'rule'"),
+    ("infeasible_penalty_per_kwh", -0.01, r"mappo\.infeasible_penalty_per_kwh=-0\.01 is out of range"),
     ("gamma", 1.5, r"mappo\.gamma=1\.5 is out of range"),
     ("update_epochs", 2.5, r"mappo\.update_epochs must be an integer"),
     ("actor_lr", float("nan"), r"mappo\.actor_lr must be a finite number"),

@@ -36,7 +36,8 @@ REGISTRY: dict[str, AlgoSpec] = {
 # Keys added to a learner's hyperparameters after runs had been saved without them, each with the value such runs
 # trained with: a saved run is rebuilt, resumed, named and grouped with its variant as it trained.
 ADDED_KEYS: dict[str, dict[str, Any]] = {
-    "mappo": {"penalty_reward": "share", "trade_reward": "price", "input_norm": False, "value_heads": False},
+    "mappo": {"penalty_reward": "share", "trade_reward": "price", "input_norm": False, "value_heads": False,
+              "reward_baseline": "zero", "infeasible_penalty_per_kwh": 0.0},
     "maddpg": {"penalty_reward": "share", "trade_reward": "price"},
     "dqn": {"double_q": False, "n_step": 1},
 }

@@ -30,7 +30,10 @@ Training reward: the environment's reward, or, with ``cooperative_weight`` set, 
 that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); with
 ``penalty_reward="community"`` each agent bears the step's whole network penalty instead of its share
 (``nets.penalty_training_reward``); with ``trade_reward="marginal"`` its P2P trades are valued at the
-community's marginal grid price of the step instead of the clearing price (``nets.trade_training_reward``).
+community's marginal grid price of the step instead of the clearing price (``nets.trade_training_reward``);
+with ``reward_baseline="grid_only"`` it learns from each step's saving against the grid-only bill instead of
+the bill (``nets.baseline_training_reward``); with ``infeasible_penalty_per_kwh`` > 0 it pays that price for
+every kWh its battery setpoint asked for beyond what the battery could do (``nets.infeasible_setpoint_kwh``).
 The community cost that is reported and evaluated depends on none of these.
 
 Inputs: with ``input_norm`` actor and critic first scale their inputs by fixed per-feature statistics of
@@ -57,11 +60,14 @@ from p2p_marl.algos.base import Learner
 from p2p_marl.algos.imitation import optimal_demonstrations
 from p2p_marl.algos.nets import (
     ActorPolicy,
+    REWARD_BASELINES,
     InputScaling,
+    baseline_training_reward,
     check_multi_agent_keys,
     check_trade_reward,
     env_action,
     episode_metrics,
+    infeasible_setpoint_kwh,
     input_statistics,
     load_rng_state,
     mlp,
@@ -109,6 +115,11 @@ class MAPPOConfig:
     # training reward (nets.penalty_training_reward); "share": the penalty as billed. community won (README).
     trade_reward: str = "price"  # "price": P2P trades valued as billed; "marginal": at the community's marginal
     # grid price of the step in the training reward (nets.trade_training_reward)
+    reward_baseline: str = "zero"  # "grid_only": learn from each step's saving against the grid-only bill
+    # instead of the bill (nets.baseline_training_reward); the same best policy, less weather in the returns
+    infeasible_penalty_per_kwh: float = 0.0  # > 0: the training reward pays this per kWh of battery setpoint
+    # beyond what the battery could do (nets.infeasible_setpoint_kwh), so that "charge" at a full battery is not
+    # free; a policy that asks only for what it gets loses nothing by it
     input_norm: bool = False  # scale actor and critic inputs to unit scale by fixed statistics (nets.InputScaling)
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
@@ -121,6 +132,9 @@ class MAPPOConfig:
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
         check_bools(self, ("input_norm", "value_heads"), "mappo")
+        if self.reward_baseline not in REWARD_BASELINES:
+            raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "
+                              f"got {self.reward_baseline!r}")
 
 
 _INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}
@@ -139,6 +153,7 @@ _RANGES = (
     ("max_grad_norm", 0.0, math.inf, False, False),
     ("log_std_init", -10.0, 2.0, True, True),
     ("return_norm_decay", 0.0, 1.0, False, True),
+    ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("imitation_days", 0, 100_000, True, True),
     ("imitation_epochs", 1, 10_000, True, True),
 )
@@ -312,9 +327,12 @@ class MAPPO(Learner):
                 pre_squash.append(u)
                 log_probs.append(gaussian_log_prob(u, mean, std))
                 values.append(self._values(s))
-            obs, reward, done, infos = core.step(env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core, obs,
-                                                             cfg.battery_action))
+            action = env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core, obs, cfg.battery_action)
+            obs, reward, done, infos = core.step(action)
+            if cfg.infeasible_penalty_per_kwh > 0.0:
+                reward = reward - cfg.infeasible_penalty_per_kwh * infeasible_setpoint_kwh(action, infos, core)
             reward = trade_training_reward(reward, infos, core.config.cooperative_weight, cfg.trade_reward)
+            reward = baseline_training_reward(reward, infos, core.config.cooperative_weight, cfg.reward_baseline)
             rewards.append(penalty_training_reward(reward, infos["penalty"], core.config.cooperative_weight,
                                                    cfg.penalty_reward))
             costs.append(infos["cost"])

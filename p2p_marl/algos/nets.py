@@ -37,6 +37,8 @@ BATTERY_ACTIONS = ("power", "target_soc", "net_load")
 # How a learner's training reward carries the network penalty (``penalty_training_reward``).
 PENALTY_REWARDS = ("share", "community")
 TRADE_REWARDS = ("price", "marginal")
+# What a learner's training reward is measured against (``baseline_training_reward``).
+REWARD_BASELINES = ("zero", "grid_only")
 
 
 def check_multi_agent_keys(config: Any, section: str) -> None:
@@ -116,6 +118,36 @@ def trade_training_reward(reward: np.ndarray, infos: dict[str, np.ndarray], coop
     valued = (infos["p2p_buy_kwh"] - infos["p2p_sell_kwh"]) * marginal_price
     mixed = (1.0 - w) * (billed - valued) + w * (billed - valued).mean(axis=-1, keepdims=True)
     return reward + mixed
+
+
+def baseline_training_reward(reward: np.ndarray, infos: dict[str, np.ndarray], cooperative_weight: float,
+                             reward_baseline: str) -> np.ndarray:
+    """The training reward (B, N) of a step measured against ``reward_baseline``.
+
+    ``"zero"``: as it is, minus the bill. ``"grid_only"``: plus each household's grid-only bill of the step (its
+    load less its PV, bought at retail or sold at the feed-in tariff: ``max(load - pv, 0) * retail - max(pv - load,
+    0) * feed_in``, mixed by ``cooperative_weight`` like the bill), so that the reward is the step's saving against
+    grid-only. That bill depends on the step's load, PV and prices alone, never on an action, so it moves every
+    policy's expected return by the same amount and leaves the best policy where it was; what it takes out is the
+    weather's share of the return (a cloudy day's bill is large whatever the batteries do), which otherwise
+    reaches every advantage as noise the critic cannot foresee from persistence forecasts (an input-driven
+    baseline: Mao et al., "Variance reduction for reinforcement learning in input-driven environments", 2019).
+    """
+    if reward_baseline == "zero":
+        return reward
+    net_kwh = infos["load_kwh"] - infos["pv_kwh"]
+    grid_only_bill = (np.maximum(net_kwh, 0.0) * infos["retail_price"]
+                      + np.minimum(net_kwh, 0.0) * infos["feed_in_price"])
+    w = cooperative_weight
+    return reward + (1.0 - w) * grid_only_bill + w * grid_only_bill.mean(axis=-1, keepdims=True)
+
+
+def infeasible_setpoint_kwh(actions: np.ndarray, infos: dict[str, np.ndarray], core: CommunityCore) -> np.ndarray:
+    """(B, N) how far each household's battery setpoint of a step (``actions``, the (B, N, 3) it was given) lay
+    outside what its battery could do [kWh at the meter]: the energy asked for minus the energy charged (or
+    discharged) once the core had clipped it to power and state-of-charge limits. 0 without a battery."""
+    requested_kwh = np.clip(actions[..., 0], -1.0, 1.0) * core.battery.max_kw * core.dt_h
+    return np.abs(requested_kwh - (infos["battery_charge_kwh"] - infos["battery_discharge_kwh"]))
 
 
 class InputScaling(nn.Module):

@@ -293,21 +293,72 @@ def plot_dispatch(path: Path, infos_day: dict[str, np.ndarray], dt_h: float, has
 
 def mean_day(infos: dict[str, np.ndarray], has_battery: np.ndarray) -> dict[str, np.ndarray]:
     """One method's average day over the evaluated days (``infos``: key -> (D, T, N)), each (T,): the batteries'
-    mean state of charge, and the community's battery charge minus discharge, grid import and grid export, in
-    kWh per step."""
+    mean state of charge, the community's battery charge minus discharge, grid import and grid export, in kWh per
+    step, and its cost per step (money; the end-of-day settlement in the last step)."""
     soc = infos["soc"][:, :, np.asarray(has_battery, dtype=bool)]
     community = {key: infos[key].sum(axis=2).mean(axis=0)
-                 for key in ("battery_charge_kwh", "battery_discharge_kwh", "grid_import_kwh", "grid_export_kwh")}
+                 for key in ("battery_charge_kwh", "battery_discharge_kwh", "grid_import_kwh", "grid_export_kwh",
+                             "cost")}
     return {"soc": soc.mean(axis=(0, 2)) if soc.shape[2] else np.zeros(soc.shape[1]),
             "battery_kwh": community["battery_charge_kwh"] - community["battery_discharge_kwh"],
-            "grid_import_kwh": community["grid_import_kwh"], "grid_export_kwh": community["grid_export_kwh"]}
+            "grid_import_kwh": community["grid_import_kwh"], "grid_export_kwh": community["grid_export_kwh"],
+            "cost": community["cost"]}
+
+
+def tariff_periods(retail_per_kwh: np.ndarray) -> list[tuple[int, int]]:
+    """The day's time-of-use periods as (first step, step after the last) of each run of steps with the same
+    retail price, in the order of the day."""
+    changes = (np.flatnonzero(np.diff(retail_per_kwh) != 0.0) + 1).tolist()
+    bounds = [0, *changes, len(retail_per_kwh)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _clock(hours: float) -> str:
+    minutes = round(hours * 60.0)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def cost_gap_by_period(mean_days: dict[str, dict[str, np.ndarray]], retail_per_kwh: np.ndarray,
+                       reference: str = "optimal") -> dict[str, np.ndarray]:
+    """{method: (P,) its community cost above ``reference``'s within each of the ``tariff_periods`` [money/day]}
+    (``mean_day`` per label; a method's runs, e.g. seeds, averaged), for every method but the reference; empty
+    without the reference. The periods add up to the method's whole gap to the reference; the last one carries
+    the end-of-day settlement."""
+    grouped: dict[str, list[np.ndarray]] = {}
+    for label, day in mean_days.items():
+        grouped.setdefault(method_of(label), []).append(day["cost"])
+    if reference not in grouped:
+        return {}
+    base = np.mean(grouped[reference], axis=0)
+    periods = tariff_periods(retail_per_kwh)
+    return {method: np.array([(np.mean(costs, axis=0) - base)[start:end].sum() for start, end in periods])
+            for method, costs in grouped.items() if method != reference}
+
+
+def write_cost_gap_by_period(path: Path, mean_days: dict[str, dict[str, np.ndarray]], retail_per_kwh: np.ndarray,
+                             dt_h: float, reference: str = "optimal") -> None:
+    """``cost_gap_by_period`` as a Markdown table: a column per tariff period (its hours and retail price) and the
+    whole day; nothing is written without the reference among the methods."""
+    gaps = cost_gap_by_period(mean_days, retail_per_kwh, reference)
+    if not gaps:
+        return
+    headers = ["method"] + [f"{_clock(start * dt_h)}–{_clock(end * dt_h)} ({retail_per_kwh[start]:.3f}/kWh)"
+                            for start, end in tariff_periods(retail_per_kwh)] + ["whole day"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for method, gap in gaps.items():
+        lines.append("| " + " | ".join([method, *(f"{value:+.2f}" for value in (*gap, gap.sum()))]) + " |")
+    note = (f"\nCommunity cost above {reference}'s within each time-of-use period, money per day, mean over days (and "
+            "over runs for a learner's seeds); the periods add up to the whole day's gap, and the last one carries "
+            "the end-of-day settlement.\n")
+    Path(path).write_text("\n".join(lines) + "\n" + note)
 
 
 def plot_mean_day_by_method(path: Path, mean_days: dict[str, dict[str, np.ndarray]], dt_h: float,
-                            title: str) -> None:
+                            title: str, reference: str = "optimal") -> None:
     """Where the methods part ways over the day: for each method (its runs, e.g. seeds, averaged; ``mean_day``
     per label), the batteries' mean state of charge, the community's battery power, grid import and grid export,
-    by hour of the day. Learners (labels ``<method>:<run>``) are solid lines, benchmarks dashed."""
+    and, with ``reference`` among the methods, its cost above the reference's, by hour of the day. Learners
+    (labels ``<method>:<run>``) are solid lines, benchmarks dashed."""
     grouped: dict[str, list[dict[str, np.ndarray]]] = {}
     for label, day in mean_days.items():
         grouped.setdefault(method_of(label), []).append(day)
@@ -322,12 +373,16 @@ def plot_mean_day_by_method(path: Path, mean_days: dict[str, dict[str, np.ndarra
               ("grid_import_kwh", "power [kW]", "Grid import, community total", 1.0 / dt_h),
               ("grid_export_kwh", "power [kW]", "Grid export, community total", 1.0 / dt_h))
     steps = next(iter(mean_days.values()))["soc"].shape[0]
+    baselines = dict.fromkeys((key for key, *_ in panels), np.zeros(steps))
+    if reference in grouped:
+        panels += (("cost", "money per hour", f"Community cost above {reference}'s", 1.0 / dt_h),)
+        baselines["cost"] = np.mean([day["cost"] for day in grouped[reference]], axis=0)
     edges_h = np.arange(steps + 1) * dt_h
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 12), sharex=True)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.4 * len(panels) + 2.4), sharex=True)
     fig.subplots_adjust(left=0.08, right=0.76, bottom=0.05, top=0.93, hspace=0.3)
     for ax, (key, ylabel, panel_title, scale) in zip(axes, panels):
         for method, days in grouped.items():
-            values = scale * np.mean([day[key] for day in days], axis=0)
+            values = scale * (np.mean([day[key] for day in days], axis=0) - baselines[key])
             ax.stairs(values, edges_h, baseline=None, color=colors[method], linewidth=1.8 if method in learners
                       else 1.2, linestyle="-" if method in learners else "--",
                       label=method + (f" ({len(days)} runs)" if len(days) > 1 else ""))
