@@ -103,7 +103,8 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
                          title=f"Where the gap to the optimum comes from ({len(days)} {config.days} days)")
     report.plot_mean_day_by_method(output_dir / "mean_day_by_method.png", mean_days, env.dt_h,
                                    title=f"The average of {len(days)} {config.days} days, by method")
-    report.write_cost_gap_by_period(output_dir / "cost_gap_by_period.md", mean_days, core.retail_per_kwh, env.dt_h)
+    report.write_cost_gap_by_period(output_dir / "cost_gap_by_period.md", mean_days,
+                                    core.retail_per_kwh[:core.steps_per_episode], env.dt_h)
     if config.tensorboard:
         report.write_tensorboard(output_dir, days, results)
     log.info("Results written to %s", output_dir)

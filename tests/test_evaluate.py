@@ -321,8 +321,10 @@ def test_the_mean_day_adds_up_to_the_daily_kpis_and_keeps_the_batteries_energy_b
     capacity_kwh = battery.capacity_kwh.sum()
     assert np.diff(day["soc"]) * capacity_kwh == pytest.approx(stored_kwh[1:], abs=1e-9)
     assert day["cost"].sum() == pytest.approx(kpis["community_cost"].mean(), rel=1e-12)
-    report.plot_mean_day_by_method(tmp_path / "mean_day.png", {"rule": day, "mappo:seed0": day, "mappo:seed1": day},
-                                   env.dt_h, title="test")
+    settlement = day["cost"] - day["cost_before_settlement"]
+    assert np.all(settlement[:-1] == 0.0) and settlement[-1] == pytest.approx(kpis["end_settlement"].mean())
+    report.plot_mean_day_by_method(tmp_path / "mean_day.png", {"optimal": day, "mappo:seed0": day,
+                                                               "mappo:seed1": day}, env.dt_h, title="test")
     assert (tmp_path / "mean_day.png").read_bytes().startswith(PNG_SIGNATURE)
 
 

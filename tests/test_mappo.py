@@ -220,13 +220,23 @@ def test_the_infeasible_setpoint_is_what_the_battery_was_asked_beyond_what_it_di
                                    * np.ones((4, 1)), atol=1e-12)
 
 
-def test_the_infeasible_penalty_lowers_the_training_return_and_leaves_the_play_alone():
-    """The same seed with and without the penalty plays the same first episode (the same community cost) and
-    learns from a lower return: random initial setpoints run into full or empty batteries."""
-    metrics = [MAPPO(TINY, dataclasses.replace(SMALL, infeasible_penalty_per_kwh=price), seed=0).iterate()
-               for price in (0.0, 0.05)]
+@pytest.mark.parametrize("change, higher_return", [({"infeasible_penalty_per_kwh": 0.05}, False),
+                                                   ({"reward_baseline": "grid_only"}, True)])
+def test_a_shaped_training_reward_changes_the_return_learned_from_and_leaves_the_play_alone(change, higher_return):
+    """The same seed with and without the shaping plays the same first episode (the same community cost) and
+    learns from another return: lower with the infeasible penalty (random initial setpoints run into full or
+    empty batteries), higher with the grid-only baseline (the saving against a bill that is mostly paid)."""
+    metrics = [MAPPO(TINY, dataclasses.replace(SMALL, **shaping), seed=0).iterate() for shaping in ({}, change)]
     assert metrics[1]["community_cost"] == metrics[0]["community_cost"]
-    assert metrics[1]["episode_return"] < metrics[0]["episode_return"]
+    assert (metrics[1]["episode_return"] > metrics[0]["episode_return"]) == higher_return
+    assert metrics[1]["episode_return"] != metrics[0]["episode_return"]
+
+
+@pytest.mark.parametrize("battery_action", ["target_soc", "net_load"])
+def test_the_infeasible_penalty_is_refused_for_a_battery_action_other_than_power(battery_action):
+    with pytest.raises(ConfigError, match=rf"mappo\.infeasible_penalty_per_kwh=0\.01 needs battery_action='power', "
+                                          rf"got '{battery_action}'"):
+        MAPPOConfig(infeasible_penalty_per_kwh=0.01, battery_action=battery_action)
 
 
 def test_input_norm_scales_the_inputs_by_fixed_statistics_that_travel_with_the_networks():

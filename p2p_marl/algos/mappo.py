@@ -33,7 +33,10 @@ that cooperative weight (each agent learns from ``(1 - w) * own bill + w * commu
 community's marginal grid price of the step instead of the clearing price (``nets.trade_training_reward``);
 with ``reward_baseline="grid_only"`` it learns from each step's saving against the grid-only bill instead of
 the bill (``nets.baseline_training_reward``); with ``infeasible_penalty_per_kwh`` > 0 it pays that price for
-every kWh its battery setpoint asked for beyond what the battery could do (``nets.infeasible_setpoint_kwh``).
+every kWh its battery setpoint asked for beyond what the battery could do (``nets.infeasible_setpoint_kwh``),
+its own, unmixed by the cooperative weight. A deterministic policy that asks only for what it gets loses nothing
+by it, so the best policy is unchanged; the stochastic policy in training also pays for the exploration noise
+that crosses a limit, which pulls its mean a little away from full and empty.
 The community cost that is reported and evaluated depends on none of these.
 
 Inputs: with ``input_norm`` actor and critic first scale their inputs by fixed per-feature statistics of
@@ -119,7 +122,7 @@ class MAPPOConfig:
     # instead of the bill (nets.baseline_training_reward); the same best policy, less weather in the returns
     infeasible_penalty_per_kwh: float = 0.0  # > 0: the training reward pays this per kWh of battery setpoint
     # beyond what the battery could do (nets.infeasible_setpoint_kwh), so that "charge" at a full battery is not
-    # free; a policy that asks only for what it gets loses nothing by it
+    # free; battery_action "power" only
     input_norm: bool = False  # scale actor and critic inputs to unit scale by fixed statistics (nets.InputScaling)
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
@@ -132,6 +135,11 @@ class MAPPOConfig:
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
         check_bools(self, ("input_norm", "value_heads"), "mappo")
+        if self.infeasible_penalty_per_kwh > 0.0 and self.battery_action != "power":
+            raise ConfigError(f"mappo.infeasible_penalty_per_kwh={self.infeasible_penalty_per_kwh!r} needs "
+                              f"battery_action='power', got {self.battery_action!r}: a target state of charge never "
+                              "asks beyond the battery, and the net-load action's centre (the self-consumption "
+                              "setpoint) does at a full or empty battery")
         if self.reward_baseline not in REWARD_BASELINES:
             raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "
                               f"got {self.reward_baseline!r}")

@@ -132,6 +132,7 @@ def baseline_training_reward(reward: np.ndarray, infos: dict[str, np.ndarray], c
     weather's share of the return (a cloudy day's bill is large whatever the batteries do), which otherwise
     reaches every advantage as noise the critic cannot foresee from persistence forecasts (an input-driven
     baseline: Mao et al., "Variance reduction for reinforcement learning in input-driven environments", 2019).
+    The training return (``train/episode_return``) is then a saving, not comparable with the bill's.
     """
     if reward_baseline == "zero":
         return reward

@@ -294,15 +294,16 @@ def plot_dispatch(path: Path, infos_day: dict[str, np.ndarray], dt_h: float, has
 def mean_day(infos: dict[str, np.ndarray], has_battery: np.ndarray) -> dict[str, np.ndarray]:
     """One method's average day over the evaluated days (``infos``: key -> (D, T, N)), each (T,): the batteries'
     mean state of charge, the community's battery charge minus discharge, grid import and grid export, in kWh per
-    step, and its cost per step (money; the end-of-day settlement in the last step)."""
+    step, and its cost per step (money), with the end-of-day settlement in the last step (``cost``) and without
+    it (``cost_before_settlement``)."""
     soc = infos["soc"][:, :, np.asarray(has_battery, dtype=bool)]
     community = {key: infos[key].sum(axis=2).mean(axis=0)
                  for key in ("battery_charge_kwh", "battery_discharge_kwh", "grid_import_kwh", "grid_export_kwh",
-                             "cost")}
+                             "cost", "end_settlement")}
     return {"soc": soc.mean(axis=(0, 2)) if soc.shape[2] else np.zeros(soc.shape[1]),
             "battery_kwh": community["battery_charge_kwh"] - community["battery_discharge_kwh"],
             "grid_import_kwh": community["grid_import_kwh"], "grid_export_kwh": community["grid_export_kwh"],
-            "cost": community["cost"]}
+            "cost": community["cost"], "cost_before_settlement": community["cost"] - community["end_settlement"]}
 
 
 def tariff_periods(retail_per_kwh: np.ndarray) -> list[tuple[int, int]]:
@@ -346,7 +347,8 @@ def write_cost_gap_by_period(path: Path, mean_days: dict[str, dict[str, np.ndarr
                             for start, end in tariff_periods(retail_per_kwh)] + ["whole day"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for method, gap in gaps.items():
-        lines.append("| " + " | ".join([method, *(f"{value:+.2f}" for value in (*gap, gap.sum()))]) + " |")
+        cells = (f"{round(value, 2) + 0.0:+.2f}" for value in (*gap, gap.sum()))  # + 0.0: no "-0.00"
+        lines.append("| " + " | ".join([method, *cells]) + " |")
     note = (f"\nCommunity cost above {reference}'s within each time-of-use period, money per day, mean over days (and "
             "over runs for a learner's seeds); the periods add up to the whole day's gap, and the last one carries "
             "the end-of-day settlement.\n")
@@ -357,7 +359,8 @@ def plot_mean_day_by_method(path: Path, mean_days: dict[str, dict[str, np.ndarra
                             title: str, reference: str = "optimal") -> None:
     """Where the methods part ways over the day: for each method (its runs, e.g. seeds, averaged; ``mean_day``
     per label), the batteries' mean state of charge, the community's battery power, grid import and grid export,
-    and, with ``reference`` among the methods, its cost above the reference's, by hour of the day. Learners
+    and, with ``reference`` among the methods, its cost above the reference's before the end-of-day settlement,
+    by hour of the day. Learners
     (labels ``<method>:<run>``) are solid lines, benchmarks dashed."""
     grouped: dict[str, list[dict[str, np.ndarray]]] = {}
     for label, day in mean_days.items():
@@ -374,9 +377,11 @@ def plot_mean_day_by_method(path: Path, mean_days: dict[str, dict[str, np.ndarra
               ("grid_export_kwh", "power [kW]", "Grid export, community total", 1.0 / dt_h))
     steps = next(iter(mean_days.values()))["soc"].shape[0]
     baselines = dict.fromkeys((key for key, *_ in panels), np.zeros(steps))
-    if reference in grouped:
-        panels += (("cost", "money per hour", f"Community cost above {reference}'s", 1.0 / dt_h),)
-        baselines["cost"] = np.mean([day["cost"] for day in grouped[reference]], axis=0)
+    if reference in grouped:  # a rate per hour: the settlement, a lump at the day's end, is left out
+        panels += (("cost_before_settlement", "money per hour",
+                    f"Community cost above {reference}'s (end-of-day settlement left out)", 1.0 / dt_h),)
+        baselines["cost_before_settlement"] = np.mean([day["cost_before_settlement"] for day in grouped[reference]],
+                                                      axis=0)
     edges_h = np.arange(steps + 1) * dt_h
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.4 * len(panels) + 2.4), sharex=True)
     fig.subplots_adjust(left=0.08, right=0.76, bottom=0.05, top=0.93, hspace=0.3)
