@@ -120,9 +120,9 @@ class MAPPOConfig:
     # grid price of the step in the training reward (nets.trade_training_reward)
     reward_baseline: str = "zero"  # "grid_only": learn from each step's saving against the grid-only bill
     # instead of the bill (nets.baseline_training_reward); the same best policy, less weather in the returns
-    infeasible_penalty_per_kwh: float = 0.0  # > 0: the training reward pays this per kWh of battery setpoint
-    # beyond what the battery could do (nets.infeasible_setpoint_kwh), so that "charge" at a full battery is not
-    # free; battery_action "power" only
+    infeasible_penalty_per_kwh: float = 0.01  # the training reward pays this per kWh of battery setpoint beyond
+    # what the battery could do (nets.infeasible_setpoint_kwh), so that "charge" at a full battery is not free;
+    # battery_action "power" only (0 for the others). 0.01 won on the validation days against 0 (README)
     input_norm: bool = False  # scale actor and critic inputs to unit scale by fixed statistics (nets.InputScaling)
     imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
@@ -139,7 +139,7 @@ class MAPPOConfig:
             raise ConfigError(f"mappo.infeasible_penalty_per_kwh={self.infeasible_penalty_per_kwh!r} needs "
                               f"battery_action='power', got {self.battery_action!r}: a target state of charge never "
                               "asks beyond the battery, and the net-load action's centre (the self-consumption "
-                              "setpoint) does at a full or empty battery")
+                              "setpoint) does at a full or empty battery; set infeasible_penalty_per_kwh=0 with it")
         if self.reward_baseline not in REWARD_BASELINES:
             raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "
                               f"got {self.reward_baseline!r}")
