@@ -3,6 +3,7 @@ checkpoints, validation."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -225,7 +226,21 @@ def test_n_step_transitions_sum_the_next_rewards_and_end_with_the_day(n_step, da
     ({"n_battery_levels": 1}, "dqn.n_battery_levels=1 is out of range; allowed [2, 101]"),
     ({"n_price_levels": 2.5}, "dqn.n_price_levels must be an integer"),
     ({"follow_net_load_action": 1}, "dqn.follow_net_load_action must be true or false"),
+    ({"infeasible_penalty_per_kwh": -1.0}, "dqn.infeasible_penalty_per_kwh=-1.0 is out of range; allowed [0.0, 10"),
 ])
 def test_bad_hyperparameters_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         DQNConfig(**changes)
+
+
+@pytest.mark.parametrize("learner, config", [
+    (DQN, DQNConfig(num_envs=4, learning_starts=2, batch_size=8, hidden_sizes=[8])),
+    (QLearning, QLearningConfig()),
+])
+def test_the_infeasible_penalty_lowers_the_training_return_and_leaves_the_play_alone(learner, config):
+    """The same seed with and without the penalty plays the same first, mostly random, episode (the same community
+    cost) and learns from a lower return: random setpoints run into full or empty batteries."""
+    metrics = [learner(TINY_ENV, dataclasses.replace(config, infeasible_penalty_per_kwh=price), seed=0).iterate()
+               for price in (0.0, 0.05)]
+    assert metrics[1]["community_cost"] == metrics[0]["community_cost"]
+    assert metrics[1]["episode_return"] < metrics[0]["episode_return"]

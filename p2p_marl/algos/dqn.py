@@ -77,6 +77,8 @@ class DQNConfig:
     n_price_levels: int = 3  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 2  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
     follow_net_load_action: bool = True  # one more battery level: charge the PV surplus, cover the net load
+    infeasible_penalty_per_kwh: float = 0.0  # > 0: the training reward pays this per kWh of battery setpoint
+    # beyond what the battery could do (nets.infeasible_setpoint_kwh)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -94,6 +96,7 @@ _INTEGERS = {"num_envs", "n_step", "buffer_size", "batch_size", "learning_starts
              "gradient_steps", "target_update_interval", "epsilon_decay_steps"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
+    ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
     ("gamma", 0.0, 1.0, True, True),
     ("n_step", 1, 1_000, True, True),

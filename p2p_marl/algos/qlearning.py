@@ -79,6 +79,8 @@ class QLearningConfig:
     n_price_levels: int = 1  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 1  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
     follow_net_load_action: bool = True  # one more battery level: charge the PV surplus, cover the net load
+    infeasible_penalty_per_kwh: float = 0.0  # > 0: the training reward pays this per kWh of battery setpoint
+    # beyond what the battery could do (nets.infeasible_setpoint_kwh)
 
     def __post_init__(self) -> None:
         if self.name != "qlearning":
@@ -95,6 +97,7 @@ class QLearningConfig:
 _INTEGERS = {"num_envs", "epsilon_decay_steps", "n_time_bins"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
+    ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
     ("gamma", 0.0, 1.0, True, True),
     ("epsilon_start", 0.0, 1.0, True, True),

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.nets import episode_metrics
+from p2p_marl.algos.nets import episode_metrics, infeasible_setpoint_kwh
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import DISCRETE_GRID_RANGES, DISCRETE_VIEW_KEYS, EnvConfig, check_ranges
 from p2p_marl.envs import discrete_action_table
@@ -109,8 +109,11 @@ class GreedyPolicy:
 class ValueBasedLearner(Learner):
     """Epsilon-greedy data collection on the batched core; subclasses set ``self.q`` and implement ``learn``.
 
-    ``config`` needs ``num_envs``, ``epsilon_start``, ``epsilon_end``, ``epsilon_decay_steps`` and the action
-    grid's ``n_battery_levels``, ``n_price_levels``, ``n_curtail_levels`` and ``follow_net_load_action``.
+    ``config`` needs ``num_envs``, ``epsilon_start``, ``epsilon_end``, ``epsilon_decay_steps``, the action
+    grid's ``n_battery_levels``, ``n_price_levels``, ``n_curtail_levels`` and ``follow_net_load_action``, and
+    ``infeasible_penalty_per_kwh``: the training reward pays that per kWh of battery setpoint beyond what the
+    battery could do (``nets.infeasible_setpoint_kwh``; the net-load action asks a full battery to charge its
+    PV surplus too).
     """
 
     q: QFunction
@@ -151,7 +154,11 @@ class ValueBasedLearner(Learner):
             actions = self.q.q_values(x).argmax(axis=-1)
             explore = self.rng.random(actions.shape) < epsilon
             actions = np.where(explore, self.rng.integers(self.n_actions, size=actions.shape), actions)
-            obs, reward, done, infos = core.step(self.action_grid.actions(core, obs, actions))
+            env_actions = self.action_grid.actions(core, obs, actions)
+            obs, reward, done, infos = core.step(env_actions)
+            if self.config.infeasible_penalty_per_kwh > 0.0:
+                reward = reward - self.config.infeasible_penalty_per_kwh * infeasible_setpoint_kwh(env_actions,
+                                                                                                 infos, core)
             self.env_steps += core.batch_size
             next_x = self.q.encode(core, obs)
             for key, value in self.learn(x, actions, reward, next_x, done).items():
