@@ -33,7 +33,7 @@ that cooperative weight (each agent learns from ``(1 - w) * own bill + w * commu
 community's marginal grid price of the step instead of the clearing price (``nets.trade_training_reward``);
 with ``reward_baseline="grid_only"`` it learns from each step's saving against the grid-only bill instead of
 the bill (``nets.baseline_training_reward``); with ``infeasible_penalty_per_kwh`` > 0 it pays that price for
-every kWh its battery setpoint asked for beyond what the battery could do (``nets.infeasible_setpoint_kwh``),
+every kWh its battery setpoint asked for beyond what the battery could do (``nets.infeasible_training_reward``),
 its own, unmixed by the cooperative weight. A deterministic policy that asks only for what it gets loses nothing
 by it, so the best policy is unchanged; the stochastic policy in training also pays for the exploration noise
 that crosses a limit, which pulls its mean a little away from full and empty.
@@ -70,7 +70,7 @@ from p2p_marl.algos.nets import (
     check_trade_reward,
     env_action,
     episode_metrics,
-    infeasible_setpoint_kwh,
+    infeasible_training_reward,
     input_statistics,
     load_rng_state,
     mlp,
@@ -337,8 +337,7 @@ class MAPPO(Learner):
                 values.append(self._values(s))
             action = env_action(torch.tanh(u).cpu().numpy().astype(np.float64), core, obs, cfg.battery_action)
             obs, reward, done, infos = core.step(action)
-            if cfg.infeasible_penalty_per_kwh > 0.0:
-                reward = reward - cfg.infeasible_penalty_per_kwh * infeasible_setpoint_kwh(action, infos, core)
+            reward = infeasible_training_reward(reward, action, infos, core, cfg.infeasible_penalty_per_kwh)
             reward = trade_training_reward(reward, infos, core.config.cooperative_weight, cfg.trade_reward)
             reward = baseline_training_reward(reward, infos, core.config.cooperative_weight, cfg.reward_baseline)
             rewards.append(penalty_training_reward(reward, infos["penalty"], core.config.cooperative_weight,

@@ -151,6 +151,15 @@ def infeasible_setpoint_kwh(actions: np.ndarray, infos: dict[str, np.ndarray], c
     return np.abs(requested_kwh - (infos["battery_charge_kwh"] - infos["battery_discharge_kwh"]))
 
 
+def infeasible_training_reward(reward: np.ndarray, actions: np.ndarray, infos: dict[str, np.ndarray],
+                               core: CommunityCore, price_per_kwh: float) -> np.ndarray:
+    """The training reward (B, N) of a step less ``price_per_kwh`` for each kWh of ``infeasible_setpoint_kwh``
+    (each household's own, not mixed by the cooperative weight); the reward itself at price 0."""
+    if price_per_kwh == 0.0:
+        return reward
+    return reward - price_per_kwh * infeasible_setpoint_kwh(actions, infos, core)
+
+
 class InputScaling(nn.Module):
     """x -> clip((x - mean) / std, -clip, clip) per feature, with fixed statistics (buffers, so they travel with
     the network's state dict and its evaluation copy). The observations' features span very different ranges (a

@@ -306,6 +306,14 @@ def mean_day(infos: dict[str, np.ndarray], has_battery: np.ndarray) -> dict[str,
             "cost": community["cost"], "cost_before_settlement": community["cost"] - community["end_settlement"]}
 
 
+def _days_by_method(mean_days: dict[str, dict[str, np.ndarray]]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """``mean_day`` per label grouped by method (a learner's runs, ``<method>:<run>``, together), in label order."""
+    grouped: dict[str, list[dict[str, np.ndarray]]] = {}
+    for label, day in mean_days.items():
+        grouped.setdefault(method_of(label), []).append(day)
+    return grouped
+
+
 def tariff_periods(retail_per_kwh: np.ndarray) -> list[tuple[int, int]]:
     """The day's time-of-use periods as (first step, step after the last) of each run of steps with the same
     retail price, in the order of the day."""
@@ -325,15 +333,14 @@ def cost_gap_by_period(mean_days: dict[str, dict[str, np.ndarray]], retail_per_k
     (``mean_day`` per label; a method's runs, e.g. seeds, averaged), for every method but the reference; empty
     without the reference. The periods add up to the method's whole gap to the reference; the last one carries
     the end-of-day settlement."""
-    grouped: dict[str, list[np.ndarray]] = {}
-    for label, day in mean_days.items():
-        grouped.setdefault(method_of(label), []).append(day["cost"])
+    grouped = _days_by_method(mean_days)
     if reference not in grouped:
         return {}
-    base = np.mean(grouped[reference], axis=0)
+    base = np.mean([day["cost"] for day in grouped[reference]], axis=0)
     periods = tariff_periods(retail_per_kwh)
-    return {method: np.array([(np.mean(costs, axis=0) - base)[start:end].sum() for start, end in periods])
-            for method, costs in grouped.items() if method != reference}
+    return {method: np.array([(np.mean([day["cost"] for day in days], axis=0) - base)[start:end].sum()
+                              for start, end in periods])
+            for method, days in grouped.items() if method != reference}
 
 
 def write_cost_gap_by_period(path: Path, mean_days: dict[str, dict[str, np.ndarray]], retail_per_kwh: np.ndarray,
@@ -360,11 +367,8 @@ def plot_mean_day_by_method(path: Path, mean_days: dict[str, dict[str, np.ndarra
     """Where the methods part ways over the day: for each method (its runs, e.g. seeds, averaged; ``mean_day``
     per label), the batteries' mean state of charge, the community's battery power, grid import and grid export,
     and, with ``reference`` among the methods, its cost above the reference's before the end-of-day settlement,
-    by hour of the day. Learners
-    (labels ``<method>:<run>``) are solid lines, benchmarks dashed."""
-    grouped: dict[str, list[dict[str, np.ndarray]]] = {}
-    for label, day in mean_days.items():
-        grouped.setdefault(method_of(label), []).append(day)
+    by hour of the day. Learners (labels ``<method>:<run>``) are solid lines, benchmarks dashed."""
+    grouped = _days_by_method(mean_days)
     learners = [method for method in grouped if any(label.startswith(f"{method}:") for label in mean_days)]
     benchmarks = [method for method in grouped if method not in learners]
     # Learners solid in tab20's strong colours, benchmarks dashed in its light ones: no two lines alike for up to

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.nets import episode_metrics, infeasible_setpoint_kwh
+from p2p_marl.algos.nets import episode_metrics, infeasible_training_reward
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import DISCRETE_GRID_RANGES, DISCRETE_VIEW_KEYS, EnvConfig, check_ranges
 from p2p_marl.envs import discrete_action_table
@@ -156,9 +156,8 @@ class ValueBasedLearner(Learner):
             actions = np.where(explore, self.rng.integers(self.n_actions, size=actions.shape), actions)
             env_actions = self.action_grid.actions(core, obs, actions)
             obs, reward, done, infos = core.step(env_actions)
-            if self.config.infeasible_penalty_per_kwh > 0.0:
-                reward = reward - self.config.infeasible_penalty_per_kwh * infeasible_setpoint_kwh(env_actions,
-                                                                                                 infos, core)
+            reward = infeasible_training_reward(reward, env_actions, infos, core,
+                                                self.config.infeasible_penalty_per_kwh)
             self.env_steps += core.batch_size
             next_x = self.q.encode(core, obs)
             for key, value in self.learn(x, actions, reward, next_x, done).items():
