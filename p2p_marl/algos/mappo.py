@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.imitation import optimal_demonstrations
+from p2p_marl.algos.imitation import TEACHERS, demonstrations
 from p2p_marl.algos.nets import (
     ActorPolicy,
     REWARD_BASELINES,
@@ -124,8 +124,12 @@ class MAPPOConfig:
     # what the battery could do (nets.infeasible_setpoint_kwh), so that "charge" at a full battery is not free;
     # battery_action "power" only (0 for the others). 0.01 won on the validation days against 0 (README)
     input_norm: bool = False  # scale actor and critic inputs to unit scale by fixed statistics (nets.InputScaling)
-    imitation_days: int = 0  # > 0: first imitate the optimum of this many training episodes (``imitation``) ...
+    imitation_days: int = 0  # > 0: first imitate the teacher on this many training episodes (``imitation``) ...
     imitation_epochs: int = 50  # ... for this many passes, in num_minibatches minibatches each; 0 days = pure RL
+    imitation_teacher: str = "optimum"  # "optimum" (perfect foresight) or "mpc" (on the env's forecaster)
+    imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
+    # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
+    imitation_coef: float = 0.0  # > 0: PPO's loss keeps this weight x the imitation loss on the demonstrations
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -140,12 +144,23 @@ class MAPPOConfig:
                               f"battery_action='power', got {self.battery_action!r}: a target state of charge never "
                               "asks beyond the battery, and the net-load action's centre (the self-consumption "
                               "setpoint) does at a full or empty battery; set infeasible_penalty_per_kwh=0 with it")
+        if self.imitation_teacher not in TEACHERS:
+            raise ConfigError(f"mappo.imitation_teacher must be one of {list(TEACHERS)}, "
+                              f"got {self.imitation_teacher!r}")
+        if self.imitation_rounds > 0 and (self.imitation_teacher != "mpc" or self.battery_action == "target_soc"):
+            raise ConfigError(f"mappo.imitation_rounds={self.imitation_rounds} needs imitation_teacher='mpc' and "
+                              f"battery_action 'power' or 'net_load', got {self.imitation_teacher!r} and "
+                              f"{self.battery_action!r}: only MPC plans from the states the actor reaches")
+        if (self.imitation_rounds > 0 or self.imitation_coef > 0.0) and self.imitation_days == 0:
+            raise ConfigError("mappo.imitation_rounds and mappo.imitation_coef need imitation_days > 0 (the "
+                              "demonstrations they use)")
         if self.reward_baseline not in REWARD_BASELINES:
             raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "
                               f"got {self.reward_baseline!r}")
 
 
-_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs"}
+_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs",
+             "imitation_rounds"}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("gamma", 0.0, 1.0, True, True),
@@ -164,6 +179,8 @@ _RANGES = (
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("imitation_days", 0, 100_000, True, True),
     ("imitation_epochs", 1, 10_000, True, True),
+    ("imitation_rounds", 0, 1000, True, True),
+    ("imitation_coef", 0.0, 1000.0, True, True),
 )
 
 
@@ -258,6 +275,7 @@ class MAPPO(Learner):
                                                  foreach=True)
         self.return_norm = RunningReturnNorm(config.return_norm_decay)
         self.iterations = 0
+        self._demonstrations: tuple[torch.Tensor, torch.Tensor] | None = None  # kept with imitation_coef > 0
 
     # ------------------------------------------------------------------ inputs
     def _actor_input(self, obs: np.ndarray) -> torch.Tensor:
@@ -287,27 +305,59 @@ class MAPPO(Learner):
 
     # ------------------------------------------------------------------ warm start
     def imitate(self) -> dict[str, float]:
-        """Fit the actor's deterministic output to the optimum's actions on ``imitation_days`` training episodes
-        (mean squared error in the box, Adam at ``actor_lr``); see ``p2p_marl.algos.imitation``."""
+        """Fit the actor's deterministic output to the teacher's actions on ``imitation_days`` training episodes
+        (mean squared error in the box, Adam at ``actor_lr``), then for each of ``imitation_rounds`` on as many
+        episodes played by the actor and labelled by the teacher, refitting on all; see
+        ``p2p_marl.algos.imitation``."""
         cfg = self.config
-        demos = optimal_demonstrations(self.core, math.ceil(cfg.imitation_days / cfg.num_envs),
-                                       int(self.rng.integers(2 ** 63)), cfg.battery_action)
-        x = self._actor_input(demos.observations).flatten(0, -2)
-        target = torch.as_tensor(demos.boxes.reshape(-1, ACTION_DIM), dtype=torch.float32, device=self.device)
-        minibatch = math.ceil(len(x) / cfg.num_minibatches)
-        for _ in range(cfg.imitation_epochs):
+        n_resets = math.ceil(cfg.imitation_days / cfg.num_envs)
+        demos = demonstrations(self.core, cfg.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
+                               cfg.battery_action)
+        observations, boxes, teacher_s = [demos.observations], [demos.boxes], demos.teacher_s
+        minibatch = math.ceil(demos.boxes[..., 0].size / cfg.num_minibatches)
+        loss = self._fit_to_teacher(observations, boxes, minibatch)
+        metrics = {"imitation/teacher_cost": demos.cost}
+        for _ in range(cfg.imitation_rounds):
+            played = demonstrations(self.core, cfg.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
+                                    cfg.battery_action, student=self.policy())
+            observations.append(played.observations)
+            boxes.append(played.boxes)
+            teacher_s += played.teacher_s
+            metrics["imitation/student_cost"] = played.cost
+            loss = self._fit_to_teacher(observations, boxes, minibatch)
+        if cfg.imitation_coef > 0.0:
+            self._keep_demonstrations(torch.as_tensor(np.concatenate(observations), dtype=torch.float32),
+                                      torch.as_tensor(np.concatenate(boxes), dtype=torch.float32))
+        return {"imitation/loss": loss, **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
+                "imitation/teacher_seconds": teacher_s}
+
+    def _fit_to_teacher(self, observations: list[np.ndarray], boxes: list[np.ndarray], minibatch: int) -> float:
+        """``imitation_epochs`` passes of minibatches of ``minibatch`` agent-steps; the final loss on all."""
+        x = self._actor_input(np.concatenate(observations)).flatten(0, -2)
+        target = torch.as_tensor(np.concatenate(boxes).reshape(-1, ACTION_DIM), dtype=torch.float32,
+                                 device=self.device)
+        for _ in range(self.config.imitation_epochs):
             order = torch.randperm(len(x), generator=self.generator).to(self.device)
             for first in range(0, len(x), minibatch):
                 idx = order[first:first + minibatch]
                 loss = (torch.tanh(self.actor(x[idx])) - target[idx]).pow(2).sum(-1).mean()
                 self.actor_optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.max_grad_norm)
                 self.actor_optimizer.step()
         with torch.no_grad():
-            final_loss = float((torch.tanh(self.actor(x)) - target).pow(2).sum(-1).mean())
-        return {"imitation/loss": final_loss, "imitation/optimal_cost": demos.optimal_cost,
-                "imitation/samples": float(len(x)), "imitation/lp_seconds": demos.lp_s}
+            return float((torch.tanh(self.actor(x)) - target).pow(2).sum(-1).mean())
+
+    def _keep_demonstrations(self, observations: torch.Tensor, boxes: torch.Tensor) -> None:
+        """Keep the demonstrations (M, N, obs_dim) and (M, N, 3), float32, for PPO's imitation loss."""
+        self._demonstrations = (observations, boxes)
+        self._demo_x = self._actor_input(observations).flatten(0, -2)
+        self._demo_target = boxes.reshape(-1, ACTION_DIM).to(self.device)
+
+    def _imitation_loss(self, n_samples: int) -> torch.Tensor:
+        """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations."""
+        idx = torch.randint(len(self._demo_x), (n_samples,), generator=self.generator).to(self.device)
+        return (torch.tanh(self.actor(self._demo_x[idx])) - self._demo_target[idx]).pow(2).sum(-1).mean()
 
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> dict[str, float]:
@@ -376,8 +426,9 @@ class MAPPO(Learner):
         n_samples = b_adv.shape[0]
         minibatch = math.ceil(n_samples / cfg.num_minibatches)
         n_minibatches = math.ceil(n_samples / minibatch)
-        stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
-                                                                "approx_kl", "clip_fraction")}
+        imitating = cfg.imitation_coef > 0.0
+        stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl",
+                                                                "clip_fraction", *["imitation_loss"] * imitating)}
         for _ in range(cfg.update_epochs):
             # One shuffle per epoch, then contiguous minibatches (views, not four gathers each).
             order = torch.randperm(n_samples, generator=self.generator).to(self.device)
@@ -398,11 +449,16 @@ class MAPPO(Learner):
                                         -adv * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
                 entropy = gaussian_entropy(std).mean()
                 value_loss = 0.5 * (self._values(e_s) - e_ret).pow(2).mean()
+                loss = policy_loss - cfg.ent_coef * entropy + value_loss
+                if imitating:
+                    imitation_loss = self._imitation_loss(len(adv))
+                    loss = loss + cfg.imitation_coef * imitation_loss
+                    stats["imitation_loss"].append(imitation_loss.detach())
 
                 # Actor and critic share no parameters: one backward pass gives each its own loss's gradient.
                 self.actor_optimizer.zero_grad()
                 self.critic_optimizer.zero_grad()
-                (policy_loss - cfg.ent_coef * entropy + value_loss).backward()
+                loss.backward()
                 nn.utils.clip_grad_norm_([*self.actor.parameters(), self.log_std], cfg.max_grad_norm)
                 nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
                 self.actor_optimizer.step()
@@ -443,6 +499,7 @@ class MAPPO(Learner):
             "rng": rng_state(self.rng, self.generator),
             "env_steps": self.env_steps,
             "iterations": self.iterations,
+            **({"demonstrations": self._demonstrations} if self._demonstrations is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -456,3 +513,5 @@ class MAPPO(Learner):
         load_rng_state(self.rng, self.generator, state["rng"])
         self.env_steps = state["env_steps"]
         self.iterations = state["iterations"]
+        if "demonstrations" in state:
+            self._keep_demonstrations(*state["demonstrations"])
