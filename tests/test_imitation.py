@@ -1,4 +1,5 @@
-"""Demonstrations from the optimiser (p2p_marl.algos.imitation) and MAPPO's warm start on them."""
+"""Demonstrations from a planning teacher, the optimum or MPC (p2p_marl.algos.imitation), and MAPPO's warm start,
+DAgger rounds and imitation loss on them."""
 
 import dataclasses
 import io
@@ -70,9 +71,10 @@ def test_the_warm_start_runs_once_at_the_first_iteration_and_is_logged():
     ({"imitation_days": 4, "imitation_rounds": 1}, "imitation_rounds"),  # the optimum cannot teach a student
     ({"imitation_days": 4, "imitation_teacher": "mpc", "imitation_rounds": 1, "battery_action": "target_soc",
       "infeasible_penalty_per_kwh": 0.0}, "imitation_rounds"),
-    ({"imitation_coef": 1.0}, "imitation_coef"), ({"imitation_days": 4, "imitation_coef": -1.0}, "imitation_coef")])
+    ({"imitation_coef": 1.0}, "imitation_coef"), ({"imitation_days": 4, "imitation_coef": -1.0}, "imitation_coef"),
+    ({"imitation_teacher": "mpc", "imitation_rounds": 1}, "imitation_rounds")])
 def test_bad_imitation_settings_name_the_key(settings, key):
-    with pytest.raises(ConfigError, match=f"mappo.{key}"):
+    with pytest.raises(ConfigError, match=rf"^mappo\.{key}"):
         MAPPOConfig(**settings)
 
 
@@ -88,8 +90,9 @@ def test_a_student_plays_its_own_episodes_and_records_what_mpc_would_do_in_its_s
     cost = np.zeros(2)
     for t in range(replay.steps_per_episode):
         np.testing.assert_allclose(obs, demos.observations[2 * t:2 * (t + 1)], rtol=0, atol=1e-12)
-        planned = teacher.act(replay, obs)
-        np.testing.assert_allclose(demos.boxes[2 * t:2 * (t + 1), :, 0], planned[..., 0], rtol=0, atol=1e-12)
+        planned = teacher.act(replay, obs)  # what MPC does in the student's state: the recorded box plays it
+        np.testing.assert_allclose(env_action(demos.boxes[2 * t:2 * (t + 1)], replay, obs, "power"), planned,
+                                   rtol=0, atol=1e-12)
         obs, _, _, infos = replay.step(student.act(replay, obs))
         cost += infos["cost"].sum(axis=-1)
     assert cost.mean() == pytest.approx(demos.cost, rel=1e-9, abs=1e-9)
@@ -134,3 +137,12 @@ def test_the_imitation_loss_in_ppo_keeps_the_actor_near_the_teacher_and_survives
     after, after_resume = anchored.iterate(), resumed.iterate()
     after.pop("steps_per_second"), after_resume.pop("steps_per_second")
     assert after == after_resume
+
+
+def test_a_state_without_the_demonstrations_cannot_resume_a_run_that_imitates():
+    config = MAPPOConfig(num_envs=2, update_epochs=1, num_minibatches=2, hidden_sizes=[8], imitation_days=2,
+                         imitation_epochs=1)
+    plain = MAPPO(TINY, config, seed=0)
+    plain.iterate()
+    with pytest.raises(ValueError, match="holds no demonstrations"):
+        MAPPO(TINY, dataclasses.replace(config, imitation_coef=1.0), seed=0).load_state_dict(plain.state_dict())

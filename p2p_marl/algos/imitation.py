@@ -9,9 +9,10 @@ output so that ``nets.env_action`` plays the teacher's step. Two teachers (``TEA
   knows the day's truth, which the student does not: the student can only imitate the optimum's action
   *expected* given the information it has.
 - ``mpc``: model-predictive control on the environment's own forecaster (``p2p_marl.baselines.mpc``, one LP per
-  community and step). It acts on the forecasts the student sees too (and on the whole community's state, of
-  which the student sees its own and the community's aggregates), so its actions are ones the student's
-  information can determine; 48 LPs a day instead of one.
+  community and step instead of one per day). It plans on the forecaster the student's observation is built
+  from, not on the truth, so it asks for nothing that hindsight alone would know. It still sees more than
+  the student: the forecast as a whole profile for the rest of the day (the student sees the next step and
+  means ahead) and every household's state (the student its own and community aggregates).
 
 With a ``student`` (a ``Policy``) the student plays the episodes and the teacher only says what it would do in
 each state the student reaches (DAgger, Ross et al. 2011): the states a cloned policy drifts into are where its
@@ -45,8 +46,8 @@ class Demonstrations:
 
 
 class _EpisodeOptimum:
-    """The perfect-foresight optimum of each community's episode from its own start energy (a ``Policy``;
-    ``OptimalPolicy`` plans from ``soc_initial``, training episodes start anywhere)."""
+    """The perfect-foresight optimum of each community's episode from its own start energy (``reset`` and
+    ``act`` of a ``Policy``; ``OptimalPolicy`` plans from ``soc_initial``, training episodes start anywhere)."""
 
     def reset(self, core: CommunityCore) -> None:
         schedules = [solve_dispatch(core, DispatchProblem.whole_day(core, int(day), core.start_energy_kwh[b]))
@@ -79,6 +80,8 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
         start = time.perf_counter()
         policy.reset(core)
         teacher_s += time.perf_counter() - start
+        if student is not None:
+            student.reset(core)
         day_cost = np.zeros(core.batch_size)
         for _ in range(core.steps_per_episode):
             observations.append(obs)
