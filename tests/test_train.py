@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 import yaml
 from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from p2p_marl.algos import load_policy
 from p2p_marl.algos.mappo import MAPPOConfig
@@ -37,6 +39,7 @@ from p2p_marl.training.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
+from p2p_marl.training.event_files import first_wall_time
 from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.training.run_lock import LOCK_NAME
 from conftest import launch_twice_at_once
@@ -447,6 +450,17 @@ def test_learning_curves_group_seeds_and_read_back_every_evaluation(train_main, 
     assert curves[dqn][0].steps.tolist() == [step for step, _ in logged_scalars(runs[2])[
         "eval/share_of_optimal_saving"]]
     assert np.all(np.diff(curves[dqn][0].minutes) >= 0)
+    assert curves[dqn][0].minutes[0] > 0.0  # counted from the run's start, not from its first evaluation
+
+
+def test_a_runs_start_is_its_event_files_first_event_before_any_scalar(tmp_path):
+    writer = SummaryWriter(str(tmp_path))
+    writer.add_scalar("eval/share_of_optimal_saving", 0.5, 100, walltime=time.time() + 600.0)  # a slow warm start
+    writer.close()
+    started = first_wall_time(tmp_path)
+    scalar_time = SummaryReader(str(tmp_path), extra_columns={"wall_time"}).scalars.wall_time.min()
+    assert started is not None and started < scalar_time - 500.0
+    assert first_wall_time(tmp_path / "empty") is None
 
 
 def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults_and_follows_its_learner():

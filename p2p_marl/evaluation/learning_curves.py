@@ -10,7 +10,7 @@ settings that differ from the environment's, e.g. ``mappo (env.forecaster=oracle
 what-was-tried table when variants are given together); every run must have been trained on the same environment but
 for its forecasts (which change what a learner observes, not the days, the grid-only bill or the optimum that the share
 is measured against) and evaluated on the same days. The figure has two panels, the share against community-steps
-and against wall-clock minutes since the run's first logged event (the mean over seeds of the time each evaluation
+and against wall-clock minutes since the run started (its first event; the mean over seeds of the time each evaluation
 was reached), each with the mean over seeds as a line and the range over seeds as a band. The best rule, MPC with
 the environment's forecaster (the default forecasts' if a run has them, else the first run's) and the optimum (= 1)
 are horizontal lines, played here on the same validation days. Writes ``learning_curves.png`` and
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from p2p_marl.config import DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
 from p2p_marl.evaluation.report import console, plt
 from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.training.checkpoint import forecast_spec
+from p2p_marl.training.event_files import first_wall_time
 from p2p_marl.training.final_comparison import benchmark_rows
 from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.sim.community import CommunityCore
@@ -52,7 +54,7 @@ class RunCurve:
     learner: str
     seed: int
     steps: np.ndarray  # community-steps of each evaluation
-    minutes: np.ndarray  # wall-clock minutes since the run's first logged event
+    minutes: np.ndarray  # wall-clock minutes since the run started (its event files' first event)
     share: np.ndarray
 
 
@@ -69,7 +71,7 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
     scalars = SummaryReader(str(run_dir), extra_columns={"wall_time"}).scalars
     if scalars.empty or TAG not in set(scalars.tag):
         raise ConfigError(f"{run_dir}: its event files hold no {TAG} (no evaluation logged yet)")
-    start = scalars.wall_time.min()
+    start = min(scalars.wall_time.min(), first_wall_time(run_dir) or math.inf)  # from the start: warm starts count
     curve = scalars[scalars.tag == TAG].sort_values("step")
     label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
     return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
@@ -114,7 +116,7 @@ def group(curves: list[RunCurve]) -> dict[str, list[RunCurve]]:
 
 
 def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, float], title: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), sharey=True, layout="constrained")
     palette = plt.get_cmap("tab10")
     for index, (learner, runs) in enumerate(by_learner.items()):
         length = min(len(run.share) for run in runs)  # seeds stopped at different evaluations: common part
@@ -134,7 +136,8 @@ def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, flo
     axes[0].set_xlabel("community-steps")
     axes[1].set_xlabel("wall-clock minutes (mean over seeds)")
     axes[0].set_ylabel("share of the optimal saving, validation days")
-    axes[1].legend(fontsize=8, loc="lower right")
+    # Below the panels: variant labels are long, and a legend inside squeezes the axes.
+    fig.legend(*axes[1].get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=2)
     fig.suptitle(title)
     fig.savefig(path, dpi=120)
     plt.close(fig)

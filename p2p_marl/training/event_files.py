@@ -1,4 +1,5 @@
-"""Rewriting a run's TensorBoard event files so that a resumed run continues them without duplicates.
+"""Rewriting a run's TensorBoard event files so that a resumed run continues them without duplicates, and
+reading when a run started.
 
 A run killed after its last checkpoint has logged steps that the resumed run logs again. TensorBoard itself
 would hide the older copies (a purge marker), but raw readers (tbparse, ``EventFileLoader``, a script over
@@ -37,6 +38,18 @@ def drop_events_after(log_dir: Path, step: int) -> int:
         os.replace(temporary, path)
         dropped += len(records) - len(kept)
     return dropped
+
+
+def first_wall_time(log_dir: Path) -> float | None:
+    """The wall time (s since the epoch) of the earliest event directly in ``log_dir``: the version record the
+    writer puts first in each file as it opens it, before any scalar, so for ``train.py`` the moment training
+    started (before a first iteration as long as a warm start); None without event files."""
+    times = []
+    for path in Path(log_dir).glob(EVENT_FILE_GLOB):
+        for record in RawEventFileLoader(str(path)).Load():
+            times.append(event_pb2.Event.FromString(record).wall_time)
+            break
+    return min(times, default=None)
 
 
 def _framed_size(records: list[bytes]) -> int:
