@@ -174,6 +174,24 @@ def test_resume_with_a_larger_budget_equals_an_uninterrupted_run(train_main, mon
     assert load_checkpoint(best_checkpoint_path(resumed)).config["total_env_steps"] == 320
 
 
+def test_a_run_that_learns_from_mpc_resumes_as_if_uninterrupted(train_main, monkeypatch, tmp_path):
+    # The demonstrations of the warm start travel in the checkpoint: the resumed PPO keeps imitating the same ones.
+    learns_from_mpc = ["algo=mappo", "algo.num_minibatches=2", "algo.update_epochs=1", "algo.hidden_sizes=[8]",
+                       "algo.imitation_days=4", "algo.imitation_epochs=2", "algo.imitation_teacher=mpc",
+                       "algo.imitation_rounds=1", "algo.imitation_coef=1.0"]
+    uninterrupted, resumed = tmp_path / "full", tmp_path / "resumed"
+    run_train(train_main, monkeypatch, *learns_from_mpc, *TINY, f"hydra.run.dir={uninterrupted}")
+    run_train(train_main, monkeypatch, *learns_from_mpc, *TINY, f"hydra.run.dir={resumed}", "total_env_steps=192",
+              "checkpoint_interval=192")
+    run_train(train_main, monkeypatch, f"resume={resumed}", "total_env_steps=320")
+    wall_clock = {"train/steps_per_second", "train/imitation/teacher_seconds"}
+    scalars, expected = ({tag: values for tag, values in logged_scalars(run).items() if tag not in wall_clock}
+                         for run in (resumed, uninterrupted))
+    assert scalars == expected
+    assert [step for step, _ in scalars["train/imitation/teacher_cost"]] == [32]  # the warm start ran once
+    assert len(scalars["train/imitation_loss"]) == 10
+
+
 def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, monkeypatch, tmp_path):
     uninterrupted = fresh_run(train_main, monkeypatch, tmp_path / "full", "dqn", "seed=1")  # best after 160
     # An interruption after the checkpoint at 160: the logs run on to 320, the last checkpoint is lost.
