@@ -278,7 +278,10 @@ class MAPPO(Learner):
                                                  foreach=True)
         self.return_norm = RunningReturnNorm(config.return_norm_decay)
         self.iterations = 0
-        self._demonstrations: tuple[torch.Tensor, torch.Tensor] | None = None  # kept with imitation_coef > 0
+        # The warm start's demonstrations (kept for PPO with imitation_coef > 0) and the actor's inputs and targets.
+        self._demonstrations: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._demo_x: torch.Tensor | None = None
+        self._demo_target: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ inputs
     def _actor_input(self, obs: np.ndarray) -> torch.Tensor:
@@ -314,53 +317,55 @@ class MAPPO(Learner):
         ``p2p_marl.algos.imitation``."""
         cfg = self.config
         n_resets = math.ceil(cfg.imitation_days / cfg.num_envs)
-        demos = demonstrations(self.core, cfg.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
-                               cfg.battery_action)
-        observations, boxes, teacher_s = [demos.observations], [demos.boxes], demos.teacher_s
-        minibatch = math.ceil(demos.boxes[..., 0].size / cfg.num_minibatches)
-        loss = self._fit_to_teacher(observations, boxes, minibatch)
-        metrics = {"imitation/teacher_cost": demos.cost}
-        for _ in range(cfg.imitation_rounds):
+        observations, boxes, metrics, teacher_s = [], [], {}, 0.0
+        for round_ in range(1 + cfg.imitation_rounds):
+            student = None if round_ == 0 else self.policy()
             played = demonstrations(self.core, cfg.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
-                                    cfg.battery_action, student=self.policy())
+                                    cfg.battery_action, student)
             observations.append(played.observations)
             boxes.append(played.boxes)
             teacher_s += played.teacher_s
-            metrics["imitation/student_cost"] = played.cost
-            loss = self._fit_to_teacher(observations, boxes, minibatch)
-        if cfg.imitation_coef > 0.0:
-            self._keep_demonstrations(torch.as_tensor(np.concatenate(observations), dtype=torch.float32),
-                                      torch.as_tensor(np.concatenate(boxes), dtype=torch.float32))
+            metrics["imitation/teacher_cost" if student is None else "imitation/student_cost"] = played.cost
+            if round_ == 0:
+                minibatch = math.ceil(played.boxes[..., 0].size / cfg.num_minibatches)  # kept for the refits
+            self._keep_demonstrations(np.concatenate(observations), np.concatenate(boxes))
+            loss = self._fit_to_teacher(minibatch)
+        if cfg.imitation_coef == 0.0:  # PPO does not use them: neither memory nor checkpoints keep them
+            self._demonstrations = self._demo_x = self._demo_target = None
         return {"imitation/loss": loss, **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
                 "imitation/teacher_seconds": teacher_s}
 
-    def _fit_to_teacher(self, observations: list[np.ndarray], boxes: list[np.ndarray], minibatch: int) -> float:
-        """``imitation_epochs`` passes of minibatches of ``minibatch`` agent-steps; the final loss on all."""
-        x = self._actor_input(np.concatenate(observations)).flatten(0, -2)
-        target = torch.as_tensor(np.concatenate(boxes).reshape(-1, ACTION_DIM), dtype=torch.float32,
-                                 device=self.device)
+    def _fit_to_teacher(self, minibatch: int) -> float:
+        """``imitation_epochs`` passes over the kept demonstrations in minibatches of ``minibatch`` agent-steps;
+        the final loss on all of them."""
         for _ in range(self.config.imitation_epochs):
-            order = torch.randperm(len(x), generator=self.generator).to(self.device)
-            for first in range(0, len(x), minibatch):
-                idx = order[first:first + minibatch]
-                loss = (torch.tanh(self.actor(x[idx])) - target[idx]).pow(2).sum(-1).mean()
+            order = torch.randperm(len(self._demo_x), generator=self.generator).to(self.device)
+            for first in range(0, len(order), minibatch):
+                loss = self._imitation_error(order[first:first + minibatch])
                 self.actor_optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.max_grad_norm)
                 self.actor_optimizer.step()
         with torch.no_grad():
-            return float((torch.tanh(self.actor(x)) - target).pow(2).sum(-1).mean())
+            return float(self._imitation_error(slice(None)))
 
-    def _keep_demonstrations(self, observations: torch.Tensor, boxes: torch.Tensor) -> None:
-        """Keep the demonstrations (M, N, obs_dim) and (M, N, 3), float32, for PPO's imitation loss."""
-        self._demonstrations = (observations, boxes)
-        self._demo_x = self._actor_input(observations).flatten(0, -2)
-        self._demo_target = boxes.reshape(-1, ACTION_DIM).to(self.device)
+    def _keep_demonstrations(self, observations: np.ndarray | torch.Tensor, boxes: np.ndarray | torch.Tensor) -> None:
+        """Keep the demonstrations (M, N, obs_dim) and (M, N, 3) as float32, and the actor's flat inputs and
+        targets made from them."""
+        self._demonstrations = (torch.as_tensor(observations, dtype=torch.float32),
+                                torch.as_tensor(boxes, dtype=torch.float32))
+        self._demo_x = self._actor_input(self._demonstrations[0]).flatten(0, -2)
+        self._demo_target = self._demonstrations[1].reshape(-1, ACTION_DIM).to(self.device)
+
+    def _imitation_error(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Mean squared error, summed over the action's coordinates, of the actor's output against the teacher's
+        box on the kept demonstrations' agent-steps ``index``."""
+        return (torch.tanh(self.actor(self._demo_x[index])) - self._demo_target[index]).pow(2).sum(-1).mean()
 
     def _imitation_loss(self, n_samples: int) -> torch.Tensor:
         """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations."""
-        idx = torch.randint(len(self._demo_x), (n_samples,), generator=self.generator).to(self.device)
-        return (torch.tanh(self.actor(self._demo_x[idx])) - self._demo_target[idx]).pow(2).sum(-1).mean()
+        return self._imitation_error(torch.randint(len(self._demo_x), (n_samples,),
+                                                   generator=self.generator).to(self.device))
 
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> dict[str, float]:

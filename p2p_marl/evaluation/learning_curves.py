@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +70,7 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
     scalars = SummaryReader(str(run_dir), extra_columns={"wall_time"}).scalars
     if scalars.empty or TAG not in set(scalars.tag):
         raise ConfigError(f"{run_dir}: its event files hold no {TAG} (no evaluation logged yet)")
-    start = min(scalars.wall_time.min(), first_wall_time(run_dir) or math.inf)  # from the start: warm starts count
+    start = first_wall_time(run_dir)  # before every scalar: a warm start before the first iteration counts
     curve = scalars[scalars.tag == TAG].sort_values("step")
     label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
     return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
