@@ -77,8 +77,8 @@ class DQNConfig:
     n_price_levels: int = 3  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 2  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
     follow_net_load_action: bool = True  # one more battery level: charge the PV surplus, cover the net load
-    infeasible_penalty_per_kwh: float = 0.0  # > 0: the training reward pays this per kWh of battery setpoint
-    # beyond what the battery could do (nets.infeasible_setpoint_kwh)
+    infeasible_penalty_per_kwh: float = 0.01  # the training reward pays this per kWh of battery setpoint beyond
+    # what the battery could do (nets.infeasible_setpoint_kwh); 0: the bill alone
     device: str = "cpu"
 
     def __post_init__(self) -> None:
