@@ -1,7 +1,6 @@
-"""Demonstrations from a planning teacher, the optimum or MPC (p2p_marl.algos.imitation), and MAPPO's warm start,
-DAgger rounds and imitation loss on them."""
+"""Demonstrations from a planning teacher, the optimum or MPC (p2p_marl.algos.imitation), and the warm start,
+DAgger rounds and imitation loss on them of the two learners with an actor, MAPPO and MADDPG."""
 
-import dataclasses
 import io
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 from p2p_marl.algos.imitation import demonstrations
+from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import env_action
 from p2p_marl.baselines.mpc import MPCPolicy
@@ -17,6 +17,24 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 
 TINY = EnvConfig(n_agents=4, n_days=12, dt_h=2.0)
+# Each learner with an actor, and small settings for it.
+ACTOR_LEARNERS = {
+    "mappo": (MAPPO, MAPPOConfig, {"num_envs": 2, "update_epochs": 1, "num_minibatches": 2, "hidden_sizes": [8]}),
+    "maddpg": (MADDPG, MADDPGConfig, {"num_envs": 2, "buffer_days": 8, "batch_size": 8, "gradient_steps": 4,
+                                      "learning_starts": 0, "hidden_sizes": [8]}),
+}
+
+
+def small(name: str, **settings):
+    """A learner of ``ACTOR_LEARNERS`` with its small settings and ``settings``."""
+    learner, config, defaults = ACTOR_LEARNERS[name]
+    return learner(TINY, config(**{**defaults, **settings}), seed=0)
+
+
+def actor_error(learner, observations: torch.Tensor, boxes: torch.Tensor) -> float:
+    """The mean squared error, summed over the box's coordinates, of the learner's deterministic actor."""
+    with torch.no_grad():
+        return float((learner.imitation.actor_box(learner._actor_input(observations)) - boxes).pow(2).sum(-1).mean())
 
 
 @pytest.mark.parametrize("teacher, battery_action", [("optimum", "power"), ("optimum", "target_soc"),
@@ -40,42 +58,51 @@ def test_the_demonstrated_box_points_play_the_teacher_back_to_its_cost(teacher, 
     assert cost.mean() == pytest.approx(demos.cost, rel=1e-9, abs=1e-9)
 
 
-def test_imitation_brings_the_actor_close_to_the_optimum_it_imitates():
-    config = MAPPOConfig(num_envs=4, num_minibatches=2, hidden_sizes=[32, 32], imitation_days=8, imitation_epochs=80)
-    learner = MAPPO(TINY, config, seed=0)
-    untrained = MAPPO(TINY, dataclasses.replace(config, imitation_days=0), seed=0)
+@pytest.mark.parametrize("name, settings", [("mappo", {"hidden_sizes": [32, 32], "num_envs": 4}),
+                                            ("maddpg", {"hidden_sizes": [32, 32], "num_envs": 4, "actor_lr": 1e-3})])
+def test_imitation_brings_the_actor_close_to_the_optimum_it_imitates(name, settings):
+    learner = small(name, imitation_days=8, imitation_epochs=80, **settings)
+    untrained = small(name, **settings)
     metrics = learner.imitate()
-    demos = demonstrations(CommunityCore(TINY, batch_size=4), "optimum", 2, seed=1, battery_action="power")
-    x = torch.as_tensor(demos.observations, dtype=torch.float32)
-    target = torch.as_tensor(demos.boxes, dtype=torch.float32)
-
-    def error(model):
-        with torch.no_grad():
-            return float((torch.tanh(model.actor(model._actor_input(x))) - target).pow(2).sum(-1).mean())
-
-    assert metrics["imitation/loss"] < 0.5 * error(untrained)
-    assert error(learner) < 0.7 * error(untrained)  # on episodes it did not see
+    demos = demonstrations(CommunityCore(TINY, batch_size=4), "optimum", 2, seed=1,
+                           battery_action=learner.config.battery_action)
+    x, target = (torch.as_tensor(a, dtype=torch.float32) for a in (demos.observations, demos.boxes))
+    assert metrics["imitation/loss"] < 0.5 * actor_error(untrained, x, target)
+    assert actor_error(learner, x, target) < 0.7 * actor_error(untrained, x, target)  # on episodes it did not see
 
 
-def test_the_warm_start_runs_once_at_the_first_iteration_and_is_logged():
-    learner = MAPPO(TINY, MAPPOConfig(num_envs=2, update_epochs=1, num_minibatches=2, hidden_sizes=[8],
-                                      imitation_days=2, imitation_epochs=2), seed=0)
+@pytest.mark.parametrize("name", ACTOR_LEARNERS)
+def test_the_warm_start_runs_once_at_the_first_iteration_and_is_logged(name):
+    learner = small(name, imitation_days=2, imitation_epochs=2)
     first, second = learner.iterate(), learner.iterate()
     assert {"imitation/loss", "imitation/teacher_cost", "imitation/samples", "imitation/teacher_seconds"} <= set(first)
     assert not any(key.startswith("imitation/") for key in second)
 
 
-@pytest.mark.parametrize("settings, key", [
+def test_maddpgs_target_actor_starts_from_the_imitating_actor():
+    learner = small("maddpg", imitation_days=2, imitation_epochs=5, gradient_steps=0)
+    learner.iterate()
+    for online, target in zip(learner.actor.parameters(), learner.target_actor.parameters()):
+        assert torch.equal(online, target)
+
+
+BAD_IMITATION_SETTINGS = [
     ({"imitation_days": -1}, "imitation_days"), ({"imitation_epochs": 0}, "imitation_epochs"),
     ({"imitation_days": 1.5}, "imitation_days"), ({"imitation_teacher": "oracle"}, "imitation_teacher"),
     ({"imitation_days": 4, "imitation_rounds": 1}, "imitation_rounds"),  # the optimum cannot teach a student
-    ({"imitation_days": 4, "imitation_teacher": "mpc", "imitation_rounds": 1, "battery_action": "target_soc",
-      "infeasible_penalty_per_kwh": 0.0}, "imitation_rounds"),
     ({"imitation_coef": 1.0}, "imitation_coef"), ({"imitation_days": 4, "imitation_coef": -1.0}, "imitation_coef"),
-    ({"imitation_teacher": "mpc", "imitation_rounds": 1}, "imitation_rounds")])
-def test_bad_imitation_settings_name_the_key(settings, key):
-    with pytest.raises(ConfigError, match=rf"^mappo\.{key}"):
-        MAPPOConfig(**settings)
+    ({"imitation_teacher": "mpc", "imitation_rounds": 1}, "imitation_rounds")]
+
+
+@pytest.mark.parametrize("name, settings, key", [
+    *[(name, settings, key) for name in ACTOR_LEARNERS for settings, key in BAD_IMITATION_SETTINGS],
+    ("mappo", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_rounds": 1, "battery_action": "target_soc",
+               "infeasible_penalty_per_kwh": 0.0}, "imitation_rounds"),
+    ("maddpg", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_rounds": 1,
+                "battery_action": "target_soc"}, "imitation_rounds")])
+def test_bad_imitation_settings_name_the_key(name, settings, key):
+    with pytest.raises(ConfigError, match=rf"^{name}\.{key}"):
+        ACTOR_LEARNERS[name][1](**settings)
 
 
 def test_a_student_plays_its_own_episodes_and_records_what_mpc_would_do_in_its_states():
@@ -103,33 +130,28 @@ def test_only_mpc_can_teach_a_student():
         demonstrations(CommunityCore(TINY, batch_size=2), "optimum", 1, 0, "power", student=SelfConsumption())
 
 
-def test_dagger_rounds_add_the_students_episodes_to_the_demonstrations():
-    config = MAPPOConfig(num_envs=2, update_epochs=1, num_minibatches=2, hidden_sizes=[8], imitation_days=2,
-                         imitation_epochs=2, imitation_teacher="mpc", imitation_rounds=2)
-    metrics = MAPPO(TINY, config, seed=0).imitate()
+@pytest.mark.parametrize("name", ACTOR_LEARNERS)
+def test_dagger_rounds_add_the_students_episodes_to_the_demonstrations(name):
+    metrics = small(name, imitation_days=2, imitation_epochs=2, imitation_teacher="mpc", imitation_rounds=2).imitate()
     core = CommunityCore(TINY)
     assert metrics["imitation/samples"] == 3 * 2 * core.steps_per_episode * core.n_agents
     assert {"imitation/teacher_cost", "imitation/student_cost", "imitation/teacher_seconds"} <= set(metrics)
 
 
-def test_the_imitation_loss_in_ppo_keeps_the_actor_near_the_teacher_and_survives_a_resume():
-    config = MAPPOConfig(num_envs=2, update_epochs=4, num_minibatches=2, hidden_sizes=[16], imitation_days=4,
-                         imitation_epochs=40, imitation_teacher="mpc", imitation_rounds=1)
-    free = MAPPO(TINY, config, seed=0)
-    anchored = MAPPO(TINY, dataclasses.replace(config, imitation_coef=10.0), seed=0)
+@pytest.mark.parametrize("name, settings", [("mappo", {"update_epochs": 4, "hidden_sizes": [16]}),
+                                            ("maddpg", {"gradient_steps": 16, "hidden_sizes": [16]})])
+def test_the_imitation_loss_keeps_the_actor_near_the_teacher_and_survives_a_resume(name, settings):
+    settings = {"imitation_days": 4, "imitation_epochs": 40, "imitation_teacher": "mpc", "imitation_rounds": 1,
+                **settings}
+    free, anchored = small(name, **settings), small(name, imitation_coef=10.0, **settings)
     for _ in range(4):
         free_metrics, anchored_metrics = free.iterate(), anchored.iterate()
     assert "imitation_loss" not in free_metrics
-    x, target = anchored._demo_x, anchored._demo_target
-
-    def error(model):
-        with torch.no_grad():
-            return float((torch.tanh(model.actor(x)) - target).pow(2).sum(-1).mean())
-
-    assert error(anchored) < error(free)
+    demos = anchored.imitation.demonstrations
+    assert actor_error(anchored, *demos) < actor_error(free, *demos)
     assert anchored_metrics["imitation_loss"] > 0.0
 
-    resumed = MAPPO(TINY, dataclasses.replace(config, imitation_coef=10.0), seed=0)
+    resumed = small(name, imitation_coef=10.0, **settings)
     buffer = io.BytesIO()
     torch.save(anchored.state_dict(), buffer)
     buffer.seek(0)
@@ -139,10 +161,9 @@ def test_the_imitation_loss_in_ppo_keeps_the_actor_near_the_teacher_and_survives
     assert after == after_resume
 
 
-def test_a_state_without_the_demonstrations_cannot_resume_a_run_that_imitates():
-    config = MAPPOConfig(num_envs=2, update_epochs=1, num_minibatches=2, hidden_sizes=[8], imitation_days=2,
-                         imitation_epochs=1)
-    plain = MAPPO(TINY, config, seed=0)
+@pytest.mark.parametrize("name", ACTOR_LEARNERS)
+def test_a_state_without_the_demonstrations_cannot_resume_a_run_that_imitates(name):
+    plain = small(name, imitation_days=2, imitation_epochs=1)
     plain.iterate()
     with pytest.raises(ValueError, match="holds no demonstrations"):
-        MAPPO(TINY, dataclasses.replace(config, imitation_coef=1.0), seed=0).load_state_dict(plain.state_dict())
+        small(name, imitation_days=2, imitation_epochs=1, imitation_coef=1.0).load_state_dict(plain.state_dict())

@@ -18,23 +18,58 @@ With a ``student`` (a ``Policy``) the student plays the episodes and the teacher
 each state the student reaches (DAgger, Ross et al. 2011): the states a cloned policy drifts into are where its
 imitation is worst, and an MPC teacher can plan from any of them (the optimum's schedule cannot: it is one plan
 from the day's start). Reinforcement learning takes it from there. Nothing from a validation or test day enters.
+
+``ActorImitation`` is the actor's side, shared by MAPPO and MADDPG (whose actors both output a point in the
+box): the warm start (a fit to the teacher's own episodes, then DAgger rounds, each refitting on all labels so
+far) and the imitation loss on the kept demonstrations that the learner adds to its actor's loss. The learners'
+configs carry the same keys (``IMITATION_KEYS``), checked by ``check_imitation``.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from p2p_marl.algos.nets import net_load_box
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import self_consumption_setpoint
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.config import ConfigError
+from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 
 TEACHERS = ("optimum", "mpc")
+# A learner config's keys for learning from a teacher; imitation_days = 0 is pure RL.
+IMITATION_KEYS = ("imitation_days", "imitation_epochs", "imitation_teacher", "imitation_rounds", "imitation_coef")
+IMITATION_RANGES = (
+    ("imitation_days", 0, 100_000, True, True),
+    ("imitation_epochs", 1, 10_000, True, True),
+    ("imitation_rounds", 0, 1000, True, True),
+    ("imitation_coef", 0.0, 1000.0, True, True),
+)
+IMITATION_INTEGERS = {"imitation_days", "imitation_epochs", "imitation_rounds"}
+
+
+def check_imitation(config: Any, prefix: str) -> None:
+    """The settings that ``IMITATION_RANGES`` cannot check alone, named as ``prefix.key``."""
+    if config.imitation_teacher not in TEACHERS:
+        raise ConfigError(f"{prefix}.imitation_teacher must be one of {list(TEACHERS)}, "
+                          f"got {config.imitation_teacher!r}")
+    if config.imitation_rounds > 0 and (config.imitation_teacher != "mpc" or config.battery_action == "target_soc"):
+        raise ConfigError(f"{prefix}.imitation_rounds={config.imitation_rounds} needs imitation_teacher='mpc' and "
+                          f"battery_action 'power' or 'net_load', got {config.imitation_teacher!r} and "
+                          f"{config.battery_action!r}: only MPC plans from the states the actor reaches")
+    for key in ("imitation_rounds", "imitation_coef"):
+        if getattr(config, key) > 0 and config.imitation_days == 0:
+            raise ConfigError(f"{prefix}.{key}={getattr(config, key)!r} needs imitation_days > 0 (the "
+                              "demonstrations it uses)")
 
 
 @dataclass(frozen=True)
@@ -103,3 +138,97 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
         costs.append(day_cost)
     return Demonstrations(np.concatenate(observations), np.concatenate(boxes), float(np.concatenate(costs).mean()),
                           teacher_s)
+
+
+class ActorImitation:
+    """An actor learning from a teacher: ``warm_start`` fits it to the teacher's actions, ``loss`` is the
+    imitation loss on the demonstrations kept for the learner's updates (``imitation_coef`` > 0).
+
+    ``actor_input(obs)`` makes the actor's input from observations (..., N, obs_dim), ``actor_box(x)`` is its
+    deterministic output in the box [-1, 1]^3; ``optimizer`` steps ``parameters`` (clipped to
+    ``max_grad_norm``); ``generator`` draws the minibatches."""
+
+    def __init__(self, actor_input: Callable[[torch.Tensor], torch.Tensor],
+                 actor_box: Callable[[torch.Tensor], torch.Tensor], parameters: Iterable[nn.Parameter],
+                 optimizer: torch.optim.Optimizer, max_grad_norm: float, generator: torch.Generator,
+                 device: torch.device):
+        self.actor_input, self.actor_box = actor_input, actor_box
+        self.parameters = list(parameters)
+        self.optimizer, self.max_grad_norm = optimizer, max_grad_norm
+        self.generator, self.device = generator, device
+        # The demonstrations (float32 observations (M, N, obs_dim) and boxes (M, N, 3)) and the actor's flat
+        # inputs and targets made from them.
+        self.demonstrations: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._x: torch.Tensor | None = None
+        self._target: torch.Tensor | None = None
+
+    def warm_start(self, core: CommunityCore, config: Any, rng: np.random.Generator, policy: Callable[[], Policy],
+                   num_minibatches: int) -> dict[str, float]:
+        """Fit the actor's output to the teacher's actions on ``config.imitation_days`` training episodes (mean
+        squared error in the box, ``imitation_epochs`` passes in ``num_minibatches`` minibatches), then for each
+        of ``imitation_rounds`` on as many episodes played by the actor (``policy()``, a snapshot) and labelled
+        by the teacher, refitting on all in minibatches of the first fit's size. ``config`` is the learner's (its
+        ``IMITATION_KEYS`` and ``battery_action``). Keeps the demonstrations if
+        ``imitation_coef`` > 0; returns the ``imitation/`` metrics."""
+        n_resets = math.ceil(config.imitation_days / core.batch_size)
+        observations, boxes, metrics, teacher_s = [], [], {}, 0.0
+        for round_ in range(1 + config.imitation_rounds):
+            student = None if round_ == 0 else policy()
+            played = demonstrations(core, config.imitation_teacher, n_resets, int(rng.integers(2 ** 63)),
+                                    config.battery_action, student)
+            observations.append(played.observations)
+            boxes.append(played.boxes)
+            teacher_s += played.teacher_s
+            metrics["imitation/teacher_cost" if student is None else "imitation/student_cost"] = played.cost
+            if round_ == 0:
+                minibatch = math.ceil(played.boxes[..., 0].size / num_minibatches)  # kept for the refits
+            self.keep(np.concatenate(observations), np.concatenate(boxes))
+            loss = self._fit(minibatch, config.imitation_epochs)
+        if config.imitation_coef == 0.0:  # the updates do not use them: neither memory nor checkpoints keep them
+            self.demonstrations = self._x = self._target = None
+        return {"imitation/loss": loss, **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
+                "imitation/teacher_seconds": teacher_s}
+
+    def keep(self, observations: np.ndarray | torch.Tensor, boxes: np.ndarray | torch.Tensor) -> None:
+        """Keep demonstrations (a checkpoint's, or new ones) for the fit and the imitation loss."""
+        self.demonstrations = (torch.as_tensor(observations, dtype=torch.float32),
+                               torch.as_tensor(boxes, dtype=torch.float32))
+        self._x = self.actor_input(self.demonstrations[0].to(self.device)).flatten(0, -2)
+        self._target = self.demonstrations[1].reshape(-1, ACTION_DIM).to(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The kept demonstrations, if any: a checkpoint of a run with ``imitation_coef`` > 0 holds them."""
+        return {} if self.demonstrations is None else {"demonstrations": self.demonstrations}
+
+    def load_state_dict(self, state: dict[str, Any], iterations: int, imitation_coef: float) -> None:
+        """Keep a checkpoint's demonstrations; a state ``iterations`` into a run with ``imitation_coef`` > 0 that
+        holds none cannot resume it."""
+        if "demonstrations" in state:
+            self.keep(*state["demonstrations"])
+        elif imitation_coef > 0.0 and iterations > 0:
+            raise ValueError(f"the state is {iterations} iterations into a run with imitation_coef={imitation_coef} "
+                             "but holds no demonstrations; it was saved by a run without imitation_coef, so resume "
+                             "it with the settings it trained with")
+
+    def loss(self, n_samples: int) -> torch.Tensor:
+        """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations."""
+        return self._error(torch.randint(len(self._x), (n_samples,), generator=self.generator).to(self.device))
+
+    def _fit(self, minibatch: int, epochs: int) -> float:
+        """``epochs`` passes over the kept demonstrations in minibatches of ``minibatch`` agent-steps; the final
+        loss on all of them."""
+        for _ in range(epochs):
+            order = torch.randperm(len(self._x), generator=self.generator).to(self.device)
+            for first in range(0, len(order), minibatch):
+                loss = self._error(order[first:first + minibatch])
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
+                self.optimizer.step()
+        with torch.no_grad():
+            return float(self._error(slice(None)))
+
+    def _error(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Mean squared error, summed over the action's coordinates, of the actor's output against the teacher's
+        box on the kept agent-steps ``index``."""
+        return (self.actor_box(self._x[index]) - self._target[index]).pow(2).sum(-1).mean()

@@ -20,6 +20,12 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
    updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
 
+Learning from a teacher (its own row beside the pure learner; off by default): with ``imitation_days`` > 0 the
+actor is first fitted to a planning teacher's actions (the optimum, or MPC on the environment's forecaster, with
+``imitation_rounds`` of DAgger), and the target actor copies it; with ``imitation_coef`` > 0 every actor update
+also descends that weight x the imitation loss on the kept demonstrations (``p2p_marl.algos.imitation``). The
+warm start's fits take Adam at ``actor_lr`` in ``IMITATION_MINIBATCHES`` minibatches per pass.
+
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with that
 cooperative weight; with ``penalty_reward="community"`` each agent bears the step's whole network penalty
 instead of its share (``nets.penalty_training_reward``); with ``trade_reward="marginal"`` (the default) its P2P
@@ -27,8 +33,8 @@ trades are valued at the community's marginal grid price of the step instead of 
 (``nets.trade_training_reward``). The community cost that is reported and evaluated depends on none of these.
 
 Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, target networks,
-optimisers, the filled part of the replay buffer, the numpy and torch generators, counters) resumes a run
-exactly.
+optimisers, the filled part of the replay buffer, the numpy and torch generators, counters, and with
+``imitation_coef`` > 0 the demonstrations) resumes a run exactly.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
+from p2p_marl.algos.imitation import IMITATION_INTEGERS, IMITATION_RANGES, ActorImitation, check_imitation
 from p2p_marl.algos.nets import (
     ActorPolicy,
     check_multi_agent_keys,
@@ -103,6 +110,12 @@ class MADDPGConfig:
     # whole community penalty in its training reward (nets.penalty_training_reward)
     trade_reward: str = "marginal"  # "marginal": P2P trades valued at the community's marginal grid price of the
     # step in the training reward (nets.trade_training_reward; not with a shared battery); "price": as billed
+    imitation_days: int = 0  # > 0: first fit the actor to the teacher on this many training episodes ...
+    imitation_epochs: int = 50  # ... for this many passes over them; 0 days = pure RL (p2p_marl.algos.imitation)
+    imitation_teacher: str = "optimum"  # "optimum" (perfect foresight) or "mpc" (on the env's forecaster)
+    imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
+    # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
+    imitation_coef: float = 0.0  # > 0: each actor update adds this weight x the imitation loss on them
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -111,13 +124,14 @@ class MADDPGConfig:
         check_ranges(self, _RANGES, _INTEGERS, "maddpg")
         check_network(self, "maddpg")
         check_multi_agent_keys(self, "maddpg")
+        check_imitation(self, "maddpg")
         if self.noise_std_end > self.noise_std_start:
             raise ConfigError(f"maddpg.noise_std_end={self.noise_std_end!r} must not exceed "
                               f"noise_std_start={self.noise_std_start!r}")
 
 
 _INTEGERS = {"num_envs", "buffer_days", "batch_size", "gradient_steps", "learning_starts", "noise_decay_steps",
-             "policy_delay", "n_step"}
+             "policy_delay", "n_step", *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("buffer_days", 1, 10_000_000, True, True),
@@ -139,7 +153,9 @@ _RANGES = (
     ("policy_delay", 1, 1000, True, True),
     ("target_noise_std", 0.0, 10.0, True, True),
     ("target_noise_clip", 0.0, 10.0, True, True),
+    *IMITATION_RANGES,
 )
+IMITATION_MINIBATCHES = 16  # minibatches per pass of the warm start's first fit (MAPPO's num_minibatches)
 
 
 class DayReplay:
@@ -220,6 +236,8 @@ class MADDPG(Learner):
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.replay = DayReplay(config.buffer_days, self.core.steps_per_episode, n_agents, obs_dim)
+        self.imitation = ActorImitation(self._actor_input, self.actor, self.actor.parameters(), self.actor_optimizer,
+                                        config.max_grad_norm, self.generator, self.device)
         self.iterations = 0
         self.updates = 0
 
@@ -260,6 +278,7 @@ class MADDPG(Learner):
     def iterate(self) -> dict[str, float]:
         cfg, core = self.config, self.core
         start = time.perf_counter()
+        imitation = self.imitate() if self.iterations == 0 and cfg.imitation_days > 0 else {}
         T, B = core.steps_per_episode, core.batch_size
 
         # 1. Rollout: one day of every community with exploration noise.
@@ -294,7 +313,8 @@ class MADDPG(Learner):
         self.env_steps += T * B
 
         # 2. Updates from replay.
-        stats: dict[str, list[float]] = {"critic_loss": [], "actor_loss": [], "q_value": []}
+        stats: dict[str, list[float]] = {"critic_loss": [], "actor_loss": [], "q_value": [],
+                                         **({"imitation_loss": []} if cfg.imitation_coef > 0.0 else {})}
         if self.env_steps >= cfg.learning_starts:
             for _ in range(cfg.gradient_steps):
                 self._update(stats)
@@ -308,7 +328,15 @@ class MADDPG(Learner):
             "exploration": noise_std,
             "buffer_days": float(self.replay.size),
             "steps_per_second": T * B / elapsed,
+            **imitation,
         }
+
+    def imitate(self) -> dict[str, float]:
+        """The warm start from the teacher (``imitation.ActorImitation.warm_start``); the target actor starts
+        from its result."""
+        metrics = self.imitation.warm_start(self.core, self.config, self.rng, self.policy, IMITATION_MINIBATCHES)
+        self.target_actor.load_state_dict(self.actor.state_dict())
+        return metrics
 
     def _update(self, stats: dict[str, list[float]]) -> None:
         cfg = self.config
@@ -346,6 +374,10 @@ class MADDPG(Learner):
         own_joint = torch.where(own, torch.tanh(pre_tanh).unsqueeze(1), joint)
         self.critic.requires_grad_(False)
         actor_loss = -self._q(self.critic, obs, own_joint).mean() + cfg.action_l2 * pre_tanh.pow(2).mean()
+        if cfg.imitation_coef > 0.0:
+            imitation_loss = self.imitation.loss(obs.shape[0] * n_agents)
+            actor_loss = actor_loss + cfg.imitation_coef * imitation_loss
+            stats["imitation_loss"].append(imitation_loss.item())
         self.actor_optimizer.zero_grad()
         actor_loss.backward()
         self.critic.requires_grad_(True)
@@ -375,6 +407,7 @@ class MADDPG(Learner):
             "env_steps": self.env_steps,
             "iterations": self.iterations,
             "updates": self.updates,
+            **self.imitation.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -385,3 +418,4 @@ class MADDPG(Learner):
         self.env_steps = state["env_steps"]
         self.iterations = state["iterations"]
         self.updates = state["updates"]
+        self.imitation.load_state_dict(state, self.iterations, self.config.imitation_coef)

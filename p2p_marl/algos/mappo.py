@@ -61,7 +61,7 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.imitation import TEACHERS, demonstrations
+from p2p_marl.algos.imitation import IMITATION_INTEGERS, IMITATION_RANGES, ActorImitation, check_imitation
 from p2p_marl.algos.nets import (
     ActorPolicy,
     REWARD_BASELINES,
@@ -146,24 +146,13 @@ class MAPPOConfig:
                               f"battery_action='power', got {self.battery_action!r}: a target state of charge never "
                               "asks beyond the battery, and the net-load action's centre (the self-consumption "
                               "setpoint) does at a full or empty battery; set infeasible_penalty_per_kwh=0 with it")
-        if self.imitation_teacher not in TEACHERS:
-            raise ConfigError(f"mappo.imitation_teacher must be one of {list(TEACHERS)}, "
-                              f"got {self.imitation_teacher!r}")
-        if self.imitation_rounds > 0 and (self.imitation_teacher != "mpc" or self.battery_action == "target_soc"):
-            raise ConfigError(f"mappo.imitation_rounds={self.imitation_rounds} needs imitation_teacher='mpc' and "
-                              f"battery_action 'power' or 'net_load', got {self.imitation_teacher!r} and "
-                              f"{self.battery_action!r}: only MPC plans from the states the actor reaches")
-        for key in ("imitation_rounds", "imitation_coef"):
-            if getattr(self, key) > 0 and self.imitation_days == 0:
-                raise ConfigError(f"mappo.{key}={getattr(self, key)!r} needs imitation_days > 0 (the "
-                                  "demonstrations it uses)")
+        check_imitation(self, "mappo")
         if self.reward_baseline not in REWARD_BASELINES:
             raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "
                               f"got {self.reward_baseline!r}")
 
 
-_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "imitation_days", "imitation_epochs",
-             "imitation_rounds"}
+_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("gamma", 0.0, 1.0, True, True),
@@ -180,10 +169,7 @@ _RANGES = (
     ("log_std_init", -10.0, 2.0, True, True),
     ("return_norm_decay", 0.0, 1.0, False, True),
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
-    ("imitation_days", 0, 100_000, True, True),
-    ("imitation_epochs", 1, 10_000, True, True),
-    ("imitation_rounds", 0, 1000, True, True),
-    ("imitation_coef", 0.0, 1000.0, True, True),
+    *IMITATION_RANGES,
 )
 
 
@@ -278,10 +264,9 @@ class MAPPO(Learner):
                                                  foreach=True)
         self.return_norm = RunningReturnNorm(config.return_norm_decay)
         self.iterations = 0
-        # The warm start's demonstrations (kept for PPO with imitation_coef > 0) and the actor's inputs and targets.
-        self._demonstrations: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._demo_x: torch.Tensor | None = None
-        self._demo_target: torch.Tensor | None = None
+        self.imitation = ActorImitation(self._actor_input, lambda x: torch.tanh(self.actor(x)),
+                                        self.actor.parameters(), self.actor_optimizer, config.max_grad_norm,
+                                        self.generator, self.device)
 
     # ------------------------------------------------------------------ inputs
     def _actor_input(self, obs: np.ndarray) -> torch.Tensor:
@@ -311,61 +296,8 @@ class MAPPO(Learner):
 
     # ------------------------------------------------------------------ warm start
     def imitate(self) -> dict[str, float]:
-        """Fit the actor's deterministic output to the teacher's actions on ``imitation_days`` training episodes
-        (mean squared error in the box, Adam at ``actor_lr``), then for each of ``imitation_rounds`` on as many
-        episodes played by the actor and labelled by the teacher, refitting on all; see
-        ``p2p_marl.algos.imitation``."""
-        cfg = self.config
-        n_resets = math.ceil(cfg.imitation_days / cfg.num_envs)
-        observations, boxes, metrics, teacher_s = [], [], {}, 0.0
-        for round_ in range(1 + cfg.imitation_rounds):
-            student = None if round_ == 0 else self.policy()
-            played = demonstrations(self.core, cfg.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
-                                    cfg.battery_action, student)
-            observations.append(played.observations)
-            boxes.append(played.boxes)
-            teacher_s += played.teacher_s
-            metrics["imitation/teacher_cost" if student is None else "imitation/student_cost"] = played.cost
-            if round_ == 0:
-                minibatch = math.ceil(played.boxes[..., 0].size / cfg.num_minibatches)  # kept for the refits
-            self._keep_demonstrations(np.concatenate(observations), np.concatenate(boxes))
-            loss = self._fit_to_teacher(minibatch)
-        if cfg.imitation_coef == 0.0:  # PPO does not use them: neither memory nor checkpoints keep them
-            self._demonstrations = self._demo_x = self._demo_target = None
-        return {"imitation/loss": loss, **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
-                "imitation/teacher_seconds": teacher_s}
-
-    def _fit_to_teacher(self, minibatch: int) -> float:
-        """``imitation_epochs`` passes over the kept demonstrations in minibatches of ``minibatch`` agent-steps;
-        the final loss on all of them."""
-        for _ in range(self.config.imitation_epochs):
-            order = torch.randperm(len(self._demo_x), generator=self.generator).to(self.device)
-            for first in range(0, len(order), minibatch):
-                loss = self._imitation_error(order[first:first + minibatch])
-                self.actor_optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.max_grad_norm)
-                self.actor_optimizer.step()
-        with torch.no_grad():
-            return float(self._imitation_error(slice(None)))
-
-    def _keep_demonstrations(self, observations: np.ndarray | torch.Tensor, boxes: np.ndarray | torch.Tensor) -> None:
-        """Keep the demonstrations (M, N, obs_dim) and (M, N, 3) as float32, and the actor's flat inputs and
-        targets made from them."""
-        self._demonstrations = (torch.as_tensor(observations, dtype=torch.float32),
-                                torch.as_tensor(boxes, dtype=torch.float32))
-        self._demo_x = self._actor_input(self._demonstrations[0]).flatten(0, -2)
-        self._demo_target = self._demonstrations[1].reshape(-1, ACTION_DIM).to(self.device)
-
-    def _imitation_error(self, index: torch.Tensor | slice) -> torch.Tensor:
-        """Mean squared error, summed over the action's coordinates, of the actor's output against the teacher's
-        box on the kept demonstrations' agent-steps ``index``."""
-        return (torch.tanh(self.actor(self._demo_x[index])) - self._demo_target[index]).pow(2).sum(-1).mean()
-
-    def _imitation_loss(self, n_samples: int) -> torch.Tensor:
-        """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations."""
-        return self._imitation_error(torch.randint(len(self._demo_x), (n_samples,),
-                                                   generator=self.generator).to(self.device))
+        """The warm start from the teacher (``imitation.ActorImitation.warm_start``, Adam at ``actor_lr``)."""
+        return self.imitation.warm_start(self.core, self.config, self.rng, self.policy, self.config.num_minibatches)
 
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> dict[str, float]:
@@ -459,7 +391,7 @@ class MAPPO(Learner):
                 value_loss = 0.5 * (self._values(e_s) - e_ret).pow(2).mean()
                 loss = policy_loss - cfg.ent_coef * entropy + value_loss
                 if imitating:
-                    imitation_loss = self._imitation_loss(len(adv))
+                    imitation_loss = self.imitation.loss(len(adv))
                     loss = loss + cfg.imitation_coef * imitation_loss
                     stats["imitation_loss"].append(imitation_loss.detach())
 
@@ -507,7 +439,7 @@ class MAPPO(Learner):
             "rng": rng_state(self.rng, self.generator),
             "env_steps": self.env_steps,
             "iterations": self.iterations,
-            **({"demonstrations": self._demonstrations} if self._demonstrations is not None else {}),
+            **self.imitation.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -521,9 +453,4 @@ class MAPPO(Learner):
         load_rng_state(self.rng, self.generator, state["rng"])
         self.env_steps = state["env_steps"]
         self.iterations = state["iterations"]
-        if "demonstrations" in state:
-            self._keep_demonstrations(*state["demonstrations"])
-        elif self.config.imitation_coef > 0.0 and self.iterations > 0:
-            raise ValueError(f"the state is {self.iterations} iterations into a run with imitation_coef="
-                             f"{self.config.imitation_coef} but holds no demonstrations; it was saved by a run "
-                             "without imitation_coef, so resume it with the settings it trained with")
+        self.imitation.load_state_dict(state, self.iterations, self.config.imitation_coef)
