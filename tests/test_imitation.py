@@ -1,16 +1,17 @@
 """Demonstrations from a planning teacher, the optimum or MPC (p2p_marl.algos.imitation), and the warm start,
 DAgger rounds and imitation loss on them of the two learners with an actor, MAPPO and MADDPG."""
 
+import dataclasses
 import io
 
 import numpy as np
 import pytest
 import torch
 
-from p2p_marl.algos.imitation import demonstrations
+from p2p_marl.algos.imitation import IMITATION_KEYS, demonstrations
 from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
-from p2p_marl.algos.nets import env_action
+from p2p_marl.algos.nets import env_action, with_agent_id
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.rules import SelfConsumption
 from p2p_marl.config import ConfigError, EnvConfig
@@ -32,9 +33,17 @@ def small(name: str, **settings):
 
 
 def actor_error(learner, observations: torch.Tensor, boxes: torch.Tensor) -> float:
-    """The mean squared error, summed over the box's coordinates, of the learner's deterministic actor."""
+    """The mean squared error, summed over the box's coordinates, of the box points the learner's evaluation
+    policy plays."""
+    policy = learner.policy()
     with torch.no_grad():
-        return float((learner.imitation.actor_box(learner._actor_input(observations)) - boxes).pow(2).sum(-1).mean())
+        played = policy.actor(with_agent_id(torch.as_tensor(observations, dtype=torch.float32), policy.agent_id))
+        return float((played - boxes).pow(2).sum(-1).mean())
+
+
+@pytest.mark.parametrize("name", ACTOR_LEARNERS)
+def test_every_learner_with_an_actor_takes_the_imitation_keys(name):
+    assert set(IMITATION_KEYS) <= {field.name for field in dataclasses.fields(ACTOR_LEARNERS[name][1])}
 
 
 @pytest.mark.parametrize("teacher, battery_action", [("optimum", "power"), ("optimum", "target_soc"),

@@ -22,7 +22,7 @@ from the day's start). Reinforcement learning takes it from there. Nothing from 
 ``ActorImitation`` is the actor's side, shared by MAPPO and MADDPG (whose actors both output a point in the
 box): the warm start (a fit to the teacher's own episodes, then DAgger rounds, each refitting on all labels so
 far) and the imitation loss on the kept demonstrations that the learner adds to its actor's loss. The learners'
-configs carry the same keys (``IMITATION_KEYS``), checked by ``check_imitation``.
+configs carry the same keys (``IMITATION_KEYS``), checked by ``IMITATION_RANGES`` and ``check_imitation``.
 """
 
 from __future__ import annotations

@@ -374,12 +374,13 @@ class MADDPG(Learner):
         own_joint = torch.where(own, torch.tanh(pre_tanh).unsqueeze(1), joint)
         self.critic.requires_grad_(False)
         actor_loss = -self._q(self.critic, obs, own_joint).mean() + cfg.action_l2 * pre_tanh.pow(2).mean()
+        loss = actor_loss
         if cfg.imitation_coef > 0.0:
             imitation_loss = self.imitation.loss(obs.shape[0] * n_agents)
-            actor_loss = actor_loss + cfg.imitation_coef * imitation_loss
+            loss = actor_loss + cfg.imitation_coef * imitation_loss
             stats["imitation_loss"].append(imitation_loss.item())
         self.actor_optimizer.zero_grad()
-        actor_loss.backward()
+        loss.backward()
         self.critic.requires_grad_(True)
         nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
         self.actor_optimizer.step()
