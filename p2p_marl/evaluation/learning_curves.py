@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,14 +116,17 @@ def group(curves: list[RunCurve]) -> dict[str, list[RunCurve]]:
 
 
 def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, float], title: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), sharey=True, layout="constrained")
+    # Two legend columns while the labels fit half the figure's width, else one, and the figure taller for it.
+    labels = [f"{learner} ({len(runs)} seeds)" for learner, runs in by_learner.items()]
+    n_columns = 2 if max(map(len, labels)) <= 70 else 1
+    legend_rows = math.ceil((len(labels) + len(lines) + 1) / n_columns)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8 + 0.2 * legend_rows), sharey=True, layout="constrained")
     palette = plt.get_cmap("tab10")
-    for index, (learner, runs) in enumerate(by_learner.items()):
+    for index, ((learner, runs), label) in enumerate(zip(by_learner.items(), labels)):
         length = min(len(run.share) for run in runs)  # seeds stopped at different evaluations: common part
         share = np.stack([run.share[:length] for run in runs])
         steps = runs[0].steps[:length]
         minutes = np.stack([run.minutes[:length] for run in runs]).mean(axis=0)
-        label = f"{learner} ({len(runs)} seeds)"
         for ax, x in ((axes[0], steps), (axes[1], minutes)):
             ax.plot(x, share.mean(axis=0), color=palette(index), marker="o", markersize=3, label=label)
             ax.fill_between(x, share.min(axis=0), share.max(axis=0), color=palette(index), alpha=0.2)
@@ -136,7 +140,7 @@ def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, flo
     axes[1].set_xlabel("wall-clock minutes (mean over seeds)")
     axes[0].set_ylabel("share of the optimal saving, validation days")
     # Below the panels: variant labels are long, and a legend inside squeezes the axes.
-    fig.legend(*axes[1].get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=2)
+    fig.legend(*axes[1].get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=n_columns)
     fig.suptitle(title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
