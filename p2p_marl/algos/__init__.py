@@ -41,7 +41,9 @@ ADDED_KEYS: dict[str, dict[str, Any]] = {
               "imitation_rounds": 0, "imitation_coef": 0.0},
     "maddpg": {"penalty_reward": "share", "trade_reward": "price", "imitation_days": 0, "imitation_epochs": 50,
                "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0},
-    "dqn": {"double_q": False, "n_step": 1, "infeasible_penalty_per_kwh": 0.0},
+    "dqn": {"double_q": False, "n_step": 1, "infeasible_penalty_per_kwh": 0.0, "imitation_days": 0,
+            "imitation_epochs": 10, "imitation_teacher": "mpc", "imitation_rounds": 0, "imitation_coef": 0.0,
+            "imitation_margin": 0.05},
     "qlearning": {"infeasible_penalty_per_kwh": 0.0},
 }
 

@@ -24,6 +24,20 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
 5. **Loss** -- the Huber loss of the TD error (smooth L1; quadratic for the small errors of this problem), Adam,
    gradient norm clipped at ``max_grad_norm``.
 
+Learning from a teacher (its own row beside the pure learner; off by default), after DQfD (Hester et al. 2018):
+with ``imitation_days`` > 0 the first iteration collects the MPC teacher's demonstrations on that many training
+episodes, played on the learner's own action grid (``imitation.demonstrations`` with the grid: the teacher's action
+snapped to the nearest grid action, ``imitation_rounds`` more rounds played by the greedy policy and labelled by the
+teacher, DAgger), and pre-trains the Q-network on them for ``imitation_epochs`` passes with the demonstration loss
+
+    J_demo = TD loss on the demonstrations' own transitions
+             + mean of  max_a [Q(x, a) + imitation_margin * (a != a_teacher)] - Q(x, a_teacher),
+
+whose second term (the large-margin loss) pushes the teacher's action at least ``imitation_margin`` above every
+other: TD learning alone would value the actions the teacher never took by extrapolation. With
+``imitation_coef`` > 0 every gradient step of the RL phase adds that weight x J_demo on a minibatch of the kept
+demonstrations (``batch_size`` transitions) to its TD loss. Demonstrations do not count in ``env_steps``.
+
 Random numbers: the network initialisation uses ``seed`` without touching torch's global generator; replay
 sampling and exploration use the learner's numpy generator. ``state_dict()`` holds the networks, the optimiser,
 the buffer and both generators, so a resumed run continues exactly.
@@ -32,6 +46,7 @@ the buffer and both generators, so a resumed run continues exactly.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +55,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from p2p_marl.algos.nets import mlp, with_agent_id
+from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, check_demonstrations_kept,
+                                      check_imitation, demonstrations)
+from p2p_marl.algos.nets import infeasible_training_reward, mlp, with_agent_id
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_bools, check_network, check_ranges
@@ -79,6 +96,13 @@ class DQNConfig:
     follow_net_load_action: bool = True  # one more battery level: charge the PV surplus, cover the net load
     infeasible_penalty_per_kwh: float = 0.01  # the training reward pays this per kWh of battery setpoint beyond
     # what the battery could do (nets.infeasible_setpoint_kwh); 0: the bill alone
+    imitation_days: int = 0  # > 0: first pre-train on the teacher's demonstrations on this many training days ...
+    imitation_epochs: int = 10  # ... for this many passes (in minibatches of batch_size); 0 days = pure RL
+    imitation_teacher: str = "mpc"  # only "mpc": it plans again from every state the grid's rounding leads to
+    imitation_rounds: int = 0  # DAgger rounds after the first pre-training: the greedy policy plays imitation_days
+    # more episodes, the teacher labels its states, the pre-training runs again on all
+    imitation_coef: float = 0.0  # > 0: each gradient step adds this weight x the demonstration loss on them
+    imitation_margin: float = 0.05  # the large-margin loss's margin, in the reward's money per step
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -90,11 +114,17 @@ class DQNConfig:
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"dqn.epsilon_end={self.epsilon_end} must not exceed epsilon_start={self.epsilon_start}")
         check_bools(self, ("agent_id_input", "double_q"), "dqn")
+        check_imitation(self, "dqn")
+        if self.imitation_teacher != "mpc":
+            raise ConfigError(f"dqn.imitation_teacher must be 'mpc', got {self.imitation_teacher!r}: the optimum's "
+                              "schedule is one plan from the day's start, and the grid's rounding leaves it")
 
 
 _INTEGERS = {"num_envs", "n_step", "buffer_size", "batch_size", "learning_starts", "train_frequency",
-             "gradient_steps", "target_update_interval", "epsilon_decay_steps"}
+             "gradient_steps", "target_update_interval", "epsilon_decay_steps", *IMITATION_INTEGERS}
 _RANGES = (
+    *IMITATION_RANGES,
+    ("imitation_margin", 0.0, 10.0, True, True),
     ("num_envs", 1, 100_000, True, True),
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
@@ -164,9 +194,15 @@ class ReplayBuffer:
         self.position = (self.position + len(x)) % self.capacity
         self.size = min(self.size + len(x), self.capacity)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-        index = torch.as_tensor(rng.integers(self.size, size=batch_size), device=self.x.device)
+    def sample_index(self, batch_size: int, rng: np.random.Generator) -> torch.Tensor:
+        return torch.as_tensor(rng.integers(self.size, size=batch_size), device=self.x.device)
+
+    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The transitions at ``index``: inputs, actions, rewards, next inputs, terminal flags."""
         return self.x[index], self.action[index], self.reward[index], self.next_x[index], self.terminal[index]
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        return self.take(self.sample_index(batch_size, rng))
 
     def state_dict(self) -> dict[str, Any]:
         # Only the filled part: a young buffer makes a small checkpoint.
@@ -205,6 +241,100 @@ class DQN(ValueBasedLearner):
         # Today's steps whose n-step return is not complete yet: (inputs, actions, rewards) of all households.
         # A day ends within one iterate(), which empties it, so checkpoints never need it.
         self._pending: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = []
+        # The teacher's household transitions (imitation_days > 0): x, action (played), reward, next_x, terminal
+        # and label (the teacher's grid action), each with M rows.
+        self.demonstrations: dict[str, torch.Tensor] | None = None
+
+    def iterate(self) -> dict[str, float]:
+        imitation = self.imitate() if self.env_steps == 0 and self.config.imitation_days > 0 else {}
+        return {**super().iterate(), **imitation}
+
+    # ------------------------------------------------------------------ learning from the teacher
+    def imitate(self) -> dict[str, float]:
+        """Collect the teacher's demonstrations on the grid and pre-train on them (module docstring), with DAgger
+        rounds; keeps them if ``imitation_coef`` > 0. Returns the ``imitation/`` metrics."""
+        c = self.config
+        n_resets = math.ceil(c.imitation_days / self.core.batch_size)
+        parts, metrics, teacher_s, loss = [], {}, 0.0, {}
+
+        def training_reward(reward: np.ndarray, actions: np.ndarray, infos: dict) -> np.ndarray:
+            return infeasible_training_reward(reward, actions, infos, self.core, c.infeasible_penalty_per_kwh)
+
+        for round_ in range(1 + c.imitation_rounds):
+            student = None if round_ == 0 else self.policy()
+            played = demonstrations(self.core, c.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
+                                    "power", student, self.action_grid, training_reward)
+            parts.append(played)
+            teacher_s += played.teacher_s
+            metrics["imitation/teacher_cost" if student is None else "imitation/student_cost"] = played.cost
+            self.keep_demonstrations(self._demonstration_tensors(parts))
+            n_steps = c.imitation_epochs * math.ceil(len(self.demonstrations["x"]) / c.batch_size)
+            loss = {key: float(np.mean(values)) for key, values in self._pretrain(n_steps).items()}
+        label_match = self._greedy_label_match()
+        if c.imitation_coef == 0.0:  # the updates do not use them: neither memory nor checkpoints keep them
+            self.demonstrations = None
+        return {"imitation/loss": loss["demo_loss"], "imitation/margin_loss": loss["margin_loss"],
+                "imitation/label_match": label_match, **metrics, "imitation/teacher_seconds": teacher_s,
+                "imitation/samples": float(sum(part.grid.labels.size for part in parts))}
+
+    def _demonstration_tensors(self, parts: list) -> dict[str, torch.Tensor]:
+        """The household transitions of demonstration rounds ``parts`` (``imitation.Demonstrations``)."""
+        steps = [part.grid for part in parts]
+        n_agents = self.core.n_agents
+        x = torch.cat([self.q.encode(self.core, part.observations) for part in parts])
+        next_x = torch.cat([self.q.encode(self.core, step.next_observations) for step in steps])
+        as_tensor = lambda values, dtype: torch.as_tensor(np.concatenate(values), dtype=dtype, device=self.device)
+        return {"x": x.flatten(0, 1), "next_x": next_x.flatten(0, 1),
+                "action": as_tensor([step.played.ravel() for step in steps], torch.int64),
+                "reward": as_tensor([step.rewards.ravel() for step in steps], torch.float32),
+                "terminal": as_tensor([np.repeat(step.terminal, n_agents) for step in steps], torch.float32),
+                "label": as_tensor([step.labels.ravel() for step in steps], torch.int64)}
+
+    def keep_demonstrations(self, demonstrations: dict[str, torch.Tensor]) -> None:
+        self.demonstrations = {key: value.to(self.device) for key, value in demonstrations.items()}
+
+    def _pretrain(self, n_steps: int) -> dict[str, list[float]]:
+        """``n_steps`` gradient steps on the demonstration loss alone."""
+        losses = defaultdict(list)
+        for _ in range(n_steps):
+            demo_loss, margin_loss = self._demonstration_loss()
+            self._gradient_step(demo_loss)
+            losses["demo_loss"].append(demo_loss.item())
+            losses["margin_loss"].append(margin_loss.item())
+        return losses
+
+    def _demonstration_loss(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(J_demo, its large-margin part) on ``batch_size`` demonstrations drawn with the learner's generator."""
+        demo = self.demonstrations
+        index = torch.as_tensor(self.rng.integers(len(demo["x"]), size=self.config.batch_size), device=self.device)
+        q = self.q(demo["x"][index])
+        q_played = q.gather(1, demo["action"][index, None]).squeeze(1)
+        td_loss = F.smooth_l1_loss(q_played, self.td_target(demo["reward"][index], demo["next_x"][index],
+                                                            demo["terminal"][index], n_step=1))
+        label = demo["label"][index, None]
+        margin = torch.full_like(q, self.config.imitation_margin).scatter_(1, label, 0.0)
+        margin_loss = ((q + margin).max(dim=1).values - q.gather(1, label).squeeze(1)).mean()
+        return td_loss + margin_loss, margin_loss
+
+    def _greedy_label_match(self) -> float:
+        """The share of the demonstrations' states where the greedy action is the teacher's."""
+        with torch.no_grad():
+            return float((self.q(self.demonstrations["x"]).argmax(dim=1) == self.demonstrations["label"])
+                         .float().mean())
+
+    def _gradient_step(self, loss: torch.Tensor) -> None:
+        """One Adam step on ``loss`` (gradient norm clipped), the target network following every
+        ``target_update_interval`` of them."""
+        c = self.config
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.gradient_updates += 1
+        if self.gradient_updates % c.target_update_interval == 0:
+            with torch.no_grad():
+                for target_param, param in zip(self.target.parameters(), self.q.parameters()):
+                    target_param.lerp_(param, c.tau)
 
     def learn(self, x: torch.Tensor, actions: np.ndarray, reward: np.ndarray, next_x: torch.Tensor, terminal: bool
               ) -> dict[str, float]:
@@ -223,39 +353,40 @@ class DQN(ValueBasedLearner):
         core_steps = self.env_steps // self.core.batch_size
         if self.env_steps < c.learning_starts or core_steps % c.train_frequency:
             return {}
-        losses, q_means = [], []
+        losses = defaultdict(list)
         for _ in range(c.gradient_steps):
             batch_x, batch_action, batch_reward, batch_next_x, batch_terminal = self.buffer.sample(
                 c.batch_size, self.rng)
             td_target = self.td_target(batch_reward, batch_next_x, batch_terminal)
             q_taken = self.q(batch_x).gather(1, batch_action[:, None]).squeeze(1)
             loss = F.smooth_l1_loss(q_taken, td_target)
-            self.optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.q.parameters(), c.max_grad_norm)
-            self.optimizer.step()
-            self.gradient_updates += 1
-            if self.gradient_updates % c.target_update_interval == 0:
-                with torch.no_grad():
-                    for target_param, param in zip(self.target.parameters(), self.q.parameters()):
-                        target_param.lerp_(param, c.tau)
-            losses.append(loss.item())
-            q_means.append(q_taken.mean().item())
-        return {"td_loss": float(np.mean(losses)), "q_mean": float(np.mean(q_means))}
+            losses["td_loss"].append(loss.item())
+            if c.imitation_coef > 0.0:
+                demo_loss, _ = self._demonstration_loss()
+                loss = loss + c.imitation_coef * demo_loss
+                losses["demo_loss"].append(demo_loss.item())
+            self._gradient_step(loss)
+            losses["q_mean"].append(q_taken.mean().item())
+        return {key: float(np.mean(values)) for key, values in losses.items()}
 
-    def td_target(self, reward: torch.Tensor, next_x: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
-        """Step 4's target for M transitions (rewards (M,), next inputs (M, in_dim), terminal flags (M,))."""
+    def td_target(self, reward: torch.Tensor, next_x: torch.Tensor, terminal: torch.Tensor,
+                  n_step: int | None = None) -> torch.Tensor:
+        """Step 4's target for M transitions (rewards (M,), next inputs (M, in_dim), terminal flags (M,)) whose
+        rewards sum ``n_step`` steps (the config's by default)."""
         with torch.no_grad():
             next_q = self.target(next_x)
             if self.config.double_q:
                 next_value = next_q.gather(1, self.q(next_x).argmax(dim=1, keepdim=True)).squeeze(1)
             else:
                 next_value = next_q.max(dim=1).values
-            return reward + self.config.gamma ** self.config.n_step * (1.0 - terminal) * next_value
+            discount = self.config.gamma ** (self.config.n_step if n_step is None else n_step)
+            return reward + discount * (1.0 - terminal) * next_value
 
     def state_dict(self) -> dict[str, Any]:
+        demonstrations = {} if self.demonstrations is None else {"demonstrations": self.demonstrations}
         return {"q": self.q.state_dict(), "target": self.target.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "buffer": self.buffer.state_dict(), "gradient_updates": self.gradient_updates, **self.collector_state()}
+                "buffer": self.buffer.state_dict(), "gradient_updates": self.gradient_updates, **self.collector_state(),
+                **demonstrations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q.load_state_dict(state["q"])
@@ -263,4 +394,9 @@ class DQN(ValueBasedLearner):
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
         self.gradient_updates = state["gradient_updates"]
+        if "demonstrations" in state:
+            self.keep_demonstrations(state["demonstrations"])
+        else:
+            check_demonstrations_kept(f"{state['env_steps']} community-steps", self.config.imitation_coef,
+                                      state["env_steps"] > 0)
         self.load_collector_state(state)

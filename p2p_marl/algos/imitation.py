@@ -19,6 +19,11 @@ each state the student reaches (DAgger, Ross et al. 2011): the states a cloned p
 imitation is worst, and an MPC teacher can plan from any of them (the optimum's schedule cannot: it is one plan
 from the day's start). Reinforcement learning takes it from there. Nothing from a validation or test day enters.
 
+With a ``grid`` (a value-based learner's ``ActionGrid``: DQN) the teacher's action is snapped to the nearest
+grid action (``ActionGrid.nearest``) and the steps are played on the grid, so that every recorded step is also a
+transition the learner could have made: its index, the training reward, the next observation and the day's end are
+recorded beside the teacher's label (DQN's learning from demonstrations, ``p2p_marl.algos.dqn``).
+
 ``ActorImitation`` is the actor's side, shared by MAPPO and MADDPG (whose actors both output a point in the
 box): the warm start (a fit to the teacher's own episodes, then DAgger rounds, each refitting on all labels so
 far) and the imitation loss on the kept demonstrations that the learner adds to its actor's loss. The learners'
@@ -44,6 +49,7 @@ from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import ConfigError
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
+from p2p_marl.training.value_based import ActionGrid
 
 TEACHERS = ("optimum", "mpc")
 # A learner config's keys for learning from a teacher; imitation_days = 0 is pure RL.
@@ -57,19 +63,31 @@ IMITATION_RANGES = (
 IMITATION_INTEGERS = {"imitation_days", "imitation_epochs", "imitation_rounds"}
 
 
-def check_imitation(config: Any, prefix: str) -> None:
-    """The settings that ``IMITATION_RANGES`` cannot check alone, named as ``prefix.key``."""
+def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> None:
+    """The settings that ``IMITATION_RANGES`` cannot check alone, named as ``prefix.key``; ``battery_action`` is
+    the learner's (the value-based learners have none: their grid plays power setpoints)."""
     if config.imitation_teacher not in TEACHERS:
         raise ConfigError(f"{prefix}.imitation_teacher must be one of {list(TEACHERS)}, "
                           f"got {config.imitation_teacher!r}")
-    if config.imitation_rounds > 0 and (config.imitation_teacher != "mpc" or config.battery_action == "target_soc"):
+    if config.imitation_rounds > 0 and (config.imitation_teacher != "mpc" or battery_action == "target_soc"):
         raise ConfigError(f"{prefix}.imitation_rounds={config.imitation_rounds} needs imitation_teacher='mpc' and "
                           f"battery_action 'power' or 'net_load', got {config.imitation_teacher!r} and "
-                          f"{config.battery_action!r}: only MPC plans from the states the actor reaches")
+                          f"{battery_action!r}: only MPC plans from the states the actor reaches")
     for key in ("imitation_rounds", "imitation_coef"):
         if getattr(config, key) > 0 and config.imitation_days == 0:
             raise ConfigError(f"{prefix}.{key}={getattr(config, key)!r} needs imitation_days > 0 (the "
                               "demonstrations it uses)")
+
+
+@dataclass(frozen=True)
+class GridSteps:
+    """The grid's view of demonstrations (``demonstrations`` with a ``grid``), aligned with their observations."""
+
+    labels: np.ndarray  # (M, N) int: the grid action nearest the teacher's
+    played: np.ndarray  # (M, N) int: the grid action played (the label, or the student's action)
+    rewards: np.ndarray  # (M, N): the training reward of the played step
+    next_observations: np.ndarray  # (M, N, obs_dim)
+    terminal: np.ndarray  # (M,) bool: the step ended the day
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,7 @@ class Demonstrations:
     boxes: np.ndarray  # (M, N, 3): the actor's output that plays the teacher's step
     cost: float  # mean community cost per day of the played episodes (the teacher's, or the student's)
     teacher_s: float  # seconds the teacher spent planning
+    grid: GridSteps | None = None  # with a grid only
 
 
 class _EpisodeOptimum:
@@ -94,9 +113,13 @@ class _EpisodeOptimum:
 
 
 def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, battery_action: str,
-                   student: Policy | None = None) -> Demonstrations:
+                   student: Policy | None = None, grid: ActionGrid | None = None,
+                   training_reward: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None
+                   ) -> Demonstrations:
     """``n_resets`` batches of ``core.batch_size`` training episodes, each played out by ``teacher``, or by
-    ``student`` with the teacher's action in each of its states recorded."""
+    ``student`` with the teacher's action in each of its states recorded. With a ``grid`` the teacher plays the
+    grid action nearest its own and ``GridSteps`` are recorded too, rewards by ``training_reward(reward,
+    played actions, infos)`` (the core's reward without it)."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {list(TEACHERS)}, got {teacher!r}")
     if student is not None and teacher != "mpc":
@@ -107,6 +130,7 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                          "read from the step the teacher played")
     policy = _EpisodeOptimum() if teacher == "optimum" else MPCPolicy()
     observations, boxes, costs, teacher_s = [], [], [], 0.0
+    labels, played_indices, rewards, next_observations, terminal = [], [], [], [], []
     rng = np.random.default_rng(seed)
     battery = core.battery
     energy_span_kwh = battery.max_energy_kwh - battery.min_energy_kwh
@@ -124,8 +148,18 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
             start = time.perf_counter()
             action = policy.act(core, obs)
             teacher_s += time.perf_counter() - start
-            played = action if student is None else student.act(core, obs)
-            obs, _, _, infos = core.step(played)
+            if grid is None:
+                played = action if student is None else student.act(core, obs)
+            else:
+                label = grid.nearest(core, obs, action)
+                played = grid.actions(core, obs, label) if student is None else student.act(core, obs)
+                labels.append(label)
+                played_indices.append(label if student is None else grid.nearest(core, obs, played))
+            obs, reward, done, infos = core.step(played)
+            if grid is not None:
+                rewards.append(reward if training_reward is None else training_reward(reward, played, infos))
+                next_observations.append(obs)
+                terminal.append(done)
             day_cost += infos["cost"].sum(axis=-1)
             if battery_action == "power":
                 battery_box = action[..., 0]
@@ -136,8 +170,19 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                                         out=np.ones_like(core.energy_kwh), where=energy_span_kwh > 0) - 1.0
             boxes.append(np.stack([battery_box, 2.0 * action[..., 1] - 1.0, action[..., 2]], axis=-1))
         costs.append(day_cost)
+    steps = None if grid is None else GridSteps(
+        np.concatenate(labels), np.concatenate(played_indices), np.concatenate(rewards),
+        np.concatenate(next_observations), np.repeat(terminal, core.batch_size))
     return Demonstrations(np.concatenate(observations), np.concatenate(boxes), float(np.concatenate(costs).mean()),
-                          teacher_s)
+                          teacher_s, steps)
+
+
+def check_demonstrations_kept(progress: str, imitation_coef: float, started: bool) -> None:
+    """``ValueError`` for a state without demonstrations, ``progress`` into a run whose updates need them."""
+    if imitation_coef > 0.0 and started:
+        raise ValueError(f"the state is {progress} into a run with imitation_coef={imitation_coef} but holds no "
+                         "demonstrations; it was saved by a run without imitation_coef, so resume it with the "
+                         "settings it trained with")
 
 
 class ActorImitation:
@@ -205,10 +250,9 @@ class ActorImitation:
         holds none cannot resume it."""
         if "demonstrations" in state:
             self.keep(*state["demonstrations"])
-        elif imitation_coef > 0.0 and iterations > 0:
-            raise ValueError(f"the state is {iterations} iterations into a run with imitation_coef={imitation_coef} "
-                             "but holds no demonstrations; it was saved by a run without imitation_coef, so resume "
-                             "it with the settings it trained with")
+        else:
+            check_demonstrations_kept(f"{iterations} iterations", imitation_coef, iterations > 0)
+
 
     def loss(self, n_samples: int) -> torch.Tensor:
         """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations."""

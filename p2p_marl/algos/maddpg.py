@@ -124,7 +124,7 @@ class MADDPGConfig:
         check_ranges(self, _RANGES, _INTEGERS, "maddpg")
         check_network(self, "maddpg")
         check_multi_agent_keys(self, "maddpg")
-        check_imitation(self, "maddpg")
+        check_imitation(self, "maddpg", self.battery_action)
         if self.noise_std_end > self.noise_std_start:
             raise ConfigError(f"maddpg.noise_std_end={self.noise_std_end!r} must not exceed "
                               f"noise_std_start={self.noise_std_start!r}")

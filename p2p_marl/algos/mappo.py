@@ -146,7 +146,7 @@ class MAPPOConfig:
                               f"battery_action='power', got {self.battery_action!r}: a target state of charge never "
                               "asks beyond the battery, and the net-load action's centre (the self-consumption "
                               "setpoint) does at a full or empty battery; set infeasible_penalty_per_kwh=0 with it")
-        check_imitation(self, "mappo")
+        check_imitation(self, "mappo", self.battery_action)
         if self.reward_baseline not in REWARD_BASELINES:
             raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "
                               f"got {self.reward_baseline!r}")

@@ -36,7 +36,8 @@ from p2p_marl.algos.nets import episode_metrics, infeasible_training_reward
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import DISCRETE_GRID_RANGES, DISCRETE_VIEW_KEYS, EnvConfig, check_ranges
 from p2p_marl.envs import discrete_action_table
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.battery import feasible_power
+from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.validation import check_bools
 
 
@@ -87,6 +88,27 @@ class ActionGrid:
         if follows.any():
             actions[..., 0] = np.where(follows, self_consumption_setpoint(core, obs), actions[..., 0])
         return actions
+
+    def nearest(self, core: CommunityCore, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The index (B, N) of the grid action closest to continuous ``actions`` (B, N, 3) on ``obs``, component
+        by component (the grid is every battery level with every price and curtailment level): the battery level
+        whose setpoint the battery can follow nearest to how it can follow the action's (in kW at the meter, so a
+        full battery asked to charge more matches any level that cannot charge it either; then the nearest
+        setpoint), the nearest price and curtailment shares. Ties go to the lowest index."""
+        every_index = np.broadcast_to(np.arange(len(self))[:, None, None], (len(self),) + obs.shape[:-1])
+        rows = self.actions(core, obs, every_index)  # (L, B, N, 3): every grid action of every household
+        wanted = np.clip(actions, ACTION_LOW, ACTION_HIGH)
+        battery = core.battery
+
+        def meter_kw(share: np.ndarray) -> np.ndarray:
+            charge_kw, discharge_kw = feasible_power(share * battery.max_kw, core.energy_kwh, battery, core.dt_h)
+            return charge_kw - discharge_kw
+
+        power_gap_kw = np.abs(meter_kw(rows[..., 0]) - meter_kw(wanted[..., 0]))
+        # Distances in different units: the sum's minimum over the product grid is each component's minimum.
+        distance = (power_gap_kw * 1e3 + np.abs(rows[..., 0] - wanted[..., 0])
+                    + np.abs(rows[..., 1:] - wanted[..., 1:]).sum(axis=-1))
+        return distance.argmin(axis=0)
 
 
 class GreedyPolicy:

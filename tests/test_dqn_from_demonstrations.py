@@ -1,0 +1,146 @@
+"""DQN learning from the MPC teacher (DQfD): the teacher's action snapped to the learner's grid, demonstrations
+recorded as transitions the learner could have made, pre-training with the large-margin loss, the demonstration
+loss in the RL phase and its checkpoints."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2p_marl.algos.dqn import DQN, DQNConfig
+from p2p_marl.algos.imitation import IMITATION_KEYS, demonstrations
+from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.battery import feasible_power
+from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
+from p2p_marl.training.value_based import ActionGrid
+
+TINY = EnvConfig(n_agents=4, n_days=12, dt_h=2.0)
+SMALL = {"num_envs": 2, "batch_size": 32, "buffer_size": 2000, "hidden_sizes": [32, 32], "learning_starts": 0,
+         "imitation_days": 4, "imitation_epochs": 20}
+
+
+def small(**settings) -> DQN:
+    return DQN(TINY, DQNConfig(**{**SMALL, **settings}), seed=0)
+
+
+def core_in_a_random_state(seed: int) -> tuple[CommunityCore, np.ndarray]:
+    """A training community a random number of steps into its day, batteries wherever random play left them."""
+    rng = np.random.default_rng(seed)
+    core = CommunityCore(TINY, batch_size=3)
+    obs = core.reset(seed=seed)
+    for _ in range(rng.integers(core.steps_per_episode)):
+        obs, *_ = core.step(rng.uniform(ACTION_LOW, ACTION_HIGH, (3, 4, 3)))
+    return core, obs
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), levels=st.sampled_from([(5, 3, 2, True), (4, 1, 1, False), (3, 2, 3, True)]))
+def test_the_nearest_grid_action_is_the_nearest_in_each_component(seed, levels):
+    core, obs = core_in_a_random_state(seed)
+    grid = ActionGrid(*levels)
+    wanted = np.random.default_rng(seed + 1).uniform(ACTION_LOW, ACTION_HIGH, (3, 4, 3))
+    chosen = grid.actions(core, obs, grid.nearest(core, obs, wanted))
+
+    every = np.stack([grid.actions(core, obs, np.full((3, 4), a)) for a in range(len(grid))])  # (L, B, N, 3)
+
+    def meter_kw(share):
+        charge_kw, discharge_kw = feasible_power(share * core.battery.max_kw, core.energy_kwh, core.battery, core.dt_h)
+        return charge_kw - discharge_kw
+
+    battery_gap_kw = np.abs(meter_kw(every[..., 0]) - meter_kw(wanted[..., 0]))
+    assert np.allclose(np.abs(meter_kw(chosen[..., 0]) - meter_kw(wanted[..., 0])), battery_gap_kw.min(axis=0))
+    for component in (1, 2):
+        gap = np.abs(every[..., component] - wanted[..., component])
+        assert np.allclose(np.abs(chosen[..., component] - wanted[..., component]), gap.min(axis=0))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_a_grid_action_is_its_own_nearest(seed):
+    core, obs = core_in_a_random_state(seed)
+    grid = ActionGrid(5, 3, 2, True)
+    played = grid.actions(core, obs, np.random.default_rng(seed).integers(len(grid), size=(3, 4)))
+    np.testing.assert_array_equal(grid.actions(core, obs, grid.nearest(core, obs, played)), played)
+
+
+@pytest.mark.parametrize("student", [False, True])
+def test_grid_demonstrations_are_transitions_that_replay_on_the_core(student):
+    grid = ActionGrid(5, 3, 2, True)
+    core = CommunityCore(TINY, batch_size=2)
+    policy = small().policy() if student else None
+    demos = demonstrations(core, "mpc", n_resets=1, seed=5, battery_action="power", student=policy, grid=grid)
+    steps = demos.grid
+    if not student:  # the teacher plays its own labels
+        np.testing.assert_array_equal(steps.labels, steps.played)
+    assert steps.terminal.tolist() == [False] * 2 * (core.steps_per_episode - 1) + [True] * 2
+
+    replay = CommunityCore(TINY, batch_size=2)
+    obs = replay.reset(seed=int(np.random.default_rng(5).integers(2 ** 63)))
+    for t in range(replay.steps_per_episode):
+        rows = slice(2 * t, 2 * (t + 1))
+        np.testing.assert_array_equal(obs, demos.observations[rows])
+        obs, reward, _, _ = replay.step(grid.actions(replay, obs, steps.played[rows]))
+        np.testing.assert_array_equal(reward, steps.rewards[rows])
+        np.testing.assert_array_equal(obs, steps.next_observations[rows])
+
+
+def test_dqn_takes_the_imitation_keys():
+    assert set(IMITATION_KEYS) <= set(DQNConfig.__dataclass_fields__)
+
+
+def test_pre_training_makes_the_teachers_action_the_greedy_one():
+    learner, untrained = small(imitation_rounds=1), small()
+    metrics = learner.imitate()
+    assert {"imitation/loss", "imitation/margin_loss", "imitation/teacher_cost", "imitation/student_cost",
+            "imitation/teacher_seconds"} <= set(metrics)
+    core = CommunityCore(TINY)
+    assert metrics["imitation/samples"] == 2 * 4 * core.steps_per_episode * core.n_agents
+    assert metrics["imitation/label_match"] > 0.6
+
+    # On teacher episodes neither learner saw, the pre-trained greedy policy picks the teacher's action more often.
+    held_out = demonstrations(CommunityCore(TINY, batch_size=4), "mpc", 1, seed=11, battery_action="power",
+                              grid=learner.action_grid)
+
+    def match(dqn: DQN) -> float:
+        q = dqn.q.q_values(dqn.q.encode(core, held_out.observations))
+        return float((q.argmax(axis=-1) == held_out.grid.labels).mean())
+
+    assert match(learner) > match(untrained) + 0.2
+
+
+def test_the_demonstration_loss_joins_the_updates_and_survives_a_resume():
+    anchored, free = small(imitation_coef=1.0), small()
+    for _ in range(2):
+        anchored_metrics, free_metrics = anchored.iterate(), free.iterate()
+    assert anchored_metrics["demo_loss"] > 0.0 and "demo_loss" not in free_metrics
+    assert free.demonstrations is None  # without imitation_coef neither memory nor checkpoints keep them
+
+    resumed = small(imitation_coef=1.0)
+    buffer = io.BytesIO()
+    torch.save(anchored.state_dict(), buffer)
+    buffer.seek(0)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert anchored.iterate() == resumed.iterate()
+    for param, resumed_param in zip(anchored.q.parameters(), resumed.q.parameters()):
+        assert torch.equal(param, resumed_param)
+
+
+def test_a_state_without_the_demonstrations_cannot_resume_a_run_that_imitates():
+    plain = small()
+    plain.iterate()
+    with pytest.raises(ValueError, match="holds no demonstrations"):
+        small(imitation_coef=1.0).load_state_dict(plain.state_dict())
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"imitation_teacher": "optimum"}, "imitation_teacher"), ({"imitation_teacher": "oracle"}, "imitation_teacher"),
+    ({"imitation_days": 0, "imitation_coef": 1.0}, "imitation_coef"), ({"imitation_margin": -0.1}, "imitation_margin"),
+    ({"imitation_days": 0, "imitation_rounds": 1}, "imitation_rounds"), ({"imitation_epochs": 0}, "imitation_epochs")])
+def test_bad_imitation_settings_name_the_key(settings, key):
+    with pytest.raises(ConfigError, match=rf"^dqn\.{key}"):
+        DQNConfig(**{**SMALL, **settings})
