@@ -59,13 +59,42 @@ def test_the_nearest_grid_action_is_the_nearest_in_each_component(seed, levels):
         assert np.allclose(np.abs(chosen[..., component] - wanted[..., component]), gap.min(axis=0))
 
 
+def test_nearest_reads_the_battery_by_what_it_can_do_and_breaks_ties_low():
+    core = CommunityCore(TINY, batch_size=1)
+    obs = core.reset(seed=0)
+    grid = ActionGrid(5, 3, 2, False)  # setpoints -1, -0.5, 0, 0.5, 1; prices 0, 0.5, 1; curtailment 0, 1
+    with_battery = int(np.flatnonzero(core.has_battery)[0])
+    without_battery = int(np.flatnonzero(~core.has_battery)[0])
+    core.energy_kwh[0, with_battery] = core.battery.max_energy_kwh[with_battery]  # full: it cannot charge
+    wanted = np.zeros((1, 4, 3))
+    wanted[0, with_battery] = (0.8, 0.25, 0.4)  # charge (impossible), price halfway between two levels
+    wanted[0, without_battery] = (0.7, 0.9, 0.6)
+    chosen = grid.actions(core, obs, grid.nearest(core, obs, wanted))
+    # Full: no level charges it, and of those that do what it can (nothing), the idle one asks nothing impossible;
+    # the price tie goes to the lower index.
+    np.testing.assert_array_equal(chosen[0, with_battery], (0.0, 0.0, 0.0))
+    # Without a battery every level plays alike: the idle one.
+    np.testing.assert_array_equal(chosen[0, without_battery], (0.0, 1.0, 1.0))
+
+
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10**6))
-def test_a_grid_action_is_its_own_nearest(seed):
+def test_a_grid_action_is_its_own_nearest_or_one_that_does_the_same_asking_less(seed):
     core, obs = core_in_a_random_state(seed)
     grid = ActionGrid(5, 3, 2, True)
     played = grid.actions(core, obs, np.random.default_rng(seed).integers(len(grid), size=(3, 4)))
-    np.testing.assert_array_equal(grid.actions(core, obs, grid.nearest(core, obs, played)), played)
+    nearest = grid.actions(core, obs, grid.nearest(core, obs, played))
+    np.testing.assert_array_equal(nearest[..., 1:], played[..., 1:])
+    battery = core.battery
+    (charge_a, discharge_a), (charge_b, discharge_b) = (
+        feasible_power(action[..., 0] * battery.max_kw, core.energy_kwh, battery, core.dt_h)
+        for action in (nearest, played))
+    np.testing.assert_allclose(charge_a - discharge_a, charge_b - discharge_b, rtol=0, atol=1e-12)
+    # Where a battery follows the played setpoint, that setpoint is the one chosen; elsewhere one that asks less.
+    followed = core.has_battery & np.isclose(np.abs(charge_b - discharge_b), np.abs(played[..., 0]) * battery.max_kw,
+                                             rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(nearest[..., 0][followed], played[..., 0][followed])
+    assert np.all(np.abs(nearest[..., 0]) <= np.abs(played[..., 0]))
 
 
 @pytest.mark.parametrize("student", [False, True])
@@ -73,7 +102,12 @@ def test_grid_demonstrations_are_transitions_that_replay_on_the_core(student):
     grid = ActionGrid(5, 3, 2, True)
     core = CommunityCore(TINY, batch_size=2)
     policy = small().policy() if student else None
-    demos = demonstrations(core, "mpc", n_resets=1, seed=5, battery_action="power", student=policy, grid=grid)
+
+    def training_reward(reward, actions, infos):  # a reward the core does not give, to see it recorded
+        return reward - 0.01 * actions[..., 0] ** 2
+
+    demos = demonstrations(core, "mpc", n_resets=1, seed=5, battery_action="power", student=policy, grid=grid,
+                           training_reward=training_reward)
     steps = demos.grid
     if not student:  # the teacher plays its own labels
         np.testing.assert_array_equal(steps.labels, steps.played)
@@ -84,9 +118,62 @@ def test_grid_demonstrations_are_transitions_that_replay_on_the_core(student):
     for t in range(replay.steps_per_episode):
         rows = slice(2 * t, 2 * (t + 1))
         np.testing.assert_array_equal(obs, demos.observations[rows])
-        obs, reward, _, _ = replay.step(grid.actions(replay, obs, steps.played[rows]))
-        np.testing.assert_array_equal(reward, steps.rewards[rows])
+        actions = grid.actions(replay, obs, steps.played[rows])
+        obs, reward, _, infos = replay.step(actions)
+        np.testing.assert_array_equal(training_reward(reward, actions, infos), steps.rewards[rows])
         np.testing.assert_array_equal(obs, steps.next_observations[rows])
+
+
+def test_dqns_demonstration_rows_are_the_recorded_transitions():
+    learner = small(imitation_rounds=1, imitation_epochs=1)
+    learner.imitate()
+    assert learner.demonstrations is None  # imitation_coef = 0: not kept
+    anchored = small(imitation_rounds=1, imitation_epochs=1, imitation_coef=1.0)
+    anchored.imitate()
+    demo, core = anchored.demonstrations, anchored.core
+    # Rebuilt from the same draws: the learner's generator seeds each round's episodes.
+    rng = np.random.default_rng(np.random.SeedSequence(0).generate_state(2)[1])
+    first = demonstrations(CommunityCore(TINY, batch_size=2), "mpc", 2, int(rng.integers(2 ** 63)), "power",
+                           grid=anchored.action_grid)
+    rows = first.grid.labels.size
+    x = anchored.q.encode(core, first.observations).flatten(0, 1)
+    next_x = anchored.q.encode(core, first.grid.next_observations).flatten(0, 1)
+    torch.testing.assert_close(demo["x"][:rows], x, rtol=0, atol=0)
+    np.testing.assert_array_equal(demo["label"][:rows].numpy(), first.grid.labels.ravel())
+    np.testing.assert_array_equal(demo["action"][:rows].numpy(), first.grid.played.ravel())
+    terminal = demo["terminal"][:rows]
+    assert terminal.tolist() == np.repeat(first.grid.terminal, core.n_agents).tolist()
+    # The next input of a row within the day is the row one community-step of the batch later.
+    within_day = torch.nonzero(~terminal).squeeze(1)
+    torch.testing.assert_close(demo["x"][within_day + anchored._next_row_offset], next_x[within_day], rtol=0, atol=0)
+
+
+class FixedQ(torch.nn.Module):
+    """Q-values that ignore their input."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = torch.tensor(values, dtype=torch.float32)
+
+    def forward(self, x):
+        return self.values.expand(len(x), -1)
+
+
+@pytest.mark.parametrize("q_values, margin_loss", [
+    ([0.0, 0.0, 0.0], 0.05),  # all equal: each other action must fall a margin below the teacher's
+    ([0.3, 0.0, 0.2], 0.0),  # the teacher's (action 0) leads by more than the margin: nothing to push
+    ([0.0, 0.1, 0.0], 0.15)])  # another leads: its lead plus the margin
+def test_the_large_margin_loss(q_values, margin_loss):
+    learner = small(imitation_margin=0.05)
+    learner.q = learner.target = FixedQ(q_values)
+    n = 8
+    learner.keep_demonstrations({"x": torch.zeros(n, 1), "action": torch.zeros(n, dtype=torch.int64),
+                                 "reward": torch.zeros(n), "terminal": torch.ones(n, dtype=torch.bool),
+                                 "label": torch.zeros(n, dtype=torch.int64)})
+    total, margin = learner._demonstration_loss()
+    assert float(margin) == pytest.approx(margin_loss)
+    # The TD part: terminal rows with reward 0, so Q(played) = 0 is its own target exactly when q_values[0] = 0.
+    assert float(total - margin) == pytest.approx(0.5 * q_values[0] ** 2)
 
 
 def test_dqn_takes_the_imitation_keys():
@@ -96,7 +183,7 @@ def test_dqn_takes_the_imitation_keys():
 def test_pre_training_makes_the_teachers_action_the_greedy_one():
     learner, untrained = small(imitation_rounds=1), small()
     metrics = learner.imitate()
-    assert {"imitation/loss", "imitation/margin_loss", "imitation/teacher_cost", "imitation/student_cost",
+    assert {"imitation/loss", "imitation/margin_loss", "imitation/grid_teacher_cost", "imitation/student_cost",
             "imitation/teacher_seconds"} <= set(metrics)
     core = CommunityCore(TINY)
     assert metrics["imitation/samples"] == 2 * 4 * core.steps_per_episode * core.n_agents
@@ -120,7 +207,7 @@ def test_the_demonstration_loss_joins_the_updates_and_survives_a_resume():
     assert anchored_metrics["demo_loss"] > 0.0 and "demo_loss" not in free_metrics
     assert free.demonstrations is None  # without imitation_coef neither memory nor checkpoints keep them
 
-    resumed = small(imitation_coef=1.0)
+    resumed = DQN(TINY, DQNConfig(**{**SMALL, "imitation_coef": 1.0}), seed=123)  # all must come from the state
     buffer = io.BytesIO()
     torch.save(anchored.state_dict(), buffer)
     buffer.seek(0)

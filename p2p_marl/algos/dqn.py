@@ -26,7 +26,7 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
 
 Learning from a teacher (its own row beside the pure learner; off by default), after DQfD (Hester et al. 2018):
 with ``imitation_days`` > 0 the first iteration collects the MPC teacher's demonstrations on that many training
-episodes, played on the learner's own action grid (``imitation.demonstrations`` with the grid: the teacher's action
+episodes (rounded up to whole batches of ``num_envs``), played on the learner's own action grid (``imitation.demonstrations`` with the grid: the teacher's action
 snapped to the nearest grid action, ``imitation_rounds`` more rounds played by the greedy policy and labelled by the
 teacher, DAgger), and pre-trains the Q-network on them for ``imitation_epochs`` passes with the demonstration loss
 
@@ -39,8 +39,10 @@ other: TD learning alone would value the actions the teacher never took by extra
 demonstrations (``batch_size`` transitions) to its TD loss. Demonstrations do not count in ``env_steps``.
 
 Random numbers: the network initialisation uses ``seed`` without touching torch's global generator; replay
-sampling and exploration use the learner's numpy generator. ``state_dict()`` holds the networks, the optimiser,
-the buffer and both generators, so a resumed run continues exactly.
+sampling, exploration and the demonstrations' seeds and minibatches use the learner's numpy generator.
+``state_dict()`` holds the networks, the optimiser, the buffer, both generators and, with ``imitation_coef`` > 0,
+the demonstrations (about 21 MB for 128 days and 3 DAgger rounds on ``community_10``), so a resumed run
+continues exactly.
 """
 
 from __future__ import annotations
@@ -114,10 +116,10 @@ class DQNConfig:
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"dqn.epsilon_end={self.epsilon_end} must not exceed epsilon_start={self.epsilon_start}")
         check_bools(self, ("agent_id_input", "double_q"), "dqn")
-        check_imitation(self, "dqn")
         if self.imitation_teacher != "mpc":
             raise ConfigError(f"dqn.imitation_teacher must be 'mpc', got {self.imitation_teacher!r}: the optimum's "
                               "schedule is one plan from the day's start, and the grid's rounding leaves it")
+        check_imitation(self, "dqn")
 
 
 _INTEGERS = {"num_envs", "n_step", "buffer_size", "batch_size", "learning_starts", "train_frequency",
@@ -266,7 +268,8 @@ class DQN(ValueBasedLearner):
                                     "power", student, self.action_grid, training_reward)
             parts.append(played)
             teacher_s += played.teacher_s
-            metrics["imitation/teacher_cost" if student is None else "imitation/student_cost"] = played.cost
+            # The teacher's cost is its grid-snapped play's (MAPPO and MADDPG log MPC's own as teacher_cost).
+            metrics["imitation/grid_teacher_cost" if student is None else "imitation/student_cost"] = played.cost
             self.keep_demonstrations(self._demonstration_tensors(parts))
             n_steps = c.imitation_epochs * math.ceil(len(self.demonstrations["x"]) / c.batch_size)
             loss = {key: float(np.mean(values)) for key, values in self._pretrain(n_steps).items()}
@@ -278,20 +281,21 @@ class DQN(ValueBasedLearner):
                 "imitation/samples": float(sum(part.grid.labels.size for part in parts))}
 
     def _demonstration_tensors(self, parts: list) -> dict[str, torch.Tensor]:
-        """The household transitions of demonstration rounds ``parts`` (``imitation.Demonstrations``)."""
+        """The household transitions of demonstration rounds ``parts`` (``imitation.Demonstrations``), rows in
+        the order (episode batch, step, community, household). A row's next input is the row one community-step
+        of the batch (num_envs x N rows) later, except on the day's last step, whose target does not read it:
+        the inputs are kept once."""
         steps = [part.grid for part in parts]
-        n_agents = self.core.n_agents
-        x = torch.cat([self.q.encode(self.core, part.observations) for part in parts])
-        next_x = torch.cat([self.q.encode(self.core, step.next_observations) for step in steps])
         as_tensor = lambda values, dtype: torch.as_tensor(np.concatenate(values), dtype=dtype, device=self.device)
-        return {"x": x.flatten(0, 1), "next_x": next_x.flatten(0, 1),
+        return {"x": torch.cat([self.q.encode(self.core, part.observations) for part in parts]).flatten(0, 1),
                 "action": as_tensor([step.played.ravel() for step in steps], torch.int64),
                 "reward": as_tensor([step.rewards.ravel() for step in steps], torch.float32),
-                "terminal": as_tensor([np.repeat(step.terminal, n_agents) for step in steps], torch.float32),
+                "terminal": as_tensor([np.repeat(step.terminal, self.core.n_agents) for step in steps], torch.bool),
                 "label": as_tensor([step.labels.ravel() for step in steps], torch.int64)}
 
     def keep_demonstrations(self, demonstrations: dict[str, torch.Tensor]) -> None:
         self.demonstrations = {key: value.to(self.device) for key, value in demonstrations.items()}
+        self._next_row_offset = self.core.batch_size * self.core.n_agents
 
     def _pretrain(self, n_steps: int) -> dict[str, list[float]]:
         """``n_steps`` gradient steps on the demonstration loss alone."""
@@ -307,10 +311,12 @@ class DQN(ValueBasedLearner):
         """(J_demo, its large-margin part) on ``batch_size`` demonstrations drawn with the learner's generator."""
         demo = self.demonstrations
         index = torch.as_tensor(self.rng.integers(len(demo["x"]), size=self.config.batch_size), device=self.device)
+        terminal = demo["terminal"][index]
+        next_x = demo["x"][torch.where(terminal, index, index + self._next_row_offset)]
         q = self.q(demo["x"][index])
         q_played = q.gather(1, demo["action"][index, None]).squeeze(1)
-        td_loss = F.smooth_l1_loss(q_played, self.td_target(demo["reward"][index], demo["next_x"][index],
-                                                            demo["terminal"][index], n_step=1))
+        td_loss = F.smooth_l1_loss(q_played, self.td_target(demo["reward"][index], next_x, terminal.float(),
+                                                            n_step=1))
         label = demo["label"][index, None]
         margin = torch.full_like(q, self.config.imitation_margin).scatter_(1, label, 0.0)
         margin_loss = ((q + margin).max(dim=1).values - q.gather(1, label).squeeze(1)).mean()
@@ -318,9 +324,11 @@ class DQN(ValueBasedLearner):
 
     def _greedy_label_match(self) -> float:
         """The share of the demonstrations' states where the greedy action is the teacher's."""
+        matches = 0
         with torch.no_grad():
-            return float((self.q(self.demonstrations["x"]).argmax(dim=1) == self.demonstrations["label"])
-                         .float().mean())
+            for x, label in zip(self.demonstrations["x"].split(65_536), self.demonstrations["label"].split(65_536)):
+                matches += int((self.q(x).argmax(dim=1) == label).sum())
+        return matches / len(self.demonstrations["label"])
 
     def _gradient_step(self, loss: torch.Tensor) -> None:
         """One Adam step on ``loss`` (gradient norm clipped), the target network following every
@@ -351,7 +359,8 @@ class DQN(ValueBasedLearner):
                             next_x.reshape(-1, in_dim), terminal)
             self._pending.pop(0)
         core_steps = self.env_steps // self.core.batch_size
-        if self.env_steps < c.learning_starts or core_steps % c.train_frequency:
+        # An empty buffer: n-step transitions wait n_step - 1 steps for their returns, learning_starts may be less.
+        if self.env_steps < c.learning_starts or core_steps % c.train_frequency or self.buffer.size == 0:
             return {}
         losses = defaultdict(list)
         for _ in range(c.gradient_steps):
@@ -383,7 +392,8 @@ class DQN(ValueBasedLearner):
             return reward + discount * (1.0 - terminal) * next_value
 
     def state_dict(self) -> dict[str, Any]:
-        demonstrations = {} if self.demonstrations is None else {"demonstrations": self.demonstrations}
+        demonstrations = ({} if self.demonstrations is None else
+                          {"demonstrations": {key: value.cpu() for key, value in self.demonstrations.items()}})
         return {"q": self.q.state_dict(), "target": self.target.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "buffer": self.buffer.state_dict(), "gradient_updates": self.gradient_updates, **self.collector_state(),
                 **demonstrations}

@@ -84,7 +84,7 @@ class GridSteps:
     """The grid's view of demonstrations (``demonstrations`` with a ``grid``), aligned with their observations."""
 
     labels: np.ndarray  # (M, N) int: the grid action nearest the teacher's
-    played: np.ndarray  # (M, N) int: the grid action played (the label, or the student's action)
+    played: np.ndarray  # (M, N) int: the grid action played, the label or the student's
     rewards: np.ndarray  # (M, N): the training reward of the played step
     next_observations: np.ndarray  # (M, N, obs_dim)
     terminal: np.ndarray  # (M,) bool: the step ended the day
@@ -94,7 +94,8 @@ class GridSteps:
 class Demonstrations:
     observations: np.ndarray  # (M, N, obs_dim): M community-steps of N agents
     boxes: np.ndarray  # (M, N, 3): the actor's output that plays the teacher's step
-    cost: float  # mean community cost per day of the played episodes (the teacher's, or the student's)
+    cost: float  # mean community cost per day of the played episodes (the teacher's, on the grid if there is
+    # one, or the student's)
     teacher_s: float  # seconds the teacher spent planning
     grid: GridSteps | None = None  # with a grid only
 
@@ -118,8 +119,9 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                    ) -> Demonstrations:
     """``n_resets`` batches of ``core.batch_size`` training episodes, each played out by ``teacher``, or by
     ``student`` with the teacher's action in each of its states recorded. With a ``grid`` the teacher plays the
-    grid action nearest its own and ``GridSteps`` are recorded too, rewards by ``training_reward(reward,
-    played actions, infos)`` (the core's reward without it)."""
+    grid action nearest its own, a student its ``indices(core, obs)`` on the grid (``GreedyPolicy``), and
+    ``GridSteps`` are recorded too, rewards by ``training_reward(reward, played actions, infos)`` (the core's
+    reward without it)."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {list(TEACHERS)}, got {teacher!r}")
     if student is not None and teacher != "mpc":
@@ -152,9 +154,10 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                 played = action if student is None else student.act(core, obs)
             else:
                 label = grid.nearest(core, obs, action)
-                played = grid.actions(core, obs, label) if student is None else student.act(core, obs)
+                played_index = label if student is None else student.indices(core, obs)
+                played = grid.actions(core, obs, played_index)
                 labels.append(label)
-                played_indices.append(label if student is None else grid.nearest(core, obs, played))
+                played_indices.append(played_index)
             obs, reward, done, infos = core.step(played)
             if grid is not None:
                 rewards.append(reward if training_reward is None else training_reward(reward, played, infos))

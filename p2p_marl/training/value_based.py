@@ -16,7 +16,8 @@ community (parameter sharing) on the batched core:
   ``max_cycles``) and starts the next one from a fresh state, so nothing is earned after the last step and
   its target is the reward alone (no bootstrap from the next day's first observation).
 - Random numbers: the core's day draws and the exploration come from two generators spawned from ``seed``;
-  both are part of ``state_dict()``.
+  both are part of ``state_dict()`` (DQN's demonstrations, drawn at its first iteration, reseed the core's from
+  the exploration generator).
 
 A learner supplies a ``QFunction`` (``encode`` observations once per step, ``q_values`` of encoded inputs)
 and ``learn``; evaluation uses ``GreedyPolicy`` over a frozen copy of that Q-function.
@@ -92,9 +93,10 @@ class ActionGrid:
     def nearest(self, core: CommunityCore, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """The index (B, N) of the grid action closest to continuous ``actions`` (B, N, 3) on ``obs``, component
         by component (the grid is every battery level with every price and curtailment level): the battery level
-        whose setpoint the battery can follow nearest to how it can follow the action's (in kW at the meter, so a
-        full battery asked to charge more matches any level that cannot charge it either; then the nearest
-        setpoint), the nearest price and curtailment shares. Ties go to the lowest index."""
+        whose setpoint the battery can follow nearest to how it can follow the action's (in kW at the meter), and
+        among equals the one nearest the setpoint it can follow (a household without a battery, or a full one
+        asked to charge, gets the idle level); the nearest price and curtailment shares. Ties go to the lowest
+        index."""
         every_index = np.broadcast_to(np.arange(len(self))[:, None, None], (len(self),) + obs.shape[:-1])
         rows = self.actions(core, obs, every_index)  # (L, B, N, 3): every grid action of every household
         wanted = np.clip(actions, ACTION_LOW, ACTION_HIGH)
@@ -104,11 +106,15 @@ class ActionGrid:
             charge_kw, discharge_kw = feasible_power(share * battery.max_kw, core.energy_kwh, battery, core.dt_h)
             return charge_kw - discharge_kw
 
-        power_gap_kw = np.abs(meter_kw(rows[..., 0]) - meter_kw(wanted[..., 0]))
-        # Distances in different units: the sum's minimum over the product grid is each component's minimum.
-        distance = (power_gap_kw * 1e3 + np.abs(rows[..., 0] - wanted[..., 0])
-                    + np.abs(rows[..., 1:] - wanted[..., 1:]).sum(axis=-1))
-        return distance.argmin(axis=0)
+        wanted_kw = meter_kw(wanted[..., 0])
+        power_gap_kw = np.abs(meter_kw(rows[..., 0]) - wanted_kw)
+        # Among the levels of least power gap, the setpoint nearest the one the battery can follow: a full battery
+        # asked to charge gets the idle level, not a setpoint the core would clip (nor its infeasible price).
+        feasible_share = np.divide(wanted_kw, battery.max_kw, out=np.zeros_like(wanted_kw), where=battery.max_kw > 0)
+        battery_gap = np.where(power_gap_kw <= power_gap_kw.min(axis=0) + 1e-12,
+                               np.abs(rows[..., 0] - feasible_share), np.inf)
+        # Over the product grid, the least sum of the components' gaps is each component's least gap.
+        return (battery_gap + np.abs(rows[..., 1:] - wanted[..., 1:]).sum(axis=-1)).argmin(axis=0)
 
 
 class GreedyPolicy:
@@ -124,8 +130,11 @@ class GreedyPolicy:
         pass
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
-        actions = self.q_function.q_values(self.q_function.encode(core, obs)).argmax(axis=-1)
-        return self.action_grid.actions(core, obs, actions)
+        return self.action_grid.actions(core, obs, self.indices(core, obs))
+
+    def indices(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        """The grid actions (B, N) that ``act`` plays."""
+        return self.q_function.q_values(self.q_function.encode(core, obs)).argmax(axis=-1)
 
 
 class ValueBasedLearner(Learner):
