@@ -47,7 +47,8 @@ def test_every_learner_with_an_actor_takes_the_imitation_keys(name):
 
 
 @pytest.mark.parametrize("teacher, battery_action", [("optimum", "power"), ("optimum", "target_soc"),
-                                                     ("optimum", "net_load"), ("mpc", "power")])
+                                                     ("optimum", "net_load"), ("optimum", "feasible"),
+                                                     ("mpc", "power")])
 def test_the_demonstrated_box_points_play_the_teacher_back_to_its_cost(teacher, battery_action):
     core = CommunityCore(TINY, batch_size=3)
     demos = demonstrations(core, teacher, n_resets=1, seed=7, battery_action=battery_action)

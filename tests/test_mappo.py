@@ -16,6 +16,9 @@ from p2p_marl.algos.nets import (
     InputScaling,
     baseline_training_reward,
     env_action,
+    feasible_box,
+    feasible_range,
+    feasible_setpoint,
     infeasible_setpoint_kwh,
     input_statistics,
     net_load_box,
@@ -233,7 +236,7 @@ def test_a_shaped_training_reward_changes_the_return_learned_from_and_leaves_the
     assert metrics[1]["episode_return"] != metrics[0]["episode_return"]
 
 
-@pytest.mark.parametrize("battery_action", ["target_soc", "net_load"])
+@pytest.mark.parametrize("battery_action", ["target_soc", "net_load", "feasible"])
 def test_the_infeasible_penalty_is_refused_for_a_battery_action_other_than_power(battery_action):
     with pytest.raises(ConfigError, match=rf"mappo\.infeasible_penalty_per_kwh=0\.01 needs battery_action='power', "
                                           rf"got '{battery_action}'"):
@@ -360,6 +363,31 @@ def test_learns_to_beat_grid_only_on_a_known_day():
     bar = grid_only - 0.25 * (grid_only - optimal)
     assert untrained > bar
     assert trained < bar, (grid_only, optimal, untrained, trained)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), u=st.floats(-1.0, 1.0))
+def test_the_feasible_action_never_asks_beyond_the_battery_and_spans_what_it_can_do(seed, u):
+    core = CommunityCore(EnvConfig(n_agents=6, n_days=4), batch_size=3)
+    rng = np.random.default_rng(seed)
+    obs = core.reset(seed=seed)
+    for _ in range(int(rng.integers(core.steps_per_episode))):  # somewhere in the day, batteries anywhere
+        obs, *_ = core.step(rng.uniform(ACTION_LOW, ACTION_HIGH, (3, 6, ACTION_DIM)))
+    box = rng.uniform(-1.0, 1.0, (3, 6, 3))
+    box[0, :, 0] = u
+    action = env_action(box, core, obs, "feasible")
+    energy_kwh = core.energy_kwh.copy()
+    _, _, _, infos = core.step(action)
+    # Nothing is clipped: the battery does exactly what the setpoint asks.
+    asked_kwh = action[..., 0] * core.battery.max_kw * core.dt_h
+    np.testing.assert_allclose(infos["battery_charge_kwh"] - infos["battery_discharge_kwh"], asked_kwh, atol=1e-9)
+    # The box's ends are the most the battery could charge or discharge from where it stood.
+    core.energy_kwh = energy_kwh
+    charge, discharge = feasible_range(core)
+    np.testing.assert_allclose(env_action(np.ones((3, 6, 3)), core, obs, "feasible")[..., 0], charge, atol=1e-12)
+    np.testing.assert_allclose(env_action(-np.ones((3, 6, 3)), core, obs, "feasible")[..., 0], -discharge,
+                               atol=1e-12)
+    np.testing.assert_allclose(feasible_setpoint(feasible_box(action[..., 0], core), core), action[..., 0], atol=1e-12)
 
 
 @settings(max_examples=60, deadline=None)

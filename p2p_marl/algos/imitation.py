@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from p2p_marl.algos.nets import net_load_box
+from p2p_marl.algos.nets import feasible_box, net_load_box
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
 from p2p_marl.baselines.policy import Policy
@@ -150,6 +150,8 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
             start = time.perf_counter()
             action = policy.act(core, obs)
             teacher_s += time.perf_counter() - start
+            if battery_action == "feasible":  # the share of what the battery can do now, before the step
+                feasible_battery_box = feasible_box(action[..., 0], core)
             if grid is None:
                 played = action if student is None else student.act(core, obs)
             else:
@@ -168,6 +170,8 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                 battery_box = action[..., 0]
             elif battery_action == "net_load":
                 battery_box = net_load_box(action[..., 0], self_consumption)
+            elif battery_action == "feasible":
+                battery_box = feasible_battery_box
             else:  # the target the step reached, on the actor's [-1, 1] scale
                 battery_box = np.divide(2.0 * (core.energy_kwh - battery.min_energy_kwh), energy_span_kwh,
                                         out=np.ones_like(core.energy_kwh), where=energy_span_kwh > 0) - 1.0

@@ -104,8 +104,8 @@ class MADDPGConfig:
     critic_agent_id: bool = True  # per-agent values Q_i (needed when rewards differ between agents)
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill; null: the environment's own reward
-    battery_action: str = "net_load"  # what the actor's battery output means: "power", "target_soc" or "net_load"
-    # (nets); net_load won on the validation days (README, what was tried)
+    battery_action: str = "net_load"  # what the actor's battery output means: "power", "target_soc", "net_load" or
+    # "feasible" (nets); net_load won on the validation days (README, what was tried)
     penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
     # whole community penalty in its training reward (nets.penalty_training_reward)
     trade_reward: str = "marginal"  # "marginal": P2P trades valued at the community's marginal grid price of the

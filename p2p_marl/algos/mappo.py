@@ -114,7 +114,8 @@ class MAPPOConfig:
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
     cooperative_weight: float | None = 0.0  # 0: each agent learns from its own bill; 1: from the community's mean
     # bill (null = the env's own reward). 0 won on the validation days (README, what was tried).
-    battery_action: str = "power"  # what the actor's battery output means: "power", "target_soc" or "net_load" (nets)
+    battery_action: str = "power"  # what the actor's battery output means: "power", "target_soc", "net_load" or
+    # "feasible" (nets)
     penalty_reward: str = "community"  # "community": each agent bears the step's whole network penalty in its
     # training reward (nets.penalty_training_reward); "share": the penalty as billed. community won (README).
     trade_reward: str = "price"  # "price": P2P trades valued as billed; "marginal": at the community's marginal
@@ -143,9 +144,10 @@ class MAPPOConfig:
         check_bools(self, ("input_norm", "value_heads"), "mappo")
         if self.infeasible_penalty_per_kwh > 0.0 and self.battery_action != "power":
             raise ConfigError(f"mappo.infeasible_penalty_per_kwh={self.infeasible_penalty_per_kwh!r} needs "
-                              f"battery_action='power', got {self.battery_action!r}: a target state of charge never "
-                              "asks beyond the battery, and the net-load action's centre (the self-consumption "
-                              "setpoint) does at a full or empty battery; set infeasible_penalty_per_kwh=0 with it")
+                              f"battery_action='power', got {self.battery_action!r}: a target state of charge and "
+                              "the feasible share never ask beyond the battery, and the net-load action's centre (the "
+                              "self-consumption setpoint) does at a full or empty battery; set "
+                              "infeasible_penalty_per_kwh=0 with it")
         check_imitation(self, "mappo", self.battery_action)
         if self.reward_baseline not in REWARD_BASELINES:
             raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "

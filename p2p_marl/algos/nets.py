@@ -14,7 +14,11 @@ environment's action: the price share ``(u[1] + 1) / 2`` (of [feed-in, retail]),
   to cover its net load; ``baselines.rules.self_consumption_setpoint``): ``u[0]`` = 0 plays ``s``, and the two
   halves of the box stretch linearly from it to full discharge (-1) and full charge (+1). The centre of the box,
   where an actor starts, is then the self-consumption rule's battery, which fixed setpoints only approximate
-  (every miss is exported at the feed-in tariff or imported at retail), and every setpoint stays reachable.
+  (every miss is exported at the feed-in tariff or imported at retail), and every setpoint stays reachable;
+- ``feasible``: a share of what the battery can do in this step, ``u[0]`` = +1 charges as much as its power and
+  headroom allow, -1 discharges as much as its power and stored energy allow, 0 idles. No point of the box asks
+  for more than the battery can do, so nothing is clipped: near a full (empty) battery the whole upper (lower)
+  half of the box shrinks to what is left, rather than most of it asking for the same clipped setpoint.
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ from torch import nn
 
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.training.validation import check_bools
 
 
-BATTERY_ACTIONS = ("power", "target_soc", "net_load")
+BATTERY_ACTIONS = ("power", "target_soc", "net_load", "feasible")
 # How a learner's training reward carries the network penalty (``penalty_training_reward``).
 PENALTY_REWARDS = ("share", "community")
 TRADE_REWARDS = ("price", "marginal")
@@ -237,8 +242,10 @@ def env_action(u: np.ndarray, core: CommunityCore, obs: np.ndarray, battery_acti
         setpoint = u[..., 0]
     elif battery_action == "target_soc":
         setpoint = target_soc_setpoint(u[..., 0], core)
-    else:
+    elif battery_action == "net_load":
         setpoint = net_load_setpoint(u[..., 0], self_consumption_setpoint(core, obs))
+    else:
+        setpoint = feasible_setpoint(u[..., 0], core)
     return np.stack([setpoint, 0.5 * (u[..., 1] + 1.0), np.maximum(u[..., 2], 0.0)], axis=-1)
 
 
@@ -254,6 +261,31 @@ def net_load_box(setpoint: np.ndarray, base: np.ndarray) -> np.ndarray:
     gap = setpoint - base
     span = np.where(gap > 0.0, 1.0 - base, 1.0 + base)
     return np.divide(gap, span, out=np.zeros_like(gap), where=span > 0.0)
+
+
+def feasible_range(core: CommunityCore) -> tuple[np.ndarray, np.ndarray]:
+    """(charge, discharge) setpoint shares (B, N) >= 0 the batteries can follow in this step: their power limits
+    and what the state of charge allows (0 without a battery)."""
+    battery = core.battery
+    charge_kw, _ = feasible_power(battery.max_kw, core.energy_kwh, battery, core.dt_h)
+    _, discharge_kw = feasible_power(-battery.max_kw, core.energy_kwh, battery, core.dt_h)
+    return tuple(np.divide(kw, battery.max_kw, out=np.zeros_like(kw), where=battery.max_kw > 0)
+                 for kw in (charge_kw, discharge_kw))
+
+
+def feasible_setpoint(u: np.ndarray, core: CommunityCore) -> np.ndarray:
+    """The setpoint share that the ``feasible`` coordinate ``u`` in [-1, 1] asks for: ``u`` times the share the
+    battery can charge (u > 0) or discharge (u < 0) in this step."""
+    charge, discharge = feasible_range(core)
+    return u * np.where(u > 0.0, charge, discharge)
+
+
+def feasible_box(setpoint: np.ndarray, core: CommunityCore) -> np.ndarray:
+    """The inverse of ``feasible_setpoint`` for a setpoint the battery can follow: the coordinate in [-1, 1] that
+    plays it (0 where the battery can do nothing that way)."""
+    charge, discharge = feasible_range(core)
+    span = np.where(setpoint > 0.0, charge, discharge)
+    return np.clip(np.divide(setpoint, span, out=np.zeros_like(setpoint), where=span > 0.0), -1.0, 1.0)
 
 
 def target_soc_setpoint(u: np.ndarray, core: CommunityCore) -> np.ndarray:
