@@ -21,7 +21,7 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, load_policies, reference_costs,
                                          select_days)
-from p2p_marl.evaluation import compare, report, value_of_information
+from p2p_marl.evaluation import compare, grid_resolution, report, value_of_information
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
 from conftest import launch_twice_at_once
 
@@ -435,6 +435,21 @@ def test_value_of_information_table_and_plot(tmp_path):
     assert len(noisy_net_errors) == 4 and noisy_net_errors == sorted(noisy_net_errors) and noisy_net_errors[0] > 0
     assert rows["rule_time_of_use"][:3] == ["–", "–", "–"]
     assert all(float(cells[3]) <= 1.0 + 1e-3 for cells in rows.values())
+
+
+def test_grid_resolution_table_and_plot(tmp_path):
+    """On one validation day: a row per learner's grid and battery levels, each as many actions as its grid, and
+    none above the optimum; the grids' rows are MPC on them, so they cannot beat MPC by more than its own misses
+    let them."""
+    grid_resolution.main(["--max-days", "1", "--levels", "3", "9", "--out", str(tmp_path)])
+    assert (tmp_path / "grid_resolution.png").read_bytes().startswith(PNG_SIGNATURE)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in (tmp_path / "grid_resolution.md").read_text().splitlines()[2:]]
+    assert [row[:3] for row in rows] == [["MPC, continuous", "–", "continuous"],
+                                         ["MPC on dqn's grid", "3", str(3 * 3 * 2 + 6)],
+                                         ["MPC on dqn's grid", "9", str(9 * 3 * 2 + 6)],
+                                         ["MPC on qlearning's grid", "3", "4"], ["MPC on qlearning's grid", "9", "10"]]
+    assert all(float(row[3]) <= 1.0 + 1e-3 for row in rows)
 
 
 def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
