@@ -438,9 +438,8 @@ def test_value_of_information_table_and_plot(tmp_path):
 
 
 def test_grid_resolution_table_and_plot(tmp_path):
-    """On one validation day: a row per learner's grid and battery levels, each as many actions as its grid, and
-    none above the optimum; the grids' rows are MPC on them, so they cannot beat MPC by more than its own misses
-    let them."""
+    """On one validation day: MPC unsnapped first, then a row per learner's grid and battery levels with as many
+    actions as that grid has, none above the optimum."""
     grid_resolution.main(["--max-days", "1", "--levels", "3", "9", "--out", str(tmp_path)])
     assert (tmp_path / "grid_resolution.png").read_bytes().startswith(PNG_SIGNATURE)
     rows = [[cell.strip() for cell in line.strip("|").split("|")]

@@ -177,3 +177,12 @@ def test_a_state_without_the_demonstrations_cannot_resume_a_run_that_imitates(na
     plain.iterate()
     with pytest.raises(ValueError, match="holds no demonstrations"):
         small(name, imitation_days=2, imitation_epochs=1, imitation_coef=1.0).load_state_dict(plain.state_dict())
+
+
+@pytest.mark.parametrize("battery_action", ["power", "net_load", "feasible"])
+def test_mpc_can_teach_a_student_with_every_battery_action_but_a_target_soc(battery_action):
+    settings = {"imitation_days": 2, "imitation_epochs": 1, "imitation_teacher": "mpc", "imitation_rounds": 1,
+                "battery_action": battery_action}
+    learner = small("maddpg", **settings)
+    metrics = learner.imitate()
+    assert metrics["imitation/samples"] == 2 * 2 * CommunityCore(TINY).steps_per_episode * 4

@@ -17,7 +17,6 @@ from p2p_marl.algos.nets import (
     baseline_training_reward,
     env_action,
     feasible_box,
-    feasible_range,
     feasible_setpoint,
     infeasible_setpoint_kwh,
     input_statistics,
@@ -381,12 +380,16 @@ def test_the_feasible_action_never_asks_beyond_the_battery_and_spans_what_it_can
     # Nothing is clipped: the battery does exactly what the setpoint asks.
     asked_kwh = action[..., 0] * core.battery.max_kw * core.dt_h
     np.testing.assert_allclose(infos["battery_charge_kwh"] - infos["battery_discharge_kwh"], asked_kwh, atol=1e-9)
-    # The box's ends are the most the battery could charge or discharge from where it stood.
+    # The box's ends do what a full-power setpoint does from where the battery stood: the most it can.
+    for end in (1.0, -1.0):
+        played = []
+        for battery_action in ("feasible", "power"):
+            core.energy_kwh = energy_kwh.copy()
+            core.t -= 1
+            _, _, _, infos = core.step(env_action(np.full((3, 6, 3), end), core, obs, battery_action))
+            played.append(infos["battery_charge_kwh"] - infos["battery_discharge_kwh"])
+        np.testing.assert_allclose(played[0], played[1], rtol=0, atol=1e-12)
     core.energy_kwh = energy_kwh
-    charge, discharge = feasible_range(core)
-    np.testing.assert_allclose(env_action(np.ones((3, 6, 3)), core, obs, "feasible")[..., 0], charge, atol=1e-12)
-    np.testing.assert_allclose(env_action(-np.ones((3, 6, 3)), core, obs, "feasible")[..., 0], -discharge,
-                               atol=1e-12)
     np.testing.assert_allclose(feasible_setpoint(feasible_box(action[..., 0], core), core), action[..., 0], atol=1e-12)
 
 

@@ -71,7 +71,7 @@ def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> 
                           f"got {config.imitation_teacher!r}")
     if config.imitation_rounds > 0 and (config.imitation_teacher != "mpc" or battery_action == "target_soc"):
         raise ConfigError(f"{prefix}.imitation_rounds={config.imitation_rounds} needs imitation_teacher='mpc' and "
-                          f"battery_action 'power' or 'net_load', got {config.imitation_teacher!r} and "
+                          f"a battery_action other than 'target_soc', got {config.imitation_teacher!r} and "
                           f"{battery_action!r}: only MPC plans from the states the actor reaches")
     for key in ("imitation_rounds", "imitation_coef"):
         if getattr(config, key) > 0 and config.imitation_days == 0:

@@ -17,8 +17,9 @@ environment's action: the price share ``(u[1] + 1) / 2`` (of [feed-in, retail]),
   (every miss is exported at the feed-in tariff or imported at retail), and every setpoint stays reachable;
 - ``feasible``: a share of what the battery can do in this step, ``u[0]`` = +1 charges as much as its power and
   headroom allow, -1 discharges as much as its power and stored energy allow, 0 idles. No point of the box asks
-  for more than the battery can do, so nothing is clipped: near a full (empty) battery the whole upper (lower)
-  half of the box shrinks to what is left, rather than most of it asking for the same clipped setpoint.
+  for more than the battery can do, so nothing is clipped (beyond float rounding): near a full (empty) battery
+  the whole upper (lower) half of the box shrinks to what is left, rather than most of it asking for the same
+  clipped setpoint.
 """
 
 from __future__ import annotations
@@ -244,8 +245,10 @@ def env_action(u: np.ndarray, core: CommunityCore, obs: np.ndarray, battery_acti
         setpoint = target_soc_setpoint(u[..., 0], core)
     elif battery_action == "net_load":
         setpoint = net_load_setpoint(u[..., 0], self_consumption_setpoint(core, obs))
-    else:
+    elif battery_action == "feasible":
         setpoint = feasible_setpoint(u[..., 0], core)
+    else:
+        raise ValueError(f"battery_action must be one of {list(BATTERY_ACTIONS)}, got {battery_action!r}")
     return np.stack([setpoint, 0.5 * (u[..., 1] + 1.0), np.maximum(u[..., 2], 0.0)], axis=-1)
 
 

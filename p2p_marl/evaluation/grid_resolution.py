@@ -1,4 +1,4 @@
-"""What a value-based learner's action grid can express: MPC with every action snapped to the grid.
+"""How much a value-based learner's action grid lets a planner reach: MPC with every action snapped to the grid.
 
     python -m p2p_marl.evaluation.grid_resolution [--levels 3 5 7 9] [--days validation] [--max-days N] [--out DIR]
 
@@ -9,8 +9,9 @@ as usual, and each step plays the grid action nearest its own (``ActionGrid.near
 battery can follow nearest, then the nearest price and curtailment); it plans again from the state that reaches,
 so it can make up for the grid's rounding over the next steps. One row per grid: DQN's price and curtailment
 levels and Q-learning's (their configs' defaults) with each number of battery levels in ``--levels``, beside MPC
-unsnapped. A learner on a grid can exceed its row only by planning better than MPC does; the row bounds what
-imitating MPC on that grid can reach. Writes ``grid_resolution.md`` (the table, also printed) and
+unsnapped. A row is a lower bound of what a planner restricted to the grid could reach (MPC plans without the grid
+and rounds), and what a perfect imitation of MPC on that grid reaches. The grids' curtailment is none or all of
+the PV, so the part-curtailment with which MPC keeps the feeder in its voltage band is lost to them. Writes ``grid_resolution.md`` (the table, also printed) and
 ``grid_resolution.png`` (share against battery levels) to ``--out`` (default: a new directory
 ``runs/grid_resolution/<date>_<time>``). Validation days by default: the grid is a design choice.
 """
@@ -92,9 +93,9 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     """Share of the optimal saving against the number of battery levels, one line per learner's grid, MPC
     unsnapped as a horizontal line."""
     fig, ax = plt.subplots(figsize=(7.0, 4.2), layout="constrained")
-    for learner, color in zip(LEARNER_GRIDS, ("tab:blue", "tab:orange")):
+    for learner, color, style in zip(LEARNER_GRIDS, ("tab:blue", "tab:orange"), ("o-", "x--")):
         own = [row for row in rows if row["method"] == f"MPC on {learner}'s grid"]
-        ax.plot([r["battery_levels"] for r in own], [r["share"] for r in own], "o-", color=color,
+        ax.plot([r["battery_levels"] for r in own], [r["share"] for r in own], style, color=color,
                 label=f"MPC on {learner}'s grid")
         default_levels = LEARNER_GRIDS[learner].n_battery_levels
         for row in own:
@@ -115,7 +116,8 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[3, 5, 7, 9],
-                        help="numbers of fixed battery setpoint levels to try (each >= 2)")
+                        help="numbers of fixed battery setpoint levels to try (each >= 2; an even number has no idle "
+                             "level)")
     parser.add_argument("--days", choices=("validation", "test"), default="validation")
     parser.add_argument("--max-days", type=int, default=None, help="the first N of those days (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: a new one under runs/)")
