@@ -99,9 +99,10 @@ def test_a_grid_action_is_its_own_nearest_or_one_that_does_the_same_asking_less(
 
 @pytest.mark.parametrize("student", [False, True])
 def test_grid_demonstrations_are_transitions_that_replay_on_the_core(student):
-    grid = ActionGrid(5, 3, 2, True)
+    learner = small()
+    grid = learner.action_grid
     core = CommunityCore(TINY, batch_size=2)
-    policy = small().policy() if student else None
+    policy = learner.policy() if student else None
 
     def training_reward(reward, actions, infos):  # a reward the core does not give, to see it recorded
         return reward - 0.01 * actions[..., 0] ** 2

@@ -126,7 +126,7 @@ def saved_best(run_dir: Path) -> tuple[int, float]:
 
 
 def test_the_best_evaluation_is_kept_and_played_from_a_run_directory(train_main, monkeypatch, tmp_path, caplog):
-    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "dqn", "keep_checkpoints=1")
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "dqn", "keep_checkpoints=1", "seed=2")
     assert [path.name for path in list_checkpoints(run_dir)] == ["step_000000000320.pt"]  # best.pt is not pruned
     evaluations = logged_scalars(run_dir)["eval/share_of_optimal_saving"]
     best_step, best_share = max(evaluations, key=lambda evaluation: evaluation[1])

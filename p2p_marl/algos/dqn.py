@@ -92,7 +92,8 @@ class DQNConfig:
     # The action grid (p2p_marl.training.value_based.ActionGrid): 5 battery setpoints and one that follows the
     # net load, x 3 bid prices x curtailing none or all of the PV. On the 5 setpoints alone DQN's mean was level
     # and its spread over seeds larger; the net-load action added 0.13 on validation days (README, what was tried).
-    n_battery_levels: int = 5  # evenly spaced setpoints in [-1, 1]
+    n_battery_levels: int = 9  # evenly spaced setpoints in [-1, 1]; 9 rather than 5: +0.10 at the best evaluation
+    # on the validation days, better on each of 3 seeds (MPC snapped to the grid: 0.846 against 0.765; README)
     n_price_levels: int = 3  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 2  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
     follow_net_load_action: bool = True  # one more battery level: charge the PV surplus, cover the net load
