@@ -364,14 +364,21 @@ def test_learns_to_beat_grid_only_on_a_known_day():
     assert trained < bar, (grid_only, optimal, untrained, trained)
 
 
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2 ** 31), u=st.floats(-1.0, 1.0))
-def test_the_feasible_action_never_asks_beyond_the_battery_and_spans_what_it_can_do(seed, u):
+def somewhere_in_the_day(seed: int) -> tuple[CommunityCore, np.ndarray, np.random.Generator]:
+    """Three communities of six a random number of random steps into a day, batteries anywhere: (the core, its
+    observations, the generator that drew the steps)."""
     core = CommunityCore(EnvConfig(n_agents=6, n_days=4), batch_size=3)
     rng = np.random.default_rng(seed)
     obs = core.reset(seed=seed)
-    for _ in range(int(rng.integers(core.steps_per_episode))):  # somewhere in the day, batteries anywhere
+    for _ in range(int(rng.integers(core.steps_per_episode))):
         obs, *_ = core.step(rng.uniform(ACTION_LOW, ACTION_HIGH, (3, 6, ACTION_DIM)))
+    return core, obs, rng
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), u=st.floats(-1.0, 1.0))
+def test_the_feasible_action_never_asks_beyond_the_battery_and_spans_what_it_can_do(seed, u):
+    core, obs, rng = somewhere_in_the_day(seed)
     box = rng.uniform(-1.0, 1.0, (3, 6, 3))
     box[0, :, 0] = u
     action = env_action(box, core, obs, "feasible")
@@ -396,11 +403,7 @@ def test_the_feasible_action_never_asks_beyond_the_battery_and_spans_what_it_can
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2 ** 31), u=st.floats(-1.0, 1.0))
 def test_the_net_load_action_plays_self_consumption_at_the_centre_and_reaches_every_setpoint(seed, u):
-    core = CommunityCore(EnvConfig(n_agents=6, n_days=4), batch_size=3)
-    rng = np.random.default_rng(seed)
-    obs = core.reset(seed=seed)
-    for _ in range(int(rng.integers(core.steps_per_episode))):  # somewhere in the day, batteries anywhere
-        obs, *_ = core.step(rng.uniform(ACTION_LOW, ACTION_HIGH, (3, 6, ACTION_DIM)))
+    core, obs, _ = somewhere_in_the_day(seed)
     rule = self_consumption_setpoint(core, obs)
     box = np.zeros((3, 6, 3))
     np.testing.assert_array_equal(env_action(box, core, obs, "net_load")[..., 0], rule)

@@ -19,7 +19,6 @@ the PV, so the part-curtailment with which MPC keeps the feeder in its voltage b
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,9 @@ from p2p_marl.algos.dqn import DQNConfig
 from p2p_marl.algos.qlearning import QLearningConfig
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.config import EnvConfig
-from p2p_marl.evaluation.compare import evaluate_policy, reference_costs, select_days
+from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
+from p2p_marl.evaluation.day_scripts import add_day_arguments, days_and_output, finish_share_plot
 from p2p_marl.evaluation.report import console, plt  # report sets matplotlib's file-only backend
-from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.value_based import ActionGrid
 
@@ -103,14 +102,7 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
                 ax.plot(row["battery_levels"], row["share"], "s", color=color, markersize=10, fillstyle="none",
                         label=f"{learner}'s default ({default_levels} levels)")
     ax.axhline(rows[0]["share"], color="tab:red", linestyle="--", label="MPC, continuous actions")
-    ax.axhline(1.0, color="black", linewidth=0.8, label="optimum (perfect foresight) = 1")
-    ax.set_xlabel("fixed battery setpoint levels in the grid (plus the net-load level)")
-    ax.set_ylabel("share of the optimal saving")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_share_plot(fig, ax, path, "fixed battery setpoint levels in the grid (plus the net-load level)", title, "lower right")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,19 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[3, 5, 7, 9],
                         help="numbers of fixed battery setpoint levels to try (each >= 2; an even number has no idle "
                              "level)")
-    parser.add_argument("--days", choices=("validation", "test"), default="validation")
-    parser.add_argument("--max-days", type=int, default=None, help="the first N of those days (default: all)")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: a new one under runs/)")
+    add_day_arguments(parser, "validation")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     if min(args.levels) < 2:
         parser.error(f"--levels must each be >= 2 (a grid from -1 to +1), got {args.levels}")
-    if args.max_days is not None and args.max_days < 1:
-        parser.error(f"--max-days must be >= 1, got {args.max_days}")
-
     config = EnvConfig()
-    days, _ = select_days(CommunityCore(config), args.max_days, split=args.days)
-    out = script_output_dir(args.out, "grid_resolution")
+    days, out = days_and_output(parser, args, config, "grid_resolution")
     rows = grid_resolution(config, days, sorted(set(args.levels)))
     table = markdown(rows)
     (out / "grid_resolution.md").write_text(table)

@@ -16,16 +16,15 @@ printed) and ``value_of_information.png`` (share of the optimal saving against t
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.config import EnvConfig
-from p2p_marl.evaluation.compare import evaluate_policy, make_benchmark, reference_costs, select_days
+from p2p_marl.evaluation.compare import evaluate_policy, make_benchmark, reference_costs
+from p2p_marl.evaluation.day_scripts import add_day_arguments, days_and_output, finish_share_plot
 from p2p_marl.evaluation.report import console, plt  # report sets matplotlib's file-only backend
-from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.forecasts import build_forecaster, forecast_nrmse
 
@@ -97,31 +96,15 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
                                        ("idle_mid_price", "-.")), ("tab:purple", "tab:brown", "grey")):
         (row,) = [r for r in rows if r["method"] == method]
         ax.axhline(row["share"], linestyle=style, color=color, label=f"{method} (no forecast)")
-    ax.axhline(1.0, color="black", linewidth=0.8, label="optimum (perfect foresight) = 1")
-    ax.set_xlabel("forecast error: normalised RMSE of the households' net load (load - PV)")
-    ax.set_ylabel("share of the optimal saving")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_share_plot(fig, ax, path, "forecast error: normalised RMSE of the households' net load (load - PV)", title, "lower left")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", choices=("test", "validation"), default="test")
-    parser.add_argument("--max-days", type=int, default=None, help="the first N of those days (default: all)")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: a new one under runs/)")
+    add_day_arguments(parser, "test")
     args = parser.parse_args(argv)
-    # Progress lines (p2p_marl.progress) go through logging when stderr is not a terminal; Hydra sets this up for
-    # train.py and evaluate.py, this entry point does it itself.
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    if args.max_days is not None and args.max_days < 1:
-        parser.error(f"--max-days must be >= 1, got {args.max_days}")
-
     config = EnvConfig()
-    days, _ = select_days(CommunityCore(config), args.max_days, split=args.days)
-    out = script_output_dir(args.out, "value_of_information")
+    days, out = days_and_output(parser, args, config, "value_of_information")
     rows = value_of_information(config, days)
     table = markdown(rows)
     (out / "value_of_information.md").write_text(table)
