@@ -26,9 +26,10 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
 
 Learning from a teacher (its own row beside the pure learner; off by default), after DQfD (Hester et al. 2018):
 with ``imitation_days`` > 0 the first iteration collects the MPC teacher's demonstrations on that many training
-episodes (rounded up to whole batches of ``num_envs``), played on the learner's own action grid (``imitation.demonstrations`` with the grid: the teacher's action
-snapped to the nearest grid action, ``imitation_rounds`` more rounds played by the greedy policy and labelled by the
-teacher, DAgger), and pre-trains the Q-network on them for ``imitation_epochs`` passes with the demonstration loss
+episodes (rounded up to whole batches of ``num_envs``), played on the learner's own action grid
+(``imitation.demonstrations`` with the grid: the teacher's action snapped to the nearest grid action,
+``imitation_rounds`` more rounds played by the greedy policy and labelled by the teacher, DAgger), and pre-trains
+the Q-network on them for ``imitation_epochs`` passes with the demonstration loss
 
     J_demo = TD loss on the demonstrations' own transitions
              + mean of  max_a [Q(x, a) + imitation_margin * (a != a_teacher)] - Q(x, a_teacher),
@@ -41,7 +42,7 @@ demonstrations (``batch_size`` transitions) to its TD loss. Demonstrations do no
 Random numbers: the network initialisation uses ``seed`` without touching torch's global generator; replay
 sampling, exploration and the demonstrations' seeds and minibatches use the learner's numpy generator.
 ``state_dict()`` holds the networks, the optimiser, the buffer, both generators and, with ``imitation_coef`` > 0,
-the demonstrations (about 21 MB for 128 days and 3 DAgger rounds on ``community_10``), so a resumed run
+the demonstrations (about 24 MB for 128 days and 3 DAgger rounds on ``community_10``), so a resumed run
 continues exactly.
 """
 
@@ -89,9 +90,9 @@ class DQNConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     agent_id_input: bool = False  # append the household's one-hot identity to its observation
     double_q: bool = False  # Double DQN's target: the online network picks the next action, the target values it
-    # The action grid (p2p_marl.training.value_based.ActionGrid): 5 battery setpoints and one that follows the
-    # net load, x 3 bid prices x curtailing none or all of the PV. On the 5 setpoints alone DQN's mean was level
-    # and its spread over seeds larger; the net-load action added 0.13 on validation days (README, what was tried).
+    # The action grid (p2p_marl.training.value_based.ActionGrid): 9 battery setpoints and one that follows the
+    # net load, x 3 bid prices x curtailing none or all of the PV. On 5 setpoints alone DQN's mean was level and
+    # its spread over seeds larger; the net-load action added 0.13 on validation days (README, what was tried).
     n_battery_levels: int = 9  # evenly spaced setpoints in [-1, 1]; 9 rather than 5: +0.10 at the best evaluation
     # on the validation days, better on each of 3 seeds (MPC snapped to the grid: 0.846 against 0.765; README)
     n_price_levels: int = 3  # evenly spaced price shares in [0, 1] (1 level: 0.5)
@@ -244,8 +245,8 @@ class DQN(ValueBasedLearner):
         # Today's steps whose n-step return is not complete yet: (inputs, actions, rewards) of all households.
         # A day ends within one iterate(), which empties it, so checkpoints never need it.
         self._pending: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = []
-        # The teacher's household transitions (imitation_days > 0): x, action (played), reward, next_x, terminal
-        # and label (the teacher's grid action), each with M rows.
+        # The teacher's household transitions (imitation_days > 0): x, action (played), reward, terminal and label
+        # (the teacher's grid action), each with M rows; a row's next input is a row of x (_demonstration_tensors).
         self.demonstrations: dict[str, torch.Tensor] | None = None
 
     def iterate(self) -> dict[str, float]:

@@ -21,8 +21,8 @@ from the day's start). Reinforcement learning takes it from there. Nothing from 
 
 With a ``grid`` (a value-based learner's ``ActionGrid``: DQN) the teacher's action is snapped to the nearest
 grid action (``ActionGrid.nearest``) and the steps are played on the grid, so that every recorded step is also a
-transition the learner could have made: its index, the training reward, the next observation and the day's end are
-recorded beside the teacher's label (DQN's learning from demonstrations, ``p2p_marl.algos.dqn``).
+transition the learner could have made: its index, the training reward and the day's end are recorded beside the
+teacher's label (the next observation is the next step's) (DQN's learning from demonstrations, ``p2p_marl.algos.dqn``).
 
 ``ActorImitation`` is the actor's side, shared by MAPPO and MADDPG (whose actors both output a point in the
 box): the warm start (a fit to the teacher's own episodes, then DAgger rounds, each refitting on all labels so
@@ -86,8 +86,7 @@ class GridSteps:
     labels: np.ndarray  # (M, N) int: the grid action nearest the teacher's
     played: np.ndarray  # (M, N) int: the grid action played, the label or the student's
     rewards: np.ndarray  # (M, N): the training reward of the played step
-    next_observations: np.ndarray  # (M, N, obs_dim)
-    terminal: np.ndarray  # (M,) bool: the step ended the day
+    terminal: np.ndarray  # (M,) bool: the step ended the day (else the next observation is the batch's next step's)
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                          "read from the step the teacher played")
     policy = _EpisodeOptimum() if teacher == "optimum" else MPCPolicy()
     observations, boxes, costs, teacher_s = [], [], [], 0.0
-    labels, played_indices, rewards, next_observations, terminal = [], [], [], [], []
+    labels, played_indices, rewards, terminal = [], [], [], []
     rng = np.random.default_rng(seed)
     battery = core.battery
     energy_span_kwh = battery.max_energy_kwh - battery.min_energy_kwh
@@ -163,7 +162,6 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
             obs, reward, done, infos = core.step(played)
             if grid is not None:
                 rewards.append(reward if training_reward is None else training_reward(reward, played, infos))
-                next_observations.append(obs)
                 terminal.append(done)
             day_cost += infos["cost"].sum(axis=-1)
             if battery_action == "power":
@@ -179,7 +177,7 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
         costs.append(day_cost)
     steps = None if grid is None else GridSteps(
         np.concatenate(labels), np.concatenate(played_indices), np.concatenate(rewards),
-        np.concatenate(next_observations), np.repeat(terminal, core.batch_size))
+        np.repeat(terminal, core.batch_size))
     return Demonstrations(np.concatenate(observations), np.concatenate(boxes), float(np.concatenate(costs).mean()),
                           teacher_s, steps)
 
@@ -259,7 +257,6 @@ class ActorImitation:
             self.keep(*state["demonstrations"])
         else:
             check_demonstrations_kept(f"{iterations} iterations", imitation_coef, iterations > 0)
-
 
     def loss(self, n_samples: int) -> torch.Tensor:
         """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations."""

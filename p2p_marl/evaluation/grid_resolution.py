@@ -11,9 +11,10 @@ so it can make up for the grid's rounding over the next steps. One row per grid:
 levels and Q-learning's (their configs' defaults) with each number of battery levels in ``--levels``, beside MPC
 unsnapped. A row is a lower bound of what a planner restricted to the grid could reach (MPC plans without the grid
 and rounds), and what a perfect imitation of MPC on that grid reaches. The grids' curtailment is none or all of
-the PV, so the part-curtailment with which MPC keeps the feeder in its voltage band is lost to them. Writes ``grid_resolution.md`` (the table, also printed) and
-``grid_resolution.png`` (share against battery levels) to ``--out`` (default: a new directory
-``runs/grid_resolution/<date>_<time>``). Validation days by default: the grid is a design choice.
+the PV, so the part-curtailment with which MPC keeps the feeder in its voltage band is lost to them. Writes
+``grid_resolution.md`` (the table, also printed) and ``grid_resolution.png`` (share against battery levels) to
+``--out`` (default: a new directory ``runs/grid_resolution/<date>_<time>``). Validation days by default: the grid
+is a design choice.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
                 ax.plot(row["battery_levels"], row["share"], "s", color=color, markersize=10, fillstyle="none",
                         label=f"{learner}'s default ({default_levels} levels)")
     ax.axhline(rows[0]["share"], color="tab:red", linestyle="--", label="MPC, continuous actions")
-    finish_share_plot(fig, ax, path, "fixed battery setpoint levels in the grid (plus the net-load level)", title, "lower right")
+    finish_share_plot(fig, ax, path, "fixed battery setpoint levels in the grid (plus the net-load level)", title,
+                      "lower right")
 
 
 def main(argv: list[str] | None = None) -> None:

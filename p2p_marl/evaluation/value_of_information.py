@@ -96,7 +96,8 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
                                        ("idle_mid_price", "-.")), ("tab:purple", "tab:brown", "grey")):
         (row,) = [r for r in rows if r["method"] == method]
         ax.axhline(row["share"], linestyle=style, color=color, label=f"{method} (no forecast)")
-    finish_share_plot(fig, ax, path, "forecast error: normalised RMSE of the households' net load (load - PV)", title, "lower left")
+    finish_share_plot(fig, ax, path, "forecast error: normalised RMSE of the households' net load (load - PV)", title,
+                      "lower left")
 
 
 def main(argv: list[str] | None = None) -> None:
