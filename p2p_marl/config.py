@@ -67,6 +67,7 @@ class EnvConfig:
     # comes from. persistence is built from the past only; noisy and oracle see the future (ablations).
     forecaster: str = "persistence"  # persistence, noisy, oracle or file
     forecast_horizon_h: float = 24.0  # window of the load_ahead / pv_ahead features (cut at the episode's end)
+    forecast_bins: int = 0  # > 0: the window's profile as 2 x forecast_bins more features (load_bin_k, pv_bin_k)
     forecast_nrmse: float = 0.3  # noisy: normalised RMSE of a forecast a day ahead ...
     forecast_nrmse_next: float = 0.1  # ... and of the next step's (growing like a random walk's in between)
     forecast_autocorrelation: float = 0.9  # noisy: correlation of the error between neighbouring steps
@@ -203,6 +204,7 @@ _RANGES: tuple[Range, ...] = (
     ("dt_h", 0.0, 24.0, False, True),
     ("n_days", 3, 3660, True, True),
     ("forecast_horizon_h", 0.0, 24.0, False, True),
+    ("forecast_bins", 0, 10_000, True, True),
     ("forecast_nrmse", 0.0, 10.0, True, True),
     ("forecast_nrmse_next", 0.0, 10.0, True, True),
     ("forecast_seed", 0, 2**63 - 1, True, True),
@@ -250,7 +252,8 @@ _RANGES: tuple[Range, ...] = (
     *DISCRETE_GRID_RANGES,
 )
 
-_INT_FIELDS = {"n_agents", "community_seed", "forecast_seed", "n_days", "n_laterals", "shared_battery_bus",
+_INT_FIELDS = {"n_agents", "community_seed", "forecast_seed", "forecast_bins", "n_days", "n_laterals",
+               "shared_battery_bus",
                *DISCRETE_VIEW_KEYS}
 _OPTIONAL_PRICES = ("end_refill_price_per_kwh", "end_surplus_price_per_kwh")
 
@@ -315,6 +318,10 @@ def _validate(cfg: EnvConfig) -> None:
     if abs(horizon_steps - round(horizon_steps)) > 1e-9:
         raise ConfigError(f"forecast_horizon_h={cfg.forecast_horizon_h!r} must be a whole number of steps of "
                           f"dt_h={cfg.dt_h!r} h")
+    if cfg.forecast_bins > 0 and round(horizon_steps) % cfg.forecast_bins:
+        raise ConfigError(f"forecast_bins={cfg.forecast_bins!r} must divide the forecast window's "
+                          f"{round(horizon_steps)} steps (forecast_horizon_h / dt_h) into equal bins; allowed 0 or "
+                          f"a divisor of {round(horizon_steps)}")
     for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES),
                           ("forecaster", FORECASTERS), ("p2p_fee_basis", P2P_FEE_BASES),
                           ("p2p_fee_payer", P2P_FEE_PAYERS), ("simbench_agents", SIMBENCH_AGENTS),

@@ -60,10 +60,11 @@ def _same(a: dict, b: dict) -> bool:
             and np.array_equal(a["state"], b["state"]) and a["rewards"] == b["rewards"])
 
 
-def test_the_default_observation_holds_nothing_from_the_future(tmp_path):
+@pytest.mark.parametrize("forecast_bins", [0, 4])
+def test_the_default_observation_holds_nothing_from_the_future(tmp_path, forecast_bins):
     cut_day, cut_step = 3, 13
     first, second = _diverging_files(tmp_path, cut_day, cut_step)
-    one, other = (_play(path, cut_day, cut_step + 2) for path in (first, second))
+    one, other = (_play(path, cut_day, cut_step + 2, forecast_bins=forecast_bins) for path in (first, second))
     assert all(_same(a, b) for a, b in zip(one[:cut_step + 1], other[:cut_step + 1]))
     assert not _same(one[cut_step + 1], other[cut_step + 1])  # the next step's own load and PV differ
     # The test has teeth: the oracle forecaster's observations tell the two futures apart before the cut.
@@ -177,6 +178,11 @@ def test_a_forecast_file_for_other_households_is_a_config_error(tmp_path):
     ({"forecast_autocorrelation": 1.0}, r"forecast_autocorrelation=1.0 is out of range; allowed \[0.0, 1.0\)"),
     ({"forecast_seed": 1.5}, r"forecast_seed must be an integer"),
     ({"forecast_seed": -1}, r"forecast_seed=-1 is out of range; allowed \[0, 9223372036854775807\]"),
+    ({"forecast_bins": 5}, r"forecast_bins=5 must divide the forecast window's 48 steps .* allowed 0 or a divisor "
+                           r"of 48"),
+    ({"forecast_bins": 4, "forecast_horizon_h": 3.0}, r"forecast_bins=4 must divide the forecast window's 6 steps"),
+    ({"forecast_bins": -1}, r"forecast_bins=-1 is out of range; allowed \[0, 10000\]"),
+    ({"forecast_bins": 1.5}, r"forecast_bins must be an integer"),
     ({"forecast_nrmse_next": 0.5, "forecast_nrmse": 0.1},
      r"forecast_nrmse_next=0.5 must not exceed forecast_nrmse=0.1: a forecast's error grows with its lead"),
 ])
@@ -221,3 +227,34 @@ def test_the_global_state_holds_the_same_forecasts():
         assert OBS_FEATURES.index(name) in STATE_SHARED
     for name in ("next_load", "next_pv", "load_ahead", "pv_ahead"):
         assert OBS_FEATURES.index(name) in STATE_PER_AGENT
+
+
+@pytest.mark.parametrize("kind", ["persistence", "noisy"])
+def test_forecast_bins_are_the_windows_profile(kind):
+    """With forecast_bins = K the observation ends with K load and K PV features: the forecast window cut into K
+    equal parts (steps past the episode's end count as zero, as in *_ahead), each part's mean, so that their
+    mean is load_ahead / pv_ahead."""
+    cfg = EnvConfig(n_agents=5, n_days=40, forecaster=kind, forecast_horizon_h=3.0, forecast_bins=3)
+    core = CommunityCore(cfg, batch_size=2, profiles=PROFILES)
+    assert core.obs_features[len(OBS_FEATURES):] == ("load_bin_1", "load_bin_2", "load_bin_3", "pv_bin_1",
+                                                     "pv_bin_2", "pv_bin_3")
+    obs = core.reset(days=np.array([0, 11]))
+    ahead = [OBS_FEATURES.index("load_ahead"), OBS_FEATURES.index("pv_ahead")]
+    while True:
+        window = np.zeros((2, 6, 2, 5))  # (B, horizon steps, [load, PV], N)
+        if core.t < STEPS - 1:
+            forecast = core.forecaster.forecast(core.days, core.t, 6)
+            window[:, :forecast.shape[1]] = forecast
+        expected = window.reshape(2, 3, 2, 2, 5).mean(axis=2)  # (B, bin, [load, PV], N)
+        bins = obs[..., len(OBS_FEATURES):].reshape(2, 5, 2, 3)  # (B, N, [load, PV], bin)
+        np.testing.assert_allclose(bins, np.clip(expected.transpose(0, 3, 2, 1) / core.power_scale_kw, 0, 1),
+                                   atol=1e-12)
+        np.testing.assert_allclose(bins.mean(axis=3), obs[..., ahead], atol=1e-12)
+        if core.done:
+            break
+        obs, *_ = core.step(np.zeros((2, 5, 3)))
+    state = core.state(obs)
+    assert state.shape == (2, core.state_dim) and core.state_dim == len(STATE_SHARED) + 5 * (len(STATE_PER_AGENT) + 6)
+    np.testing.assert_array_equal(state[:, len(STATE_SHARED):].reshape(2, 5, -1)[..., -6:],
+                                  obs[..., len(OBS_FEATURES):])
+    assert np.all(core.state_low <= state) and np.all(state <= core.state_high)

@@ -20,6 +20,17 @@ def test_parallel_api(action_mode):
     parallel_api_test(p2p_marl.parallel_env(action_mode=action_mode, **SMALL), num_cycles=60)
 
 
+def test_parallel_api_with_the_forecast_profile():
+    """forecast_bins adds observation and state features: the spaces grow with them."""
+    env = p2p_marl.parallel_env(forecast_bins=12, **SMALL)
+    assert env.observation_space("prosumer_0").shape == (19 + 24,)
+    parallel_api_test(env, num_cycles=60)
+    env.reset(seed=0)
+    assert env.state_space.contains(env.state())
+    central = gymnasium.make(p2p_marl.GYMNASIUM_ID, forecast_bins=12, **SMALL)
+    check_env(central.unwrapped, skip_render_check=True)
+
+
 @pytest.mark.parametrize("action_mode", ["continuous", "discrete"])
 def test_aec_api(action_mode):
     api_test(p2p_marl.env(action_mode=action_mode, **SMALL), num_cycles=60)

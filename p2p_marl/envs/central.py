@@ -18,12 +18,13 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from p2p_marl.config import EnvConfig, check_households_only, make_config
-from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_HIGH, OBS_LOW, CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore
 
 
-def _central_spaces(n_agents: int) -> tuple[spaces.Box, spaces.Box]:
-    observation = spaces.Box(np.tile(OBS_LOW, n_agents).astype(np.float32),
-                             np.tile(OBS_HIGH, n_agents).astype(np.float32), dtype=np.float32)
+def _central_spaces(core: CommunityCore) -> tuple[spaces.Box, spaces.Box]:
+    n_agents = core.n_agents
+    observation = spaces.Box(np.tile(core.obs_low, n_agents).astype(np.float32),
+                             np.tile(core.obs_high, n_agents).astype(np.float32), dtype=np.float32)
     action = spaces.Box(np.tile(ACTION_LOW, n_agents).astype(np.float32),
                         np.tile(ACTION_HIGH, n_agents).astype(np.float32), dtype=np.float32)
     return observation, action
@@ -39,7 +40,7 @@ class CommunityCentralEnv(gym.Env):
         self.config = make_config(config, **kwargs)
         check_households_only(self.config, "the centralised view")
         self.core = CommunityCore(self.config, batch_size=1)
-        self.observation_space, self.action_space = _central_spaces(self.config.n_agents)
+        self.observation_space, self.action_space = _central_spaces(self.core)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -61,7 +62,7 @@ class CommunityCentralVectorEnv(VectorEnv):
         check_households_only(self.config, "the centralised view")
         self.num_envs = num_envs
         self.core = CommunityCore(self.config, batch_size=num_envs)
-        self.single_observation_space, self.single_action_space = _central_spaces(self.config.n_agents)
+        self.single_observation_space, self.single_action_space = _central_spaces(self.core)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._needs_reset = True

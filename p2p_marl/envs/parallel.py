@@ -9,7 +9,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from p2p_marl.config import EnvConfig, make_config
-from p2p_marl.sim.community import (ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_HIGH, OBS_LOW, OPERATOR_ACTION_HIGH,
+from p2p_marl.sim.community import (ACTION_DIM, ACTION_HIGH, ACTION_LOW, OPERATOR_ACTION_HIGH,
                                     OPERATOR_ACTION_LOW, SHARED_BATTERY_INFO_KEYS, CommunityCore)
 
 OPERATOR = "community_operator"
@@ -46,7 +46,8 @@ class P2PEnergyParallelEnv(ParallelEnv):
         self.possible_agents = self.households + ([OPERATOR] if self.has_operator else [])
         self.agents: list[str] = []
         # One space object per agent, built once: parallel_api_test checks identity and seeds each one.
-        self.observation_spaces = {a: spaces.Box(OBS_LOW.astype(np.float32), OBS_HIGH.astype(np.float32),
+        self.observation_spaces = {a: spaces.Box(self.core.obs_low.astype(np.float32),
+                                                 self.core.obs_high.astype(np.float32),
                                                  dtype=np.float32) for a in self.households}
         self.action_spaces = {a: spaces.Box(ACTION_LOW.astype(np.float32), ACTION_HIGH.astype(np.float32),
                                                dtype=np.float32) for a in self.households}

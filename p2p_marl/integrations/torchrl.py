@@ -9,7 +9,7 @@
 steps all B communities with numpy, and each step crosses into torch once (no per-agent or per-community Python
 loop). All households form one agent group, ``prosumer``, in TorchRL's multi-agent layout:
 
-- ``("prosumer", "observation")`` (B, N, obs_dim) float32 within ``OBS_LOW``/``OBS_HIGH``;
+- ``("prosumer", "observation")`` (B, N, obs_dim) float32 within ``core.obs_low``/``core.obs_high``;
 - ``("prosumer", "action")`` (B, N, 3) float32 in the box ``ACTION_LOW``/``ACTION_HIGH`` (out-of-box values are
   clipped by the core, NaN or infinite ones raise ``ValueError`` naming the agent), or with
   ``action_mode="discrete"`` (B, N) int64 indices into ``discrete_action_table``;
@@ -42,7 +42,7 @@ from torchrl.envs import EnvBase
 
 from p2p_marl.config import EnvConfig, check_households_only, make_config
 from p2p_marl.envs.discrete import discrete_action_table
-from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_HIGH, OBS_LOW, CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, CommunityCore
 
 GROUP = "prosumer"
 DONE_KEYS = ("done", "terminated", "truncated")
@@ -101,7 +101,7 @@ class P2PTorchRLEnv(EnvBase):
             {**flags((b, 1)), GROUP: Composite(flags((b, n, 1)), shape=group_shape, device=device)},
             shape=self.batch_size, device=device)
 
-        group_obs: dict[str, Any] = {"observation": box(OBS_LOW, OBS_HIGH, (b, n, core.obs_dim))}
+        group_obs: dict[str, Any] = {"observation": box(core.obs_low, core.obs_high, (b, n, core.obs_dim))}
         if self.include_info:
             info = {key: Unbounded(shape=group_shape, device=device) for key in INFO_KEYS}
             info["day"] = Bounded(low=0, high=core.profiles.n_days - 1, shape=group_shape, dtype=torch.int64,

@@ -119,7 +119,7 @@ OBS_FEATURES = (
     "community_pv_ahead",
     "community_net",  # last step's mean net power / (2 * power_scale_kw), clipped to [-1, 1]
     "soc_start",  # SoC at the episode's start: the level the end-of-day settlement is measured against
-)
+)  # then, with forecast_bins = K > 0, load_bin_1 .. load_bin_K, pv_bin_1 .. pv_bin_K: see observation_features
 OBS_LOW = np.array([-1, -1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, -1, 0], dtype=np.float64)
 OBS_HIGH = np.ones(len(OBS_FEATURES), dtype=np.float64)
 # Global state = shared features once + per-agent features for every agent.
@@ -129,6 +129,14 @@ STATE_SHARED = tuple(OBS_FEATURES.index(f) for f in
 STATE_PER_AGENT = tuple(OBS_FEATURES.index(f) for f in
                         ("load", "pv", "soc", "has_battery", "voltage_deviation", "next_load", "next_pv",
                          "load_ahead", "pv_ahead", "soc_start"))
+
+
+def observation_features(config: EnvConfig) -> tuple[str, ...]:
+    """The names of a local observation's features in order: OBS_FEATURES, then with ``forecast_bins`` K > 0
+    the forecast window's profile, the household's mean load forecast over each K-th of the window
+    (``load_bin_1`` the nearest) and then its PV's, / power_scale_kw in [0, 1] (p2p_marl.sim.forecasts)."""
+    bins = range(1, config.forecast_bins + 1)
+    return OBS_FEATURES + tuple(f"load_bin_{k}" for k in bins) + tuple(f"pv_bin_{k}" for k in bins)
 # Per agent: battery setpoint share in [-1, 1], limit price share in [0, 1], PV curtailment share in [0, 1].
 ACTION_LOW = np.array([-1.0, 0.0, 0.0])
 ACTION_HIGH = np.array([1.0, 1.0, 1.0])
@@ -240,8 +248,13 @@ class CommunityCore:
         self.q_per_p = math.tan(math.acos(cfg.load_power_factor))
         self.power_scale_kw = float(max(self.profiles.load_kw.max(), self.profiles.pv_kw.max(), 1e-6))
         self.price_scale_per_kwh = float(max(self.retail_per_kwh.max(), 1e-9))
-        self.obs_dim = len(OBS_FEATURES)
-        self.state_dim = len(STATE_SHARED) + len(STATE_PER_AGENT) * self.n_agents
+        self.obs_features = observation_features(cfg)
+        self.obs_dim = len(self.obs_features)
+        # Bounds of each feature: the forecast profile's, after the named ones, are powers in [0, 1].
+        self.obs_low = np.concatenate([OBS_LOW, np.zeros(self.obs_dim - len(OBS_FEATURES))])
+        self.obs_high = np.ones(self.obs_dim)
+        self._state_per_agent = STATE_PER_AGENT + tuple(range(len(OBS_FEATURES), self.obs_dim))
+        self.state_dim = len(STATE_SHARED) + len(self._state_per_agent) * self.n_agents
 
         # Per-step constants, computed once. For a single community a step costs the number of numpy calls,
         # not arithmetic, so whatever does not change between steps is not recomputed there.
@@ -548,7 +561,7 @@ class CommunityCore:
                          where=self._has_capacity)
 
     def observe(self) -> np.ndarray:
-        """Local observations (B, N, obs_dim), each feature within [OBS_LOW, OBS_HIGH]."""
+        """Local observations (B, N, obs_dim), each feature within [obs_low, obs_high]."""
         return self._observe(self.soc())
 
     def _observe(self, soc: np.ndarray) -> np.ndarray:
@@ -560,24 +573,29 @@ class CommunityCore:
         obs[..., 4] = soc  # within [0, 1] already: energy stays in [soc_min, soc_max] * capacity
         obs[..., 9] = _clip(self.last_clearing_price / self.price_scale_per_kwh, 0.0, 1.0)[:, None]
         obs[..., 10] = _clip((self.last_voltage_pu - 1.0) / 0.1, -1.0, 1.0)
-        obs[..., 11:17] = day_obs[..., 2:]
+        obs[..., 11:17] = day_obs[..., 2:8]
         obs[..., 17] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
         obs[..., 18] = self._start_soc
+        if self.obs_dim > len(OBS_FEATURES):
+            obs[..., len(OBS_FEATURES):] = day_obs[..., 8:]
         return obs
 
     def _day_observation_table(self) -> np.ndarray:
-        """The features that depend only on the day, the step and the household, (n_days, T + 1, N, 8) for
-        t = 0 .. T (T = steps_per_episode), in the order of OBS_FEATURES: load, pv (the last step's again at
-        t = T), then next_load, next_pv, load_ahead, pv_ahead, community_load_ahead and community_pv_ahead (the
-        forecasts the observations hold, issued at every step of every day). One gather a step fetches them."""
+        """The features that depend only on the day, the step and the household, (n_days, T + 1, N, 8 + 2 K)
+        for t = 0 .. T (T = steps_per_episode, K = forecast_bins), in the order of obs_features: load, pv (the
+        last step's again at t = T), then next_load, next_pv, load_ahead, pv_ahead, community_load_ahead and
+        community_pv_ahead, then the K load and K PV bins (the forecasts the observations hold, issued at every
+        step of every day). One gather a step fetches them."""
         cfg = self.config
         forecast = observation_table(self.forecaster, round(cfg.forecast_horizon_h / cfg.dt_h),
-                                     self.steps_per_episode, self.power_scale_kw)  # (n_days, T + 1, 4, N)
+                                     self.steps_per_episode, self.power_scale_kw,
+                                     cfg.forecast_bins)  # (n_days, T + 1, 4 + 2 K, N)
         metered = np.minimum(np.arange(self.steps_per_episode + 1), cfg.steps_per_day - 1)
-        table = np.empty(forecast.shape[:2] + (self.n_agents, 8))
+        table = np.empty(forecast.shape[:2] + (self.n_agents, 4 + forecast.shape[2]))
         table[..., :2] = np.clip(self._profiles_kw[:, metered] / self.power_scale_kw, 0.0, 1.0).swapaxes(2, 3)
-        table[..., 2:6] = forecast.swapaxes(2, 3)
-        table[..., 6:] = forecast[:, :, 2:].mean(axis=3)[:, :, None, :]
+        table[..., 2:6] = forecast[:, :, :4].swapaxes(2, 3)
+        table[..., 6:8] = forecast[:, :, 2:4].mean(axis=3)[:, :, None, :]
+        table[..., 8:] = forecast[:, :, 4:].swapaxes(2, 3)
         return table
 
     def _observation_template(self) -> np.ndarray:
@@ -594,13 +612,13 @@ class CommunityCore:
         template[..., 6] = (self.retail_per_kwh[t_now] / self.price_scale_per_kwh)[:, None]
         template[..., 7] = (self.feed_in_per_kwh[t_now] / self.price_scale_per_kwh)[:, None]
         template[..., 8] = (self.retail_per_kwh[t_next] / self.price_scale_per_kwh)[:, None]
-        return np.clip(template, OBS_LOW, OBS_HIGH)
+        return np.clip(template, self.obs_low, self.obs_high)
 
     def state(self, observations: np.ndarray | None = None) -> np.ndarray:
         """Global state (B, state_dim) for centralised critics; ``observations``, if given, must be this step's
         ``observe()`` (as ``reset``/``step`` return it), which saves computing them again."""
         obs = self.observe() if observations is None else observations
-        return np.concatenate([obs[:, 0, STATE_SHARED], obs[:, :, STATE_PER_AGENT].reshape(self.batch_size, -1)],
+        return np.concatenate([obs[:, 0, STATE_SHARED], obs[:, :, self._state_per_agent].reshape(self.batch_size, -1)],
                               axis=1)
 
     def operator_observation(self, observations: np.ndarray | None = None) -> np.ndarray:
@@ -621,11 +639,13 @@ class CommunityCore:
 
     @property
     def state_low(self) -> np.ndarray:
-        return np.concatenate([OBS_LOW[list(STATE_SHARED)], np.tile(OBS_LOW[list(STATE_PER_AGENT)], self.n_agents)])
+        return np.concatenate([OBS_LOW[list(STATE_SHARED)], np.tile(self.obs_low[list(self._state_per_agent)],
+                                                                    self.n_agents)])
 
     @property
     def state_high(self) -> np.ndarray:
-        return np.concatenate([OBS_HIGH[list(STATE_SHARED)], np.tile(OBS_HIGH[list(STATE_PER_AGENT)], self.n_agents)])
+        return np.concatenate([OBS_HIGH[list(STATE_SHARED)], np.tile(self.obs_high[list(self._state_per_agent)],
+                                                                     self.n_agents)])
 
 
 def _clip(values: np.ndarray, low, high) -> np.ndarray:

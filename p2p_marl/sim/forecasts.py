@@ -148,22 +148,31 @@ def _load_forecast_file(cfg: EnvConfig, profiles: ProfileSet) -> ProfileSet:
     return forecast
 
 
-def observation_table(forecaster: Forecaster, horizon_steps: int, episode_steps: int,
-                      power_scale_kw: float) -> np.ndarray:
-    """The observations' forecast features for every day and step, (D, episode_steps + 1, 4, N):
+def observation_table(forecaster: Forecaster, horizon_steps: int, episode_steps: int, power_scale_kw: float,
+                      bins: int = 0) -> np.ndarray:
+    """The observations' forecast features for every day and step, (D, episode_steps + 1, 4 + 2 bins, N):
 
     [next_load, next_pv]: the household's forecast of step t + 1; [load_ahead, pv_ahead]: its forecast summed
     over steps t + 1 .. t + horizon_steps within the episode, over ``horizon_steps`` (a mean power that falls
-    towards 0 as the episode's end cuts the window). All over ``power_scale_kw``, clipped to [0, 1]; zero
+    towards 0 as the episode's end cuts the window); then, with ``bins`` > 0, the same window cut into ``bins``
+    equal parts, each part's sum over its length: load_bin_1 .. load_bin_bins, pv_bin_1 .. pv_bin_bins (the
+    forecast's profile, where load_ahead is its mean). All over ``power_scale_kw``, clipped to [0, 1]; zero
     where no step of the episode is left.
     """
     n_days, _, _, n_households = forecaster.profiles_kw.shape
-    table = np.zeros((n_days, episode_steps + 1, 4, n_households))
+    table = np.zeros((n_days, episode_steps + 1, 4 + 2 * bins, n_households))
     all_days = np.arange(n_days)
+    window = np.zeros((n_days, horizon_steps, 2, n_households))
     for t in range(episode_steps - 1):
         ahead = forecaster.forecast(all_days, t, min(horizon_steps, episode_steps - 1 - t))
         table[:, t, :2] = ahead[:, 0]
-        table[:, t, 2:] = ahead.sum(axis=1) / horizon_steps
+        table[:, t, 2:4] = ahead.sum(axis=1) / horizon_steps
+        if bins:
+            window[:, :ahead.shape[1]] = ahead
+            window[:, ahead.shape[1]:] = 0.0  # beyond the episode's end
+            # (D, bins, 2, N) -> rows [load_bin_1 .. load_bin_bins, pv_bin_1 .. pv_bin_bins]
+            binned = window.reshape(n_days, bins, horizon_steps // bins, 2, n_households).mean(axis=2)
+            table[:, t, 4:] = binned.swapaxes(1, 2).reshape(n_days, 2 * bins, n_households)
     return np.clip(table / power_scale_kw, 0.0, 1.0)
 
 

@@ -42,7 +42,7 @@ from typing import Any
 from p2p_marl.algos import build_learner, saved_hyperparameters
 from p2p_marl.algos.base import Learner
 from p2p_marl.config import EnvConfig
-from p2p_marl.sim.community import ACTION_DIM, OBS_FEATURES
+from p2p_marl.sim.community import ACTION_DIM, observation_features
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,9 @@ def environment_spec(env_config: EnvConfig) -> dict[str, Any]:
     centralised inputs), the settlement period (the time features and every energy per step), the observation
     features in order, the size of an action and the forecasts its observations hold. Checkpoints store it; a
     policy is refused on an environment whose spec differs."""
-    return {"n_agents": env_config.n_agents, "dt_h": env_config.dt_h, "obs_features": list(OBS_FEATURES),
-            "action_dim": ACTION_DIM, "forecasts": forecast_spec(env_config)}
+    return {"n_agents": env_config.n_agents, "dt_h": env_config.dt_h,
+            "obs_features": list(observation_features(env_config)), "action_dim": ACTION_DIM,
+            "forecasts": forecast_spec(env_config)}
 
 
 def forecast_spec(env_config: EnvConfig) -> dict[str, Any]:
