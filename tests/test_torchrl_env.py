@@ -184,6 +184,10 @@ def test_construction_options():
     check_env_specs(env)
     assert "info" not in env.rollout(2)[GROUP].keys()
     assert make_torchrl_env(**SMALL).batch_size == (1,)
+    with_profile = make_torchrl_env(num_envs=2, forecast_bins=4, **SMALL)  # the forecast window's shape added
+    check_env_specs(with_profile)
+    assert with_profile.full_observation_spec[GROUP, "observation"].shape == (2, SMALL["n_agents"],
+                                                                               len(OBS_FEATURES) + 8)
     with pytest.raises(ValueError, match="disagree"):
         make_torchrl_env(batch_size=2, num_envs=3, **SMALL)
     with pytest.raises(ValueError, match="batch_size"):
