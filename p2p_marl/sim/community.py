@@ -137,6 +137,8 @@ def observation_features(config: EnvConfig) -> tuple[str, ...]:
     (``load_bin_1`` the nearest) and then its PV's, / power_scale_kw in [0, 1] (p2p_marl.sim.forecasts)."""
     bins = range(1, config.forecast_bins + 1)
     return OBS_FEATURES + tuple(f"load_bin_{k}" for k in bins) + tuple(f"pv_bin_{k}" for k in bins)
+
+
 # Per agent: battery setpoint share in [-1, 1], limit price share in [0, 1], PV curtailment share in [0, 1].
 ACTION_LOW = np.array([-1.0, 0.0, 0.0])
 ACTION_HIGH = np.array([1.0, 1.0, 1.0])
@@ -618,8 +620,8 @@ class CommunityCore:
         """Global state (B, state_dim) for centralised critics; ``observations``, if given, must be this step's
         ``observe()`` (as ``reset``/``step`` return it), which saves computing them again."""
         obs = self.observe() if observations is None else observations
-        return np.concatenate([obs[:, 0, STATE_SHARED], obs[:, :, self._state_per_agent].reshape(self.batch_size, -1)],
-                              axis=1)
+        per_agent = obs[:, :, self._state_per_agent].reshape(self.batch_size, -1)
+        return np.concatenate([obs[:, 0, STATE_SHARED], per_agent], axis=1)
 
     def operator_observation(self, observations: np.ndarray | None = None) -> np.ndarray:
         """The community operator's observation (B, state_dim + 2), within [operator_observation_low, ..._high]:
