@@ -258,3 +258,13 @@ def test_forecast_bins_are_the_windows_profile(kind):
     np.testing.assert_array_equal(state[:, len(STATE_SHARED):].reshape(2, 5, -1)[..., -6:],
                                   obs[..., len(OBS_FEATURES):])
     assert np.all(core.state_low <= state) and np.all(state <= core.state_high)
+
+
+def test_a_policy_is_tied_to_its_forecast_profile():
+    """A checkpoint's environment spec names forecast_bins when set (its observations hold 2 K more features),
+    and leaves it out at 0, so that checkpoints written before the option existed still match the default."""
+    from p2p_marl.training.checkpoint import environment_spec
+
+    assert "forecast_bins" not in environment_spec(EnvConfig())["forecasts"]
+    spec = environment_spec(EnvConfig(forecast_bins=12))
+    assert spec["forecasts"]["forecast_bins"] == 12 and spec["obs_features"][-1] == "pv_bin_12"

@@ -76,8 +76,11 @@ def environment_spec(env_config: EnvConfig) -> dict[str, Any]:
 
 
 def forecast_spec(env_config: EnvConfig) -> dict[str, Any]:
-    """The forecaster and the settings that shape its forecasts (p2p_marl.sim.forecasts)."""
+    """The forecaster and the settings that shape its forecasts (p2p_marl.sim.forecasts) and the observation's
+    forecast features (``forecast_bins`` only when set: specs stored before it existed hold no such key)."""
     spec: dict[str, Any] = {"forecaster": env_config.forecaster, "forecast_horizon_h": env_config.forecast_horizon_h}
+    if env_config.forecast_bins:
+        spec["forecast_bins"] = env_config.forecast_bins
     if env_config.forecaster == "noisy":
         spec |= {key: getattr(env_config, key) for key in ("forecast_nrmse", "forecast_nrmse_next",
                                                             "forecast_autocorrelation", "forecast_seed")}
