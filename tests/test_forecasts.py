@@ -229,22 +229,27 @@ def test_the_global_state_holds_the_same_forecasts():
         assert OBS_FEATURES.index(name) in STATE_PER_AGENT
 
 
-@pytest.mark.parametrize("kind", ["persistence", "noisy"])
-def test_forecast_bins_are_the_windows_profile(kind):
+@pytest.mark.parametrize("kind, dt_h, max_cycles", [("persistence", 0.5, None), ("noisy", 0.5, None),
+                                                    ("oracle", 1.0, 10)])
+def test_forecast_bins_are_the_windows_profile(kind, dt_h, max_cycles):
     """With forecast_bins = K the observation ends with K load and K PV features: the forecast window cut into K
-    equal parts (steps past the episode's end count as zero, as in *_ahead), each part's mean, so that their
+    equal parts (steps at or past the episode's end count as zero, as in *_ahead), each part's mean, so that their
     mean is load_ahead / pv_ahead."""
-    cfg = EnvConfig(n_agents=5, n_days=40, forecaster=kind, forecast_horizon_h=3.0, forecast_bins=3)
-    core = CommunityCore(cfg, batch_size=2, profiles=PROFILES)
+    profiles = PROFILES if dt_h == 0.5 else synthetic_profiles(5, dt_h, n_days=40, prosumer_share=0.6, seed=4)
+    cfg = EnvConfig(n_agents=5, n_days=40, dt_h=dt_h, max_cycles=max_cycles, forecaster=kind,
+                    forecast_horizon_h=3.0 * dt_h / 0.5, forecast_bins=3)
+    core = CommunityCore(cfg, batch_size=2, profiles=profiles)
     assert core.obs_features[len(OBS_FEATURES):] == ("load_bin_1", "load_bin_2", "load_bin_3", "pv_bin_1",
                                                      "pv_bin_2", "pv_bin_3")
     obs = core.reset(days=np.array([0, 11]))
     ahead = [OBS_FEATURES.index("load_ahead"), OBS_FEATURES.index("pv_ahead")]
     while True:
+        t = core.t
         window = np.zeros((2, 6, 2, 5))  # (B, horizon steps, [load, PV], N)
-        if core.t < STEPS - 1:
-            forecast = core.forecaster.forecast(core.days, core.t, 6)
+        if t < profiles.steps_per_day - 1:
+            forecast = core.forecaster.forecast(core.days, t, 6)
             window[:, :forecast.shape[1]] = forecast
+        window[:, max(core.steps_per_episode - t - 1, 0):] = 0.0  # steps t + 1 + h >= the episode's length
         expected = window.reshape(2, 3, 2, 2, 5).mean(axis=2)  # (B, bin, [load, PV], N)
         bins = obs[..., len(OBS_FEATURES):].reshape(2, 5, 2, 3)  # (B, N, [load, PV], bin)
         np.testing.assert_allclose(bins, np.clip(expected.transpose(0, 3, 2, 1) / core.power_scale_kw, 0, 1),
@@ -253,6 +258,7 @@ def test_forecast_bins_are_the_windows_profile(kind):
         if core.done:
             break
         obs, *_ = core.step(np.zeros((2, 5, 3)))
+    assert t == core.steps_per_episode
     state = core.state(obs)
     assert state.shape == (2, core.state_dim) and core.state_dim == len(STATE_SHARED) + 5 * (len(STATE_PER_AGENT) + 6)
     np.testing.assert_array_equal(state[:, len(STATE_SHARED):].reshape(2, 5, -1)[..., -6:],

@@ -44,8 +44,8 @@ from p2p_marl.sim.community import CommunityCore
 
 TAG = "eval/share_of_optimal_saving"
 LEARNER_ORDER = ("mappo", "maddpg", "dqn", "qlearning")
-# The environment's settings that shape only its forecasts (p2p_marl.sim.forecasts; training.checkpoint.forecast_spec):
-# EnvConfig names them all forecast*.
+# The environment's settings that shape only its forecasts and the observation's forecast features
+# (p2p_marl.sim.forecasts; training.checkpoint.forecast_spec): EnvConfig names them all forecast*.
 FORECAST_KEYS = tuple(field.name for field in dataclasses.fields(EnvConfig) if field.name.startswith("forecast"))
 
 

@@ -570,7 +570,7 @@ class CommunityCore:
         """``observe()`` with the SoC given: ``step()`` has computed it already for the infos."""
         obs = np.empty((self.batch_size, self.n_agents, self.obs_dim))
         obs[:] = self._obs_template[self.t]
-        day_obs = self._day_obs[self.days, self.t]  # (B, N, 8), see _day_observation_table
+        day_obs = self._day_obs[self.days, self.t]  # (B, N, 8 + 2 K), see _day_observation_table
         obs[..., 2:4] = day_obs[..., :2]
         obs[..., 4] = soc  # within [0, 1] already: energy stays in [soc_min, soc_max] * capacity
         obs[..., 9] = _clip(self.last_clearing_price / self.price_scale_per_kwh, 0.0, 1.0)[:, None]

@@ -162,7 +162,7 @@ def observation_table(forecaster: Forecaster, horizon_steps: int, episode_steps:
     n_days, _, _, n_households = forecaster.profiles_kw.shape
     table = np.zeros((n_days, episode_steps + 1, 4 + 2 * bins, n_households))
     all_days = np.arange(n_days)
-    window = np.zeros((n_days, horizon_steps, 2, n_households))
+    window = np.zeros((n_days, horizon_steps, 2, n_households)) if bins else None
     for t in range(episode_steps - 1):
         ahead = forecaster.forecast(all_days, t, min(horizon_steps, episode_steps - 1 - t))
         table[:, t, :2] = ahead[:, 0]
