@@ -135,6 +135,12 @@ def test_the_community_penalty_reward_bills_each_agent_the_whole_penalty_and_lea
         np.testing.assert_allclose(penalty_training_reward(reward, infos["penalty"], weight, "community"),
                                    -mixed_rest - infos["penalty"].sum(axis=1, keepdims=True), atol=1e-12)
         assert penalty_training_reward(reward, infos["penalty"], weight, "share") is reward
+        # penalty_weight k: the same, with k times the penalty borne (the share as billed, or the whole one).
+        mixed_share = (1.0 - weight) * infos["penalty"] + weight * infos["penalty"].mean(axis=1, keepdims=True)
+        np.testing.assert_allclose(penalty_training_reward(reward, infos["penalty"], weight, "share", 4.0),
+                                   -mixed_rest - 4.0 * mixed_share, atol=1e-12)
+        np.testing.assert_allclose(penalty_training_reward(reward, infos["penalty"], weight, "community", 4.0),
+                                   -mixed_rest - 4.0 * infos["penalty"].sum(axis=1, keepdims=True), atol=1e-12)
         penalised += int((infos["penalty"] > 0).any())
     assert penalised > 0  # the feeder bound on some step
 

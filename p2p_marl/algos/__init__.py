@@ -36,11 +36,11 @@ REGISTRY: dict[str, AlgoSpec] = {
 # Keys added to a learner's hyperparameters after runs had been saved without them, each with the value such runs
 # trained with: a saved run is rebuilt, resumed, named and grouped with its variant as it trained.
 ADDED_KEYS: dict[str, dict[str, Any]] = {
-    "mappo": {"penalty_reward": "share", "trade_reward": "price", "input_norm": False, "value_heads": False,
-              "reward_baseline": "zero", "infeasible_penalty_per_kwh": 0.0, "imitation_teacher": "optimum",
-              "imitation_rounds": 0, "imitation_coef": 0.0},
-    "maddpg": {"penalty_reward": "share", "trade_reward": "price", "imitation_days": 0, "imitation_epochs": 50,
-               "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0},
+    "mappo": {"penalty_reward": "share", "penalty_weight": 1.0, "trade_reward": "price", "input_norm": False,
+              "value_heads": False, "reward_baseline": "zero", "infeasible_penalty_per_kwh": 0.0,
+              "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0},
+    "maddpg": {"penalty_reward": "share", "penalty_weight": 1.0, "trade_reward": "price", "imitation_days": 0,
+               "imitation_epochs": 50, "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0},
     "dqn": {"double_q": False, "n_step": 1, "infeasible_penalty_per_kwh": 0.0, "imitation_days": 0,
             "imitation_epochs": 10, "imitation_teacher": "mpc", "imitation_rounds": 0, "imitation_coef": 0.0,
             "imitation_margin": 0.05},

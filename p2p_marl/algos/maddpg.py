@@ -108,6 +108,7 @@ class MADDPGConfig:
     # "feasible" (nets); net_load won on the validation days (README, what was tried)
     penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
     # whole community penalty in its training reward (nets.penalty_training_reward)
+    penalty_weight: float = 1.0  # the training reward bears this multiple of that penalty (1: as billed)
     trade_reward: str = "marginal"  # "marginal": P2P trades valued at the community's marginal grid price of the
     # step in the training reward (nets.trade_training_reward; not with a shared battery); "price": as billed
     imitation_days: int = 0  # > 0: first fit the actor to the teacher on this many training episodes ...
@@ -153,6 +154,7 @@ _RANGES = (
     ("policy_delay", 1, 1000, True, True),
     ("target_noise_std", 0.0, 10.0, True, True),
     ("target_noise_clip", 0.0, 10.0, True, True),
+    ("penalty_weight", 0.0, 1000.0, False, True),
     *IMITATION_RANGES,
 )
 IMITATION_MINIBATCHES = 16  # minibatches per pass of the warm start's first fit (MAPPO's num_minibatches)
@@ -305,7 +307,7 @@ class MADDPG(Learner):
             actions.append(u)
             reward = trade_training_reward(reward, infos, core.config.cooperative_weight, cfg.trade_reward)
             rewards.append(penalty_training_reward(reward, infos["penalty"], core.config.cooperative_weight,
-                                                   cfg.penalty_reward))
+                                                   cfg.penalty_reward, cfg.penalty_weight))
             costs.append(infos["cost"])
         observations.append(obs)
         rewards_np, costs_np = np.stack(rewards), np.stack(costs)  # (T, B, N)

@@ -118,6 +118,7 @@ class MAPPOConfig:
     # "feasible" (nets)
     penalty_reward: str = "community"  # "community": each agent bears the step's whole network penalty in its
     # training reward (nets.penalty_training_reward); "share": the penalty as billed. community won (README).
+    penalty_weight: float = 1.0  # the training reward bears this multiple of that penalty (1: as billed)
     trade_reward: str = "price"  # "price": P2P trades valued as billed; "marginal": at the community's marginal
     # grid price of the step in the training reward (nets.trade_training_reward)
     reward_baseline: str = "zero"  # "grid_only": learn from each step's saving against the grid-only bill
@@ -171,6 +172,7 @@ _RANGES = (
     ("log_std_init", -10.0, 2.0, True, True),
     ("return_norm_decay", 0.0, 1.0, False, True),
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
+    ("penalty_weight", 0.0, 1000.0, False, True),
     *IMITATION_RANGES,
 )
 
@@ -333,7 +335,7 @@ class MAPPO(Learner):
             reward = trade_training_reward(reward, infos, core.config.cooperative_weight, cfg.trade_reward)
             reward = baseline_training_reward(reward, infos, core.config.cooperative_weight, cfg.reward_baseline)
             rewards.append(penalty_training_reward(reward, infos["penalty"], core.config.cooperative_weight,
-                                                   cfg.penalty_reward))
+                                                   cfg.penalty_reward, cfg.penalty_weight))
             costs.append(infos["cost"])
         rewards_np, costs_np = np.stack(rewards), np.stack(costs)  # (T, B, N)
         self.env_steps += T * B

@@ -75,8 +75,9 @@ def training_env(env_config: EnvConfig, cooperative_weight: float | None) -> Env
 
 
 def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative_weight: float,
-                            penalty_reward: str) -> np.ndarray:
-    """The training reward (B, N) of a step with the network penalty borne as ``penalty_reward`` says.
+                            penalty_reward: str, penalty_weight: float = 1.0) -> np.ndarray:
+    """The training reward (B, N) of a step with the network penalty borne as ``penalty_reward`` says, and
+    ``penalty_weight`` times as heavy as billed.
 
     ``"share"``: the environment's reward, in which each household pays its allocated share of the step's penalty
     (``penalty``, the infos' (B, N)), mixed with the community mean by ``cooperative_weight`` like the rest of
@@ -85,12 +86,18 @@ def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative
     for the feeder's externality); the rest of the bill is as before. The evaluated cost is the same either way,
     but the training return (``train/episode_return``) is not comparable between the two: with "community" every
     agent's return carries the whole penalty, N times what the community pays per agent.
+
+    ``penalty_weight`` > 1 makes the feeder's limits weigh more in training than on the bill, towards the hard
+    limits the optimum keeps (it plans within them); 1 leaves the reward as above, to the last bit.
     """
-    if penalty_reward == "share":
+    if penalty_reward == "share" and penalty_weight == 1.0:
         return reward
     w = cooperative_weight
     billed = (1.0 - w) * penalty + w * penalty.mean(axis=-1, keepdims=True)
-    return reward + billed - penalty.sum(axis=-1, keepdims=True)
+    borne = billed if penalty_reward == "share" else penalty.sum(axis=-1, keepdims=True)
+    if penalty_weight == 1.0:
+        return reward + billed - borne
+    return reward + billed - penalty_weight * borne
 
 
 def check_trade_reward(trade_reward: str, core: CommunityCore, section: str) -> None:
