@@ -253,8 +253,7 @@ _RANGES: tuple[Range, ...] = (
 )
 
 _INT_FIELDS = {"n_agents", "community_seed", "forecast_seed", "forecast_bins", "n_days", "n_laterals",
-               "shared_battery_bus",
-               *DISCRETE_VIEW_KEYS}
+               "shared_battery_bus", *DISCRETE_VIEW_KEYS}
 _OPTIONAL_PRICES = ("end_refill_price_per_kwh", "end_surplus_price_per_kwh")
 
 

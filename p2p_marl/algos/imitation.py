@@ -22,7 +22,8 @@ from the day's start). Reinforcement learning takes it from there. Nothing from 
 With a ``grid`` (a value-based learner's ``ActionGrid``: DQN) the teacher's action is snapped to the nearest
 grid action (``ActionGrid.nearest``) and the steps are played on the grid, so that every recorded step is also a
 transition the learner could have made: its index, the training reward and the day's end are recorded beside the
-teacher's label (the next observation is the next step's) (DQN's learning from demonstrations, ``p2p_marl.algos.dqn``).
+teacher's label, and its next observation is the next step's (DQN's learning from demonstrations,
+``p2p_marl.algos.dqn``).
 
 ``ActorImitation`` is the actor's side, shared by MAPPO and MADDPG (whose actors both output a point in the
 box): the warm start (a fit to the teacher's own episodes, then DAgger rounds, each refitting on all labels so

@@ -95,9 +95,7 @@ def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative
     w = cooperative_weight
     billed = (1.0 - w) * penalty + w * penalty.mean(axis=-1, keepdims=True)
     borne = billed if penalty_reward == "share" else penalty.sum(axis=-1, keepdims=True)
-    if penalty_weight == 1.0:
-        return reward + billed - borne
-    return reward + billed - penalty_weight * borne
+    return reward + billed - penalty_weight * borne  # x 1.0 is exact: weight 1 gives the reward above
 
 
 def check_trade_reward(trade_reward: str, core: CommunityCore, section: str) -> None:

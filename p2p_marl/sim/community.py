@@ -641,13 +641,16 @@ class CommunityCore:
 
     @property
     def state_low(self) -> np.ndarray:
-        return np.concatenate([OBS_LOW[list(STATE_SHARED)], np.tile(self.obs_low[list(self._state_per_agent)],
-                                                                    self.n_agents)])
+        return self._state_layout(self.obs_low)
 
     @property
     def state_high(self) -> np.ndarray:
-        return np.concatenate([OBS_HIGH[list(STATE_SHARED)], np.tile(self.obs_high[list(self._state_per_agent)],
-                                                                     self.n_agents)])
+        return self._state_layout(self.obs_high)
+
+    def _state_layout(self, per_feature: np.ndarray) -> np.ndarray:
+        """A value per observation feature laid out as ``state()`` lays out the features."""
+        return np.concatenate([per_feature[list(STATE_SHARED)],
+                               np.tile(per_feature[list(self._state_per_agent)], self.n_agents)])
 
 
 def _clip(values: np.ndarray, low, high) -> np.ndarray:
