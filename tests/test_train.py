@@ -31,6 +31,7 @@ from p2p_marl.algos import load_policy
 from p2p_marl.algos.mappo import MAPPOConfig
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation import learning_curves
+from p2p_marl.evaluation.compare import rollout_days
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.checkpoint import (
     CheckpointError,
@@ -268,6 +269,28 @@ def test_a_checkpoint_is_refused_on_an_environment_it_was_not_trained_for(train_
                                                   rf"another environment: {difference}$"):
             load_policy(run_dir, EnvConfig(**{**TINY_ENV, **change}))
     assert load_policy(run_dir, EnvConfig(**TINY_ENV)).name == "dqn"
+
+
+def test_a_policy_observes_as_it_was_trained_beside_runs_that_observe_otherwise(train_main, monkeypatch, tmp_path):
+    """The forecast window's shape (forecast_bins) is the policy's own observation, not its environment: a run
+    trained with it plays on an environment without it (and one trained without it on one with it) exactly as
+    on its own, the same physics observed as in training; every other difference is still refused."""
+    binned = fresh_run(train_main, monkeypatch, tmp_path / "binned", "dqn", "total_env_steps=64", "env.forecast_bins=4")
+    plain = fresh_run(train_main, monkeypatch, tmp_path / "plain", "dqn", "total_env_steps=64")
+    without, with_bins = EnvConfig(**TINY_ENV), EnvConfig(**TINY_ENV, forecast_bins=4)
+    days = CommunityCore(without).split_days["test"][:3]
+    for run_dir, own, other in ((binned, with_bins, without), (plain, without, with_bins)):
+        on_its_own = load_policy(run_dir, own)
+        assert not hasattr(on_its_own, "observation_settings")
+        beside = load_policy(run_dir, other)
+        assert beside.observation_settings == {"forecast_bins": own.forecast_bins}
+        expected = rollout_days(own, on_its_own, days)
+        played = rollout_days(other, beside, days)
+        assert played.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_array_equal(played[key], expected[key], err_msg=key)
+    with pytest.raises(CheckpointError, match=r"forecasts=.*'forecaster': 'persistence'.*\(here .*'oracle'"):
+        load_policy(binned, EnvConfig(**TINY_ENV, forecaster="oracle"))
 
 
 @pytest.mark.parametrize("overrides, message", [

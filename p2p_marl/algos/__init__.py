@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -86,7 +87,10 @@ def load_policy(path: str | Path, env_config: Any = None, run_checkpoint: str = 
     (then its checkpoint of the best evaluation on validation days, or with ``run_checkpoint="last"`` its latest,
     the final one of a finished run), ready for ``evaluate.py`` and ``rollout``. With ``env_config`` (the
     ``EnvConfig`` it will play on), a checkpoint trained for another environment is refused before the learner
-    is built.
+    is built; one trained on the same environment with other observation-only settings (``forecast_bins``,
+    ``p2p_marl.training.checkpoint.OWN_OBSERVATION_KEYS``) keeps them: the policy then carries
+    ``observation_settings`` (key -> its value), and ``p2p_marl.evaluation.compare.rollout_days`` plays it on
+    ``env_config`` with them (the same physics, market and forecasts, observed as in training).
 
     Raises ``FileNotFoundError`` for a missing path or a run directory without checkpoints and
     ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not an intact checkpoint or does not fit
@@ -105,6 +109,12 @@ def load_trained(path: str | Path, env_config: Any = None,
     resolved = resolve_checkpoint(Path(path), run_checkpoint)
     log.info("Loading %s", resolved)
     checkpoint = load_checkpoint(resolved)
-    if env_config is not None:
-        checkpoint.check_environment(env_config)
-    return checkpoint.build_learner().policy(), checkpoint.config
+    if env_config is None:
+        return checkpoint.build_learner().policy(), checkpoint.config
+    own = checkpoint.observation_settings(env_config)
+    checkpoint.check_environment(replace(env_config, **own))
+    policy = checkpoint.build_learner().policy()
+    if own:
+        policy.observation_settings = own
+        log.info("%s observes as it was trained: %s", resolved, ", ".join(f"{k}={v}" for k, v in own.items()))
+    return policy, checkpoint.config

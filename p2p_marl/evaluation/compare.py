@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +156,11 @@ def _checked_days(days: np.ndarray) -> np.ndarray:
 
 
 def rollout_days(env_config: EnvConfig, policy: Policy, days: np.ndarray) -> dict[str, np.ndarray]:
-    """One episode of ``policy`` on each of ``days``, all in one batched core; infos key -> (D, T, N)."""
+    """One episode of ``policy`` on each of ``days``, all in one batched core; infos key -> (D, T, N). A policy
+    with ``observation_settings`` of its own (``p2p_marl.algos.load_policy``) observes ``env_config`` with them."""
     days = _checked_days(days)
-    return rollout(CommunityCore(env_config, batch_size=len(days)), policy, days)
+    observed = replace(env_config, **getattr(policy, "observation_settings", {}))
+    return rollout(CommunityCore(observed, batch_size=len(days)), policy, days)
 
 
 def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = False) -> dict[str, Any]:

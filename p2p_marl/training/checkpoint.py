@@ -60,6 +60,11 @@ _KEYS = ("config", "env_spec", "learner", "loop", "env_steps", "finished")
 _LEGACY_KEYS = ("format", "config", "learner", "loop", "env_steps", "finished")
 
 
+# Settings that shape only what a policy observes, not the physics, the market or the forecasts themselves: a
+# policy brings its own (``Checkpoint.observation_settings``), so runs trained with and without them play side by side.
+OWN_OBSERVATION_KEYS = ("forecast_bins",)
+
+
 class CheckpointError(ValueError):
     """A file that is not a readable p2p_marl checkpoint, or one that does not fit the environment it is
     played on; the message names the file."""
@@ -98,6 +103,14 @@ class Checkpoint:
     loop_state: dict[str, Any]
     env_steps: int
     finished: bool
+
+    def observation_settings(self, env_config: EnvConfig) -> dict[str, Any]:
+        """Those of the policy's own observation settings (``OWN_OBSERVATION_KEYS``) that differ from
+        ``env_config``'s: key -> the value it was trained with. A spec written before a key existed holds none of
+        it, and the policy was trained on its default."""
+        forecasts = self.env_spec.get("forecasts", {})
+        trained = {key: forecasts.get(key, EnvConfig.__dataclass_fields__[key].default) for key in OWN_OBSERVATION_KEYS}
+        return {key: value for key, value in trained.items() if value != getattr(env_config, key)}
 
     def check_environment(self, env_config: EnvConfig) -> None:
         """``CheckpointError`` naming the file and every difference unless the policy was trained for an
