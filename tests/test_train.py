@@ -31,7 +31,9 @@ from p2p_marl.algos import load_policy
 from p2p_marl.algos.mappo import MAPPOConfig
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation import learning_curves
+from p2p_marl.baselines.rules import TimeOfUse, ZeroIntelligence
 from p2p_marl.evaluation.compare import rollout_days
+from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
 from p2p_marl.training.checkpoint import (
     CheckpointError,
@@ -289,8 +291,33 @@ def test_a_policy_observes_as_it_was_trained_beside_runs_that_observe_otherwise(
         assert played.keys() == expected.keys()
         for key in expected:
             np.testing.assert_array_equal(played[key], expected[key], err_msg=key)
+    with pytest.raises(ValueError, match=r"observes with \{'forecast_bins': 4\}, this core with \{'forecast_bins': 0\}"):
+        rollout(CommunityCore(without, batch_size=len(days)), load_policy(binned, without), days)
     with pytest.raises(CheckpointError, match=r"forecasts=.*'forecaster': 'persistence'.*\(here .*'oracle'"):
         load_policy(binned, EnvConfig(**TINY_ENV, forecaster="oracle"))
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(best_checkpoint_path(binned)))} observes "
+                                              r"\{'forecast_bins': 4\}, which this environment cannot give: "
+                                              r"forecast_bins=4 must divide the forecast window's 2 steps"):
+        load_policy(binned, EnvConfig(**TINY_ENV, forecast_horizon_h=6.0))
+    # Checkpoints written before their forecast spec named the bins hold them in their features only.
+    checkpoint = load_checkpoint(best_checkpoint_path(binned))
+    forecasts = {key: value for key, value in checkpoint.env_spec["forecasts"].items() if key != "forecast_bins"}
+    older = dataclasses.replace(checkpoint, env_spec={**checkpoint.env_spec, "forecasts": forecasts})
+    assert older.observation_settings(without) == {"forecast_bins": 4}
+    older.check_environment(older.observed_config(without))
+    with pytest.raises(CheckpointError, match="obs_features="):
+        older.check_environment(without)
+
+
+@pytest.mark.parametrize("rule", [TimeOfUse, lambda: ZeroIntelligence(seed=3)])
+@pytest.mark.parametrize("forecaster", ["persistence", "noisy"])
+def test_the_forecast_bins_change_what_is_observed_and_nothing_else(rule, forecaster):
+    """The same policy on the same days with and without the bins: every info (energy, money, the feeder) equal."""
+    config = EnvConfig(**TINY_ENV, forecaster=forecaster)
+    days = CommunityCore(config).split_days["test"]
+    plain, binned = (rollout_days(config.replace(forecast_bins=bins), rule(), days) for bins in (0, 4))
+    for key in plain:
+        np.testing.assert_array_equal(binned[key], plain[key], err_msg=key)
 
 
 @pytest.mark.parametrize("overrides, message", [

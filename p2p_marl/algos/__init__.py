@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -85,12 +84,13 @@ def build_learner(env_config: Any, hyperparameters: dict[str, Any], seed: int) -
 def load_policy(path: str | Path, env_config: Any = None, run_checkpoint: str = "best") -> Policy:
     """The deterministic policy of a trained learner, from a checkpoint file or a training run directory
     (then its checkpoint of the best evaluation on validation days, or with ``run_checkpoint="last"`` its latest,
-    the final one of a finished run), ready for ``evaluate.py`` and ``rollout``. With ``env_config`` (the
-    ``EnvConfig`` it will play on), a checkpoint trained for another environment is refused before the learner
-    is built; one trained on the same environment with other observation-only settings (``forecast_bins``,
+    the final one of a finished run), ready for ``evaluate.py`` and ``p2p_marl.evaluation.compare.rollout_days``.
+    With ``env_config`` (the ``EnvConfig`` it will play on), a checkpoint trained for another environment is
+    refused before the learner is built; one trained on the same environment with other observation-only settings (``forecast_bins``,
     ``p2p_marl.training.checkpoint.OWN_OBSERVATION_KEYS``) keeps them: the policy then carries
-    ``observation_settings`` (key -> its value), and ``p2p_marl.evaluation.compare.rollout_days`` plays it on
-    ``env_config`` with them (the same physics, market and forecasts, observed as in training).
+    ``observation_settings`` (key -> its value), and ``rollout_days`` plays it on ``env_config`` with them (the
+    same physics, market and forecasts, observed as in training; a plain ``rollout`` on a core without them
+    refuses it).
 
     Raises ``FileNotFoundError`` for a missing path or a run directory without checkpoints and
     ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not an intact checkpoint or does not fit
@@ -112,7 +112,7 @@ def load_trained(path: str | Path, env_config: Any = None,
     if env_config is None:
         return checkpoint.build_learner().policy(), checkpoint.config
     own = checkpoint.observation_settings(env_config)
-    checkpoint.check_environment(replace(env_config, **own))
+    checkpoint.check_environment(checkpoint.observed_config(env_config))
     policy = checkpoint.build_learner().policy()
     if own:
         policy.observation_settings = own

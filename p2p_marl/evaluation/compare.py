@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,8 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
                   env_config: EnvConfig | None = None, run_checkpoint: str = "best") -> dict[str, Policy]:
     """Label -> policy: the benchmarks by name, then each checkpoint (a file, or a training run directory whose
     ``run_checkpoint`` is played, loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for
-    another environment is refused) labelled ``<method>:<file or directory name>``.
+    another environment is refused; one that observes with its own ``forecast_bins`` keeps them, see
+    ``rollout_days``) labelled ``<method>:<file or directory name>``.
 
     The method of a checkpoint is its learner's name (the runs of one learner, e.g. its seeds, share it, and
     ``report.summarize_runs`` groups them). Where checkpoints of one learner were trained with different
@@ -117,9 +118,13 @@ def _training_setting(train_config: dict) -> dict:
     """The settings that make two runs of one learner different variants: ``TRAINING_SETTING_KEYS``, without
     the environment's discrete-view grid (``DISCRETE_VIEW_KEYS``), which no learner trains on."""
     setting = {key: train_config.get(key) for key in TRAINING_SETTING_KEYS}
-    if isinstance(setting["env"], dict):
-        setting["env"] = {key: value for key, value in setting["env"].items() if key not in DISCRETE_VIEW_KEYS}
+    if isinstance(setting["env"], dict):  # a key added since a run was trained has its default there
+        env = {**_ENV_DEFAULTS, **setting["env"]}
+        setting["env"] = {key: value for key, value in env.items() if key not in DISCRETE_VIEW_KEYS}
     return setting
+
+
+_ENV_DEFAULTS = {field.name: field.default for field in fields(EnvConfig) if field.default is not MISSING}
 
 
 def _differing_keys(settings: list[dict]) -> list[str]:
@@ -159,8 +164,14 @@ def rollout_days(env_config: EnvConfig, policy: Policy, days: np.ndarray) -> dic
     """One episode of ``policy`` on each of ``days``, all in one batched core; infos key -> (D, T, N). A policy
     with ``observation_settings`` of its own (``p2p_marl.algos.load_policy``) observes ``env_config`` with them."""
     days = _checked_days(days)
-    observed = replace(env_config, **getattr(policy, "observation_settings", {}))
-    return rollout(CommunityCore(observed, batch_size=len(days)), policy, days)
+    return rollout(CommunityCore(observed_config(env_config, policy), batch_size=len(days)), policy, days)
+
+
+def observed_config(env_config: EnvConfig, policy: Policy) -> EnvConfig:
+    """``env_config`` as ``policy`` observes it: with the ``observation_settings`` of a trained policy that brings
+    its own (``p2p_marl.algos.load_policy``), else ``env_config`` itself."""
+    settings = getattr(policy, "observation_settings", {})
+    return env_config.replace(**settings) if settings else env_config
 
 
 def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = False) -> dict[str, Any]:

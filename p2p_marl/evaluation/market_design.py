@@ -32,7 +32,7 @@ import numpy as np
 from p2p_marl.baselines.optimal import solve_optimal_day
 from p2p_marl.baselines.rules import GridOnly
 from p2p_marl.config import EnvConfig
-from p2p_marl.evaluation.compare import load_policies, select_days
+from p2p_marl.evaluation.compare import load_policies, observed_config, select_days
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.progress import track
@@ -101,8 +101,10 @@ def market_design(days: np.ndarray, checkpoints: list[str], mpc: bool) -> dict[s
         optimal_cost = np.array([schedules[int(day)].cost for day in days])
         by_method: dict[str, list[dict[str, np.ndarray]]] = {}
         for name, policy in policies.items():
+            observed = observed_config(config, policy)  # a learner trained with forecast_bins observes with them
+            played = core if observed == config else CommunityCore(observed, batch_size=len(days), profiles=profiles)
             by_method.setdefault(method_of(name), []).append(
-                day_kpis(rollout(core, policy, days), config.dt_h, grid_only_bills=grid_only_bills,
+                day_kpis(rollout(played, policy, days), config.dt_h, grid_only_bills=grid_only_bills,
                          optimal_cost=optimal_cost))
         results[label] = {method: {kpi: np.stack([run[kpi] for run in runs]) if len(runs) > 1 else runs[0][kpi]
                                    for kpi in runs[0]}

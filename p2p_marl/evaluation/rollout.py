@@ -11,7 +11,14 @@ from p2p_marl.sim.community import CommunityCore
 def rollout(core: CommunityCore, policy: Policy, days: np.ndarray) -> dict[str, np.ndarray]:
     """Play one episode on each of ``core.batch_size`` days; returns each of ``core.info_keys`` stacked to
     (B, T, N). A policy with an ``act_operator`` method (the optimum, MPC) dispatches the shared battery, if the
-    community has one; for any other its rule runs."""
+    community has one; for any other its rule runs. A trained policy with ``observation_settings`` of its own
+    needs a core that observes with them (``p2p_marl.evaluation.compare.observed_config``): ``ValueError`` if not."""
+    differing = {key: value for key, value in getattr(policy, "observation_settings", {}).items()
+                 if getattr(core.config, key) != value}
+    if differing:
+        raise ValueError(f"{policy.name} observes with {differing}, this core with "
+                         f"{ {key: getattr(core.config, key) for key in differing} }: build the core from "
+                         "compare.observed_config(env_config, policy), or play it with compare.rollout_days")
     obs = core.reset(days=days)
     policy.reset(core)
     act_operator = getattr(policy, "act_operator", None) if core.has_shared_battery else None

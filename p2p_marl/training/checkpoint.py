@@ -104,13 +104,26 @@ class Checkpoint:
     env_steps: int
     finished: bool
 
+    def trained_observation(self) -> dict[str, Any]:
+        """The policy's own observation settings (``OWN_OBSERVATION_KEYS``) as it was trained, read from the
+        features it observes: specs written before ``forecast_spec`` named ``forecast_bins`` hold the bins only
+        there, and specs without features predate the bins."""
+        features = self.env_spec.get("obs_features", [])
+        return {"forecast_bins": sum(str(name).startswith("load_bin_") for name in features)}
+
     def observation_settings(self, env_config: EnvConfig) -> dict[str, Any]:
-        """Those of the policy's own observation settings (``OWN_OBSERVATION_KEYS``) that differ from
-        ``env_config``'s: key -> the value it was trained with. A spec written before a key existed holds none of
-        it, and the policy was trained on its default."""
-        forecasts = self.env_spec.get("forecasts", {})
-        trained = {key: forecasts.get(key, EnvConfig.__dataclass_fields__[key].default) for key in OWN_OBSERVATION_KEYS}
-        return {key: value for key, value in trained.items() if value != getattr(env_config, key)}
+        """Those of the policy's own observation settings that differ from ``env_config``'s: key -> its value."""
+        return {key: value for key, value in self.trained_observation().items() if value != getattr(env_config, key)}
+
+    def observed_config(self, env_config: EnvConfig) -> EnvConfig:
+        """``env_config`` observed as the policy was trained (``observation_settings``); ``CheckpointError``
+        naming the file where this environment cannot give that observation."""
+        own = self.observation_settings(env_config)
+        try:
+            return env_config.replace(**own)
+        except ValueError as error:  # ConfigError: e.g. bins that do not divide this forecast window
+            raise CheckpointError(f"checkpoint {self.path} observes {own}, which this environment cannot give: "
+                                  f"{error}") from error
 
     def check_environment(self, env_config: EnvConfig) -> None:
         """``CheckpointError`` naming the file and every difference unless the policy was trained for an
@@ -122,6 +135,8 @@ class Checkpoint:
                 trained["forecasts"] = forecast_spec(EnvConfig(**self.config["env"]))
             except (KeyError, TypeError, ValueError):
                 pass
+        elif bins := self.trained_observation()["forecast_bins"]:  # written before forecast_spec named them
+            trained["forecasts"] = {**trained["forecasts"], "forecast_bins": bins}
         differences = [f"{key}={trained.get(key)!r} (here {value!r})" for key, value in expected.items()
                        if trained.get(key) != value]
         if differences:
