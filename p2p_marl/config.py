@@ -197,6 +197,9 @@ DISCRETE_GRID_RANGES: tuple[Range, ...] = (
     ("n_curtail_levels", 1, 101, True, True),
 )
 DISCRETE_VIEW_KEYS = tuple(key for key, *_ in DISCRETE_GRID_RANGES)
+# Keys added to EnvConfig after runs had been saved without them, each with the value such runs trained with: a
+# saved run is grouped with its variant as it trained (p2p_marl.evaluation.compare).
+ADDED_ENV_KEYS: dict[str, Any] = {"forecast_bins": 0}
 
 _RANGES: tuple[Range, ...] = (
     ("n_agents", 1, 10_000, True, True),

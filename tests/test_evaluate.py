@@ -460,6 +460,9 @@ def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
 
     assert _training_setting(run(n_price_levels=1, n_curtail_levels=1)) == _training_setting(run())
     assert _training_setting(run(n_agents=12)) != _training_setting(run())
+    # Runs saved before forecast_bins existed observed without the bins: one variant with forecast_bins=0.
+    assert _training_setting(run()) == _training_setting(run(forecast_bins=0))
+    assert _training_setting(run()) != _training_setting(run(forecast_bins=12))
 
 
 def test_the_cost_gap_plot_needs_a_method_beside_the_optimum_and_draws_a_zero_gap(tmp_path):

@@ -20,6 +20,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly, IdleMidPrice, SelfConsumption, TimeOfUse, ZeroIntelligence
 from p2p_marl.config import ConfigError, EnvConfig, make_config
 from p2p_marl.evaluation.kpis import day_kpis, jain_index
+from p2p_marl.evaluation.market_design import core_observed_by
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.auction import BUY, SELL
 from p2p_marl.sim.community import CommunityCore
@@ -225,6 +226,20 @@ def test_feeder_losses_match_pandapower_ac(community):
 
 
 # ------------------------------------------------------------------ market-design KPIs
+
+
+def test_a_learner_that_observes_the_forecast_bins_gets_a_core_of_the_same_design_that_gives_them():
+    core = CommunityCore(CFG.replace(p2p_fee_per_kwh=0.02), batch_size=2)
+    learner = TimeOfUse()
+    learner.observation_settings = {"forecast_bins": 4}  # as load_policy marks a learner trained with the bins
+    cores: dict[str, CommunityCore] = {}
+    observing = core_observed_by(learner, core, cores)
+    assert observing.config == core.config.replace(forecast_bins=4)
+    assert observing.profiles is core.profiles and observing.batch_size == core.batch_size
+    assert core_observed_by(learner, core, cores) is observing  # built once per design and setting
+    learner.observation_settings = {"forecast_bins": 0}
+    assert core_observed_by(learner, core, cores) is core
+    assert core_observed_by(TimeOfUse(), core, cores) is core
 
 
 def test_market_design_kpis_by_hand():

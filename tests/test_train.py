@@ -282,10 +282,8 @@ def test_a_policy_observes_as_it_was_trained_beside_runs_that_observe_otherwise(
     without, with_bins = EnvConfig(**TINY_ENV), EnvConfig(**TINY_ENV, forecast_bins=4)
     days = CommunityCore(without).split_days["test"][:3]
     for run_dir, own, other in ((binned, with_bins, without), (plain, without, with_bins)):
-        on_its_own = load_policy(run_dir, own)
-        assert not hasattr(on_its_own, "observation_settings")
-        beside = load_policy(run_dir, other)
-        assert beside.observation_settings == {"forecast_bins": own.forecast_bins}
+        on_its_own, beside = load_policy(run_dir, own), load_policy(run_dir, other)
+        assert on_its_own.observation_settings == beside.observation_settings == {"forecast_bins": own.forecast_bins}
         expected = rollout_days(own, on_its_own, days)
         played = rollout_days(other, beside, days)
         assert played.keys() == expected.keys()
@@ -295,10 +293,13 @@ def test_a_policy_observes_as_it_was_trained_beside_runs_that_observe_otherwise(
         rollout(CommunityCore(without, batch_size=len(days)), load_policy(binned, without), days)
     with pytest.raises(CheckpointError, match=r"forecasts=.*'forecaster': 'persistence'.*\(here .*'oracle'"):
         load_policy(binned, EnvConfig(**TINY_ENV, forecaster="oracle"))
-    with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(best_checkpoint_path(binned)))} observes "
-                                              r"\{'forecast_bins': 4\}, which this environment cannot give: "
-                                              r"forecast_bins=4 must divide the forecast window's 2 steps"):
-        load_policy(binned, EnvConfig(**TINY_ENV, forecast_horizon_h=6.0))
+    for change, here in (({"forecast_horizon_h": 6.0}, "dt_h=3.0, forecast_horizon_h=6.0"),
+                         ({"dt_h": 12.0}, "dt_h=12.0, forecast_horizon_h=24.0")):
+        message = (rf"^checkpoint {re.escape(str(best_checkpoint_path(binned)))} was trained for another environment: "
+                   rf"its forecast_bins=4 cut a forecast window of dt_h=3.0, forecast_horizon_h=24.0 \(here {here}\): "
+                   r"forecast_bins=4 must divide the forecast window's 2 steps")
+        with pytest.raises(CheckpointError, match=message):
+            load_policy(binned, EnvConfig(**{**TINY_ENV, **change}))
     # Checkpoints written before their forecast spec named the bins hold them in their features only.
     checkpoint = load_checkpoint(best_checkpoint_path(binned))
     forecasts = {key: value for key, value in checkpoint.env_spec["forecasts"].items() if key != "forecast_bins"}

@@ -86,11 +86,11 @@ def load_policy(path: str | Path, env_config: Any = None, run_checkpoint: str = 
     (then its checkpoint of the best evaluation on validation days, or with ``run_checkpoint="last"`` its latest,
     the final one of a finished run), ready for ``evaluate.py`` and ``p2p_marl.evaluation.compare.rollout_days``.
     With ``env_config`` (the ``EnvConfig`` it will play on), a checkpoint trained for another environment is
-    refused before the learner is built; one trained on the same environment with other observation-only settings (``forecast_bins``,
-    ``p2p_marl.training.checkpoint.OWN_OBSERVATION_KEYS``) keeps them: the policy then carries
-    ``observation_settings`` (key -> its value), and ``rollout_days`` plays it on ``env_config`` with them (the
-    same physics, market and forecasts, observed as in training; a plain ``rollout`` on a core without them
-    refuses it).
+    refused before the learner is built; one trained on the same environment with other observation-only
+    settings (``forecast_bins``, ``Checkpoint.trained_observation``) keeps them. The policy carries the settings
+    it was trained with as ``observation_settings`` (key -> value), and ``rollout_days`` plays it on
+    ``env_config`` with them (the same physics, market and forecasts, observed as in training; a plain
+    ``rollout`` on a core that observes otherwise refuses it).
 
     Raises ``FileNotFoundError`` for a missing path or a run directory without checkpoints and
     ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not an intact checkpoint or does not fit
@@ -109,12 +109,10 @@ def load_trained(path: str | Path, env_config: Any = None,
     resolved = resolve_checkpoint(Path(path), run_checkpoint)
     log.info("Loading %s", resolved)
     checkpoint = load_checkpoint(resolved)
-    if env_config is None:
-        return checkpoint.build_learner().policy(), checkpoint.config
-    own = checkpoint.observation_settings(env_config)
-    checkpoint.check_environment(checkpoint.observed_config(env_config))
+    if env_config is not None:
+        checkpoint.check_environment(checkpoint.observed_config(env_config))
+        if own := checkpoint.observation_settings(env_config):
+            log.info("%s observes as it was trained: %s", resolved, ", ".join(f"{k}={v}" for k, v in own.items()))
     policy = checkpoint.build_learner().policy()
-    if own:
-        policy.observation_settings = own
-        log.info("%s observes as it was trained: %s", resolved, ", ".join(f"{k}={v}" for k, v in own.items()))
+    policy.observation_settings = checkpoint.trained_observation()
     return policy, checkpoint.config

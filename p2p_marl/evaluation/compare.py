@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse,
                                       ZeroIntelligence)
-from p2p_marl.config import DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
+from p2p_marl.config import ADDED_ENV_KEYS, DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.progress import track
@@ -116,15 +115,13 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
 
 def _training_setting(train_config: dict) -> dict:
     """The settings that make two runs of one learner different variants: ``TRAINING_SETTING_KEYS``, without
-    the environment's discrete-view grid (``DISCRETE_VIEW_KEYS``), which no learner trains on."""
+    the environment's discrete-view grid (``DISCRETE_VIEW_KEYS``), which no learner trains on, and with the
+    values runs saved before a key existed trained with (``ADDED_ENV_KEYS``)."""
     setting = {key: train_config.get(key) for key in TRAINING_SETTING_KEYS}
-    if isinstance(setting["env"], dict):  # a key added since a run was trained has its default there
-        env = {**_ENV_DEFAULTS, **setting["env"]}
+    if isinstance(setting["env"], dict):
+        env = {**ADDED_ENV_KEYS, **setting["env"]}
         setting["env"] = {key: value for key, value in env.items() if key not in DISCRETE_VIEW_KEYS}
     return setting
-
-
-_ENV_DEFAULTS = {field.name: field.default for field in fields(EnvConfig) if field.default is not MISSING}
 
 
 def _differing_keys(settings: list[dict]) -> list[str]:
@@ -170,7 +167,8 @@ def rollout_days(env_config: EnvConfig, policy: Policy, days: np.ndarray) -> dic
 def observed_config(env_config: EnvConfig, policy: Policy) -> EnvConfig:
     """``env_config`` as ``policy`` observes it: with the ``observation_settings`` of a trained policy that brings
     its own (``p2p_marl.algos.load_policy``), else ``env_config`` itself."""
-    settings = getattr(policy, "observation_settings", {})
+    settings = {key: value for key, value in getattr(policy, "observation_settings", {}).items()
+                if getattr(env_config, key) != value}
     return env_config.replace(**settings) if settings else env_config
 
 

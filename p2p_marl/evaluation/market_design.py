@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from p2p_marl.baselines.optimal import solve_optimal_day
+from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import GridOnly
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import load_policies, observed_config, select_days
@@ -100,16 +101,27 @@ def market_design(days: np.ndarray, checkpoints: list[str], mpc: bool) -> dict[s
         policies["optimal"].remember(config, schedules)  # play the LPs just solved
         optimal_cost = np.array([schedules[int(day)].cost for day in days])
         by_method: dict[str, list[dict[str, np.ndarray]]] = {}
+        observing_cores: dict[str, CommunityCore] = {}
         for name, policy in policies.items():
-            observed = observed_config(config, policy)  # a learner trained with forecast_bins observes with them
-            played = core if observed == config else CommunityCore(observed, batch_size=len(days), profiles=profiles)
             by_method.setdefault(method_of(name), []).append(
-                day_kpis(rollout(played, policy, days), config.dt_h, grid_only_bills=grid_only_bills,
-                         optimal_cost=optimal_cost))
+                day_kpis(rollout(core_observed_by(policy, core, observing_cores), policy, days), config.dt_h,
+                         grid_only_bills=grid_only_bills, optimal_cost=optimal_cost))
         results[label] = {method: {kpi: np.stack([run[kpi] for run in runs]) if len(runs) > 1 else runs[0][kpi]
                                    for kpi in runs[0]}
                           for method, runs in by_method.items()}
     return results
+
+
+def core_observed_by(policy: Policy, core: CommunityCore, cores: dict[str, CommunityCore]) -> CommunityCore:
+    """``core``, or for a learner trained with other observation settings (``forecast_bins``) a core of the same
+    design on the same profiles that observes as it was trained; built once per setting and kept in ``cores``."""
+    observed = observed_config(core.config, policy)
+    if observed == core.config:
+        return core
+    key = repr(observed)
+    if key not in cores:
+        cores[key] = CommunityCore(observed, batch_size=core.batch_size, profiles=core.profiles)
+    return cores[key]
 
 
 def _mean(values: np.ndarray) -> float:

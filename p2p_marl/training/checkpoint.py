@@ -60,11 +60,6 @@ _KEYS = ("config", "env_spec", "learner", "loop", "env_steps", "finished")
 _LEGACY_KEYS = ("format", "config", "learner", "loop", "env_steps", "finished")
 
 
-# Settings that shape only what a policy observes, not the physics, the market or the forecasts themselves: a
-# policy brings its own (``Checkpoint.observation_settings``), so runs trained with and without them play side by side.
-OWN_OBSERVATION_KEYS = ("forecast_bins",)
-
-
 class CheckpointError(ValueError):
     """A file that is not a readable p2p_marl checkpoint, or one that does not fit the environment it is
     played on; the message names the file."""
@@ -105,9 +100,10 @@ class Checkpoint:
     finished: bool
 
     def trained_observation(self) -> dict[str, Any]:
-        """The policy's own observation settings (``OWN_OBSERVATION_KEYS``) as it was trained, read from the
-        features it observes: specs written before ``forecast_spec`` named ``forecast_bins`` hold the bins only
-        there, and specs without features predate the bins."""
+        """The settings that shape only what the policy observes, not the physics, the market or the forecasts
+        (``forecast_bins``), as it was trained: a policy brings its own, so runs trained with and without them
+        play side by side. Read from the features it observes: specs written before ``forecast_spec`` named
+        ``forecast_bins`` hold the bins only there, and specs without features predate the bins."""
         features = self.env_spec.get("obs_features", [])
         return {"forecast_bins": sum(str(name).startswith("load_bin_") for name in features)}
 
@@ -121,9 +117,13 @@ class Checkpoint:
         own = self.observation_settings(env_config)
         try:
             return env_config.replace(**own)
-        except ValueError as error:  # ConfigError: e.g. bins that do not divide this forecast window
-            raise CheckpointError(f"checkpoint {self.path} observes {own}, which this environment cannot give: "
-                                  f"{error}") from error
+        except ValueError as error:  # bins always divide the window they were trained on: the window differs
+            forecasts = self.env_spec.get("forecasts", {})
+            raise CheckpointError(
+                f"checkpoint {self.path} was trained for another environment: its forecast_bins={own['forecast_bins']} "
+                f"cut a forecast window of dt_h={self.env_spec.get('dt_h')!r}, forecast_horizon_h="
+                f"{forecasts.get('forecast_horizon_h')!r} (here dt_h={env_config.dt_h!r}, forecast_horizon_h="
+                f"{env_config.forecast_horizon_h!r}): {error}") from error
 
     def check_environment(self, env_config: EnvConfig) -> None:
         """``CheckpointError`` naming the file and every difference unless the policy was trained for an
