@@ -65,7 +65,12 @@ def test_python_snippet_runs(heading, tags, code, tmp_path, monkeypatch):
     if "requires" in tags:
         pytest.importorskip(tags["requires"])
     monkeypatch.chdir(tmp_path)  # whatever a snippet writes (logs, checkpoints) lands in the test's folder
-    exec(compile(code, f"{DOC.name}: {heading}", "exec"), {"__name__": "__docs__"})
+    try:
+        exec(compile(code, f"{DOC.name}: {heading}", "exec"), {"__name__": "__docs__"})
+    finally:  # a snippet that fails before its ray.shutdown() must not leave Ray running for the next test
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
 
 
 def test_benchmarl_command_line_runs(tmp_path):
