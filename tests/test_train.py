@@ -537,9 +537,24 @@ def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults
     assert learning_curves.variant_label(defaults) == "mappo"
     variant = learning_curves.variant_label({**defaults, "imitation_days": 256, "cooperative_weight": 1.0})
     assert variant == "mappo (cooperative_weight=1.0, imitation_days=256)"
-    curve = {label: learning_curves.RunCurve(label, 0, np.zeros(1), np.zeros(1), np.zeros(1))
+    curve = {label: learning_curves.RunCurve(label, 0, np.zeros(1), np.zeros(1), np.zeros(1), 600_000)
              for label in ("dqn", variant, "mappo")}
     assert list(learning_curves.group(list(curve.values()))) == ["mappo", variant, "dqn"]
+
+
+def test_runs_of_one_variant_with_different_budgets_are_named_by_them():
+    def run(label, seed, budget):
+        return learning_curves.RunCurve(label, seed, np.zeros(1), np.zeros(1), np.zeros(1), budget)
+
+    variant = "maddpg (env.forecast_bins=12)"
+    runs = [run(variant, 0, 600_000), run(variant, 0, 900_000), run(variant, 1, 900_000), run("dqn", 0, 600_000)]
+    groups = learning_curves.group(runs)
+    assert {label: [curve.seed for curve in curves] for label, curves in groups.items()} == {
+        "maddpg (env.forecast_bins=12, total_env_steps=600000)": [0],
+        "maddpg (env.forecast_bins=12, total_env_steps=900000)": [0, 1],
+        "dqn": [0]}  # one budget: no name
+    assert list(learning_curves.group([run("mappo", 0, 6), run("mappo", 1, 9)])) == [
+        "mappo (total_env_steps=6)", "mappo (total_env_steps=9)"]
 
 
 def test_runs_that_differ_only_in_their_forecasts_are_compared_and_named_by_them(train_main, monkeypatch, tmp_path):

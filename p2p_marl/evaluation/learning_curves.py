@@ -56,6 +56,7 @@ class RunCurve:
     steps: np.ndarray  # community-steps of each evaluation
     minutes: np.ndarray  # wall-clock minutes since the run started (its event files' first event)
     share: np.ndarray
+    total_env_steps: int  # the run's training budget [community-steps]
 
 
 def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
@@ -75,7 +76,7 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
     curve = scalars[scalars.tag == TAG].sort_values("step")
     label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
     return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
-                     curve.value.to_numpy()),
+                     curve.value.to_numpy(), settings["total_env_steps"]),
             env, settings.get("eval_days"))
 
 
@@ -103,9 +104,24 @@ def benchmark_lines(env: EnvConfig, eval_days: int | None) -> dict[str, float]:
             if label.startswith(("best rule", "MPC"))}
 
 
+def name_budgets(curves: list[RunCurve]) -> list[RunCurve]:
+    """Runs of one variant trained for different budgets are different variants (a longer run's best evaluation
+    may come after the shorter one ends): where a label's runs differ in ``total_env_steps``, each names its own."""
+    budgets: dict[str, set[int]] = {}
+    for curve in curves:
+        budgets.setdefault(curve.learner, set()).add(curve.total_env_steps)
+
+    def named(curve: RunCurve) -> RunCurve:
+        setting = f"total_env_steps={curve.total_env_steps}"
+        label = f"{curve.learner[:-1]}, {setting})" if curve.learner.endswith(")") else f"{curve.learner} ({setting})"
+        return dataclasses.replace(curve, learner=label)
+
+    return [named(curve) if len(budgets[curve.learner]) > 1 else curve for curve in curves]
+
+
 def group(curves: list[RunCurve]) -> dict[str, list[RunCurve]]:
     by_learner: dict[str, list[RunCurve]] = {}
-    for curve in curves:
+    for curve in name_budgets(curves):
         by_learner.setdefault(curve.learner, []).append(curve)
     def position(label: str) -> tuple:  # learners in LEARNER_ORDER, each followed by its variants
         name = label.split(" (")[0]
