@@ -1,6 +1,7 @@
 """Learner throughput: community-steps and agent-steps per second of training, updates included.
 
     python bench/bench_learners.py [--iterations 4] [--repeats 3] [--variant mappo:update_epochs=4,num_minibatches=4]
+    python bench/bench_learners.py --env forecast_bins=12      # every row on the comparison's observation
 
 Each learner is built with its default hyperparameters (``configs/algo/``) on the default community (N = 10)
 and trained for ``--iterations`` iterations after one warm-up iteration (MADDPG's and DQN's warm-up is set
@@ -9,7 +10,8 @@ run, is the batched core alone at MAPPO's batch size (B = 32) under random actio
 slower a learner trains than the environment it trains on steps. "minutes / 600k" extrapolates to the
 default training budget without its evaluations. One process, one torch thread (as training runs); best of
 ``--repeats``. Each ``--variant learner:key=value,...`` adds a row of that learner with those hyperparameters
-changed (values parsed as YAML), to weigh a setting's speed against what it does to learning.
+changed (values parsed as YAML), to weigh a setting's speed against what it does to learning; each
+``--env key=value`` changes the community of every row, the reference's included (an ``EnvConfig`` key).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from p2p_marl.algos import build_learner  # noqa: E402
-from p2p_marl.config import EnvConfig  # noqa: E402
+from p2p_marl.config import ConfigError, EnvConfig, make_config  # noqa: E402
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore  # noqa: E402
 
 N_AGENTS = 10
@@ -56,6 +58,14 @@ def parse_variant(text: str) -> tuple[str, dict]:
             raise SystemExit(f"--variant {text!r}: {setting!r} is not <key>=<value> with a key of {name}'s config")
         changes[key] = yaml.safe_load(value)
     return name, changes
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``"forecast_bins=12"`` -> ("forecast_bins", 12) (the value parsed as YAML)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise SystemExit(f"--env {text!r}: expected <key>=<value>")
+    return key, yaml.safe_load(value)
 
 
 def _learner_rate(name: str, env: EnvConfig, iterations: int, changes: dict) -> float:
@@ -89,9 +99,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="measurements per row; the best is reported")
     parser.add_argument("--variant", action="append", default=[], type=parse_variant,
                         help="learner:key=value,... a row with changed hyperparameters (repeatable)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an EnvConfig setting for every row (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    env = EnvConfig(n_agents=N_AGENTS)
+    try:
+        env = make_config(n_agents=N_AGENTS, **dict(parse_setting(text) for text in args.env))
+    except ConfigError as error:
+        raise SystemExit(f"--env: {error}") from None
     rows = [("batched core alone, B=32, random actions (reference)",
              max(_core_rate(env, 32, 2.0) for _ in range(args.repeats)))]
     runs = [(name, name, {}) for name in LEARNERS]
@@ -100,7 +115,8 @@ def main() -> None:
     for label, name, changes in runs:
         rows.append((label, max(_learner_rate(name, env, args.iterations, changes) for _ in range(args.repeats))))
 
-    table = Table(title=f"Learner throughput, N = {N_AGENTS}, default hyperparameters, 1 thread, "
+    community = "".join(f", {text}" for text in args.env)
+    table = Table(title=f"Learner throughput, N = {N_AGENTS}{community}, default hyperparameters, 1 thread, "
                         f"best of {args.repeats} x {args.iterations} iterations")
     for column in ("learner", "community-steps/s", "agent-steps/s", "minutes / 600k", "x core"):
         table.add_column(column, justify="right" if column != "learner" else "left")

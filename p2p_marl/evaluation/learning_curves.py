@@ -56,7 +56,7 @@ class RunCurve:
     steps: np.ndarray  # community-steps of each evaluation
     minutes: np.ndarray  # wall-clock minutes since the run started (its event files' first event)
     share: np.ndarray
-    total_env_steps: int  # the run's training budget [community-steps]
+    total_env_steps: int | None  # the run's training budget [community-steps], if its config names it
 
 
 def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
@@ -76,7 +76,7 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
     curve = scalars[scalars.tag == TAG].sort_values("step")
     label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
     return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
-                     curve.value.to_numpy(), settings["total_env_steps"]),
+                     curve.value.to_numpy(), settings.get("total_env_steps")),
             env, settings.get("eval_days"))
 
 
@@ -107,7 +107,7 @@ def benchmark_lines(env: EnvConfig, eval_days: int | None) -> dict[str, float]:
 def name_budgets(curves: list[RunCurve]) -> list[RunCurve]:
     """Runs of one variant trained for different budgets are different variants (a longer run's best evaluation
     may come after the shorter one ends): where a label's runs differ in ``total_env_steps``, each names its own."""
-    budgets: dict[str, set[int]] = {}
+    budgets: dict[str, set[int | None]] = {}
     for curve in curves:
         budgets.setdefault(curve.learner, set()).add(curve.total_env_steps)
 
