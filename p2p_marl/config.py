@@ -174,6 +174,10 @@ class EnvConfig:
     def replace(self, **changes: Any) -> "EnvConfig":
         return dataclasses.replace(self, **changes)
 
+    def differing(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The entries of ``settings`` (key -> value) whose value is not this config's."""
+        return {key: value for key, value in settings.items() if getattr(self, key) != value}
+
 
 def make_config(config: EnvConfig | None = None, **kwargs: Any) -> EnvConfig:
     """An EnvConfig from an optional base config and keyword overrides; unknown keys are named."""

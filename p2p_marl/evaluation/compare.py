@@ -167,8 +167,7 @@ def rollout_days(env_config: EnvConfig, policy: Policy, days: np.ndarray) -> dic
 def observed_config(env_config: EnvConfig, policy: Policy) -> EnvConfig:
     """``env_config`` as ``policy`` observes it: with the ``observation_settings`` of a trained policy that brings
     its own (``p2p_marl.algos.load_policy``), else ``env_config`` itself."""
-    settings = {key: value for key, value in getattr(policy, "observation_settings", {}).items()
-                if getattr(env_config, key) != value}
+    settings = env_config.differing(getattr(policy, "observation_settings", {}))
     return env_config.replace(**settings) if settings else env_config
 
 

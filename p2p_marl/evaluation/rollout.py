@@ -13,8 +13,7 @@ def rollout(core: CommunityCore, policy: Policy, days: np.ndarray) -> dict[str, 
     (B, T, N). A policy with an ``act_operator`` method (the optimum, MPC) dispatches the shared battery, if the
     community has one; for any other its rule runs. A trained policy with ``observation_settings`` of its own
     needs a core that observes with them (``p2p_marl.evaluation.compare.observed_config``): ``ValueError`` if not."""
-    differing = {key: value for key, value in getattr(policy, "observation_settings", {}).items()
-                 if getattr(core.config, key) != value}
+    differing = core.config.differing(getattr(policy, "observation_settings", {}))
     if differing:
         raise ValueError(f"{policy.name} observes with {differing}, this core with "
                          f"{ {key: getattr(core.config, key) for key in differing} }: build the core from "

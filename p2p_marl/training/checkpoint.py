@@ -109,7 +109,7 @@ class Checkpoint:
 
     def observation_settings(self, env_config: EnvConfig) -> dict[str, Any]:
         """Those of the policy's own observation settings that differ from ``env_config``'s: key -> its value."""
-        return {key: value for key, value in self.trained_observation().items() if value != getattr(env_config, key)}
+        return env_config.differing(self.trained_observation())
 
     def observed_config(self, env_config: EnvConfig) -> EnvConfig:
         """``env_config`` observed as the policy was trained (``observation_settings``); ``CheckpointError``
