@@ -248,17 +248,21 @@ def test_the_infeasible_penalty_is_refused_for_a_battery_action_other_than_power
         MAPPOConfig(infeasible_penalty_per_kwh=0.01, battery_action=battery_action)
 
 
-def test_input_norm_scales_the_inputs_by_fixed_statistics_that_travel_with_the_networks():
-    learner = MAPPO(TINY, dataclasses.replace(SMALL, input_norm=True), seed=0)
+@pytest.mark.parametrize("value_heads", [False, True])
+def test_input_norm_scales_the_inputs_by_fixed_statistics_that_travel_with_the_networks(value_heads):
+    """Both networks scale what they read; the one-hot identities they append stay unscaled (the critic with
+    value heads appends none: it names the agent by its output)."""
+    learner = MAPPO(TINY, dataclasses.replace(SMALL, input_norm=True, value_heads=value_heads), seed=0)
     statistics = input_statistics(learner.core.config, 0)
     n_agents, obs_dim = learner.core.n_agents, learner.core.obs_dim
-    for network, (mean, std) in ((learner.actor, statistics["obs"]), (learner.critic, statistics["state"])):
+    for network, (mean, std), identities in ((learner.actor, statistics["obs"], n_agents),
+                                             (learner.critic, statistics["state"], n_agents * (not value_heads))):
         scaling = network[0]
         assert isinstance(scaling, InputScaling)
         np.testing.assert_allclose(scaling.mean[:len(mean)].numpy(), mean, rtol=1e-6)
         np.testing.assert_allclose(scaling.std[:len(std)].numpy(), std, rtol=1e-6)
         assert scaling.mean[len(mean):].eq(0).all() and scaling.std[len(std):].eq(1).all()  # identities unscaled
-        assert len(scaling.mean) == len(mean) + n_agents
+        assert len(scaling.mean) == len(mean) + identities
     assert statistics["obs"][0].shape == (obs_dim,) and (statistics["obs"][1] >= 1e-2).all()
     for (mean_a, std_a), (mean_b, std_b) in zip(statistics.values(), input_statistics(learner.core.config, 0).values()):
         assert np.array_equal(mean_a, mean_b) and np.array_equal(std_a, std_b)  # seeded
@@ -272,7 +276,7 @@ def test_input_norm_scales_the_inputs_by_fixed_statistics_that_travel_with_the_n
         by_hand = torch.tanh(learner.actor[1:](scaled)).numpy().astype(np.float64)
     np.testing.assert_allclose(learner.policy().act(core, obs), env_action(by_hand, core, obs, "power"), atol=1e-6)
     # The statistics are buffers of the state dict: a learner of another seed that loads it plays the same.
-    other = MAPPO(TINY, dataclasses.replace(SMALL, input_norm=True), seed=1)
+    other = MAPPO(TINY, dataclasses.replace(SMALL, input_norm=True, value_heads=value_heads), seed=1)
     other.load_state_dict(learner.state_dict())
     np.testing.assert_array_equal(other.policy().act(core, obs), learner.policy().act(core, obs))
     # Without input_norm the networks are the plain MLPs, whose state-dict keys older checkpoints hold.
