@@ -14,6 +14,7 @@ from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import (
     InputScaling,
+    actor_input,
     baseline_training_reward,
     env_action,
     feasible_box,
@@ -283,6 +284,39 @@ def test_input_norm_scales_the_inputs_by_fixed_statistics_that_travel_with_the_n
     assert not any(isinstance(module, InputScaling) for module in MAPPO(TINY, SMALL, seed=0).actor.modules())
 
 
+def test_the_actor_input_is_the_own_observation_then_every_households_then_the_identity():
+    obs = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)  # 2 communities, 3 households
+    x = actor_input(obs, agent_id=True, all_households=True)
+    assert x.shape == (2, 3, 4 + 3 * 4 + 3)
+    for i in range(3):
+        assert torch.equal(x[:, i, :4], obs[:, i])
+        assert torch.equal(x[:, i, 4:16], obs.flatten(1))
+        assert torch.equal(x[:, i, 16:], torch.eye(3)[i].expand(2, 3))
+    assert torch.equal(actor_input(obs, agent_id=True), with_agent_id(obs, True))
+
+
+@pytest.mark.parametrize("all_households", [False, True])
+def test_only_the_ablation_actor_reads_another_households_observation(all_households):
+    """A decentralised actor's output for a household depends on its own observation alone; with
+    actor_all_households (centralised execution, an ablation) it changes with another household's too. The
+    evaluation policy plays the actor it trained."""
+    learner = MAPPO(TINY, dataclasses.replace(SMALL, actor_all_households=all_households, input_norm=True), seed=0)
+    learner.iterate()
+    policy = learner.policy()
+    core = CommunityCore(TINY, batch_size=2)
+    obs = core.reset(seed=1)
+    changed = obs.copy()
+    changed[:, 1] += 0.5  # household 1's observation only
+    with torch.no_grad():
+        before, after = (policy.actor(actor_input(torch.as_tensor(o, dtype=torch.float32), True, all_households))
+                         for o in (obs, changed))
+        trained = torch.tanh(learner.actor(learner._actor_input(obs)))
+    assert torch.equal(before[:, 0], after[:, 0]) != all_households
+    assert not torch.equal(before[:, 1], after[:, 1])
+    np.testing.assert_allclose(policy.act(core, obs), env_action(trained.numpy().astype(np.float64), core, obs,
+                                                                 "power"), atol=1e-6)
+
+
 def test_trade_reward_shapes_what_mappo_learns_from_and_not_what_it_plays():
     """The same seed plays the same first day either way (equal cost and equal summed return); the update then
     learns from differently valued trades."""
@@ -305,6 +339,7 @@ def test_the_marginal_trade_reward_refuses_a_shared_battery(learner_cls, config)
     ("penalty_reward", "own", r"mappo\.penalty_reward must be one of \['share', 'community'\], got 'own'"),
     ("input_norm", "false", r"mappo\.input_norm must be true or false, got 'false'"),
     ("value_heads", 1, r"mappo\.value_heads must be true or false, got 1"),
+    ("actor_all_households", "no", r"mappo\.actor_all_households must be true or false, got 'no'"),
     ("trade_reward", "clearing", r"mappo\.trade_reward must be one of \['price', 'marginal'\], got 'clearing'"),
     ("reward_baseline", "rule", r"mappo\.reward_baseline must be one of \['zero', 'grid_only'\], got 'rule'"),
     ("infeasible_penalty_per_kwh", -0.01, r"mappo\.infeasible_penalty_per_kwh=-0\.01 is out of range"),

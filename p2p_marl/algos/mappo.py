@@ -66,6 +66,7 @@ from p2p_marl.algos.nets import (
     ActorPolicy,
     REWARD_BASELINES,
     InputScaling,
+    actor_input,
     baseline_training_reward,
     check_multi_agent_keys,
     check_trade_reward,
@@ -110,6 +111,8 @@ class MAPPOConfig:
     log_std_init: float = -0.5  # initial log std of the pre-squash Gaussian
     actor_agent_id: bool = True  # append the one-hot agent identity to the actor's observation
     critic_agent_id: bool = True  # per-agent values V(state, agent id)
+    actor_all_households: bool = False  # ablation, not a decentralised policy: the actor also reads every
+    # household's observation (nets.actor_input), as MPC plans with every household's state
     value_heads: bool = True  # per-agent values as one critic output each; the state read once per community-step
     # (5 seeds on the validation days: level with per-agent inputs, a quarter of the spread, 1.5x faster; README)
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
@@ -143,7 +146,7 @@ class MAPPOConfig:
         check_ranges(self, _RANGES, _INTEGERS, "mappo")
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
-        check_bools(self, ("input_norm", "value_heads"), "mappo")
+        check_bools(self, ("input_norm", "value_heads", "actor_all_households"), "mappo")
         if self.infeasible_penalty_per_kwh > 0.0 and self.battery_action != "power":
             raise ConfigError(f"mappo.infeasible_penalty_per_kwh={self.infeasible_penalty_per_kwh!r} needs "
                               f"battery_action='power', got {self.battery_action!r}: a target state of charge and "
@@ -248,7 +251,7 @@ class MAPPO(Learner):
         # Build the networks from the seed without touching torch's global generator.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            actor_in = obs_dim + n_agents * config.actor_agent_id
+            actor_in = obs_dim * (1 + n_agents * config.actor_all_households) + n_agents * config.actor_agent_id
             # value_heads: one output per agent (one shared one without critic_agent_id), from the state alone.
             identity_in = n_agents * (config.critic_agent_id and not config.value_heads)
             value_out = n_agents if config.value_heads and config.critic_agent_id else 1
@@ -257,7 +260,9 @@ class MAPPO(Learner):
                               out_gain=1.0)
         if config.input_norm:
             statistics = input_statistics(self.core.config, seed)
-            self.actor.insert(0, InputScaling(*with_identity_columns(*statistics["obs"], n_agents,
+            obs_mean, obs_std = (np.tile(value, 1 + n_agents * config.actor_all_households)
+                                 for value in statistics["obs"])  # own, then every household's
+            self.actor.insert(0, InputScaling(*with_identity_columns(obs_mean, obs_std, n_agents,
                                                                      config.actor_agent_id)))
             self.critic.insert(0, InputScaling(*with_identity_columns(*statistics["state"], n_agents,
                                                                       bool(identity_in))))
@@ -275,8 +280,8 @@ class MAPPO(Learner):
 
     # ------------------------------------------------------------------ inputs
     def _actor_input(self, obs: np.ndarray) -> torch.Tensor:
-        return with_agent_id(torch.as_tensor(obs, dtype=torch.float32, device=self.device),
-                             self.config.actor_agent_id)
+        return actor_input(torch.as_tensor(obs, dtype=torch.float32, device=self.device),
+                           self.config.actor_agent_id, self.config.actor_all_households)
 
     def _critic_input(self) -> torch.Tensor:
         """The critic's input of this step: the state (B, state_dim) with ``value_heads``, else each agent's
@@ -431,7 +436,7 @@ class MAPPO(Learner):
     # ------------------------------------------------------------------ evaluation and checkpoints
     def policy(self) -> ActorPolicy:
         return ActorPolicy(self.name, nn.Sequential(copy.deepcopy(self.actor), nn.Tanh()), self.config.actor_agent_id,
-                           self.config.battery_action)
+                           self.config.battery_action, self.config.actor_all_households)
 
     def state_dict(self) -> dict[str, Any]:
         return {

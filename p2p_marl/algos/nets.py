@@ -230,6 +230,16 @@ def _init(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
+def actor_input(obs: torch.Tensor, agent_id: bool, all_households: bool = False) -> torch.Tensor:
+    """The shared actor's input for observations (..., N, D): each agent's own observation, then with
+    ``all_households`` every household's (N * D, the same for the N agents of a community: an ablation of
+    centralised execution, not a decentralised policy), then with ``agent_id`` its one-hot identity."""
+    if all_households:
+        everyone = obs.flatten(-2).unsqueeze(-2).expand(*obs.shape[:-1], obs.shape[-2] * obs.shape[-1])
+        obs = torch.cat([obs, everyone], dim=-1)
+    return with_agent_id(obs, agent_id)
+
+
 def with_agent_id(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     """Append each agent's one-hot identity to per-agent inputs (..., N, D) -> (..., N, D + N) when enabled."""
     if not enabled:
@@ -313,22 +323,24 @@ def target_soc_setpoint(u: np.ndarray, core: CommunityCore) -> np.ndarray:
 class ActorPolicy:
     """The deterministic evaluation policy of a trained shared actor (see ``p2p_marl.baselines.policy``).
 
-    ``actor`` maps observations (B, N, obs_dim) [+ one-hot identities] to points of [-1, 1]^3; it is a private
-    CPU copy, so the policy stays fixed while training goes on and acts without a GPU.
+    ``actor`` maps its inputs (``actor_input`` of observations (B, N, obs_dim)) to points of [-1, 1]^3; it is a
+    private CPU copy, so the policy stays fixed while training goes on and acts without a GPU.
     """
 
-    def __init__(self, name: str, actor: nn.Module, agent_id: bool, battery_action: str):
+    def __init__(self, name: str, actor: nn.Module, agent_id: bool, battery_action: str,
+                 all_households: bool = False):
         self.name = name
         self.actor = actor.cpu().eval()
         self.agent_id = agent_id
         self.battery_action = battery_action
+        self.all_households = all_households
 
     def reset(self, core: CommunityCore) -> None:
         pass
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            x = with_agent_id(torch.as_tensor(obs, dtype=torch.float32), self.agent_id)
+            x = actor_input(torch.as_tensor(obs, dtype=torch.float32), self.agent_id, self.all_households)
             return env_action(self.actor(x).numpy().astype(np.float64), core, obs, self.battery_action)
 
 
