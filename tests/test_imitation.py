@@ -79,6 +79,8 @@ def test_imitation_brings_the_actor_close_to_the_optimum_it_imitates(name, setti
     x, target = (torch.as_tensor(a, dtype=torch.float32) for a in (demos.observations, demos.boxes))
     assert metrics["imitation/loss"] < 0.5 * actor_error(untrained, x, target)
     assert actor_error(learner, x, target) < 0.7 * actor_error(untrained, x, target)  # on episodes it did not see
+    by_coordinate = [metrics[f"imitation/loss_{name}"] for name in ("battery", "price", "curtailment")]
+    assert min(by_coordinate) >= 0.0 and sum(by_coordinate) == pytest.approx(metrics["imitation/loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ACTOR_LEARNERS)

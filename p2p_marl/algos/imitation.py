@@ -53,6 +53,7 @@ from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.training.value_based import ActionGrid
 
 TEACHERS = ("optimum", "mpc")
+BOX_COORDINATES = ("battery", "price", "curtailment")  # the actor's output in the box, as ``nets.env_action`` reads it
 # A learner config's keys for learning from a teacher; imitation_days = 0 is pure RL.
 IMITATION_KEYS = ("imitation_days", "imitation_epochs", "imitation_teacher", "imitation_rounds", "imitation_coef")
 IMITATION_RANGES = (
@@ -220,7 +221,8 @@ class ActorImitation:
         of ``imitation_rounds`` on as many episodes played by the actor (``policy()``, a snapshot) and labelled
         by the teacher, refitting on all in minibatches of the first fit's size. ``config`` is the learner's (its
         ``IMITATION_KEYS`` and ``battery_action``). Keeps the demonstrations if
-        ``imitation_coef`` > 0; returns the ``imitation/`` metrics."""
+        ``imitation_coef`` > 0; returns the ``imitation/`` metrics, the last fit's error on all demonstrations
+        among them, in total (``loss``) and per coordinate of the box (``loss_battery``, ...)."""
         n_resets = math.ceil(config.imitation_days / core.batch_size)
         observations, boxes, metrics, teacher_s = [], [], {}, 0.0
         for round_ in range(1 + config.imitation_rounds):
@@ -234,10 +236,12 @@ class ActorImitation:
             if round_ == 0:
                 minibatch = math.ceil(played.boxes[..., 0].size / num_minibatches)  # kept for the refits
             self.keep(np.concatenate(observations), np.concatenate(boxes))
-            loss = self._fit(minibatch, config.imitation_epochs)
+            errors = self._fit(minibatch, config.imitation_epochs)
         if config.imitation_coef == 0.0:  # the updates do not use them: neither memory nor checkpoints keep them
             self.demonstrations = self._x = self._target = None
-        return {"imitation/loss": loss, **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
+        return {"imitation/loss": float(errors.sum()),
+                **{f"imitation/loss_{name}": float(error) for name, error in zip(BOX_COORDINATES, errors)},
+                **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
                 "imitation/teacher_seconds": teacher_s}
 
     def keep(self, observations: np.ndarray | torch.Tensor, boxes: np.ndarray | torch.Tensor) -> None:
@@ -263,9 +267,9 @@ class ActorImitation:
         """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations."""
         return self._error(torch.randint(len(self._x), (n_samples,), generator=self.generator).to(self.device))
 
-    def _fit(self, minibatch: int, epochs: int) -> float:
+    def _fit(self, minibatch: int, epochs: int) -> np.ndarray:
         """``epochs`` passes over the kept demonstrations in minibatches of ``minibatch`` agent-steps; the final
-        loss on all of them."""
+        mean squared error on all of them per coordinate of the box (3,)."""
         for _ in range(epochs):
             order = torch.randperm(len(self._x), generator=self.generator).to(self.device)
             for first in range(0, len(order), minibatch):
@@ -275,7 +279,7 @@ class ActorImitation:
                 nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
                 self.optimizer.step()
         with torch.no_grad():
-            return float(self._error(slice(None)))
+            return (self.actor_box(self._x) - self._target).pow(2).mean(0).cpu().numpy().astype(np.float64)
 
     def _error(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Mean squared error, summed over the action's coordinates, of the actor's output against the teacher's
