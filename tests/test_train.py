@@ -592,8 +592,9 @@ def test_learning_curves_refuse_a_directory_that_is_not_a_run(tmp_path):
 
 
 def test_a_run_saved_before_a_key_existed_is_rebuilt_and_named_as_it_trained(tmp_path):
-    """A MAPPO checkpoint and run directory written before ``penalty_reward`` existed trained with the penalty
-    share: they load with "share", not today's default, and the learning curves name the run by it."""
+    """A MAPPO checkpoint and run directory written before ``penalty_reward`` and ``value_heads`` existed trained
+    with the penalty share and per-agent critic inputs: they load with "share" and False, not today's defaults,
+    and the learning curves name the run by them."""
     from torch.utils.tensorboard import SummaryWriter
 
     from p2p_marl.algos import build_learner
@@ -601,20 +602,21 @@ def test_a_run_saved_before_a_key_existed_is_rebuilt_and_named_as_it_trained(tmp
 
     env = EnvConfig(**TINY_ENV)
     algo = {key: value for key, value in dataclasses.asdict(MAPPOConfig()).items()
-            if key != "penalty_reward"}
-    assert MAPPOConfig().penalty_reward == "community"
-    learner = build_learner(env, algo | {"penalty_reward": "share"}, seed=0)
+            if key not in ("penalty_reward", "value_heads")}
+    assert MAPPOConfig().penalty_reward == "community" and MAPPOConfig().value_heads
+    learner = build_learner(env, algo | {"penalty_reward": "share", "value_heads": False}, seed=0)
     config = {"env": dataclasses.asdict(env), "algo": algo, "seed": 0}
     save_checkpoint(tmp_path / "old.pt", {"config": config, "env_spec": environment_spec(env),
                                           "learner": learner.state_dict(), "loop": {}, "env_steps": 0,
                                           "finished": False})
     checkpoint = load_checkpoint(tmp_path / "old.pt")
-    assert checkpoint.config["algo"]["penalty_reward"] == "share"
-    assert checkpoint.build_learner().config.penalty_reward == "share"
+    assert checkpoint.config["algo"]["penalty_reward"] == "share" and checkpoint.config["algo"]["value_heads"] is False
+    rebuilt = checkpoint.build_learner()
+    assert rebuilt.config.penalty_reward == "share" and not rebuilt.config.value_heads
 
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     with SummaryWriter(str(run_dir)) as writer:
         writer.add_scalar(learning_curves.TAG, 0.5, 32)
-    assert learning_curves.read_run(run_dir)[0].learner == "mappo (penalty_reward=share)"
+    assert learning_curves.read_run(run_dir)[0].learner == "mappo (penalty_reward=share, value_heads=False)"

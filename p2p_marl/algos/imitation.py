@@ -240,7 +240,7 @@ class ActorImitation:
         if config.imitation_coef == 0.0:  # the updates do not use them: neither memory nor checkpoints keep them
             self.demonstrations = self._x = self._target = None
         return {"imitation/loss": float(errors.sum()),
-                **{f"imitation/loss_{name}": float(error) for name, error in zip(BOX_COORDINATES, errors)},
+                **{f"imitation/loss_{name}": float(error) for name, error in zip(BOX_COORDINATES, errors, strict=True)},
                 **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
                 "imitation/teacher_seconds": teacher_s}
 

@@ -3,8 +3,9 @@
 Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is one PPO iteration:
 
 1. **Rollout** -- ``num_envs`` communities play one whole episode (one day) in lockstep on the batched core.
-   The shared actor sees each agent's local observation, forecasts included (+ its one-hot identity with
-   ``actor_agent_id``; see ``nets``).
+   The shared actor sees each agent's local observation, forecasts included (+ every household's with
+   ``actor_all_households``, an ablation of centralised execution; + its one-hot identity with ``actor_agent_id``;
+   see ``nets.actor_input``).
 2. **Actions** -- a diagonal Gaussian over a pre-squash point ``u`` in R^3 (state-independent, learned
    ``log_std``); the environment gets ``tanh(u)`` mapped onto (setpoint, price, curtailment share) by
    ``nets.env_action``. Log-probabilities are those of ``u``: the tanh Jacobian is the same under the old
