@@ -317,6 +317,32 @@ def test_only_the_ablation_actor_reads_another_households_observation(all_househ
                                                                  "power"), atol=1e-6)
 
 
+def test_critic_warmup_trains_the_critic_alone_for_its_iterations():
+    """During critic_warmup_iterations the actor (and its exploration std) stays as the warm start left it while
+    the critic learns; the iteration after them moves the actor. The imitation loss waits with the actor."""
+    config = dataclasses.replace(SMALL, critic_warmup_iterations=2, imitation_days=2, imitation_epochs=1,
+                                 imitation_coef=1.0)
+    learner = MAPPO(TINY, config, seed=0)
+
+    def snapshot():
+        return ({k: v.clone() for k, v in learner.actor.state_dict().items()}, learner.log_std.detach().clone(),
+                {k: v.clone() for k, v in learner.critic.state_dict().items()})
+
+    def same(a, b):
+        return all(torch.equal(a[key], b[key]) for key in a)
+
+    first = learner.iterate()  # the warm start, then the critic alone
+    assert "imitation/loss" in first and "imitation_loss" not in first
+    actor, log_std, critic = snapshot()
+    assert "imitation_loss" not in learner.iterate()
+    after_warmup = snapshot()
+    assert same(actor, after_warmup[0]) and torch.equal(log_std, after_warmup[1])
+    assert not same(critic, after_warmup[2])
+    assert math.isfinite(learner.iterate()["imitation_loss"])
+    moved = snapshot()
+    assert not same(actor, moved[0]) and not torch.equal(log_std, moved[1])
+
+
 def test_trade_reward_shapes_what_mappo_learns_from_and_not_what_it_plays():
     """The same seed plays the same first day either way (equal cost and equal summed return); the update then
     learns from differently valued trades."""
@@ -340,6 +366,7 @@ def test_the_marginal_trade_reward_refuses_a_shared_battery(learner_cls, config)
     ("input_norm", "false", r"mappo\.input_norm must be true or false, got 'false'"),
     ("value_heads", 1, r"mappo\.value_heads must be true or false, got 1"),
     ("actor_all_households", "no", r"mappo\.actor_all_households must be true or false, got 'no'"),
+    ("critic_warmup_iterations", 1.5, r"mappo\.critic_warmup_iterations must be an integer, got 1\.5"),
     ("trade_reward", "clearing", r"mappo\.trade_reward must be one of \['price', 'marginal'\], got 'clearing'"),
     ("reward_baseline", "rule", r"mappo\.reward_baseline must be one of \['zero', 'grid_only'\], got 'rule'"),
     ("infeasible_penalty_per_kwh", -0.01, r"mappo\.infeasible_penalty_per_kwh=-0\.01 is out of range"),

@@ -39,7 +39,7 @@ ADDED_KEYS: dict[str, dict[str, Any]] = {
     "mappo": {"penalty_reward": "share", "penalty_weight": 1.0, "trade_reward": "price", "input_norm": False,
               "value_heads": False, "reward_baseline": "zero", "infeasible_penalty_per_kwh": 0.0,
               "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0,
-              "actor_all_households": False},
+              "actor_all_households": False, "critic_warmup_iterations": 0},
     "maddpg": {"penalty_reward": "share", "penalty_weight": 1.0, "trade_reward": "price", "imitation_days": 0,
                "imitation_epochs": 50, "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0},
     "dqn": {"double_q": False, "n_step": 1, "infeasible_penalty_per_kwh": 0.0, "imitation_days": 0,

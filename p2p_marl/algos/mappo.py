@@ -25,7 +25,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
    normalisation, entropy bonus, squared value error, Adam with gradient-norm clipping for actor and critic.
    Optionally (``lr_end_fraction`` < 1; off by default, as it did not help on community_10) both learning
    rates decay linearly to that fraction of their start over the first ``lr_decay_steps`` community-steps
-   (CleanRL's ``anneal_lr``) and then stay there.
+   (CleanRL's ``anneal_lr``) and then stay there. The first ``critic_warmup_iterations`` iterations update the
+   critic only (no actor loss, no actor step): after a warm start the fitted actor then meets PPO's advantages
+   from a critic that has learned its values, not from a random one.
 
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with
 that cooperative weight (each agent learns from ``(1 - w) * own bill + w * community mean bill``); with
@@ -139,6 +141,7 @@ class MAPPOConfig:
     imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
     # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
     imitation_coef: float = 0.0  # > 0: PPO's loss keeps this weight x the imitation loss on the demonstrations
+    critic_warmup_iterations: int = 0  # the first this many iterations train the critic only (the actor stays)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -160,7 +163,8 @@ class MAPPOConfig:
                               f"got {self.reward_baseline!r}")
 
 
-_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", *IMITATION_INTEGERS}
+_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "critic_warmup_iterations",
+             *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("gamma", 0.0, 1.0, True, True),
@@ -178,6 +182,7 @@ _RANGES = (
     ("return_norm_decay", 0.0, 1.0, False, True),
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("penalty_weight", 0.0, 1000.0, False, True),
+    ("critic_warmup_iterations", 0, 10**9, True, True),
     *IMITATION_RANGES,
 )
 
@@ -377,7 +382,8 @@ class MAPPO(Learner):
         n_samples = b_adv.shape[0]
         minibatch = math.ceil(n_samples / cfg.num_minibatches)
         n_minibatches = math.ceil(n_samples / minibatch)
-        imitating = cfg.imitation_coef > 0.0
+        actor_learns = self.iterations >= cfg.critic_warmup_iterations
+        imitating = cfg.imitation_coef > 0.0 and actor_learns
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl",
                                                                 "clip_fraction", *["imitation_loss"] * imitating)}
         for _ in range(cfg.update_epochs):
@@ -400,7 +406,7 @@ class MAPPO(Learner):
                                         -adv * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
                 entropy = gaussian_entropy(std).mean()
                 value_loss = 0.5 * (self._values(e_s) - e_ret).pow(2).mean()
-                loss = policy_loss - cfg.ent_coef * entropy + value_loss
+                loss = policy_loss - cfg.ent_coef * entropy + value_loss if actor_learns else value_loss
                 if imitating:
                     imitation_loss = self.imitation.loss(len(adv))
                     loss = loss + cfg.imitation_coef * imitation_loss
@@ -412,7 +418,8 @@ class MAPPO(Learner):
                 loss.backward()
                 nn.utils.clip_grad_norm_([*self.actor.parameters(), self.log_std], cfg.max_grad_norm)
                 nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
-                self.actor_optimizer.step()
+                if actor_learns:
+                    self.actor_optimizer.step()
                 self.critic_optimizer.step()
 
                 with torch.no_grad():
