@@ -25,6 +25,7 @@ from p2p_marl.algos.nets import (
     net_load_setpoint,
     penalty_training_reward,
     trade_training_reward,
+    training_env,
     with_agent_id,
 )
 from p2p_marl.baselines.optimal import OptimalPolicy
@@ -341,6 +342,39 @@ def test_critic_warmup_trains_the_critic_alone_for_its_iterations():
     assert math.isfinite(learner.iterate()["imitation_loss"])
     moved = snapshot()
     assert not same(actor, moved[0]) and not torch.equal(log_std, moved[1])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), margin_pu=st.floats(0.001, 0.04))
+def test_a_voltage_margin_narrows_the_band_mappo_trains_on_and_nothing_it_observes(seed, margin_pu):
+    """The training core checks a band narrowed by the margin on both sides: under the same actions it observes
+    exactly what the real community observes, and its network penalty is at least the real one."""
+    learner = MAPPO(EnvConfig(n_agents=4, n_days=8), dataclasses.replace(SMALL, voltage_margin_pu=margin_pu), seed=0)
+    trained_on = learner.core.config
+    assert (trained_on.v_min_pu, trained_on.v_max_pu) == (EnvConfig().v_min_pu + margin_pu,
+                                                          EnvConfig().v_max_pu - margin_pu)
+    real = CommunityCore(EnvConfig(n_agents=4, n_days=8), batch_size=SMALL.num_envs)
+    rng = np.random.default_rng(seed)
+    obs_trained, obs_real = learner.core.reset(seed=seed), real.reset(seed=seed)
+    penalties = np.zeros(2)
+    while not real.done:
+        action = rng.uniform(ACTION_LOW, ACTION_HIGH, (SMALL.num_envs, 4, ACTION_DIM))
+        obs_trained, _, _, infos_trained = learner.core.step(action)
+        obs_real, _, _, infos_real = real.step(action)
+        np.testing.assert_array_equal(obs_trained, obs_real)
+        assert (infos_trained["penalty"].sum(axis=1) >= infos_real["penalty"].sum(axis=1) - 1e-12).all()
+        penalties += infos_trained["penalty"].sum(), infos_real["penalty"].sum()
+    assert penalties[0] > penalties[1]  # random play crosses the narrowed band somewhere
+
+
+@pytest.mark.parametrize("learner_cls, config", [(MAPPO, SMALL), (MADDPG, MADDPGConfig())])
+def test_no_margin_trains_on_the_community_itself_and_too_wide_a_margin_is_refused(learner_cls, config):
+    assert training_env(TINY, None) is TINY
+    assert learner_cls(TINY, dataclasses.replace(config, voltage_margin_pu=0.01), seed=0).core.config.v_max_pu == (
+        pytest.approx(TINY.v_max_pu - 0.01))
+    with pytest.raises(ConfigError, match=rf"{config.name}\.voltage_margin_pu=0\.05 must be below half the voltage "
+                                          r"band \[0\.95, 1\.05\]"):
+        learner_cls(TINY, dataclasses.replace(config, voltage_margin_pu=0.05), seed=0)
 
 
 def test_trade_reward_shapes_what_mappo_learns_from_and_not_what_it_plays():

@@ -109,6 +109,7 @@ class MADDPGConfig:
     penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each agent bears the step's
     # whole community penalty in its training reward (nets.penalty_training_reward)
     penalty_weight: float = 1.0  # the training reward bears this multiple of that penalty (1: as billed)
+    voltage_margin_pu: float = 0.0  # train on the voltage band narrowed by this on both sides (nets.training_env)
     trade_reward: str = "marginal"  # "marginal": P2P trades valued at the community's marginal grid price of the
     # step in the training reward (nets.trade_training_reward; not with a shared battery); "price": as billed
     imitation_days: int = 0  # > 0: first fit the actor to the teacher on this many training episodes ...
@@ -155,6 +156,7 @@ _RANGES = (
     ("target_noise_std", 0.0, 10.0, True, True),
     ("target_noise_clip", 0.0, 10.0, True, True),
     ("penalty_weight", 0.0, 1000.0, False, True),
+    ("voltage_margin_pu", 0.0, 0.5, True, False),
     *IMITATION_RANGES,
 )
 IMITATION_MINIBATCHES = 16  # minibatches per pass of the warm start's first fit (MAPPO's num_minibatches)
@@ -219,7 +221,8 @@ class MADDPG(Learner):
     def __init__(self, env_config: EnvConfig, config: MADDPGConfig, seed: int):
         super().__init__(env_config, config, seed)
         torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
-        self.core = CommunityCore(training_env(env_config, config.cooperative_weight), batch_size=config.num_envs)
+        trained_on = training_env(env_config, config.cooperative_weight, config.voltage_margin_pu, "maddpg")
+        self.core = CommunityCore(trained_on, batch_size=config.num_envs)
         check_trade_reward(config.trade_reward, self.core, "maddpg")
         n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
         self.device = torch.device(config.device)

@@ -126,6 +126,7 @@ class MAPPOConfig:
     penalty_reward: str = "community"  # "community": each agent bears the step's whole network penalty in its
     # training reward (nets.penalty_training_reward); "share": the penalty as billed. community won (README).
     penalty_weight: float = 1.0  # the training reward bears this multiple of that penalty (1: as billed)
+    voltage_margin_pu: float = 0.0  # train on the voltage band narrowed by this on both sides (nets.training_env)
     trade_reward: str = "price"  # "price": P2P trades valued as billed; "marginal": at the community's marginal
     # grid price of the step in the training reward (nets.trade_training_reward)
     reward_baseline: str = "zero"  # "grid_only": learn from each step's saving against the grid-only bill
@@ -182,6 +183,7 @@ _RANGES = (
     ("return_norm_decay", 0.0, 1.0, False, True),
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("penalty_weight", 0.0, 1000.0, False, True),
+    ("voltage_margin_pu", 0.0, 0.5, True, False),
     ("critic_warmup_iterations", 0, 10**9, True, True),
     *IMITATION_RANGES,
 )
@@ -244,7 +246,8 @@ class MAPPO(Learner):
     def __init__(self, env_config: EnvConfig, config: MAPPOConfig, seed: int):
         super().__init__(env_config, config, seed)
         torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
-        self.core = CommunityCore(training_env(env_config, config.cooperative_weight), batch_size=config.num_envs)
+        trained_on = training_env(env_config, config.cooperative_weight, config.voltage_margin_pu, "mappo")
+        self.core = CommunityCore(trained_on, batch_size=config.num_envs)
         check_trade_reward(config.trade_reward, self.core, "mappo")
         community_steps = self.core.steps_per_episode * config.num_envs
         if config.value_heads and config.num_minibatches > community_steps:

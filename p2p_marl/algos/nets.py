@@ -66,12 +66,23 @@ def check_multi_agent_keys(config: Any, section: str) -> None:
                           f"got {config.penalty_reward!r}")
 
 
-def training_env(env_config: EnvConfig, cooperative_weight: float | None) -> EnvConfig:
+def training_env(env_config: EnvConfig, cooperative_weight: float | None, voltage_margin_pu: float = 0.0,
+                 section: str = "algo") -> EnvConfig:
     """The environment a learner trains on: ``env_config``, with its ``cooperative_weight`` replaced when the
-    learner sets one (the evaluated community cost is the same whatever the weight)."""
-    if cooperative_weight is None:
-        return env_config
-    return env_config.replace(cooperative_weight=float(cooperative_weight))
+    learner sets one (the evaluated community cost is the same whatever the weight), and its voltage band
+    narrowed by ``voltage_margin_pu`` on both sides: the training reward's network penalty (and an MPC teacher's
+    plan) then keeps that margin from the limits the bill is checked against. The observations do not depend on
+    the band, so the trained policy plays the real community as it trained."""
+    changes: dict[str, float] = {}
+    if cooperative_weight is not None:
+        changes["cooperative_weight"] = float(cooperative_weight)
+    if voltage_margin_pu > 0.0:
+        if env_config.v_min_pu + voltage_margin_pu >= env_config.v_max_pu - voltage_margin_pu:
+            raise ConfigError(f"{section}.voltage_margin_pu={voltage_margin_pu!r} must be below half the voltage band "
+                              f"[{env_config.v_min_pu}, {env_config.v_max_pu}] p.u.")
+        changes["v_min_pu"] = env_config.v_min_pu + voltage_margin_pu
+        changes["v_max_pu"] = env_config.v_max_pu - voltage_margin_pu
+    return env_config.replace(**changes) if changes else env_config
 
 
 def penalty_training_reward(reward: np.ndarray, penalty: np.ndarray, cooperative_weight: float,
