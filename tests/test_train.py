@@ -514,6 +514,8 @@ def test_learning_curves_group_seeds_and_read_back_every_evaluation(train_main, 
     assert rows[dqn].split(" | ")[2] == f"{last[runs[2]]:.3f}"
     best_step, best_share = max(logged_scalars(runs[2])["eval/share_of_optimal_saving"], key=lambda e: e[1])
     assert rows[dqn].split(" | ")[4] == f"{best_share:.3f} ({best_step})"  # the checkpoint played; 1000+: "450k"
+    violations_at_best = dict(logged_scalars(runs[2])["eval/violation_day"])[best_step]
+    assert rows[dqn].split(" | ")[6] == f"{violations_at_best:.0%} ({violations_at_best:.0%}) |"
     curves = learning_curves.group([learning_curves.read_run(run)[0] for run in runs])
     assert list(curves) == [dqn, qlearning] and [c.seed for c in curves[qlearning]] == [0, 1]
     assert curves[dqn][0].steps.tolist() == [step for step, _ in logged_scalars(runs[2])[
@@ -567,11 +569,12 @@ def test_runs_that_differ_only_in_their_forecasts_are_compared_and_named_by_them
     persistence = fresh_run(train_main, monkeypatch, tmp_path / "persistence", "qlearning")
     oracle = fresh_run(train_main, monkeypatch, tmp_path / "oracle", "qlearning", "env.forecaster=oracle")
     lines_envs = []
-    monkeypatch.setattr(learning_curves, "benchmark_lines",
-                        lambda env, eval_days: lines_envs.append(env.forecaster) or {"best rule": 0.5})
+    monkeypatch.setattr(learning_curves, "benchmark_means", lambda env, eval_days: lines_envs.append(
+        env.forecaster) or {"best rule": {"share_of_optimal_saving": 0.5, "violation_day": 0.25}})
     learning_curves.main([str(oracle), str(persistence), "--out", str(tmp_path / "curves")])
-    rows = [line.split(" | ")[0].strip("| ") for line in (tmp_path / "curves" / "learning_curves.md").read_text()
-            .splitlines()[2:]]
+    table = (tmp_path / "curves" / "learning_curves.md").read_text()
+    rows = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:] if line.startswith("|")]
+    assert "best rule: 0.500, days with violations 25%" in table
     assert rows == ["qlearning", "qlearning (env.forecaster=oracle)"]
     assert lines_envs == ["persistence"]  # the reference lines: the default forecasts', though given second
     other_feeder = fresh_run(train_main, monkeypatch, tmp_path / "feeder", "qlearning", "env.feed_in_per_kwh=0.05")

@@ -15,8 +15,9 @@ was reached), each with the mean over seeds as a line and the range over seeds a
 the environment's forecaster (the default forecasts' if a run has them, else the first run's) and the optimum (= 1)
 are horizontal lines, played here on the same validation days. Writes ``learning_curves.png`` and
 ``learning_curves.md`` (each learner's last evaluation and its best one, the evaluation whose learner
-``checkpoints/best.pt`` keeps and ``evaluate.py`` plays: mean ± std over seeds, each seed's value, minutes per run)
-to ``--out`` (default: a new directory ``runs/learning_curves/<date>_<time>``), and prints the table.
+``checkpoints/best.pt`` keeps and ``evaluate.py`` plays: mean ± std over seeds, each seed's value, minutes per run,
+and the share of validation days with a feeder violation at the best evaluation, beside the benchmarks' own below
+the table) to ``--out`` (default: a new directory ``runs/learning_curves/<date>_<time>``), and prints the table.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.sim.community import CommunityCore
 
 TAG = "eval/share_of_optimal_saving"
+VIOLATION_TAG = "eval/violation_day"  # the share of the evaluation's days with a voltage or loading violation
 LEARNER_ORDER = ("mappo", "maddpg", "dqn", "qlearning")
 # The environment's settings that shape only its forecasts and the observation's forecast features
 # (p2p_marl.sim.forecasts; training.checkpoint.forecast_spec): EnvConfig names them all forecast*.
@@ -57,6 +59,7 @@ class RunCurve:
     minutes: np.ndarray  # wall-clock minutes since the run started (its event files' first event)
     share: np.ndarray
     total_env_steps: int | None  # the run's training budget [community-steps], if its config names it
+    violation_days: np.ndarray | None = None  # share of days with a feeder violation at each evaluation, if logged
 
 
 def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
@@ -74,9 +77,11 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
         raise ConfigError(f"{run_dir}: its event files hold no {TAG} (no evaluation logged yet)")
     start = first_wall_time(run_dir)  # before every scalar: a warm start before the first iteration counts
     curve = scalars[scalars.tag == TAG].sort_values("step")
+    violations = scalars[scalars.tag == VIOLATION_TAG].sort_values("step")
+    violation_days = violations.value.to_numpy() if violations.step.tolist() == curve.step.tolist() else None
     label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
     return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
-                     curve.value.to_numpy(), settings.get("total_env_steps")),
+                     curve.value.to_numpy(), settings.get("total_env_steps"), violation_days),
             env, settings.get("eval_days"))
 
 
@@ -96,12 +101,17 @@ def forecast_changes(env: EnvConfig) -> list[str]:
     return [f"env.{key}={value}" for key, value in forecast_spec(env).items() if getattr(defaults, key) != value]
 
 
-def benchmark_lines(env: EnvConfig, eval_days: int | None) -> dict[str, float]:
-    """Mean share of the optimal saving on the runs' validation days of the best rule and of MPC with the
-    environment's own forecaster: the rows of training's closing table (``final_comparison.benchmark_rows``)."""
+def benchmark_means(env: EnvConfig, eval_days: int | None) -> dict[str, dict[str, float | None]]:
+    """KPI means on the runs' validation days of the best rule, MPC with the environment's own forecaster and the
+    optimum: the rows of training's closing table (``final_comparison.benchmark_rows``)."""
     rows = benchmark_rows(HeldOutDaysEvaluator(env, eval_days))
-    return {label: means["share_of_optimal_saving"] for label, means in rows.items()
-            if label.startswith(("best rule", "MPC"))}
+    return {label: means for label, means in rows.items() if label.startswith(("best rule", "MPC", "optimum"))}
+
+
+def benchmark_lines(means: dict[str, dict[str, float | None]]) -> dict[str, float]:
+    """The horizontal lines of the plot: the best rule's and MPC's share of the optimal saving (the optimum's is
+    1 by definition)."""
+    return {label: kpis["share_of_optimal_saving"] for label, kpis in means.items() if not label.startswith("optimum")}
 
 
 def name_budgets(curves: list[RunCurve]) -> list[RunCurve]:
@@ -170,8 +180,8 @@ def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
     """Each learner's last evaluation and its best one (the first to reach the maximum, as ``best.pt`` keeps it;
     at its step, in thousands of community-steps from 1000 on), mean ± std over seeds and each seed's value."""
     lines = ["| learner | share at the last evaluation (validation days) | seeds | best evaluation | seeds (at k "
-             "community-steps) | minutes to the last evaluation |",
-             "|---|---|---|---|---|---|"]
+             "community-steps) | minutes to the last evaluation | days with violations at the best evaluation |",
+             "|---|---|---|---|---|---|---|"]
     for learner, runs in by_learner.items():
         last = np.array([run.share[-1] for run in runs])
         best_index = [int(np.argmax(run.share)) for run in runs]
@@ -180,8 +190,13 @@ def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
         best_seeds = " / ".join(f"{value:.3f} ({_thousands(run.steps[index])})"
                                 for run, index, value in zip(runs, best_index, best))
         minutes = " / ".join(f"{run.minutes[-1]:.0f}" for run in runs)
+        if all(run.violation_days is not None for run in runs):
+            at_best = [run.violation_days[index] for run, index in zip(runs, best_index)]
+            violations = f"{np.mean(at_best):.0%} ({' / '.join(f'{value:.0%}' for value in at_best)})"
+        else:
+            violations = "–"  # runs logged before the evaluations logged it
         lines.append(f"| {learner} | {last.mean():.3f} ± {last.std():.3f} | {seeds} | {best.mean():.3f} ± "
-                     f"{best.std():.3f} | {best_seeds} | {minutes} |")
+                     f"{best.std():.3f} | {best_seeds} | {minutes} | {violations} |")
     return "\n".join(lines) + "\n"
 
 
@@ -204,14 +219,17 @@ def main(argv: list[str] | None = None) -> None:
                           "plot one comparison at a time")
     _, env, eval_days = next((run for run in read if not forecast_changes(run[1])), read[0])
     by_learner = group([curve for curve, _, _ in read])
-    lines = benchmark_lines(env, eval_days)
+    means = benchmark_means(env, eval_days)
+    lines = benchmark_lines(means)
     out = script_output_dir(args.out, "learning_curves")
     n_days = len(CommunityCore(env).validation_days[:eval_days])
     plot(out / "learning_curves.png", by_learner, lines,
          f"Learning curves: share of the optimal saving on {n_days} validation days, {env.n_agents} households")
     table = markdown(by_learner)
-    (out / "learning_curves.md").write_text(table)
-    console().print(table + "".join(f"{name}: {value:.3f}\n" for name, value in lines.items()))
+    benchmarks = "".join(f"{name}: {kpis['share_of_optimal_saving']:.3f}, days with violations "
+                         f"{kpis['violation_day']:.0%}\n" for name, kpis in means.items())
+    (out / "learning_curves.md").write_text(table + "\n" + benchmarks)
+    console().print(table + benchmarks)
     console().print(f"Written to {out}")
 
 
