@@ -16,9 +16,9 @@ from tbparse import SummaryReader
 from p2p_marl import demo
 from p2p_marl.baselines import optimal
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
-from p2p_marl.baselines.rules import GridOnly, SelfConsumption
+from p2p_marl.baselines.rules import GridOnly, RandomActions, SelfConsumption, TruthfulBid, truthful_price_share
 from p2p_marl.config import ConfigError, EnvConfig
-from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.community import OBS_FEATURES, CommunityCore
 from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, load_policies, reference_costs,
                                          select_days)
 from p2p_marl.evaluation import compare, grid_resolution, report, value_of_information
@@ -280,6 +280,34 @@ def test_seeds_of_one_setting_are_summarised_over_runs_and_settings_kept_apart(s
     assert by_method["optimal"]["community_cost"]["std"] is None
     assert "mean ± std over seeds" in (seeds_run_dir / "stdout.txt").read_text()
     assert (seeds_run_dir / "costs_by_method.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_truthful_bid_keeps_a_policys_battery_and_curtailment_and_bids_its_net_at_the_meter():
+    core = CommunityCore(EnvConfig(n_agents=6, n_days=10), batch_size=8)
+    obs = core.reset(seed=3)
+    wrapped = TruthfulBid(RandomActions(seed=0))
+    played, own = wrapped.act(core, obs), RandomActions(seed=0).act(core, obs)
+    assert wrapped.name == "random+truthful_bid"
+    np.testing.assert_array_equal(played[..., [0, 2]], own[..., [0, 2]])
+    load_kw = obs[..., OBS_FEATURES.index("load")] * core.power_scale_kw
+    pv_kw = obs[..., OBS_FEATURES.index("pv")] * core.power_scale_kw
+    net_kw = load_kw - pv_kw * (1.0 - own[..., 2]) + own[..., 0] * core.battery.max_kw
+    np.testing.assert_array_equal(played[..., 1], (net_kw > 0).astype(float))
+    assert 0 < played[..., 1].mean() < 1  # buyers and sellers among them
+    np.testing.assert_array_equal(truthful_price_share(core, load_kw, pv_kw, own[..., 0]),
+                                  (load_kw - pv_kw + own[..., 0] * core.battery.max_kw > 0).astype(float))
+
+
+def test_truthful_bid_adds_a_method_per_checkpointed_method(seeds_run_dir, compose_evaluate):
+    runs = sorted(str(path) for path in (seeds_run_dir.parent / "train").iterdir() if path.is_dir())
+    policies = load_policies(["grid_only"], runs[:3], env_config=EnvConfig(n_agents=3, dt_h=3.0, n_days=20),
+                             truthful_bid=True)
+    assert sorted({report.method_of(label) for label in policies}) == [
+        "grid_only", "qlearning#1", "qlearning#1+truthful_bid", "qlearning#2", "qlearning#2+truthful_bid"]
+    wrapped = policies["qlearning#1+truthful_bid:lr0.1_seed0"]
+    assert wrapped.policy is policies["qlearning#1:lr0.1_seed0"]
+    with pytest.raises(ConfigError, match=r"truthful_bid=true plays checkpoints .* and checkpoints is empty"):
+        to_evaluate_config(compose_evaluate("truthful_bid=true"))
 
 
 def test_summarize_runs_skips_runs_without_a_value_and_plots_any_summary(tmp_path):

@@ -22,9 +22,11 @@ def _self_consumption_kw(core: CommunityCore, obs: np.ndarray) -> tuple[np.ndarr
     return obs[..., _LOAD] * core.power_scale_kw, obs[..., _PV] * core.power_scale_kw
 
 
-def _truthful_prices(core: CommunityCore, load_kw: np.ndarray, pv_kw: np.ndarray, setpoint_share: np.ndarray
-                     ) -> np.ndarray:
-    net_kw = load_kw - pv_kw + setpoint_share * core.battery.max_kw
+def truthful_price_share(core: CommunityCore, load_kw: np.ndarray, pv_kw: np.ndarray, setpoint_share: np.ndarray,
+                         curtail_share: np.ndarray | float = 0.0) -> np.ndarray:
+    """The truthful bid (B, N): retail (share 1) for a household whose net power at the meter after its battery
+    setpoint and curtailment is positive (it will buy), the feed-in tariff (share 0) otherwise."""
+    net_kw = load_kw - pv_kw * (1.0 - curtail_share) + setpoint_share * core.battery.max_kw
     return (net_kw > 0).astype(np.float64)
 
 
@@ -70,7 +72,7 @@ class SelfConsumption:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         load_kw, pv_kw = _self_consumption_kw(core, obs)
         setpoint = self_consumption_setpoint(core, obs)
-        return _action(setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint))
+        return _action(setpoint, truthful_price_share(core, load_kw, pv_kw, setpoint))
 
 
 class TimeOfUse:
@@ -99,7 +101,7 @@ class TimeOfUse:
             grid_charge_kw = missing_kwh / (core.battery.charge_efficiency * core.dt_h)
             power_kw = np.maximum(power_kw, 0.0) + grid_charge_kw
         setpoint = _battery_share(core, power_kw)
-        return _action(setpoint, _truthful_prices(core, load_kw, pv_kw, setpoint))
+        return _action(setpoint, truthful_price_share(core, load_kw, pv_kw, setpoint))
 
 
 @dataclass
@@ -149,3 +151,23 @@ class RandomActions(_Seeded):
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         return self._rng.uniform(ACTION_LOW, ACTION_HIGH, size=(*obs.shape[:2], ACTION_DIM))
+
+
+class TruthfulBid:
+    """A policy's battery setpoint and curtailment with the truthful bid (``truthful_price_share``) in place of its
+    own price: a diagnostic of how much of a learner's play its bids decide (``evaluate.py truthful_bid=true``).
+    It observes as the policy does (its ``observation_settings``)."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.name = f"{policy.name}+truthful_bid"
+        self.observation_settings = getattr(policy, "observation_settings", {})
+
+    def reset(self, core: CommunityCore) -> None:
+        self.policy.reset(core)
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        action = np.array(self.policy.act(core, obs), dtype=np.float64)
+        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        action[..., 1] = truthful_price_share(core, load_kw, pv_kw, action[..., 0], action[..., 2])
+        return action

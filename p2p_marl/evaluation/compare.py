@@ -24,7 +24,7 @@ import numpy as np
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
-from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse,
+from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse, TruthfulBid,
                                       ZeroIntelligence)
 from p2p_marl.config import ADDED_ENV_KEYS, DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
@@ -67,7 +67,8 @@ TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
 
 
 def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
-                  env_config: EnvConfig | None = None, run_checkpoint: str = "best") -> dict[str, Policy]:
+                  env_config: EnvConfig | None = None, run_checkpoint: str = "best",
+                  truthful_bid: bool = False) -> dict[str, Policy]:
     """Label -> policy: the benchmarks by name, then each checkpoint (a file, or a training run directory whose
     ``run_checkpoint`` is played, loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for
     another environment is refused; one that observes with its own ``forecast_bins`` keeps them, see
@@ -77,6 +78,9 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
     ``report.summarize_runs`` groups them). Where checkpoints of one learner were trained with different
     settings (``TRAINING_SETTING_KEYS``), pooling them would mix variants: each setting becomes its own method,
     ``<learner>#1``, ``<learner>#2``, ... in order of appearance, and the keys that differ are logged.
+
+    With ``truthful_bid`` each checkpoint is also played with the rules' truthful bid in place of its own price
+    (``rules.TruthfulBid``), labelled ``<method>+truthful_bid:<name>``: a method of its own beside the checkpoint's.
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
@@ -110,6 +114,10 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
             raise ConfigError(f"checkpoints[{index}]={path!r} gives the label {label!r} a second time; "
                               "evaluate checkpoints with different names or run directories")
         policies[label] = policy
+    if truthful_bid:
+        for label, policy in list(policies.items())[len(methods):]:
+            method, name = label.split(":", 1)
+            policies[f"{method}+truthful_bid:{name}"] = TruthfulBid(policy)
     return policies
 
 

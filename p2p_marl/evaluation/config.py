@@ -36,6 +36,9 @@ class EvaluateConfig:
     seed: int = 0  # seeds the zero-intelligence traders
     plot_day: int | None = None  # day index of the dispatch plots; None = the evaluated day with the most PV
     tensorboard: bool = True  # also write the KPIs as TensorBoard scalars
+    # Also play every checkpoint with the rules' truthful bid in place of its own price (a method
+    # <method>+truthful_bid beside it): how much of the play its bids decide. A diagnostic, not a result.
+    truthful_bid: bool = False
 
     def __post_init__(self) -> None:
         for index, name in enumerate(self.methods):
@@ -57,6 +60,8 @@ class EvaluateConfig:
                               "evaluation on validation days) or last (its latest checkpoint)")
         if self.max_days is not None and self.max_days < 1:
             raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
+        if self.truthful_bid and not self.checkpoints:
+            raise ConfigError("truthful_bid=true plays checkpoints with the truthful bid, and checkpoints is empty")
         if self.plot_day is not None and self.plot_day < 0:
             raise ConfigError(f"plot_day={self.plot_day} is out of range; allowed null or a day index >= 0")
 
