@@ -33,7 +33,7 @@ from p2p_marl.algos import build_learner  # noqa: E402
 from p2p_marl.config import ConfigError, EnvConfig, make_config  # noqa: E402
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore  # noqa: E402
 
-N_AGENTS = 10
+N_AGENTS = 10  # households, unless --env n_agents=... says otherwise
 LEARNERS = ("mappo", "maddpg", "dqn", "qlearning")
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 BUDGET = 600_000
@@ -82,7 +82,7 @@ def _learner_rate(name: str, env: EnvConfig, iterations: int, changes: dict) -> 
 def _core_rate(env: EnvConfig, batch_size: int, seconds: float) -> float:
     core = CommunityCore(env, batch_size=batch_size)
     rng = np.random.default_rng(0)
-    pool = rng.uniform(ACTION_LOW, ACTION_HIGH, (64, batch_size, N_AGENTS, len(ACTION_LOW)))
+    pool = rng.uniform(ACTION_LOW, ACTION_HIGH, (64, batch_size, env.n_agents, len(ACTION_LOW)))
     core.reset(seed=0)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -104,9 +104,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     try:
-        env = make_config(n_agents=N_AGENTS, **dict(parse_setting(text) for text in args.env))
+        env = make_config(**({"n_agents": N_AGENTS} | dict(parse_setting(text) for text in args.env)))
     except ConfigError as error:
         raise SystemExit(f"--env: {error}") from None
+    for name, changes in args.variant:
+        try:  # a setting the learner refuses (e.g. num_minibatches beyond its community-steps): before any timing
+            build_learner(env, _defaults(name) | changes, seed=0)
+        except ConfigError as error:
+            raise SystemExit(f"--variant {name}:{','.join(f'{k}={v}' for k, v in changes.items())}: {error}") from None
     rows = [("batched core alone, B=32, random actions (reference)",
              max(_core_rate(env, 32, 2.0) for _ in range(args.repeats)))]
     runs = [(name, name, {}) for name in LEARNERS]
@@ -116,13 +121,13 @@ def main() -> None:
         rows.append((label, max(_learner_rate(name, env, args.iterations, changes) for _ in range(args.repeats))))
 
     community = "".join(f", {text}" for text in args.env)
-    table = Table(title=f"Learner throughput, N = {N_AGENTS}{community}, default hyperparameters, 1 thread, "
+    table = Table(title=f"Learner throughput, N = {env.n_agents}{community}, default hyperparameters, 1 thread, "
                         f"best of {args.repeats} x {args.iterations} iterations")
     for column in ("learner", "community-steps/s", "agent-steps/s", "minutes / 600k", "x core"):
         table.add_column(column, justify="right" if column != "learner" else "left")
     reference = rows[0][1]
     for name, rate in rows:
-        table.add_row(name, f"{rate:,.0f}", f"{rate * N_AGENTS:,.0f}", f"{BUDGET / rate / 60:.1f}",
+        table.add_row(name, f"{rate:,.0f}", f"{rate * env.n_agents:,.0f}", f"{BUDGET / rate / 60:.1f}",
                       f"{rate / reference:.4f}")
     Console(width=120).print(table)
 
