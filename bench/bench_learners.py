@@ -107,16 +107,16 @@ def main() -> None:
         env = make_config(**({"n_agents": N_AGENTS} | dict(parse_setting(text) for text in args.env)))
     except ConfigError as error:
         raise SystemExit(f"--env: {error}") from None
-    for name, changes in args.variant:
-        try:  # a setting the learner refuses (e.g. num_minibatches beyond its community-steps): before any timing
-            build_learner(env, _defaults(name) | changes, seed=0)
-        except ConfigError as error:
-            raise SystemExit(f"--variant {name}:{','.join(f'{k}={v}' for k, v in changes.items())}: {error}") from None
-    rows = [("batched core alone, B=32, random actions (reference)",
-             max(_core_rate(env, 32, 2.0) for _ in range(args.repeats)))]
     runs = [(name, name, {}) for name in LEARNERS]
     runs += [(f"{name} ({', '.join(f'{k}={v}' for k, v in changes.items())})", name, changes)
              for name, changes in args.variant]
+    for label, name, changes in runs:
+        try:  # a setting a learner refuses (e.g. num_minibatches beyond its community-steps): before any timing
+            build_learner(env, _defaults(name) | changes, seed=0)
+        except ConfigError as error:
+            raise SystemExit(f"{label}{''.join(f' with --env {text}' for text in args.env)}: {error}") from None
+    rows = [("batched core alone, B=32, random actions (reference)",
+             max(_core_rate(env, 32, 2.0) for _ in range(args.repeats)))]
     for label, name, changes in runs:
         rows.append((label, max(_learner_rate(name, env, args.iterations, changes) for _ in range(args.repeats))))
 

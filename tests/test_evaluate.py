@@ -283,19 +283,28 @@ def test_seeds_of_one_setting_are_summarised_over_runs_and_settings_kept_apart(s
 
 
 def test_the_truthful_bid_keeps_a_policys_battery_and_curtailment_and_bids_its_net_at_the_meter():
+    """The bid is retail exactly where the household's net at the meter, with the battery power the step will
+    apply (a setpoint beyond the battery's limits clipped to them), is positive."""
     core = CommunityCore(EnvConfig(n_agents=6, n_days=10), batch_size=8)
     obs = core.reset(seed=3)
+    for _ in range(5):  # batteries away from their start
+        obs, *_ = core.step(RandomActions(seed=1).act(core, obs))
+    core.energy_kwh[0] = core.battery.max_energy_kwh  # full: a charging setpoint cannot charge
     wrapped = TruthfulBid(RandomActions(seed=0))
     played, own = wrapped.act(core, obs), RandomActions(seed=0).act(core, obs)
     assert wrapped.name == "random+truthful_bid"
     np.testing.assert_array_equal(played[..., [0, 2]], own[..., [0, 2]])
     load_kw = obs[..., OBS_FEATURES.index("load")] * core.power_scale_kw
     pv_kw = obs[..., OBS_FEATURES.index("pv")] * core.power_scale_kw
-    net_kw = load_kw - pv_kw * (1.0 - own[..., 2]) + own[..., 0] * core.battery.max_kw
-    np.testing.assert_array_equal(played[..., 1], (net_kw > 0).astype(float))
+    _, _, _, infos = core.step(played)
+    applied_kw = (infos["battery_charge_kwh"] - infos["battery_discharge_kwh"]) / core.dt_h
+    net_kw = load_kw - pv_kw * (1.0 - own[..., 2]) + applied_kw
+    np.testing.assert_allclose(played[..., 1], (net_kw > 0).astype(float))
     assert 0 < played[..., 1].mean() < 1  # buyers and sellers among them
-    np.testing.assert_array_equal(truthful_price_share(core, load_kw, pv_kw, own[..., 0]),
-                                  (load_kw - pv_kw + own[..., 0] * core.battery.max_kw > 0).astype(float))
+    asked_kw = own[..., 0] * core.battery.max_kw
+    assert not np.allclose(asked_kw, applied_kw)  # the clipping mattered somewhere
+    np.testing.assert_array_equal(truthful_price_share(load_kw, pv_kw, asked_kw),
+                                  (load_kw - pv_kw + asked_kw > 0).astype(float))
 
 
 def test_truthful_bid_adds_a_method_per_checkpointed_method(seeds_run_dir, compose_evaluate):
@@ -306,6 +315,7 @@ def test_truthful_bid_adds_a_method_per_checkpointed_method(seeds_run_dir, compo
         "grid_only", "qlearning#1", "qlearning#1+truthful_bid", "qlearning#2", "qlearning#2+truthful_bid"]
     wrapped = policies["qlearning#1+truthful_bid:lr0.1_seed0"]
     assert wrapped.policy is policies["qlearning#1:lr0.1_seed0"]
+    assert wrapped.observation_settings == wrapped.policy.observation_settings  # observes as it trained
     with pytest.raises(ConfigError, match=r"truthful_bid=true plays checkpoints .* and checkpoints is empty"):
         to_evaluate_config(compose_evaluate("truthful_bid=true"))
 

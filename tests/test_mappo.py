@@ -372,9 +372,12 @@ def test_no_margin_trains_on_the_community_itself_and_too_wide_a_margin_is_refus
     assert training_env(TINY, None) is TINY
     assert learner_cls(TINY, dataclasses.replace(config, voltage_margin_pu=0.01), seed=0).core.config.v_max_pu == (
         pytest.approx(TINY.v_max_pu - 0.01))
-    with pytest.raises(ConfigError, match=rf"{config.name}\.voltage_margin_pu=0\.05 must be below half the voltage "
-                                          r"band \[0\.95, 1\.05\]"):
+    with pytest.raises(ConfigError, match=rf"{config.name}\.voltage_margin_pu=0\.05 is out of range for the voltage "
+                                          r"band \[0\.95, 1\.05\] p\.u\.; allowed \[0, 0\.05\)"):
         learner_cls(TINY, dataclasses.replace(config, voltage_margin_pu=0.05), seed=0)
+    uneven = TINY.replace(v_min_pu=0.99, v_max_pu=1.1)  # 1 p.u. must stay inside: 0.01 below it, 0.1 above
+    with pytest.raises(ConfigError, match=rf"{config.name}\.voltage_margin_pu=0\.02 .* allowed \[0, 0\.01\)"):
+        learner_cls(uneven, dataclasses.replace(config, voltage_margin_pu=0.02), seed=0)
 
 
 def test_trade_reward_shapes_what_mappo_learns_from_and_not_what_it_plays():

@@ -544,6 +544,20 @@ def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults
     assert list(learning_curves.group(list(curve.values()))) == ["mappo", variant, "dqn"]
 
 
+def test_the_violation_column_reads_each_seeds_best_evaluation_and_marks_a_missing_one():
+    def run(seed, share, violations):
+        return learning_curves.RunCurve("mappo", seed, np.array([1000, 2000, 3000]), np.zeros(3), np.array(share),
+                                        600_000, None if violations is None else np.array(violations))
+
+    table = learning_curves.markdown({"mappo": [run(0, [0.1, 0.5, 0.3], [0.9, 0.25, 0.0]),
+                                                run(1, [0.6, 0.2, 0.6], [0.5, 0.0, 0.0])]})
+    assert table.splitlines()[2].endswith("| 38% (25% / 50%) |")  # the best evaluations: the first of a tie
+    for missing in (None, [0.9, np.nan, 0.0]):  # not logged at all, or not at the best evaluation
+        table = learning_curves.markdown({"mappo": [run(0, [0.1, 0.5, 0.3], missing), run(1, [0.6, 0.2, 0.6],
+                                                                                          [0.5, 0.0, 0.0])]})
+        assert table.splitlines()[2].endswith("| – |")
+
+
 def test_runs_of_one_variant_with_different_budgets_are_named_by_them():
     def run(label, seed, budget):
         return learning_curves.RunCurve(label, seed, np.zeros(1), np.zeros(1), np.zeros(1), budget)
@@ -574,7 +588,7 @@ def test_runs_that_differ_only_in_their_forecasts_are_compared_and_named_by_them
     learning_curves.main([str(oracle), str(persistence), "--out", str(tmp_path / "curves")])
     table = (tmp_path / "curves" / "learning_curves.md").read_text()
     rows = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:] if line.startswith("|")]
-    assert "best rule: 0.500, days with violations 25%" in table
+    assert "- best rule: 0.500, days with violations 25%" in table
     assert rows == ["qlearning", "qlearning (env.forecaster=oracle)"]
     assert lines_envs == ["persistence"]  # the reference lines: the default forecasts', though given second
     other_feeder = fresh_run(train_main, monkeypatch, tmp_path / "feeder", "qlearning", "env.feed_in_per_kwh=0.05")

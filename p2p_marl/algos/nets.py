@@ -70,18 +70,21 @@ def training_env(env_config: EnvConfig, cooperative_weight: float | None, voltag
                  section: str = "algo") -> EnvConfig:
     """The environment a learner trains on: ``env_config``, with its ``cooperative_weight`` replaced when the
     learner sets one (the evaluated community cost is the same whatever the weight), and its voltage band
-    narrowed by ``voltage_margin_pu`` on both sides: the training reward's network penalty (and an MPC teacher's
-    plan) then keeps that margin from the limits the bill is checked against. The observations do not depend on
-    the band, so the trained policy plays the real community as it trained."""
+    narrowed by ``voltage_margin_pu`` on both sides: the training reward's network penalty (and an imitation
+    teacher's plans) then keep that margin from the limits the bill is checked against. The observations do not
+    depend on the band, so the trained policy plays the real community as it trained. A margin of ``v_max_pu -
+    v_slack_pu`` or more puts the idle feeder (every bus at the slack voltage) on or above the narrowed band's top:
+    then every kWh exported is penalised in training."""
     changes: dict[str, float] = {}
     if cooperative_weight is not None:
         changes["cooperative_weight"] = float(cooperative_weight)
     if voltage_margin_pu > 0.0:
-        if env_config.v_min_pu + voltage_margin_pu >= env_config.v_max_pu - voltage_margin_pu:
-            raise ConfigError(f"{section}.voltage_margin_pu={voltage_margin_pu!r} must be below half the voltage band "
-                              f"[{env_config.v_min_pu}, {env_config.v_max_pu}] p.u.")
-        changes["v_min_pu"] = env_config.v_min_pu + voltage_margin_pu
-        changes["v_max_pu"] = env_config.v_max_pu - voltage_margin_pu
+        v_min_pu, v_max_pu = env_config.v_min_pu + voltage_margin_pu, env_config.v_max_pu - voltage_margin_pu
+        if not v_min_pu < 1.0 < v_max_pu:  # the narrowed band must still hold the nominal voltage inside
+            limit_pu = min(1.0 - env_config.v_min_pu, env_config.v_max_pu - 1.0)
+            raise ConfigError(f"{section}.voltage_margin_pu={voltage_margin_pu!r} is out of range for the voltage band "
+                              f"[{env_config.v_min_pu}, {env_config.v_max_pu}] p.u.; allowed [0, {limit_pu:.4g})")
+        changes["v_min_pu"], changes["v_max_pu"] = v_min_pu, v_max_pu
     return env_config.replace(**changes) if changes else env_config
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_FEATURES, CommunityCore
 
 _LOAD, _PV = OBS_FEATURES.index("load"), OBS_FEATURES.index("pv")
@@ -22,11 +23,12 @@ def _self_consumption_kw(core: CommunityCore, obs: np.ndarray) -> tuple[np.ndarr
     return obs[..., _LOAD] * core.power_scale_kw, obs[..., _PV] * core.power_scale_kw
 
 
-def truthful_price_share(core: CommunityCore, load_kw: np.ndarray, pv_kw: np.ndarray, setpoint_share: np.ndarray,
+def truthful_price_share(load_kw: np.ndarray, pv_kw: np.ndarray, battery_kw: np.ndarray,
                          curtail_share: np.ndarray | float = 0.0) -> np.ndarray:
     """The truthful bid (B, N): retail (share 1) for a household whose net power at the meter after its battery
-    setpoint and curtailment is positive (it will buy), the feed-in tariff (share 0) otherwise."""
-    net_kw = load_kw - pv_kw * (1.0 - curtail_share) + setpoint_share * core.battery.max_kw
+    (``battery_kw`` > 0 charging) and curtailment is positive (it will buy), the feed-in tariff (share 0)
+    otherwise."""
+    net_kw = load_kw - pv_kw * (1.0 - curtail_share) + battery_kw
     return (net_kw > 0).astype(np.float64)
 
 
@@ -72,7 +74,7 @@ class SelfConsumption:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         load_kw, pv_kw = _self_consumption_kw(core, obs)
         setpoint = self_consumption_setpoint(core, obs)
-        return _action(setpoint, truthful_price_share(core, load_kw, pv_kw, setpoint))
+        return _action(setpoint, truthful_price_share(load_kw, pv_kw, setpoint * core.battery.max_kw))
 
 
 class TimeOfUse:
@@ -101,7 +103,7 @@ class TimeOfUse:
             grid_charge_kw = missing_kwh / (core.battery.charge_efficiency * core.dt_h)
             power_kw = np.maximum(power_kw, 0.0) + grid_charge_kw
         setpoint = _battery_share(core, power_kw)
-        return _action(setpoint, truthful_price_share(core, load_kw, pv_kw, setpoint))
+        return _action(setpoint, truthful_price_share(load_kw, pv_kw, setpoint * core.battery.max_kw))
 
 
 @dataclass
@@ -156,7 +158,8 @@ class RandomActions(_Seeded):
 class TruthfulBid:
     """A policy's battery setpoint and curtailment with the truthful bid (``truthful_price_share``) in place of its
     own price: a diagnostic of how much of a learner's play its bids decide (``evaluate.py truthful_bid=true``).
-    It observes as the policy does (its ``observation_settings``)."""
+    The bid reads the battery power the core will apply (the setpoint within the battery's limits, as the step
+    clips it), not the setpoint asked for. It observes as the policy does (its ``observation_settings``)."""
 
     def __init__(self, policy):
         self.policy = policy
@@ -169,5 +172,8 @@ class TruthfulBid:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.array(self.policy.act(core, obs), dtype=np.float64)
         load_kw, pv_kw = _self_consumption_kw(core, obs)
-        action[..., 1] = truthful_price_share(core, load_kw, pv_kw, action[..., 0], action[..., 2])
+        setpoint_kw = np.clip(action[..., 0], -1.0, 1.0) * core.battery.max_kw
+        charge_kw, discharge_kw = feasible_power(setpoint_kw, core.energy_kwh, core.battery, core.dt_h)
+        curtail_share = np.clip(action[..., 2], 0.0, 1.0)
+        action[..., 1] = truthful_price_share(load_kw, pv_kw, charge_kw - discharge_kw, curtail_share)
         return action

@@ -114,10 +114,8 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
             raise ConfigError(f"checkpoints[{index}]={path!r} gives the label {label!r} a second time; "
                               "evaluate checkpoints with different names or run directories")
         policies[label] = policy
-    if truthful_bid:
-        for label, policy in list(policies.items())[len(methods):]:
-            method, name = label.split(":", 1)
-            policies[f"{method}+truthful_bid:{name}"] = TruthfulBid(policy)
+        if truthful_bid:
+            policies[f"{method}+truthful_bid:{Path(path).resolve().name}"] = TruthfulBid(policy)
     return policies
 
 

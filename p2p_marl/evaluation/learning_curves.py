@@ -59,7 +59,8 @@ class RunCurve:
     minutes: np.ndarray  # wall-clock minutes since the run started (its event files' first event)
     share: np.ndarray
     total_env_steps: int | None  # the run's training budget [community-steps], if its config names it
-    violation_days: np.ndarray | None = None  # share of days with a feeder violation at each evaluation, if logged
+    violation_days: np.ndarray | None = None  # share of days with a feeder violation at each evaluation (NaN: not
+    # logged with it)
 
 
 def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
@@ -77,8 +78,9 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
         raise ConfigError(f"{run_dir}: its event files hold no {TAG} (no evaluation logged yet)")
     start = first_wall_time(run_dir)  # before every scalar: a warm start before the first iteration counts
     curve = scalars[scalars.tag == TAG].sort_values("step")
-    violations = scalars[scalars.tag == VIOLATION_TAG].sort_values("step")
-    violation_days = violations.value.to_numpy() if violations.step.tolist() == curve.step.tolist() else None
+    # NaN at an evaluation whose violations were not logged with it (runs from before they were).
+    violation_at = dict(zip(scalars.step[scalars.tag == VIOLATION_TAG], scalars.value[scalars.tag == VIOLATION_TAG]))
+    violation_days = np.array([violation_at.get(step, np.nan) for step in curve.step], dtype=np.float64)
     label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
     return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
                      curve.value.to_numpy(), settings.get("total_env_steps"), violation_days),
@@ -176,9 +178,14 @@ def _thousands(steps: int) -> str:
     return f"{steps / 1000:.0f}k" if steps >= 1000 else str(steps)
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
 def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
     """Each learner's last evaluation and its best one (the first to reach the maximum, as ``best.pt`` keeps it;
-    at its step, in thousands of community-steps from 1000 on), mean ± std over seeds and each seed's value."""
+    at its step, in thousands of community-steps from 1000 on), mean ± std over seeds and each seed's value, and
+    the share of days with a feeder violation at each seed's best evaluation ("–" where a seed's is not logged)."""
     lines = ["| learner | share at the last evaluation (validation days) | seeds | best evaluation | seeds (at k "
              "community-steps) | minutes to the last evaluation | days with violations at the best evaluation |",
              "|---|---|---|---|---|---|---|"]
@@ -190,11 +197,10 @@ def markdown(by_learner: dict[str, list[RunCurve]]) -> str:
         best_seeds = " / ".join(f"{value:.3f} ({_thousands(run.steps[index])})"
                                 for run, index, value in zip(runs, best_index, best))
         minutes = " / ".join(f"{run.minutes[-1]:.0f}" for run in runs)
-        if all(run.violation_days is not None for run in runs):
-            at_best = [run.violation_days[index] for run, index in zip(runs, best_index)]
-            violations = f"{np.mean(at_best):.0%} ({' / '.join(f'{value:.0%}' for value in at_best)})"
-        else:
-            violations = "–"  # runs logged before the evaluations logged it
+        at_best = [np.nan if run.violation_days is None else run.violation_days[index]
+                   for run, index in zip(runs, best_index)]
+        violations = ("–" if np.isnan(at_best).any()
+                      else f"{np.mean(at_best):.0%} ({' / '.join(f'{value:.0%}' for value in at_best)})")
         lines.append(f"| {learner} | {last.mean():.3f} ± {last.std():.3f} | {seeds} | {best.mean():.3f} ± "
                      f"{best.std():.3f} | {best_seeds} | {minutes} | {violations} |")
     return "\n".join(lines) + "\n"
@@ -226,8 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     plot(out / "learning_curves.png", by_learner, lines,
          f"Learning curves: share of the optimal saving on {n_days} validation days, {env.n_agents} households")
     table = markdown(by_learner)
-    benchmarks = "".join(f"{name}: {kpis['share_of_optimal_saving']:.3f}, days with violations "
-                         f"{kpis['violation_day']:.0%}\n" for name, kpis in means.items())
+    benchmarks = "".join(f"- {name}: {_number(kpis['share_of_optimal_saving'], '.3f')}, days with violations "
+                         f"{_number(kpis['violation_day'], '.0%')}\n" for name, kpis in means.items())
     (out / "learning_curves.md").write_text(table + "\n" + benchmarks)
     console().print(table + benchmarks)
     console().print(f"Written to {out}")
