@@ -109,13 +109,14 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
     for index, (path, (policy, _), setting) in enumerate(zip(checkpoints, loaded, setting_of)):
         variants = settings[policy.name]
         method = policy.name if len(variants) == 1 else f"{policy.name}#{variants.index(setting) + 1}"
-        label = f"{method}:{Path(path).resolve().name}"
+        run_name = Path(path).resolve().name
+        label = f"{method}:{run_name}"
         if label in policies:
             raise ConfigError(f"checkpoints[{index}]={path!r} gives the label {label!r} a second time; "
                               "evaluate checkpoints with different names or run directories")
         policies[label] = policy
         if truthful_bid:
-            policies[f"{method}+truthful_bid:{Path(path).resolve().name}"] = TruthfulBid(policy)
+            policies[f"{method}+truthful_bid:{run_name}"] = TruthfulBid(policy)
     return policies
 
 

@@ -79,7 +79,8 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
     start = first_wall_time(run_dir)  # before every scalar: a warm start before the first iteration counts
     curve = scalars[scalars.tag == TAG].sort_values("step")
     # NaN at an evaluation whose violations were not logged with it (runs from before they were).
-    violation_at = dict(zip(scalars.step[scalars.tag == VIOLATION_TAG], scalars.value[scalars.tag == VIOLATION_TAG]))
+    violations = scalars[scalars.tag == VIOLATION_TAG]
+    violation_at = dict(zip(violations.step, violations.value))
     violation_days = np.array([violation_at.get(step, np.nan) for step in curve.step], dtype=np.float64)
     label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
     return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
