@@ -400,7 +400,8 @@ class MAPPO(Learner):
                 s_parts, ret_parts = (t.index_select(0, order).split(minibatch) for t in (b_s, b_ret))
             for first, e_s, e_ret in zip(range(0, n_samples, minibatch), s_parts, ret_parts):
                 batch = slice(first, first + minibatch)
-                mean, std = self._policy(e_x[batch])
+                with torch.set_grad_enabled(actor_learns):  # no actor graph while the critic warms up alone
+                    mean, std = self._policy(e_x[batch])
                 log_ratio = gaussian_log_prob(e_u[batch], mean, std) - e_logp[batch]
                 ratio = log_ratio.exp()
                 adv = e_adv[batch]
