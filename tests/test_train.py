@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
@@ -35,6 +37,7 @@ from p2p_marl.baselines.rules import TimeOfUse, ZeroIntelligence
 from p2p_marl.evaluation.compare import rollout_days
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, CommunityCore
+from p2p_marl.training.config import register_configs, validate_config
 from p2p_marl.training.checkpoint import (
     CheckpointError,
     best_checkpoint_path,
@@ -379,6 +382,33 @@ def test_multirun_sweeps_algos(train_main, monkeypatch, tmp_path):
     assert runs == ["community_10_dqn_seed0_1", "community_10_qlearning_seed0_0"]
     for name in runs:
         assert list_checkpoints(tmp_path / name)
+
+
+def composed(*overrides: str, hydra_config: bool = False):
+    """configs/config.yaml composed by Hydra as train.py composes it."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
+
+
+@pytest.mark.parametrize("experiment", sorted(path.stem for path in (ROOT / "configs" / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_into_a_valid_run_of_each_learner_it_sweeps(experiment):
+    sweep = composed(f"experiment={experiment}", hydra_config=True).hydra.sweeper.params or {}
+    for algo in str(sweep.get("algo", "qlearning")).split(","):
+        settings = validate_config(OmegaConf.to_container(composed(f"experiment={experiment}", f"algo={algo}"),
+                                                          resolve=True))
+        assert settings.algo["name"] == algo
+
+
+def test_the_comparison_from_mpc_is_the_comparison_with_mappo_taught_by_mpc_on_a_narrowed_band():
+    comparison, taught = (OmegaConf.to_container(composed(f"experiment={name}", "algo=mappo"), resolve=True)
+                          for name in ("comparison", "comparison_from_mpc"))
+    changed = {key: value for key, value in taught["algo"].items() if comparison["algo"][key] != value}
+    assert changed == {"imitation_teacher": "mpc", "imitation_days": 128, "imitation_rounds": 3,
+                       "imitation_epochs": 100, "imitation_coef": 1.0, "voltage_margin_pu": 0.0075}
+    assert {**taught, "algo": None} == {**comparison, "algo": None}
+    sweep = composed("experiment=comparison_from_mpc", hydra_config=True).hydra
+    assert (sweep.sweeper.params.algo, sweep.sweeper.params.seed, sweep.launcher.n_jobs) == ("mappo", "0,1,2,3,4", 2)
 
 
 def test_sweeps_started_in_the_same_second_get_directories_of_their_own(train_main, monkeypatch, tmp_path):
