@@ -393,8 +393,9 @@ def composed(*overrides: str, hydra_config: bool = False):
 
 @pytest.mark.parametrize("experiment", sorted(path.stem for path in (ROOT / "configs" / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_into_a_valid_run_of_each_learner_it_sweeps(experiment):
-    sweep = composed(f"experiment={experiment}", hydra_config=True).hydra.sweeper.params or {}
-    for algo in str(sweep.get("algo", "qlearning")).split(","):
+    hydra_config = composed(f"experiment={experiment}", hydra_config=True).hydra
+    # The learners the sweep names, or the one the experiment composes with where it sweeps none.
+    for algo in str((hydra_config.sweeper.params or {}).get("algo", hydra_config.runtime.choices.algo)).split(","):
         settings = validate_config(OmegaConf.to_container(composed(f"experiment={experiment}", f"algo={algo}"),
                                                           resolve=True))
         assert settings.algo["name"] == algo
