@@ -33,6 +33,7 @@ from p2p_marl.algos import load_policy
 from p2p_marl.algos.mappo import MAPPOConfig
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation import learning_curves
+from p2p_marl.evaluation.report import plt
 from p2p_marl.baselines.rules import TimeOfUse, ZeroIntelligence
 from p2p_marl.evaluation.compare import rollout_days
 from p2p_marl.evaluation.rollout import rollout
@@ -563,6 +564,19 @@ def test_a_runs_start_is_its_event_files_first_event_before_any_scalar(tmp_path)
     scalar_time = SummaryReader(str(tmp_path), extra_columns={"wall_time"}).scalars.wall_time.min()
     assert started is not None and started < scalar_time - 500.0
     assert first_wall_time(tmp_path / "empty") is None
+
+
+def test_the_learning_curve_legend_stays_inside_the_picture_however_long_a_variant_is_named(tmp_path):
+    """A variant named by nine changed keys (200 characters) is wrapped, not cut at the picture's edges."""
+    long_name = "mappo (" + ", ".join(f"a_long_hyperparameter_{index}={index / 7:.4f}" for index in range(6)) + ")"
+    curves = {name: [learning_curves.RunCurve(name, seed, np.array([1.0, 2.0]), np.array([1.0, 2.0]),
+                                              np.array([0.5, 0.6]), 2) for seed in (0, 1)]
+              for name in ("mappo", long_name)}
+    path = tmp_path / "curves.png"
+    learning_curves.plot(path, curves, {"best rule": 0.4, "MPC": 0.9}, "title")
+    picture = plt.imread(path)[..., :3]
+    edges = np.concatenate([picture[:, :2], picture[:, -2:]], axis=1)
+    assert len(long_name) > 150 and np.all(edges > 0.99)  # nothing drawn on the outermost pixel columns
 
 
 def test_a_variant_is_named_by_the_hyperparameters_that_differ_from_the_defaults_and_follows_its_learner():

@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import logging
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,11 +145,16 @@ def group(curves: list[RunCurve]) -> dict[str, list[RunCurve]]:
     return {name: sorted(by_learner[name], key=lambda c: c.seed) for name in order}
 
 
+LEGEND_LINE_CHARACTERS = 140  # of the 8-point legend that fit the 12-inch figure's width
+
+
 def plot(path: Path, by_learner: dict[str, list[RunCurve]], lines: dict[str, float], title: str) -> None:
-    # Two legend columns while the labels fit half the figure's width, else one, and the figure taller for it.
+    # Two legend columns while the labels fit half the figure's width, else one, a label longer than the figure
+    # wrapped onto more lines, and the figure taller for them.
     labels = [f"{learner} ({len(runs)} seeds)" for learner, runs in by_learner.items()]
     n_columns = 2 if max(map(len, labels)) <= 70 else 1
-    legend_rows = math.ceil((len(labels) + len(lines) + 1) / n_columns)
+    labels = [textwrap.fill(label, LEGEND_LINE_CHARACTERS) for label in labels]
+    legend_rows = math.ceil((sum(label.count("\n") + 1 for label in labels) + len(lines) + 1) / n_columns)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8 + 0.2 * legend_rows), sharey=True, layout="constrained")
     palette = plt.get_cmap("tab10")
     for index, ((learner, runs), label) in enumerate(zip(by_learner.items(), labels)):
