@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from hydra import compose, initialize_config_dir
 
 from p2p_marl.sim.battery import end_settlement
 from p2p_marl.sim.community import OBS_HIGH, OBS_LOW, CommunityCore
@@ -13,6 +14,16 @@ from p2p_marl.sim.profiles import ProfileSet
 
 # Small MLPs and numpy batches run fastest single-threaded on a 2-core machine (see shared FACTS).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def compose_config(config_name: str, *overrides: str, hydra_config: bool = False):
+    """``configs/<config_name>.yaml`` composed by Hydra as the script that reads it composes it (register the
+    script's structured configs first)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=hydra_config)
 
 
 def launch_twice_at_once(command: list[str], cwd: Path) -> None:

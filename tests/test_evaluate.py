@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from tbparse import SummaryReader
 
 from p2p_marl import demo
@@ -23,7 +22,7 @@ from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, lo
                                          select_days)
 from p2p_marl.evaluation import compare, grid_resolution, report, value_of_information
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
-from conftest import launch_twice_at_once
+from conftest import compose_config, launch_twice_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ENV = ["env.n_agents=4", "env.n_days=30"]
@@ -396,11 +395,7 @@ def test_bad_config_value_is_a_one_line_error(tmp_path):
 def compose_evaluate():
     register_configs()
 
-    def compose_with(*overrides: str):
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            return compose(config_name="evaluate", overrides=list(overrides))
-
-    return compose_with
+    return lambda *overrides: compose_config("evaluate", *overrides)
 
 
 def test_default_config_composes(compose_evaluate):

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -49,7 +48,7 @@ from p2p_marl.training.checkpoint import (
 from p2p_marl.training.event_files import first_wall_time
 from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.training.run_lock import LOCK_NAME
-from conftest import launch_twice_at_once
+from conftest import compose_config, launch_twice_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ENV = {"n_agents": 3, "dt_h": 3.0, "n_days": 20}  # a whole day in 8 steps: something to save
@@ -388,8 +387,7 @@ def test_multirun_sweeps_algos(train_main, monkeypatch, tmp_path):
 def composed(*overrides: str, hydra_config: bool = False):
     """configs/config.yaml composed by Hydra as train.py composes it."""
     register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
+    return compose_config("config", *overrides, hydra_config=hydra_config)
 
 
 @pytest.mark.parametrize("experiment", sorted(path.stem for path in (ROOT / "configs" / "experiment").glob("*.yaml")))
@@ -567,7 +565,7 @@ def test_a_runs_start_is_its_event_files_first_event_before_any_scalar(tmp_path)
 
 
 def test_the_learning_curve_legend_stays_inside_the_picture_however_long_a_variant_is_named(tmp_path):
-    """A variant named by nine changed keys (200 characters) is wrapped, not cut at the picture's edges."""
+    """A variant named by six changed keys (198 characters) is wrapped, not cut at the picture's edges."""
     long_name = "mappo (" + ", ".join(f"a_long_hyperparameter_{index}={index / 7:.4f}" for index in range(6)) + ")"
     curves = {name: [learning_curves.RunCurve(name, seed, np.array([1.0, 2.0]), np.array([1.0, 2.0]),
                                               np.array([0.5, 0.6]), 2) for seed in (0, 1)]
