@@ -30,6 +30,13 @@ P2P_FEE_BASES = ("flat", "distance")  # see p2p_marl.sim.fees
 P2P_FEE_PAYERS = ("buyer", "seller", "both")
 SHARED_BATTERY_CONTROLS = ("rule", "operator")  # see p2p_marl.sim.community
 LOSS_ALLOCATIONS = ("none", "p2p_volume", "net_energy")  # see p2p_marl.sim.fees
+# Observation features a household may add to its own (EnvConfig.extra_features), each in [0, 1], after the
+# forecast bins in this order, whatever order the config lists them in:
+EXTRA_FEATURES = (
+    "community_soc",  # the community's mean battery SoC at the step's start: one number a platform can publish
+    "community_soc_spread",  # the standard deviation of those SoCs / 0.5 (the largest a [0, 1] spread can be)
+    "feeder_position",  # own voltage sensitivity to own power / the community's largest: 1 on the weakest bus
+)
 
 
 class ConfigError(ValueError):
@@ -68,6 +75,7 @@ class EnvConfig:
     forecaster: str = "persistence"  # persistence, noisy, oracle or file
     forecast_horizon_h: float = 24.0  # window of the load_ahead / pv_ahead features (cut at the episode's end)
     forecast_bins: int = 0  # > 0: the window's profile as 2 x forecast_bins more features (load_bin_k, pv_bin_k)
+    extra_features: list[str] = dataclasses.field(default_factory=list)  # any of EXTRA_FEATURES; [] = none
     forecast_nrmse: float = 0.3  # noisy: normalised RMSE of a forecast a day ahead ...
     forecast_nrmse_next: float = 0.1  # ... and of the next step's (growing like a random walk's in between)
     forecast_autocorrelation: float = 0.9  # noisy: correlation of the error between neighbouring steps
@@ -162,6 +170,8 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+        # One spelling per observation: the features' own order, a list as Hydra gives it.
+        self.extra_features = [name for name in EXTRA_FEATURES if name in self.extra_features]
 
     @property
     def steps_per_day(self) -> int:
@@ -203,7 +213,7 @@ DISCRETE_GRID_RANGES: tuple[Range, ...] = (
 DISCRETE_VIEW_KEYS = tuple(key for key, *_ in DISCRETE_GRID_RANGES)
 # Keys added to EnvConfig after runs had been saved without them, each with the value such runs trained with: a
 # saved run is grouped with its variant as it trained (p2p_marl.evaluation.compare).
-ADDED_ENV_KEYS: dict[str, Any] = {"forecast_bins": 0}
+ADDED_ENV_KEYS: dict[str, Any] = {"forecast_bins": 0, "extra_features": []}
 
 _RANGES: tuple[Range, ...] = (
     ("n_agents", 1, 10_000, True, True),
@@ -328,6 +338,11 @@ def _validate(cfg: EnvConfig) -> None:
         raise ConfigError(f"forecast_bins={cfg.forecast_bins!r} must divide the forecast window's "
                           f"{round(horizon_steps)} steps (forecast_horizon_h / dt_h) into equal bins; allowed 0 or "
                           f"a divisor of {round(horizon_steps)}")
+    features = cfg.extra_features
+    if (isinstance(features, str) or not isinstance(features, Sequence)
+            or any(name not in EXTRA_FEATURES for name in features) or len(set(features)) != len(features)):
+        raise ConfigError(f"extra_features={features!r} must list distinct names from {list(EXTRA_FEATURES)} "
+                          "(or none: [])")
     for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES),
                           ("forecaster", FORECASTERS), ("p2p_fee_basis", P2P_FEE_BASES),
                           ("p2p_fee_payer", P2P_FEE_PAYERS), ("simbench_agents", SIMBENCH_AGENTS),

@@ -11,6 +11,7 @@ from pettingzoo.test import (api_test, max_cycles_test, parallel_api_test, paral
                              state_test)
 
 import p2p_marl
+from p2p_marl.config import EXTRA_FEATURES
 
 SMALL = dict(n_agents=4, n_days=20)
 
@@ -20,14 +21,17 @@ def test_parallel_api(action_mode):
     parallel_api_test(p2p_marl.parallel_env(action_mode=action_mode, **SMALL), num_cycles=60)
 
 
-def test_parallel_api_with_the_forecast_profile():
-    """forecast_bins adds observation and state features: the spaces grow with them."""
-    env = p2p_marl.parallel_env(forecast_bins=12, **SMALL)
-    assert env.observation_space("prosumer_0").shape == (19 + 24,)
+@pytest.mark.parametrize("observed, more", [({"forecast_bins": 12}, 24),
+                                             ({"extra_features": list(EXTRA_FEATURES)}, len(EXTRA_FEATURES))])
+def test_parallel_api_with_more_observed_features(observed, more):
+    """forecast_bins adds observation and state features, extra_features observation features: the spaces grow
+    with them."""
+    env = p2p_marl.parallel_env(**observed, **SMALL)
+    assert env.observation_space("prosumer_0").shape == (19 + more,)
     parallel_api_test(env, num_cycles=60)
     env.reset(seed=0)
     assert env.state_space.contains(env.state())
-    central = gymnasium.make(p2p_marl.GYMNASIUM_ID, forecast_bins=12, **SMALL)
+    central = gymnasium.make(p2p_marl.GYMNASIUM_ID, **observed, **SMALL)
     check_env(central.unwrapped, skip_render_check=True)
 
 

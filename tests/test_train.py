@@ -277,22 +277,27 @@ def test_a_checkpoint_is_refused_on_an_environment_it_was_not_trained_for(train_
 
 
 def test_a_policy_observes_as_it_was_trained_beside_runs_that_observe_otherwise(train_main, monkeypatch, tmp_path):
-    """The forecast window's shape (forecast_bins) is the policy's own observation, not its environment: a run
-    trained with it plays on an environment without it (and one trained without it on one with it) exactly as
-    on its own, the same physics observed as in training; every other difference is still refused."""
-    binned = fresh_run(train_main, monkeypatch, tmp_path / "binned", "dqn", "total_env_steps=64", "env.forecast_bins=4")
+    """The forecast window's shape (forecast_bins) and the extra features are the policy's own observation, not
+    its environment: a run trained with them plays on an environment without them (and one trained without them
+    on one with them) exactly as on its own, the same physics observed as in training; every other difference is
+    still refused."""
+    binned = fresh_run(train_main, monkeypatch, tmp_path / "binned", "dqn", "total_env_steps=64", "env.forecast_bins=4",
+                       "env.extra_features=[feeder_position,community_soc]")
     plain = fresh_run(train_main, monkeypatch, tmp_path / "plain", "dqn", "total_env_steps=64")
-    without, with_bins = EnvConfig(**TINY_ENV), EnvConfig(**TINY_ENV, forecast_bins=4)
+    without = EnvConfig(**TINY_ENV)
+    with_bins = EnvConfig(**TINY_ENV, forecast_bins=4, extra_features=["community_soc", "feeder_position"])
     days = CommunityCore(without).split_days["test"][:3]
     for run_dir, own, other in ((binned, with_bins, without), (plain, without, with_bins)):
         on_its_own, beside = load_policy(run_dir, own), load_policy(run_dir, other)
-        assert on_its_own.observation_settings == beside.observation_settings == {"forecast_bins": own.forecast_bins}
+        assert on_its_own.observation_settings == beside.observation_settings == {
+            "forecast_bins": own.forecast_bins, "extra_features": own.extra_features}
         expected = rollout_days(own, on_its_own, days)
         played = rollout_days(other, beside, days)
         assert played.keys() == expected.keys()
         for key in expected:
             np.testing.assert_array_equal(played[key], expected[key], err_msg=key)
-    with pytest.raises(ValueError, match=r"observes with \{'forecast_bins': 4\}, this core with \{'forecast_bins': 0\}"):
+    with pytest.raises(ValueError, match=r"observes with \{'forecast_bins': 4, 'extra_features': \['community_soc', "
+                                         r"'feeder_position'\]\}, this core with \{'forecast_bins': 0, 'extra_features': \[\]\}"):
         rollout(CommunityCore(without, batch_size=len(days)), load_policy(binned, without), days)
     with pytest.raises(CheckpointError, match=r"forecasts=.*'forecaster': 'persistence'.*\(here .*'oracle'"):
         load_policy(binned, EnvConfig(**TINY_ENV, forecaster="oracle"))
@@ -307,7 +312,8 @@ def test_a_policy_observes_as_it_was_trained_beside_runs_that_observe_otherwise(
     checkpoint = load_checkpoint(best_checkpoint_path(binned))
     forecasts = {key: value for key, value in checkpoint.env_spec["forecasts"].items() if key != "forecast_bins"}
     older = dataclasses.replace(checkpoint, env_spec={**checkpoint.env_spec, "forecasts": forecasts})
-    assert older.observation_settings(without) == {"forecast_bins": 4}
+    assert older.observation_settings(without) == {"forecast_bins": 4, "extra_features": ["community_soc",
+                                                                                       "feeder_position"]}
     older.check_environment(older.observed_config(without))
     with pytest.raises(CheckpointError, match="obs_features="):
         older.check_environment(without)

@@ -87,7 +87,7 @@ import math
 
 import numpy as np
 
-from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.config import EXTRA_FEATURES, ConfigError, EnvConfig
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
 from p2p_marl.sim.feeder import Feeder, flow_rows, line_losses_kw, power_flow_arrays, radial_feeder
@@ -134,9 +134,11 @@ STATE_PER_AGENT = tuple(OBS_FEATURES.index(f) for f in
 def observation_features(config: EnvConfig) -> tuple[str, ...]:
     """The names of a local observation's features in order: OBS_FEATURES, then with ``forecast_bins`` K > 0
     the forecast window's profile, the household's mean load forecast over each K-th of the window
-    (``load_bin_1`` the nearest) and then its PV's, / power_scale_kw in [0, 1] (p2p_marl.sim.forecasts)."""
+    (``load_bin_1`` the nearest) and then its PV's, / power_scale_kw in [0, 1] (p2p_marl.sim.forecasts), then
+    the ``extra_features`` (EXTRA_FEATURES: the community's battery SoCs and the household's place on the feeder)."""
     bins = range(1, config.forecast_bins + 1)
-    return OBS_FEATURES + tuple(f"load_bin_{k}" for k in bins) + tuple(f"pv_bin_{k}" for k in bins)
+    return (OBS_FEATURES + tuple(f"load_bin_{k}" for k in bins) + tuple(f"pv_bin_{k}" for k in bins)
+            + tuple(config.extra_features))
 
 
 # Per agent: battery setpoint share in [-1, 1], limit price share in [0, 1], PV curtailment share in [0, 1].
@@ -255,7 +257,10 @@ class CommunityCore:
         # Bounds of each feature: the forecast profile's, after the named ones, are powers in [0, 1].
         self.obs_low = np.concatenate([OBS_LOW, np.zeros(self.obs_dim - len(OBS_FEATURES))])
         self.obs_high = np.ones(self.obs_dim)
-        self._state_per_agent = STATE_PER_AGENT + tuple(range(len(OBS_FEATURES), self.obs_dim))
+        self._bins_end = len(OBS_FEATURES) + 2 * cfg.forecast_bins  # the extra features follow the bins
+        # The state leaves the extra features out: it holds every household's SoC, and its per-household layout
+        # tells a critic who is where on the feeder.
+        self._state_per_agent = STATE_PER_AGENT + tuple(range(len(OBS_FEATURES), self._bins_end))
         self.state_dim = len(STATE_SHARED) + len(self._state_per_agent) * self.n_agents
 
         # Per-step constants, computed once. For a single community a step costs the number of numpy calls,
@@ -274,6 +279,8 @@ class CommunityCore:
         self._profiles_kw = self.forecaster.profiles_kw  # the truth, stack_profiles(self.profiles)
         self._day_obs = self._day_observation_table()
         self._has_capacity = self.battery.capacity_kwh > 0
+        own_sensitivity = self.feeder.voltage_sens_p_pu_per_kw[np.arange(self.n_agents), self.feeder.household_bus]
+        self._feeder_position = own_sensitivity / max(float(own_sensitivity.max()), 1e-300)
 
         self._rng = np.random.default_rng()
         self.t = 0
@@ -578,9 +585,24 @@ class CommunityCore:
         obs[..., 11:17] = day_obs[..., 2:8]
         obs[..., 17] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
         obs[..., 18] = self._start_soc
-        if self.obs_dim > len(OBS_FEATURES):
-            obs[..., len(OBS_FEATURES):] = day_obs[..., 8:]
+        if self._bins_end > len(OBS_FEATURES):
+            obs[..., len(OBS_FEATURES):self._bins_end] = day_obs[..., 8:]
+        if self.config.extra_features:
+            self._write_extra_features(obs[..., self._bins_end:], soc)
         return obs
+
+    def _write_extra_features(self, extra: np.ndarray, soc: np.ndarray) -> None:
+        """The ``extra_features`` (EXTRA_FEATURES) into ``extra`` (B, N, their number), from the SoC (B, N)."""
+        owners_soc = soc[:, self._has_capacity]  # (B, batteries); none: the community features stay 0
+        for column, name in enumerate(self.config.extra_features):
+            if name == "feeder_position":
+                extra[..., column] = self._feeder_position
+            elif owners_soc.shape[1] == 0:
+                extra[..., column] = 0.0
+            elif name == "community_soc":
+                extra[..., column] = owners_soc.mean(axis=1)[:, None]
+            else:  # community_soc_spread; the minimum only catches rounding: SoCs in [0, 1] spread by <= 0.5
+                extra[..., column] = np.minimum(owners_soc.std(axis=1) / 0.5, 1.0)[:, None]
 
     def _day_observation_table(self) -> np.ndarray:
         """The features that depend only on the day, the step and the household, (n_days, T + 1, N, 8 + 2 K)

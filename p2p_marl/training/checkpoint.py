@@ -41,7 +41,7 @@ from typing import Any
 
 from p2p_marl.algos import build_learner, saved_hyperparameters
 from p2p_marl.algos.base import Learner
-from p2p_marl.config import EnvConfig
+from p2p_marl.config import EXTRA_FEATURES, EnvConfig
 from p2p_marl.sim.community import ACTION_DIM, observation_features
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,12 @@ class Checkpoint:
 
     def trained_observation(self) -> dict[str, Any]:
         """The settings that shape only what the policy observes, not the physics, the market or the forecasts
-        (``forecast_bins``), as it was trained: a policy brings its own, so runs trained with and without them
-        play side by side. Read from the features it observes: specs written before ``forecast_spec`` named
+        (``forecast_bins``, ``extra_features``), as it was trained: a policy brings its own, so runs trained with
+        and without them play side by side. Read from the features it observes: specs written before ``forecast_spec`` named
         ``forecast_bins`` hold the bins only there, and specs without features predate the bins."""
         features = self.env_spec.get("obs_features", [])
-        return {"forecast_bins": sum(str(name).startswith("load_bin_") for name in features)}
+        return {"forecast_bins": sum(str(name).startswith("load_bin_") for name in features),
+                "extra_features": [name for name in EXTRA_FEATURES if name in features]}
 
     def observation_settings(self, env_config: EnvConfig) -> dict[str, Any]:
         """Those of the policy's own observation settings that differ from ``env_config``'s: key -> its value."""

@@ -1,0 +1,75 @@
+"""The optional observation features (EnvConfig.extra_features): the community's battery SoCs and the household's
+place on the feeder, added to what a household observes and nothing else."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2p_marl.config import EXTRA_FEATURES, ConfigError, EnvConfig
+from p2p_marl.sim.community import ACTION_DIM, OBS_FEATURES, CommunityCore
+
+SMALL = dict(n_agents=6, n_days=20)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), forecast_bins=st.sampled_from([0, 4]),
+       features=st.lists(st.sampled_from(EXTRA_FEATURES), min_size=1, max_size=3, unique=True))
+def test_extra_features_are_the_community_soc_and_the_feeder_position_and_change_nothing_else(seed, forecast_bins,
+                                                                                            features):
+    """At every step of random episodes: community_soc is the batteries' mean SoC, community_soc_spread their
+    standard deviation / 0.5, feeder_position the own bus's voltage sensitivity / the largest (1 for the weakest
+    bus), all within the observation's bounds, after the features the core observes without them, which are
+    unchanged, as are the state, the rewards and every info."""
+    plain = CommunityCore(EnvConfig(**SMALL, forecast_bins=forecast_bins), batch_size=3)
+    extra = CommunityCore(EnvConfig(**SMALL, forecast_bins=forecast_bins, extra_features=features), batch_size=3)
+    assert extra.obs_features == plain.obs_features + tuple(name for name in EXTRA_FEATURES if name in features)
+    assert extra.state_dim == plain.state_dim
+    rng = np.random.default_rng(seed)
+    obs_plain, obs = plain.reset(seed=seed), extra.reset(seed=seed)
+    batteries = extra.has_battery
+    sensitivity = extra.feeder.voltage_sens_p_pu_per_kw[np.arange(6), extra.feeder.household_bus]
+    done = False
+    while not done:
+        np.testing.assert_array_equal(obs[..., :plain.obs_dim], obs_plain)
+        np.testing.assert_array_equal(extra.state(obs), plain.state(obs_plain))
+        assert np.all(extra.obs_low <= obs) and np.all(obs <= extra.obs_high)
+        observed = dict(zip(extra.obs_features, np.moveaxis(obs, -1, 0)))
+        soc = observed["soc"][:, batteries]
+        expected = {"community_soc": soc.mean(axis=1), "community_soc_spread": soc.std(axis=1) / 0.5}
+        for name, value in expected.items():
+            if name in features:
+                np.testing.assert_allclose(observed[name], np.repeat(value[:, None], 6, axis=1), atol=1e-12)
+        if "feeder_position" in features:
+            np.testing.assert_allclose(observed["feeder_position"], np.tile(sensitivity / sensitivity.max(), (3, 1)))
+            assert observed["feeder_position"][0, np.argmax(sensitivity)] == 1.0
+        actions = rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM))
+        obs_plain, reward_plain, _, infos_plain = plain.step(actions)
+        obs, reward, done, infos = extra.step(actions)
+        np.testing.assert_array_equal(reward, reward_plain)
+        for key in infos_plain:
+            np.testing.assert_array_equal(infos[key], infos_plain[key], err_msg=key)
+
+
+def test_a_community_without_batteries_observes_zero_community_soc():
+    core = CommunityCore(EnvConfig(**SMALL, prosumer_share=0.0, extra_features=list(EXTRA_FEATURES)))
+    obs = core.reset(seed=0)
+    n = len(OBS_FEATURES)
+    np.testing.assert_array_equal(obs[..., n:n + 2], 0.0)
+    assert obs[..., n + 2].max() == 1.0
+
+
+def test_extra_features_are_observed_in_their_own_order_whatever_order_the_config_lists():
+    config = EnvConfig(extra_features=["feeder_position", "community_soc"])
+    assert config.extra_features == ["community_soc", "feeder_position"]
+    assert config == EnvConfig(extra_features=["community_soc", "feeder_position"])
+
+
+@pytest.mark.parametrize("value", [["soc_of_everyone"], "community_soc", ["community_soc", "community_soc"], [3]])
+def test_an_unknown_or_repeated_extra_feature_is_named_with_the_allowed_ones(value):
+    message = (rf"^extra_features={re.escape(repr(value))} must list distinct names from "
+               rf"{re.escape(repr(list(EXTRA_FEATURES)))} \(or none: \[\]\)$")
+    with pytest.raises(ConfigError, match=message):
+        EnvConfig(extra_features=value)
