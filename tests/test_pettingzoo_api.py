@@ -146,3 +146,14 @@ def test_actions_for_unknown_agents_are_refused():
     actions["prosumer_3"] = env.action_space("prosumer_0").sample()  # a fourth household that does not exist
     with pytest.raises(ValueError, match=r"actions given for unknown agents \['prosumer_3'\]"):
         env.step(actions)
+
+
+def test_a_missing_action_or_actions_that_are_not_a_dict_are_refused():
+    env = p2p_marl.parallel_env(n_agents=3)
+    env.reset(seed=0)
+    actions = valid_actions(env)
+    del actions["prosumer_1"]
+    with pytest.raises(ValueError, match=r"^missing actions for agents \['prosumer_1'\]$"):
+        env.step(actions)
+    with pytest.raises(ValueError, match=r"^actions must be a dict of agent -> action, got list$"):
+        env.step(list(valid_actions(env).values()))

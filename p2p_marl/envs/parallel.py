@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ class P2PEnergyParallelEnv(ParallelEnv):
         self.has_operator = self.core.has_shared_battery and self.config.shared_battery_control == "operator"
         self.possible_agents = self.households + ([OPERATOR] if self.has_operator else [])
         self.agents: list[str] = []
+        self._live_agents: set[str] = set()
         # One space object per agent, built once: parallel_api_test checks identity and seeds each one.
         self.observation_spaces = {a: spaces.Box(self.core.obs_low.astype(np.float32),
                                                  self.core.obs_high.astype(np.float32),
@@ -71,6 +73,7 @@ class P2PEnergyParallelEnv(ParallelEnv):
         day = (options or {}).get("day")
         obs = self.core.reset(seed=seed, days=None if day is None else np.array([day]))
         self.agents = list(self.possible_agents)
+        self._live_agents = set(self.agents)
         self._last_infos = {}
         return self._obs_dict(obs[0]), {a: {"day": int(self.core.days[0])} for a in self.agents}
 
@@ -96,6 +99,7 @@ class P2PEnergyParallelEnv(ParallelEnv):
                                    "community_cost": community_cost}
         if done:
             self.agents = []
+            self._live_agents = set()
         if self.render_mode == "human":
             self.render()
         return observations, reward_dict, terminations, truncations, info_dict
@@ -104,13 +108,23 @@ class P2PEnergyParallelEnv(ParallelEnv):
         """The households' actions as one (N, ACTION_DIM) array and the operator's as a (1, 2) one (None without an
         operator); ``ValueError`` naming the agent whose action is missing or of the wrong size, and naming any key
         that is not a live agent (a typo would otherwise leave that household's action silently out)."""
-        unknown = [agent for agent in actions if agent not in self.agents]
-        if unknown:
-            raise ValueError(f"actions given for unknown agents {unknown}; the live agents are "
-                             f"{self.agents[0]} ... {self.agents[-1]}")
-        missing = [agent for agent in self.agents if agent not in actions]
-        if missing:
-            raise ValueError(f"missing actions for agents {missing}")
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict of agent -> action, got {type(actions).__name__}")
+        if actions.keys() != self._live_agents:
+            unknown = [agent for agent in actions if agent not in self._live_agents]
+            if unknown:
+                raise ValueError(f"actions given for unknown agents {unknown}; the live agents are "
+                                 f"{self.agents[0]} ... {self.agents[-1]}")
+            raise ValueError(f"missing actions for agents {[a for a in self.agents if a not in actions]}")
+        try:  # one conversion for all households; the agent-by-agent path below names a malformed action
+            household_actions = np.array([actions[agent] for agent in self.households], dtype=np.float64)
+            operator_action = (np.array(actions[OPERATOR], dtype=np.float64)[None] if self.has_operator
+                               else None)
+        except (TypeError, ValueError):
+            household_actions = operator_action = None
+        if (household_actions is not None and household_actions.shape == (len(self.households), ACTION_DIM)
+                and (operator_action is None or operator_action.shape == (1, 2))):
+            return household_actions, operator_action
         rows = []
         for agent in self.agents:
             try:
