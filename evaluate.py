@@ -10,7 +10,7 @@ Every method plays all test days in one batched core; the grid-only benchmark an
 the same days are the references of the savings (the optimum is played from those LPs' schedules, not solved
 again). A training run directory is played from its best evaluation on validation days (``checkpoints/best.pt``,
 the model selection of reported results; ``run_checkpoint=last`` plays its latest checkpoint), observing with the
-``forecast_bins`` it was trained with (``p2p_marl.algos.load_policy``). Written to the
+``forecast_bins`` and ``extra_features`` it was trained with (``p2p_marl.algos.load_policy``). Written to the
 run directory (``hydra.run.dir``, by default ``runs/evaluate/<date>_<time>``, with
 ``_2``, ``_3``, ... for evaluations started in the same second):
 

@@ -33,7 +33,8 @@ LOSS_ALLOCATIONS = ("none", "p2p_volume", "net_energy")  # see p2p_marl.sim.fees
 # Observation features a household may add to its own (EnvConfig.extra_features), each in [0, 1], after the
 # forecast bins in this order, whatever order the config lists them in:
 EXTRA_FEATURES = (
-    "community_soc",  # the community's mean battery SoC at the step's start: one number a platform can publish
+    "community_soc",  # the households' mean battery SoC at the step's start (not the shared battery's): one number
+    # a trading platform can publish
     "community_soc_spread",  # the standard deviation of those SoCs / 0.5 (the largest a [0, 1] spread can be)
     "feeder_position",  # own voltage sensitivity to own power / the community's largest: 1 on the weakest bus
 )

@@ -496,6 +496,11 @@ def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
     # Runs saved before forecast_bins existed observed without the bins: one variant with forecast_bins=0.
     assert _training_setting(run()) == _training_setting(run(forecast_bins=0))
     assert _training_setting(run()) != _training_setting(run(forecast_bins=12))
+    # The same extra features listed in another order on the command line: one variant; none is the default.
+    assert _training_setting(run(extra_features=["feeder_position", "community_soc"])) == _training_setting(
+        run(extra_features=["community_soc", "feeder_position"]))
+    assert _training_setting(run()) == _training_setting(run(extra_features=[]))
+    assert _training_setting(run()) != _training_setting(run(extra_features=["community_soc"]))
 
 
 def test_the_cost_gap_plot_needs_a_method_beside_the_optimum_and_draws_a_zero_gap(tmp_path):

@@ -297,7 +297,8 @@ def test_a_policy_observes_as_it_was_trained_beside_runs_that_observe_otherwise(
         for key in expected:
             np.testing.assert_array_equal(played[key], expected[key], err_msg=key)
     with pytest.raises(ValueError, match=r"observes with \{'forecast_bins': 4, 'extra_features': \['community_soc', "
-                                         r"'feeder_position'\]\}, this core with \{'forecast_bins': 0, 'extra_features': \[\]\}"):
+                                         r"'feeder_position'\]\}, this core with \{'forecast_bins': 0, "
+                                         r"'extra_features': \[\]\}"):
         rollout(CommunityCore(without, batch_size=len(days)), load_policy(binned, without), days)
     with pytest.raises(CheckpointError, match=r"forecasts=.*'forecaster': 'persistence'.*\(here .*'oracle'"):
         load_policy(binned, EnvConfig(**TINY_ENV, forecaster="oracle"))
@@ -622,23 +623,26 @@ def test_runs_of_one_variant_with_different_budgets_are_named_by_them():
         "mappo (total_env_steps=6)", "mappo (total_env_steps=9)"]
 
 
-def test_runs_that_differ_only_in_their_forecasts_are_compared_and_named_by_them(train_main, monkeypatch, tmp_path):
-    """Forecasts change what a learner observes, not the days, the grid-only bill or the optimum its share is
-    measured against: such runs are plotted together, each group named by its forecast settings; any other
-    difference of the environment is refused."""
-    assert learning_curves.forecast_changes(EnvConfig()) == []
-    assert learning_curves.forecast_changes(EnvConfig(forecaster="noisy", forecast_nrmse=0.5)) == [
+def test_runs_that_differ_only_in_what_they_observe_are_compared_and_named_by_it(train_main, monkeypatch, tmp_path):
+    """Forecasts and extra observation features change what a learner observes, not the days, the grid-only bill
+    or the optimum its share is measured against: such runs are plotted together, each group named by its
+    forecast settings and features; any other difference of the environment is refused."""
+    assert learning_curves.observation_changes(EnvConfig()) == []
+    assert learning_curves.observation_changes(EnvConfig(forecaster="noisy", forecast_nrmse=0.5)) == [
         "env.forecaster=noisy", "env.forecast_nrmse=0.5"]
     persistence = fresh_run(train_main, monkeypatch, tmp_path / "persistence", "qlearning")
     oracle = fresh_run(train_main, monkeypatch, tmp_path / "oracle", "qlearning", "env.forecaster=oracle")
+    extra = fresh_run(train_main, monkeypatch, tmp_path / "extra", "qlearning",
+                      "env.extra_features=[feeder_position,community_soc]")
     lines_envs = []
     monkeypatch.setattr(learning_curves, "benchmark_means", lambda env, eval_days: lines_envs.append(
         env.forecaster) or {"best rule": {"share_of_optimal_saving": 0.5, "violation_day": 0.25}})
-    learning_curves.main([str(oracle), str(persistence), "--out", str(tmp_path / "curves")])
+    learning_curves.main([str(oracle), str(extra), str(persistence), "--out", str(tmp_path / "curves")])
     table = (tmp_path / "curves" / "learning_curves.md").read_text()
     rows = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:] if line.startswith("|")]
     assert "- best rule: 0.500, days with violations 25%" in table
-    assert rows == ["qlearning", "qlearning (env.forecaster=oracle)"]
+    assert rows == ["qlearning", "qlearning (env.extra_features=[community_soc,feeder_position])",
+                    "qlearning (env.forecaster=oracle)"]
     assert lines_envs == ["persistence"]  # the reference lines: the default forecasts', though given second
     other_feeder = fresh_run(train_main, monkeypatch, tmp_path / "feeder", "qlearning", "env.feed_in_per_kwh=0.05")
     with pytest.raises(ConfigError, match="trained on different environments"):

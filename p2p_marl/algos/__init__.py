@@ -89,10 +89,10 @@ def load_policy(path: str | Path, env_config: Any = None, run_checkpoint: str = 
     the final one of a finished run), ready for ``evaluate.py`` and ``p2p_marl.evaluation.compare.rollout_days``.
     With ``env_config`` (the ``EnvConfig`` it will play on), a checkpoint trained for another environment is
     refused before the learner is built; one trained on the same environment with other observation-only
-    settings (``forecast_bins``, ``Checkpoint.trained_observation``) keeps them. The policy carries the settings
-    it was trained with as ``observation_settings`` (key -> value), and ``rollout_days`` plays it on
-    ``env_config`` with them (the same physics, market and forecasts, observed as in training; a plain
-    ``rollout`` on a core that observes otherwise refuses it).
+    settings (``forecast_bins``, ``extra_features``: ``Checkpoint.trained_observation``) keeps them. The policy
+    carries the settings it was trained with as ``observation_settings`` (key -> value), and ``rollout_days``
+    plays it on ``env_config`` with them (the same physics, market and forecasts, observed as in training; a
+    plain ``rollout`` on a core that observes otherwise refuses it).
 
     Raises ``FileNotFoundError`` for a missing path or a run directory without checkpoints and
     ``p2p_marl.training.checkpoint.CheckpointError`` for a file that is not an intact checkpoint or does not fit

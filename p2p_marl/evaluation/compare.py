@@ -26,7 +26,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse, TruthfulBid,
                                       ZeroIntelligence)
-from p2p_marl.config import ADDED_ENV_KEYS, DISCRETE_VIEW_KEYS, ConfigError, EnvConfig
+from p2p_marl.config import ADDED_ENV_KEYS, DISCRETE_VIEW_KEYS, EXTRA_FEATURES, ConfigError, EnvConfig
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.progress import track
@@ -71,8 +71,8 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
                   truthful_bid: bool = False) -> dict[str, Policy]:
     """Label -> policy: the benchmarks by name, then each checkpoint (a file, or a training run directory whose
     ``run_checkpoint`` is played, loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for
-    another environment is refused; one that observes with its own ``forecast_bins`` keeps them, see
-    ``rollout_days``) labelled ``<method>:<file or directory name>``.
+    another environment is refused; one that observes with its own ``forecast_bins`` or ``extra_features`` keeps
+    them, see ``rollout_days``) labelled ``<method>:<file or directory name>``.
 
     The method of a checkpoint is its learner's name (the runs of one learner, e.g. its seeds, share it, and
     ``report.summarize_runs`` groups them). Where checkpoints of one learner were trained with different
@@ -128,6 +128,8 @@ def _training_setting(train_config: dict) -> dict:
     if isinstance(setting["env"], dict):
         env = {**ADDED_ENV_KEYS, **setting["env"]}
         setting["env"] = {key: value for key, value in env.items() if key not in DISCRETE_VIEW_KEYS}
+        # Saved as the command line listed them; observed in one order (EnvConfig.extra_features).
+        setting["env"]["extra_features"] = [name for name in EXTRA_FEATURES if name in env["extra_features"]]
     return setting
 
 

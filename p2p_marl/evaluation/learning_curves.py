@@ -50,6 +50,8 @@ LEARNER_ORDER = ("mappo", "maddpg", "dqn", "qlearning")
 # The environment's settings that shape only its forecasts and the observation's forecast features
 # (p2p_marl.sim.forecasts; training.checkpoint.forecast_spec): EnvConfig names them all forecast*.
 FORECAST_KEYS = tuple(field.name for field in dataclasses.fields(EnvConfig) if field.name.startswith("forecast"))
+# ... and with them the observation's extra features: what a learner observes, not what it is measured on.
+OBSERVATION_KEYS = (*FORECAST_KEYS, "extra_features")
 
 
 @dataclass
@@ -83,7 +85,7 @@ def read_run(run_dir: Path) -> tuple[RunCurve, EnvConfig, int | None]:
     violations = scalars[scalars.tag == VIOLATION_TAG]
     violation_at = dict(zip(violations.step, violations.value))
     violation_days = np.array([violation_at.get(step, np.nan) for step in curve.step], dtype=np.float64)
-    label = variant_label(saved_hyperparameters(settings["algo"]), forecast_changes(env))
+    label = variant_label(saved_hyperparameters(settings["algo"]), observation_changes(env))
     return (RunCurve(label, settings["seed"], curve.step.to_numpy(), (curve.wall_time.to_numpy() - start) / 60.0,
                      curve.value.to_numpy(), settings.get("total_env_steps"), violation_days),
             env, settings.get("eval_days"))
@@ -99,10 +101,14 @@ def variant_label(hyperparameters: dict, env_changes: tuple[str, ...] | list[str
     return f"{name} ({', '.join(changed)})" if changed else name
 
 
-def forecast_changes(env: EnvConfig) -> list[str]:
-    """``["env.forecaster=oracle"]``: the forecast settings (``forecast_spec``) that differ from the defaults'."""
+def observation_changes(env: EnvConfig) -> list[str]:
+    """``["env.forecaster=oracle"]``: the forecast settings (``forecast_spec``) that differ from the defaults', then
+    the extra observation features if any (``["env.extra_features=[community_soc]"]``)."""
     defaults = EnvConfig()
-    return [f"env.{key}={value}" for key, value in forecast_spec(env).items() if getattr(defaults, key) != value]
+    changes = [f"env.{key}={value}" for key, value in forecast_spec(env).items() if getattr(defaults, key) != value]
+    if env.extra_features:
+        changes.append(f"env.extra_features=[{','.join(env.extra_features)}]")
+    return changes
 
 
 def benchmark_means(env: EnvConfig, eval_days: int | None) -> dict[str, dict[str, float | None]]:
@@ -223,14 +229,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     read = [read_run(run) for run in args.runs]
-    # Runs that differ only in the discrete views' grid, which no learner trains on, or in their forecasts (the
-    # groups' labels name them) share their environment.
-    shared = {key: getattr(EnvConfig(), key) for key in (*DISCRETE_VIEW_KEYS, *FORECAST_KEYS)}
+    # Runs that differ only in the discrete views' grid, which no learner trains on, or in their forecasts and
+    # observation features (the groups' labels name them) share their environment.
+    shared = {key: getattr(EnvConfig(), key) for key in (*DISCRETE_VIEW_KEYS, *OBSERVATION_KEYS)}
     envs = {(repr(dataclasses.replace(env, **shared)), eval_days) for _, env, eval_days in read}
     if len(envs) > 1:
         raise ConfigError("the runs were trained on different environments or evaluated on different days; "
                           "plot one comparison at a time")
-    _, env, eval_days = next((run for run in read if not forecast_changes(run[1])), read[0])
+    _, env, eval_days = next((run for run in read if not observation_changes(run[1])), read[0])
     by_learner = group([curve for curve, _, _ in read])
     means = benchmark_means(env, eval_days)
     lines = benchmark_lines(means)

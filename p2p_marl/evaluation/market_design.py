@@ -113,8 +113,9 @@ def market_design(days: np.ndarray, checkpoints: list[str], mpc: bool) -> dict[s
 
 
 def core_observed_by(policy: Policy, core: CommunityCore, cores: dict[str, CommunityCore]) -> CommunityCore:
-    """``core``, or for a learner trained with other observation settings (``forecast_bins``) a core of the same
-    design on the same profiles that observes as it was trained; built once per setting and kept in ``cores``."""
+    """``core``, or for a learner trained with other observation settings (``forecast_bins``, ``extra_features``) a
+    core of the same design on the same profiles that observes as it was trained; built once per setting and kept
+    in ``cores``."""
     observed = observed_config(core.config, policy)
     if observed == core.config:
         return core

@@ -87,7 +87,7 @@ import math
 
 import numpy as np
 
-from p2p_marl.config import EXTRA_FEATURES, ConfigError, EnvConfig
+from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
 from p2p_marl.sim.feeder import Feeder, flow_rows, line_losses_kw, power_flow_arrays, radial_feeder
@@ -119,7 +119,8 @@ OBS_FEATURES = (
     "community_pv_ahead",
     "community_net",  # last step's mean net power / (2 * power_scale_kw), clipped to [-1, 1]
     "soc_start",  # SoC at the episode's start: the level the end-of-day settlement is measured against
-)  # then, with forecast_bins = K > 0, load_bin_1 .. load_bin_K, pv_bin_1 .. pv_bin_K: see observation_features
+)  # then, with forecast_bins = K > 0, load_bin_1 .. load_bin_K, pv_bin_1 .. pv_bin_K, then the configured
+# extra_features (EXTRA_FEATURES): see observation_features
 OBS_LOW = np.array([-1, -1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, -1, 0], dtype=np.float64)
 OBS_HIGH = np.ones(len(OBS_FEATURES), dtype=np.float64)
 # Global state = shared features once + per-agent features for every agent.
@@ -135,7 +136,8 @@ def observation_features(config: EnvConfig) -> tuple[str, ...]:
     """The names of a local observation's features in order: OBS_FEATURES, then with ``forecast_bins`` K > 0
     the forecast window's profile, the household's mean load forecast over each K-th of the window
     (``load_bin_1`` the nearest) and then its PV's, / power_scale_kw in [0, 1] (p2p_marl.sim.forecasts), then
-    the ``extra_features`` (EXTRA_FEATURES: the community's battery SoCs and the household's place on the feeder)."""
+    the ``extra_features`` (p2p_marl.config.EXTRA_FEATURES: the households' battery SoCs and the household's place
+    on the feeder)."""
     bins = range(1, config.forecast_bins + 1)
     return (OBS_FEATURES + tuple(f"load_bin_{k}" for k in bins) + tuple(f"pv_bin_{k}" for k in bins)
             + tuple(config.extra_features))
@@ -254,7 +256,7 @@ class CommunityCore:
         self.price_scale_per_kwh = float(max(self.retail_per_kwh.max(), 1e-9))
         self.obs_features = observation_features(cfg)
         self.obs_dim = len(self.obs_features)
-        # Bounds of each feature: the forecast profile's, after the named ones, are powers in [0, 1].
+        # Bounds of each feature: the forecast profile's and the extra features, after the named ones, are in [0, 1].
         self.obs_low = np.concatenate([OBS_LOW, np.zeros(self.obs_dim - len(OBS_FEATURES))])
         self.obs_high = np.ones(self.obs_dim)
         self._bins_end = len(OBS_FEATURES) + 2 * cfg.forecast_bins  # the extra features follow the bins

@@ -102,8 +102,9 @@ class Checkpoint:
     def trained_observation(self) -> dict[str, Any]:
         """The settings that shape only what the policy observes, not the physics, the market or the forecasts
         (``forecast_bins``, ``extra_features``), as it was trained: a policy brings its own, so runs trained with
-        and without them play side by side. Read from the features it observes: specs written before ``forecast_spec`` named
-        ``forecast_bins`` hold the bins only there, and specs without features predate the bins."""
+        and without them play side by side. Read from the features it observes: specs written before
+        ``forecast_spec`` named ``forecast_bins`` hold the bins only there, and specs without features predate the
+        bins."""
         features = self.env_spec.get("obs_features", [])
         return {"forecast_bins": sum(str(name).startswith("load_bin_") for name in features),
                 "extra_features": [name for name in EXTRA_FEATURES if name in features]}
@@ -119,9 +120,9 @@ class Checkpoint:
         try:
             return env_config.replace(**own)
         except ValueError as error:  # bins always divide the window they were trained on: the window differs
-            forecasts = self.env_spec.get("forecasts", {})
+            forecasts, bins = self.env_spec.get("forecasts", {}), self.trained_observation()["forecast_bins"]
             raise CheckpointError(
-                f"checkpoint {self.path} was trained for another environment: its forecast_bins={own['forecast_bins']} "
+                f"checkpoint {self.path} was trained for another environment: its forecast_bins={bins} "
                 f"cut a forecast window of dt_h={self.env_spec.get('dt_h')!r}, forecast_horizon_h="
                 f"{forecasts.get('forecast_horizon_h')!r} (here dt_h={env_config.dt_h!r}, forecast_horizon_h="
                 f"{env_config.forecast_horizon_h!r}): {error}") from error
