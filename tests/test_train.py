@@ -412,7 +412,8 @@ def test_the_comparison_from_mpc_is_the_comparison_with_mappo_taught_by_mpc_on_a
                           for name in ("comparison", "comparison_from_mpc"))
     changed = {key: value for key, value in taught["algo"].items() if comparison["algo"][key] != value}
     assert changed == {"imitation_teacher": "mpc", "imitation_days": 128, "imitation_rounds": 3,
-                       "imitation_epochs": 100, "imitation_coef": 1.0, "voltage_margin_pu": 0.0075}
+                       "imitation_epochs": 100, "imitation_coef": 1.0, "voltage_margin_pu": 0.0075,
+                       "lr_end_fraction": 0.0}
     assert {**taught, "algo": None} == {**comparison, "algo": None}
     sweep = composed("experiment=comparison_from_mpc", hydra_config=True).hydra
     assert (sweep.sweeper.params.algo, sweep.sweeper.params.seed, sweep.launcher.n_jobs) == ("mappo", "0,1,2,3,4", 2)
