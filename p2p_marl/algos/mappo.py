@@ -23,7 +23,8 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
    (with ``value_heads``, the critic's k-th minibatch is the k-th part of a shuffle of the T * B community-steps,
    each with its N values, instead of the actor's agent-steps): clipped surrogate with per-minibatch advantage
    normalisation, entropy bonus, squared value error, Adam with gradient-norm clipping for actor and critic.
-   Optionally (``lr_end_fraction`` < 1; off by default, as it did not help on community_10) both learning
+   Optionally (``lr_end_fraction`` < 1; off by default, as it did not help the pure learner on community_10; 0 for
+   the learner from MPC in ``experiment=comparison_from_mpc``, where it settles the policy) both learning
    rates decay linearly to that fraction of their start over the first ``lr_decay_steps`` community-steps
    (CleanRL's ``anneal_lr``) and then stay there. The first ``critic_warmup_iterations`` iterations update the
    critic only (no actor loss, no actor step): after a warm start the fitted actor then meets PPO's advantages
