@@ -157,7 +157,7 @@ def main() -> None:
         rows.append(("mpe2 simple_spread_v3 (reference)",
                      _steps_per_second(_parallel_env_runner(mpe), args.seconds, args.repeats), 1))
     except ImportError:
-        console.print("[yellow]mpe2 not installed (pip install -e .[bench]): no reference row[/yellow]")
+        console.print("[yellow]mpe2 not installed (pip install -e \".\\[bench]\"): no reference row[/yellow]")
     pettingzoo_run = _parallel_env_runner(p2p_marl.parallel_env(n_agents=N_AGENTS))
     rows.append(("p2p_marl PettingZoo parallel env", _steps_per_second(pettingzoo_run, args.seconds, args.repeats), 1))
     for batch_size in (1, 64, 1024):
