@@ -227,6 +227,8 @@ def test_n_step_transitions_sum_the_next_rewards_and_end_with_the_day(n_step, da
     ({"n_price_levels": 2.5}, "dqn.n_price_levels must be an integer"),
     ({"follow_net_load_action": 1}, "dqn.follow_net_load_action must be true or false"),
     ({"infeasible_penalty_per_kwh": -1.0}, "dqn.infeasible_penalty_per_kwh=-1.0 is out of range; allowed [0.0, 10"),
+    ({"lr_end_fraction": 1.5}, "dqn.lr_end_fraction=1.5 is out of range; allowed [0.0, 1.0]"),
+    ({"lr_decay_steps": 0}, "dqn.lr_decay_steps=0 is out of range; allowed [1, 10000000000000]"),
 ])
 def test_bad_hyperparameters_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -244,3 +246,17 @@ def test_the_infeasible_penalty_lowers_the_training_return_and_leaves_the_play_a
                for price in (0.0, 0.05)]
     assert metrics[1]["community_cost"] == metrics[0]["community_cost"]
     assert metrics[1]["episode_return"] < metrics[0]["episode_return"]
+
+
+def test_the_learning_rate_decays_linearly_and_a_zero_rate_freezes_the_network():
+    """Each gradient step's rate is set from the community-steps taken so far, its own step's included."""
+    steps_per_iteration = 4 * TINY_ENV.max_cycles
+    config = DQNConfig(**SMALL, learning_starts=8, lr_end_fraction=0.0, lr_decay_steps=2 * steps_per_iteration)
+    learner = DQN(TINY_ENV, config, seed=0)
+    learner.iterate()  # its last gradient step after 32 of the 64 decay steps
+    assert learner.optimizer.param_groups[0]["lr"] == 0.5 * config.learning_rate
+    learner.iterate()
+    assert learner.optimizer.param_groups[0]["lr"] == 0.0
+    before = [p.detach().clone() for p in learner.q.parameters()]
+    learner.iterate()
+    assert all(torch.equal(a, b) for a, b in zip(before, learner.q.parameters()))

@@ -22,7 +22,8 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
    (it marks truncations as terminal without telling SB3 the episode was cut; see FACTS.md): here the cut is
    the true end of the task.
 5. **Loss** -- the Huber loss of the TD error (smooth L1; quadratic for the small errors of this problem), Adam,
-   gradient norm clipped at ``max_grad_norm``.
+   gradient norm clipped at ``max_grad_norm``; optionally (``lr_end_fraction`` < 1, off by default) its learning
+   rate decays linearly to that fraction of ``learning_rate`` over the first ``lr_decay_steps`` community-steps.
 
 Learning from a teacher (its own row beside the pure learner; off by default), after DQfD (Hester et al. 2018):
 with ``imitation_days`` > 0 the first iteration collects the MPC teacher's demonstrations on that many training
@@ -64,7 +65,7 @@ from p2p_marl.algos.nets import infeasible_training_reward, mlp, with_agent_id
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_bools, check_network, check_ranges
-from p2p_marl.training.value_based import ValueBasedLearner, check_action_grid
+from p2p_marl.training.value_based import ValueBasedLearner, check_action_grid, linear_schedule
 
 
 @dataclass
@@ -74,6 +75,8 @@ class DQNConfig:
     name: str = "dqn"
     num_envs: int = 8  # communities simulated in lockstep; one iteration = one day of each
     learning_rate: float = 5e-4
+    lr_end_fraction: float = 1.0  # the learning rate decays linearly to this fraction of its start ...
+    lr_decay_steps: int = 600_000  # ... over this many community-steps, then stays (1.0: constant, the default)
     gamma: float = 0.995  # discount per step (README, what was tried: 0.98 and 1.0 learned less)
     n_step: int = 1  # rewards summed in a target before it bootstraps (1: one-step DQN)
     buffer_size: int = 100_000  # household transitions kept for replay
@@ -125,13 +128,16 @@ class DQNConfig:
 
 
 _INTEGERS = {"num_envs", "n_step", "buffer_size", "batch_size", "learning_starts", "train_frequency",
-             "gradient_steps", "target_update_interval", "epsilon_decay_steps", *IMITATION_INTEGERS}
+             "gradient_steps", "target_update_interval", "epsilon_decay_steps", "lr_decay_steps",
+             *IMITATION_INTEGERS}
 _RANGES = (
     *IMITATION_RANGES,
     ("imitation_margin", 0.0, 10.0, True, True),
     ("num_envs", 1, 100_000, True, True),
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("learning_rate", 0.0, 1.0, False, True),
+    ("lr_end_fraction", 0.0, 1.0, True, True),
+    ("lr_decay_steps", 1, 10**13, True, True),
     ("gamma", 0.0, 1.0, True, True),
     ("n_step", 1, 1_000, True, True),
     ("buffer_size", 1, 10**9, True, True),
@@ -365,6 +371,9 @@ class DQN(ValueBasedLearner):
         if self.env_steps < c.learning_starts or core_steps % c.train_frequency or self.buffer.size == 0:
             return {}
         losses = defaultdict(list)
+        lr = c.learning_rate * linear_schedule(1.0, c.lr_end_fraction, c.lr_decay_steps, self.env_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         for _ in range(c.gradient_steps):
             batch_x, batch_action, batch_reward, batch_next_x, batch_terminal = self.buffer.sample(
                 c.batch_size, self.rng)
