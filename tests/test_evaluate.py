@@ -501,6 +501,11 @@ def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
         run(extra_features=["community_soc", "feeder_position"]))
     assert _training_setting(run()) == _training_setting(run(extra_features=[]))
     assert _training_setting(run()) != _training_setting(run(extra_features=["community_soc"]))
+    # DQN runs saved before its learning-rate decay existed trained at a constant rate: one variant with 1.0.
+    dqn = {**run(), "algo": {"name": "dqn"}}
+    constant = {**dqn, "algo": {"name": "dqn", "lr_end_fraction": 1.0, "lr_decay_steps": 600_000}}
+    assert _training_setting(dqn) == _training_setting(constant)
+    assert _training_setting(dqn) != _training_setting({**dqn, "algo": {"name": "dqn", "lr_end_fraction": 0.0}})
 
 
 def test_the_cost_gap_plot_needs_a_method_beside_the_optimum_and_draws_a_zero_gap(tmp_path):

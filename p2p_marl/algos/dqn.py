@@ -23,7 +23,9 @@ epsilon-greedy, the day's end as terminal) is ``p2p_marl.training.value_based``.
    the true end of the task.
 5. **Loss** -- the Huber loss of the TD error (smooth L1; quadratic for the small errors of this problem), Adam,
    gradient norm clipped at ``max_grad_norm``; optionally (``lr_end_fraction`` < 1, off by default) its learning
-   rate decays linearly to that fraction of ``learning_rate`` over the first ``lr_decay_steps`` community-steps.
+   rate decays linearly to that fraction of ``learning_rate`` over the first ``lr_decay_steps`` community-steps
+   and then stays (at 0, a run trained or resumed past them learns nothing more); the teacher's pre-training
+   below runs before the first community-step, at the full rate.
 
 Learning from a teacher (its own row beside the pure learner; off by default), after DQfD (Hester et al. 2018):
 with ``imitation_days`` > 0 the first iteration collects the MPC teacher's demonstrations on that many training
