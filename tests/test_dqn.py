@@ -260,6 +260,6 @@ def test_the_learning_rate_decays_linearly_and_a_zero_rate_freezes_the_network()
     before = [p.detach().clone() for p in learner.q.parameters()]
     learner.iterate()
     assert all(torch.equal(a, b) for a, b in zip(before, learner.q.parameters()))
-    constant = DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=8), seed=0)  # the default: no decay
+    constant = DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=8, lr_end_fraction=1.0), seed=0)
     constant.iterate()
     assert constant.optimizer.param_groups[0]["lr"] == constant.config.learning_rate
