@@ -40,6 +40,12 @@ EXTRA_FEATURES = (
 )
 
 
+def ordered_extra_features(names: Iterable[str]) -> list[str]:
+    """``names`` in the order they are observed (EXTRA_FEATURES'): one spelling per observation."""
+    names = set(names)
+    return [name for name in EXTRA_FEATURES if name in names]
+
+
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and the allowed range."""
 
@@ -171,8 +177,7 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
-        # One spelling per observation: the features' own order, a list as Hydra gives it.
-        self.extra_features = [name for name in EXTRA_FEATURES if name in self.extra_features]
+        self.extra_features = ordered_extra_features(self.extra_features)  # a list, as Hydra gives it
 
     @property
     def steps_per_day(self) -> int:

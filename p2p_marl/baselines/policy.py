@@ -6,8 +6,8 @@ called after ``core.reset`` so that a policy can plan for the day (the perfect-f
 A policy that also dispatches the community's shared battery has ``act_operator(core, obs)``, returning the
 core's ``operator_action`` (B, 2) for the same step (the optimum and MPC); ``rollout`` calls it after ``act``.
 A trained policy that observes with settings of its own (``forecast_bins``, ``extra_features``: see
-``p2p_marl.algos.load_policy``) has ``observation_settings`` (EnvConfig key -> value): ``rollout_days`` plays it with them, and ``rollout``
-refuses a core that observes otherwise.
+``p2p_marl.algos.load_policy``) has ``observation_settings`` (EnvConfig key -> value): ``rollout_days`` plays it
+with them, and ``rollout`` refuses a core that observes otherwise.
 """
 
 from __future__ import annotations

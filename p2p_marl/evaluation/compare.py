@@ -26,7 +26,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse, TruthfulBid,
                                       ZeroIntelligence)
-from p2p_marl.config import ADDED_ENV_KEYS, DISCRETE_VIEW_KEYS, EXTRA_FEATURES, ConfigError, EnvConfig
+from p2p_marl.config import ADDED_ENV_KEYS, DISCRETE_VIEW_KEYS, ConfigError, EnvConfig, ordered_extra_features
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.progress import track
@@ -134,7 +134,7 @@ def _training_setting(train_config: dict) -> dict:
         env = {**ADDED_ENV_KEYS, **setting["env"]}
         setting["env"] = {key: value for key, value in env.items() if key not in DISCRETE_VIEW_KEYS}
         # Saved as the command line listed them; observed in one order (EnvConfig.extra_features).
-        setting["env"]["extra_features"] = [name for name in EXTRA_FEATURES if name in env["extra_features"]]
+        setting["env"]["extra_features"] = ordered_extra_features(env["extra_features"])
     return setting
 
 

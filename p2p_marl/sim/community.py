@@ -281,8 +281,6 @@ class CommunityCore:
         self._profiles_kw = self.forecaster.profiles_kw  # the truth, stack_profiles(self.profiles)
         self._day_obs = self._day_observation_table()
         self._has_capacity = self.battery.capacity_kwh > 0
-        own_sensitivity = self.feeder.voltage_sens_p_pu_per_kw[np.arange(self.n_agents), self.feeder.household_bus]
-        self._feeder_position = own_sensitivity / max(float(own_sensitivity.max()), 1e-300)
 
         self._rng = np.random.default_rng()
         self.t = 0
@@ -594,14 +592,13 @@ class CommunityCore:
         return obs
 
     def _write_extra_features(self, extra: np.ndarray, soc: np.ndarray) -> None:
-        """The ``extra_features`` (EXTRA_FEATURES) into ``extra`` (B, N, their number), from the SoC (B, N)."""
+        """The ``extra_features`` (EXTRA_FEATURES) that change with the SoC (B, N) into ``extra`` (B, N, their
+        number); ``feeder_position``, a constant per household, is in the template already."""
         owners_soc = soc[:, self._has_capacity]  # (B, batteries); none: the community features stay 0
         for column, name in enumerate(self.config.extra_features):
-            if name == "feeder_position":
-                extra[..., column] = self._feeder_position
-            elif owners_soc.shape[1] == 0:
-                extra[..., column] = 0.0
-            elif name == "community_soc":
+            if name == "feeder_position" or owners_soc.shape[1] == 0:
+                continue
+            if name == "community_soc":
                 extra[..., column] = owners_soc.mean(axis=1)[:, None]
             else:  # community_soc_spread; the minimum only catches rounding: SoCs in [0, 1] spread by <= 0.5
                 extra[..., column] = np.minimum(owners_soc.std(axis=1) / 0.5, 1.0)[:, None]
@@ -638,6 +635,10 @@ class CommunityCore:
         template[..., 6] = (self.retail_per_kwh[t_now] / self.price_scale_per_kwh)[:, None]
         template[..., 7] = (self.feed_in_per_kwh[t_now] / self.price_scale_per_kwh)[:, None]
         template[..., 8] = (self.retail_per_kwh[t_next] / self.price_scale_per_kwh)[:, None]
+        if "feeder_position" in self.obs_features:
+            own_sensitivity = self.feeder.voltage_sens_p_pu_per_kw[np.arange(self.n_agents), self.feeder.household_bus]
+            template[..., self.obs_features.index("feeder_position")] = (
+                own_sensitivity / max(float(own_sensitivity.max()), 1e-300))
         return np.clip(template, self.obs_low, self.obs_high)
 
     def state(self, observations: np.ndarray | None = None) -> np.ndarray:

@@ -41,7 +41,7 @@ from typing import Any
 
 from p2p_marl.algos import build_learner, saved_hyperparameters
 from p2p_marl.algos.base import Learner
-from p2p_marl.config import EXTRA_FEATURES, EnvConfig
+from p2p_marl.config import EnvConfig, ordered_extra_features
 from p2p_marl.sim.community import ACTION_DIM, observation_features
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Checkpoint:
         bins."""
         features = self.env_spec.get("obs_features", [])
         return {"forecast_bins": sum(str(name).startswith("load_bin_") for name in features),
-                "extra_features": [name for name in EXTRA_FEATURES if name in features]}
+                "extra_features": ordered_extra_features(features)}
 
     def observation_settings(self, env_config: EnvConfig) -> dict[str, Any]:
         """Those of the policy's own observation settings that differ from ``env_config``'s: key -> its value."""
