@@ -90,6 +90,8 @@ def test_load_rejects_a_buffer_of_another_shape():
     ("tau", 0.0, r"maddpg\.tau=0\.0 is out of range; allowed \(0\.0"),
     ("batch_size", 2.5, r"maddpg\.batch_size must be an integer"),
     ("noise_correlation", 1.0, r"maddpg\.noise_correlation=1\.0 is out of range"),
+    ("lr_end_fraction", 1.5, r"maddpg\.lr_end_fraction=1\.5 is out of range; allowed \[0\.0, 1\.0\]"),
+    ("lr_decay_steps", 0, r"maddpg\.lr_decay_steps=0 is out of range; allowed \[1"),
     ("hidden_sizes", [0], r"maddpg\.hidden_sizes must be a non-empty list"),
     ("cooperative_weight", -0.1, r"maddpg\.cooperative_weight must be null or a number in \[0\.0, 1\.0\]"),
     ("critic_agent_id", 1, r"maddpg\.critic_agent_id must be true or false"),
@@ -101,6 +103,24 @@ def test_load_rejects_a_buffer_of_another_shape():
 def test_bad_hyperparameters_name_the_key(key, value, match):
     with pytest.raises(ConfigError, match=match):
         MADDPGConfig(**{key: value})
+
+
+def test_learning_rates_decay_linearly_and_a_zero_rate_freezes_the_networks():
+    steps_per_iteration = SMALL.num_envs * TINY.steps_per_episode
+    config = dataclasses.replace(SMALL, learning_starts=0, lr_end_fraction=0.0,
+                                 lr_decay_steps=2 * steps_per_iteration)
+    learner = MADDPG(TINY, config, seed=0)
+    # The rate of an iteration is set from the community-steps before it: 0, 1/2 and all of the decay.
+    assert [learner.iterate()["learning_rate_scale"] for _ in range(2)] == [1.0, 0.5]
+    assert learner.actor_optimizer.param_groups[0]["lr"] == 0.5 * config.actor_lr
+    assert learner.critic_optimizer.param_groups[0]["lr"] == 0.5 * config.critic_lr
+    before = [p.detach().clone() for p in (*learner.actor.parameters(), *learner.critic.parameters())]
+    assert learner.iterate()["learning_rate_scale"] == 0.0
+    after = [*learner.actor.parameters(), *learner.critic.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    constant = MADDPG(TINY, SMALL, seed=0)
+    assert constant.iterate()["learning_rate_scale"] == 1.0
+    assert constant.actor_optimizer.param_groups[0]["lr"] == SMALL.actor_lr
 
 
 def _warm_up_rewards(**changes) -> np.ndarray:

@@ -63,7 +63,7 @@ from torch.nn import functional as F
 
 from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, check_demonstrations_kept,
                                       check_imitation, demonstrations)
-from p2p_marl.algos.nets import infeasible_training_reward, mlp, with_agent_id
+from p2p_marl.algos.nets import infeasible_training_reward, mlp, set_learning_rates, with_agent_id
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_bools, check_network, check_ranges
@@ -376,9 +376,8 @@ class DQN(ValueBasedLearner):
         if self.env_steps < c.learning_starts or core_steps % c.train_frequency or self.buffer.size == 0:
             return {}
         losses = defaultdict(list)
-        lr = c.learning_rate * linear_schedule(1.0, c.lr_end_fraction, c.lr_decay_steps, self.env_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rates(linear_schedule(1.0, c.lr_end_fraction, c.lr_decay_steps, self.env_steps),
+                           (self.optimizer, c.learning_rate))
         for _ in range(c.gradient_steps):
             batch_x, batch_action, batch_reward, batch_next_x, batch_terminal = self.buffer.sample(
                 c.batch_size, self.rng)

@@ -19,6 +19,8 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    else's from replay (Lowe et al.), with a small penalty ``action_l2`` on the pre-tanh outputs. Target
    networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
    updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
+   Optionally (``lr_end_fraction`` < 1; off by default) both learning rates decay linearly to that fraction of
+   their start over the first ``lr_decay_steps`` community-steps, set once per iteration, as MAPPO's.
 
 Learning from a teacher (its own row beside the pure learner; off by default): with ``imitation_days`` > 0 the
 actor is first fitted to a planning teacher's actions (the optimum, or MPC on the environment's forecaster, with
@@ -62,6 +64,7 @@ from p2p_marl.algos.nets import (
     penalty_training_reward,
     trade_training_reward,
     rng_state,
+    set_learning_rates,
     training_env,
     with_agent_id,
 )
@@ -87,6 +90,8 @@ class MADDPGConfig:
     tau: float = 0.01  # Polyak weight of the online networks in each target update
     actor_lr: float = 3e-4
     critic_lr: float = 1e-3
+    lr_end_fraction: float = 1.0  # both learning rates decay linearly to this fraction of their start value ...
+    lr_decay_steps: int = 600_000  # ... over this many community-steps, then stay (1: constant, as MAPPO's key)
     action_l2: float = 1e-3  # penalty on the actor's pre-tanh outputs (as in Lowe et al.'s code): keeps tanh
     # out of saturation, where its gradient, and so learning, would vanish
     max_grad_norm: float = 1.0
@@ -133,7 +138,7 @@ class MADDPGConfig:
 
 
 _INTEGERS = {"num_envs", "buffer_days", "batch_size", "gradient_steps", "learning_starts", "noise_decay_steps",
-             "policy_delay", "n_step", *IMITATION_INTEGERS}
+             "policy_delay", "n_step", "lr_decay_steps", *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("buffer_days", 1, 10_000_000, True, True),
@@ -145,6 +150,8 @@ _RANGES = (
     ("tau", 0.0, 1.0, False, True),
     ("actor_lr", 0.0, 1.0, False, True),
     ("critic_lr", 0.0, 1.0, False, True),
+    ("lr_end_fraction", 0.0, 1.0, True, True),
+    ("lr_decay_steps", 1, 10**13, True, True),
     ("action_l2", 0.0, 1e3, True, True),
     ("max_grad_norm", 0.0, math.inf, False, False),
     ("reward_scale", 0.0, 1e6, False, True),
@@ -285,6 +292,8 @@ class MADDPG(Learner):
         start = time.perf_counter()
         imitation = self.imitate() if self.iterations == 0 and cfg.imitation_days > 0 else {}
         T, B = core.steps_per_episode, core.batch_size
+        lr_scale = linear_schedule(1.0, cfg.lr_end_fraction, cfg.lr_decay_steps, self.env_steps)
+        set_learning_rates(lr_scale, (self.actor_optimizer, cfg.actor_lr), (self.critic_optimizer, cfg.critic_lr))
 
         # 1. Rollout: one day of every community with exploration noise.
         noise_std = self.noise_std()
@@ -331,6 +340,7 @@ class MADDPG(Learner):
             **episode_metrics(rewards_np, costs_np),
             **{key: float(np.mean(values)) if values else float("nan") for key, values in stats.items()},
             "exploration": noise_std,
+            "learning_rate_scale": lr_scale,
             "buffer_days": float(self.replay.size),
             "steps_per_second": T * B / elapsed,
             **imitation,

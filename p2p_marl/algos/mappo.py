@@ -83,6 +83,7 @@ from p2p_marl.algos.nets import (
     penalty_training_reward,
     trade_training_reward,
     rng_state,
+    set_learning_rates,
     training_env,
     with_agent_id,
     with_identity_columns,
@@ -326,9 +327,7 @@ class MAPPO(Learner):
         imitation = self.imitate() if self.iterations == 0 and cfg.imitation_days > 0 else {}
         T, B, N = core.steps_per_episode, core.batch_size, core.n_agents
         lr_scale = linear_schedule(1.0, cfg.lr_end_fraction, cfg.lr_decay_steps, self.env_steps)
-        for optimizer, lr in ((self.actor_optimizer, cfg.actor_lr), (self.critic_optimizer, cfg.critic_lr)):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * lr_scale
+        set_learning_rates(lr_scale, (self.actor_optimizer, cfg.actor_lr), (self.critic_optimizer, cfg.critic_lr))
 
         # 1. Rollout: one day of every community.
         actor_inputs, critic_inputs, pre_squash, log_probs, values, rewards, costs = ([] for _ in range(7))

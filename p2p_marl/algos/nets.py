@@ -358,6 +358,13 @@ class ActorPolicy:
             return env_action(self.actor(x).numpy().astype(np.float64), core, obs, self.battery_action)
 
 
+def set_learning_rates(scale: float, *optimizers: tuple[torch.optim.Optimizer, float]) -> None:
+    """Each optimiser's step size set to its base rate x ``scale`` (a learning-rate schedule's factor)."""
+    for optimizer, base_lr in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = base_lr * scale
+
+
 def episode_metrics(rewards: np.ndarray, costs: np.ndarray) -> dict[str, float]:
     """``episode_return`` (mean over agents and communities of the summed reward) and ``community_cost``
     (mean over communities of the episode's summed cost) from one episode's (T, B, N) arrays."""
