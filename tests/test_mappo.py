@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p2p_marl.algos.dqn import DQN, DQNConfig
 from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import (
@@ -367,7 +368,7 @@ def test_a_voltage_margin_narrows_the_band_mappo_trains_on_and_nothing_it_observ
     assert penalties[0] > penalties[1]  # random play crosses the narrowed band somewhere
 
 
-@pytest.mark.parametrize("learner_cls, config", [(MAPPO, SMALL), (MADDPG, MADDPGConfig())])
+@pytest.mark.parametrize("learner_cls, config", [(MAPPO, SMALL), (MADDPG, MADDPGConfig()), (DQN, DQNConfig())])
 def test_no_margin_trains_on_the_community_itself_and_too_wide_a_margin_is_refused(learner_cls, config):
     assert training_env(TINY, None) is TINY
     assert learner_cls(TINY, dataclasses.replace(config, voltage_margin_pu=0.01), seed=0).core.config.v_max_pu == (

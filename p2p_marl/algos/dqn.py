@@ -42,6 +42,10 @@ other: TD learning alone would value the actions the teacher never took by extra
 ``imitation_coef`` > 0 every gradient step of the RL phase adds that weight x J_demo on a minibatch of the kept
 demonstrations (``batch_size`` transitions) to its TD loss. Demonstrations do not count in ``env_steps``.
 
+Training community: with ``voltage_margin_pu`` > 0 the learner trains (and its teacher plans) on the voltage band
+narrowed by that margin on both sides, as MAPPO and MADDPG may (``nets.training_env``): the training reward's
+network penalty then keeps a margin from the limits the bill is checked against; off by default.
+
 Random numbers: the network initialisation uses ``seed`` without touching torch's global generator; replay
 sampling, exploration and the demonstrations' seeds and minibatches use the learner's numpy generator.
 ``state_dict()`` holds the networks, the optimiser, the buffer, both generators and, with ``imitation_coef`` > 0,
@@ -63,7 +67,7 @@ from torch.nn import functional as F
 
 from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, check_demonstrations_kept,
                                       check_imitation, demonstrations)
-from p2p_marl.algos.nets import infeasible_training_reward, mlp, set_learning_rates, with_agent_id
+from p2p_marl.algos.nets import infeasible_training_reward, mlp, set_learning_rates, training_env, with_agent_id
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_bools, check_network, check_ranges
@@ -108,6 +112,7 @@ class DQNConfig:
     follow_net_load_action: bool = True  # one more battery level: charge the PV surplus, cover the net load
     infeasible_penalty_per_kwh: float = 0.01  # the training reward pays this per kWh of battery setpoint beyond
     # what the battery could do (nets.infeasible_setpoint_kwh); 0: the bill alone
+    voltage_margin_pu: float = 0.0  # train on the voltage band narrowed by this on both sides (nets.training_env)
     imitation_days: int = 0  # > 0: first pre-train on the teacher's demonstrations on this many training days ...
     imitation_epochs: int = 10  # ... for this many passes (in minibatches of batch_size); 0 days = pure RL
     imitation_teacher: str = "mpc"  # only "mpc": it plans again from every state the grid's rounding leads to
@@ -140,6 +145,7 @@ _RANGES = (
     ("imitation_margin", 0.0, 10.0, True, True),
     ("num_envs", 1, 100_000, True, True),
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
+    ("voltage_margin_pu", 0.0, 0.5, True, False),
     ("learning_rate", 0.0, 1.0, False, True),
     ("lr_end_fraction", 0.0, 1.0, True, True),
     ("lr_decay_steps", 1, 10**13, True, True),
@@ -239,7 +245,7 @@ class DQN(ValueBasedLearner):
     name = "dqn"
 
     def __init__(self, env_config: EnvConfig, config: DQNConfig, seed: int):
-        super().__init__(env_config, config, seed)
+        super().__init__(env_config, config, seed, training_env(env_config, None, config.voltage_margin_pu, "dqn"))
         torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
         self.device = torch.device(config.device)
         n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
