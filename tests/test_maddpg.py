@@ -19,7 +19,7 @@ TINY = EnvConfig(n_agents=3, n_days=8, dt_h=2.0, max_cycles=4)
 SMALL = MADDPGConfig(num_envs=4, buffer_days=16, batch_size=8, gradient_steps=3, learning_starts=20,
                      hidden_sizes=[16, 16], n_step=2, policy_delay=2, target_noise_std=0.2, noise_correlation=0.5)
 METRICS = ("episode_return", "community_cost", "critic_loss", "actor_loss", "q_value", "exploration",
-           "buffer_days", "steps_per_second")
+           "buffer_days", "steps_per_second", "learning_rate_scale")
 
 
 @pytest.mark.parametrize("agent_id", [False, True])

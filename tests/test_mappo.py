@@ -371,8 +371,9 @@ def test_a_voltage_margin_narrows_the_band_mappo_trains_on_and_nothing_it_observ
 @pytest.mark.parametrize("learner_cls, config", [(MAPPO, SMALL), (MADDPG, MADDPGConfig()), (DQN, DQNConfig())])
 def test_no_margin_trains_on_the_community_itself_and_too_wide_a_margin_is_refused(learner_cls, config):
     assert training_env(TINY, None) is TINY
-    assert learner_cls(TINY, dataclasses.replace(config, voltage_margin_pu=0.01), seed=0).core.config.v_max_pu == (
-        pytest.approx(TINY.v_max_pu - 0.01))
+    learner = learner_cls(TINY, dataclasses.replace(config, voltage_margin_pu=0.01), seed=0)
+    assert learner.core.config.v_max_pu == pytest.approx(TINY.v_max_pu - 0.01)
+    assert learner.env_config is TINY  # what it plays and saves in its checkpoints: the community itself
     with pytest.raises(ConfigError, match=rf"{config.name}\.voltage_margin_pu=0\.05 is out of range for the voltage "
                                           r"band \[0\.95, 1\.05\] p\.u\.; allowed \[0, 0\.05\)"):
         learner_cls(TINY, dataclasses.replace(config, voltage_margin_pu=0.05), seed=0)

@@ -90,8 +90,8 @@ class MADDPGConfig:
     tau: float = 0.01  # Polyak weight of the online networks in each target update
     actor_lr: float = 3e-4
     critic_lr: float = 1e-3
-    lr_end_fraction: float = 1.0  # both learning rates decay linearly to this fraction of their start value ...
-    lr_decay_steps: int = 600_000  # ... over this many community-steps, then stay (1: constant, as MAPPO's key)
+    lr_end_fraction: float = 1.0  # both learning rates decay linearly to this fraction of their start value (1:
+    lr_decay_steps: int = 600_000  # constant) over this many community-steps, then stay, as MAPPO's
     action_l2: float = 1e-3  # penalty on the actor's pre-tanh outputs (as in Lowe et al.'s code): keeps tanh
     # out of saturation, where its gradient, and so learning, would vanish
     max_grad_norm: float = 1.0

@@ -152,7 +152,7 @@ class ValueBasedLearner(Learner):
     def __init__(self, env_config: EnvConfig, config: Any, seed: int, trained_on: EnvConfig | None = None):
         super().__init__(env_config, config, seed)
         # trained_on: the community the learner trains on when it differs from the one it plays (nets.training_env)
-        self.core = CommunityCore(trained_on or env_config, batch_size=config.num_envs)
+        self.core = CommunityCore(env_config if trained_on is None else trained_on, batch_size=config.num_envs)
         self.action_grid = ActionGrid(config.n_battery_levels, config.n_price_levels, config.n_curtail_levels,
                                       config.follow_net_load_action)
         core_seed, exploration_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
