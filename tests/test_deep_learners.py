@@ -92,7 +92,7 @@ BEFORE_SPEED_UPS = {
               "exploration": 0.606854259967804, "learning_rate_scale": 1.0},
     "maddpg": {"episode_return": -0.44268414892843194, "community_cost": 1.3280524467852957,
                "critic_loss": 4.115653912226359, "actor_loss": 0.09928473830223083, "q_value": -0.07006479054689407,
-               "exploration": 0.299968, "buffer_days": 16.0},
+               "exploration": 0.299968, "buffer_days": 16.0, "learning_rate_scale": 1.0},
 }
 
 
