@@ -102,10 +102,15 @@ def test_value_heads_need_a_community_step_per_minibatch():
         MAPPO(TINY, dataclasses.replace(SMALL, value_heads=True, num_minibatches=community_steps + 1), seed=0)
 
 
-def test_learning_rates_decay_linearly_and_a_zero_rate_freezes_the_networks():
-    steps_per_iteration = SMALL.num_envs * TINY.max_cycles
-    config = dataclasses.replace(SMALL, lr_end_fraction=0.0, lr_decay_steps=2 * steps_per_iteration)
-    learner = MAPPO(TINY, config, seed=0)
+@pytest.mark.parametrize("learner_cls, small", [
+    (MAPPO, SMALL),
+    (MADDPG, MADDPGConfig(num_envs=4, buffer_days=16, batch_size=8, gradient_steps=3, learning_starts=0,
+                          hidden_sizes=[16, 16])),
+])
+def test_learning_rates_decay_linearly_and_a_zero_rate_freezes_the_networks(learner_cls, small):
+    steps_per_iteration = small.num_envs * TINY.max_cycles
+    config = dataclasses.replace(small, lr_end_fraction=0.0, lr_decay_steps=2 * steps_per_iteration)
+    learner = learner_cls(TINY, config, seed=0)
     # The rate of an iteration is set from the community-steps before it: 0, 1/2 and all of the decay.
     assert [learner.iterate()["learning_rate_scale"] for _ in range(2)] == [1.0, 0.5]
     assert learner.actor_optimizer.param_groups[0]["lr"] == 0.5 * config.actor_lr
