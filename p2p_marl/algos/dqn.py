@@ -67,7 +67,8 @@ from torch.nn import functional as F
 
 from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, check_demonstrations_kept,
                                       check_imitation, demonstrations)
-from p2p_marl.algos.nets import infeasible_training_reward, mlp, set_learning_rates, training_env, with_agent_id
+from p2p_marl.algos.nets import (LR_SCHEDULE_INTEGERS, LR_SCHEDULE_RANGES, infeasible_training_reward, mlp,
+                                 set_learning_rates, training_env, with_agent_id)
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_bools, check_network, check_ranges
@@ -138,7 +139,7 @@ class DQNConfig:
 
 
 _INTEGERS = {"num_envs", "n_step", "buffer_size", "batch_size", "learning_starts", "train_frequency",
-             "gradient_steps", "target_update_interval", "epsilon_decay_steps", "lr_decay_steps",
+             "gradient_steps", "target_update_interval", "epsilon_decay_steps", *LR_SCHEDULE_INTEGERS,
              *IMITATION_INTEGERS}
 _RANGES = (
     *IMITATION_RANGES,
@@ -147,8 +148,7 @@ _RANGES = (
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("voltage_margin_pu", 0.0, 0.5, True, False),
     ("learning_rate", 0.0, 1.0, False, True),
-    ("lr_end_fraction", 0.0, 1.0, True, True),
-    ("lr_decay_steps", 1, 10**13, True, True),
+    *LR_SCHEDULE_RANGES,
     ("gamma", 0.0, 1.0, True, True),
     ("n_step", 1, 1_000, True, True),
     ("buffer_size", 1, 10**9, True, True),

@@ -54,6 +54,8 @@ from torch import nn
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.imitation import IMITATION_INTEGERS, IMITATION_RANGES, ActorImitation, check_imitation
 from p2p_marl.algos.nets import (
+    LR_SCHEDULE_INTEGERS,
+    LR_SCHEDULE_RANGES,
     ActorPolicy,
     check_multi_agent_keys,
     check_trade_reward,
@@ -138,7 +140,7 @@ class MADDPGConfig:
 
 
 _INTEGERS = {"num_envs", "buffer_days", "batch_size", "gradient_steps", "learning_starts", "noise_decay_steps",
-             "policy_delay", "n_step", "lr_decay_steps", *IMITATION_INTEGERS}
+             "policy_delay", "n_step", *LR_SCHEDULE_INTEGERS, *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("buffer_days", 1, 10_000_000, True, True),
@@ -150,8 +152,7 @@ _RANGES = (
     ("tau", 0.0, 1.0, False, True),
     ("actor_lr", 0.0, 1.0, False, True),
     ("critic_lr", 0.0, 1.0, False, True),
-    ("lr_end_fraction", 0.0, 1.0, True, True),
-    ("lr_decay_steps", 1, 10**13, True, True),
+    *LR_SCHEDULE_RANGES,
     ("action_l2", 0.0, 1e3, True, True),
     ("max_grad_norm", 0.0, math.inf, False, False),
     ("reward_scale", 0.0, 1e6, False, True),

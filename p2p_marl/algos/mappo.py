@@ -67,6 +67,8 @@ from torch import nn
 from p2p_marl.algos.base import Learner
 from p2p_marl.algos.imitation import IMITATION_INTEGERS, IMITATION_RANGES, ActorImitation, check_imitation
 from p2p_marl.algos.nets import (
+    LR_SCHEDULE_INTEGERS,
+    LR_SCHEDULE_RANGES,
     ActorPolicy,
     REWARD_BASELINES,
     InputScaling,
@@ -166,7 +168,7 @@ class MAPPOConfig:
                               f"got {self.reward_baseline!r}")
 
 
-_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "lr_decay_steps", "critic_warmup_iterations",
+_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "critic_warmup_iterations", *LR_SCHEDULE_INTEGERS,
              *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
@@ -178,8 +180,7 @@ _RANGES = (
     ("num_minibatches", 1, 100_000, True, True),
     ("actor_lr", 0.0, 1.0, False, True),
     ("critic_lr", 0.0, 1.0, False, True),
-    ("lr_end_fraction", 0.0, 1.0, True, True),
-    ("lr_decay_steps", 1, 10**13, True, True),
+    *LR_SCHEDULE_RANGES,
     ("max_grad_norm", 0.0, math.inf, False, False),
     ("log_std_init", -10.0, 2.0, True, True),
     ("return_norm_decay", 0.0, 1.0, False, True),

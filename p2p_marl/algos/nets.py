@@ -358,6 +358,11 @@ class ActorPolicy:
             return env_action(self.actor(x).numpy().astype(np.float64), core, obs, self.battery_action)
 
 
+# The linear learning-rate schedule's keys (lr_end_fraction, lr_decay_steps) as MAPPO, MADDPG and DQN validate them.
+LR_SCHEDULE_INTEGERS = {"lr_decay_steps"}
+LR_SCHEDULE_RANGES = (("lr_end_fraction", 0.0, 1.0, True, True), ("lr_decay_steps", 1, 10**13, True, True))
+
+
 def set_learning_rates(scale: float, *optimizers: tuple[torch.optim.Optimizer, float]) -> None:
     """Each optimiser's step size set to its base rate x ``scale`` (a learning-rate schedule's factor)."""
     for optimizer, base_lr in optimizers:
