@@ -229,6 +229,8 @@ def test_n_step_transitions_sum_the_next_rewards_and_end_with_the_day(n_step, da
     ({"infeasible_penalty_per_kwh": -1.0}, "dqn.infeasible_penalty_per_kwh=-1.0 is out of range; allowed [0.0, 10"),
     ({"lr_end_fraction": 1.5}, "dqn.lr_end_fraction=1.5 is out of range; allowed [0.0, 1.0]"),
     ({"lr_decay_steps": 0}, "dqn.lr_decay_steps=0 is out of range; allowed [1, 10000000000000]"),
+    ({"penalty_reward": "own"}, "dqn.penalty_reward must be one of ['share', 'community'], got 'own'"),
+    ({"penalty_weight": 0.0}, "dqn.penalty_weight=0.0 is out of range; allowed (0.0, 1000.0]"),
 ])
 def test_bad_hyperparameters_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -246,6 +248,30 @@ def test_the_infeasible_penalty_lowers_the_training_return_and_leaves_the_play_a
                for price in (0.0, 0.05)]
     assert metrics[1]["community_cost"] == metrics[0]["community_cost"]
     assert metrics[1]["episode_return"] < metrics[0]["episode_return"]
+
+
+def _replayed_rewards(**changes) -> tuple[np.ndarray, float]:
+    """The replay's rewards and the community cost after one mostly random day of seed 0 on the default feeder
+    (whose voltage band binds) with ``changes``."""
+    learner = DQN(EnvConfig(n_agents=6), DQNConfig(**SMALL, learning_starts=10_000, **changes), seed=0)
+    cost = learner.iterate()["community_cost"]
+    return learner.buffer.reward[:learner.buffer.size].cpu().numpy(), cost
+
+
+def test_the_replay_stores_the_training_reward_of_penalty_reward():
+    """The same day with the network penalty as billed and as the community's whole: the same play, and rewards
+    that differ by each household's share less the community's penalty, never higher, lower where the feeder
+    bound; twice the weight takes the community's whole penalty once more, the same from each household."""
+    (share, share_cost), (community, community_cost) = (_replayed_rewards(penalty_reward=how)
+                                                         for how in ("share", "community"))
+    assert community_cost == share_cost
+    gap = community - share
+    assert np.all(gap <= 1e-6) and gap.min() < -1e-4
+    assert np.mean(gap == 0.0) > 0.5  # most steps keep the feeder within its limits: nothing to bear there
+    doubled, _ = _replayed_rewards(penalty_reward="community", penalty_weight=2.0)
+    assert np.all(doubled <= community + 1e-6) and (doubled < community - 1e-4).any()
+    borne = (doubled - community).reshape(-1, 6)  # a row: the six households of one community and step
+    np.testing.assert_allclose(borne, borne[:, :1].repeat(6, axis=1), atol=1e-6)
 
 
 def test_the_learning_rate_decays_linearly_and_a_zero_rate_freezes_the_network():

@@ -44,7 +44,9 @@ demonstrations (``batch_size`` transitions) to its TD loss. Demonstrations do no
 
 Training community: with ``voltage_margin_pu`` > 0 the learner trains (and its teacher plans) on the voltage band
 narrowed by that margin on both sides, as MAPPO and MADDPG may (``nets.training_env``): the training reward's
-network penalty then keeps a margin from the limits the bill is checked against; off by default.
+network penalty then keeps a margin from the limits the bill is checked against; off by default. With
+``penalty_reward="community"`` each household's training reward bears the step's whole network penalty instead of
+its billed share (``nets.penalty_training_reward``, as MAPPO's default); ``"share"`` by default.
 
 Random numbers: the network initialisation uses ``seed`` without touching torch's global generator; replay
 sampling, exploration and the demonstrations' seeds and minibatches use the learner's numpy generator.
@@ -67,8 +69,8 @@ from torch.nn import functional as F
 
 from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, check_demonstrations_kept,
                                       check_imitation, demonstrations)
-from p2p_marl.algos.nets import (LR_SCHEDULE_INTEGERS, LR_SCHEDULE_RANGES, infeasible_training_reward, mlp,
-                                 set_learning_rates, training_env, with_agent_id)
+from p2p_marl.algos.nets import (LR_SCHEDULE_INTEGERS, LR_SCHEDULE_RANGES, check_penalty_reward, mlp,
+                                 penalty_training_reward, set_learning_rates, training_env, with_agent_id)
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.validation import check_bools, check_network, check_ranges
@@ -114,6 +116,9 @@ class DQNConfig:
     infeasible_penalty_per_kwh: float = 0.01  # the training reward pays this per kWh of battery setpoint beyond
     # what the battery could do (nets.infeasible_setpoint_kwh); 0: the bill alone
     voltage_margin_pu: float = 0.0  # train on the voltage band narrowed by this on both sides (nets.training_env)
+    penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each household bears the
+    # step's whole network penalty in its training reward (nets.penalty_training_reward), as MAPPO's default
+    penalty_weight: float = 1.0  # the training reward bears this multiple of that penalty (1: as billed)
     imitation_days: int = 0  # > 0: first pre-train on the teacher's demonstrations on this many training days ...
     imitation_epochs: int = 10  # ... for this many passes (in minibatches of batch_size); 0 days = pure RL
     imitation_teacher: str = "mpc"  # only "mpc": it plans again from every state the grid's rounding leads to
@@ -132,6 +137,7 @@ class DQNConfig:
         if self.epsilon_end > self.epsilon_start:
             raise ConfigError(f"dqn.epsilon_end={self.epsilon_end} must not exceed epsilon_start={self.epsilon_start}")
         check_bools(self, ("agent_id_input", "double_q"), "dqn")
+        check_penalty_reward(self, "dqn")
         if self.imitation_teacher != "mpc":
             raise ConfigError(f"dqn.imitation_teacher must be 'mpc', got {self.imitation_teacher!r}: the optimum's "
                               "schedule is one plan from the day's start, and the grid's rounding leaves it")
@@ -147,6 +153,7 @@ _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("infeasible_penalty_per_kwh", 0.0, 10.0, True, True),
     ("voltage_margin_pu", 0.0, 0.5, True, False),
+    ("penalty_weight", 0.0, 1000.0, False, True),
     ("learning_rate", 0.0, 1.0, False, True),
     *LR_SCHEDULE_RANGES,
     ("gamma", 0.0, 1.0, True, True),
@@ -278,13 +285,10 @@ class DQN(ValueBasedLearner):
         n_resets = math.ceil(c.imitation_days / self.core.batch_size)
         parts, metrics, teacher_s, loss = [], {}, 0.0, {}
 
-        def training_reward(reward: np.ndarray, actions: np.ndarray, infos: dict) -> np.ndarray:
-            return infeasible_training_reward(reward, actions, infos, self.core, c.infeasible_penalty_per_kwh)
-
         for round_ in range(1 + c.imitation_rounds):
             student = None if round_ == 0 else self.policy()
             played = demonstrations(self.core, c.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
-                                    "power", student, self.action_grid, training_reward)
+                                    "power", student, self.action_grid, self.training_reward)
             parts.append(played)
             teacher_s += played.teacher_s
             # The teacher's cost is its grid-snapped play's (MAPPO and MADDPG log MPC's own as teacher_cost).
@@ -362,6 +366,14 @@ class DQN(ValueBasedLearner):
             with torch.no_grad():
                 for target_param, param in zip(self.target.parameters(), self.q.parameters()):
                     target_param.lerp_(param, c.tau)
+
+    def training_reward(self, reward: np.ndarray, env_actions: np.ndarray, infos: dict[str, np.ndarray]
+                        ) -> np.ndarray:
+        """The value-based learners' training reward with the network penalty borne as ``penalty_reward`` says,
+        ``penalty_weight`` times as heavy as billed (the reward itself at the defaults)."""
+        c = self.config
+        return penalty_training_reward(super().training_reward(reward, env_actions, infos), infos["penalty"],
+                                       self.core.config.cooperative_weight, c.penalty_reward, c.penalty_weight)
 
     def learn(self, x: torch.Tensor, actions: np.ndarray, reward: np.ndarray, next_x: torch.Tensor, terminal: bool
               ) -> dict[str, float]:

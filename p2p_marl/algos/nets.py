@@ -61,6 +61,11 @@ def check_multi_agent_keys(config: Any, section: str) -> None:
         raise ConfigError(f"{section}.cooperative_weight must be null or a number in [0.0, 1.0], got {w!r}")
     if config.trade_reward not in TRADE_REWARDS:
         raise ConfigError(f"{section}.trade_reward must be one of {list(TRADE_REWARDS)}, got {config.trade_reward!r}")
+    check_penalty_reward(config, section)
+
+
+def check_penalty_reward(config: Any, section: str) -> None:
+    """``ConfigError`` naming ``section.penalty_reward`` unless it is one of ``PENALTY_REWARDS``."""
     if config.penalty_reward not in PENALTY_REWARDS:
         raise ConfigError(f"{section}.penalty_reward must be one of {list(PENALTY_REWARDS)}, "
                           f"got {config.penalty_reward!r}")

@@ -67,7 +67,8 @@ TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
 # A learner's keys added after runs had been saved without them, each with the value such runs trained with (as
 # ADDED_ENV_KEYS for the environment's).
 ADDED_ALGO_KEYS: dict[str, dict[str, Any]] = {"dqn": {"lr_end_fraction": 1.0, "lr_decay_steps": 600_000,
-                                                       "voltage_margin_pu": 0.0},
+                                                       "voltage_margin_pu": 0.0, "penalty_reward": "share",
+                                                       "penalty_weight": 1.0},
                                                "maddpg": {"lr_end_fraction": 1.0, "lr_decay_steps": 600_000}}
 
 

@@ -188,8 +188,7 @@ class ValueBasedLearner(Learner):
             actions = np.where(explore, self.rng.integers(self.n_actions, size=actions.shape), actions)
             env_actions = self.action_grid.actions(core, obs, actions)
             obs, reward, done, infos = core.step(env_actions)
-            reward = infeasible_training_reward(reward, env_actions, infos, core,
-                                                self.config.infeasible_penalty_per_kwh)
+            reward = self.training_reward(reward, env_actions, infos)
             self.env_steps += core.batch_size
             next_x = self.q.encode(core, obs)
             for key, value in self.learn(x, actions, reward, next_x, done).items():
@@ -200,6 +199,12 @@ class ValueBasedLearner(Learner):
         return {**episode_metrics(np.stack(rewards), np.stack(costs)),
                 **{key: float(np.mean(values)) for key, values in losses.items()},
                 "exploration": epsilon}
+
+    def training_reward(self, reward: np.ndarray, env_actions: np.ndarray, infos: dict[str, np.ndarray]
+                        ) -> np.ndarray:
+        """The reward (B, N) the learner trains on for a step of ``env_actions`` that earned ``reward``: the bill
+        less ``infeasible_penalty_per_kwh`` per kWh of infeasible setpoint."""
+        return infeasible_training_reward(reward, env_actions, infos, self.core, self.config.infeasible_penalty_per_kwh)
 
     def policy(self) -> GreedyPolicy:
         return GreedyPolicy(self.name, copy.deepcopy(self.q), self.action_grid)
