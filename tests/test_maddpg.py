@@ -97,6 +97,7 @@ def test_load_rejects_a_buffer_of_another_shape():
     ("critic_agent_id", 1, r"maddpg\.critic_agent_id must be true or false"),
     ("trade_reward", "bill", r"maddpg\.trade_reward must be one of \['price', 'marginal'\], got 'bill'"),
     ("penalty_reward", "total", r"maddpg\.penalty_reward must be one of \['share', 'community'\], got 'total'"),
+    ("critic_warmup_iterations", -1, r"maddpg\.critic_warmup_iterations=-1 is out of range; allowed \[0"),
     ("device", "gpu", r"maddpg\.device must be 'cpu'"),
     ("name", "ddpg", r"maddpg\.name must be 'maddpg'"),
 ])
@@ -111,6 +112,28 @@ def test_a_constant_rate_stays_at_the_configured_rates():
     assert learner.iterate()["learning_rate_scale"] == 1.0
     assert learner.actor_optimizer.param_groups[0]["lr"] == SMALL.actor_lr
     assert learner.critic_optimizer.param_groups[0]["lr"] == SMALL.critic_lr
+
+
+def test_critic_warmup_updates_the_critic_alone_for_its_iterations():
+    """During critic_warmup_iterations the actor and its target stay as they started while the critic and its
+    target learn; the iteration after them moves the actor."""
+    learner = MADDPG(TINY, dataclasses.replace(SMALL, learning_starts=0, critic_warmup_iterations=2), seed=0)
+
+    def snapshot(net: torch.nn.Module) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in net.parameters()]
+
+    def same(before: list[torch.Tensor], net: torch.nn.Module) -> bool:
+        return all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+    nets = (learner.actor, learner.target_actor, learner.critic, learner.target_critic)
+    actor, target_actor, critic, target_critic = (snapshot(net) for net in nets)
+    for _ in range(2):
+        metrics = learner.iterate()
+        assert math.isnan(metrics["actor_loss"]) and math.isfinite(metrics["critic_loss"])
+    assert same(actor, learner.actor) and same(target_actor, learner.target_actor)
+    assert not same(critic, learner.critic) and not same(target_critic, learner.target_critic)
+    assert math.isfinite(learner.iterate()["actor_loss"])
+    assert not same(actor, learner.actor) and not same(target_actor, learner.target_actor)
 
 
 def _warm_up_rewards(**changes) -> np.ndarray:

@@ -20,7 +20,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
    updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
    Optionally (``lr_end_fraction`` < 1; off by default) both learning rates decay linearly to that fraction of
-   their start over the first ``lr_decay_steps`` community-steps, set once per iteration, as MAPPO's.
+   their start over the first ``lr_decay_steps`` community-steps, set once per iteration, as MAPPO's. The first
+   ``critic_warmup_iterations`` iterations (0 by default) update the critic alone, as MAPPO's may: a warm-started
+   actor then first meets the gradient of a critic that has learned its values.
 
 Learning from a teacher (its own row beside the pure learner; off by default): with ``imitation_days`` > 0 the
 actor is first fitted to a planning teacher's actions (the optimum, or MPC on the environment's forecaster, with
@@ -125,6 +127,7 @@ class MADDPGConfig:
     imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
     # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
     imitation_coef: float = 0.0  # > 0: each actor update adds this weight x the imitation loss on them
+    critic_warmup_iterations: int = 0  # the first this many iterations update the critic only (the actor stays)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -140,7 +143,7 @@ class MADDPGConfig:
 
 
 _INTEGERS = {"num_envs", "buffer_days", "batch_size", "gradient_steps", "learning_starts", "noise_decay_steps",
-             "policy_delay", "n_step", *LR_SCHEDULE_INTEGERS, *IMITATION_INTEGERS}
+             "policy_delay", "n_step", "critic_warmup_iterations", *LR_SCHEDULE_INTEGERS, *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("buffer_days", 1, 10_000_000, True, True),
@@ -165,6 +168,7 @@ _RANGES = (
     ("target_noise_clip", 0.0, 10.0, True, True),
     ("penalty_weight", 0.0, 1000.0, False, True),
     ("voltage_margin_pu", 0.0, 0.5, True, False),
+    ("critic_warmup_iterations", 0, 10**9, True, True),
     *IMITATION_RANGES,
 )
 IMITATION_MINIBATCHES = 16  # minibatches per pass of the warm start's first fit (MAPPO's num_minibatches)
@@ -360,7 +364,6 @@ class MADDPG(Learner):
             torch.as_tensor(a, device=self.device)
             for a in self.replay.sample(cfg.batch_size, self.rng, cfg.n_step, cfg.gamma))
         n_agents = obs.shape[1]
-        own = torch.eye(n_agents, dtype=torch.bool, device=self.device)[None, :, :, None]  # [., i, j, .]: j == i
 
         # Critic: n-step TD target from the target networks; nothing is earned after the day's last step.
         with torch.no_grad():
@@ -383,8 +386,19 @@ class MADDPG(Learner):
         stats["q_value"].append(q.mean().item())
         if self.updates % cfg.policy_delay:
             return
+        if self.iterations >= cfg.critic_warmup_iterations:
+            self._update_actor(obs, joint, stats)
+        with torch.no_grad():
+            for net, target_net in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
+                for p, p_target in zip(net.parameters(), target_net.parameters()):
+                    p_target.lerp_(p, cfg.tau)
 
-        # Actor: agent i's own action from the current actor, everyone else's from replay. The critic is frozen
+    def _update_actor(self, obs: torch.Tensor, joint: torch.Tensor, stats: dict[str, list[float]]) -> None:
+        """One actor step on a minibatch: observations (M, N, obs_dim), replayed joint actions (M, N, N, 3)."""
+        cfg = self.config
+        n_agents = obs.shape[1]
+        own = torch.eye(n_agents, dtype=torch.bool, device=self.device)[None, :, :, None]  # [., i, j, .]: j == i
+        # Agent i's own action from the current actor, everyone else's from replay. The critic is frozen
         # meanwhile: the backward pass then skips its weight gradients, which the actor's step does not use.
         pre_tanh = self.actor[0](self._actor_input(obs))
         own_joint = torch.where(own, torch.tanh(pre_tanh).unsqueeze(1), joint)
@@ -400,11 +414,6 @@ class MADDPG(Learner):
         self.critic.requires_grad_(True)
         nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
         self.actor_optimizer.step()
-
-        with torch.no_grad():
-            for net, target_net in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
-                for p, p_target in zip(net.parameters(), target_net.parameters()):
-                    p_target.lerp_(p, cfg.tau)
         stats["actor_loss"].append(actor_loss.item())
 
     # ------------------------------------------------------------------ evaluation and checkpoints

@@ -69,7 +69,8 @@ TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
 ADDED_ALGO_KEYS: dict[str, dict[str, Any]] = {"dqn": {"lr_end_fraction": 1.0, "lr_decay_steps": 600_000,
                                                        "voltage_margin_pu": 0.0, "penalty_reward": "share",
                                                        "penalty_weight": 1.0},
-                                               "maddpg": {"lr_end_fraction": 1.0, "lr_decay_steps": 600_000}}
+                                               "maddpg": {"lr_end_fraction": 1.0, "lr_decay_steps": 600_000,
+                                                          "critic_warmup_iterations": 0}}
 
 
 def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
