@@ -12,6 +12,7 @@ import pytest
 
 from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.config import ConfigError
+from p2p_marl.evaluation.report import console
 from p2p_marl.progress import Progress
 from p2p_marl.run_dirs import claim_new_dir, remove_if_only_launch_records
 
@@ -89,3 +90,10 @@ def test_a_user_error_becomes_one_line_and_hydra_full_error_keeps_the_traceback(
     with pytest.raises(KeyError):  # a bug is not a user error: it keeps its traceback
         with user_errors_as_one_line("train.py"):
             raise KeyError("bug")
+
+
+def test_the_tables_console_prints_bracketed_settings_as_written(capsys):
+    """A learner's label names list settings in brackets; the evaluation scripts' console prints them, not as
+    rich markup (which would drop them)."""
+    console().print("| dqn (env.extra_features=[feeder_position]) | 0.705 |")
+    assert "env.extra_features=[feeder_position]" in capsys.readouterr().out

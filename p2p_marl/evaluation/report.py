@@ -47,9 +47,10 @@ TABLE_WIDTH = 100
 
 def console() -> Console:
     """A rich console for the tables: the terminal's width up to ``TABLE_WIDTH``, ``TABLE_WIDTH`` when the output
-    is redirected (rich's default of 80 would squeeze the tables)."""
+    is redirected (rich's default of 80 would squeeze the tables). Without markup: the tables' labels hold
+    settings in brackets (``env.extra_features=[feeder_position]``), which rich would take for styles and drop."""
     width = shutil.get_terminal_size((TABLE_WIDTH, 24)).columns if sys.stdout.isatty() else TABLE_WIDTH
-    return Console(width=min(width, TABLE_WIDTH))
+    return Console(width=min(width, TABLE_WIDTH), markup=False)
 
 
 def summarize(results: Results) -> Summary:
