@@ -501,17 +501,22 @@ def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
         run(extra_features=["community_soc", "feeder_position"]))
     assert _training_setting(run()) == _training_setting(run(extra_features=[]))
     assert _training_setting(run()) != _training_setting(run(extra_features=["community_soc"]))
-    # DQN and MADDPG runs saved before their learning-rate decay (and DQN's voltage margin) existed trained at a
-    # constant rate on the whole band: one variant with those keys at 1.0 (and 0).
+    # DQN and MADDPG runs saved before their learning-rate decay (and DQN's voltage margin and penalty keys,
+    # MADDPG's critic warm-up) existed trained at a constant rate on the whole band, bearing the billed penalty:
+    # one variant with those keys at the values they trained with.
     dqn = {**run(), "algo": {"name": "dqn"}}
     constant = {**dqn, "algo": {"name": "dqn", "lr_end_fraction": 1.0, "lr_decay_steps": 600_000,
-                                "voltage_margin_pu": 0.0}}
+                                "voltage_margin_pu": 0.0, "penalty_reward": "share", "penalty_weight": 1.0}}
     assert _training_setting(dqn) == _training_setting(constant)
     assert _training_setting(dqn) != _training_setting({**dqn, "algo": {"name": "dqn", "lr_end_fraction": 0.0}})
     assert _training_setting(dqn) != _training_setting({**dqn, "algo": {"name": "dqn", "voltage_margin_pu": 0.0075}})
+    assert _training_setting(dqn) != _training_setting({**dqn, "algo": {"name": "dqn", "penalty_reward": "community"}})
     maddpg = {**run(), "algo": {"name": "maddpg"}}
     assert _training_setting(maddpg) == _training_setting(
-        {**maddpg, "algo": {"name": "maddpg", "lr_end_fraction": 1.0, "lr_decay_steps": 600_000}})
+        {**maddpg, "algo": {"name": "maddpg", "lr_end_fraction": 1.0, "lr_decay_steps": 600_000,
+                            "critic_warmup_iterations": 0}})
+    assert _training_setting(maddpg) != _training_setting(
+        {**maddpg, "algo": {"name": "maddpg", "critic_warmup_iterations": 50}})
     assert _training_setting(maddpg) != _training_setting(
         {**maddpg, "algo": {"name": "maddpg", "lr_end_fraction": 0.0}})
 

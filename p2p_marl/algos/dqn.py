@@ -46,7 +46,8 @@ Training community: with ``voltage_margin_pu`` > 0 the learner trains (and its t
 narrowed by that margin on both sides, as MAPPO and MADDPG may (``nets.training_env``): the training reward's
 network penalty then keeps a margin from the limits the bill is checked against; off by default. With
 ``penalty_reward="community"`` each household's training reward bears the step's whole network penalty instead of
-its billed share (``nets.penalty_training_reward``, as MAPPO's default); ``"share"`` by default.
+its billed share (``nets.penalty_training_reward``, as MAPPO's default; ``"share"`` by default), and
+``penalty_weight`` times as heavy as billed (1 by default). The teacher's demonstrations carry the same reward.
 
 Random numbers: the network initialisation uses ``seed`` without touching torch's global generator; replay
 sampling, exploration and the demonstrations' seeds and minibatches use the learner's numpy generator.
@@ -369,8 +370,9 @@ class DQN(ValueBasedLearner):
 
     def training_reward(self, reward: np.ndarray, env_actions: np.ndarray, infos: dict[str, np.ndarray]
                         ) -> np.ndarray:
-        """The value-based learners' training reward with the network penalty borne as ``penalty_reward`` says,
-        ``penalty_weight`` times as heavy as billed (the reward itself at the defaults)."""
+        """The value-based learners' training reward (the bill less the infeasible-setpoint charge) with the
+        network penalty borne as ``penalty_reward`` says, ``penalty_weight`` times as heavy as billed (unchanged at
+        "share" and 1)."""
         c = self.config
         return penalty_training_reward(super().training_reward(reward, env_actions, infos), infos["penalty"],
                                        self.core.config.cooperative_weight, c.penalty_reward, c.penalty_weight)

@@ -21,8 +21,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
    Optionally (``lr_end_fraction`` < 1; off by default) both learning rates decay linearly to that fraction of
    their start over the first ``lr_decay_steps`` community-steps, set once per iteration, as MAPPO's. The first
-   ``critic_warmup_iterations`` iterations (0 by default) update the critic alone, as MAPPO's may: a warm-started
-   actor then first meets the gradient of a critic that has learned its values.
+   ``critic_warmup_iterations`` iterations of the run (0 by default; counted from its start, so those of the
+   ``learning_starts`` random actions, which update nothing, are among them) update the critic alone, as MAPPO's
+   may: a warm-started actor then first meets the gradient of a critic that has learned its values.
 
 Learning from a teacher (its own row beside the pure learner; off by default): with ``imitation_days`` > 0 the
 actor is first fitted to a planning teacher's actions (the optimum, or MPC on the environment's forecaster, with
@@ -127,7 +128,8 @@ class MADDPGConfig:
     imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
     # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
     imitation_coef: float = 0.0  # > 0: each actor update adds this weight x the imitation loss on them
-    critic_warmup_iterations: int = 0  # the first this many iterations update the critic only (the actor stays)
+    critic_warmup_iterations: int = 0  # the run's first this many iterations (learning_starts' included) update
+    # the critic only (the actor stays)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -388,6 +390,7 @@ class MADDPG(Learner):
             return
         if self.iterations >= cfg.critic_warmup_iterations:
             self._update_actor(obs, joint, stats)
+        # During the warm-up the target actor's step leaves it as it is: it equals the actor, which stays.
         with torch.no_grad():
             for net, target_net in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
                 for p, p_target in zip(net.parameters(), target_net.parameters()):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from p2p_marl.algos import saved_hyperparameters
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
@@ -64,13 +65,6 @@ def make_benchmark(name: str, seed: int = 0) -> Policy:
 # What makes two checkpoints of one learner the same method (their seeds aside): TrainConfig's keys that change
 # what is learned. The others (evaluation and checkpoint cadence, progress bar, resume) do not.
 TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
-# A learner's keys added after runs had been saved without them, each with the value such runs trained with (as
-# ADDED_ENV_KEYS for the environment's).
-ADDED_ALGO_KEYS: dict[str, dict[str, Any]] = {"dqn": {"lr_end_fraction": 1.0, "lr_decay_steps": 600_000,
-                                                       "voltage_margin_pu": 0.0, "penalty_reward": "share",
-                                                       "penalty_weight": 1.0},
-                                               "maddpg": {"lr_end_fraction": 1.0, "lr_decay_steps": 600_000,
-                                                          "critic_warmup_iterations": 0}}
 
 
 def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
@@ -130,10 +124,10 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
 def _training_setting(train_config: dict) -> dict:
     """The settings that make two runs of one learner different variants: ``TRAINING_SETTING_KEYS``, without
     the environment's discrete-view grid (``DISCRETE_VIEW_KEYS``), which no learner trains on, and with the
-    values runs saved before a key existed trained with (``ADDED_ENV_KEYS``, ``ADDED_ALGO_KEYS``)."""
+    values runs saved before a key existed trained with (``ADDED_ENV_KEYS``, ``algos.ADDED_KEYS``)."""
     setting = {key: train_config.get(key) for key in TRAINING_SETTING_KEYS}
     if isinstance(setting["algo"], dict):
-        setting["algo"] = {**ADDED_ALGO_KEYS.get(setting["algo"].get("name"), {}), **setting["algo"]}
+        setting["algo"] = saved_hyperparameters(setting["algo"])
     if isinstance(setting["env"], dict):
         env = {**ADDED_ENV_KEYS, **setting["env"]}
         setting["env"] = {key: value for key, value in env.items() if key not in DISCRETE_VIEW_KEYS}
