@@ -234,3 +234,19 @@ def test_a_state_without_the_demonstrations_cannot_resume_a_run_that_imitates():
 def test_bad_imitation_settings_name_the_key(settings, key):
     with pytest.raises(ConfigError, match=rf"^dqn\.{key}"):
         DQNConfig(**{**SMALL, **settings})
+
+
+def test_the_demonstrations_carry_the_training_reward_of_penalty_reward():
+    """The teacher's same episodes recorded with the network penalty as billed and as the community's whole: the
+    same rows, and rewards never higher with the whole penalty, lower where the feeder left its band (a band of
+    +-0.1 % that no plan can keep at night)."""
+    narrow_band = EnvConfig(n_agents=4, n_days=12, dt_h=2.0, v_min_pu=0.999, v_max_pu=1.001)
+    kept = {}
+    for how in ("share", "community"):
+        learner = DQN(narrow_band, DQNConfig(**{**SMALL, "imitation_epochs": 1, "imitation_coef": 1.0,
+                                                "penalty_reward": how}), seed=0)
+        learner.imitate()
+        kept[how] = learner.demonstrations
+    np.testing.assert_array_equal(kept["share"]["label"].numpy(), kept["community"]["label"].numpy())
+    gap = (kept["community"]["reward"] - kept["share"]["reward"]).numpy()
+    assert np.all(gap <= 1e-6) and gap.min() < -1e-4
