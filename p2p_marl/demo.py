@@ -22,14 +22,14 @@ from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly, TimeOfUse
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import rollout_days
+from p2p_marl.evaluation.kpis import feeder_violation_steps
 from p2p_marl.sim.community import CommunityCore
-
-FEEDER_VIOLATIONS = ("feeder_undervoltage_pu", "feeder_overvoltage_pu", "feeder_overload_kva")
 
 
 def violation_steps(infos: dict[str, np.ndarray]) -> np.ndarray:
-    """(D,) steps of each day with any voltage-band excess or overload (community-wide keys: agent 0)."""
-    return np.any([infos[key][:, :, 0] > 0 for key in FEEDER_VIOLATIONS], axis=0).sum(axis=1)
+    """(D,) steps of each day that leave the voltage band or overload the feeder (``kpis.feeder_violation_steps``)."""
+    voltage_broken, overload_broken = feeder_violation_steps(infos)
+    return (voltage_broken | overload_broken).sum(axis=1)
 
 
 def binding_day(config: EnvConfig, core: CommunityCore) -> int:

@@ -8,7 +8,8 @@ from hypothesis.extra.numpy import arrays
 
 from p2p_marl.baselines.rules import RandomActions
 from p2p_marl.config import EnvConfig
-from p2p_marl.evaluation.kpis import COST_PARTS, agent_bills, day_kpis, gini, share_of_optimal_saving
+from p2p_marl.evaluation.kpis import (COST_PARTS, VIOLATION_TOLERANCE, agent_bills, day_kpis, gini,
+                                     share_of_optimal_saving)
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.community import INFO_KEYS, CommunityCore
 
@@ -141,6 +142,20 @@ def test_network_kpis_by_hand():
     assert kpis["line_overload_steps"] == pytest.approx([2])
     assert kpis["line_overload_kvah"] == pytest.approx([6.0 * 0.25])
     assert kpis["network_penalty"] == pytest.approx([0.2])
+
+
+def test_excess_below_the_tolerance_is_rounding_not_a_violation():
+    """The optimum plans to the band's edge and replays up to a float rounding step beyond it: such steps do not
+    count (steps, days), while the magnitudes keep every excess."""
+    rounding, real = VIOLATION_TOLERANCE / 10, VIOLATION_TOLERANCE
+    infos = make_infos(3, 2, 2, feeder_overvoltage_pu=[[rounding, 0.0], [real, 0.0], [0.0, 0.0]],
+                       feeder_overload_kva=[[0.0, rounding], [0.0, 0.0], [0.0, real]])
+    kpis = day_kpis(infos, dt_h=0.25)
+    np.testing.assert_array_equal(kpis["voltage_violation_steps"], [0, 1, 0])
+    np.testing.assert_array_equal(kpis["line_overload_steps"], [0, 0, 1])
+    np.testing.assert_array_equal(kpis["violation_day"], [0, 1, 1])
+    np.testing.assert_allclose(kpis["voltage_violation_pu"], [rounding, real, 0.0], rtol=0)
+    np.testing.assert_allclose(kpis["line_overload_kvah"], [rounding * 0.25, 0.0, real * 0.25], rtol=0)
 
 
 def test_undefined_ratios_are_nan():

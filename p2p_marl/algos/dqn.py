@@ -46,7 +46,7 @@ Training community: with ``voltage_margin_pu`` > 0 the learner trains (and its t
 narrowed by that margin on both sides, as MAPPO and MADDPG may (``nets.training_env``): the training reward's
 network penalty then keeps a margin from the limits the bill is checked against; off by default. With
 ``penalty_reward="community"`` each household's training reward bears the step's whole network penalty instead of
-its billed share (``nets.penalty_training_reward``, as MAPPO's default; ``"share"`` by default), and
+its billed share (``nets.penalty_training_reward``; the default, as MAPPO's; ``"share"``: as billed), and
 ``penalty_weight`` times as heavy as billed (1 by default). The teacher's demonstrations carry the same reward.
 
 Random numbers: the network initialisation uses ``seed`` without touching torch's global generator; replay
@@ -117,8 +117,8 @@ class DQNConfig:
     infeasible_penalty_per_kwh: float = 0.01  # the training reward pays this per kWh of battery setpoint beyond
     # what the battery could do (nets.infeasible_setpoint_kwh); 0: the bill alone
     voltage_margin_pu: float = 0.0  # train on the voltage band narrowed by this on both sides (nets.training_env)
-    penalty_reward: str = "share"  # "share": the network penalty as billed; "community": each household bears the
-    # step's whole network penalty in its training reward (nets.penalty_training_reward), as MAPPO's default
+    penalty_reward: str = "community"  # each household bears the step's whole network penalty in its training
+    # reward (nets.penalty_training_reward), as MAPPO's default; "share": the network penalty as billed
     penalty_weight: float = 1.0  # the training reward bears this multiple of that penalty (1: as billed)
     imitation_days: int = 0  # > 0: first pre-train on the teacher's demonstrations on this many training days ...
     imitation_epochs: int = 10  # ... for this many passes (in minibatches of batch_size); 0 days = pure RL

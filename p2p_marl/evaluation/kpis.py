@@ -36,15 +36,16 @@ KPIs (name: formula [unit]):
   net power drawn through the substation in a step (simultaneous import and export of different households
   cancel physically, so this is the transformer's load, not the billed import).
 - ``network_penalty`` = sum penalty [money/day]: the environment's voltage and overload penalties.
-- ``voltage_violation_steps`` [steps]: the number of steps in which any bus is outside [v_min_pu, v_max_pu].
+- ``voltage_violation_steps`` [steps]: the number of steps in which any bus is outside [v_min_pu, v_max_pu] by at
+  least ``VIOLATION_TOLERANCE`` p.u. (summed over the buses).
 - ``voltage_violation_pu`` = sum_t (undervoltage_t + overvoltage_t) [p.u. x steps]: the band excess summed over
   the buses and the steps of the day.
 - ``line_overload_steps`` [steps]: the number of steps in which any feeder element (a line or the substation
-  transformer) carries more than its rating.
+  transformer) carries more than its rating (by at least ``VIOLATION_TOLERANCE`` kVA, summed over the elements).
 - ``line_overload_kvah`` = sum_t overload_kva_t * dt_h [kVAh]: the overload of all lines and the transformer,
   summed over elements and integrated over the day.
-- ``violation_day`` [-]: 1 on a day with any voltage-band violation or overload, else 0 (its mean over days is
-  the share of days on which the feeder's limits were broken).
+- ``violation_day`` [-]: 1 on a day with a voltage violation step or an overload step, else 0 (its mean over
+  days is the share of days on which the feeder's limits were broken).
 - ``p2p_fee`` = sum p2p_fee [money/day]: the network charges on P2P trades the community paid (market design,
   ``p2p_marl.sim.fees``; 0 without a fee).
 - ``feeder_loss_kwh`` = sum_t feeder_loss_kwh_t [kWh/day]: the feeder's line losses (I^2 R estimate).
@@ -97,6 +98,10 @@ from p2p_marl.sim.community import INFO_KEYS
 OPTIMAL_SAVING_RTOL = 1e-6
 # Money per day below which a household's loss against grid-only is rounding, not a loss.
 WORSE_OFF_TOLERANCE = 1e-9
+# Excess beyond the feeder's limits (p.u. of voltage, kVA of loading) below which a step does not count as a
+# violation: the optimum plans to the band's edge, and its replay lands up to a float rounding step (2.2e-16 p.u.)
+# beyond it. The magnitudes (``voltage_violation_pu``, ``line_overload_kvah``) and the penalty stay exact.
+VIOLATION_TOLERANCE = 1e-9
 # The parts the community cost is made of (money/day KPIs summing to ``community_cost``), ``other_cost`` last.
 COST_PARTS = ("grid_energy_cost", "battery_wear_cost", "network_penalty", "end_settlement", "p2p_fee", "loss_charge",
               "other_cost")
@@ -113,6 +118,21 @@ def _check_infos(infos: dict[str, np.ndarray]) -> tuple[int, int, int]:
         if np.shape(infos[key]) != shape:
             raise ValueError(f"infos[{key!r}] has shape {np.shape(infos[key])}, but infos['cost'] has {shape}")
     return shape
+
+
+def _feeder_excess(infos: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(B, T) each step's voltage-band excess summed over the buses [p.u.] and overload summed over the lines and the
+    transformer [kVA] (community-wide keys: household 0's)."""
+    voltage_excess_pu = (np.asarray(infos["feeder_undervoltage_pu"])[:, :, 0]
+                         + np.asarray(infos["feeder_overvoltage_pu"])[:, :, 0])
+    return voltage_excess_pu, np.asarray(infos["feeder_overload_kva"])[:, :, 0]
+
+
+def feeder_violation_steps(infos: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(B, T) whether each step leaves the voltage band, and whether it overloads a line or the transformer, by at
+    least ``VIOLATION_TOLERANCE``."""
+    voltage_excess_pu, overload_kva = _feeder_excess(infos)
+    return voltage_excess_pu >= VIOLATION_TOLERANCE, overload_kva >= VIOLATION_TOLERANCE
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -217,9 +237,8 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
                        total["p2p_buy_kwh"])
     net_import_kwh = (meters["grid_import_kwh"] - meters["grid_export_kwh"]).sum(axis=2)
     loss_charge = np.asarray(infos["loss_charge"]).sum(axis=(1, 2)) if "loss_charge" in infos else np.zeros(n_days)
-    voltage_excess_pu = (np.asarray(infos["feeder_undervoltage_pu"])[:, :, 0]
-                         + np.asarray(infos["feeder_overvoltage_pu"])[:, :, 0])
-    overload_kva = np.asarray(infos["feeder_overload_kva"])[:, :, 0]
+    voltage_excess_pu, overload_kva = _feeder_excess(infos)
+    voltage_broken, overload_broken = feeder_violation_steps(infos)
     grid_energy_cost = (meters["grid_import_kwh"].sum(axis=2) * retail_price
                         - meters["grid_export_kwh"].sum(axis=2) * np.asarray(infos["feed_in_price"])[:, :, 0]
                         ).sum(axis=1)
@@ -238,11 +257,11 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
         "clearing_price_std": np.sqrt(price_var),
         "peak_grid_import_kw": np.maximum(net_import_kwh.max(axis=1), 0.0) / dt_h,
         "network_penalty": total["penalty"],
-        "voltage_violation_steps": (voltage_excess_pu > 0).sum(axis=1).astype(np.float64),
+        "voltage_violation_steps": voltage_broken.sum(axis=1).astype(np.float64),
         "voltage_violation_pu": voltage_excess_pu.sum(axis=1),
-        "line_overload_steps": (overload_kva > 0).sum(axis=1).astype(np.float64),
+        "line_overload_steps": overload_broken.sum(axis=1).astype(np.float64),
         "line_overload_kvah": overload_kva.sum(axis=1) * dt_h,
-        "violation_day": ((voltage_excess_pu > 0) | (overload_kva > 0)).any(axis=1).astype(np.float64),
+        "violation_day": (voltage_broken | overload_broken).any(axis=1).astype(np.float64),
         "p2p_fee": total["p2p_fee"],
         "feeder_loss_kwh": np.asarray(infos["feeder_loss_kwh"])[:, :, 0].sum(axis=1),
         "grid_energy_cost": grid_energy_cost,
