@@ -419,6 +419,19 @@ def test_the_comparison_from_mpc_is_the_comparison_with_mappo_taught_by_mpc_on_a
     assert (sweep.sweeper.params.algo, sweep.sweeper.params.seed, sweep.launcher.n_jobs) == ("mappo", "0,1,2,3,4", 2)
 
 
+def test_the_comparison_maddpg_from_mpc_is_the_comparison_with_maddpg_taught_by_mpc_without_the_bins():
+    comparison, taught = (OmegaConf.to_container(composed(f"experiment={name}", "algo=maddpg"), resolve=True)
+                          for name in ("comparison", "comparison_maddpg_from_mpc"))
+    changed = {key: value for key, value in taught["algo"].items() if comparison["algo"][key] != value}
+    assert changed == {"imitation_teacher": "mpc", "imitation_days": 128, "imitation_rounds": 3,
+                       "imitation_epochs": 100, "imitation_coef": 1.0}
+    assert {key: value for key, value in taught["env"].items() if comparison["env"][key] != value} == {
+        "forecast_bins": 0}
+    assert {**taught, "algo": None, "env": None} == {**comparison, "algo": None, "env": None}
+    sweep = composed("experiment=comparison_maddpg_from_mpc", hydra_config=True).hydra
+    assert (sweep.sweeper.params.algo, sweep.sweeper.params.seed, sweep.launcher.n_jobs) == ("maddpg", "0,1,2,3,4", 2)
+
+
 def test_sweeps_started_in_the_same_second_get_directories_of_their_own(train_main, monkeypatch, tmp_path):
     same_name = f"hydra.sweep.dir='${{p2p_new_dir:{tmp_path / 'sweep'}}}'"
     for _ in range(2):
