@@ -146,16 +146,18 @@ def test_network_kpis_by_hand():
 
 def test_excess_below_the_tolerance_is_rounding_not_a_violation():
     """The optimum plans to the band's edge and replays up to a float rounding step beyond it: such steps do not
-    count (steps, days), while the magnitudes keep every excess."""
-    rounding, real = VIOLATION_TOLERANCE / 10, VIOLATION_TOLERANCE
-    infos = make_infos(3, 2, 2, feeder_overvoltage_pu=[[rounding, 0.0], [real, 0.0], [0.0, 0.0]],
-                       feeder_overload_kva=[[0.0, rounding], [0.0, 0.0], [0.0, real]])
+    count (steps, days), while the magnitudes keep every excess. The tolerance applies to the step's excess summed
+    over the buses (day 4: under- and overvoltage of 0.6 tolerance each, on different buses)."""
+    rounding, real, part = VIOLATION_TOLERANCE / 10, VIOLATION_TOLERANCE, 0.6 * VIOLATION_TOLERANCE
+    infos = make_infos(4, 2, 2, feeder_overvoltage_pu=[[rounding, 0.0], [real, 0.0], [0.0, 0.0], [part, 0.0]],
+                       feeder_undervoltage_pu=[[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [part, 0.0]],
+                       feeder_overload_kva=[[0.0, rounding], [0.0, 0.0], [0.0, real], [0.0, 0.0]])
     kpis = day_kpis(infos, dt_h=0.25)
-    np.testing.assert_array_equal(kpis["voltage_violation_steps"], [0, 1, 0])
-    np.testing.assert_array_equal(kpis["line_overload_steps"], [0, 0, 1])
-    np.testing.assert_array_equal(kpis["violation_day"], [0, 1, 1])
-    np.testing.assert_allclose(kpis["voltage_violation_pu"], [rounding, real, 0.0], rtol=0)
-    np.testing.assert_allclose(kpis["line_overload_kvah"], [rounding * 0.25, 0.0, real * 0.25], rtol=0)
+    np.testing.assert_array_equal(kpis["voltage_violation_steps"], [0, 1, 0, 1])
+    np.testing.assert_array_equal(kpis["line_overload_steps"], [0, 0, 1, 0])
+    np.testing.assert_array_equal(kpis["violation_day"], [0, 1, 1, 1])
+    np.testing.assert_allclose(kpis["voltage_violation_pu"], [rounding, real, 0.0, 2 * part], rtol=0)
+    np.testing.assert_allclose(kpis["line_overload_kvah"], [rounding * 0.25, 0.0, real * 0.25, 0.0], rtol=0)
 
 
 def test_undefined_ratios_are_nan():

@@ -29,6 +29,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from p2p_marl.algos import load_policy
+from p2p_marl.algos.dqn import DQNConfig
 from p2p_marl.algos.mappo import MAPPOConfig
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation import learning_curves
@@ -675,32 +676,35 @@ def test_learning_curves_refuse_a_directory_that_is_not_a_run(tmp_path):
         learning_curves.read_run(tmp_path)
 
 
-def test_a_run_saved_before_a_key_existed_is_rebuilt_and_named_as_it_trained(tmp_path):
-    """A MAPPO checkpoint and run directory written before ``penalty_reward`` and ``value_heads`` existed trained
-    with the penalty share and per-agent critic inputs: they load with "share" and False, not today's defaults,
-    and the learning curves name the run by them."""
-    from torch.utils.tensorboard import SummaryWriter
-
+@pytest.mark.parametrize("learner_config, trained_with, label", [
+    (MAPPOConfig, {"penalty_reward": "share", "value_heads": False}, "mappo (penalty_reward=share, value_heads=False)"),
+    (DQNConfig, {"penalty_reward": "share"}, "dqn (penalty_reward=share)"),
+], ids=["mappo", "dqn"])
+def test_a_run_saved_before_a_key_existed_is_rebuilt_and_named_as_it_trained(learner_config, trained_with, label,
+                                                                             tmp_path):
+    """A checkpoint and run directory written before ``penalty_reward`` (and MAPPO's ``value_heads``) existed
+    trained with the penalty share (and per-agent critic inputs): they load with "share" (and False), not today's
+    defaults, and the learning curves name the run by them."""
     from p2p_marl.algos import build_learner
     from p2p_marl.training.checkpoint import environment_spec, save_checkpoint
 
     env = EnvConfig(**TINY_ENV)
-    algo = {key: value for key, value in dataclasses.asdict(MAPPOConfig()).items()
-            if key not in ("penalty_reward", "value_heads")}
-    assert MAPPOConfig().penalty_reward == "community" and MAPPOConfig().value_heads
-    learner = build_learner(env, algo | {"penalty_reward": "share", "value_heads": False}, seed=0)
+    defaults = dataclasses.asdict(learner_config())
+    assert all(defaults[key] != value for key, value in trained_with.items())  # the defaults moved since
+    algo = {key: value for key, value in defaults.items() if key not in trained_with}
+    learner = build_learner(env, algo | trained_with, seed=0)
     config = {"env": dataclasses.asdict(env), "algo": algo, "seed": 0}
     save_checkpoint(tmp_path / "old.pt", {"config": config, "env_spec": environment_spec(env),
                                           "learner": learner.state_dict(), "loop": {}, "env_steps": 0,
                                           "finished": False})
     checkpoint = load_checkpoint(tmp_path / "old.pt")
-    assert checkpoint.config["algo"]["penalty_reward"] == "share" and checkpoint.config["algo"]["value_heads"] is False
+    assert {key: checkpoint.config["algo"][key] for key in trained_with} == trained_with
     rebuilt = checkpoint.build_learner()
-    assert rebuilt.config.penalty_reward == "share" and not rebuilt.config.value_heads
+    assert {key: getattr(rebuilt.config, key) for key in trained_with} == trained_with
 
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     with SummaryWriter(str(run_dir)) as writer:
         writer.add_scalar(learning_curves.TAG, 0.5, 32)
-    assert learning_curves.read_run(run_dir)[0].learner == "mappo (penalty_reward=share, value_heads=False)"
+    assert learning_curves.read_run(run_dir)[0].learner == label
