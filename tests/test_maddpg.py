@@ -98,6 +98,7 @@ def test_load_rejects_a_buffer_of_another_shape():
     ("trade_reward", "bill", r"maddpg\.trade_reward must be one of \['price', 'marginal'\], got 'bill'"),
     ("penalty_reward", "total", r"maddpg\.penalty_reward must be one of \['share', 'community'\], got 'total'"),
     ("critic_warmup_iterations", -1, r"maddpg\.critic_warmup_iterations=-1 is out of range; allowed \[0"),
+    ("actor_q_normalised", "yes", r"maddpg\.actor_q_normalised must be true or false"),
     ("device", "gpu", r"maddpg\.device must be 'cpu'"),
     ("name", "ddpg", r"maddpg\.name must be 'maddpg'"),
 ])
@@ -134,6 +135,31 @@ def test_critic_warmup_updates_the_critic_alone_for_its_iterations():
     assert not same(critic, learner.critic) and not same(target_critic, learner.target_critic)
     assert math.isfinite(learner.iterate()["actor_loss"])
     assert not same(actor, learner.actor) and not same(target_actor, learner.target_actor)
+
+
+def test_the_normalised_q_term_is_the_q_term_over_its_mean_magnitude():
+    """TD3+BC's balance: with actor_q_normalised the actor's gradient is the plain Q term's divided by the
+    minibatch's mean |Q|, on the same weights and minibatch (no action penalty, no clipping in the way)."""
+    config = dataclasses.replace(SMALL, action_l2=0.0, max_grad_norm=1e9)
+    gradients, losses = {}, {}
+    for normalised in (False, True):
+        learner = MADDPG(TINY, dataclasses.replace(config, actor_q_normalised=normalised), seed=0)
+        generator = torch.Generator().manual_seed(1)
+        n_agents, obs_dim = learner.core.n_agents, learner.core.obs_dim
+        obs = torch.rand((8, n_agents, obs_dim), generator=generator)
+        joint = (2 * torch.rand((8, 1, n_agents, 3), generator=generator) - 1).expand(-1, n_agents, -1, -1)
+        with torch.no_grad():  # Q with each agent's own action from the actor, the others' from the minibatch
+            own_action = learner.actor(learner._actor_input(obs)).unsqueeze(1)
+            own = torch.eye(n_agents, dtype=torch.bool)[None, :, :, None]
+            q = learner._q(learner.critic, obs, torch.where(own, own_action, joint))
+        learner.actor_optimizer.step = lambda: None  # keep the gradient, not the step
+        stats = {"actor_loss": []}
+        learner._update_actor(obs, joint, stats)
+        gradients[normalised] = torch.cat([p.grad.flatten() for p in learner.actor.parameters()])
+        losses[normalised] = stats["actor_loss"][0]
+    assert losses[False] == pytest.approx(-q.mean().item(), rel=1e-5)
+    assert losses[True] == pytest.approx(-(q.mean() / q.abs().mean()).item(), rel=1e-5)
+    torch.testing.assert_close(gradients[True] * q.abs().mean(), gradients[False], rtol=1e-4, atol=1e-7)
 
 
 def _warm_up_rewards(**changes) -> np.ndarray:

@@ -43,7 +43,7 @@ ADDED_KEYS: dict[str, dict[str, Any]] = {
     "maddpg": {"penalty_reward": "share", "penalty_weight": 1.0, "trade_reward": "price", "imitation_days": 0,
                "imitation_epochs": 50, "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0,
                "voltage_margin_pu": 0.0, "lr_end_fraction": 1.0, "lr_decay_steps": 600_000,
-               "critic_warmup_iterations": 0},
+               "critic_warmup_iterations": 0, "actor_q_normalised": False},
     "dqn": {"double_q": False, "n_step": 1, "infeasible_penalty_per_kwh": 0.0, "imitation_days": 0,
             "imitation_epochs": 10, "imitation_teacher": "mpc", "imitation_rounds": 0, "imitation_coef": 0.0,
             "imitation_margin": 0.05, "lr_end_fraction": 1.0, "lr_decay_steps": 600_000, "voltage_margin_pu": 0.0,

@@ -29,7 +29,11 @@ Learning from a teacher (its own row beside the pure learner; off by default): w
 actor is first fitted to a planning teacher's actions (the optimum, or MPC on the environment's forecaster, with
 ``imitation_rounds`` of DAgger), and the target actor copies it; with ``imitation_coef`` > 0 every actor update
 also descends that weight x the imitation loss on the kept demonstrations (``p2p_marl.algos.imitation``). The
-warm start's fits take Adam at ``actor_lr`` in ``IMITATION_MINIBATCHES`` minibatches per pass.
+warm start's fits take Adam at ``actor_lr`` in ``IMITATION_MINIBATCHES`` minibatches per pass. With
+``actor_q_normalised`` (off by default) the actor's Q term is divided by the minibatch's mean ``|Q|`` (not
+differentiated), TD3+BC's balance (Fujimoto and Gu 2021: ``lambda = alpha / mean |Q|``, so ``imitation_coef`` =
+1 / alpha): the imitation loss then weighs the same against the critic's gradient whatever the scale of the
+returns, which grows as the critic learns them.
 
 Training reward: the environment's reward, or, with ``cooperative_weight`` set, the core's reward with that
 cooperative weight; with ``penalty_reward="community"`` each agent bears the step's whole network penalty
@@ -75,7 +79,7 @@ from p2p_marl.algos.nets import (
 )
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
-from p2p_marl.training.validation import check_network, check_ranges
+from p2p_marl.training.validation import check_bools, check_network, check_ranges
 from p2p_marl.training.value_based import linear_schedule
 
 
@@ -130,6 +134,7 @@ class MADDPGConfig:
     imitation_coef: float = 0.0  # > 0: each actor update adds this weight x the imitation loss on them
     critic_warmup_iterations: int = 0  # the run's first this many iterations (learning_starts' included) update
     # the critic only (the actor stays)
+    actor_q_normalised: bool = False  # the actor's Q term divided by the minibatch's mean |Q| (TD3+BC's balance)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -139,6 +144,7 @@ class MADDPGConfig:
         check_network(self, "maddpg")
         check_multi_agent_keys(self, "maddpg")
         check_imitation(self, "maddpg", self.battery_action)
+        check_bools(self, ("actor_q_normalised",), "maddpg")
         if self.noise_std_end > self.noise_std_start:
             raise ConfigError(f"maddpg.noise_std_end={self.noise_std_end!r} must not exceed "
                               f"noise_std_start={self.noise_std_start!r}")
@@ -406,7 +412,9 @@ class MADDPG(Learner):
         pre_tanh = self.actor[0](self._actor_input(obs))
         own_joint = torch.where(own, torch.tanh(pre_tanh).unsqueeze(1), joint)
         self.critic.requires_grad_(False)
-        actor_loss = -self._q(self.critic, obs, own_joint).mean() + cfg.action_l2 * pre_tanh.pow(2).mean()
+        q = self._q(self.critic, obs, own_joint)
+        q_term = q.mean() / q.abs().mean().detach().clamp_min(1e-8) if cfg.actor_q_normalised else q.mean()
+        actor_loss = -q_term + cfg.action_l2 * pre_tanh.pow(2).mean()
         loss = actor_loss
         if cfg.imitation_coef > 0.0:
             imitation_loss = self.imitation.loss(obs.shape[0] * n_agents)
