@@ -408,29 +408,24 @@ def test_every_experiment_composes_into_a_valid_run_of_each_learner_it_sweeps(ex
         assert settings.algo["name"] == algo
 
 
-def test_the_comparison_from_mpc_is_the_comparison_with_mappo_taught_by_mpc_on_a_narrowed_band():
-    comparison, taught = (OmegaConf.to_container(composed(f"experiment={name}", "algo=mappo"), resolve=True)
-                          for name in ("comparison", "comparison_from_mpc"))
-    changed = {key: value for key, value in taught["algo"].items() if comparison["algo"][key] != value}
-    assert changed == {"imitation_teacher": "mpc", "imitation_days": 128, "imitation_rounds": 3,
-                       "imitation_epochs": 100, "imitation_coef": 1.0, "voltage_margin_pu": 0.0075,
-                       "lr_end_fraction": 0.0}
-    assert {**taught, "algo": None} == {**comparison, "algo": None}
-    sweep = composed("experiment=comparison_from_mpc", hydra_config=True).hydra
-    assert (sweep.sweeper.params.algo, sweep.sweeper.params.seed, sweep.launcher.n_jobs) == ("mappo", "0,1,2,3,4", 2)
+TEACHING_KEYS = {"imitation_teacher": "mpc", "imitation_days": 128, "imitation_rounds": 3, "imitation_epochs": 100,
+                 "imitation_coef": 1.0}
 
 
-def test_the_comparison_maddpg_from_mpc_is_the_comparison_with_maddpg_taught_by_mpc_without_the_bins():
-    comparison, taught = (OmegaConf.to_container(composed(f"experiment={name}", "algo=maddpg"), resolve=True)
-                          for name in ("comparison", "comparison_maddpg_from_mpc"))
-    changed = {key: value for key, value in taught["algo"].items() if comparison["algo"][key] != value}
-    assert changed == {"imitation_teacher": "mpc", "imitation_days": 128, "imitation_rounds": 3,
-                       "imitation_epochs": 100, "imitation_coef": 1.0}
-    assert {key: value for key, value in taught["env"].items() if comparison["env"][key] != value} == {
-        "forecast_bins": 0}
+@pytest.mark.parametrize("experiment, algo, algo_changes, env_changes", [
+    ("comparison_from_mpc", "mappo", {**TEACHING_KEYS, "voltage_margin_pu": 0.0075, "lr_end_fraction": 0.0}, {}),
+    ("comparison_maddpg_from_mpc", "maddpg", TEACHING_KEYS, {"forecast_bins": 0}),
+])
+def test_a_taught_comparison_is_the_comparison_with_the_teaching_keys(experiment, algo, algo_changes, env_changes):
+    """The comparison's mappo#2 is MAPPO taught by MPC on a narrowed band with a decaying step size, its maddpg#2
+    MADDPG taught by MPC without the bins: each differs from experiment=comparison in those keys only, five seeds."""
+    comparison, taught = (OmegaConf.to_container(composed(f"experiment={name}", f"algo={algo}"), resolve=True)
+                          for name in ("comparison", experiment))
+    for group, changes in (("algo", algo_changes), ("env", env_changes)):
+        assert {key: value for key, value in taught[group].items() if comparison[group][key] != value} == changes
     assert {**taught, "algo": None, "env": None} == {**comparison, "algo": None, "env": None}
-    sweep = composed("experiment=comparison_maddpg_from_mpc", hydra_config=True).hydra
-    assert (sweep.sweeper.params.algo, sweep.sweeper.params.seed, sweep.launcher.n_jobs) == ("maddpg", "0,1,2,3,4", 2)
+    sweep = composed(f"experiment={experiment}", hydra_config=True).hydra
+    assert (sweep.sweeper.params.algo, sweep.sweeper.params.seed, sweep.launcher.n_jobs) == (algo, "0,1,2,3,4", 2)
 
 
 def test_sweeps_started_in_the_same_second_get_directories_of_their_own(train_main, monkeypatch, tmp_path):

@@ -131,7 +131,10 @@ def _feeder_excess(infos: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
 def feeder_violation_steps(infos: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(B, T) whether each step leaves the voltage band, and whether it overloads a line or the transformer, by at
     least ``VIOLATION_TOLERANCE``."""
-    voltage_excess_pu, overload_kva = _feeder_excess(infos)
+    return _beyond_tolerance(*_feeder_excess(infos))
+
+
+def _beyond_tolerance(voltage_excess_pu: np.ndarray, overload_kva: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return voltage_excess_pu >= VIOLATION_TOLERANCE, overload_kva >= VIOLATION_TOLERANCE
 
 
@@ -238,7 +241,7 @@ def day_kpis(infos: dict[str, np.ndarray], dt_h: float, grid_only_bills: np.ndar
     net_import_kwh = (meters["grid_import_kwh"] - meters["grid_export_kwh"]).sum(axis=2)
     loss_charge = np.asarray(infos["loss_charge"]).sum(axis=(1, 2)) if "loss_charge" in infos else np.zeros(n_days)
     voltage_excess_pu, overload_kva = _feeder_excess(infos)
-    voltage_broken, overload_broken = feeder_violation_steps(infos)
+    voltage_broken, overload_broken = _beyond_tolerance(voltage_excess_pu, overload_kva)
     grid_energy_cost = (meters["grid_import_kwh"].sum(axis=2) * retail_price
                         - meters["grid_export_kwh"].sum(axis=2) * np.asarray(infos["feed_in_price"])[:, :, 0]
                         ).sum(axis=1)
