@@ -52,7 +52,7 @@ def test_each_value_based_learner_acts_on_its_own_grid_not_the_environments():
     core = CommunityCore(env, batch_size=2)
     obs = core.reset(days=core.test_days[:2])
     fixed = {"follow_net_load_action": False}
-    learners = {(9, 3, 2): DQN(env, DQNConfig(**SMALL, **fixed), seed=0),
+    learners = {(13, 3, 2): DQN(env, DQNConfig(**SMALL, **fixed), seed=0),
                 (4, 1, 2): DQN(env, DQNConfig(**SMALL, **fixed, n_battery_levels=4, n_price_levels=1), seed=0),
                 (5, 1, 1): QLearning(env, QLearningConfig(follow_net_load_action=False), seed=0)}
     for levels, learner in learners.items():
@@ -64,7 +64,7 @@ def test_each_value_based_learner_acts_on_its_own_grid_not_the_environments():
 
 
 @pytest.mark.parametrize("learner, n_actions", [
-    (lambda: DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=0), seed=0), 54 + 6),  # the defaults
+    (lambda: DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=0), seed=0), 78 + 6),  # the defaults: 13 x 3 x 2, and the net-load level x 3 x 2
     (lambda: QLearning(TINY_ENV, QLearningConfig(num_envs=4), seed=0), 5 + 1),
 ])
 def test_both_learners_train_and_act_with_the_follow_net_load_action(learner, n_actions):
