@@ -64,7 +64,8 @@ def test_each_value_based_learner_acts_on_its_own_grid_not_the_environments():
 
 
 @pytest.mark.parametrize("learner, n_actions", [
-    (lambda: DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=0), seed=0), 78 + 6),  # the defaults: 13 x 3 x 2, and the net-load level x 3 x 2
+    # the defaults: 13 battery levels x 3 prices x 2 curtailments, and the net-load level x 3 x 2
+    (lambda: DQN(TINY_ENV, DQNConfig(**SMALL, learning_starts=0), seed=0), 78 + 6),
     (lambda: QLearning(TINY_ENV, QLearningConfig(num_envs=4), seed=0), 5 + 1),
 ])
 def test_both_learners_train_and_act_with_the_follow_net_load_action(learner, n_actions):
