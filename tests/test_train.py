@@ -57,8 +57,8 @@ TINY_ENV = {"n_agents": 3, "dt_h": 3.0, "n_days": 20}  # a whole day in 8 steps:
 TINY = [*(f"env.{key}={value}" for key, value in TINY_ENV.items()), "algo.num_envs=4", "total_env_steps=320",
         "eval_interval=96", "checkpoint_interval=160", "eval_days=2", "progress=false"]
 DQN_TINY = ["algo=dqn", "algo.learning_starts=64", "algo.batch_size=32", "algo.buffer_size=2000",
-            "algo.target_update_interval=20", "algo.hidden_sizes=[16,16]",
-            "algo.n_battery_levels=9"]  # the grid these runs were chosen on (seed 1: its best after the checkpoint at 160)
+            # the grid these runs were chosen on (seed 1: its best comes after the checkpoint at 160)
+            "algo.target_update_interval=20", "algo.hidden_sizes=[16,16]", "algo.n_battery_levels=9"]
 ALGOS = {"qlearning": ["algo=qlearning"], "dqn": DQN_TINY}
 EXPECTED_TAGS = {"train/episode_return", "train/community_cost", "train/td_loss", "train/exploration",
                  "perf/steps_per_second", "eval/share_of_optimal_saving", "eval/community_cost",

@@ -111,9 +111,9 @@ class DQNConfig:
     # The action grid (p2p_marl.training.value_based.ActionGrid): 13 battery setpoints and one that follows the
     # net load, x 3 bid prices x curtailing none or all of the PV. On 5 setpoints alone DQN's mean was level and
     # its spread over seeds larger; the net-load action added 0.13 on validation days (README, what was tried).
-    n_battery_levels: int = 13  # evenly spaced setpoints in [-1, 1]; 9 rather than 5: +0.10 at the best evaluation
-    # on the validation days, better on each of 3 seeds (MPC snapped to the grid: 0.846 against 0.765; README);
-    # 13 with the wider layers above
+    n_battery_levels: int = 13  # evenly spaced setpoints in [-1, 1]; 9 rather than 5 added 0.10 at the best
+    # evaluation on the validation days, better on each of 3 seeds (MPC snapped to the grid: 0.846 against 0.765);
+    # 13 pays only with the wider layers above (docs/what_was_tried.md)
     n_price_levels: int = 3  # evenly spaced price shares in [0, 1] (1 level: 0.5)
     n_curtail_levels: int = 2  # evenly spaced PV curtailment shares in [0, 1] (1 level: none)
     follow_net_load_action: bool = True  # one more battery level: charge the PV surplus, cover the net load
