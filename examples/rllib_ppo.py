@@ -28,7 +28,8 @@ def build_config(env_config: dict, num_env_runners: int, train_batch_size: int, 
     """PPO over the registered environment; minibatches of a quarter of the batch, 4 epochs each."""
     config = (PPOConfig()
               .environment(p2p_rllib.ENV_NAME, env_config=env_config)
-              .env_runners(num_env_runners=num_env_runners, rollout_fragment_length="auto")
+              # RLlib waits 60 s for a first batch by default, too short on a busy 2-core machine.
+              .env_runners(num_env_runners=num_env_runners, rollout_fragment_length="auto", sample_timeout_s=600)
               .training(train_batch_size_per_learner=train_batch_size, minibatch_size=train_batch_size // 4,
                         num_epochs=4)
               .debugging(seed=seed))

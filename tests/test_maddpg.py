@@ -99,6 +99,7 @@ def test_load_rejects_a_buffer_of_another_shape():
     ("penalty_reward", "total", r"maddpg\.penalty_reward must be one of \['share', 'community'\], got 'total'"),
     ("critic_warmup_iterations", -1, r"maddpg\.critic_warmup_iterations=-1 is out of range; allowed \[0"),
     ("actor_q_normalised", "yes", r"maddpg\.actor_q_normalised must be true or false"),
+    ("actor_others_current", 1, r"maddpg\.actor_others_current must be true or false"),
     ("device", "gpu", r"maddpg\.device must be 'cpu'"),
     ("name", "ddpg", r"maddpg\.name must be 'maddpg'"),
 ])
@@ -160,6 +161,36 @@ def test_the_normalised_q_term_is_the_q_term_over_its_mean_magnitude():
     assert losses[False] == pytest.approx(-q.mean().item(), rel=1e-5)
     assert losses[True] == pytest.approx(-(q.mean() / q.abs().mean()).item(), rel=1e-5)
     torch.testing.assert_close(gradients[True] * q.abs().mean(), gradients[False], rtol=1e-4, atol=1e-7)
+
+
+def test_the_others_act_as_the_current_actor_in_its_update_with_actor_others_current():
+    """MAAC's and FACMAC's sampling: the actor's Q term takes every agent's action from the current actor, so the
+    replayed actions play no part in its loss or gradient; the others' actions are not differentiated (each agent
+    ascends its own Q through its own action only), so the gradient is not that of the whole joint action."""
+    config = dataclasses.replace(SMALL, action_l2=0.0, max_grad_norm=1e9, actor_others_current=True)
+    learner = MADDPG(TINY, config, seed=0)
+    learner.actor_optimizer.step = lambda: None  # keep the gradient, not the step
+    generator = torch.Generator().manual_seed(1)
+    n_agents, obs_dim = learner.core.n_agents, learner.core.obs_dim
+    obs = torch.rand((8, n_agents, obs_dim), generator=generator)
+
+    def actor_step(joint: torch.Tensor) -> tuple[float, torch.Tensor]:
+        stats = {"actor_loss": []}
+        learner._update_actor(obs, joint, stats)
+        return stats["actor_loss"][0], torch.cat([p.grad.flatten() for p in learner.actor.parameters()])
+
+    replayed = [(2 * torch.rand((8, 1, n_agents, 3), generator=generator) - 1).expand(-1, n_agents, -1, -1)
+                for _ in range(2)]
+    (loss, gradient), (other_loss, other_gradient) = (actor_step(joint) for joint in replayed)
+    current = learner.actor(learner._actor_input(obs)).unsqueeze(1).expand(-1, n_agents, -1, -1)
+    with torch.no_grad():
+        q = learner._q(learner.critic, obs, current)
+    assert loss == other_loss == pytest.approx(-q.mean().item(), rel=1e-5)
+    torch.testing.assert_close(gradient, other_gradient)
+    learner.actor.zero_grad()
+    (-learner._q(learner.critic, obs, current).mean()).backward()  # through every agent's action
+    joint_gradient = torch.cat([p.grad.flatten() for p in learner.actor.parameters()])
+    assert not torch.allclose(gradient, joint_gradient, rtol=1e-3, atol=1e-6)
 
 
 def _warm_up_rewards(**changes) -> np.ndarray:

@@ -16,7 +16,10 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    ``reward_scale * sum_k gamma^k r_i(t + k) + gamma^n Q'_i(o'(t + n), mu'(o'(t + n)))`` from target networks
    (``n_step`` = 1 is the one-step target of Lowe et al. 2017; nothing is earned after the day's last step).
    The actor ascends ``Q_i(o, a_1..mu(o_i)..a_N)``: agent i's own action from the current actor, everyone
-   else's from replay (Lowe et al.), with a small penalty ``action_l2`` on the pre-tanh outputs. Target
+   else's from replay (Lowe et al.), with a small penalty ``action_l2`` on the pre-tanh outputs; with
+   ``actor_others_current`` (off by default) everyone else's from the current actor too, not differentiated
+   (as MAAC's and FACMAC's policy gradients sample the other agents from their current policies: the gradient is
+   then taken where the others play now, not where they played when the step was stored). Target
    networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
    updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
    Optionally (``lr_end_fraction`` < 1; off by default) both learning rates decay linearly to that fraction of
@@ -135,6 +138,7 @@ class MADDPGConfig:
     critic_warmup_iterations: int = 0  # the run's first this many iterations (learning_starts' included) update
     # the critic only (the actor stays)
     actor_q_normalised: bool = False  # the actor's Q term divided by the minibatch's mean |Q| (TD3+BC's balance)
+    actor_others_current: bool = False  # the actor update's other agents act as the current actor, not as replayed
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -144,7 +148,7 @@ class MADDPGConfig:
         check_network(self, "maddpg")
         check_multi_agent_keys(self, "maddpg")
         check_imitation(self, "maddpg", self.battery_action)
-        check_bools(self, ("actor_q_normalised",), "maddpg")
+        check_bools(self, ("actor_q_normalised", "actor_others_current"), "maddpg")
         if self.noise_std_end > self.noise_std_start:
             raise ConfigError(f"maddpg.noise_std_end={self.noise_std_end!r} must not exceed "
                               f"noise_std_start={self.noise_std_start!r}")
@@ -407,10 +411,13 @@ class MADDPG(Learner):
         cfg = self.config
         n_agents = obs.shape[1]
         own = torch.eye(n_agents, dtype=torch.bool, device=self.device)[None, :, :, None]  # [., i, j, .]: j == i
-        # Agent i's own action from the current actor, everyone else's from replay. The critic is frozen
-        # meanwhile: the backward pass then skips its weight gradients, which the actor's step does not use.
+        # Agent i's own action from the current actor, everyone else's from replay (or, actor_others_current,
+        # the current actor's without its gradient). The critic is frozen meanwhile: the backward pass then skips
+        # its weight gradients, which the actor's step does not use.
         pre_tanh = self.actor[0](self._actor_input(obs))
-        own_joint = torch.where(own, torch.tanh(pre_tanh).unsqueeze(1), joint)
+        action = torch.tanh(pre_tanh).unsqueeze(1)
+        others = action.detach().expand(-1, n_agents, -1, -1) if cfg.actor_others_current else joint
+        own_joint = torch.where(own, action, others)
         self.critic.requires_grad_(False)
         q = self._q(self.critic, obs, own_joint)
         q_term = q.mean() / q.abs().mean().detach().clamp_min(1e-8) if cfg.actor_q_normalised else q.mean()
