@@ -56,6 +56,9 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
         return Trainer(OmegaConf.to_container(cfg, resolve=True), run_dir)
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         raise ConfigError("resume continues one run; start it without -m/--multirun")
+    if run_dir.resolve() != Path(cfg.resume).resolve():
+        raise ConfigError(f"resume={cfg.resume} continues that run in its own directory, and hydra.run.dir sends the "
+                          f"output to {run_dir}: leave hydra.run.dir out")
     checkpoint = latest_intact_checkpoint(run_dir)
     return Trainer(resumed_config(checkpoint.config, cfg), run_dir, checkpoint)
 

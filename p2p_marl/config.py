@@ -230,6 +230,7 @@ _RANGES: tuple[Range, ...] = (
     ("forecast_bins", 0, 10_000, True, True),
     ("forecast_nrmse", 0.0, 10.0, True, True),
     ("forecast_nrmse_next", 0.0, 10.0, True, True),
+    ("community_seed", 0, 2**63 - 1, True, True),
     ("forecast_seed", 0, 2**63 - 1, True, True),
     ("forecast_autocorrelation", 0.0, 1.0, True, False),
     ("test_share", 0.0, 1.0, False, False),
@@ -326,6 +327,13 @@ def _validate(cfg: EnvConfig) -> None:
     if cfg.train_soc_initial_min > cfg.train_soc_initial_max:
         raise ConfigError(f"train_soc_initial_min={cfg.train_soc_initial_min!r} must not exceed "
                           f"train_soc_initial_max={cfg.train_soc_initial_max!r}")
+    hours = (cfg.offpeak_end_h, cfg.peak_start_h, cfg.peak_end_h, cfg.offpeak_start_h)
+    if not hours[0] <= hours[1] < hours[2] <= hours[3]:
+        # Out of this order the periods overlap or vanish, and time_of_use_prices would quietly drop one.
+        raise ConfigError(f"offpeak_end_h, peak_start_h, peak_end_h, offpeak_start_h = {', '.join(map(repr, hours))}: "
+                          "the tariff's hours must run offpeak_end_h <= peak_start_h < peak_end_h <= offpeak_start_h "
+                          "(off-peak from offpeak_start_h over midnight to offpeak_end_h, the peak between, shoulder "
+                          "elsewhere)")
     if cfg.v_min_pu >= cfg.v_max_pu:
         raise ConfigError(f"v_min_pu={cfg.v_min_pu!r} must be below v_max_pu={cfg.v_max_pu!r}")
     if cfg.feed_in_per_kwh > min(cfg.retail_offpeak_per_kwh, cfg.retail_shoulder_per_kwh, cfg.retail_peak_per_kwh):

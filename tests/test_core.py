@@ -172,6 +172,11 @@ def test_non_finite_action_is_rejected(bad):
     ("prosumer_share", float("nan"), "prosumer_share must be a finite number"),
     ("n_agents", 2.5, "n_agents must be an integer"),
     ("feed_in_per_kwh", 0.5, "feed_in_per_kwh=0.5 must not exceed the lowest retail price"),
+    ("community_seed", -1, r"community_seed=-1 is out of range; allowed \[0, "),
+    ("peak_end_h", 16.0, r"offpeak_end_h, peak_start_h, peak_end_h, offpeak_start_h = 7.0, 17.0, 16.0, 22.0: the "
+                         r"tariff's hours must run offpeak_end_h <= peak_start_h < peak_end_h <= offpeak_start_h"),
+    ("offpeak_end_h", 19.0, "the tariff's hours must run"),
+    ("offpeak_start_h", 20.0, "the tariff's hours must run"),
 ])
 def test_invalid_config_names_the_field_and_range(field, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -181,3 +186,17 @@ def test_invalid_config_names_the_field_and_range(field, value, message):
 def test_unknown_config_key_is_named():
     with pytest.raises(ConfigError, match=r"unknown environment config key\(s\) \['n_agent'\]"):
         p2p_marl.parallel_env(n_agent=3)
+
+
+@pytest.mark.parametrize("days", [3.7, "5", True, float("nan"), [[1, 2]], [1, 2, 3]])
+def test_reset_refuses_days_that_are_not_whole_indices_one_per_community(days):
+    core = CommunityCore(CFG, batch_size=2)
+    with pytest.raises(ValueError, match=r"days must be a whole day index in \[0, \d+\], or 2 of them \(one per "
+                                         r"community\); got"):
+        core.reset(days=days)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "abc", True])
+def test_reset_refuses_a_seed_that_is_not_a_non_negative_integer(seed):
+    with pytest.raises(ValueError, match=r"seed must be None or an integer >= 0, got"):
+        CommunityCore(CFG, batch_size=1).reset(seed=seed)

@@ -410,6 +410,10 @@ def test_default_config_composes(compose_evaluate):
     ("methods=[grid_only,lottery]", r"^methods\[1\]='lottery' is not a benchmark"),
     ("max_days=0", r"^max_days=0 is out of range"),
     ("run_checkpoint=first", r"^run_checkpoint='first' is not allowed; choose best .* or last"),
+    ("seed=-1", r"^seed=-1 is out of range; allowed \[0, "),
+    ("env.split=validation", r"^env\.split='validation', env\.day=None: evaluate\.py plays the days that days= names"),
+    ("env.day=2", r"^env\.split='train', env\.day=2: evaluate\.py plays the days that days= names"),
+    ("env.community_seed=-1", r"^env\.community_seed=-1 is out of range; allowed \[0, "),
 ])
 def test_invalid_settings_name_the_key(compose_evaluate, override, message):
     with pytest.raises(ConfigError, match=message):

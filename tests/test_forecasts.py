@@ -274,3 +274,17 @@ def test_a_policy_is_tied_to_its_forecast_profile():
     assert "forecast_bins" not in environment_spec(EnvConfig())["forecasts"]
     spec = environment_spec(EnvConfig(forecast_bins=12))
     assert spec["forecasts"]["forecast_bins"] == 12 and spec["obs_features"][-1] == "pv_bin_12"
+
+
+def test_a_forecast_file_for_other_dates_names_the_first_day_that_differs(tmp_path):
+    profiles = synthetic_profiles(3, 1.0, n_days=5, prosumer_share=0.7, seed=2)
+    shifted = dataclasses.replace(profiles, day_of_year=profiles.day_of_year + np.array([0, 0, 1, 1, 1]))
+    data, forecasts = tmp_path / "data.csv", tmp_path / "forecast.csv"
+    write_profile_csv(data, profiles)
+    write_profile_csv(forecasts, shifted)
+    first = profiles.day_of_year[2]
+    with pytest.raises(ConfigError, match=rf"forecast_csv .*forecast.csv and data_csv .*data.csv differ at their "
+                                          rf"day 2: day of the year {first + 1} against {first}; both must hold the "
+                                          rf"same dates"):
+        CommunityCore(EnvConfig(n_agents=3, dt_h=1.0, data_csv=str(data), forecaster="file",
+                                forecast_csv=str(forecasts)))

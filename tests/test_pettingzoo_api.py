@@ -1,5 +1,6 @@
 """PettingZoo's and gymnasium's own conformance suites on every view of the environment, and its action checks."""
 
+import re
 import types
 
 import gymnasium
@@ -157,3 +158,39 @@ def test_a_missing_action_or_actions_that_are_not_a_dict_are_refused():
         env.step(actions)
     with pytest.raises(ValueError, match=r"^actions must be a dict of agent -> action, got list$"):
         env.step(list(valid_actions(env).values()))
+
+
+def test_the_other_views_day_option_is_refused():
+    """The other view's day key would be ignored (a random day played); each view names the one it takes."""
+    parallel = p2p_marl.parallel_env(**SMALL)
+    central = gymnasium.make("p2p_marl/CommunityCentral-v0", **SMALL)
+    vector = p2p_marl.CommunityCentralVectorEnv(num_envs=2, **SMALL)
+    for env, wrong, right in ((parallel, "days", "day"), (central, "days", "day"), (vector, "day", "days")):
+        with pytest.raises(ValueError, match=rf"reset option '{wrong}' is not read by this view, which takes "
+                                             rf"{{'{right}': ...}}"):
+            env.reset(seed=0, options={wrong: [3]})
+    assert parallel.reset(seed=0, options={"day": 3})[1]["prosumer_0"]["day"] == 3
+    with pytest.raises(ValueError, match=r"days must be a whole day index"):
+        parallel.reset(seed=0, options={"day": 3.7})
+    assert list(vector.reset(seed=0, options={"days": [3, 4]})[1]["day"]) == [3, 4]
+
+
+def test_the_central_views_refuse_an_action_of_another_shape():
+    """An (3, N) array has the flat action's size; reshaped it would scramble the households' actions."""
+    central = gymnasium.make("p2p_marl/CommunityCentral-v0", **SMALL)
+    central.reset(seed=0)
+    for action in (np.zeros((3, 4)), np.zeros(13)):
+        with pytest.raises(ValueError, match=rf"action must have shape \(12,\): .*; got "
+                                             rf"{re.escape(str(action.shape))}"):
+            central.step(action)
+    vector = p2p_marl.CommunityCentralVectorEnv(num_envs=2, **SMALL)
+    vector.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action must have shape \(2, 12\): .*; got \(12, 2\)"):
+        vector.step(np.zeros((12, 2)))
+
+
+def test_the_discrete_view_refuses_actions_that_are_not_a_dict():
+    env = p2p_marl.parallel_env(action_mode="discrete", **SMALL)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"^actions must be a dict of agent -> discrete action, got list$"):
+        env.step([3, 3, 3, 3])

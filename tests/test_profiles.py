@@ -255,6 +255,9 @@ def _replace(line: int, text: str) -> list[str]:
     (_replace(4, "2023-06-01T06:00:00,a,1.5,-0.1"), None, r"line 4, column pv_kw: '-0.1' is out of range"),
     (_replace(5, "2023-06-01T06:00:00,b,nan,0"), None, r"line 5, column load_kw: 'nan' is out of range"),
     (_replace(6, "2023-06-01T12:00:00,a,2.5,inf"), None, r"line 6, column pv_kw: 'inf' is out of range"),
+    (_replace(6, "2023-06-01T12:00:00,a,2500,0"), None,
+     r"line 6, column load_kw: '2500' kW is more than a household draws or makes \(at most 1000 kW is accepted\): "
+     r"is the file in W instead of kW\?"),
     (_replace(7, "2023-06-01T12:00:00,b,,1"), None, r"line 7, column load_kw: cannot parse ''"),
     (_replace(8, "2023-06-32T18:00:00,a,3.5,0"), None, r"line 8, column timestamp: cannot parse"),
     (_replace(9, "2023-06-01T19:00:00,b,3.5,0"), None, r"line 9, column timestamp: .* not on the dt_h=6.0 h grid"),

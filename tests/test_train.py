@@ -339,6 +339,12 @@ def test_the_forecast_bins_change_what_is_observed_and_nothing_else(rule, foreca
     (["algo=dqn", "algo.learning_rate=-0.1"], "dqn.learning_rate=-0.1 is out of range; allowed (0.0, 1.0]"),
     (["env.n_agents=0"], "env.n_agents=0 is out of range"),
     (["eval_interval=0"], "eval_interval=0 is out of range"),
+    (["env.split=test"], "env.split='test', env.day=None: train.py trains on the training days only"),
+    (["env.day=3"], "env.split='train', env.day=3: train.py trains on the training days only"),
+    (["algo=mappo", "env.cooperative_weight=1.0"], "env.cooperative_weight=1.0 would be replaced by "
+                                                   "mappo.cooperative_weight=0.0 in training"),
+    (["env.offpeak_start_h=20"], "env.offpeak_end_h, peak_start_h, peak_end_h, offpeak_start_h = 7.0, 17.0, 21.0, "
+                                 "20.0: the tariff's hours must run"),
 ])
 def test_bad_config_fails_fast_with_a_message_naming_the_key(train_main, monkeypatch, tmp_path, capsys,
                                                              overrides, message):
@@ -354,12 +360,30 @@ def test_bad_resume_fails_fast(train_main, monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match=f"resume={missing} is not a directory"):
         run_train(train_main, monkeypatch, f"resume={missing}")
     assert not missing.exists()  # Hydra did not create it
-    with pytest.raises(SystemExit, match="holds no checkpoint"):
-        run_train(train_main, monkeypatch, f"resume={tmp_path}")
+    not_a_run = tmp_path / "notes"
+    not_a_run.mkdir()
+    with pytest.raises(SystemExit, match=f"resume={not_a_run} has no checkpoints/ folder"):
+        run_train(train_main, monkeypatch, f"resume={not_a_run}")
+    assert not list(not_a_run.iterdir())  # Hydra wrote no log into it
     run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "qlearning", "total_env_steps=32")
+    with pytest.raises(SystemExit, match=f"resume={run_dir} continues that run in its own directory, and "
+                                         "hydra.run.dir sends the output to"):
+        run_train(train_main, monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'elsewhere'}")
     with pytest.raises(SystemExit, match=r"only \['total_env_steps', 'progress'\] may be set with it, "
                                          r"got \['algo.learning_rate'\]"):
         run_train(train_main, monkeypatch, f"resume={run_dir}", "algo.learning_rate=0.5")
+
+
+def test_a_run_without_intact_checkpoints_says_why(train_main, monkeypatch, tmp_path):
+    """Its checkpoints folder given for the run, or every checkpoint set aside as corrupt: the message says so."""
+    run_dir = fresh_run(train_main, monkeypatch, tmp_path / "run", "qlearning", "total_env_steps=32")
+    with pytest.raises(FileNotFoundError, match="it is a run's checkpoints folder: give the run directory above it"):
+        load_policy(run_dir / "checkpoints", run_checkpoint="last")
+    for path in list_checkpoints(run_dir):
+        path.rename(path.with_name(path.name + ".corrupt"))
+    with pytest.raises(FileNotFoundError, match=r"holds no intact checkpoint: every one was set aside as corrupt "
+                                                r"\(step_\d+\.pt\.corrupt"):
+        load_policy(run_dir, run_checkpoint="last")
 
 
 def test_load_policy_names_missing_and_corrupt_files(train_main, monkeypatch, tmp_path):

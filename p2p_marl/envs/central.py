@@ -18,6 +18,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from p2p_marl.config import EnvConfig, check_households_only, make_config
+from p2p_marl.envs.options import days_option
 from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore
 
 
@@ -28,6 +29,16 @@ def _central_spaces(core: CommunityCore) -> tuple[spaces.Box, spaces.Box]:
     action = spaces.Box(np.tile(ACTION_LOW, n_agents).astype(np.float32),
                         np.tile(ACTION_HIGH, n_agents).astype(np.float32), dtype=np.float32)
     return observation, action
+
+
+def _checked_shape(action: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The flat action(s) of ``shape`` (..., N * 3) as (..., N, 3); ``ValueError`` naming the layout otherwise (a
+    reshape alone would take any array of that size, an (N, 3) or (3, N) one included, and scramble it)."""
+    values = np.asarray(action, dtype=np.float64)
+    if values.shape != shape:
+        raise ValueError(f"action must have shape {shape}: the households' (setpoint, price, curtailment) shares "
+                         f"one after another, [setpoint_0, price_0, curtail_0, setpoint_1, ...]; got {values.shape}")
+    return values.reshape(shape[:-1] + (-1, ACTION_DIM))
 
 
 class CommunityCentralEnv(gym.Env):
@@ -44,12 +55,11 @@ class CommunityCentralEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        day = (options or {}).get("day")
-        obs = self.core.reset(seed=seed, days=None if day is None else np.array([day]))
+        obs = self.core.reset(seed=seed, days=days_option(options, "day"))
         return obs.reshape(-1).astype(np.float32), {"day": int(self.core.days[0])}
 
     def step(self, action):
-        obs, rewards, done, infos = self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1, ACTION_DIM))
+        obs, rewards, done, infos = self.core.step(_checked_shape(action, self.action_space.shape)[None])
         info = {key: infos[key][0].copy() for key in self.core.info_keys}
         return obs.reshape(-1).astype(np.float32), float(rewards.sum()), False, done, info
 
@@ -70,7 +80,7 @@ class CommunityCentralVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        obs = self.core.reset(seed=seed, days=(options or {}).get("days"))
+        obs = self.core.reset(seed=seed, days=days_option(options, "days"))
         self._needs_reset = False
         return self._flat(obs), {"day": self.core.days.copy()}
 
@@ -81,7 +91,7 @@ class CommunityCentralVectorEnv(VectorEnv):
             self._needs_reset = False
             zeros = np.zeros(n, dtype=bool)
             return self._flat(obs), np.zeros(n), zeros, zeros.copy(), {"day": self.core.days.copy()}
-        obs, rewards, done, infos = self.core.step(np.asarray(actions, dtype=np.float64).reshape(n, -1, ACTION_DIM))
+        obs, rewards, done, infos = self.core.step(_checked_shape(actions, self.action_space.shape))
         self._needs_reset = done
         info = {key: infos[key].copy() for key in self.core.info_keys}
         return (self._flat(obs), rewards.sum(axis=1), np.zeros(n, dtype=bool), np.full(n, done), info)

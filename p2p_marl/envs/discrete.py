@@ -9,6 +9,8 @@ Action ``a`` in ``Discrete(n_battery_levels * n_price_levels * n_curtail_levels)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from gymnasium import spaces
 from pettingzoo.utils.wrappers import BaseParallelWrapper
@@ -35,6 +37,8 @@ class DiscreteActionWrapper(BaseParallelWrapper):
         return self.action_spaces[agent]
 
     def step(self, actions):
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict of agent -> discrete action, got {type(actions).__name__}")
         n = len(self.action_table)
         continuous = {}
         for agent, action in actions.items():

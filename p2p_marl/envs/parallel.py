@@ -10,6 +10,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from p2p_marl.config import EnvConfig, make_config
+from p2p_marl.envs.options import days_option
 from p2p_marl.sim.community import (ACTION_DIM, ACTION_HIGH, ACTION_LOW, OPERATOR_ACTION_HIGH,
                                     OPERATOR_ACTION_LOW, SHARED_BATTERY_INFO_KEYS, CommunityCore)
 
@@ -70,8 +71,7 @@ class P2PEnergyParallelEnv(ParallelEnv):
         return self.action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict | None = None):
-        day = (options or {}).get("day")
-        obs = self.core.reset(seed=seed, days=None if day is None else np.array([day]))
+        obs = self.core.reset(seed=seed, days=days_option(options, "day"))
         self.agents = list(self.possible_agents)
         self._live_agents = set(self.agents)
         self._last_infos = {}

@@ -52,6 +52,10 @@ class EvaluateConfig:
                               f"env.forecaster={self.env.forecaster!r}: set env.forecaster=file and env.forecast_csv")
         if not self.methods and not self.checkpoints:
             raise ConfigError("methods and checkpoints are both empty: nothing to evaluate")
+        if self.env.split != "train" or self.env.day is not None:
+            raise ConfigError(f"env.split={self.env.split!r}, env.day={self.env.day!r}: evaluate.py plays the days "
+                              "that days= names (test or validation), and max_days= cuts them; leave env.split and "
+                              "env.day at their defaults")
         if self.days not in ("test", "validation"):
             raise ConfigError(f"days={self.days!r} is not allowed; choose test (reported results) or validation "
                               "(model selection)")
@@ -62,6 +66,8 @@ class EvaluateConfig:
             raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
         if self.truthful_bid and not self.checkpoints:
             raise ConfigError("truthful_bid=true plays checkpoints with the truthful bid, and checkpoints is empty")
+        if isinstance(self.seed, bool) or not 0 <= self.seed <= 2**63 - 1:
+            raise ConfigError(f"seed={self.seed!r} is out of range; allowed [0, {2**63 - 1}]")
         if self.plot_day is not None and self.plot_day < 0:
             raise ConfigError(f"plot_day={self.plot_day} is out of range; allowed null or a day index >= 0")
 

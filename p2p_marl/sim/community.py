@@ -84,6 +84,7 @@ so nothing from the future). ``state()`` is the global state for centralised cri
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -302,14 +303,14 @@ class CommunityCore:
         start is drawn uniformly from [train_soc_initial_min, train_soc_initial_max].
         """
         if seed is not None:
+            if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+                raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
             self._rng = np.random.default_rng(seed)
         cfg, shape = self.config, (self.batch_size, self.n_agents)
         start_soc = np.full(shape, cfg.soc_initial)
         shared_start_soc = np.full((self.batch_size, 1), cfg.soc_initial)
         if days is not None:
-            days = np.broadcast_to(np.asarray(days, dtype=np.int64), (self.batch_size,)).copy()
-            if days.min() < 0 or days.max() >= self.profiles.n_days:
-                raise ValueError(f"days must lie in [0, {self.profiles.n_days - 1}], got {days.tolist()}")
+            days = self._checked_days(days)
         elif cfg.day is not None:
             days = np.full(self.batch_size, cfg.day, dtype=np.int64)
         else:
@@ -331,6 +332,19 @@ class CommunityCore:
         self.last_voltage_pu = np.full((self.batch_size, self.n_agents), self.feeder.v_slack_pu)
         self.last_net_kw = np.zeros(self.batch_size)
         return self.observe()
+
+    def _checked_days(self, days: Any) -> np.ndarray:
+        """``reset``'s ``days`` as (B,) int64: one day index for every community or one each, whole numbers in
+        range; ``ValueError`` otherwise (a float or a string would be truncated or parsed to a day silently)."""
+        values = np.asarray(days)
+        allowed = (f"days must be a whole day index in [0, {self.profiles.n_days - 1}], or {self.batch_size} of them "
+                   f"(one per community); got {days!r}")
+        if (values.dtype == bool or not np.issubdtype(values.dtype, np.integer)
+                or values.shape not in ((), (1,), (self.batch_size,))):
+            raise ValueError(allowed)
+        if values.min() < 0 or values.max() >= self.profiles.n_days:
+            raise ValueError(allowed)
+        return np.broadcast_to(values.astype(np.int64), (self.batch_size,)).copy()
 
     @property
     def done(self) -> bool:

@@ -143,8 +143,14 @@ def _load_forecast_file(cfg: EnvConfig, profiles: ProfileSet) -> ProfileSet:
                           f"data_csv {cfg.data_csv} holds {list(profiles.household_ids)}: they must be the same, "
                           "in the same order of first appearance")
     if not np.array_equal(forecast.day_of_year, profiles.day_of_year):
-        raise ConfigError(f"forecast_csv {cfg.forecast_csv} holds {forecast.n_days} days, data_csv {cfg.data_csv} "
-                          f"{profiles.n_days}; both must hold the same dates")
+        # The profiles keep each day's day of the year (0 = 1 January), by which the two files are matched.
+        if forecast.n_days != profiles.n_days:
+            differs = f"holds {forecast.n_days} days, data_csv {cfg.data_csv} {profiles.n_days}"
+        else:
+            first = int(np.argmax(forecast.day_of_year != profiles.day_of_year))
+            differs = (f"and data_csv {cfg.data_csv} differ at their day {first}: day of the year "
+                       f"{forecast.day_of_year[first]} against {profiles.day_of_year[first]}")
+        raise ConfigError(f"forecast_csv {cfg.forecast_csv} {differs}; both must hold the same dates")
     return forecast
 
 

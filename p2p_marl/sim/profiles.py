@@ -46,7 +46,7 @@ order; other columns are ignored. One row per household and step::
 * ``timestamp``: ISO 8601 (``datetime.fromisoformat``), the start of the step, on the ``dt_h`` grid counted
   from midnight. A UTC offset is allowed if every row has the same one (no DST changes).
 * ``household``: a non-empty string id; households are ordered by first appearance in the file.
-* ``load_kw``, ``pv_kw``: mean power over the step in kW, finite and >= 0.
+* ``load_kw``, ``pv_kw``: mean power over the step in kW, finite, >= 0 and at most 1,000 (``MAX_HOUSEHOLD_KW``).
 * Every day present must be complete: a row for every household at every step. Days need not be
   consecutive; they are sorted by date. Rows may come in any order; blank lines are skipped.
 
@@ -101,6 +101,9 @@ EVENT_ENERGY_SHAPE = 2.0  # gamma shape of one event's energy (lighter tail than
 EVENT_RATE_PER_H = EVENT_SHARE / EVENT_ENERGY  # events per hour per unit of activity
 
 CSV_COLUMNS = ("timestamp", "household", "load_kw", "pv_kw")
+# A household's mean power above this is a unit slip (W for kW) or a glitch: one such value would also set the
+# observations' power scale and squash every other household's features towards 0.
+MAX_HOUSEHOLD_KW = 1000.0
 MIN_DAYS = 3  # days a profile set needs for the train/validation/test split (at least one day in each)
 
 
@@ -463,6 +466,9 @@ def _parse_kw(text: str, file: str, line: int, column: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise CsvError(f"{file}: line {line}, column {column}: {text!r} is out of range; "
                        "values must be finite and >= 0 kW")
+    if value > MAX_HOUSEHOLD_KW:
+        raise CsvError(f"{file}: line {line}, column {column}: {text!r} kW is more than a household draws or makes "
+                       f"(at most {MAX_HOUSEHOLD_KW:g} kW is accepted): is the file in W instead of kW?")
     return value
 
 

@@ -27,6 +27,7 @@ from omegaconf import MISSING, OmegaConf
 from p2p_marl.algos import REGISTRY, get_algo, make_hyperparameters
 from p2p_marl.config import ConfigError, EnvConfig, check_households_only
 from p2p_marl.run_dirs import claim_new_dir, register_resolver
+from p2p_marl.training.checkpoint import CHECKPOINT_DIR
 from p2p_marl.training.validation import check_ranges
 
 
@@ -77,6 +78,11 @@ def validate_config(config: dict[str, Any]) -> TrainConfig:
         check_households_only(env, "training")
     except ConfigError as error:
         raise ConfigError(f"env.{error}") from None
+    if env.split != "train" or env.day is not None:
+        # The validation days choose a run's checkpoint and the test days report it: training on either would
+        # leak them into the result.
+        raise ConfigError(f"env.split={env.split!r}, env.day={env.day!r}: train.py trains on the training days only "
+                          "(env.split=train, env.day=null); evaluate.py plays the validation or test days (days=)")
     make_hyperparameters(config["algo"])
     return TrainConfig(**{**config, "env": env})
 
@@ -91,6 +97,10 @@ def _run_dir(resume: str | None, fresh_dir: str) -> str:
         # SystemExit passes through Hydra's error handling: one clear line, no traceback.
         raise SystemExit(f"train.py: error: resume={resume} is not a directory; give the run directory of an "
                          f"earlier train.py run (relative paths start at {Path.cwd()})")
+    if not (Path(resume) / CHECKPOINT_DIR).is_dir():
+        # Stopped here, before Hydra writes its log into a directory that is not a run's.
+        raise SystemExit(f"train.py: error: resume={resume} has no {CHECKPOINT_DIR}/ folder: give the run directory "
+                         "of an earlier train.py run (the folder that holds checkpoints/, train.log and .hydra/)")
     return resume
 
 
