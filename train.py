@@ -71,7 +71,8 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
 
     def remove_fresh_run_dir() -> None:
-        if cfg.resume is None:
+        # A resume refused for another hydra.run.dir leaves that directory as fresh as a new run's.
+        if cfg.resume is None or run_dir.resolve() != Path(cfg.resume).resolve():
             remove_if_only_launch_records(run_dir, hydra_launch_records())
 
     with user_errors_as_one_line("train.py", on_error=remove_fresh_run_dir), run_lock(run_dir):

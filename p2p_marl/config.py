@@ -328,12 +328,12 @@ def _validate(cfg: EnvConfig) -> None:
         raise ConfigError(f"train_soc_initial_min={cfg.train_soc_initial_min!r} must not exceed "
                           f"train_soc_initial_max={cfg.train_soc_initial_max!r}")
     hours = (cfg.offpeak_end_h, cfg.peak_start_h, cfg.peak_end_h, cfg.offpeak_start_h)
-    if not hours[0] <= hours[1] < hours[2] <= hours[3]:
+    if not hours[0] <= hours[1] <= hours[2] <= hours[3]:
         # Out of this order the periods overlap or vanish, and time_of_use_prices would quietly drop one.
         raise ConfigError(f"offpeak_end_h, peak_start_h, peak_end_h, offpeak_start_h = {', '.join(map(repr, hours))}: "
-                          "the tariff's hours must run offpeak_end_h <= peak_start_h < peak_end_h <= offpeak_start_h "
+                          "the tariff's hours must run offpeak_end_h <= peak_start_h <= peak_end_h <= offpeak_start_h "
                           "(off-peak from offpeak_start_h over midnight to offpeak_end_h, the peak between, shoulder "
-                          "elsewhere)")
+                          "elsewhere; equal hours leave a period out)")
     if cfg.v_min_pu >= cfg.v_max_pu:
         raise ConfigError(f"v_min_pu={cfg.v_min_pu!r} must be below v_max_pu={cfg.v_max_pu!r}")
     if cfg.feed_in_per_kwh > min(cfg.retail_offpeak_per_kwh, cfg.retail_shoulder_per_kwh, cfg.retail_peak_per_kwh):

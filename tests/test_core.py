@@ -174,7 +174,7 @@ def test_non_finite_action_is_rejected(bad):
     ("feed_in_per_kwh", 0.5, "feed_in_per_kwh=0.5 must not exceed the lowest retail price"),
     ("community_seed", -1, r"community_seed=-1 is out of range; allowed \[0, "),
     ("peak_end_h", 16.0, r"offpeak_end_h, peak_start_h, peak_end_h, offpeak_start_h = 7.0, 17.0, 16.0, 22.0: the "
-                         r"tariff's hours must run offpeak_end_h <= peak_start_h < peak_end_h <= offpeak_start_h"),
+                         r"tariff's hours must run offpeak_end_h <= peak_start_h <= peak_end_h <= offpeak_start_h"),
     ("offpeak_end_h", 19.0, "the tariff's hours must run"),
     ("offpeak_start_h", 20.0, "the tariff's hours must run"),
 ])

@@ -284,7 +284,7 @@ def test_a_forecast_file_for_other_dates_names_the_first_day_that_differs(tmp_pa
     write_profile_csv(forecasts, shifted)
     first = profiles.day_of_year[2]
     with pytest.raises(ConfigError, match=rf"forecast_csv .*forecast.csv and data_csv .*data.csv differ at their "
-                                          rf"day 2: day of the year {first + 1} against {first}; both must hold the "
-                                          rf"same dates"):
+                                          rf"day 2: day of the year \(0 = 1 January\) {first + 1} against {first}; "
+                                          rf"both must hold the same dates"):
         CommunityCore(EnvConfig(n_agents=3, dt_h=1.0, data_csv=str(data), forecaster="file",
                                 forecast_csv=str(forecasts)))

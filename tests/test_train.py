@@ -369,6 +369,7 @@ def test_bad_resume_fails_fast(train_main, monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match=f"resume={run_dir} continues that run in its own directory, and "
                                          "hydra.run.dir sends the output to"):
         run_train(train_main, monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'elsewhere'}")
+    assert not (tmp_path / "elsewhere").exists()
     with pytest.raises(SystemExit, match=r"only \['total_env_steps', 'progress'\] may be set with it, "
                                          r"got \['algo.learning_rate'\]"):
         run_train(train_main, monkeypatch, f"resume={run_dir}", "algo.learning_rate=0.5")

@@ -18,8 +18,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    The actor ascends ``Q_i(o, a_1..mu(o_i)..a_N)``: agent i's own action from the current actor, everyone
    else's from replay (Lowe et al.), with a small penalty ``action_l2`` on the pre-tanh outputs; with
    ``actor_others_current`` (off by default) everyone else's from the current actor too, not differentiated
-   (as MAAC's and FACMAC's policy gradients sample the other agents from their current policies: the gradient is
-   then taken where the others play now, not where they played when the step was stored). Target
+   (as MAAC's and FACMAC's policy gradients sample the other agents from their current policies, and, as MAAC's,
+   without differentiating through them: the gradient is taken where the others play now, not where they played
+   when the step was stored). Target
    networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
    updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
    Optionally (``lr_end_fraction`` < 1; off by default) both learning rates decay linearly to that fraction of

@@ -82,10 +82,6 @@ def training_env(env_config: EnvConfig, cooperative_weight: float | None, voltag
     then every kWh exported is penalised in training."""
     changes: dict[str, float] = {}
     if cooperative_weight is not None:
-        if env_config.cooperative_weight not in (0.0, cooperative_weight):
-            raise ConfigError(f"env.cooperative_weight={env_config.cooperative_weight!r} would be replaced by "
-                              f"{section}.cooperative_weight={cooperative_weight!r} in training: set the learner's "
-                              f"weight ({section}.cooperative_weight), or set it to null to train on env's")
         changes["cooperative_weight"] = float(cooperative_weight)
     if voltage_margin_pu > 0.0:
         v_min_pu, v_max_pu = env_config.v_min_pu + voltage_margin_pu, env_config.v_max_pu - voltage_margin_pu

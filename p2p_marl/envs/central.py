@@ -33,7 +33,8 @@ def _central_spaces(core: CommunityCore) -> tuple[spaces.Box, spaces.Box]:
 
 def _checked_shape(action: Any, shape: tuple[int, ...]) -> np.ndarray:
     """The flat action(s) of ``shape`` (..., N * 3) as (..., N, 3); ``ValueError`` naming the layout otherwise (a
-    reshape alone would take any array of that size, an (N, 3) or (3, N) one included, and scramble it)."""
+    reshape alone would take a (3, N) array, or any other of that size, and scramble it; an (N, 3) one is outside
+    the space too)."""
     values = np.asarray(action, dtype=np.float64)
     if values.shape != shape:
         raise ValueError(f"action must have shape {shape}: the households' (setpoint, price, curtailment) shares "

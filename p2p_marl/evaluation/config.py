@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.config import ConfigError, EnvConfig, check_ranges
 from p2p_marl.evaluation.compare import BENCHMARKS, DEFAULT_BENCHMARKS
 from p2p_marl.run_dirs import register_resolver
 from p2p_marl.training.checkpoint import RUN_CHECKPOINT_CHOICES
@@ -66,8 +66,7 @@ class EvaluateConfig:
             raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
         if self.truthful_bid and not self.checkpoints:
             raise ConfigError("truthful_bid=true plays checkpoints with the truthful bid, and checkpoints is empty")
-        if isinstance(self.seed, bool) or not 0 <= self.seed <= 2**63 - 1:
-            raise ConfigError(f"seed={self.seed!r} is out of range; allowed [0, {2**63 - 1}]")
+        check_ranges(self, (("seed", 0, 2**63 - 1, True, True),), ("seed",))
         if self.plot_day is not None and self.plot_day < 0:
             raise ConfigError(f"plot_day={self.plot_day} is out of range; allowed null or a day index >= 0")
 

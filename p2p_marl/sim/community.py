@@ -337,13 +337,11 @@ class CommunityCore:
         """``reset``'s ``days`` as (B,) int64: one day index for every community or one each, whole numbers in
         range; ``ValueError`` otherwise (a float or a string would be truncated or parsed to a day silently)."""
         values = np.asarray(days)
-        allowed = (f"days must be a whole day index in [0, {self.profiles.n_days - 1}], or {self.batch_size} of them "
-                   f"(one per community); got {days!r}")
         if (values.dtype == bool or not np.issubdtype(values.dtype, np.integer)
-                or values.shape not in ((), (1,), (self.batch_size,))):
-            raise ValueError(allowed)
-        if values.min() < 0 or values.max() >= self.profiles.n_days:
-            raise ValueError(allowed)
+                or values.shape not in ((), (1,), (self.batch_size,))
+                or values.min() < 0 or values.max() >= self.profiles.n_days):
+            each = f", or {self.batch_size} of them (one per community)" if self.batch_size > 1 else ""
+            raise ValueError(f"days must be a whole day index in [0, {self.profiles.n_days - 1}]{each}; got {days!r}")
         return np.broadcast_to(values.astype(np.int64), (self.batch_size,)).copy()
 
     @property

@@ -148,7 +148,7 @@ def _load_forecast_file(cfg: EnvConfig, profiles: ProfileSet) -> ProfileSet:
             differs = f"holds {forecast.n_days} days, data_csv {cfg.data_csv} {profiles.n_days}"
         else:
             first = int(np.argmax(forecast.day_of_year != profiles.day_of_year))
-            differs = (f"and data_csv {cfg.data_csv} differ at their day {first}: day of the year "
+            differs = (f"and data_csv {cfg.data_csv} differ at their day {first}: day of the year (0 = 1 January) "
                        f"{forecast.day_of_year[first]} against {profiles.day_of_year[first]}")
         raise ConfigError(f"forecast_csv {cfg.forecast_csv} {differs}; both must hold the same dates")
     return forecast

@@ -177,12 +177,12 @@ def _run_checkpoints(run_dir: Path) -> list[Path]:
                                 f"(relative paths start at {Path.cwd()})")
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
-        set_aside = sorted((run_dir / CHECKPOINT_DIR).glob(f"step_*.pt{CORRUPT_SUFFIX}"))
-        if set_aside:
+        corrupt = sorted((run_dir / CHECKPOINT_DIR).glob(f"step_*.pt{CORRUPT_SUFFIX}"))
+        if corrupt:
             raise FileNotFoundError(f"{run_dir} holds no intact checkpoint: every one was set aside as corrupt "
-                                    f"({', '.join(path.name for path in set_aside)})")
+                                    f"({', '.join(path.name for path in corrupt)})")
         hint = (" (it is a run's checkpoints folder: give the run directory above it)"
-                if run_dir.name == CHECKPOINT_DIR and list(run_dir.glob("*.pt")) else
+                if run_dir.name == CHECKPOINT_DIR and any(run_dir.glob("*.pt")) else
                 " (is it a run directory of train.py?)")
         raise FileNotFoundError(f"{run_dir} holds no checkpoint: no {CHECKPOINT_DIR}/step_*.pt in it{hint}")
     return checkpoints

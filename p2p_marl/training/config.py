@@ -83,7 +83,14 @@ def validate_config(config: dict[str, Any]) -> TrainConfig:
         # leak them into the result.
         raise ConfigError(f"env.split={env.split!r}, env.day={env.day!r}: train.py trains on the training days only "
                           "(env.split=train, env.day=null); evaluate.py plays the validation or test days (days=)")
-    make_hyperparameters(config["algo"])
+    hyperparameters = make_hyperparameters(config["algo"])
+    learner_weight = getattr(hyperparameters, "cooperative_weight", None)
+    # 0 is the environment's default: a weight set there (not 0) that the learner's own would replace is a mistake.
+    if learner_weight is not None and env.cooperative_weight not in (0.0, learner_weight):
+        raise ConfigError(f"env.cooperative_weight={env.cooperative_weight!r} would be replaced by "
+                          f"{hyperparameters.name}.cooperative_weight={learner_weight!r} in training: set the "
+                          "learner's weight (algo.cooperative_weight), or set it to null to train on "
+                          "env.cooperative_weight")
     return TrainConfig(**{**config, "env": env})
 
 
@@ -99,8 +106,8 @@ def _run_dir(resume: str | None, fresh_dir: str) -> str:
                          f"earlier train.py run (relative paths start at {Path.cwd()})")
     if not (Path(resume) / CHECKPOINT_DIR).is_dir():
         # Stopped here, before Hydra writes its log into a directory that is not a run's.
-        raise SystemExit(f"train.py: error: resume={resume} has no {CHECKPOINT_DIR}/ folder: give the run directory "
-                         "of an earlier train.py run (the folder that holds checkpoints/, train.log and .hydra/)")
+        raise SystemExit(f"train.py: error: resume={resume} has no {CHECKPOINT_DIR}/ folder: it is not a train.py run "
+                         "directory, or its run stopped before its first checkpoint (start that run afresh)")
     return resume
 
 
