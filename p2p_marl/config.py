@@ -67,7 +67,7 @@ class EnvConfig:
 
     # Time
     dt_h: float = 0.5  # settlement period; must divide 24 h
-    max_cycles: int | None = None  # steps per episode; None = one whole day
+    max_cycles: int | None = None  # steps per episode, at most a day's; None = one whole day
 
     # Data
     data_csv: str | None = None  # real profiles (see p2p_marl.sim.profiles); None = synthetic year
@@ -185,7 +185,7 @@ class EnvConfig:
 
     @property
     def steps_per_episode(self) -> int:
-        return self.steps_per_day if self.max_cycles is None else min(self.max_cycles, self.steps_per_day)
+        return self.steps_per_day if self.max_cycles is None else self.max_cycles
 
     def replace(self, **changes: Any) -> "EnvConfig":
         return dataclasses.replace(self, **changes)
@@ -312,8 +312,10 @@ def _validate(cfg: EnvConfig) -> None:
     steps = 24.0 / cfg.dt_h
     if abs(steps - round(steps)) > 1e-9:
         raise ConfigError(f"dt_h={cfg.dt_h!r} must divide 24 h into a whole number of steps (e.g. 0.25, 0.5, 1.0)")
-    if cfg.max_cycles is not None and cfg.max_cycles < 1:
-        raise ConfigError(f"max_cycles={cfg.max_cycles!r} is out of range; allowed None or an integer >= 1")
+    if cfg.max_cycles is not None and not 1 <= cfg.max_cycles <= round(steps):
+        # An episode is one day at most: a longer one would silently stop at the day's end.
+        raise ConfigError(f"max_cycles={cfg.max_cycles!r} is out of range; allowed None (a whole day) or an integer "
+                          f"in [1, {round(steps)}] (the steps of a day at dt_h={cfg.dt_h!r})")
     if cfg.day is not None and cfg.day < 0:
         raise ConfigError(f"day={cfg.day!r} is out of range; allowed None or a day index >= 0")
     if not cfg.soc_min <= cfg.soc_initial <= cfg.soc_max:

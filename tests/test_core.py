@@ -173,6 +173,8 @@ def test_non_finite_action_is_rejected(bad):
     ("n_agents", 2.5, "n_agents must be an integer"),
     ("feed_in_per_kwh", 0.5, "feed_in_per_kwh=0.5 must not exceed the lowest retail price"),
     ("community_seed", -1, r"community_seed=-1 is out of range; allowed \[0, "),
+    ("max_cycles", 49, r"max_cycles=49 is out of range; allowed None \(a whole day\) or an integer in \[1, 48\] "
+                       r"\(the steps of a day at dt_h=0.5\)"),
     ("peak_end_h", 16.0, r"offpeak_end_h, peak_start_h, peak_end_h, offpeak_start_h = 7.0, 17.0, 16.0, 22.0: the "
                          r"tariff's hours must run offpeak_end_h <= peak_start_h <= peak_end_h <= offpeak_start_h"),
     ("offpeak_end_h", 19.0, "the tariff's hours must run"),
