@@ -333,6 +333,8 @@ def test_the_operator_acts_for_the_battery_and_is_paid_the_community_bill():
     assert rewards["community_operator"] == pytest.approx(sum(rewards[a] for a in env.agents[:-1]))
     with pytest.raises(ValueError, match="community_operator must hold 2 numbers"):
         env.step({**actions, "community_operator": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"^action of community_operator is not finite: array\(\[nan,"):
+        env.step({**actions, "community_operator": np.array([np.nan, 0.5])})
 
 
 # ------------------------------------------------------------------ the market-design script

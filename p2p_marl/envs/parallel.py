@@ -124,6 +124,12 @@ class P2PEnergyParallelEnv(ParallelEnv):
             household_actions = operator_action = None
         if (household_actions is not None and household_actions.shape == (len(self.households), ACTION_DIM)
                 and (operator_action is None or operator_action.shape == (1, 2))):
+            if not (np.isfinite(household_actions).all()
+                    and (operator_action is None or np.isfinite(operator_action).all())):
+                # Named here by the agent's name; the core would name its index and community.
+                bad_rows = ~np.isfinite(household_actions).all(axis=1)
+                agent = self.households[int(np.argmax(bad_rows))] if bad_rows.any() else OPERATOR
+                raise ValueError(f"action of {agent} is not finite: {actions[agent]!r}; actions must be finite numbers")
             return household_actions, operator_action
         rows = []
         for agent in self.agents:
