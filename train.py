@@ -50,13 +50,18 @@ def resumed_config(saved: dict, cfg: DictConfig) -> dict:
     return {**saved, **{key: cfg[key] for key in keys}}
 
 
+def resumes_elsewhere(cfg: DictConfig, run_dir: Path) -> bool:
+    """Whether ``resume=`` names another directory than the one Hydra runs in (``hydra.run.dir`` set beside it)."""
+    return cfg.resume is not None and run_dir.resolve() != Path(cfg.resume).resolve()
+
+
 def make_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     """A fresh run in ``run_dir``, or the run ``cfg.resume`` continued from its newest intact checkpoint."""
     if cfg.resume is None:
         return Trainer(OmegaConf.to_container(cfg, resolve=True), run_dir)
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         raise ConfigError("resume continues one run; start it without -m/--multirun")
-    if run_dir.resolve() != Path(cfg.resume).resolve():
+    if resumes_elsewhere(cfg, run_dir):
         raise ConfigError(f"resume={cfg.resume} continues that run in its own directory, and hydra.run.dir sends the "
                           f"output to {run_dir}: leave hydra.run.dir out")
     checkpoint = latest_intact_checkpoint(run_dir)
@@ -72,7 +77,7 @@ def main(cfg: DictConfig) -> float:
 
     def remove_fresh_run_dir() -> None:
         # A resume refused for another hydra.run.dir leaves that directory as fresh as a new run's.
-        if cfg.resume is None or run_dir.resolve() != Path(cfg.resume).resolve():
+        if cfg.resume is None or resumes_elsewhere(cfg, run_dir):
             remove_if_only_launch_records(run_dir, hydra_launch_records())
 
     with user_errors_as_one_line("train.py", on_error=remove_fresh_run_dir), run_lock(run_dir):

@@ -408,6 +408,13 @@ def check_households_only(cfg: EnvConfig, view: str) -> None:
                           f"expose; {view} acts for the households alone (set shared_battery_control=rule)")
 
 
+def check_days_left_to(cfg: EnvConfig, entry: str, how: str) -> None:
+    """``ConfigError`` unless ``cfg`` leaves the choice of days to ``entry`` (a script that picks them itself: its
+    message goes on with ``how``): the default split, ``"train"``, and no fixed ``day``."""
+    if cfg.split != "train" or cfg.day is not None:
+        raise ConfigError(f"env.split={cfg.split!r}, env.day={cfg.day!r}: {entry} {how}")
+
+
 def check_simbench_code(code: Any) -> None:
     if code not in SIMBENCH_LV_CODES:
         raise ConfigError(f"simbench_code={code!r} is not a SimBench LV grid; choose one of {list(SIMBENCH_LV_CODES)}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from p2p_marl.config import ConfigError, EnvConfig, check_ranges
+from p2p_marl.config import ConfigError, EnvConfig, check_days_left_to, check_ranges
 from p2p_marl.evaluation.compare import BENCHMARKS, DEFAULT_BENCHMARKS
 from p2p_marl.run_dirs import register_resolver
 from p2p_marl.training.checkpoint import RUN_CHECKPOINT_CHOICES
@@ -52,10 +52,8 @@ class EvaluateConfig:
                               f"env.forecaster={self.env.forecaster!r}: set env.forecaster=file and env.forecast_csv")
         if not self.methods and not self.checkpoints:
             raise ConfigError("methods and checkpoints are both empty: nothing to evaluate")
-        if self.env.split != "train" or self.env.day is not None:
-            raise ConfigError(f"env.split={self.env.split!r}, env.day={self.env.day!r}: evaluate.py plays the days "
-                              "that days= names (test or validation), and max_days= cuts them; leave env.split and "
-                              "env.day at their defaults")
+        check_days_left_to(self.env, "evaluate.py", "plays the days that days= names (test or validation), and "
+                           "max_days= cuts them; leave env.split and env.day at their defaults")
         if self.days not in ("test", "validation"):
             raise ConfigError(f"days={self.days!r} is not allowed; choose test (reported results) or validation "
                               "(model selection)")

@@ -25,7 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from p2p_marl.algos import REGISTRY, get_algo, make_hyperparameters
-from p2p_marl.config import ConfigError, EnvConfig, check_households_only
+from p2p_marl.config import ConfigError, EnvConfig, check_days_left_to, check_households_only
 from p2p_marl.run_dirs import claim_new_dir, register_resolver
 from p2p_marl.training.checkpoint import CHECKPOINT_DIR
 from p2p_marl.training.validation import check_ranges
@@ -78,11 +78,10 @@ def validate_config(config: dict[str, Any]) -> TrainConfig:
         check_households_only(env, "training")
     except ConfigError as error:
         raise ConfigError(f"env.{error}") from None
-    if env.split != "train" or env.day is not None:
-        # The validation days choose a run's checkpoint and the test days report it: training on either would
-        # leak them into the result.
-        raise ConfigError(f"env.split={env.split!r}, env.day={env.day!r}: train.py trains on the training days only "
-                          "(env.split=train, env.day=null); evaluate.py plays the validation or test days (days=)")
+    # The validation days choose a run's checkpoint and the test days report it: training on either would leak
+    # them into the result.
+    check_days_left_to(env, "train.py", "trains on the training days only (env.split=train, env.day=null); "
+                       "evaluate.py plays the validation or test days (days=)")
     hyperparameters = make_hyperparameters(config["algo"])
     learner_weight = getattr(hyperparameters, "cooperative_weight", None)
     # 0 is the environment's default: a weight set there (not 0) that the learner's own would replace is a mistake.
