@@ -100,6 +100,9 @@ def test_load_rejects_a_buffer_of_another_shape():
     ("critic_warmup_iterations", -1, r"maddpg\.critic_warmup_iterations=-1 is out of range; allowed \[0"),
     ("actor_q_normalised", "yes", r"maddpg\.actor_q_normalised must be true or false"),
     ("actor_others_current", 1, r"maddpg\.actor_others_current must be true or false"),
+    ("actor_joint_gradient", "no", r"maddpg\.actor_joint_gradient must be true or false"),
+    ("actor_joint_gradient", True, r"maddpg\.actor_joint_gradient=true differentiates the other agents' current "
+                                   r"actions: it needs maddpg\.actor_others_current=true"),
     ("device", "gpu", r"maddpg\.device must be 'cpu'"),
     ("name", "ddpg", r"maddpg\.name must be 'maddpg'"),
 ])
@@ -163,11 +166,14 @@ def test_the_normalised_q_term_is_the_q_term_over_its_mean_magnitude():
     torch.testing.assert_close(gradients[True] * q.abs().mean(), gradients[False], rtol=1e-4, atol=1e-7)
 
 
-def test_the_others_act_as_the_current_actor_in_its_update_with_actor_others_current():
+@pytest.mark.parametrize("joint_gradient", [False, True])
+def test_the_others_act_as_the_current_actor_in_its_update_with_actor_others_current(joint_gradient):
     """MAAC's and FACMAC's sampling: the actor's Q term takes every agent's action from the current actor, so the
-    replayed actions play no part in its loss or gradient; the others' actions are not differentiated (each agent
-    ascends its own Q through its own action only), so the gradient is not that of the whole joint action."""
-    config = dataclasses.replace(SMALL, action_l2=0.0, max_grad_norm=1e9, actor_others_current=True)
+    replayed actions play no part in its loss or gradient. Without actor_joint_gradient the others' actions are
+    not differentiated (each agent ascends its own Q through its own action only), so the gradient is not that of
+    the whole joint action; with it (FACMAC's centralised policy gradient) it is exactly that."""
+    config = dataclasses.replace(SMALL, action_l2=0.0, max_grad_norm=1e9, actor_others_current=True,
+                                 actor_joint_gradient=joint_gradient)
     learner = MADDPG(TINY, config, seed=0)
     learner.actor_optimizer.step = lambda: None  # keep the gradient, not the step
     generator = torch.Generator().manual_seed(1)
@@ -189,8 +195,11 @@ def test_the_others_act_as_the_current_actor_in_its_update_with_actor_others_cur
     torch.testing.assert_close(gradient, other_gradient)
     learner.actor.zero_grad()
     (-learner._q(learner.critic, obs, current).mean()).backward()  # through every agent's action
-    joint_gradient = torch.cat([p.grad.flatten() for p in learner.actor.parameters()])
-    assert not torch.allclose(gradient, joint_gradient, rtol=1e-3, atol=1e-6)
+    joint_gradient_of_q = torch.cat([p.grad.flatten() for p in learner.actor.parameters()])
+    if joint_gradient:
+        torch.testing.assert_close(gradient, joint_gradient_of_q)
+    else:
+        assert not torch.allclose(gradient, joint_gradient_of_q, rtol=1e-3, atol=1e-6)
 
 
 def _warm_up_rewards(**changes) -> np.ndarray:

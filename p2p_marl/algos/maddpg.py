@@ -20,7 +20,10 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    ``actor_others_current`` (off by default) everyone else's from the current actor too, not differentiated
    (as MAAC's and FACMAC's policy gradients sample the other agents from their current policies, and, as MAAC's,
    without differentiating through them: the gradient is taken where the others play now, not where they played
-   when the step was stored). Target
+   when the step was stored); with ``actor_joint_gradient`` as well (off by default) the others' actions carry the
+   gradient too, FACMAC's centralised policy gradient (Peng et al. 2021): the shared actor then ascends each agent's
+   Q through every agent's action, so a household's action is also pushed towards what raises its neighbours'
+   values. Target
    networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
    updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
    Optionally (``lr_end_fraction`` < 1; off by default) both learning rates decay linearly to that fraction of
@@ -140,6 +143,7 @@ class MADDPGConfig:
     # the critic only (the actor stays)
     actor_q_normalised: bool = False  # the actor's Q term divided by the minibatch's mean |Q| (TD3+BC's balance)
     actor_others_current: bool = False  # the actor update's other agents act as the current actor, not as replayed
+    actor_joint_gradient: bool = False  # with actor_others_current: the others' actions differentiated too (FACMAC)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -149,7 +153,10 @@ class MADDPGConfig:
         check_network(self, "maddpg")
         check_multi_agent_keys(self, "maddpg")
         check_imitation(self, "maddpg", self.battery_action)
-        check_bools(self, ("actor_q_normalised", "actor_others_current"), "maddpg")
+        check_bools(self, ("actor_q_normalised", "actor_others_current", "actor_joint_gradient"), "maddpg")
+        if self.actor_joint_gradient and not self.actor_others_current:
+            raise ConfigError("maddpg.actor_joint_gradient=true differentiates the other agents' current actions: "
+                              "it needs maddpg.actor_others_current=true (replayed actions have no gradient)")
         if self.noise_std_end > self.noise_std_start:
             raise ConfigError(f"maddpg.noise_std_end={self.noise_std_end!r} must not exceed "
                               f"noise_std_start={self.noise_std_start!r}")
@@ -413,11 +420,15 @@ class MADDPG(Learner):
         n_agents = obs.shape[1]
         own = torch.eye(n_agents, dtype=torch.bool, device=self.device)[None, :, :, None]  # [., i, j, .]: j == i
         # Agent i's own action from the current actor, everyone else's from replay (or, actor_others_current,
-        # the current actor's without its gradient). The critic is frozen meanwhile: the backward pass then skips
-        # its weight gradients, which the actor's step does not use.
+        # the current actor's, with its gradient only with actor_joint_gradient). The critic is frozen meanwhile:
+        # the backward pass then skips its weight gradients, which the actor's step does not use.
         pre_tanh = self.actor[0](self._actor_input(obs))
         action = torch.tanh(pre_tanh).unsqueeze(1)
-        others = action.detach().expand(-1, n_agents, -1, -1) if cfg.actor_others_current else joint
+        if cfg.actor_others_current:
+            current = action if cfg.actor_joint_gradient else action.detach()
+            others = current.expand(-1, n_agents, -1, -1)
+        else:
+            others = joint
         own_joint = torch.where(own, action, others)
         self.critic.requires_grad_(False)
         q = self._q(self.critic, obs, own_joint)
