@@ -22,17 +22,22 @@ METRICS = ("episode_return", "community_cost", "critic_loss", "actor_loss", "q_v
            "buffer_days", "steps_per_second", "learning_rate_scale")
 
 
-@pytest.mark.parametrize("agent_id", [False, True])
-def test_iterate_logs_finite_metrics_once_learning_starts(agent_id):
-    config = dataclasses.replace(SMALL, actor_agent_id=agent_id, critic_agent_id=agent_id)
-    learner = MADDPG(TINY, config, seed=0)
+@pytest.mark.parametrize("changes", [{"actor_agent_id": False, "critic_agent_id": False}, {},
+                                     {"actor_others_current": True, "actor_joint_gradient": True,
+                                      "actor_q_normalised": True}])
+def test_iterate_logs_finite_metrics_once_learning_starts(changes):
+    learner = MADDPG(TINY, dataclasses.replace(SMALL, **changes), seed=0)
     warm_up = learner.iterate()  # 4 communities x 4 steps < learning_starts: random actions, no update
     assert math.isnan(warm_up["critic_loss"]) and warm_up["buffer_days"] == 4
+    actor_before = [p.detach().clone() for p in learner.actor.parameters()]
     metrics = learner.iterate()
     assert set(METRICS) <= set(metrics)
     assert all(math.isfinite(value) for value in metrics.values()), metrics
     assert learner.env_steps == 2 * SMALL.num_envs * TINY.steps_per_episode
     assert learner.updates == SMALL.gradient_steps
+    # policy_delay=2: the second of the three updates stepped the actor, to finite weights
+    assert any(not torch.equal(p, before) for p, before in zip(learner.actor.parameters(), actor_before))
+    assert all(torch.isfinite(p).all() for p in learner.actor.parameters())
 
 
 @pytest.mark.parametrize("agent_id", [False, True])

@@ -21,9 +21,11 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
    (as MAAC's and FACMAC's policy gradients sample the other agents from their current policies, and, as MAAC's,
    without differentiating through them: the gradient is taken where the others play now, not where they played
    when the step was stored); with ``actor_joint_gradient`` as well (off by default) the others' actions carry the
-   gradient too, FACMAC's centralised policy gradient (Peng et al. 2021): the shared actor then ascends each agent's
-   Q through every agent's action, so a household's action is also pushed towards what raises its neighbours'
-   values. Target
+   gradient too, FACMAC-style centralised policy gradients (Peng et al. 2021) over the mean of the per-agent Qs
+   rather than a mixing critic: the shared actor ascends each agent's Q through every agent's action, so a
+   household's action is also pushed towards what raises its neighbours' values. Each action's Q-term gradient
+   then sums up to N critics' contributions instead of one, so it weighs more against ``action_l2`` and the
+   imitation loss (``actor_q_normalised`` divides by the values' scale, not this). Target
    networks track with Polyak ``tau``. ``policy_delay`` and ``target_noise_std`` add TD3's delayed actor
    updates and target smoothing (the default smooths the targets, ``target_noise_std=0.2``, without the delay).
    Optionally (``lr_end_fraction`` < 1; off by default) both learning rates decay linearly to that fraction of
@@ -143,7 +145,8 @@ class MADDPGConfig:
     # the critic only (the actor stays)
     actor_q_normalised: bool = False  # the actor's Q term divided by the minibatch's mean |Q| (TD3+BC's balance)
     actor_others_current: bool = False  # the actor update's other agents act as the current actor, not as replayed
-    actor_joint_gradient: bool = False  # with actor_others_current: the others' actions differentiated too (FACMAC)
+    actor_joint_gradient: bool = False  # with actor_others_current: the others' actions differentiated too
+    # (FACMAC-style, over the per-agent Qs' mean rather than a mixing critic)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -424,12 +427,11 @@ class MADDPG(Learner):
         # the backward pass then skips its weight gradients, which the actor's step does not use.
         pre_tanh = self.actor[0](self._actor_input(obs))
         action = torch.tanh(pre_tanh).unsqueeze(1)
-        if cfg.actor_others_current:
-            current = action if cfg.actor_joint_gradient else action.detach()
-            others = current.expand(-1, n_agents, -1, -1)
+        if cfg.actor_joint_gradient:
+            own_joint = action.expand(-1, n_agents, -1, -1)
         else:
-            others = joint
-        own_joint = torch.where(own, action, others)
+            others = action.detach().expand(-1, n_agents, -1, -1) if cfg.actor_others_current else joint
+            own_joint = torch.where(own, action, others)
         self.critic.requires_grad_(False)
         q = self._q(self.critic, obs, own_joint)
         q_term = q.mean() / q.abs().mean().detach().clamp_min(1e-8) if cfg.actor_q_normalised else q.mean()
