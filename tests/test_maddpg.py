@@ -176,7 +176,7 @@ def test_the_others_act_as_the_current_actor_in_its_update_with_actor_others_cur
     """MAAC's and FACMAC's sampling: the actor's Q term takes every agent's action from the current actor, so the
     replayed actions play no part in its loss or gradient. Without actor_joint_gradient the others' actions are
     not differentiated (each agent ascends its own Q through its own action only), so the gradient is not that of
-    the whole joint action; with it (FACMAC's centralised policy gradient) it is exactly that."""
+    the whole joint action; with it (a FACMAC-style centralised policy gradient) it is exactly that."""
     config = dataclasses.replace(SMALL, action_l2=0.0, max_grad_norm=1e9, actor_others_current=True,
                                  actor_joint_gradient=joint_gradient)
     learner = MADDPG(TINY, config, seed=0)

@@ -446,8 +446,7 @@ TEACHING_KEYS = {"imitation_teacher": "mpc", "imitation_days": 128, "imitation_r
 def test_a_taught_comparison_is_the_comparison_with_the_teaching_keys(experiment, algo, algo_changes, env_changes):
     """The comparison's mappo#2 is MAPPO taught by MPC on a narrowed band with a decaying step size, its maddpg#2
     MADDPG taught by MPC on the same narrowed band, without the bins and with TD3+BC's balance of its actor's two
-    losses: each differs from
-    experiment=comparison in those keys only, five seeds."""
+    losses: each differs from experiment=comparison in those keys only, five seeds."""
     comparison, taught = (OmegaConf.to_container(composed(f"experiment={name}", f"algo={algo}"), resolve=True)
                           for name in ("comparison", experiment))
     for group, changes in (("algo", algo_changes), ("env", env_changes)):

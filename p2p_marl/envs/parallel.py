@@ -82,7 +82,11 @@ class P2PEnergyParallelEnv(ParallelEnv):
             raise RuntimeError("the episode is over (no live agents); call reset() first")
         agents = self.agents
         household_actions, operator_action = self._action_array(actions)
-        obs, rewards, done, infos = self.core.step(household_actions[None], operator_action)
+        try:  # the core checks the actions before it changes anything
+            obs, rewards, done, infos = self.core.step(household_actions[None], operator_action)
+        except ValueError:
+            self._name_non_finite_action(actions, household_actions, operator_action)
+            raise
         self._last_infos = infos
         observations = self._obs_dict(obs[0])
         reward_dict = dict(zip(agents, rewards[0].tolist()))
@@ -104,6 +108,20 @@ class P2PEnergyParallelEnv(ParallelEnv):
             self.render()
         return observations, reward_dict, terminations, truncations, info_dict
 
+    def _name_non_finite_action(self, actions: dict[str, Any], household_actions: np.ndarray,
+                                operator_action: np.ndarray | None) -> None:
+        """``ValueError`` naming the first agent whose action is not finite, if any: the core, which refused it,
+        names an index and a community instead of the agent."""
+        bad_rows = ~np.isfinite(household_actions).all(axis=1)
+        if bad_rows.any():
+            agent = self.households[int(np.argmax(bad_rows))]
+        elif operator_action is not None and not np.isfinite(operator_action).all():
+            agent = OPERATOR
+        else:
+            return
+        raise ValueError(f"action of {agent} is not finite: {actions[agent]!r}; actions must be finite "
+                         "numbers") from None
+
     def _action_array(self, actions: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         """The households' actions as one (N, ACTION_DIM) array and the operator's as a (1, 2) one (None without an
         operator); ``ValueError`` naming the agent whose action is missing or of the wrong size, and naming any key
@@ -124,12 +142,6 @@ class P2PEnergyParallelEnv(ParallelEnv):
             household_actions = operator_action = None
         if (household_actions is not None and household_actions.shape == (len(self.households), ACTION_DIM)
                 and (operator_action is None or operator_action.shape == (1, 2))):
-            if not (np.isfinite(household_actions).all()
-                    and (operator_action is None or np.isfinite(operator_action).all())):
-                # Named here by the agent's name; the core would name its index and community.
-                bad_rows = ~np.isfinite(household_actions).all(axis=1)
-                agent = self.households[int(np.argmax(bad_rows))] if bad_rows.any() else OPERATOR
-                raise ValueError(f"action of {agent} is not finite: {actions[agent]!r}; actions must be finite numbers")
             return household_actions, operator_action
         rows = []
         for agent in self.agents:
