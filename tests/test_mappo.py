@@ -15,6 +15,7 @@ from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import (
     InputScaling,
+    RecurrentActor,
     actor_input,
     baseline_training_reward,
     env_action,
@@ -410,6 +411,7 @@ def test_the_marginal_trade_reward_refuses_a_shared_battery(learner_cls, config)
     ("input_norm", "false", r"mappo\.input_norm must be true or false, got 'false'"),
     ("value_heads", 1, r"mappo\.value_heads must be true or false, got 1"),
     ("actor_all_households", "no", r"mappo\.actor_all_households must be true or false, got 'no'"),
+    ("actor_recurrent", 1, r"mappo\.actor_recurrent must be true or false, got 1"),
     ("critic_warmup_iterations", 1.5, r"mappo\.critic_warmup_iterations must be an integer, got 1\.5"),
     ("trade_reward", "clearing", r"mappo\.trade_reward must be one of \['price', 'marginal'\], got 'clearing'"),
     ("reward_baseline", "rule", r"mappo\.reward_baseline must be one of \['zero', 'grid_only'\], got 'rule'"),
@@ -426,6 +428,48 @@ def test_the_marginal_trade_reward_refuses_a_shared_battery(learner_cls, config)
 def test_bad_hyperparameters_name_the_key(key, value, match):
     with pytest.raises(ConfigError, match=match):
         MAPPOConfig(**{key: value})
+
+
+def test_a_recurrent_actor_cannot_take_the_step_by_step_warm_start():
+    with pytest.raises(ConfigError,
+                       match=r"mappo\.actor_recurrent=true with imitation_days=8: .* set imitation_days=0"):
+        MAPPOConfig(actor_recurrent=True, imitation_days=8, imitation_teacher="mpc")
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), steps=st.integers(1, 12), agents=st.integers(1, 7))
+def test_a_recurrent_actor_reads_a_day_step_by_step_as_it_reads_it_whole(seed, steps, agents):
+    torch.manual_seed(seed)
+    actor = RecurrentActor(in_dim=5, hidden_sizes=[8, 6], out_dim=ACTION_DIM, out_gain=1.0)
+    day = torch.randn(steps, 2, agents, 5)  # (T, B, N, in_dim)
+    whole = actor(day.reshape(steps, 2 * agents, 5)).reshape(steps, 2, agents, ACTION_DIM)
+    memory, outputs = None, []
+    for x in day:
+        out, memory = actor.step(x, memory)
+        outputs.append(out)
+    torch.testing.assert_close(torch.stack(outputs), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_the_recurrent_policy_remembers_the_day_and_forgets_it_when_reset():
+    learner = MAPPO(TINY, dataclasses.replace(SMALL, actor_recurrent=True), seed=0)
+    learner.iterate()
+    policy = learner.policy()
+    core = CommunityCore(TINY, batch_size=2)
+    obs = core.reset(seed=3)
+    policy.reset(core)
+    first = policy.act(core, obs)
+    assert not np.array_equal(policy.act(core, obs), first)  # the same observation, a day that has gone on
+    policy.reset(core)
+    np.testing.assert_array_equal(policy.act(core, obs), first)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_the_update_reads_each_sample_as_the_rollout_played_it(recurrent):
+    # Without a step the policy stays as it played: every PPO ratio is 1 only if each minibatch's log-probabilities,
+    # read whole days from the day's start for a recurrent actor, are the rollout's.
+    config = dataclasses.replace(SMALL, actor_recurrent=recurrent, actor_lr=1e-12, num_minibatches=3)
+    metrics = MAPPO(TINY, config, seed=2).iterate()
+    assert metrics["approx_kl"] == pytest.approx(0.0, abs=1e-7) and metrics["clip_fraction"] == 0.0
 
 
 def test_action_mapping():

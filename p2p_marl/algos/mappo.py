@@ -5,7 +5,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
 1. **Rollout** -- ``num_envs`` communities play one whole episode (one day) in lockstep on the batched core.
    The shared actor sees each agent's local observation, forecasts included (+ every household's with
    ``actor_all_households``, an ablation of centralised execution; + its one-hot identity with ``actor_agent_id``;
-   see ``nets.actor_input``).
+   see ``nets.actor_input``). With ``actor_recurrent`` the actor also carries each household's memory of the day
+   so far, empty at the day's start (``nets.RecurrentActor``): the observations' forecasts are the previous day's
+   (persistence), and the memory can tell how today differs from it.
 2. **Actions** -- a diagonal Gaussian over a pre-squash point ``u`` in R^3 (state-independent, learned
    ``log_std``); the environment gets ``tanh(u)`` mapped onto (setpoint, price, curtailment share) by
    ``nets.env_action``. Log-probabilities are those of ``u``: the tanh Jacobian is the same under the old
@@ -23,6 +25,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()`` is on
    (with ``value_heads``, the critic's k-th minibatch is the k-th part of a shuffle of the T * B community-steps,
    each with its N values, instead of the actor's agent-steps): clipped surrogate with per-minibatch advantage
    normalisation, entropy bonus, squared value error, Adam with gradient-norm clipping for actor and critic.
+   A recurrent actor's minibatches are whole days of B * N / ``num_minibatches`` households, read from the day's
+   start (the rollout's memory is not stored: the update rebuilds it), and the critic's are a shuffle of its own
+   samples in as many parts.
    Optionally (``lr_end_fraction`` < 1; off by default, as it did not help the pure learner on community_10; 0 for
    the learner from MPC in ``experiment=comparison_from_mpc``, where it settles the policy) both learning
    rates decay linearly to that fraction of their start over the first ``lr_decay_steps`` community-steps
@@ -72,6 +77,8 @@ from p2p_marl.algos.nets import (
     ActorPolicy,
     REWARD_BASELINES,
     InputScaling,
+    RecurrentActor,
+    RecurrentActorPolicy,
     actor_input,
     baseline_training_reward,
     check_multi_agent_keys,
@@ -120,6 +127,7 @@ class MAPPOConfig:
     critic_agent_id: bool = True  # per-agent values V(state, agent id)
     actor_all_households: bool = False  # ablation, not a decentralised policy: the actor also reads every
     # household's observation (nets.actor_input), as MPC plans with every household's state
+    actor_recurrent: bool = False  # a GRU after the actor's first layer remembers the day so far (nets.RecurrentActor)
     value_heads: bool = True  # per-agent values as one critic output each; the state read once per community-step
     # (5 seeds on the validation days: level with per-agent inputs, a quarter of the spread, 1.5x faster; README)
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
@@ -155,7 +163,11 @@ class MAPPOConfig:
         check_ranges(self, _RANGES, _INTEGERS, "mappo")
         check_network(self, "mappo")
         check_multi_agent_keys(self, "mappo")
-        check_bools(self, ("input_norm", "value_heads", "actor_all_households"), "mappo")
+        check_bools(self, ("input_norm", "value_heads", "actor_all_households", "actor_recurrent"), "mappo")
+        if self.actor_recurrent and self.imitation_days > 0:
+            raise ConfigError(f"mappo.actor_recurrent=true with imitation_days={self.imitation_days!r}: the warm "
+                              "start fits the actor to single steps, a recurrent actor needs whole days; set "
+                              "imitation_days=0 (pure PPO) or actor_recurrent=false")
         if self.infeasible_penalty_per_kwh > 0.0 and self.battery_action != "power":
             raise ConfigError(f"mappo.infeasible_penalty_per_kwh={self.infeasible_penalty_per_kwh!r} needs "
                               f"battery_action='power', got {self.battery_action!r}: a target state of charge and "
@@ -267,15 +279,19 @@ class MAPPO(Learner):
             # value_heads: one output per agent (one shared one without critic_agent_id), from the state alone.
             identity_in = n_agents * (config.critic_agent_id and not config.value_heads)
             value_out = n_agents if config.value_heads and config.critic_agent_id else 1
-            self.actor = mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01)
+            if config.actor_recurrent:
+                self.actor = RecurrentActor(actor_in, config.hidden_sizes, ACTION_DIM, out_gain=0.01)
+            else:
+                self.actor = mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01)
             self.critic = mlp(self.core.state_dim + identity_in, config.hidden_sizes, value_out, nn.Tanh,
                               out_gain=1.0)
         if config.input_norm:
             statistics = input_statistics(self.core.config, seed)
             obs_mean, obs_std = (np.tile(value, 1 + n_agents * config.actor_all_households)
                                  for value in statistics["obs"])  # own, then every household's
-            self.actor.insert(0, InputScaling(*with_identity_columns(obs_mean, obs_std, n_agents,
-                                                                     config.actor_agent_id)))
+            first_layers = self.actor.encoder if config.actor_recurrent else self.actor
+            first_layers.insert(0, InputScaling(*with_identity_columns(obs_mean, obs_std, n_agents,
+                                                                       config.actor_agent_id)))
             self.critic.insert(0, InputScaling(*with_identity_columns(*statistics["state"], n_agents,
                                                                       bool(identity_in))))
         self.actor, self.critic = self.actor.to(self.device), self.critic.to(self.device)
@@ -312,9 +328,19 @@ class MAPPO(Learner):
         return values.squeeze(-1)
 
     def _policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std (expanded to the mean's shape) of the pre-squash Gaussian."""
+        """Mean and std (expanded to the mean's shape) of the pre-squash Gaussian; a recurrent actor's inputs
+        ``x`` are whole days (T, M, in_dim)."""
         mean = self.actor(x)
         return mean, self.log_std.exp().expand_as(mean)
+
+    def _policy_step(self, x: torch.Tensor, memory: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``_policy`` of one step's inputs (B, N, in_dim) in the rollout, and a recurrent actor's next memory
+        (None for a feed-forward actor)."""
+        if not self.config.actor_recurrent:
+            return *self._policy(x), None
+        mean, memory = self.actor.step(x, memory)
+        return mean, self.log_std.exp().expand_as(mean), memory
 
     # ------------------------------------------------------------------ warm start
     def imitate(self) -> dict[str, float]:
@@ -333,11 +359,11 @@ class MAPPO(Learner):
         # 1. Rollout: one day of every community.
         actor_inputs, critic_inputs, pre_squash, log_probs, values, rewards, costs = ([] for _ in range(7))
         obs = core.reset(seed=int(self.rng.integers(2 ** 63)))
-        done = False
+        done, memory = False, None
         while not done:
             x, s = self._actor_input(obs), self._critic_input()
             with torch.no_grad():
-                mean, std = self._policy(x)
+                mean, std, memory = self._policy_step(x, memory)
                 noise = torch.randn(mean.shape, generator=self.generator).to(self.device)
                 u = mean + std * noise
                 actor_inputs.append(x)
@@ -370,20 +396,27 @@ class MAPPO(Learner):
         explained_variance = 1.0 - float(np.var(returns - value_np) / max(np.var(returns), 1e-12))
 
         # 3. PPO update on the flattened T * B * N agent-steps (the critic's on T * B community-steps with
-        # value_heads: its input is then the same for the N agents of a community-step).
+        # value_heads: its input is then the same for the N agents of a community-step). The actor's samples lie
+        # along dimension 1 of (1, T * B * N, ...), or with a recurrent actor they are the B * N agents' days,
+        # (T, B * N, ...): a minibatch of whole days, read from the day's start.
         def flat(tensors: list[torch.Tensor], dims: int = 2) -> torch.Tensor:
             stacked = torch.stack(tensors)
             return stacked.reshape(-1, *stacked.shape[dims + 1:])
 
-        b_x, b_u, b_logp = flat(actor_inputs), flat(pre_squash), flat(log_probs)
-        b_adv = torch.as_tensor(advantages.reshape(-1), dtype=torch.float32, device=self.device)
+        def actor_samples(tensors: list[torch.Tensor]) -> torch.Tensor:
+            stacked = torch.stack(tensors)
+            leading = (T, B * N) if cfg.actor_recurrent else (1, T * B * N)
+            return stacked.reshape(*leading, *stacked.shape[3:])
+
+        b_x, b_u, b_logp = actor_samples(actor_inputs), actor_samples(pre_squash), actor_samples(log_probs)
+        b_adv = torch.as_tensor(advantages, dtype=torch.float32, device=self.device).reshape(b_logp.shape)
         normalized_returns = torch.as_tensor(self.return_norm.normalize(returns), dtype=torch.float32,
                                              device=self.device)
         if cfg.value_heads:
             b_s, b_ret = flat(critic_inputs, dims=1), normalized_returns.reshape(T * B, N)
         else:
             b_s, b_ret = flat(critic_inputs), normalized_returns.reshape(-1)
-        n_samples = b_adv.shape[0]
+        n_samples = b_adv.shape[1]
         minibatch = math.ceil(n_samples / cfg.num_minibatches)
         n_minibatches = math.ceil(n_samples / minibatch)
         actor_learns = self.iterations >= cfg.critic_warmup_iterations
@@ -393,19 +426,19 @@ class MAPPO(Learner):
         for _ in range(cfg.update_epochs):
             # One shuffle per epoch, then contiguous minibatches (views, not four gathers each).
             order = torch.randperm(n_samples, generator=self.generator).to(self.device)
-            e_x, e_u, e_logp, e_adv = (t.index_select(0, order) for t in (b_x, b_u, b_logp, b_adv))
-            if cfg.value_heads:
-                critic_order = torch.randperm(T * B, generator=self.generator).to(self.device)
+            e_x, e_u, e_logp, e_adv = (t.index_select(1, order) for t in (b_x, b_u, b_logp, b_adv))
+            if cfg.value_heads or cfg.actor_recurrent:  # the critic's samples shuffled on their own
+                critic_order = torch.randperm(len(b_s), generator=self.generator).to(self.device)
                 s_parts, ret_parts = (t.index_select(0, critic_order).tensor_split(n_minibatches) for t in (b_s, b_ret))
             else:
                 s_parts, ret_parts = (t.index_select(0, order).split(minibatch) for t in (b_s, b_ret))
             for first, e_s, e_ret in zip(range(0, n_samples, minibatch), s_parts, ret_parts):
                 batch = slice(first, first + minibatch)
                 with torch.set_grad_enabled(actor_learns):  # no actor graph while the critic warms up alone
-                    mean, std = self._policy(e_x[batch])
-                log_ratio = gaussian_log_prob(e_u[batch], mean, std) - e_logp[batch]
+                    mean, std = self._policy(e_x[:, batch])
+                log_ratio = gaussian_log_prob(e_u[:, batch], mean, std) - e_logp[:, batch]
                 ratio = log_ratio.exp()
-                adv = e_adv[batch]
+                adv = e_adv[:, batch]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 policy_loss = torch.max(-adv * ratio,
                                         -adv * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
@@ -413,7 +446,7 @@ class MAPPO(Learner):
                 value_loss = 0.5 * (self._values(e_s) - e_ret).pow(2).mean()
                 loss = policy_loss - cfg.ent_coef * entropy + value_loss if actor_learns else value_loss
                 if imitating:
-                    imitation_loss = self.imitation.loss(len(adv))
+                    imitation_loss = self.imitation.loss(adv.numel())
                     loss = loss + cfg.imitation_coef * imitation_loss
                     stats["imitation_loss"].append(imitation_loss.detach())
 
@@ -448,6 +481,9 @@ class MAPPO(Learner):
 
     # ------------------------------------------------------------------ evaluation and checkpoints
     def policy(self) -> ActorPolicy:
+        if self.config.actor_recurrent:
+            return RecurrentActorPolicy(self.name, copy.deepcopy(self.actor), self.config.actor_agent_id,
+                                        self.config.battery_action, self.config.actor_all_households)
         return ActorPolicy(self.name, nn.Sequential(copy.deepcopy(self.actor), nn.Tanh()), self.config.actor_agent_id,
                            self.config.battery_action, self.config.actor_all_households)
 

@@ -243,6 +243,39 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type
     return nn.Sequential(*layers)
 
 
+class RecurrentActor(nn.Module):
+    """A shared actor with a memory of the day so far: a tanh layer of ``hidden_sizes[0]`` units, a GRU of as many,
+    then the rest of ``hidden_sizes`` and the output layer over the GRU's output (``mlp``'s initialisation, and
+    CleanRL's for the GRU: orthogonal weights, zero biases).
+
+    Each household's memory starts empty at the day's start and carries what the observations alone do not: how
+    the day's load and PV so far compare with the persistence forecasts, which are the previous day's. ``forward``
+    reads whole days (T, M, in_dim), one column per agent, from an empty memory; ``step`` one step of every agent
+    (..., in_dim) from ``memory`` (None at the day's start), returning the output and the next memory.
+    """
+
+    def __init__(self, in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_gain: float):
+        super().__init__()
+        width = hidden_sizes[0]
+        self.encoder = nn.Sequential(_init(nn.Linear(in_dim, width), math.sqrt(2.0)), nn.Tanh())
+        self.gru = nn.GRU(width, width)
+        for name, parameter in self.gru.named_parameters():
+            if name.startswith("bias"):
+                nn.init.zeros_(parameter)
+            else:
+                nn.init.orthogonal_(parameter, 1.0)
+        self.head = mlp(width, hidden_sizes[1:], out_dim, nn.Tanh, out_gain)
+
+    def forward(self, days: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(self.encoder(days))
+        return self.head(out)
+
+    def step(self, x: torch.Tensor, memory: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = self.encoder(x)
+        out, memory = self.gru(encoded.reshape(1, -1, encoded.shape[-1]), memory)
+        return self.head(out[0]).reshape(*x.shape[:-1], -1), memory
+
+
 def _init(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
@@ -360,7 +393,24 @@ class ActorPolicy:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             x = actor_input(torch.as_tensor(obs, dtype=torch.float32), self.agent_id, self.all_households)
-            return env_action(self.actor(x).numpy().astype(np.float64), core, obs, self.battery_action)
+            return env_action(self._box_point(x).numpy().astype(np.float64), core, obs, self.battery_action)
+
+    def _box_point(self, x: torch.Tensor) -> torch.Tensor:
+        return self.actor(x)
+
+
+class RecurrentActorPolicy(ActorPolicy):
+    """The deterministic evaluation policy of a ``RecurrentActor`` (``tanh`` of its output): ``reset`` empties
+    every household's memory at the day's start, and each ``act`` carries it one step on."""
+
+    memory: torch.Tensor | None = None
+
+    def reset(self, core: CommunityCore) -> None:
+        self.memory = None
+
+    def _box_point(self, x: torch.Tensor) -> torch.Tensor:
+        u, self.memory = self.actor.step(x, self.memory)
+        return torch.tanh(u)
 
 
 # The linear learning-rate schedule's keys (lr_end_fraction, lr_decay_steps) as MAPPO, MADDPG and DQN validate them.
