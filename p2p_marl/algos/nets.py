@@ -244,9 +244,11 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type
 
 
 class RecurrentActor(nn.Module):
-    """A shared actor with a memory of the day so far: a tanh layer of ``hidden_sizes[0]`` units, a GRU of as many,
-    then the rest of ``hidden_sizes`` and the output layer over the GRU's output (``mlp``'s initialisation, and
-    CleanRL's for the GRU: orthogonal weights, zero biases).
+    """A shared actor with a memory of the day so far: a tanh layer of ``hidden_sizes[0]`` units, a GRU of as many
+    beside it, then the rest of ``hidden_sizes`` and the output layer over both, the layer's output and the GRU's
+    (``mlp``'s initialisation, and CleanRL's for the GRU: orthogonal weights, zero biases). Without the GRU's
+    columns the head is the feed-forward actor's rest: the memory adds to the step's own view, it does not have to
+    carry it.
 
     Each household's memory starts empty at the day's start and carries what the observations alone do not: how
     the day's load and PV so far compare with the persistence forecasts, which are the previous day's. ``forward``
@@ -264,16 +266,17 @@ class RecurrentActor(nn.Module):
                 nn.init.zeros_(parameter)
             else:
                 nn.init.orthogonal_(parameter, 1.0)
-        self.head = mlp(width, hidden_sizes[1:], out_dim, nn.Tanh, out_gain)
+        self.head = mlp(2 * width, hidden_sizes[1:], out_dim, nn.Tanh, out_gain)
 
     def forward(self, days: torch.Tensor) -> torch.Tensor:
-        out, _ = self.gru(self.encoder(days))
-        return self.head(out)
+        encoded = self.encoder(days)
+        memory, _ = self.gru(encoded)
+        return self.head(torch.cat([encoded, memory], dim=-1))
 
     def step(self, x: torch.Tensor, memory: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         encoded = self.encoder(x)
         out, memory = self.gru(encoded.reshape(1, -1, encoded.shape[-1]), memory)
-        return self.head(out[0]).reshape(*x.shape[:-1], -1), memory
+        return self.head(torch.cat([encoded, out[0].reshape(encoded.shape)], dim=-1)), memory
 
 
 def _init(layer: nn.Linear, gain: float) -> nn.Linear:
