@@ -16,6 +16,7 @@ from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import (
     InputScaling,
     RecurrentActor,
+    WindowConvolution,
     actor_input,
     baseline_training_reward,
     env_action,
@@ -412,6 +413,8 @@ def test_the_marginal_trade_reward_refuses_a_shared_battery(learner_cls, config)
     ("value_heads", 1, r"mappo\.value_heads must be true or false, got 1"),
     ("actor_all_households", "no", r"mappo\.actor_all_households must be true or false, got 'no'"),
     ("actor_recurrent", 1, r"mappo\.actor_recurrent must be true or false, got 1"),
+    ("actor_window_channels", -1, r"mappo\.actor_window_channels=-1 is out of range; allowed \[0, 1024\]"),
+    ("actor_window_channels", 2.5, r"mappo\.actor_window_channels must be an integer"),
     ("critic_warmup_iterations", 1.5, r"mappo\.critic_warmup_iterations must be an integer, got 1\.5"),
     ("trade_reward", "clearing", r"mappo\.trade_reward must be one of \['price', 'marginal'\], got 'clearing'"),
     ("reward_baseline", "rule", r"mappo\.reward_baseline must be one of \['zero', 'grid_only'\], got 'rule'"),
@@ -461,6 +464,36 @@ def test_the_recurrent_policy_remembers_the_day_and_forgets_it_when_reset():
     assert not np.array_equal(policy.act(core, obs), first)  # the same observation, a day that has gone on
     policy.reset(core)
     np.testing.assert_array_equal(policy.act(core, obs), first)
+
+
+def test_the_window_convolution_keeps_the_other_inputs_and_reads_every_lead_with_the_same_filters():
+    torch.manual_seed(0)
+    bins, start = 12, 3
+    convolution = WindowConvolution(start, bins, channels=4)
+    x = torch.rand(5, 2, start + 2 * bins + 6)
+    out = convolution(x)
+    assert out.shape == (5, 2, convolution.out_dim(x.shape[-1])) == (5, 2, start + 6 + 4 * bins)
+    torch.testing.assert_close(out[..., :start + 6], torch.cat([x[..., :start], x[..., start + 2 * bins:]], dim=-1),
+                               rtol=0, atol=0)
+    # A profile moved two bins later gives the same features two bins later (where no padding is read).
+    window = torch.zeros(1, 2, bins)
+    window[..., 4:7] = torch.rand(2, 3)
+    moved = torch.roll(window, 2, dims=-1)
+    features, moved_features = (convolution.convolution(w).reshape(4, bins) for w in (window, moved))
+    torch.testing.assert_close(moved_features[:, 4:10], features[:, 2:8])
+
+
+def test_the_window_convolution_needs_the_forecast_bins_and_trains_with_them():
+    config = dataclasses.replace(SMALL, actor_window_channels=4)
+    with pytest.raises(ConfigError, match=r"mappo\.actor_window_channels=4 needs a forecast window .* "
+                                          r"set env\.forecast_bins > 0"):
+        MAPPO(TINY, config, seed=0)
+    learner = MAPPO(TINY.replace(forecast_bins=3), config, seed=0)
+    assert isinstance(learner.actor[0], WindowConvolution)
+    metrics = learner.iterate()
+    assert all(math.isfinite(value) for value in metrics.values()), metrics
+    with_norm = MAPPO(TINY.replace(forecast_bins=3), dataclasses.replace(config, input_norm=True), seed=0)
+    assert [type(m) for m in with_norm.actor[:2]] == [InputScaling, WindowConvolution]  # scaled, then convolved
 
 
 @pytest.mark.parametrize("recurrent", [False, True])

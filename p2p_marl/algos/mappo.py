@@ -79,6 +79,7 @@ from p2p_marl.algos.nets import (
     InputScaling,
     RecurrentActor,
     RecurrentActorPolicy,
+    WindowConvolution,
     actor_input,
     baseline_training_reward,
     check_multi_agent_keys,
@@ -128,6 +129,8 @@ class MAPPOConfig:
     actor_all_households: bool = False  # ablation, not a decentralised policy: the actor also reads every
     # household's observation (nets.actor_input), as MPC plans with every household's state
     actor_recurrent: bool = False  # a GRU after the actor's first layer remembers the day so far (nets.RecurrentActor)
+    actor_window_channels: int = 0  # > 0: the actor reads its forecast window's bins (env.forecast_bins > 0) through
+    # a 1-D convolution of this many channels before its dense layers (nets.WindowConvolution); 0: dense layers only
     value_heads: bool = True  # per-agent values as one critic output each; the state read once per community-step
     # (5 seeds on the validation days: level with per-agent inputs, a quarter of the spread, 1.5x faster; README)
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
@@ -180,8 +183,8 @@ class MAPPOConfig:
                               f"got {self.reward_baseline!r}")
 
 
-_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "critic_warmup_iterations", *LR_SCHEDULE_INTEGERS,
-             *IMITATION_INTEGERS}
+_INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "critic_warmup_iterations", "actor_window_channels",
+             *LR_SCHEDULE_INTEGERS, *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
     ("gamma", 0.0, 1.0, True, True),
@@ -200,6 +203,7 @@ _RANGES = (
     ("penalty_weight", 0.0, 1000.0, False, True),
     ("voltage_margin_pu", 0.0, 0.5, True, False),
     ("critic_warmup_iterations", 0, 10**9, True, True),
+    ("actor_window_channels", 0, 1024, True, True),
     *IMITATION_RANGES,
 )
 
@@ -279,10 +283,14 @@ class MAPPO(Learner):
             # value_heads: one output per agent (one shared one without critic_agent_id), from the state alone.
             identity_in = n_agents * (config.critic_agent_id and not config.value_heads)
             value_out = n_agents if config.value_heads and config.critic_agent_id else 1
+            window = self._window_convolution(env_config)
+            dense_in = actor_in if window is None else window.out_dim(actor_in)
             if config.actor_recurrent:
-                self.actor = RecurrentActor(actor_in, config.hidden_sizes, ACTION_DIM, out_gain=0.01)
+                self.actor = RecurrentActor(dense_in, config.hidden_sizes, ACTION_DIM, out_gain=0.01)
             else:
-                self.actor = mlp(actor_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01)
+                self.actor = mlp(dense_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01)
+            if window is not None:
+                (self.actor.encoder if config.actor_recurrent else self.actor).insert(0, window)
             self.critic = mlp(self.core.state_dim + identity_in, config.hidden_sizes, value_out, nn.Tanh,
                               out_gain=1.0)
         if config.input_norm:
@@ -307,6 +315,16 @@ class MAPPO(Learner):
                                         self.generator, self.device)
 
     # ------------------------------------------------------------------ inputs
+    def _window_convolution(self, env_config: EnvConfig) -> WindowConvolution | None:
+        """The actor's convolution over its own forecast window (``actor_window_channels``), or None."""
+        channels = self.config.actor_window_channels
+        if channels == 0:
+            return None
+        if env_config.forecast_bins == 0:
+            raise ConfigError(f"mappo.actor_window_channels={channels} needs a forecast window in the observation: set "
+                              "env.forecast_bins > 0 (experiment=comparison has 12), or actor_window_channels=0")
+        return WindowConvolution(self.core.obs_features.index("load_bin_1"), env_config.forecast_bins, channels)
+
     def _actor_input(self, obs: np.ndarray) -> torch.Tensor:
         return actor_input(torch.as_tensor(obs, dtype=torch.float32, device=self.device),
                            self.config.actor_agent_id, self.config.actor_all_households)

@@ -243,6 +243,31 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type
     return nn.Sequential(*layers)
 
 
+class WindowConvolution(nn.Module):
+    """The forecast window's profile read by a 1-D convolution, for the layers after it: inputs (..., in_dim) whose
+    columns ``start`` .. ``start + 2 * bins`` are the household's load bins then its PV bins (``forecast_bins`` of
+    ``observation_features``, in lead order) -> (..., in_dim - 2 * bins + channels * bins), the other columns
+    followed by two tanh convolutions of ``channels`` filters over the bins (load and PV as two input channels,
+    kernel 3 with zero padding, so every bin keeps its place and the window's end, cut at the day's end, reads as
+    zeros). The same filter reads every lead: a shape (a surplus two bins wide, say) is recognised wherever it lies
+    in the window, which the dense layer alone must learn lead by lead."""
+
+    def __init__(self, start: int, bins: int, channels: int):
+        super().__init__()
+        self.start, self.bins, self.channels = start, bins, channels
+        self.convolution = nn.Sequential(nn.Conv1d(2, channels, 3, padding=1), nn.Tanh(),
+                                         nn.Conv1d(channels, channels, 3, padding=1), nn.Tanh())
+
+    def out_dim(self, in_dim: int) -> int:
+        return in_dim - 2 * self.bins + self.channels * self.bins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        end = self.start + 2 * self.bins
+        window = x[..., self.start:end].reshape(-1, 2, self.bins)
+        shapes = self.convolution(window).reshape(*x.shape[:-1], self.channels * self.bins)
+        return torch.cat([x[..., :self.start], x[..., end:], shapes], dim=-1)
+
+
 class RecurrentActor(nn.Module):
     """A shared actor with a memory of the day so far: a tanh layer of ``hidden_sizes[0]`` units, a GRU of as many
     beside it, then the rest of ``hidden_sizes`` and the output layer over both, the layer's output and the GRU's
