@@ -437,6 +437,9 @@ def test_a_recurrent_actor_cannot_take_the_step_by_step_warm_start():
     with pytest.raises(ConfigError,
                        match=r"mappo\.actor_recurrent=true with imitation_days=8: .* set imitation_days=0"):
         MAPPOConfig(actor_recurrent=True, imitation_days=8, imitation_teacher="mpc")
+    with pytest.raises(ConfigError, match=r"mappo\.num_minibatches=13 must be at most num_envs x households = 12 "
+                                          r"with actor_recurrent"):
+        MAPPO(TINY, dataclasses.replace(SMALL, actor_recurrent=True, num_minibatches=13), seed=0)
 
 
 @settings(max_examples=20, deadline=None)
@@ -494,13 +497,19 @@ def test_the_window_convolution_needs_the_forecast_bins_and_trains_with_them():
     assert all(math.isfinite(value) for value in metrics.values()), metrics
     with_norm = MAPPO(TINY.replace(forecast_bins=3), dataclasses.replace(config, input_norm=True), seed=0)
     assert [type(m) for m in with_norm.actor[:2]] == [InputScaling, WindowConvolution]  # scaled, then convolved
+    recurrent = MAPPO(TINY.replace(forecast_bins=3),
+                      dataclasses.replace(config, input_norm=True, actor_recurrent=True), seed=0)
+    assert [type(m) for m in recurrent.actor.encoder] == [InputScaling, WindowConvolution, torch.nn.Linear,
+                                                          torch.nn.Tanh]
+    assert all(math.isfinite(value) for value in recurrent.iterate().values())
 
 
-@pytest.mark.parametrize("recurrent", [False, True])
-def test_the_update_reads_each_sample_as_the_rollout_played_it(recurrent):
+@pytest.mark.parametrize("recurrent, value_heads", [(False, True), (True, True), (True, False)])
+def test_the_update_reads_each_sample_as_the_rollout_played_it(recurrent, value_heads):
     # Without a step the policy stays as it played: every PPO ratio is 1 only if each minibatch's log-probabilities,
     # read whole days from the day's start for a recurrent actor, are the rollout's.
-    config = dataclasses.replace(SMALL, actor_recurrent=recurrent, actor_lr=1e-12, num_minibatches=3)
+    config = dataclasses.replace(SMALL, actor_recurrent=recurrent, value_heads=value_heads, actor_lr=1e-12,
+                                 num_minibatches=3)
     metrics = MAPPO(TINY, config, seed=2).iterate()
     assert metrics["approx_kl"] == pytest.approx(0.0, abs=1e-7) and metrics["clip_fraction"] == 0.0
 

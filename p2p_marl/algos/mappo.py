@@ -130,7 +130,7 @@ class MAPPOConfig:
     # household's observation (nets.actor_input), as MPC plans with every household's state
     actor_recurrent: bool = False  # a GRU after the actor's first layer remembers the day so far (nets.RecurrentActor)
     actor_window_channels: int = 0  # > 0: the actor reads its forecast window's bins (env.forecast_bins > 0) through
-    # a 1-D convolution of this many channels before its dense layers (nets.WindowConvolution); 0: dense layers only
+    # two 1-D convolutions of this many channels before its dense layers (nets.WindowConvolution); 0: dense layers only
     value_heads: bool = True  # per-agent values as one critic output each; the state read once per community-step
     # (5 seeds on the validation days: level with per-agent inputs, a quarter of the spread, 1.5x faster; README)
     return_norm_decay: float = 0.99999  # weight of the past in the running return mean/std (1 = no normalisation)
@@ -272,6 +272,10 @@ class MAPPO(Learner):
         if config.value_heads and config.num_minibatches > community_steps:
             raise ConfigError(f"mappo.num_minibatches={config.num_minibatches} must be at most num_envs x steps per "
                               f"episode = {community_steps} with value_heads: each minibatch needs a community-step")
+        households = config.num_envs * self.core.n_agents
+        if config.actor_recurrent and config.num_minibatches > households:
+            raise ConfigError(f"mappo.num_minibatches={config.num_minibatches} must be at most num_envs x households = "
+                              f"{households} with actor_recurrent: each minibatch needs a household's day")
         n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
         self.device = torch.device(config.device)
         self.rng = np.random.default_rng(seed)
@@ -348,7 +352,9 @@ class MAPPO(Learner):
     def _policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std (expanded to the mean's shape) of the pre-squash Gaussian; a recurrent actor's inputs
         ``x`` are whole days (T, M, in_dim)."""
-        mean = self.actor(x)
+        return self._with_std(self.actor(x))
+
+    def _with_std(self, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mean, self.log_std.exp().expand_as(mean)
 
     def _policy_step(self, x: torch.Tensor, memory: torch.Tensor | None
@@ -358,7 +364,7 @@ class MAPPO(Learner):
         if not self.config.actor_recurrent:
             return *self._policy(x), None
         mean, memory = self.actor.step(x, memory)
-        return mean, self.log_std.exp().expand_as(mean), memory
+        return *self._with_std(mean), memory
 
     # ------------------------------------------------------------------ warm start
     def imitate(self) -> dict[str, float]:
@@ -417,23 +423,20 @@ class MAPPO(Learner):
         # value_heads: its input is then the same for the N agents of a community-step). The actor's samples lie
         # along dimension 1 of (1, T * B * N, ...), or with a recurrent actor they are the B * N agents' days,
         # (T, B * N, ...): a minibatch of whole days, read from the day's start.
-        def flat(tensors: list[torch.Tensor], dims: int = 2) -> torch.Tensor:
+        def samples(tensors: list[torch.Tensor], leading: tuple[int, ...], dims: int = 2) -> torch.Tensor:
+            """The rollout's (T, B[, N], ...) stacked, its first 1 + ``dims`` dimensions reshaped to ``leading``."""
             stacked = torch.stack(tensors)
-            return stacked.reshape(-1, *stacked.shape[dims + 1:])
+            return stacked.reshape(*leading, *stacked.shape[dims + 1:])
 
-        def actor_samples(tensors: list[torch.Tensor]) -> torch.Tensor:
-            stacked = torch.stack(tensors)
-            leading = (T, B * N) if cfg.actor_recurrent else (1, T * B * N)
-            return stacked.reshape(*leading, *stacked.shape[3:])
-
-        b_x, b_u, b_logp = actor_samples(actor_inputs), actor_samples(pre_squash), actor_samples(log_probs)
+        actor_leading = (T, B * N) if cfg.actor_recurrent else (1, T * B * N)
+        b_x, b_u, b_logp = (samples(t, actor_leading) for t in (actor_inputs, pre_squash, log_probs))
         b_adv = torch.as_tensor(advantages, dtype=torch.float32, device=self.device).reshape(b_logp.shape)
         normalized_returns = torch.as_tensor(self.return_norm.normalize(returns), dtype=torch.float32,
                                              device=self.device)
         if cfg.value_heads:
-            b_s, b_ret = flat(critic_inputs, dims=1), normalized_returns.reshape(T * B, N)
+            b_s, b_ret = samples(critic_inputs, (-1,), dims=1), normalized_returns.reshape(T * B, N)
         else:
-            b_s, b_ret = flat(critic_inputs), normalized_returns.reshape(-1)
+            b_s, b_ret = samples(critic_inputs, (-1,)), normalized_returns.reshape(-1)
         n_samples = b_adv.shape[1]
         minibatch = math.ceil(n_samples / cfg.num_minibatches)
         n_minibatches = math.ceil(n_samples / minibatch)

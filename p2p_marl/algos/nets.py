@@ -429,9 +429,13 @@ class ActorPolicy:
 
 class RecurrentActorPolicy(ActorPolicy):
     """The deterministic evaluation policy of a ``RecurrentActor`` (``tanh`` of its output): ``reset`` empties
-    every household's memory at the day's start, and each ``act`` carries it one step on."""
+    every household's memory at the day's start, and each ``act`` carries it one step on. Its ``actor`` is the
+    ``RecurrentActor`` itself (pre-squash outputs; ``step`` for one step, ``forward`` for whole days)."""
 
-    memory: torch.Tensor | None = None
+    def __init__(self, name: str, actor: nn.Module, agent_id: bool, battery_action: str,
+                 all_households: bool = False):
+        super().__init__(name, actor, agent_id, battery_action, all_households)
+        self.memory: torch.Tensor | None = None
 
     def reset(self, core: CommunityCore) -> None:
         self.memory = None
