@@ -293,17 +293,17 @@ class MAPPO(Learner):
                 self.actor = RecurrentActor(dense_in, config.hidden_sizes, ACTION_DIM, out_gain=0.01)
             else:
                 self.actor = mlp(dense_in, config.hidden_sizes, ACTION_DIM, nn.Tanh, out_gain=0.01)
+            actor_front = self.actor.encoder if config.actor_recurrent else self.actor  # where inputs enter
             if window is not None:
-                (self.actor.encoder if config.actor_recurrent else self.actor).insert(0, window)
+                actor_front.insert(0, window)
             self.critic = mlp(self.core.state_dim + identity_in, config.hidden_sizes, value_out, nn.Tanh,
                               out_gain=1.0)
         if config.input_norm:
             statistics = input_statistics(self.core.config, seed)
             obs_mean, obs_std = (np.tile(value, 1 + n_agents * config.actor_all_households)
                                  for value in statistics["obs"])  # own, then every household's
-            first_layers = self.actor.encoder if config.actor_recurrent else self.actor
-            first_layers.insert(0, InputScaling(*with_identity_columns(obs_mean, obs_std, n_agents,
-                                                                       config.actor_agent_id)))
+            actor_front.insert(0, InputScaling(*with_identity_columns(obs_mean, obs_std, n_agents,
+                                                                      config.actor_agent_id)))
             self.critic.insert(0, InputScaling(*with_identity_columns(*statistics["state"], n_agents,
                                                                       bool(identity_in))))
         self.actor, self.critic = self.actor.to(self.device), self.critic.to(self.device)
