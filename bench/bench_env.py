@@ -1,6 +1,6 @@
 """Simulation speed: the PettingZoo view, the batched core and TorchRL, with PettingZoo's mpe2 as a reference.
 
-    python bench/bench_env.py [--seconds 2.0] [--repeats 3] [--profile]
+    python bench/bench_env.py [--seconds 2.0] [--repeats 3] [--profile] [--order-book-bound]
 
 Random actions, one process, one thread. Prints env-steps/s (one env-step = one settlement period of one
 community) and agent-steps/s (env-steps x agents), each also as a ratio to mpe2 simple_spread_v3 (N = 10)
@@ -9,7 +9,10 @@ in turn), for the PettingZoo envs as for the core, so that the rows time the env
 random number generator. Each row is the best of ``--repeats`` measurements: on a shared machine the best
 one is the closest to the code's own speed. ``--profile`` adds, for the PettingZoo view and the core at
 B = 1 and 1024, the functions that take the most time (cProfile; time spent in numpy calls is charged to the
-function making them).
+function making them). ``--order-book-bound`` adds a table that times the same three with the order book's
+clearing replaced by a stand-in that costs nothing (nothing trades peer-to-peer, so the results are wrong and the
+time is the rest of the step): the most that compiling the order book, the one kernel the speed issue allows,
+could give each of them.
 
 With TorchRL installed (``pip install -e .[torchrl]``) two more rows time ``env.rollout`` with its own random
 actions (``policy=None``, drawn inside the clock, as a TorchRL user gets them): the native batched environment
@@ -20,6 +23,7 @@ PettingZoo view (one community).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import os
@@ -33,6 +37,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import p2p_marl  # noqa: E402
+import p2p_marl.sim.community as community  # noqa: E402
 from p2p_marl.config import EnvConfig  # noqa: E402
 from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore  # noqa: E402
 
@@ -131,6 +136,40 @@ def _steps_per_second(run, seconds: float, repeats: int) -> float:
     return best
 
 
+@contextlib.contextmanager
+def _free_order_book():
+    """The core's clearing replaced, while in the block, by a stand-in that costs nothing: nothing trades P2P and
+    the price is the step's mid price."""
+    def nothing_trades(side_kwh, limit_price_per_kwh, retail_price_per_kwh, feed_in_price_per_kwh, mechanism, k):
+        no_trade_kwh = np.zeros_like(side_kwh)
+        return no_trade_kwh, no_trade_kwh[0], no_trade_kwh[1], 0.5 * (retail_price_per_kwh + feed_in_price_per_kwh)
+
+    clear_sides = community.clear_sides
+    community.clear_sides = nothing_trades
+    try:
+        yield
+    finally:
+        community.clear_sides = clear_sides
+
+
+def _order_book_bound(seconds: float, repeats: int, console: Console) -> None:
+    """Print each view's speed as it is and with a free order book (``_free_order_book``), measured in turn."""
+    table = Table(title="The most a compiled order book could give: the step with the clearing free, "
+                        f"best of {repeats} x {seconds:g} s")
+    for column in ("environment", "env-steps/s as is", "with the order book free", "at most", "target"):
+        table.add_column(column, justify="right" if column != "environment" else "left")
+    views = (("p2p_marl PettingZoo parallel env", lambda: _parallel_env_runner(p2p_marl.parallel_env(
+                 n_agents=N_AGENTS)), 1, "20,000"),
+             ("p2p_marl batched core, B=1", lambda: _core_runner(1), 1, "-"),
+             ("p2p_marl batched core, B=1024", lambda: _core_runner(1024), 1024, "1,000,000 (10M agent-steps/s)"))
+    for name, runner, batch_size, target in views:
+        as_is = _steps_per_second(runner(), seconds, repeats) * batch_size
+        with _free_order_book():
+            free = _steps_per_second(runner(), seconds, repeats) * batch_size
+        table.add_row(name, f"{as_is:,.0f}", f"{free:,.0f}", f"{free / as_is:.2f}x", target)
+    console.print(table)
+
+
 def _profile(name: str, run, n_steps: int, console: Console) -> None:
     profiler = cProfile.Profile()
     profiler.runcall(run, n_steps)
@@ -146,6 +185,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per repeat of a row")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per row; the best is reported")
     parser.add_argument("--profile", action="store_true", help="also print where the time goes (cProfile)")
+    parser.add_argument("--order-book-bound", action="store_true",
+                        help="also time the step with the order book free: the most compiling it could give")
     args = parser.parse_args()
     console = Console(width=120)
 
@@ -199,6 +240,8 @@ def main() -> None:
         _profile("p2p_marl PettingZoo parallel env", pettingzoo_run, 5000, console)
         _profile("p2p_marl batched core, B=1", _core_runner(1), 5000, console)
         _profile("p2p_marl batched core, B=1024", _core_runner(1024), 100, console)
+    if args.order_book_bound:
+        _order_book_bound(args.seconds, args.repeats, console)
 
 
 if __name__ == "__main__":

@@ -23,3 +23,29 @@ def test_bench_learners_refuses_a_bad_setting_with_one_line(arguments, message):
                           text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.startswith(message) and "Traceback" not in done.stderr
+
+
+def test_the_order_book_bound_frees_the_clearing_inside_its_block_only():
+    """``bench_env.py --order-book-bound`` times the step without the clearing; outside its block the core clears."""
+    import contextlib
+    import importlib.util
+
+    import numpy as np
+
+    from p2p_marl.config import EnvConfig
+    from p2p_marl.sim import auction, community
+
+    spec = importlib.util.spec_from_file_location("bench_env", ROOT / "bench" / "bench_env.py")
+    bench_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_env)
+    actions = np.zeros((8, 10, 3))
+    # Half the households sell their battery's power at the lowest ask, half buy at the highest bid: they trade.
+    actions[:, :5, 0], actions[:, 5:, 0], actions[:, 5:, 1] = -1.0, 1.0, 1.0
+    p2p_buy_kwh = []
+    for free in (True, False):
+        core = community.CommunityCore(EnvConfig(n_agents=10), batch_size=8)
+        core.reset(seed=0)
+        with bench_env._free_order_book() if free else contextlib.nullcontext():
+            p2p_buy_kwh.append(core.step(actions)[3]["p2p_buy_kwh"].sum())
+    assert p2p_buy_kwh[0] == 0.0 and p2p_buy_kwh[1] > 0.0
+    assert community.clear_sides is auction.clear_sides
