@@ -158,8 +158,10 @@ def _order_book_bound(seconds: float, repeats: int, console: Console) -> None:
                         f"best of {repeats} x {seconds:g} s")
     for column in ("environment", "env-steps/s as is", "with the order book free", "at most", "target"):
         table.add_column(column, justify="right" if column != "environment" else "left")
-    views = (("p2p_marl PettingZoo parallel env", lambda: _parallel_env_runner(p2p_marl.parallel_env(
-                 n_agents=N_AGENTS)), 1, "20,000"),
+    def pettingzoo_runner():
+        return _parallel_env_runner(p2p_marl.parallel_env(n_agents=N_AGENTS))
+
+    views = (("p2p_marl PettingZoo parallel env", pettingzoo_runner, 1, "20,000"),
              ("p2p_marl batched core, B=1", lambda: _core_runner(1), 1, "-"),
              ("p2p_marl batched core, B=1024", lambda: _core_runner(1024), 1024, "1,000,000 (10M agent-steps/s)"))
     for name, runner, batch_size, target in views:

@@ -1,10 +1,17 @@
-"""The benchmark scripts' command lines refuse bad input with one line before timing anything."""
+"""The benchmark scripts: their command lines refuse bad input with one line before timing anything, and the
+order-book bound's stand-in acts only where it is asked to."""
 
+import contextlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from p2p_marl.config import EnvConfig
+from p2p_marl.sim import auction, community
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,14 +34,6 @@ def test_bench_learners_refuses_a_bad_setting_with_one_line(arguments, message):
 
 def test_the_order_book_bound_frees_the_clearing_inside_its_block_only():
     """``bench_env.py --order-book-bound`` times the step without the clearing; outside its block the core clears."""
-    import contextlib
-    import importlib.util
-
-    import numpy as np
-
-    from p2p_marl.config import EnvConfig
-    from p2p_marl.sim import auction, community
-
     spec = importlib.util.spec_from_file_location("bench_env", ROOT / "bench" / "bench_env.py")
     bench_env = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_env)
@@ -49,3 +48,6 @@ def test_the_order_book_bound_frees_the_clearing_inside_its_block_only():
             p2p_buy_kwh.append(core.step(actions)[3]["p2p_buy_kwh"].sum())
     assert p2p_buy_kwh[0] == 0.0 and p2p_buy_kwh[1] > 0.0
     assert community.clear_sides is auction.clear_sides
+    with pytest.raises(RuntimeError), bench_env._free_order_book():
+        raise RuntimeError("a failed timing")
+    assert community.clear_sides is auction.clear_sides  # restored on the way out of a failure too
