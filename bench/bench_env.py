@@ -69,6 +69,11 @@ def _parallel_env_runner(env):
     return run
 
 
+def _pettingzoo_runner():
+    """``_parallel_env_runner`` over the PettingZoo view of N_AGENTS synthetic households."""
+    return _parallel_env_runner(p2p_marl.parallel_env(n_agents=N_AGENTS))
+
+
 def _core_runner(batch_size: int, config: EnvConfig | None = None):
     """A function stepping the batched core n times (batch_size communities per step) under pre-drawn actions;
     the community of ``config``, by default N_AGENTS synthetic households."""
@@ -158,10 +163,7 @@ def _order_book_bound(seconds: float, repeats: int, console: Console) -> None:
                         f"best of {repeats} x {seconds:g} s")
     for column in ("environment", "env-steps/s as is", "with the order book free", "at most", "target"):
         table.add_column(column, justify="right" if column != "environment" else "left")
-    def pettingzoo_runner():
-        return _parallel_env_runner(p2p_marl.parallel_env(n_agents=N_AGENTS))
-
-    views = (("p2p_marl PettingZoo parallel env", pettingzoo_runner, 1, "20,000"),
+    views = (("p2p_marl PettingZoo parallel env", _pettingzoo_runner, 1, "20,000"),
              ("p2p_marl batched core, B=1", lambda: _core_runner(1), 1, "-"),
              ("p2p_marl batched core, B=1024", lambda: _core_runner(1024), 1024, "1,000,000 (10M agent-steps/s)"))
     for name, runner, batch_size, target in views:
@@ -201,7 +203,7 @@ def main() -> None:
                      _steps_per_second(_parallel_env_runner(mpe), args.seconds, args.repeats), 1))
     except ImportError:
         console.print("[yellow]mpe2 not installed (pip install -e \".\\[bench]\"): no reference row[/yellow]")
-    pettingzoo_run = _parallel_env_runner(p2p_marl.parallel_env(n_agents=N_AGENTS))
+    pettingzoo_run = _pettingzoo_runner()
     rows.append(("p2p_marl PettingZoo parallel env", _steps_per_second(pettingzoo_run, args.seconds, args.repeats), 1))
     for batch_size in (1, 64, 1024):
         steps = _steps_per_second(_core_runner(batch_size), args.seconds, args.repeats)

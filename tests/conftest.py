@@ -1,4 +1,5 @@
 import csv
+import importlib.util
 import os
 import random
 import subprocess
@@ -17,6 +18,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_script(path: Path, name: str):
+    """The Python script at ``path`` (``train.py``, a bench or an example: not a package module) loaded as module
+    ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def compose_config(config_name: str, *overrides: str, hydra_config: bool = False):

@@ -2,7 +2,6 @@
 order-book bound's stand-in acts only where it is asked to."""
 
 import contextlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from p2p_marl.config import EnvConfig
+from conftest import load_script
 from p2p_marl.sim import auction, community
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +34,7 @@ def test_bench_learners_refuses_a_bad_setting_with_one_line(arguments, message):
 
 def test_the_order_book_bound_frees_the_clearing_inside_its_block_only():
     """``bench_env.py --order-book-bound`` times the step without the clearing; outside its block the core clears."""
-    spec = importlib.util.spec_from_file_location("bench_env", ROOT / "bench" / "bench_env.py")
-    bench_env = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_env)
+    bench_env = load_script(ROOT / "bench" / "bench_env.py", "bench_env")
     actions = np.zeros((8, 10, 3))
     # Half the households sell their battery's power at the lowest ask, half buy at the highest bid: they trade.
     actions[:, :5, 0], actions[:, 5:, 0], actions[:, 5:, 1] = -1.0, 1.0, 1.0

@@ -1,7 +1,6 @@
 """evaluate.py end to end through real Hydra, its outputs read back, and the comparison API it is built on."""
 
 import csv
-import importlib.util
 import json
 import re
 import subprocess
@@ -22,7 +21,7 @@ from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, lo
                                          select_days)
 from p2p_marl.evaluation import compare, grid_resolution, report, value_of_information
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
-from conftest import compose_config, launch_twice_at_once
+from conftest import compose_config, launch_twice_at_once, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ENV = ["env.n_agents=4", "env.n_days=30"]
@@ -229,9 +228,7 @@ def test_evaluations_started_in_the_same_second_get_directories_of_their_own(tmp
 
 
 def test_the_optimum_is_played_from_the_reference_lps_without_solving_them_again(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "evaluate.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(ROOT / "evaluate.py", "evaluate_script")
     solved_days = []
 
     def counting_solve(core, day, network=True, **kwargs):

@@ -8,7 +8,6 @@ BenchMARL) skip when it is not installed. The examples in ``examples/`` run here
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import gymnasium
@@ -18,6 +17,7 @@ import yaml
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 import p2p_marl
+from conftest import load_script
 from p2p_marl.config import ConfigError, make_config
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, INFO_KEYS, OBS_FEATURES, CommunityCore
 
@@ -27,10 +27,7 @@ SEED = 7
 
 
 def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "examples" / f"{name}.py", name)
 
 
 def random_actions(n_steps: int, n_agents: int, seed: int = 0) -> np.ndarray:

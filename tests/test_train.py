@@ -8,7 +8,6 @@ in-process with a patched command line.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import os
 import re
@@ -49,7 +48,7 @@ from p2p_marl.training.checkpoint import (
 from p2p_marl.training.event_files import first_wall_time
 from p2p_marl.training.loop import HeldOutDaysEvaluator
 from p2p_marl.training.run_lock import LOCK_NAME
-from conftest import compose_config, launch_twice_at_once
+from conftest import compose_config, launch_twice_at_once, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ENV = {"n_agents": 3, "dt_h": 3.0, "n_days": 20}  # a whole day in 8 steps: something to save
@@ -67,10 +66,7 @@ EXPECTED_TAGS = {"train/episode_return", "train/community_cost", "train/td_loss"
 
 @pytest.fixture(scope="module")
 def train_main():
-    spec = importlib.util.spec_from_file_location("train", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script(ROOT / "train.py", "train").main
 
 
 def run_train(train_main, monkeypatch, *overrides: str) -> None:
