@@ -22,11 +22,11 @@ from p2p_marl.sim.community import CommunityCore
 TINY = EnvConfig(n_agents=3, n_days=8, dt_h=2.0, max_cycles=4)
 # (learner, its config class, small hyperparameters, iterations until it has updated its networks,
 #  networks and counters a resumed run must reproduce exactly)
-# MAPPO without the infeasible penalty and with per-agent critic inputs, as when BEFORE_SPEED_UPS was recorded (its
-# shaping: test_mappo.py; its value heads: the second MAPPO entry).
+# MAPPO without the infeasible penalty, with per-agent critic inputs and CleanRL's GAE horizon, as when
+# BEFORE_SPEED_UPS was recorded (its shaping: test_mappo.py; its value heads: the second MAPPO entry).
 LEARNERS = {
     "mappo": (MAPPO, MAPPOConfig, MAPPOConfig(num_envs=4, update_epochs=2, num_minibatches=2, hidden_sizes=[16, 16],
-                                              value_heads=False, infeasible_penalty_per_kwh=0.0),
+                                              value_heads=False, infeasible_penalty_per_kwh=0.0, gae_lambda=0.95),
               1, ("actor", "critic"), ("env_steps",)),
     "mappo_value_heads": (MAPPO, MAPPOConfig, MAPPOConfig(num_envs=4, update_epochs=2, num_minibatches=3,
                                                           hidden_sizes=[16, 16], value_heads=True,
