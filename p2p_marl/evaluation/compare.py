@@ -27,6 +27,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TimeOfUse, TruthfulBid,
                                       ZeroIntelligence)
+from p2p_marl.baselines.safety_filter import SafetyFilter
 from p2p_marl.config import ADDED_ENV_KEYS, DISCRETE_VIEW_KEYS, ConfigError, EnvConfig, ordered_extra_features
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
@@ -69,7 +70,7 @@ TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
 
 def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
                   env_config: EnvConfig | None = None, run_checkpoint: str = "best",
-                  truthful_bid: bool = False) -> dict[str, Policy]:
+                  truthful_bid: bool = False, safety_filter: bool = False) -> dict[str, Policy]:
     """Label -> policy: the benchmarks by name, then each checkpoint (a file, or a training run directory whose
     ``run_checkpoint`` is played, loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for
     another environment is refused; one that observes with its own ``forecast_bins`` or ``extra_features`` keeps
@@ -82,10 +83,14 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
 
     With ``truthful_bid`` each checkpoint is also played with the rules' truthful bid in place of its own price
     (``rules.TruthfulBid``), labelled ``<method>+truthful_bid:<name>``: a method of its own beside the checkpoint's.
+    With ``safety_filter`` every benchmark and checkpoint is also played through the feeder safety filter
+    (``safety_filter.SafetyFilter``), labelled ``<benchmark>+safety_filter`` and ``<method>+safety_filter:<name>``.
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
     policies = {name: make_benchmark(name, seed) for name in methods}
+    if safety_filter:
+        policies.update({f"{name}+safety_filter": SafetyFilter(make_benchmark(name, seed)) for name in methods})
     for index, path in enumerate(checkpoints):
         if not Path(path).exists():
             raise ConfigError(f"checkpoints[{index}]={path!r} does not exist; give a checkpoint file or a "
@@ -118,6 +123,8 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
         policies[label] = policy
         if truthful_bid:
             policies[f"{method}+truthful_bid:{run_name}"] = TruthfulBid(policy)
+        if safety_filter:
+            policies[f"{method}+safety_filter:{run_name}"] = SafetyFilter(policy)
     return policies
 
 

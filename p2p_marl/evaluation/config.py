@@ -39,6 +39,10 @@ class EvaluateConfig:
     # Also play every checkpoint with the rules' truthful bid in place of its own price (a method
     # <method>+truthful_bid beside it): how much of the play its bids decide. A diagnostic, not a result.
     truthful_bid: bool = False
+    # Also play every benchmark and checkpoint through the feeder safety filter (p2p_marl.baselines.safety_filter:
+    # the smallest change of battery power and curtailment that keeps the step within the feeder's limits), a
+    # method <method>+safety_filter beside each. Not with a shared community battery.
+    safety_filter: bool = False
 
     def __post_init__(self) -> None:
         for index, name in enumerate(self.methods):
@@ -64,6 +68,10 @@ class EvaluateConfig:
             raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
         if self.truthful_bid and not self.checkpoints:
             raise ConfigError("truthful_bid=true plays checkpoints with the truthful bid, and checkpoints is empty")
+        if self.safety_filter and self.env.shared_battery_kwh > 0:
+            raise ConfigError(f"safety_filter=true moves the households' power only, and env.shared_battery_kwh="
+                              f"{self.env.shared_battery_kwh} adds a shared battery whose power follows theirs: "
+                              "set safety_filter=false or env.shared_battery_kwh=0")
         check_ranges(self, (("seed", 0, 2**63 - 1, True, True),), ("seed",))
         if self.plot_day is not None and self.plot_day < 0:
             raise ConfigError(f"plot_day={self.plot_day} is out of range; allowed null or a day index >= 0")
