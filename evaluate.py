@@ -43,6 +43,7 @@ from omegaconf import DictConfig
 
 from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.policy import Policy
+from p2p_marl.baselines.safety_filter import SafetyFilter
 from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.evaluation import report
 from p2p_marl.evaluation.compare import load_policies, network_cost, reference_costs, rollout_days, select_days
@@ -75,6 +76,9 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     mean_days: dict[str, dict[str, np.ndarray]] = {}
     for label, policy in track(policies.items(), len(policies), "methods", "methods"):
         infos = rollout_days(env, policy, days)
+        if isinstance(policy, SafetyFilter):
+            log.info("%s: the safety filter changed the actions of %d of %d community-steps", label,
+                     policy.interventions, len(days) * core.steps_per_episode)
         results[label] = day_kpis(infos, env.dt_h, grid_only_bills=references["grid_only_bills"],
                                   optimal_cost=references["optimal"])
         mean_days[label] = report.mean_day(infos, core.has_battery)
