@@ -70,14 +70,15 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     log.info("The network's cost (optimum with minus without the feeder's limits): %.4f per day on average, "
              "above zero on %d of %d days", network.mean(), int((network > 1e-9).sum()), len(days))
     for policy in policies.values():
-        if isinstance(policy, OptimalPolicy) and policy.network:  # the references' LPs are its plan
-            policy.remember(env, references["optimal_schedules"])
+        planner = policy.policy if isinstance(policy, SafetyFilter) else policy
+        if isinstance(planner, OptimalPolicy) and planner.network:  # the references' LPs are its plan
+            planner.remember(env, references["optimal_schedules"])
     results: report.Results = {}
     mean_days: dict[str, dict[str, np.ndarray]] = {}
     for label, policy in track(policies.items(), len(policies), "methods", "methods"):
         infos = rollout_days(env, policy, days)
         if isinstance(policy, SafetyFilter):
-            log.info("%s: the safety filter changed the actions of %d of %d community-steps", label,
+            log.info("%s: the safety filter moved the actions of %d of %d community-steps", label,
                      policy.interventions, len(days) * core.steps_per_episode)
         results[label] = day_kpis(infos, env.dt_h, grid_only_bills=references["grid_only_bills"],
                                   optimal_cost=references["optimal"])

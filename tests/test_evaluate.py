@@ -316,6 +316,18 @@ def test_truthful_bid_adds_a_method_per_checkpointed_method(seeds_run_dir, compo
         to_evaluate_config(compose_evaluate("truthful_bid=true"))
 
 
+def test_safety_filter_adds_a_method_per_benchmark_and_checkpointed_method(seeds_run_dir):
+    runs = sorted(str(path) for path in (seeds_run_dir.parent / "train").iterdir() if path.is_dir())
+    policies = load_policies(["grid_only"], runs[:3], env_config=EnvConfig(n_agents=3, dt_h=3.0, n_days=20),
+                             safety_filter=True)
+    assert sorted({report.method_of(label) for label in policies}) == [
+        "grid_only", "grid_only+safety_filter", "qlearning#1", "qlearning#1+safety_filter", "qlearning#2",
+        "qlearning#2+safety_filter"]
+    filtered = policies["qlearning#1+safety_filter:lr0.1_seed0"]
+    assert filtered.policy is policies["qlearning#1:lr0.1_seed0"]
+    assert filtered.observation_settings == filtered.policy.observation_settings  # observes as it trained
+
+
 def test_summarize_runs_skips_runs_without_a_value_and_plots_any_summary(tmp_path):
     """A KPI undefined in one run (a clearing price where a seed never trades) is averaged over the others."""
     def day_stats(mean):

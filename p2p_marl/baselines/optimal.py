@@ -241,7 +241,7 @@ class OptimalSchedule:
         return np.stack([(power_kw / shared_max_kw).clip(-1.0, 1.0), price], axis=-1)
 
 
-class _ModelBuilder:
+class LPBuilder:
     """Columns, rows and sparse coefficients of an LP, added block by block as numpy index arrays."""
 
     def __init__(self) -> None:
@@ -294,7 +294,7 @@ class _ModelBuilder:
         return lp, cost, matrix.nnz
 
 
-def _couple(model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray, matrix: np.ndarray,
+def _couple(model: LPBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray, matrix: np.ndarray,
             columns: np.ndarray, sign: float) -> None:
     """Add ``sign * sum_m matrix[m, elements[k]] * columns[steps[k], m]`` to each ``rows[k]``.
 
@@ -323,7 +323,7 @@ class _Decisions:
     pv_households: np.ndarray  # household index of each curtailment column
     curtailed: np.ndarray
 
-    def couple(self, model: _ModelBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray,
+    def couple(self, model: LPBuilder, rows: np.ndarray, steps: np.ndarray, elements: np.ndarray,
                household_matrix: np.ndarray) -> None:
         """Add ``(c - d + k) @ household_matrix[:, elements[k]]`` at step ``steps[k]`` to each ``rows[k]``;
         ``household_matrix`` (P, n_elements) is a sensitivity or path matrix over all participants (households,
@@ -353,7 +353,7 @@ def _tangent_cuts(flow_kw: np.ndarray, q_kvar: np.ndarray, rating_kva: np.ndarra
     return slope, slope * flow_kw - (apparent - rating_kva)
 
 
-def _add_overload_elements(model: _ModelBuilder, shape: tuple[int, ...], may_overload: np.ndarray,
+def _add_overload_elements(model: LPBuilder, shape: tuple[int, ...], may_overload: np.ndarray,
                            q_kvar: np.ndarray, rating_kva, price: float) -> tuple[np.ndarray, np.ndarray, _Overloads]:
     """Flow and overload columns and first cuts for the ``may_overload`` entries of a (T, ...) element grid.
 
@@ -381,7 +381,7 @@ def _add_overload_elements(model: _ModelBuilder, shape: tuple[int, ...], may_ove
 
 @dataclass(frozen=True)
 class _Model:
-    builder: _ModelBuilder
+    builder: LPBuilder
     decisions: _Decisions
     grid_import: np.ndarray  # (T,)
     grid_export: np.ndarray
@@ -417,7 +417,7 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     rows = core.flow_rows  # the power flow's rows of every participant
     shape = (steps, batteries.size)
 
-    model = _ModelBuilder()
+    model = LPBuilder()
     degradation = cfg.degradation_cost_per_kwh * dt_h
     charge = model.columns(shape, degradation, 0.0, max_kw)
     discharge = model.columns(shape, degradation, 0.0, max_kw)
@@ -518,7 +518,7 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
                   integer_columns, p2p_traded)
 
 
-def _add_p2p_volume(model: _ModelBuilder, core: CommunityCore, decisions: _Decisions, base_kw: np.ndarray,
+def _add_p2p_volume(model: LPBuilder, core: CommunityCore, decisions: _Decisions, base_kw: np.ndarray,
                     grid_import: np.ndarray, grid_export: np.ndarray) -> np.ndarray:
     """Model the P2P volume that a fee is charged on; returns its columns (see the module docstring)."""
     cfg, dt_h = core.config, core.dt_h

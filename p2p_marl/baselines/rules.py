@@ -18,7 +18,7 @@ from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_FEAT
 _LOAD, _PV = OBS_FEATURES.index("load"), OBS_FEATURES.index("pv")
 
 
-def _self_consumption_kw(core: CommunityCore, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def metered_load_pv_kw(core: CommunityCore, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(load_kw, pv_kw) of the step, read back from the normalised observation."""
     return obs[..., _LOAD] * core.power_scale_kw, obs[..., _PV] * core.power_scale_kw
 
@@ -37,7 +37,8 @@ def _action(setpoint_share: np.ndarray, price_share: np.ndarray) -> np.ndarray:
     return np.stack([setpoint_share, price_share, np.zeros_like(setpoint_share)], axis=-1)
 
 
-def _battery_share(core: CommunityCore, power_kw: np.ndarray) -> np.ndarray:
+def battery_share(core: CommunityCore, power_kw: np.ndarray) -> np.ndarray:
+    """The setpoint share (B, N) in [-1, 1] of battery power ``power_kw`` (> 0 charging); 0 without a battery."""
     max_kw = core.battery.max_kw
     return np.divide(power_kw, max_kw, out=np.zeros_like(power_kw), where=max_kw > 0).clip(-1.0, 1.0)
 
@@ -45,8 +46,8 @@ def _battery_share(core: CommunityCore, power_kw: np.ndarray) -> np.ndarray:
 def self_consumption_setpoint(core: CommunityCore, obs: np.ndarray) -> np.ndarray:
     """The battery setpoint share (B, N) that charges the step's PV surplus and discharges to cover its net load,
     within the battery's power (0 without a battery)."""
-    load_kw, pv_kw = _self_consumption_kw(core, obs)
-    return _battery_share(core, pv_kw - load_kw)
+    load_kw, pv_kw = metered_load_pv_kw(core, obs)
+    return battery_share(core, pv_kw - load_kw)
 
 
 class GridOnly:
@@ -58,7 +59,7 @@ class GridOnly:
         pass
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
-        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        load_kw, pv_kw = metered_load_pv_kw(core, obs)
         price = (load_kw - pv_kw <= 0).astype(np.float64)
         return _action(np.zeros_like(price), price)
 
@@ -72,7 +73,7 @@ class SelfConsumption:
         pass
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
-        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        load_kw, pv_kw = metered_load_pv_kw(core, obs)
         setpoint = self_consumption_setpoint(core, obs)
         return _action(setpoint, truthful_price_share(load_kw, pv_kw, setpoint * core.battery.max_kw))
 
@@ -92,7 +93,7 @@ class TimeOfUse:
         pass
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
-        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        load_kw, pv_kw = metered_load_pv_kw(core, obs)
         t = min(core.t, core.config.steps_per_day - 1)
         cheapest = core.retail_per_kwh[t] <= core.retail_per_kwh.min()
         before_peak = t * core.dt_h < core.config.peak_start_h
@@ -102,7 +103,7 @@ class TimeOfUse:
             missing_kwh = np.maximum(target_kwh - core.energy_kwh, 0.0)
             grid_charge_kw = missing_kwh / (core.battery.charge_efficiency * core.dt_h)
             power_kw = np.maximum(power_kw, 0.0) + grid_charge_kw
-        setpoint = _battery_share(core, power_kw)
+        setpoint = battery_share(core, power_kw)
         return _action(setpoint, truthful_price_share(load_kw, pv_kw, setpoint * core.battery.max_kw))
 
 
@@ -171,7 +172,7 @@ class TruthfulBid:
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.array(self.policy.act(core, obs), dtype=np.float64)
-        load_kw, pv_kw = _self_consumption_kw(core, obs)
+        load_kw, pv_kw = metered_load_pv_kw(core, obs)
         setpoint_kw = np.clip(action[..., 0], -1.0, 1.0) * core.battery.max_kw
         charge_kw, discharge_kw = feasible_power(setpoint_kw, core.energy_kwh, core.battery, core.dt_h)
         curtail_share = np.clip(action[..., 2], 0.0, 1.0)

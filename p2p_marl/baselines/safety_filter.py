@@ -5,52 +5,58 @@ It acts for the community as a distribution operator's device would: it reads ev
 PV of the step being settled (what each agent observes of itself), the batteries' stored energy and the feeder's
 linear model (the simulator's own LinDistFlow, so its prediction of the step's flow is the step's flow). Where the
 policy's actions keep the feeder within its limits they pass unchanged; where they do not, one small LP per such
-community (HiGHS) moves the households' net power ``net_kw`` (kW, > 0 imports) by
+community (HiGHS) moves each household's net power ``net_kw`` (kW, > 0 imports) by
 
     net_new = net + more_charge - more_discharge + more_curtailed - less_curtailed      (all >= 0, kW)
 
-within each battery's feasible power this step and the PV available, minimising
+within its battery's feasible power this step and the PV available, minimising
 
-    sum over households of (more_charge + more_discharge) + 2 * more_curtailed + 0.5 * less_curtailed
+    sum over households of (more_charge + more_discharge + 2 * more_curtailed + 0.5 * less_curtailed)
     + 1e6 * (voltage slack, p.u.) + 1e3 * (line and transformer slack, kW)
 
 subject to, at every bus and element (the reactive power is the loads' and does not move):
 
-    v_min + margin <= v_slack - net_new @ S_p - q @ S_q (- passive loads' drop) <= v_max - margin
-    |line_p(net_new)| <= sqrt(rating^2 - line_q^2),  |total_p(net_new)| <= sqrt(transformer_kva^2 - total_q^2)
+    v_min + margin <= v_slack - net_new @ S_p - q @ S_q (- the passive loads' drop) <= v_max - margin
+    |line_p(net_new)| <= sqrt(rating^2 - line_q^2) - margin,  the same for the transformer's total
 
-Moving a battery costs least (its energy stays in the community), curtailing more most (that PV is lost), and
-curtailing less is welcome (it recovers PV). The slacks keep the LP feasible where no move suffices (full
-batteries under a PV peak that curtailment alone cannot bring down); they are then as small as the moves allow.
-``MARGIN_PU`` keeps the plan inside the band by more than the solver's tolerance, so a filtered step is not
-counted as a violation by ``kpis.VIOLATION_TOLERANCE``.
+At one bus, charging a kW relieves the feeder as much as curtailing a kW, and costs half: PV is curtailed only
+where the battery beside it charges as fast as it can. Curtailment the policy chose is given back only where that
+relieves the feeder (an undervoltage or an import overload), and there before any battery discharges harder.
+The slacks keep the LP feasible where no move suffices (empty batteries under an evening peak on a weak feeder;
+an export excess can always be curtailed); they are then as small as the moves allow. The margins keep the plan
+inside the limits by more than the solver's tolerance, so that a filtered step is within them as the simulator
+checks.
 
-The bid price is the policy's. The filter changes the play, not the learner: a filtered method is its own row.
-A community with a shared battery is not supported (its rule's power follows the households' net power, which
-the filter moves).
+The bid prices are the policy's, for whichever side of the market a household ends up on. The filter changes the
+play, not the learner: a filtered method is its own row. A community with a shared battery is not supported (its
+rule's power follows the households' net power, which the filter moves).
 """
 
 from __future__ import annotations
 
 import highspy
 import numpy as np
-import scipy.sparse as sp
 
+from p2p_marl.baselines.optimal import LPBuilder
+from p2p_marl.baselines.rules import battery_share, metered_load_pv_kw
 from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.feeder import power_flow_arrays
 
-MARGIN_PU = 1e-5  # the band the filter plans to, inside the real one on both sides
-# Objective weights per kW of each move (see the module docstring), and of the slacks.
-MOVE_COST = {"more_charge": 1.0, "more_discharge": 1.0, "more_curtailed": 2.0, "less_curtailed": 0.5}
+VOLTAGE_MARGIN_PU = 1e-5  # the band the filter plans to, inside the real one on both sides
+FLOW_MARGIN_KW = 1e-6  # the same for the active-power limits of the lines and the transformer
+# Each household's moves (more_charge, more_discharge, more_curtailed, less_curtailed): their sign in net_new and
+# their cost per kW (the module docstring).
+MOVE_SIGN = np.array([1.0, -1.0, 1.0, -1.0])
+MOVE_COST = np.array([1.0, 1.0, 2.0, 0.5])
 VOLTAGE_SLACK_COST_PER_PU = 1e6
 FLOW_SLACK_COST_PER_KW = 1e3
-_LOAD, _PV = 2, 3  # the observation's "load" and "pv" features (p2p_marl.sim.community.OBS_FEATURES)
 
 
 class SafetyFilter:
     """A policy whose actions pass the feeder safety filter of the module docstring. It observes as the policy
-    does (its ``observation_settings``); ``interventions`` counts the community-steps it changed."""
+    does (its ``observation_settings``); ``interventions`` counts the community-steps whose actions it found
+    outside the limits and moved."""
 
     def __init__(self, policy):
         self.policy = policy
@@ -70,9 +76,9 @@ class SafetyFilter:
         unsafe = np.flatnonzero(step.outside_limits())
         for b in unsafe:
             battery_kw, curtailed_kw = step.safe_power(b)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                action[b, :, 0] = np.where(core.battery.max_kw > 0, battery_kw / core.battery.max_kw, 0.0)
-                action[b, :, 2] = np.where(step.pv_kw[b] > 0, curtailed_kw / step.pv_kw[b], 0.0)
+            action[b, :, 0] = battery_share(core, battery_kw)
+            pv_kw = step.pv_kw[b]
+            action[b, :, 2] = np.divide(curtailed_kw, pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0)
         self.interventions += len(unsafe)
         return action
 
@@ -82,7 +88,7 @@ class _Step:
 
     def __init__(self, core: CommunityCore, obs: np.ndarray, action: np.ndarray):
         self.core = core
-        self.load_kw, self.pv_kw = obs[..., _LOAD] * core.power_scale_kw, obs[..., _PV] * core.power_scale_kw
+        self.load_kw, self.pv_kw = metered_load_pv_kw(core, obs)
         battery, dt_h = core.battery, core.dt_h
         setpoint_kw = np.clip(action[..., 0], -1.0, 1.0) * battery.max_kw
         charge_kw, discharge_kw = feasible_power(setpoint_kw, core.energy_kwh, battery, dt_h)
@@ -90,10 +96,10 @@ class _Step:
         self.max_charge_kw, _ = feasible_power(battery.max_kw, core.energy_kwh, battery, dt_h)
         _, self.max_discharge_kw = feasible_power(-battery.max_kw, core.energy_kwh, battery, dt_h)
         self.curtailed_kw = np.clip(action[..., 2], 0.0, 1.0) * self.pv_kw
-        self.net_kw = self.load_kw - self.pv_kw + self.curtailed_kw + self.battery_kw
+        net_kw = self.load_kw - self.pv_kw + self.curtailed_kw + self.battery_kw
         self.q_kvar = core.reactive_kvar(self.load_kw, core.days, core.t)
         self.passive = core.passive_power(core.days, core.t)
-        self.flow = power_flow_arrays(core.feeder, self.net_kw, self.q_kvar, core.flow_rows, *self.passive)
+        self.flow = power_flow_arrays(core.feeder, net_kw, self.q_kvar, core.flow_rows, *self.passive)
 
     def outside_limits(self) -> np.ndarray:
         """(B,) True where the policy's step leaves the voltage band anywhere or overloads an element."""
@@ -106,7 +112,6 @@ class _Step:
         """Community ``b``'s (battery power kW, > 0 charging; curtailed PV kW) after the LP of the module
         docstring."""
         core, feeder, cfg = self.core, self.core.feeder, self.core.config
-        n = core.n_agents
         voltage_pu, _, line_p_kw, _, total_p_kw, _ = (value[b] for value in self.flow)
         line_q_kvar = self.q_kvar[b] @ core.flow_rows.downstream
         total_q_kvar = self.q_kvar[b].sum()
@@ -114,56 +119,42 @@ class _Step:
             passive_kvar = self.passive[1][b]
             line_q_kvar = line_q_kvar + passive_kvar @ feeder.passive_downstream
             total_q_kvar = total_q_kvar + passive_kvar.sum()
-        # The four moves of every household side by side, (n, 4), and the sign of each in net_new.
-        upper = np.stack([self.max_charge_kw[b] - self.battery_kw[b], self.battery_kw[b] + self.max_discharge_kw[b],
-                          self.pv_kw[b] - self.curtailed_kw[b], self.curtailed_kw[b]], axis=1)
-        sign = np.array([1.0, -1.0, 1.0, -1.0])
-        costs = np.array(list(MOVE_COST.values()))
-        # A change d of net power moves the voltages by -d @ S_p and the active flows by d @ downstream.
-        sens_p = core.flow_rows.voltage_sens_p_pu_per_kw[:n]
-        downstream = core.flow_rows.downstream[:n]
-        line_limit_kw = np.sqrt(np.maximum(feeder.line_rating_kva**2 - line_q_kvar**2, 0.0))
-        trafo_limit_kw = np.sqrt(max(feeder.transformer_kva**2 - total_q_kvar**2, 0.0))
-        rows = [  # per block: coefficients per kW of net change (n, k), lower and upper bounds (k,), slack cost
-            (-sens_p, cfg.v_min_pu + MARGIN_PU - voltage_pu, cfg.v_max_pu - MARGIN_PU - voltage_pu,
-             VOLTAGE_SLACK_COST_PER_PU),
-            (downstream, -line_limit_kw - line_p_kw, line_limit_kw - line_p_kw, FLOW_SLACK_COST_PER_KW),
-            (np.ones((n, 1)), np.array([-trafo_limit_kw - total_p_kw]), np.array([trafo_limit_kw - total_p_kw]),
+        line_limit_kw = np.sqrt(np.maximum(feeder.line_rating_kva**2 - line_q_kvar**2, 0.0)) - FLOW_MARGIN_KW
+        trafo_limit_kw = np.sqrt(max(feeder.transformer_kva**2 - total_q_kvar**2, 0.0)) - FLOW_MARGIN_KW
+        # A change d (kW) of the households' net power moves the voltages by -d @ S_p and the active flows by
+        # d @ downstream; each block: (coefficients per kW (N, k), lower and upper bounds (k,), slack cost).
+        blocks = (
+            (-core.flow_rows.voltage_sens_p_pu_per_kw, cfg.v_min_pu + VOLTAGE_MARGIN_PU - voltage_pu,
+             cfg.v_max_pu - VOLTAGE_MARGIN_PU - voltage_pu, VOLTAGE_SLACK_COST_PER_PU),
+            (core.flow_rows.downstream, -line_limit_kw - line_p_kw, line_limit_kw - line_p_kw,
              FLOW_SLACK_COST_PER_KW),
-        ]
-        moves = _solve(upper, sign, costs, rows)
-        net_change_kw = moves[:, :2] @ sign[:2]
-        curtail_change_kw = moves[:, 2:] @ sign[2:]
-        battery_kw = np.clip(self.battery_kw[b] + net_change_kw, -self.max_discharge_kw[b], self.max_charge_kw[b])
-        curtailed_kw = np.clip(self.curtailed_kw[b] + curtail_change_kw, 0.0, self.pv_kw[b])
+            (np.ones((core.n_agents, 1)), -trafo_limit_kw - total_p_kw, trafo_limit_kw - total_p_kw,
+             FLOW_SLACK_COST_PER_KW),
+        )
+        room_kw = np.stack([self.max_charge_kw[b] - self.battery_kw[b], self.battery_kw[b] + self.max_discharge_kw[b],
+                            self.pv_kw[b] - self.curtailed_kw[b], self.curtailed_kw[b]], axis=1)  # (N, moves)
+        moves = _cheapest_moves(np.maximum(room_kw, 0.0), blocks)
+        battery_change_kw = moves[:, :2] @ MOVE_SIGN[:2]
+        curtailed_change_kw = moves[:, 2:] @ MOVE_SIGN[2:]
+        battery_kw = np.clip(self.battery_kw[b] + battery_change_kw, -self.max_discharge_kw[b], self.max_charge_kw[b])
+        curtailed_kw = np.clip(self.curtailed_kw[b] + curtailed_change_kw, 0.0, self.pv_kw[b])
         return battery_kw, curtailed_kw
 
 
-def _solve(upper: np.ndarray, sign: np.ndarray, costs: np.ndarray,
-           rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]) -> np.ndarray:
-    """The LP's moves (n, 4) within [0, upper]. Each block of ``rows`` (coef (n, k), lower (k,), upper (k,), slack
-    cost) reads ``lower <= sum_i coef[i] * (moves[i] @ sign) + slack_low - slack_up <= upper`` with both slacks >= 0
-    at that cost. ``RuntimeError`` if HiGHS does not reach the optimum (one always exists: the slacks make every
-    point feasible)."""
-    n, n_kinds = upper.shape
-    coef = np.concatenate([block[0] for block in rows], axis=1)  # (n, n_rows)
-    n_rows = coef.shape[1]
-    slack_cost = np.concatenate([np.full(block[0].shape[1], block[3]) for block in rows])
-    # Columns: the moves (household-major), then every row's low slack, then its high slack.
-    matrix = np.hstack([(coef.T[:, :, None] * sign).reshape(n_rows, n * n_kinds), np.eye(n_rows), -np.eye(n_rows)])
-    cost = np.concatenate([np.tile(costs, n), slack_cost, slack_cost])
-    col_upper = np.concatenate([np.maximum(upper, 0.0).ravel(), np.full(2 * n_rows, highspy.kHighsInf)])
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = len(cost), n_rows
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(len(cost)), col_upper
-    lp.row_lower_ = np.concatenate([block[1] for block in rows])
-    lp.row_upper_ = np.concatenate([block[2] for block in rows])
-    csc = sp.csc_matrix(matrix)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
-    lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = csc.indices.astype(np.int32)
-    lp.a_matrix_.value_ = csc.data
+def _cheapest_moves(room_kw: np.ndarray, blocks) -> np.ndarray:
+    """The LP's moves (N, 4), each in [0, room_kw]. In each block of rows, row r reads
+    ``lower[r] <= sum_i coef[i, r] * (moves[i] @ MOVE_SIGN) + slack_low[r] - slack_high[r] <= upper[r]``, both
+    slacks >= 0 at the block's cost. ``RuntimeError`` if HiGHS does not reach the optimum (one always exists:
+    the slacks make every point feasible)."""
+    model = LPBuilder()
+    moves = model.columns(room_kw.shape, MOVE_COST, 0.0, room_kw)
+    for coef, lower, upper, slack_cost in blocks:
+        n_rows = coef.shape[1]
+        rows = model.rows((n_rows,), lower, upper)
+        model.entries(rows[None, :, None], moves[:, None, :], coef[:, :, None] * MOVE_SIGN)
+        model.entries(rows, model.columns((n_rows,), slack_cost, 0.0, np.inf), 1.0)
+        model.entries(rows, model.columns((n_rows,), slack_cost, 0.0, np.inf), -1.0)
+    lp, _, _ = model.highs_lp(None)
     solver = highspy.Highs()
     solver.setOptionValue("output_flag", False)
     solver.passModel(lp)
@@ -171,4 +162,4 @@ def _solve(upper: np.ndarray, sign: np.ndarray, costs: np.ndarray,
     status = solver.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         raise RuntimeError(f"the safety filter's LP ended with {solver.modelStatusToString(status)}")
-    return np.asarray(solver.getSolution().col_value[:n * n_kinds]).reshape(n, n_kinds)
+    return np.asarray(solver.getSolution().col_value)[moves]
