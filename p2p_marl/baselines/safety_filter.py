@@ -97,9 +97,9 @@ class _Step:
         _, self.max_discharge_kw = feasible_power(-battery.max_kw, core.energy_kwh, battery, dt_h)
         self.curtailed_kw = np.clip(action[..., 2], 0.0, 1.0) * self.pv_kw
         net_kw = self.load_kw - self.pv_kw + self.curtailed_kw + self.battery_kw
-        self.q_kvar = core.reactive_kvar(self.load_kw, core.days, core.t)
-        self.passive = core.passive_power(core.days, core.t)
-        self.flow = power_flow_arrays(core.feeder, net_kw, self.q_kvar, core.flow_rows, *self.passive)
+        q_kvar = core.reactive_kvar(self.load_kw, core.days, core.t)
+        passive = core.passive_power(core.days, core.t)
+        self.flow = power_flow_arrays(core.feeder, net_kw, q_kvar, core.flow_rows, *passive)
 
     def outside_limits(self) -> np.ndarray:
         """(B,) True where the policy's step leaves the voltage band anywhere or overloads an element."""
@@ -112,15 +112,13 @@ class _Step:
         """Community ``b``'s (battery power kW, > 0 charging; curtailed PV kW) after the LP of the module
         docstring."""
         core, feeder, cfg = self.core, self.core.feeder, self.core.config
-        voltage_pu, _, line_p_kw, _, total_p_kw, _ = (value[b] for value in self.flow)
-        line_q_kvar = self.q_kvar[b] @ core.flow_rows.downstream
-        total_q_kvar = self.q_kvar[b].sum()
-        if self.passive:
-            passive_kvar = self.passive[1][b]
-            line_q_kvar = line_q_kvar + passive_kvar @ feeder.passive_downstream
-            total_q_kvar = total_q_kvar + passive_kvar.sum()
-        line_limit_kw = np.sqrt(np.maximum(feeder.line_rating_kva**2 - line_q_kvar**2, 0.0)) - FLOW_MARGIN_KW
-        trafo_limit_kw = np.sqrt(max(feeder.transformer_kva**2 - total_q_kvar**2, 0.0)) - FLOW_MARGIN_KW
+        voltage_pu, _, line_p_kw, line_flow_kva, total_p_kw, transformer_kva = (value[b] for value in self.flow)
+        # The reactive flows do not move, so each element's active-power limit is sqrt(rating^2 - q^2), with
+        # q^2 = kva^2 - p^2 read back from the step's flow (the passive loads' share included).
+        line_limit_kw = (np.sqrt(np.maximum(feeder.line_rating_kva**2 - line_flow_kva**2 + line_p_kw**2, 0.0))
+                         - FLOW_MARGIN_KW)
+        trafo_limit_kw = (np.sqrt(max(feeder.transformer_kva**2 - transformer_kva**2 + total_p_kw**2, 0.0))
+                          - FLOW_MARGIN_KW)
         # A change d (kW) of the households' net power moves the voltages by -d @ S_p and the active flows by
         # d @ downstream; each block: (coefficients per kW (N, k), lower and upper bounds (k,), slack cost).
         blocks = (
