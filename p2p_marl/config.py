@@ -165,6 +165,11 @@ class EnvConfig:
     load_power_factor: float = 0.95  # household load's lagging power factor; PV and battery at unity
     voltage_penalty_per_pu_h: float = 10.0  # money per p.u. of band excess per bus and hour
     overload_penalty_per_kvah: float = 0.5  # money per kVA of line/transformer overload and hour
+    # A feeder safety filter in the loop (p2p_marl.sim.safety_filter): where a step's battery power and curtailment
+    # would leave the voltage band or overload a line or the transformer, the least change of them that keeps the
+    # step within the limits is played instead (infos safety_filter_kwh). Off by default: the learners and
+    # benchmarks then bear the penalties of their own violations.
+    safety_filter: bool = False
 
     # Reward and actions
     cooperative_weight: float = 0.0  # 0 = own bill only, 1 = community mean bill
@@ -219,7 +224,7 @@ DISCRETE_GRID_RANGES: tuple[Range, ...] = (
 DISCRETE_VIEW_KEYS = tuple(key for key, *_ in DISCRETE_GRID_RANGES)
 # Keys added to EnvConfig after runs had been saved without them, each with the value such runs trained with: a
 # saved run is grouped with its variant as it trained (p2p_marl.evaluation.compare).
-ADDED_ENV_KEYS: dict[str, Any] = {"forecast_bins": 0, "extra_features": []}
+ADDED_ENV_KEYS: dict[str, Any] = {"forecast_bins": 0, "extra_features": [], "safety_filter": False}
 
 _RANGES: tuple[Range, ...] = (
     ("n_agents", 1, 10_000, True, True),
@@ -304,6 +309,12 @@ def _validate(cfg: EnvConfig) -> None:
     optional_prices = [(name, 0.0, math.inf, True, False) for name in _OPTIONAL_PRICES
                        if getattr(cfg, name) is not None]
     check_ranges(cfg, _RANGES + tuple(optional_prices), sorted(_INT_FIELDS) + optional_integers)
+    if not isinstance(cfg.safety_filter, bool):
+        raise ConfigError(f"safety_filter must be true or false, got {cfg.safety_filter!r}")
+    if cfg.safety_filter and cfg.shared_battery_kwh > 0:
+        raise ConfigError(f"safety_filter=true with shared_battery_kwh={cfg.shared_battery_kwh!r}: the filter moves "
+                          "the households' power only, and a shared battery's rule follows it; set "
+                          "safety_filter=false or shared_battery_kwh=0")
     if not isinstance(cfg.settle_end_energy, bool):
         raise ConfigError(f"settle_end_energy must be true or false, got {cfg.settle_end_energy!r}")
     if cfg.test_share + cfg.validation_share >= 1.0:

@@ -1,5 +1,6 @@
-"""The feeder safety filter (p2p_marl.baselines.safety_filter), checked from outside: the filtered step is played
-by the simulator, whose own feeder KPIs say whether it stayed within the limits."""
+"""The feeder safety filter (p2p_marl.sim.safety_filter) in both its views, the policy wrapper
+(p2p_marl.baselines.safety_filter) and the environment option (EnvConfig.safety_filter), checked from outside: the
+filtered step is played by the simulator, whose own feeder KPIs say whether it stayed within the limits."""
 
 import copy
 
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pettingzoo.test import parallel_api_test
 
+import p2p_marl
 from p2p_marl.baselines.rules import GridOnly, RandomActions
 from p2p_marl.baselines.safety_filter import SafetyFilter
 from p2p_marl.config import ConfigError, EnvConfig
@@ -162,3 +165,67 @@ def test_evaluate_composes_the_safety_filter_key():
     register_configs()
     assert to_evaluate_config(compose_config("evaluate", "safety_filter=true")).safety_filter
     assert not to_evaluate_config(compose_config("evaluate")).safety_filter
+
+
+FILTERED_COMMUNITY = DEFAULT_COMMUNITY.replace(safety_filter=True)
+FILTERED_CORE = CommunityCore(FILTERED_COMMUNITY, batch_size=12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), warm_up_steps=st.integers(0, 40), extreme=st.booleans())
+def test_the_environment_option_settles_what_the_wrapper_plays(seed, warm_up_steps, extreme):
+    """With env.safety_filter the step itself filters: over random states and actions on community_10, every
+    step stays within the limits, settles what the policy wrapper would have played (which the environment's
+    filter then lets through untouched), and reports energy moved in exactly the communities whose actions the
+    wrapper moved."""
+    core = copy.deepcopy(FILTERED_CORE)
+    rng = np.random.default_rng(seed)
+    obs = core.reset(seed=seed)
+    for _ in range(warm_up_steps):
+        obs, _, _, infos = core.step(rng.uniform(ACTION_LOW, ACTION_HIGH, size=(core.batch_size, core.n_agents, 3)))
+        assert not _outside_limits(infos).any()
+    actions = rng.uniform(ACTION_LOW, ACTION_HIGH, size=(core.batch_size, core.n_agents, 3))
+    if extreme:
+        actions[..., 0], actions[..., 2] = -1.0, 0.0
+    wrapped = SafetyFilter(_Fixed(actions)).act(core, obs)
+    replay = copy.deepcopy(core)
+    *_, played = core.step(actions)
+    *_, replayed = replay.step(wrapped)
+
+    assert not _outside_limits(played).any()
+    for key in core.info_keys:
+        if key != "safety_filter_kwh":
+            np.testing.assert_allclose(played[key], replayed[key], rtol=0, atol=1e-9, err_msg=key)
+    np.testing.assert_array_equal(replayed["safety_filter_kwh"], 0.0)
+    assert np.all(played["safety_filter_kwh"] >= 0)
+    moved = np.any(wrapped != actions, axis=(1, 2))
+    np.testing.assert_array_equal(played["safety_filter_kwh"].sum(axis=1) > 0, moved)
+
+
+def test_a_rule_trained_or_played_through_the_filter_is_the_same_method_either_way():
+    """A whole day of a rule on the sunny test days: the environment option and the wrapper settle the same bills
+    and energies, and the references (grid-only, the optimum) are the same with and without the option."""
+    days = SUNNY_TEST_DAYS[:4]
+    policy = RandomActions(seed=3)
+    wrapped = rollout_days(DEFAULT_COMMUNITY, SafetyFilter(RandomActions(seed=3)), days)
+    in_env = rollout_days(FILTERED_COMMUNITY, policy, days)
+    for key in wrapped:
+        np.testing.assert_allclose(in_env[key], wrapped[key], rtol=0, atol=1e-9, err_msg=key)
+    assert in_env["safety_filter_kwh"].sum() > 0 and "safety_filter_kwh" not in wrapped
+    plain, filtered = reference_costs(DEFAULT_COMMUNITY, days), reference_costs(FILTERED_COMMUNITY, days)
+    for key in ("grid_only", "optimal", "grid_only_bills"):
+        np.testing.assert_array_equal(plain[key], filtered[key])
+
+
+def test_the_environment_option_is_checked_and_passes_the_pettingzoo_suite():
+    with pytest.raises(ConfigError, match="safety_filter must be true or false, got 'yes'"):
+        EnvConfig(safety_filter="yes")
+    with pytest.raises(ConfigError, match=r"safety_filter=true with shared_battery_kwh=20.0"):
+        EnvConfig(n_agents=4, shared_battery_kwh=20.0, shared_battery_kw=5.0, safety_filter=True)
+    assert "safety_filter_kwh" in CommunityCore(FILTERED_COMMUNITY).info_keys
+    assert "safety_filter_kwh" not in CORE.info_keys
+    env = p2p_marl.parallel_env(n_agents=4, n_days=20, safety_filter=True)
+    parallel_api_test(env, num_cycles=60)
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step({agent: env.action_space(agent).sample() for agent in env.agents})
+    assert all(infos[agent]["safety_filter_kwh"] >= 0 for agent in env.agents)

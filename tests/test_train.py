@@ -452,6 +452,18 @@ def test_a_taught_comparison_is_the_comparison_with_the_teaching_keys(experiment
     assert (sweep.sweeper.params.algo, sweep.sweeper.params.seed, sweep.launcher.n_jobs) == (algo, "0,1,2,3,4", 2)
 
 
+@pytest.mark.parametrize("algo", ["maddpg", "mappo", "dqn", "qlearning"])
+def test_the_comparison_through_the_filter_is_the_comparison_with_the_filter_in_the_environment(algo):
+    comparison, filtered = (OmegaConf.to_container(composed(f"experiment={name}", f"algo={algo}"), resolve=True)
+                            for name in ("comparison", "comparison_through_filter"))
+    assert not comparison["env"]["safety_filter"]
+    assert filtered["env"] == {**comparison["env"], "safety_filter": True}
+    assert {**filtered, "env": None} == {**comparison, "env": None}
+    sweeps = [composed(f"experiment={name}", hydra_config=True).hydra for name in ("comparison",
+                                                                                 "comparison_through_filter")]
+    assert sweeps[0].sweeper.params == sweeps[1].sweeper.params and sweeps[1].launcher.n_jobs == 2
+
+
 def test_sweeps_started_in_the_same_second_get_directories_of_their_own(train_main, monkeypatch, tmp_path):
     same_name = f"hydra.sweep.dir='${{p2p_new_dir:{tmp_path / 'sweep'}}}'"
     for _ in range(2):

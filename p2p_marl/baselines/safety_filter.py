@@ -1,62 +1,27 @@
-"""A feeder safety filter: the smallest change of a policy's battery power and PV curtailment that keeps the step's
-voltages in the band and the lines and the transformer within their ratings (``evaluate.py safety_filter=true``).
+"""A policy played through the feeder safety filter (``p2p_marl.sim.safety_filter``) on an environment without
+the filter option: ``evaluate.py safety_filter=true`` gives every benchmark and checkpoint such a twin.
 
-It acts for the community as a distribution operator's device would: it reads every household's metered load and
-PV of the step being settled (what each agent observes of itself), the batteries' stored energy and the feeder's
-linear model (the simulator's own LinDistFlow, so its prediction of the step's flow is the step's flow). Where the
-policy's actions keep the feeder within its limits they pass unchanged; where they do not, one small LP per such
-community (HiGHS) moves each household's net power ``net_kw`` (kW, > 0 imports) by
-
-    net_new = net + more_charge - more_discharge + more_curtailed - less_curtailed      (all >= 0, kW)
-
-within its battery's feasible power this step and the PV available, minimising
-
-    sum over households of (more_charge + more_discharge + 2 * more_curtailed + 0.5 * less_curtailed)
-    + 1e6 * (voltage slack, p.u.) + 1e3 * (line and transformer slack, kW)
-
-subject to, at every bus and element (the reactive power is the loads' and does not move):
-
-    v_min + margin <= v_slack - net_new @ S_p - q @ S_q (- the passive loads' drop) <= v_max - margin
-    |line_p(net_new)| <= sqrt(rating^2 - line_q^2) - margin,  the same for the transformer's total
-
-At one bus, charging a kW relieves the feeder as much as curtailing a kW, and costs half: PV is curtailed only
-where the battery beside it charges as fast as it can. Curtailment the policy chose is given back only where that
-relieves the feeder (an undervoltage or an import overload), and there before any battery discharges harder.
-The slacks keep the LP feasible where no move suffices (empty batteries under an evening peak on a weak feeder;
-an export excess can always be curtailed); they are then as small as the moves allow. The margins keep the plan
-inside the limits by more than the solver's tolerance, so that a filtered step is within them as the simulator
-checks.
-
-The bid prices are the policy's, for whichever side of the market a household ends up on. The filter changes the
-play, not the learner: a filtered method is its own row. A community with a shared battery is not supported (its
-rule's power follows the households' net power, which the filter moves).
+The filter reads every household's metered load and PV of the step from the observation (what each agent
+observes of itself) and the batteries' stored energy from the core, and moves the policy's battery setpoint and
+curtailment share where the step would leave the feeder's limits. The bid prices are the policy's, for whichever
+side of the market a household ends up on. The filter changes the play, not the learner: a filtered method is
+its own row. A community with a shared battery is not supported.
 """
 
 from __future__ import annotations
 
-import highspy
 import numpy as np
 
-from p2p_marl.baselines.optimal import LPBuilder
 from p2p_marl.baselines.rules import battery_share, metered_load_pv_kw
 from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import CommunityCore
-from p2p_marl.sim.feeder import power_flow_arrays
-
-VOLTAGE_MARGIN_PU = 1e-5  # the band the filter plans to, inside the real one on both sides
-FLOW_MARGIN_KW = 1e-6  # the same for the active-power limits of the lines and the transformer
-# Each household's moves (more_charge, more_discharge, more_curtailed, less_curtailed): their sign in net_new and
-# their cost per kW (the module docstring).
-MOVE_SIGN = np.array([1.0, -1.0, 1.0, -1.0])
-MOVE_COST = np.array([1.0, 1.0, 2.0, 0.5])
-VOLTAGE_SLACK_COST_PER_PU = 1e6
-FLOW_SLACK_COST_PER_KW = 1e3
+from p2p_marl.sim.safety_filter import filtered_power
 
 
 class SafetyFilter:
-    """A policy whose actions pass the feeder safety filter of the module docstring. It observes as the policy
-    does (its ``observation_settings``); ``interventions`` counts the community-steps whose actions it found
-    outside the limits and moved."""
+    """A policy whose actions pass the feeder safety filter. It observes as the policy does (its
+    ``observation_settings``); ``interventions`` counts the community-steps whose actions it found outside the
+    limits and moved."""
 
     def __init__(self, policy):
         self.policy = policy
@@ -72,92 +37,14 @@ class SafetyFilter:
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.array(self.policy.act(core, obs), dtype=np.float64)
-        step = _Step(core, obs, action)
-        unsafe = np.flatnonzero(step.outside_limits())
-        for b in unsafe:
-            battery_kw, curtailed_kw = step.safe_power(b)
-            action[b, :, 0] = battery_share(core, battery_kw)
-            pv_kw = step.pv_kw[b]
-            action[b, :, 2] = np.divide(curtailed_kw, pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0)
-        self.interventions += len(unsafe)
+        load_kw, pv_kw = metered_load_pv_kw(core, obs)
+        # The step's battery power and curtailment as CommunityCore.step will compute them from the actions.
+        setpoint_kw = np.clip(action[..., 0], -1.0, 1.0) * core.battery.max_kw
+        charge_kw, discharge_kw = feasible_power(setpoint_kw, core.energy_kwh, core.battery, core.dt_h)
+        curtailed_kw = np.clip(action[..., 2], 0.0, 1.0) * pv_kw
+        battery_kw, curtailed_kw, moved = filtered_power(core, load_kw, pv_kw, charge_kw - discharge_kw,
+                                                         curtailed_kw)
+        action[moved, :, 0] = battery_share(core, battery_kw[moved])
+        action[moved, :, 2] = np.divide(curtailed_kw, pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0)[moved]
+        self.interventions += int(moved.sum())
         return action
-
-
-class _Step:
-    """The step's flow under a policy's actions, as ``CommunityCore.step`` will compute it, and its repair."""
-
-    def __init__(self, core: CommunityCore, obs: np.ndarray, action: np.ndarray):
-        self.core = core
-        self.load_kw, self.pv_kw = metered_load_pv_kw(core, obs)
-        battery, dt_h = core.battery, core.dt_h
-        setpoint_kw = np.clip(action[..., 0], -1.0, 1.0) * battery.max_kw
-        charge_kw, discharge_kw = feasible_power(setpoint_kw, core.energy_kwh, battery, dt_h)
-        self.battery_kw = charge_kw - discharge_kw  # > 0 charges
-        self.max_charge_kw, _ = feasible_power(battery.max_kw, core.energy_kwh, battery, dt_h)
-        _, self.max_discharge_kw = feasible_power(-battery.max_kw, core.energy_kwh, battery, dt_h)
-        self.curtailed_kw = np.clip(action[..., 2], 0.0, 1.0) * self.pv_kw
-        net_kw = self.load_kw - self.pv_kw + self.curtailed_kw + self.battery_kw
-        q_kvar = core.reactive_kvar(self.load_kw, core.days, core.t)
-        passive = core.passive_power(core.days, core.t)
-        self.flow = power_flow_arrays(core.feeder, net_kw, q_kvar, core.flow_rows, *passive)
-
-    def outside_limits(self) -> np.ndarray:
-        """(B,) True where the policy's step leaves the voltage band anywhere or overloads an element."""
-        cfg, feeder = self.core.config, self.core.feeder
-        voltage_pu, _, _, line_flow_kva, _, transformer_kva = self.flow
-        return ((voltage_pu < cfg.v_min_pu).any(axis=1) | (voltage_pu > cfg.v_max_pu).any(axis=1)
-                | (line_flow_kva > feeder.line_rating_kva).any(axis=1) | (transformer_kva > feeder.transformer_kva))
-
-    def safe_power(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """Community ``b``'s (battery power kW, > 0 charging; curtailed PV kW) after the LP of the module
-        docstring."""
-        core, feeder, cfg = self.core, self.core.feeder, self.core.config
-        voltage_pu, _, line_p_kw, line_flow_kva, total_p_kw, transformer_kva = (value[b] for value in self.flow)
-        # The reactive flows do not move, so each element's active-power limit is sqrt(rating^2 - q^2), with
-        # q^2 = kva^2 - p^2 read back from the step's flow (the passive loads' share included).
-        line_limit_kw = (np.sqrt(np.maximum(feeder.line_rating_kva**2 - line_flow_kva**2 + line_p_kw**2, 0.0))
-                         - FLOW_MARGIN_KW)
-        trafo_limit_kw = (np.sqrt(max(feeder.transformer_kva**2 - transformer_kva**2 + total_p_kw**2, 0.0))
-                          - FLOW_MARGIN_KW)
-        # A change d (kW) of the households' net power moves the voltages by -d @ S_p and the active flows by
-        # d @ downstream; each block: (coefficients per kW (N, k), lower and upper bounds (k,), slack cost).
-        blocks = (
-            (-core.flow_rows.voltage_sens_p_pu_per_kw, cfg.v_min_pu + VOLTAGE_MARGIN_PU - voltage_pu,
-             cfg.v_max_pu - VOLTAGE_MARGIN_PU - voltage_pu, VOLTAGE_SLACK_COST_PER_PU),
-            (core.flow_rows.downstream, -line_limit_kw - line_p_kw, line_limit_kw - line_p_kw,
-             FLOW_SLACK_COST_PER_KW),
-            (np.ones((core.n_agents, 1)), -trafo_limit_kw - total_p_kw, trafo_limit_kw - total_p_kw,
-             FLOW_SLACK_COST_PER_KW),
-        )
-        room_kw = np.stack([self.max_charge_kw[b] - self.battery_kw[b], self.battery_kw[b] + self.max_discharge_kw[b],
-                            self.pv_kw[b] - self.curtailed_kw[b], self.curtailed_kw[b]], axis=1)  # (N, moves)
-        moves = _cheapest_moves(np.maximum(room_kw, 0.0), blocks)
-        battery_change_kw = moves[:, :2] @ MOVE_SIGN[:2]
-        curtailed_change_kw = moves[:, 2:] @ MOVE_SIGN[2:]
-        battery_kw = np.clip(self.battery_kw[b] + battery_change_kw, -self.max_discharge_kw[b], self.max_charge_kw[b])
-        curtailed_kw = np.clip(self.curtailed_kw[b] + curtailed_change_kw, 0.0, self.pv_kw[b])
-        return battery_kw, curtailed_kw
-
-
-def _cheapest_moves(room_kw: np.ndarray, blocks) -> np.ndarray:
-    """The LP's moves (N, 4), each in [0, room_kw]. In each block of rows, row r reads
-    ``lower[r] <= sum_i coef[i, r] * (moves[i] @ MOVE_SIGN) + slack_low[r] - slack_high[r] <= upper[r]``, both
-    slacks >= 0 at the block's cost. ``RuntimeError`` if HiGHS does not reach the optimum (one always exists:
-    the slacks make every point feasible)."""
-    model = LPBuilder()
-    moves = model.columns(room_kw.shape, MOVE_COST, 0.0, room_kw)
-    for coef, lower, upper, slack_cost in blocks:
-        n_rows = coef.shape[1]
-        rows = model.rows((n_rows,), lower, upper)
-        model.entries(rows[None, :, None], moves[:, None, :], coef[:, :, None] * MOVE_SIGN)
-        model.entries(rows, model.columns((n_rows,), slack_cost, 0.0, np.inf), 1.0)
-        model.entries(rows, model.columns((n_rows,), slack_cost, 0.0, np.inf), -1.0)
-    lp, _, _ = model.highs_lp(None)
-    solver = highspy.Highs()
-    solver.setOptionValue("output_flag", False)
-    solver.passModel(lp)
-    solver.run()
-    status = solver.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"the safety filter's LP ended with {solver.modelStatusToString(status)}")
-    return np.asarray(solver.getSolution().col_value)[moves]

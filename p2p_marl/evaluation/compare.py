@@ -84,7 +84,9 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
     With ``truthful_bid`` each checkpoint is also played with the rules' truthful bid in place of its own price
     (``rules.TruthfulBid``), labelled ``<method>+truthful_bid:<name>``: a method of its own beside the checkpoint's.
     With ``safety_filter`` every benchmark and checkpoint is also played through the feeder safety filter
-    (``safety_filter.SafetyFilter``), labelled ``<benchmark>+safety_filter`` and ``<method>+safety_filter:<name>``.
+    (``safety_filter.SafetyFilter``), labelled ``<benchmark>+safety_filter`` and ``<method>+safety_filter:<name>``:
+    a checkpoint trained through it (``env.safety_filter``) is then also played as it was trained (a warning says
+    so where ``safety_filter`` is off).
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
@@ -121,6 +123,9 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
             raise ConfigError(f"checkpoints[{index}]={path!r} gives the label {label!r} a second time; "
                               "evaluate checkpoints with different names or run directories")
         policies[label] = policy
+        if setting["env"].get("safety_filter") and not safety_filter:
+            log.warning("%s was trained through the feeder safety filter (env.safety_filter=true) and plays here "
+                        "without it; pass safety_filter=true for its row as trained, %s+safety_filter", path, method)
         if truthful_bid:
             policies[f"{method}+truthful_bid:{run_name}"] = TruthfulBid(policy)
         if safety_filter:
@@ -197,10 +202,13 @@ def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = Fa
     played without solving its LPs again).
 
     ``optimal`` is the cost of ``solve_optimal_day``'s schedule with the network constraints, one LP per day
-    (``progress`` reports progress over them).
+    (``progress`` reports progress over them). Neither depends on ``safety_filter``: the grid-only community is
+    played without it, and the optimum keeps the feeder's limits by itself.
     """
     days = _checked_days(days)
-    bills = agent_bills(rollout_days(env_config, GridOnly(), days))
+    # The community without batteries, P2P trade or curtailment pays its bills without the safety filter's
+    # curtailment too: with and without the filter, methods are measured against the same references.
+    bills = agent_bills(rollout_days(env_config.replace(safety_filter=False), GridOnly(), days))
     core = CommunityCore(env_config, batch_size=1)
     schedules = {int(day): solve_optimal_day(core, int(day), network=True)
                  for day in track(days, len(days), "optimal LP per day", "days", enabled=progress)}

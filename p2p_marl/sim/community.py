@@ -7,7 +7,10 @@ One step of ``dt_h`` hours, for every household i of every community b:
 
 1. The battery setpoint ``action[..., 0] * battery_kw`` is clipped to power and SoC limits. The PV inverter
    spills ``curtailed_kw = action[..., 2] * pv_kw`` (a share of the available PV; 0 uses it all), so that a
-   household can keep its export off a full feeder.
+   household can keep its export off a full feeder. With ``safety_filter`` the feeder's safety filter then moves
+   the battery power and curtailment of a community whose step would leave the feeder's limits by the least it
+   takes to keep it within them (``p2p_marl.sim.safety_filter``; infos ``safety_filter_kwh``), and the step
+   settles what it lets through.
 2. Net energy at the meter: ``net_kwh = (load_kw - pv_kw + curtailed_kw + charge_kw - discharge_kw) * dt_h``
    (> 0 buys, < 0 sells). The limit price is ``feed_in + action[..., 1] * (retail - feed_in)``.
 3. The double auction clears the net positions; what does not clear settles with the grid:
@@ -74,7 +77,8 @@ settlement, clipped by the same ``feasible_power``. It is one more participant o
   households and the battery, fees, wear, penalties, settlements, loss charges).
 
 Its infos (``SHARED_BATTERY_INFO_KEYS``, repeated over the households like the other community values) appear
-only when it exists, as ``LOSS_INFO_KEYS`` appear only with loss allocation: ``core.info_keys`` lists a core's.
+only when it exists, as ``LOSS_INFO_KEYS`` appear only with loss allocation and ``SAFETY_FILTER_INFO_KEYS`` only
+with the safety filter: ``core.info_keys`` lists a core's.
 
 Observations are local and normalised into finite bounds (see ``OBS_FEATURES``): the step being settled is
 metered, later steps come from the configured forecaster (``p2p_marl.sim.forecasts``; persistence by default,
@@ -92,6 +96,7 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
 from p2p_marl.sim.battery import BatteryParams, end_settlement, feasible_power, next_energy
 from p2p_marl.sim.feeder import Feeder, flow_rows, line_losses_kw, power_flow_arrays, radial_feeder
+from p2p_marl.sim.safety_filter import filtered_power
 from p2p_marl.sim.fees import fee_matrix_per_kwh, loss_charges, p2p_fees
 from p2p_marl.sim.forecasts import build_forecaster, observation_table
 from p2p_marl.sim.profiles import ProfileSet, load_csv_profiles, split_days, synthetic_profiles
@@ -165,6 +170,9 @@ SHARED_BATTERY_INFO_KEYS = (
     "shared_battery_grid_export_kwh", "shared_battery_p2p_fee", "shared_battery_bill",
 )
 LOSS_INFO_KEYS = ("loss_charge",)  # each household's charge for the feeder's losses (money), within its cost
+# With the safety filter (EnvConfig.safety_filter): how much it moved the household's battery energy and curtailed PV
+# this step (kWh, |change of battery energy| + |change of curtailed energy|); 0 where the step was within the limits.
+SAFETY_FILTER_INFO_KEYS = ("safety_filter_kwh",)
 # The community operator's action (shared_battery_control="operator"): setpoint share, limit price share.
 OPERATOR_ACTION_LOW = np.array([-1.0, 0.0])
 OPERATOR_ACTION_HIGH = np.array([1.0, 1.0])
@@ -248,7 +256,8 @@ class CommunityCore:
         self.p2p_fee_matrix_per_kwh = fee_matrix_per_kwh(self.feeder, cfg.p2p_fee_per_kwh, cfg.p2p_fee_basis,
                                                          self.flow_rows)
         self.info_keys = (INFO_KEYS + (SHARED_BATTERY_INFO_KEYS if self.has_shared_battery else ())
-                          + (LOSS_INFO_KEYS if cfg.loss_allocation != "none" else ()))
+                          + (LOSS_INFO_KEYS if cfg.loss_allocation != "none" else ())
+                          + (SAFETY_FILTER_INFO_KEYS if cfg.safety_filter else ()))
         self.retail_per_kwh, self.feed_in_per_kwh = time_of_use_prices(cfg)
         self.end_refill_price_per_kwh, self.end_surplus_price_per_kwh = end_settlement_prices(
             cfg, self.retail_per_kwh, self.feed_in_per_kwh)
@@ -380,6 +389,13 @@ class CommunityCore:
         load_kw, pv_kw = profiles_kw[:, 0], profiles_kw[:, 1]
         charge_kw, discharge_kw = feasible_power(setpoint_share * battery.max_kw, self.energy_kwh, battery, dt_h)
         curtailed_kw = curtail_share * pv_kw
+        extra_infos = {}
+        if cfg.safety_filter:
+            asked_battery_kw, asked_curtailed_kw = charge_kw - discharge_kw, curtailed_kw
+            battery_kw, curtailed_kw, _ = filtered_power(self, load_kw, pv_kw, asked_battery_kw, asked_curtailed_kw)
+            charge_kw, discharge_kw = np.maximum(battery_kw, 0.0), np.maximum(-battery_kw, 0.0)
+            extra_infos["safety_filter_kwh"] = (np.abs(battery_kw - asked_battery_kw)
+                                                + np.abs(curtailed_kw - asked_curtailed_kw)) * dt_h
         net_kw = load_kw - pv_kw + curtailed_kw + charge_kw - discharge_kw
         retail, feed_in = self._retail_steps[t], self._feed_in_steps[t]  # the same for every community
         bid_price = feed_in + price_share * (retail - feed_in)
@@ -434,7 +450,6 @@ class CommunityCore:
             cost = cost + fee
         else:
             fee = np.zeros_like(cost)  # no fee: the bill's sum above, untouched
-        extra_infos = {}
         if cfg.loss_allocation != "none":
             loss_charge = loss_charges(loss_kwh, retail, net_kw * dt_h, traded_kwh[:, :, :n_agents],
                                        cfg.loss_allocation)

@@ -52,8 +52,10 @@ def benchmark_rows(evaluator) -> dict[str, dict[str, float | None]]:
 def comparison_table(learner: str, learner_kpis: dict[str, float], evaluator) -> str:
     """The table as text, at most ``TABLE_WIDTH`` columns wide: ``learner``'s last evaluation (KPI -> mean
     over the days) above the benchmark rows."""
-    table = Table(title=f"{learner} after training, on {len(evaluator.days)} validation day(s): means per day",
-                  box=box.SIMPLE_HEAD)
+    title = f"{learner} after training, on {len(evaluator.days)} validation day(s): means per day"
+    if evaluator.env_config.safety_filter:
+        title += ", every row through the feeder safety filter"
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     table.add_column("method", no_wrap=True)
     for _, header, _ in COLUMNS:
         table.add_column(header, justify="right")
