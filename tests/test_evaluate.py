@@ -328,6 +328,28 @@ def test_safety_filter_adds_a_method_per_benchmark_and_checkpointed_method(seeds
     assert filtered.observation_settings == filtered.policy.observation_settings  # observes as it trained
 
 
+def test_a_run_trained_through_the_safety_filter_is_its_own_method_and_asks_to_be_played_through_it(
+        seeds_run_dir, tmp_path, caplog):
+    env = ["env.n_agents=3", "env.dt_h=3.0", "env.n_days=20"]
+    trained = subprocess.run([sys.executable, "train.py", "algo=qlearning", "env.safety_filter=true", *env,
+                              "algo.num_envs=4", "total_env_steps=64", "eval_days=1", "progress=false",
+                              f"hydra.run.dir={tmp_path / 'filtered'}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    plain = sorted(str(path) for path in (seeds_run_dir.parent / "train").iterdir() if path.is_dir())[0]
+    runs, env_config = [plain, str(tmp_path / "filtered")], EnvConfig(n_agents=3, dt_h=3.0, n_days=20)
+    with caplog.at_level("WARNING", logger="p2p_marl.evaluation.compare"):
+        policies = load_policies([], runs, env_config=env_config)
+    assert list(policies) == ["qlearning#1:lr0.1_seed0", "qlearning#2:filtered"]
+    assert "filtered was trained through the feeder safety filter" in caplog.text
+    assert "qlearning#2+safety_filter" in caplog.text
+    for played_through in ({"safety_filter": True}, {"env_config": env_config.replace(safety_filter=True)}):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="p2p_marl.evaluation.compare"):
+            load_policies([], runs, **{"env_config": env_config, **played_through})
+        assert "trained through the feeder safety filter" not in caplog.text
+
+
 def test_summarize_runs_skips_runs_without_a_value_and_plots_any_summary(tmp_path):
     """A KPI undefined in one run (a clearing price where a seed never trades) is averaged over the others."""
     def day_stats(mean):
@@ -514,6 +536,9 @@ def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
         run(extra_features=["community_soc", "feeder_position"]))
     assert _training_setting(run()) == _training_setting(run(extra_features=[]))
     assert _training_setting(run()) != _training_setting(run(extra_features=["community_soc"]))
+    # Runs saved before the safety filter was an environment option trained without it.
+    assert _training_setting(run()) == _training_setting(run(safety_filter=False))
+    assert _training_setting(run()) != _training_setting(run(safety_filter=True))
     # DQN and MADDPG runs saved before their learning-rate decay (and DQN's voltage margin and penalty keys,
     # MADDPG's critic warm-up) existed trained at a constant rate on the whole band, bearing the billed penalty:
     # one variant with those keys at the values they trained with.

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pettingzoo.test import parallel_api_test
 
 import p2p_marl
+from p2p_marl.algos.nets import training_env
 from p2p_marl.baselines.rules import GridOnly, RandomActions
 from p2p_marl.baselines.safety_filter import SafetyFilter
 from p2p_marl.config import ConfigError, EnvConfig
@@ -202,7 +203,7 @@ def test_the_environment_option_settles_what_the_wrapper_plays(seed, warm_up_ste
     np.testing.assert_array_equal(played["safety_filter_kwh"].sum(axis=1) > 0, moved)
 
 
-def test_a_rule_trained_or_played_through_the_filter_is_the_same_method_either_way():
+def test_a_rule_through_the_environment_option_or_the_wrapper_settles_the_same_days():
     """A whole day of a rule on the sunny test days: the environment option and the wrapper settle the same bills
     and energies, and the references (grid-only, the optimum) are the same with and without the option."""
     days = SUNNY_TEST_DAYS[:4]
@@ -222,6 +223,12 @@ def test_the_environment_option_is_checked_and_passes_the_pettingzoo_suite():
         EnvConfig(safety_filter="yes")
     with pytest.raises(ConfigError, match=r"safety_filter=true with shared_battery_kwh=20.0"):
         EnvConfig(n_agents=4, shared_battery_kwh=20.0, shared_battery_kw=5.0, safety_filter=True)
+    # A learner's narrowed training band would be the filter's band too, in training only.
+    with pytest.raises(ConfigError, match=r"mappo.voltage_margin_pu=0.0075 with env.safety_filter=true"):
+        training_env(FILTERED_COMMUNITY, None, 0.0075, "mappo")
+    assert training_env(FILTERED_COMMUNITY, None) is FILTERED_COMMUNITY
+    with pytest.raises(ConfigError, match=r"env.safety_filter=true already plays every method through it"):
+        EvaluateConfig(env=FILTERED_COMMUNITY, safety_filter=True)
     assert "safety_filter_kwh" in CommunityCore(FILTERED_COMMUNITY).info_keys
     assert "safety_filter_kwh" not in CORE.info_keys
     env = p2p_marl.parallel_env(n_agents=4, n_days=20, safety_filter=True)

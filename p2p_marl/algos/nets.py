@@ -84,6 +84,10 @@ def training_env(env_config: EnvConfig, cooperative_weight: float | None, voltag
     if cooperative_weight is not None:
         changes["cooperative_weight"] = float(cooperative_weight)
     if voltage_margin_pu > 0.0:
+        if env_config.safety_filter:  # the filter reads the band too: it would keep the margin in training only
+            raise ConfigError(f"{section}.voltage_margin_pu={voltage_margin_pu!r} with env.safety_filter=true: the "
+                              "filter would keep the narrowed band in training and the real one where the policy is "
+                              f"scored; set {section}.voltage_margin_pu=0 or env.safety_filter=false")
         v_min_pu, v_max_pu = env_config.v_min_pu + voltage_margin_pu, env_config.v_max_pu - voltage_margin_pu
         if not v_min_pu < 1.0 < v_max_pu:  # the narrowed band must still hold the nominal voltage inside
             limit_pu = min(1.0 - env_config.v_min_pu, env_config.v_max_pu - 1.0)

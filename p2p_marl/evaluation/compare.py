@@ -86,7 +86,7 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
     With ``safety_filter`` every benchmark and checkpoint is also played through the feeder safety filter
     (``safety_filter.SafetyFilter``), labelled ``<benchmark>+safety_filter`` and ``<method>+safety_filter:<name>``:
     a checkpoint trained through it (``env.safety_filter``) is then also played as it was trained (a warning says
-    so where ``safety_filter`` is off).
+    so where neither ``safety_filter`` nor ``env_config.safety_filter`` is on).
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
@@ -123,7 +123,7 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
             raise ConfigError(f"checkpoints[{index}]={path!r} gives the label {label!r} a second time; "
                               "evaluate checkpoints with different names or run directories")
         policies[label] = policy
-        if setting["env"].get("safety_filter") and not safety_filter:
+        if setting["env"].get("safety_filter") and not (safety_filter or (env_config and env_config.safety_filter)):
             log.warning("%s was trained through the feeder safety filter (env.safety_filter=true) and plays here "
                         "without it; pass safety_filter=true for its row as trained, %s+safety_filter", path, method)
         if truthful_bid:
@@ -203,7 +203,7 @@ def reference_costs(env_config: EnvConfig, days: np.ndarray, progress: bool = Fa
 
     ``optimal`` is the cost of ``solve_optimal_day``'s schedule with the network constraints, one LP per day
     (``progress`` reports progress over them). Neither depends on ``safety_filter``: the grid-only community is
-    played without it, and the optimum keeps the feeder's limits by itself.
+    played without it, and the optimum is the LP's cost, never played.
     """
     days = _checked_days(days)
     # The community without batteries, P2P trade or curtailment pays its bills without the safety filter's

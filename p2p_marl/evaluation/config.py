@@ -68,6 +68,10 @@ class EvaluateConfig:
             raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
         if self.truthful_bid and not self.checkpoints:
             raise ConfigError("truthful_bid=true plays checkpoints with the truthful bid, and checkpoints is empty")
+        if self.safety_filter and self.env.safety_filter:
+            raise ConfigError("safety_filter=true adds a twin of every method played through the feeder safety filter, "
+                              "and env.safety_filter=true already plays every method through it: set one of them "
+                              "to false")
         if self.safety_filter and self.env.shared_battery_kwh > 0:
             raise ConfigError(f"safety_filter=true moves the households' power only, and env.shared_battery_kwh="
                               f"{self.env.shared_battery_kwh} adds a shared battery whose power follows theirs: "
