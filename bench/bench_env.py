@@ -15,9 +15,9 @@ time is the rest of the step): the most that compiling the order book, the one k
 could give each of them.
 
 The core's row with ``env.safety_filter`` times the feeder safety filter on the default weak feeder: random
-actions take about two in five of its communities out of the feeder's limits, and each of those solves an LP
-(a trained policy's far fewer: 8 % of MAPPO's community-steps on the test days); its ratio to the B = 64 row above
-is the filter's cost at that rate.
+actions take many of its communities out of the feeder's limits, and each of those solves an LP (a trained
+policy's far fewer: 8 % of MAPPO's community-steps on the test days); its ratio to the B = 64 row above is the
+filter's cost under random actions, its worst case.
 
 With TorchRL installed (``pip install -e .[torchrl]``) two more rows time ``env.rollout`` with its own random
 actions (``policy=None``, drawn inside the clock, as a TorchRL user gets them): the native batched environment
