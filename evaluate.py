@@ -77,9 +77,12 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     mean_days: dict[str, dict[str, np.ndarray]] = {}
     for label, policy in track(policies.items(), len(policies), "methods", "methods"):
         infos = rollout_days(env, policy, days)
-        if isinstance(policy, SafetyFilter):
-            log.info("%s: the safety filter moved the actions of %d of %d community-steps", label,
-                     policy.interventions, len(days) * core.steps_per_episode)
+        # Through the wrapper its count; through the environment's own filter the community-steps it moved.
+        if isinstance(policy, SafetyFilter) or "safety_filter_kwh" in infos:
+            moved = (policy.interventions if isinstance(policy, SafetyFilter)
+                     else int((infos["safety_filter_kwh"].sum(axis=-1) > 0).sum()))
+            log.info("%s: the safety filter moved the actions of %d of %d community-steps", label, moved,
+                     len(days) * core.steps_per_episode)
         results[label] = day_kpis(infos, env.dt_h, grid_only_bills=references["grid_only_bills"],
                                   optimal_cost=references["optimal"])
         mean_days[label] = report.mean_day(infos, core.has_battery)
