@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_FEATURES, CommunityCore
 
 _LOAD, _PV = OBS_FEATURES.index("load"), OBS_FEATURES.index("pv")
@@ -173,8 +172,7 @@ class TruthfulBid:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.array(self.policy.act(core, obs), dtype=np.float64)
         load_kw, pv_kw = metered_load_pv_kw(core, obs)
-        setpoint_kw = np.clip(action[..., 0], -1.0, 1.0) * core.battery.max_kw
-        charge_kw, discharge_kw = feasible_power(setpoint_kw, core.energy_kwh, core.battery, core.dt_h)
+        charge_kw, discharge_kw = core.battery_power_kw(action)
         curtail_share = np.clip(action[..., 2], 0.0, 1.0)
         action[..., 1] = truthful_price_share(load_kw, pv_kw, charge_kw - discharge_kw, curtail_share)
         return action

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from p2p_marl.baselines.rules import battery_share, metered_load_pv_kw
-from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.safety_filter import filtered_power
 
@@ -38,9 +37,7 @@ class SafetyFilter:
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.array(self.policy.act(core, obs), dtype=np.float64)
         load_kw, pv_kw = metered_load_pv_kw(core, obs)
-        # The step's battery power and curtailment as CommunityCore.step will compute them from the actions.
-        setpoint_kw = np.clip(action[..., 0], -1.0, 1.0) * core.battery.max_kw
-        charge_kw, discharge_kw = feasible_power(setpoint_kw, core.energy_kwh, core.battery, core.dt_h)
+        charge_kw, discharge_kw = core.battery_power_kw(action)
         curtailed_kw = np.clip(action[..., 2], 0.0, 1.0) * pv_kw
         battery_kw, curtailed_kw, moved = filtered_power(core, load_kw, pv_kw, charge_kw - discharge_kw,
                                                          curtailed_kw)

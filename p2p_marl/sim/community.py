@@ -381,13 +381,12 @@ class CommunityCore:
                                                    "(the shared battery's setpoint and price share per community)")
         cfg, battery, dt_h, t = self.config, self.battery, self.dt_h, self.t
         batch_size, n_agents = self.batch_size, self.n_agents
-        setpoint_share = _clip(actions[..., 0], -1.0, 1.0)
         price_share = _clip(actions[..., 1], 0.0, 1.0)
         curtail_share = _clip(actions[..., 2], 0.0, 1.0)
 
         profiles_kw = self._profiles_kw[self.days, t]
         load_kw, pv_kw = profiles_kw[:, 0], profiles_kw[:, 1]
-        charge_kw, discharge_kw = feasible_power(setpoint_share * battery.max_kw, self.energy_kwh, battery, dt_h)
+        charge_kw, discharge_kw = self.battery_power_kw(actions)
         curtailed_kw = curtail_share * pv_kw
         extra_infos = {}
         if cfg.safety_filter:
@@ -513,6 +512,12 @@ class CommunityCore:
             **extra_infos,
         }
         return self._observe(soc), reward, self.done, infos
+
+    def battery_power_kw(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(charge_kw, discharge_kw) (B, N) that ``step`` plays for ``actions`` now: each setpoint share clipped to
+        [-1, 1], times the battery's power, within what the battery can do this step (``feasible_power``)."""
+        setpoint_kw = _clip(actions[..., 0], -1.0, 1.0) * self.battery.max_kw
+        return feasible_power(setpoint_kw, self.energy_kwh, self.battery, self.dt_h)
 
     def _checked_action(self, action, shape: tuple[int, ...], layout: str) -> np.ndarray:
         """``action`` as a float64 array of ``shape``; ``ValueError`` naming the layout, or the first non-finite
