@@ -1,6 +1,7 @@
 """Demonstrations from a planning teacher, the optimum or MPC (p2p_marl.algos.imitation), and the warm start,
 DAgger rounds and imitation loss on them of the two learners with an actor, MAPPO and MADDPG."""
 
+import copy
 import dataclasses
 import io
 
@@ -204,3 +205,57 @@ def test_mpc_can_teach_a_student_with_every_battery_action_but_a_target_soc(batt
     learner = small("maddpg", **settings)
     metrics = learner.imitate()
     assert metrics["imitation/samples"] == 2 * 2 * CommunityCore(TINY).steps_per_episode * 4
+
+
+REFRESHING = {"imitation_days": 2, "imitation_epochs": 1, "imitation_teacher": "mpc", "imitation_rounds": 1,
+              "imitation_coef": 1.0}
+
+
+def test_a_refresh_round_replaces_the_oldest_demonstrations_with_the_actors_states_as_it_is_then():
+    steps_per_iteration = 2 * CommunityCore(TINY).steps_per_episode  # num_envs communities, one day each
+    learner = small("mappo", imitation_refresh_steps=2 * steps_per_iteration, **REFRESHING)
+    learner.iterate()  # the warm start: the teacher's round, then one DAgger round
+    warm_observations, warm_boxes = learner.imitation.demonstrations
+    rows = len(warm_observations) // 2
+    learner.iterate()
+    assert torch.equal(learner.imitation.demonstrations[0], warm_observations)  # not due yet
+    rng_before, policy_before = copy.deepcopy(learner.rng), learner.policy()
+    metrics = learner.iterate()  # the two iterations before crossed the refresh step: this one refreshes first
+    observations, boxes = learner.imitation.demonstrations
+    assert observations.shape == warm_observations.shape and boxes.shape == warm_boxes.shape
+    assert torch.equal(observations[:rows], warm_observations[rows:])
+    assert torch.equal(boxes[:rows], warm_boxes[rows:])
+    # The new round is what MPC says in the states the actor reached, played as it was before this iteration.
+    relabelled = demonstrations(CommunityCore(learner.core.config, batch_size=2), "mpc", 1,
+                                int(rng_before.integers(2 ** 63)), "power", policy_before)
+    np.testing.assert_array_equal(observations[rows:].numpy(), relabelled.observations.astype(np.float32))
+    np.testing.assert_array_equal(boxes[rows:].numpy(), relabelled.boxes.astype(np.float32))
+    assert metrics["imitation/refresh_student_cost"] == pytest.approx(relabelled.cost, rel=1e-12)
+    assert "imitation/refresh_student_cost" not in learner.iterate()
+
+
+def test_a_run_resumed_before_a_refresh_refreshes_as_the_run_does():
+    steps_per_iteration = 2 * CommunityCore(TINY).steps_per_episode
+    settings = {"imitation_refresh_steps": steps_per_iteration, **REFRESHING}
+    run, resumed = small("mappo", **settings), small("mappo", **settings)
+    run.iterate()
+    buffer = io.BytesIO()
+    torch.save(run.state_dict(), buffer)
+    buffer.seek(0)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    after, after_resume = run.iterate(), resumed.iterate()
+    assert "imitation/refresh_student_cost" in after
+    for timed in ("steps_per_second", "imitation/refresh_teacher_seconds"):
+        after.pop(timed), after_resume.pop(timed)
+    assert after == after_resume
+    assert all(torch.equal(a, b) for a, b in zip(run.imitation.demonstrations, resumed.imitation.demonstrations))
+
+
+@pytest.mark.parametrize("settings", [{"imitation_refresh_steps": 1000},
+                                      {**REFRESHING, "imitation_coef": 0.0, "imitation_refresh_steps": 1000},
+                                      {**REFRESHING, "imitation_rounds": 0, "imitation_refresh_steps": 1000},
+                                      {**REFRESHING, "imitation_refresh_steps": -1},
+                                      {**REFRESHING, "imitation_refresh_steps": 1.5}])
+def test_a_refresh_needs_kept_demonstrations_from_dagger_and_names_the_key(settings):
+    with pytest.raises(ConfigError, match=r"^mappo\.imitation_refresh_steps"):
+        MAPPOConfig(**settings)

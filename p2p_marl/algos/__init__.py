@@ -40,7 +40,7 @@ ADDED_KEYS: dict[str, dict[str, Any]] = {
               "value_heads": False, "reward_baseline": "zero", "infeasible_penalty_per_kwh": 0.0,
               "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0,
               "actor_all_households": False, "critic_warmup_iterations": 0, "voltage_margin_pu": 0.0,
-              "actor_recurrent": False, "actor_window_channels": 0},
+              "actor_recurrent": False, "actor_window_channels": 0, "imitation_refresh_steps": 0},
     "maddpg": {"penalty_reward": "share", "penalty_weight": 1.0, "trade_reward": "price", "imitation_days": 0,
                "imitation_epochs": 50, "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_coef": 0.0,
                "voltage_margin_pu": 0.0, "lr_end_fraction": 1.0, "lr_decay_steps": 600_000,

@@ -27,7 +27,9 @@ teacher's label, and its next observation is the next step's (DQN's learning fro
 
 ``ActorImitation`` is the actor's side, shared by MAPPO and MADDPG (whose actors both output a point in the
 box): the warm start (a fit to the teacher's own episodes, then DAgger rounds, each refitting on all labels so
-far) and the imitation loss on the kept demonstrations that the learner adds to its actor's loss. The learners'
+far), the imitation loss on the kept demonstrations that the learner adds to its actor's loss, and the later
+DAgger rounds that replace the oldest of them while the learner trains (``refresh``, MAPPO's
+``imitation_refresh_steps``). The learners'
 configs carry the same keys (``IMITATION_KEYS``), checked by ``IMITATION_RANGES`` and ``check_imitation``.
 """
 
@@ -243,6 +245,21 @@ class ActorImitation:
                 **{f"imitation/loss_{name}": float(error) for name, error in zip(BOX_COORDINATES, errors, strict=True)},
                 **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
                 "imitation/teacher_seconds": teacher_s}
+
+    def refresh(self, core: CommunityCore, config: Any, rng: np.random.Generator, policy: Policy) -> dict[str, float]:
+        """A DAgger round during reinforcement learning: ``policy`` (a snapshot of the actor as it is now) plays
+        ``config.imitation_days`` training episodes, the teacher labels the states it reaches, and they replace
+        the oldest round of the kept demonstrations, so that the imitation loss reads the states the actor
+        visits now (the warm start's labels come from the clone's early states only). The kept demonstrations
+        keep their size; the actor is not refitted: the labels enter through the imitation loss alone."""
+        n_resets = math.ceil(config.imitation_days / core.batch_size)
+        played = demonstrations(core, config.imitation_teacher, n_resets, int(rng.integers(2 ** 63)),
+                                config.battery_action, policy)
+        kept_observations, kept_boxes = self.demonstrations
+        rows = len(played.observations)
+        self.keep(np.concatenate([kept_observations[rows:].numpy(), played.observations]),
+                  np.concatenate([kept_boxes[rows:].numpy(), played.boxes]))
+        return {"imitation/refresh_student_cost": played.cost, "imitation/refresh_teacher_seconds": played.teacher_s}
 
     def keep(self, observations: np.ndarray | torch.Tensor, boxes: np.ndarray | torch.Tensor) -> None:
         """Keep demonstrations (a checkpoint's, or new ones) for the fit and the imitation loss."""

@@ -48,6 +48,11 @@ by it, so the best policy is unchanged; the stochastic policy in training also p
 that crosses a limit, which pulls its mean a little away from full and empty.
 The community cost that is reported and evaluated depends on none of these.
 
+Learning from MPC (``imitation_days`` > 0, ``p2p_marl.algos.imitation``): the first iteration fits the actor to
+MPC's demonstrations (a warm start, with ``imitation_rounds`` DAgger rounds); with ``imitation_coef`` > 0 PPO's
+loss keeps the imitation loss on them, and with ``imitation_refresh_steps`` > 0 a DAgger round on the actor as it
+is then replaces their oldest round every that many community-steps, before the iteration's rollout.
+
 Inputs: with ``input_norm`` actor and critic first scale their inputs by fixed per-feature statistics of
 random-action training days (``nets.InputScaling``, buffers of the networks' state dicts).
 
@@ -158,6 +163,8 @@ class MAPPOConfig:
     imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
     # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
     imitation_coef: float = 0.0  # > 0: PPO's loss keeps this weight x the imitation loss on the demonstrations
+    imitation_refresh_steps: int = 0  # > 0: every this many community-steps of PPO, a DAgger round on the actor as
+    # it is then replaces the oldest round of those demonstrations (imitation.ActorImitation.refresh); 0: never
     critic_warmup_iterations: int = 0  # the first this many iterations train the critic only (the actor stays)
     device: str = "cpu"
 
@@ -179,12 +186,18 @@ class MAPPOConfig:
                               "self-consumption setpoint) does at a full or empty battery; set "
                               "infeasible_penalty_per_kwh=0 with it")
         check_imitation(self, "mappo", self.battery_action)
+        if self.imitation_refresh_steps > 0 and (self.imitation_coef == 0.0 or self.imitation_rounds == 0):
+            raise ConfigError(f"mappo.imitation_refresh_steps={self.imitation_refresh_steps!r} needs imitation_coef > 0 "
+                              f"and imitation_rounds > 0 (got {self.imitation_coef!r} and {self.imitation_rounds!r}): a "
+                              "refresh relabels the demonstrations that the imitation loss reads, on states only MPC "
+                              "can plan from")
         if self.reward_baseline not in REWARD_BASELINES:
             raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "
                               f"got {self.reward_baseline!r}")
 
 
 _INTEGERS = {"num_envs", "update_epochs", "num_minibatches", "critic_warmup_iterations", "actor_window_channels",
+             "imitation_refresh_steps",
              *LR_SCHEDULE_INTEGERS, *IMITATION_INTEGERS}
 _RANGES = (
     ("num_envs", 1, 100_000, True, True),
@@ -205,6 +218,7 @@ _RANGES = (
     ("voltage_margin_pu", 0.0, 0.5, True, False),
     ("critic_warmup_iterations", 0, 10**9, True, True),
     ("actor_window_channels", 0, 1024, True, True),
+    ("imitation_refresh_steps", 0, 10**12, True, True),
     *IMITATION_RANGES,
 )
 
@@ -376,8 +390,11 @@ class MAPPO(Learner):
     def iterate(self) -> dict[str, float]:
         cfg, core = self.config, self.core
         start = time.perf_counter()
-        imitation = self.imitate() if self.iterations == 0 and cfg.imitation_days > 0 else {}
         T, B, N = core.steps_per_episode, core.batch_size, core.n_agents
+        imitation = self.imitate() if self.iterations == 0 and cfg.imitation_days > 0 else {}
+        refresh = cfg.imitation_refresh_steps
+        if refresh > 0 and self.env_steps > 0 and self.env_steps // refresh > (self.env_steps - T * B) // refresh:
+            imitation = self.imitation.refresh(core, cfg, self.rng, self.policy())  # the last iteration crossed one
         lr_scale = linear_schedule(1.0, cfg.lr_end_fraction, cfg.lr_decay_steps, self.env_steps)
         set_learning_rates(lr_scale, (self.actor_optimizer, cfg.actor_lr), (self.critic_optimizer, cfg.critic_lr))
 
