@@ -251,11 +251,32 @@ def test_a_run_resumed_before_a_refresh_refreshes_as_the_run_does():
     assert all(torch.equal(a, b) for a, b in zip(run.imitation.demonstrations, resumed.imitation.demonstrations))
 
 
-@pytest.mark.parametrize("settings", [{"imitation_refresh_steps": 1000},
-                                      {**REFRESHING, "imitation_coef": 0.0, "imitation_refresh_steps": 1000},
-                                      {**REFRESHING, "imitation_rounds": 0, "imitation_refresh_steps": 1000},
-                                      {**REFRESHING, "imitation_refresh_steps": -1},
-                                      {**REFRESHING, "imitation_refresh_steps": 1.5}])
-def test_a_refresh_needs_kept_demonstrations_from_dagger_and_names_the_key(settings):
-    with pytest.raises(ConfigError, match=r"^mappo\.imitation_refresh_steps"):
+@pytest.mark.parametrize("settings, match", [
+    ({"imitation_refresh_steps": 1000}, "needs imitation_coef > 0"),
+    ({**REFRESHING, "imitation_coef": 0.0, "imitation_refresh_steps": 1000}, "needs imitation_coef > 0"),
+    ({**REFRESHING, "imitation_teacher": "optimum", "imitation_rounds": 0, "imitation_refresh_steps": 1000},
+     "imitation_teacher='mpc'"),
+    ({**REFRESHING, "imitation_rounds": 0, "battery_action": "target_soc", "infeasible_penalty_per_kwh": 0.0,
+      "imitation_refresh_steps": 1000}, "other than 'target_soc'"),
+    ({**REFRESHING, "imitation_refresh_steps": -1}, r"out of range; allowed \[0, 1000000000000\]"),
+    ({**REFRESHING, "imitation_refresh_steps": 1.5}, "must be an integer")])
+def test_a_refresh_needs_mpc_and_the_imitation_loss_and_names_the_key(settings, match):
+    with pytest.raises(ConfigError, match=rf"^mappo\.imitation_refresh_steps.*{match}"):
         MAPPOConfig(**settings)
+
+
+def test_a_refresh_more_often_than_an_iteration_is_refused_naming_the_iterations_steps():
+    steps_per_iteration = 2 * CommunityCore(TINY).steps_per_episode
+    with pytest.raises(ConfigError, match=rf"^mappo\.imitation_refresh_steps={steps_per_iteration - 1} must be 0 or "
+                                          rf"at least num_envs x steps per episode = {steps_per_iteration}"):
+        small("mappo", imitation_refresh_steps=steps_per_iteration - 1, **REFRESHING)
+
+
+def test_a_refresh_without_dagger_rounds_replaces_mpcs_own_episodes():
+    steps_per_iteration = 2 * CommunityCore(TINY).steps_per_episode
+    learner = small("mappo", imitation_refresh_steps=steps_per_iteration, **{**REFRESHING, "imitation_rounds": 0})
+    learner.iterate()
+    teachers = learner.imitation.demonstrations[0].clone()
+    assert "imitation/refresh_student_cost" in learner.iterate()
+    assert learner.imitation.demonstrations[0].shape == teachers.shape
+    assert not torch.equal(learner.imitation.demonstrations[0], teachers)

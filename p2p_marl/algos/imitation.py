@@ -250,8 +250,11 @@ class ActorImitation:
         """A DAgger round during reinforcement learning: ``policy`` (a snapshot of the actor as it is now) plays
         ``config.imitation_days`` training episodes, the teacher labels the states it reaches, and they replace
         the oldest round of the kept demonstrations, so that the imitation loss reads the states the actor
-        visits now (the warm start's labels come from the clone's early states only). The kept demonstrations
-        keep their size; the actor is not refitted: the labels enter through the imitation loss alone."""
+        visits now (the warm start's come from MPC's own episodes and the early clone's). The first refresh
+        replaces MPC's own episodes; after as many refreshes as the warm start had rounds, every kept state is
+        one the actor reached while it trained. The kept demonstrations keep their size (every round plays
+        ``ceil(imitation_days / batch_size)`` batches); the actor is not refitted: the labels enter through the
+        imitation loss alone."""
         n_resets = math.ceil(config.imitation_days / core.batch_size)
         played = demonstrations(core, config.imitation_teacher, n_resets, int(rng.integers(2 ** 63)),
                                 config.battery_action, policy)

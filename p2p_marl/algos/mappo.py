@@ -48,10 +48,11 @@ by it, so the best policy is unchanged; the stochastic policy in training also p
 that crosses a limit, which pulls its mean a little away from full and empty.
 The community cost that is reported and evaluated depends on none of these.
 
-Learning from MPC (``imitation_days`` > 0, ``p2p_marl.algos.imitation``): the first iteration fits the actor to
-MPC's demonstrations (a warm start, with ``imitation_rounds`` DAgger rounds); with ``imitation_coef`` > 0 PPO's
-loss keeps the imitation loss on them, and with ``imitation_refresh_steps`` > 0 a DAgger round on the actor as it
-is then replaces their oldest round every that many community-steps, before the iteration's rollout.
+Learning from a teacher (``imitation_days`` > 0, the optimum or MPC, ``p2p_marl.algos.imitation``): the first
+iteration fits the actor to the teacher's demonstrations (a warm start, with MPC ``imitation_rounds`` DAgger
+rounds); with ``imitation_coef`` > 0 PPO's loss keeps the imitation loss on them, and with MPC and
+``imitation_refresh_steps`` > 0 the first iteration after each multiple of that many community-steps starts with
+a DAgger round on the actor as it is then, which replaces their oldest round.
 
 Inputs: with ``input_norm`` actor and critic first scale their inputs by fixed per-feature statistics of
 random-action training days (``nets.InputScaling``, buffers of the networks' state dicts).
@@ -163,8 +164,9 @@ class MAPPOConfig:
     imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
     # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
     imitation_coef: float = 0.0  # > 0: PPO's loss keeps this weight x the imitation loss on the demonstrations
-    imitation_refresh_steps: int = 0  # > 0: every this many community-steps of PPO, a DAgger round on the actor as
-    # it is then replaces the oldest round of those demonstrations (imitation.ActorImitation.refresh); 0: never
+    imitation_refresh_steps: int = 0  # > 0 (at least one iteration's community-steps): the first iteration after
+    # each multiple of this many community-steps starts with a DAgger round on the actor as it is then, which
+    # replaces the oldest round of those demonstrations (imitation.ActorImitation.refresh); 0: never
     critic_warmup_iterations: int = 0  # the first this many iterations train the critic only (the actor stays)
     device: str = "cpu"
 
@@ -186,11 +188,13 @@ class MAPPOConfig:
                               "self-consumption setpoint) does at a full or empty battery; set "
                               "infeasible_penalty_per_kwh=0 with it")
         check_imitation(self, "mappo", self.battery_action)
-        if self.imitation_refresh_steps > 0 and (self.imitation_coef == 0.0 or self.imitation_rounds == 0):
-            raise ConfigError(f"mappo.imitation_refresh_steps={self.imitation_refresh_steps!r} needs imitation_coef > 0 "
-                              f"and imitation_rounds > 0 (got {self.imitation_coef!r} and {self.imitation_rounds!r}): a "
-                              "refresh relabels the demonstrations that the imitation loss reads, on states only MPC "
-                              "can plan from")
+        if self.imitation_refresh_steps > 0 and (self.imitation_coef == 0.0 or self.imitation_teacher != "mpc"
+                                                 or self.battery_action == "target_soc"):
+            raise ConfigError(
+                f"mappo.imitation_refresh_steps={self.imitation_refresh_steps!r} needs imitation_coef > 0, "
+                f"imitation_teacher='mpc' and a battery_action other than 'target_soc' (got {self.imitation_coef!r}, "
+                f"{self.imitation_teacher!r} and {self.battery_action!r}): a refresh relabels the demonstrations "
+                "that the imitation loss reads, in the actor's states, which only MPC can plan from")
         if self.reward_baseline not in REWARD_BASELINES:
             raise ConfigError(f"mappo.reward_baseline must be one of {list(REWARD_BASELINES)}, "
                               f"got {self.reward_baseline!r}")
@@ -287,6 +291,9 @@ class MAPPO(Learner):
         if config.value_heads and config.num_minibatches > community_steps:
             raise ConfigError(f"mappo.num_minibatches={config.num_minibatches} must be at most num_envs x steps per "
                               f"episode = {community_steps} with value_heads: each minibatch needs a community-step")
+        if 0 < config.imitation_refresh_steps < community_steps:
+            raise ConfigError(f"mappo.imitation_refresh_steps={config.imitation_refresh_steps} must be 0 or at least "
+                              f"num_envs x steps per episode = {community_steps}: an iteration refreshes at most once")
         households = config.num_envs * self.core.n_agents
         if config.actor_recurrent and config.num_minibatches > households:
             raise ConfigError(f"mappo.num_minibatches={config.num_minibatches} must be at most num_envs x households = "
