@@ -162,6 +162,27 @@ def test_non_finite_action_is_rejected(bad):
         env.step(actions)
 
 
+@pytest.mark.parametrize("not_real", [np.full((2, 6, 3), "0.5"), np.full((2, 6, 3), 0.5 + 0.5j),
+                                      np.full((2, 6, 3), None)])
+def test_the_core_and_the_central_view_refuse_actions_of_anything_but_real_numbers(not_real):
+    core = CommunityCore(CFG, batch_size=2)
+    core.reset(seed=1)
+    with pytest.raises(ValueError, match=rf"(?s)^actions must be real numbers, got .* \(dtype {not_real.dtype}\)$"):
+        core.step(not_real)
+    central = p2p_marl.CommunityCentralEnv(CFG)
+    central.reset(seed=1)
+    with pytest.raises(ValueError, match=rf"(?s)^action must be real numbers, got .* \(dtype {not_real.dtype}\)$"):
+        central.step(not_real[0].reshape(-1))
+
+
+def test_boolean_and_integer_actions_are_real_numbers():
+    core, floats = CommunityCore(CFG, batch_size=2), CommunityCore(CFG, batch_size=2)
+    core.reset(seed=1)
+    floats.reset(seed=1)
+    np.testing.assert_array_equal(core.step(np.ones((2, 6, 3), dtype=bool))[1], floats.step(np.ones((2, 6, 3)))[1])
+    np.testing.assert_array_equal(core.step(np.zeros((2, 6, 3), dtype=np.int8))[1], floats.step(np.zeros((2, 6, 3)))[1])
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("n_agents", 0, r"n_agents=0 is out of range; allowed \[1, 10000\]"),
     ("dt_h", 0.7, "dt_h=0.7 must divide 24 h"),

@@ -131,12 +131,18 @@ def test_a_malformed_action_names_its_agent(malformed, got):
         env.step(actions)
 
 
-def test_a_non_numeric_action_names_its_agent():
+@pytest.mark.parametrize("not_real, got", [
+    (lambda action: ["charge", *action[1:]], r"\['charge'"),
+    (lambda action: [str(value) for value in action], r"\['"),  # digits in strings are not parsed
+    (lambda action: np.asarray(action) + 1j, r"array\(\[.*j"),  # nor is the imaginary part dropped
+    (lambda action: [action[0], [action[1]], action[2]], r"\["),  # ragged
+    (lambda action: [None, *action[1:]], r"\[None")])
+def test_an_action_of_anything_but_real_numbers_names_its_agent(not_real, got):
     env = p2p_marl.parallel_env(n_agents=3)
     env.reset(seed=0)
     actions = valid_actions(env)
-    actions["prosumer_2"] = ["charge", *actions["prosumer_2"][1:]]
-    with pytest.raises(ValueError, match=r"^action of prosumer_2 is not numeric: \['charge'"):
+    actions["prosumer_2"] = not_real(actions["prosumer_2"])
+    with pytest.raises(ValueError, match=rf"^action of prosumer_2 must be real numbers, got {got}"):
         env.step(actions)
 
 

@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space
 
 from p2p_marl.config import EnvConfig, check_households_only, make_config
 from p2p_marl.envs.options import days_option
-from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore, real_array
 
 
 def _central_spaces(core: CommunityCore) -> tuple[spaces.Box, spaces.Box]:
@@ -35,7 +35,7 @@ def _checked_shape(action: Any, shape: tuple[int, ...]) -> np.ndarray:
     """The flat action(s) of ``shape`` (..., N * 3) as (..., N, 3); ``ValueError`` naming the layout otherwise (a
     reshape alone would take a (3, N) array, or any other of that size, and scramble it; an (N, 3) one is outside
     the space too)."""
-    values = np.asarray(action, dtype=np.float64)
+    values = real_array(action, "action")
     if values.shape != shape:
         raise ValueError(f"action must have shape {shape}: the households' (setpoint, price, curtailment) shares "
                          f"one after another, [setpoint_0, price_0, curtail_0, setpoint_1, ...]; got {values.shape}")

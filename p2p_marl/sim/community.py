@@ -153,6 +153,19 @@ def observation_features(config: EnvConfig) -> tuple[str, ...]:
 ACTION_LOW = np.array([-1.0, 0.0, 0.0])
 ACTION_HIGH = np.array([1.0, 1.0, 1.0])
 ACTION_DIM = len(ACTION_LOW)
+REAL_KINDS = "biuf"  # numpy dtype kinds an action may be made of: bool, signed and unsigned integers, floats
+
+
+def real_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 array; ``ValueError`` naming ``what`` unless it holds real numbers (numpy would parse
+    strings of digits and drop the imaginary part of complex numbers, a silently different action)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:  # ragged nesting
+        raise ValueError(f"{what} must be real numbers, got {value!r} ({error})") from None
+    if array.dtype.kind not in REAL_KINDS:
+        raise ValueError(f"{what} must be real numbers, got {value!r} (dtype {array.dtype})")
+    return array.astype(np.float64, copy=False)
 
 INFO_KEYS = (
     "load_kwh", "pv_kwh", "pv_curtailed_kwh", "battery_charge_kwh", "battery_discharge_kwh", "soc", "bid_price",
@@ -363,7 +376,8 @@ class CommunityCore:
         """Advance every community one step.
 
         ``actions`` (B, N, 3): battery setpoint share in [-1, 1], price share in [0, 1] and PV curtailment share
-        in [0, 1]; values outside are clipped to those ranges, NaN or infinite values raise ``ValueError``.
+        in [0, 1]; values outside are clipped to those ranges, NaN or infinite values, strings and complex
+        numbers raise ``ValueError``.
         ``operator_action`` (B, 2): the shared battery's setpoint and price share (module docstring), clipped the
         same way; None runs its rule. Only with a shared battery.
         Returns (observations (B, N, obs_dim), rewards (B, N), done, infos: a (B, N) array for each of
@@ -522,7 +536,7 @@ class CommunityCore:
     def _checked_action(self, action, shape: tuple[int, ...], layout: str) -> np.ndarray:
         """``action`` as a float64 array of ``shape``; ``ValueError`` naming the layout, or the first non-finite
         entry's community (and agent)."""
-        action = np.asarray(action, dtype=np.float64)
+        action = real_array(action, "actions")
         if action.shape != shape:
             raise ValueError(f"actions must have shape {shape} {layout}, got {action.shape}")
         if not np.isfinite(action).all():
