@@ -20,7 +20,7 @@ from p2p_marl.baselines.optimal import OptimalPolicy
 from p2p_marl.baselines.rules import GridOnly, IdleMidPrice, SelfConsumption, TimeOfUse, ZeroIntelligence
 from p2p_marl.config import ConfigError, EnvConfig, make_config
 from p2p_marl.evaluation.kpis import day_kpis, jain_index
-from p2p_marl.evaluation.market_design import core_observed_by
+from p2p_marl.evaluation.market_design import _mean, core_observed_by
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.sim.auction import BUY, SELL
 from p2p_marl.sim.community import CommunityCore
@@ -279,3 +279,10 @@ def test_mpc_with_the_oracle_is_the_optimum_under_a_fee():
     optimal = rollout(core, OptimalPolicy(), days)["cost"].sum(axis=(1, 2))
     mpc = rollout(core, MPCPolicy("oracle"), days)["cost"].sum(axis=(1, 2))
     np.testing.assert_allclose(mpc, optimal, rtol=1e-6)
+
+
+def test_a_kpi_without_a_finite_day_averages_to_nan_quietly():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(_mean(np.full((3, 4), np.nan)))
+        assert _mean(np.array([[np.nan, 1.0], [np.nan, np.nan], [3.0, 5.0]])) == pytest.approx(2.5)
