@@ -167,12 +167,24 @@ def test_non_finite_action_is_rejected(bad):
 def test_the_core_and_the_central_view_refuse_actions_of_anything_but_real_numbers(not_real):
     core = CommunityCore(CFG, batch_size=2)
     core.reset(seed=1)
-    with pytest.raises(ValueError, match=rf"(?s)^actions must be real numbers, got .* \(dtype {not_real.dtype}\)$"):
-        core.step(not_real)
+    with pytest.raises(ValueError, match=rf"^actions \(setpoint, price and curtailment share per agent\) must be real "
+                                         rf"numbers, got \[\[\[.*\.\.\..*\]\]\] of dtype {not_real.dtype}$"):
+        core.step(not_real)  # on one line, summarised
     central = p2p_marl.CommunityCentralEnv(CFG)
     central.reset(seed=1)
-    with pytest.raises(ValueError, match=rf"(?s)^action must be real numbers, got .* \(dtype {not_real.dtype}\)$"):
+    with pytest.raises(ValueError, match=rf"^action must be real numbers, got .* of dtype {not_real.dtype}$"):
         central.step(not_real[0].reshape(-1))
+    vector = p2p_marl.CommunityCentralVectorEnv(num_envs=2, config=CFG)
+    vector.reset(seed=1)
+    with pytest.raises(ValueError, match=rf"^action must be real numbers, got .* of dtype {not_real.dtype}$"):
+        vector.step(not_real.reshape(2, -1))
+
+
+def test_a_ragged_action_is_refused_as_one():
+    core = CommunityCore(CFG, batch_size=1)
+    core.reset(seed=1)
+    with pytest.raises(ValueError, match=r"^actions \(setpoint, .*\) must be a rectangular array of real numbers"):
+        core.step([[[0.0, 0.5, 0.0]] * 5 + [[0.0, 0.5]]])
 
 
 def test_boolean_and_integer_actions_are_real_numbers():

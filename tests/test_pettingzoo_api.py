@@ -134,7 +134,7 @@ def test_a_malformed_action_names_its_agent(malformed, got):
 @pytest.mark.parametrize("not_real, got", [
     (lambda action: ["charge", *action[1:]], r"\['charge'"),
     (lambda action: [str(value) for value in action], r"\['"),  # digits in strings are not parsed
-    (lambda action: np.asarray(action) + 1j, r"array\(\[.*j"),  # nor is the imaginary part dropped
+    (lambda action: np.asarray(action) + 1j, r"\[.*j.* of dtype complex"),  # nor is the imaginary part dropped
     (lambda action: [action[0], [action[1]], action[2]], r"\["),  # ragged
     (lambda action: [None, *action[1:]], r"\[None")])
 def test_an_action_of_anything_but_real_numbers_names_its_agent(not_real, got):
@@ -142,8 +142,19 @@ def test_an_action_of_anything_but_real_numbers_names_its_agent(not_real, got):
     env.reset(seed=0)
     actions = valid_actions(env)
     actions["prosumer_2"] = not_real(actions["prosumer_2"])
-    with pytest.raises(ValueError, match=rf"^action of prosumer_2 must be real numbers, got {got}"):
+    with pytest.raises(ValueError, match=rf"^action of prosumer_2 must be (a rectangular array of )?real numbers, "
+                                         rf"got {got}"):
         env.step(actions)
+
+
+def test_boolean_integer_and_float32_actions_play_as_the_float64_numbers_they_are():
+    played = []
+    for dtype in (bool, np.int64, np.float32, np.float64):
+        env = p2p_marl.parallel_env(n_agents=3)
+        env.reset(seed=0)
+        _, rewards, _, _, _ = env.step({agent: np.array([1, 0, 1], dtype=dtype) for agent in env.agents})
+        played.append(rewards)
+    assert all(rewards == played[-1] for rewards in played)
 
 
 def test_actions_for_unknown_agents_are_refused():

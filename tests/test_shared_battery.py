@@ -335,6 +335,15 @@ def test_the_operator_acts_for_the_battery_and_is_paid_the_community_bill():
         env.step({**actions, "community_operator": np.zeros(3)})
     with pytest.raises(ValueError, match=r"^action of community_operator is not finite: array\(\[nan,"):
         env.step({**actions, "community_operator": np.array([np.nan, 0.5])})
+    for not_real, shown in ((["0.5", "0.5"], r"\['0\.5', '0\.5'\] of dtype <U3"),
+                            (np.array([0.5 + 1j, 0.5]), r"\[0\.5\+1\.j, 0\.5\+0\.j\] of dtype complex128"),
+                            ([None, 0.5], r"\[None, 0\.5\] of dtype object")):
+        with pytest.raises(ValueError, match=rf"^action of community_operator must be real numbers, got {shown}$"):
+            env.step({**actions, "community_operator": not_real})
+    core = env.core
+    with pytest.raises(ValueError, match=r"^operator_action \(the shared battery's setpoint and price share per "
+                                         r"community\) must be real numbers, got \[\['0\.5', '0\.5'\]\]"):
+        core.step(np.zeros((1, 4, 3)), np.array([["0.5", "0.5"]]))
 
 
 # ------------------------------------------------------------------ the market-design script

@@ -128,8 +128,8 @@ def core_observed_by(policy: Policy, core: CommunityCore, cores: dict[str, Commu
 def _mean(values: np.ndarray) -> float:
     """Mean over days (and a learner's seeds: each seed's mean over days, then their mean); NaN days left out, NaN
     where every day is (without numpy's empty-slice warning)."""
-    run_means = np.array([np.nanmean(run) if np.isfinite(run).any() else np.nan for run in np.atleast_2d(values)])
-    return float(np.nanmean(run_means)) if np.isfinite(run_means).any() else float("nan")
+    run_means = np.array([np.nanmean(run) if (~np.isnan(run)).any() else np.nan for run in np.atleast_2d(values)])
+    return float(np.nanmean(run_means)) if (~np.isnan(run_means)).any() else float("nan")
 
 
 def markdown(results: dict[str, dict[str, dict[str, np.ndarray]]]) -> str:

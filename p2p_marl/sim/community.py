@@ -88,6 +88,7 @@ so nothing from the future). ``state()`` is the global state for centralised cri
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -154,18 +155,6 @@ ACTION_LOW = np.array([-1.0, 0.0, 0.0])
 ACTION_HIGH = np.array([1.0, 1.0, 1.0])
 ACTION_DIM = len(ACTION_LOW)
 REAL_KINDS = "biuf"  # numpy dtype kinds an action may be made of: bool, signed and unsigned integers, floats
-
-
-def real_array(value: Any, what: str) -> np.ndarray:
-    """``value`` as a float64 array; ``ValueError`` naming ``what`` unless it holds real numbers (numpy would parse
-    strings of digits and drop the imaginary part of complex numbers, a silently different action)."""
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as error:  # ragged nesting
-        raise ValueError(f"{what} must be real numbers, got {value!r} ({error})") from None
-    if array.dtype.kind not in REAL_KINDS:
-        raise ValueError(f"{what} must be real numbers, got {value!r} (dtype {array.dtype})")
-    return array.astype(np.float64, copy=False)
 
 INFO_KEYS = (
     "load_kwh", "pv_kwh", "pv_curtailed_kwh", "battery_charge_kwh", "battery_discharge_kwh", "soc", "bid_price",
@@ -385,13 +374,13 @@ class CommunityCore:
         """
         if self.done:
             raise RuntimeError("the episode is over; call reset() before step()")
-        actions = self._checked_action(actions, (self.batch_size, self.n_agents, ACTION_DIM),
+        actions = self._checked_action(actions, "actions", (self.batch_size, self.n_agents, ACTION_DIM),
                                        "(setpoint, price and curtailment share per agent)")
         if operator_action is not None:
             if not self.has_shared_battery:
                 raise ValueError("operator_action acts for the shared battery, and this community has none (set "
                                  "shared_battery_kwh and shared_battery_kw > 0)")
-            operator_action = self._checked_action(operator_action, (self.batch_size, 2),
+            operator_action = self._checked_action(operator_action, "operator_action", (self.batch_size, 2),
                                                    "(the shared battery's setpoint and price share per community)")
         cfg, battery, dt_h, t = self.config, self.battery, self.dt_h, self.t
         batch_size, n_agents = self.batch_size, self.n_agents
@@ -533,12 +522,12 @@ class CommunityCore:
         setpoint_kw = _clip(actions[..., 0], -1.0, 1.0) * self.battery.max_kw
         return feasible_power(setpoint_kw, self.energy_kwh, self.battery, self.dt_h)
 
-    def _checked_action(self, action, shape: tuple[int, ...], layout: str) -> np.ndarray:
-        """``action`` as a float64 array of ``shape``; ``ValueError`` naming the layout, or the first non-finite
-        entry's community (and agent)."""
-        action = real_array(action, "actions")
+    def _checked_action(self, action, name: str, shape: tuple[int, ...], layout: str) -> np.ndarray:
+        """``action`` (the argument ``name``) as a float64 array of ``shape``; ``ValueError`` naming it and the
+        layout, or the first non-finite entry's community (and agent)."""
+        action = real_array(action, f"{name} {layout}")
         if action.shape != shape:
-            raise ValueError(f"actions must have shape {shape} {layout}, got {action.shape}")
+            raise ValueError(f"{name} must have shape {shape} {layout}, got {action.shape}")
         if not np.isfinite(action).all():
             bad = np.argwhere(~np.isfinite(action))[0]
             whose = f"agent {bad[1]} (community {bad[0]})" if action.ndim == 3 else f"community {bad[0]}"
@@ -722,6 +711,21 @@ class CommunityCore:
         """A value per observation feature laid out as ``state()`` lays out the features."""
         return np.concatenate([per_feature[list(STATE_SHARED)],
                                np.tile(per_feature[list(self._state_per_agent)], self.n_agents)])
+
+
+def real_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 array; ``ValueError`` naming ``what`` unless it is a rectangular array of real numbers
+    (numpy would parse strings of digits and drop the imaginary part of complex numbers, a silently different
+    action). The message shows the value on one line, summarised where it is long."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:  # ragged nesting
+        raise ValueError(f"{what} must be a rectangular array of real numbers, got {reprlib.repr(value)} "
+                         f"({error})") from None
+    if array.dtype.kind not in REAL_KINDS:
+        shown = " ".join(np.array2string(array, threshold=12, edgeitems=2, separator=", ").split())
+        raise ValueError(f"{what} must be real numbers, got {shown} of dtype {array.dtype}")
+    return array.astype(np.float64, copy=False)
 
 
 def _clip(values: np.ndarray, low, high) -> np.ndarray:
