@@ -37,12 +37,18 @@ EXTRA_FEATURES = (
     # a trading platform can publish
     "community_soc_spread",  # the standard deviation of those SoCs / 0.5 (the largest a [0, 1] spread can be)
     "feeder_position",  # own voltage sensitivity to own power / the community's largest: 1 on the weakest bus
+    "community_window",  # the households' mean load and PV forecast over each of the forecast_bins parts of the
+    # window (needs forecast_bins > 0): 2 x forecast_bins numbers, community_load_bin_k then community_pv_bin_k,
+    # the community's profile ahead as a trading platform can publish it
 )
 
 
 def ordered_extra_features(names: Iterable[str]) -> list[str]:
-    """``names`` in the order they are observed (EXTRA_FEATURES'): one spelling per observation."""
+    """``names`` in the order they are observed (EXTRA_FEATURES'): one spelling per observation. ``names`` may be
+    observation features: ``community_load_bin_1`` stands for ``community_window``."""
     names = set(names)
+    if "community_load_bin_1" in names:
+        names.add("community_window")
     return [name for name in EXTRA_FEATURES if name in names]
 
 
@@ -370,6 +376,9 @@ def _validate(cfg: EnvConfig) -> None:
             or any(name not in EXTRA_FEATURES for name in features) or len(set(features)) != len(features)):
         raise ConfigError(f"extra_features={features!r} must list distinct names from {list(EXTRA_FEATURES)} "
                           "(or none: [])")
+    if "community_window" in features and cfg.forecast_bins == 0:
+        raise ConfigError("extra_features=[..., 'community_window'] needs forecast_bins > 0: the community's window "
+                          "is observed in the household's bins")
     for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES),
                           ("forecaster", FORECASTERS), ("p2p_fee_basis", P2P_FEE_BASES),
                           ("p2p_fee_payer", P2P_FEE_PAYERS), ("simbench_agents", SIMBENCH_AGENTS),

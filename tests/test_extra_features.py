@@ -8,15 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p_marl.config import EXTRA_FEATURES, ConfigError, EnvConfig
+from p2p_marl.config import EXTRA_FEATURES, ConfigError, EnvConfig, ordered_extra_features
 from p2p_marl.sim.community import ACTION_DIM, OBS_FEATURES, CommunityCore
 
 SMALL = dict(n_agents=6, n_days=20)
+ONE_NUMBER = tuple(name for name in EXTRA_FEATURES if name != "community_window")  # one observed number each
 
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), forecast_bins=st.sampled_from([0, 4]),
-       features=st.lists(st.sampled_from(EXTRA_FEATURES), min_size=1, max_size=3, unique=True))
+       features=st.lists(st.sampled_from(ONE_NUMBER), min_size=1, max_size=3, unique=True))
 def test_extra_features_are_the_community_soc_and_the_feeder_position_and_change_nothing_else(seed, forecast_bins,
                                                                                             features):
     """At every step of random episodes: community_soc is the batteries' mean SoC, community_soc_spread their
@@ -25,7 +26,7 @@ def test_extra_features_are_the_community_soc_and_the_feeder_position_and_change
     unchanged, as are the state, the rewards and every info."""
     plain = CommunityCore(EnvConfig(**SMALL, forecast_bins=forecast_bins), batch_size=3)
     extra = CommunityCore(EnvConfig(**SMALL, forecast_bins=forecast_bins, extra_features=features), batch_size=3)
-    assert extra.obs_features == plain.obs_features + tuple(name for name in EXTRA_FEATURES if name in features)
+    assert extra.obs_features == plain.obs_features + tuple(name for name in ONE_NUMBER if name in features)
     assert extra.state_dim == plain.state_dim
     rng = np.random.default_rng(seed)
     obs_plain, obs = plain.reset(seed=seed), extra.reset(seed=seed)
@@ -53,8 +54,54 @@ def test_extra_features_are_the_community_soc_and_the_feeder_position_and_change
             np.testing.assert_array_equal(infos[key], infos_plain[key], err_msg=key)
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), forecast_bins=st.sampled_from([1, 4, 12]),
+       others=st.lists(st.sampled_from(ONE_NUMBER), max_size=3, unique=True))
+def test_the_community_window_is_the_households_mean_forecast_bins_and_changes_nothing_else(seed, forecast_bins,
+                                                                                         others):
+    """community_window observes, after the other extra features, the households' mean of each load and PV bin,
+    the same for every household of a community, at every step of random episodes, within the bounds; the rest
+    of the observation, the state, the rewards and the infos are those without it."""
+    plain = CommunityCore(EnvConfig(**SMALL, forecast_bins=forecast_bins, extra_features=others), batch_size=3)
+    extra = CommunityCore(EnvConfig(**SMALL, forecast_bins=forecast_bins,
+                                    extra_features=[*others, "community_window"]), batch_size=3)
+    bins = range(1, forecast_bins + 1)
+    window = [f"community_{kind}_bin_{k}" for kind in ("load", "pv") for k in bins]
+    assert extra.obs_features == plain.obs_features + tuple(window)
+    own = [plain.obs_features.index(f"{kind}_bin_{k}") for kind in ("load", "pv") for k in bins]
+    rng = np.random.default_rng(seed)
+    obs_plain, obs = plain.reset(seed=seed), extra.reset(seed=seed)
+    done = False
+    while not done:
+        np.testing.assert_array_equal(obs[..., :plain.obs_dim], obs_plain)
+        np.testing.assert_array_equal(extra.state(obs), plain.state(obs_plain))
+        assert np.all(extra.obs_low <= obs) and np.all(obs <= extra.obs_high)
+        mean_bins = obs_plain[..., own].mean(axis=1, keepdims=True)
+        np.testing.assert_allclose(obs[..., plain.obs_dim:], np.broadcast_to(mean_bins, obs[..., plain.obs_dim:].shape),
+                                   rtol=0, atol=1e-12)
+        actions = rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM))
+        obs_plain, reward_plain, _, infos_plain = plain.step(actions)
+        obs, reward, done, infos = extra.step(actions)
+        np.testing.assert_array_equal(reward, reward_plain)
+        for key in infos_plain:
+            np.testing.assert_array_equal(infos[key], infos_plain[key], err_msg=key)
+
+
+@pytest.mark.parametrize("features", [["community_window"], ["community_soc", "feeder_position", "community_window"],
+                                      list(ONE_NUMBER)])
+def test_the_observed_features_name_the_extra_features_they_came_from(features):
+    """A checkpoint records the features it observes; the settings it trained with are read back from them."""
+    config = EnvConfig(**SMALL, forecast_bins=4, extra_features=features)
+    assert ordered_extra_features(CommunityCore(config).obs_features) == config.extra_features
+
+
+def test_the_community_window_needs_forecast_bins():
+    with pytest.raises(ConfigError, match=r"^extra_features=\[\.\.\., 'community_window'\] needs forecast_bins > 0"):
+        EnvConfig(extra_features=["community_window"])
+
+
 def test_a_community_without_batteries_observes_zero_community_soc():
-    core = CommunityCore(EnvConfig(**SMALL, prosumer_share=0.0, extra_features=list(EXTRA_FEATURES)))
+    core = CommunityCore(EnvConfig(**SMALL, prosumer_share=0.0, extra_features=list(ONE_NUMBER)))
     obs = core.reset(seed=0)
     n = len(OBS_FEATURES)
     np.testing.assert_array_equal(obs[..., n:n + 2], 0.0)

@@ -144,10 +144,16 @@ def observation_features(config: EnvConfig) -> tuple[str, ...]:
     the forecast window's profile, the household's mean load forecast over each K-th of the window
     (``load_bin_1`` the nearest) and then its PV's, / power_scale_kw in [0, 1] (p2p_marl.sim.forecasts), then
     the ``extra_features`` (p2p_marl.config.EXTRA_FEATURES: the households' battery SoCs and the household's place
-    on the feeder)."""
+    on the feeder, each one number; the community's forecast window, 2 K numbers)."""
     bins = range(1, config.forecast_bins + 1)
+    extra = []
+    for name in config.extra_features:
+        if name == "community_window":
+            extra += [f"community_{kind}_bin_{k}" for kind in ("load", "pv") for k in bins]
+        else:
+            extra.append(name)
     return (OBS_FEATURES + tuple(f"load_bin_{k}" for k in bins) + tuple(f"pv_bin_{k}" for k in bins)
-            + tuple(config.extra_features))
+            + tuple(extra))
 
 
 # Per agent: battery setpoint share in [-1, 1], limit price share in [0, 1], PV curtailment share in [0, 1].
@@ -272,6 +278,12 @@ class CommunityCore:
         self.obs_low = np.concatenate([OBS_LOW, np.zeros(self.obs_dim - len(OBS_FEATURES))])
         self.obs_high = np.ones(self.obs_dim)
         self._bins_end = len(OBS_FEATURES) + 2 * cfg.forecast_bins  # the extra features follow the bins
+        # Where the community's forecast window is observed (extra_features community_window), or None.
+        self._community_window = (slice(self.obs_features.index("community_load_bin_1"),
+                                        self.obs_features.index("community_load_bin_1") + 2 * cfg.forecast_bins)
+                                  if "community_window" in cfg.extra_features else None)
+        self._soc_feature_columns = [(self.obs_features.index(name), name) for name in cfg.extra_features
+                                     if name in ("community_soc", "community_soc_spread")]
         # The state leaves the extra features out: it holds every household's SoC, and its per-household layout
         # tells a critic who is where on the feeder.
         self._state_per_agent = STATE_PER_AGENT + tuple(range(len(OBS_FEATURES), self._bins_end))
@@ -621,29 +633,32 @@ class CommunityCore:
         obs[..., 17] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
         obs[..., 18] = self._start_soc
         if self._bins_end > len(OBS_FEATURES):
-            obs[..., len(OBS_FEATURES):self._bins_end] = day_obs[..., 8:]
+            obs[..., len(OBS_FEATURES):self._bins_end] = day_obs[..., 8:8 + self._bins_end - len(OBS_FEATURES)]
+        if self._community_window is not None:
+            obs[..., self._community_window] = day_obs[..., 8 + self._bins_end - len(OBS_FEATURES):]
         if self.config.extra_features:
-            self._write_extra_features(obs[..., self._bins_end:], soc)
+            self._write_soc_features(obs, soc)
         return obs
 
-    def _write_extra_features(self, extra: np.ndarray, soc: np.ndarray) -> None:
-        """The ``extra_features`` (EXTRA_FEATURES) that change with the SoC (B, N) into ``extra`` (B, N, their
-        number); ``feeder_position``, a constant per household, is in the template already."""
+    def _write_soc_features(self, obs: np.ndarray, soc: np.ndarray) -> None:
+        """The ``extra_features`` (EXTRA_FEATURES) that change with the SoC (B, N) into ``obs``; ``feeder_position``,
+        a constant per household, is in the template already, and the community's window in the day table."""
         owners_soc = soc[:, self._has_capacity]  # (B, batteries); none: the community features stay 0
-        for column, name in enumerate(self.config.extra_features):
-            if name == "feeder_position" or owners_soc.shape[1] == 0:
-                continue
+        if owners_soc.shape[1] == 0:
+            return
+        for column, name in self._soc_feature_columns:
             if name == "community_soc":
-                extra[..., column] = owners_soc.mean(axis=1)[:, None]
+                obs[..., column] = owners_soc.mean(axis=1)[:, None]
             else:  # community_soc_spread; the minimum only catches rounding: SoCs in [0, 1] spread by <= 0.5
-                extra[..., column] = np.minimum(owners_soc.std(axis=1) / 0.5, 1.0)[:, None]
+                obs[..., column] = np.minimum(owners_soc.std(axis=1) / 0.5, 1.0)[:, None]
 
     def _day_observation_table(self) -> np.ndarray:
         """The features that depend only on the day, the step and the household, (n_days, T + 1, N, 8 + 2 K)
         for t = 0 .. T (T = steps_per_episode, K = forecast_bins), in the order of obs_features: load, pv (the
         last step's again at t = T), then next_load, next_pv, load_ahead, pv_ahead, community_load_ahead and
         community_pv_ahead, then the K load and K PV bins (the forecasts the observations hold, issued at every
-        step of every day). One gather a step fetches them."""
+        step of every day), and with the extra feature ``community_window`` 2 K more: the households' mean of
+        those bins. One gather a step fetches them."""
         cfg = self.config
         forecast = observation_table(self.forecaster, round(cfg.forecast_horizon_h / cfg.dt_h),
                                      self.steps_per_episode, self.power_scale_kw,
@@ -654,6 +669,10 @@ class CommunityCore:
         table[..., 2:6] = forecast[:, :, :4].swapaxes(2, 3)
         table[..., 6:8] = forecast[:, :, 2:4].mean(axis=3)[:, :, None, :]
         table[..., 8:] = forecast[:, :, 4:].swapaxes(2, 3)
+        if "community_window" in cfg.extra_features:  # then the households' mean bins, the same for each of them
+            window = forecast[:, :, 4:].mean(axis=3)  # (n_days, T + 1, 2 K)
+            community = np.broadcast_to(window[:, :, None, :], table.shape[:3] + window.shape[-1:])
+            table = np.concatenate([table, community], axis=3)
         return table
 
     def _observation_template(self) -> np.ndarray:
