@@ -377,8 +377,9 @@ def _validate(cfg: EnvConfig) -> None:
         raise ConfigError(f"extra_features={features!r} must list distinct names from {list(EXTRA_FEATURES)} "
                           "(or none: [])")
     if "community_window" in features and cfg.forecast_bins == 0:
-        raise ConfigError("extra_features=[..., 'community_window'] needs forecast_bins > 0: the community's window "
-                          "is observed in the household's bins")
+        raise ConfigError(f"extra_features={list(features)!r}: community_window needs forecast_bins > 0 (here 0), "
+                          f"the households' mean of their forecast bins; set forecast_bins to a divisor of "
+                          f"{round(horizon_steps)} or drop community_window")
     for name, allowed in (("market", MARKETS), ("split", SPLITS), ("action_mode", ACTION_MODES),
                           ("forecaster", FORECASTERS), ("p2p_fee_basis", P2P_FEE_BASES),
                           ("p2p_fee_payer", P2P_FEE_PAYERS), ("simbench_agents", SIMBENCH_AGENTS),

@@ -1,5 +1,5 @@
-"""The optional observation features (EnvConfig.extra_features): the community's battery SoCs and the household's
-place on the feeder, added to what a household observes and nothing else."""
+"""The optional observation features (EnvConfig.extra_features): the community's battery SoCs, the household's
+place on the feeder and the community's forecast window, added to what a household observes and nothing else."""
 
 import re
 
@@ -72,13 +72,15 @@ def test_the_community_window_is_the_households_mean_forecast_bins_and_changes_n
     rng = np.random.default_rng(seed)
     obs_plain, obs = plain.reset(seed=seed), extra.reset(seed=seed)
     done = False
-    while not done:
+    while True:  # every observation, the one after the day's last step included
         np.testing.assert_array_equal(obs[..., :plain.obs_dim], obs_plain)
         np.testing.assert_array_equal(extra.state(obs), plain.state(obs_plain))
         assert np.all(extra.obs_low <= obs) and np.all(obs <= extra.obs_high)
         mean_bins = obs_plain[..., own].mean(axis=1, keepdims=True)
         np.testing.assert_allclose(obs[..., plain.obs_dim:], np.broadcast_to(mean_bins, obs[..., plain.obs_dim:].shape),
                                    rtol=0, atol=1e-12)
+        if done:
+            break
         actions = rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM))
         obs_plain, reward_plain, _, infos_plain = plain.step(actions)
         obs, reward, done, infos = extra.step(actions)
@@ -96,7 +98,8 @@ def test_the_observed_features_name_the_extra_features_they_came_from(features):
 
 
 def test_the_community_window_needs_forecast_bins():
-    with pytest.raises(ConfigError, match=r"^extra_features=\[\.\.\., 'community_window'\] needs forecast_bins > 0"):
+    with pytest.raises(ConfigError, match=r"^extra_features=\['community_window'\]: community_window needs "
+                                         r"forecast_bins > 0 \(here 0\).*set forecast_bins to a divisor of 48"):
         EnvConfig(extra_features=["community_window"])
 
 

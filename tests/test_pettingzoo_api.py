@@ -22,8 +22,13 @@ def test_parallel_api(action_mode):
     parallel_api_test(p2p_marl.parallel_env(action_mode=action_mode, **SMALL), num_cycles=60)
 
 
+ONE_NUMBER = [name for name in EXTRA_FEATURES if name != "community_window"]  # one observed number each
+
+
 @pytest.mark.parametrize("observed, more", [({"forecast_bins": 12}, 24),
-                                             ({"extra_features": list(EXTRA_FEATURES)}, len(EXTRA_FEATURES))])
+                                             ({"extra_features": ONE_NUMBER}, len(ONE_NUMBER)),
+                                             ({"forecast_bins": 4, "extra_features": list(EXTRA_FEATURES)},
+                                              8 + len(ONE_NUMBER) + 8)])
 def test_parallel_api_with_more_observed_features(observed, more):
     """forecast_bins adds observation and state features, extra_features observation features: the spaces grow
     with them."""

@@ -303,7 +303,7 @@ class CommunityCore:
         # fetches both for the step, in kW.
         self.forecaster = build_forecaster(cfg, self.profiles)
         self._profiles_kw = self.forecaster.profiles_kw  # the truth, stack_profiles(self.profiles)
-        self._day_obs = self._day_observation_table()
+        self._day_obs, self._community_window_table = self._day_observation_tables()
         self._has_capacity = self.battery.capacity_kwh > 0
 
         self._rng = np.random.default_rng()
@@ -624,7 +624,7 @@ class CommunityCore:
         """``observe()`` with the SoC given: ``step()`` has computed it already for the infos."""
         obs = np.empty((self.batch_size, self.n_agents, self.obs_dim))
         obs[:] = self._obs_template[self.t]
-        day_obs = self._day_obs[self.days, self.t]  # (B, N, 8 + 2 K), see _day_observation_table
+        day_obs = self._day_obs[self.days, self.t]  # (B, N, 8 + 2 K), see _day_observation_tables
         obs[..., 2:4] = day_obs[..., :2]
         obs[..., 4] = soc  # within [0, 1] already: energy stays in [soc_min, soc_max] * capacity
         obs[..., 9] = _clip(self.last_clearing_price / self.price_scale_per_kwh, 0.0, 1.0)[:, None]
@@ -633,16 +633,16 @@ class CommunityCore:
         obs[..., 17] = _clip(self.last_net_kw / (2.0 * self.power_scale_kw), -1.0, 1.0)[:, None]
         obs[..., 18] = self._start_soc
         if self._bins_end > len(OBS_FEATURES):
-            obs[..., len(OBS_FEATURES):self._bins_end] = day_obs[..., 8:8 + self._bins_end - len(OBS_FEATURES)]
+            obs[..., len(OBS_FEATURES):self._bins_end] = day_obs[..., 8:]
         if self._community_window is not None:
-            obs[..., self._community_window] = day_obs[..., 8 + self._bins_end - len(OBS_FEATURES):]
-        if self.config.extra_features:
+            obs[..., self._community_window] = self._community_window_table[self.days, self.t][:, None, :]
+        if self._soc_feature_columns:
             self._write_soc_features(obs, soc)
         return obs
 
     def _write_soc_features(self, obs: np.ndarray, soc: np.ndarray) -> None:
         """The ``extra_features`` (EXTRA_FEATURES) that change with the SoC (B, N) into ``obs``; ``feeder_position``,
-        a constant per household, is in the template already, and the community's window in the day table."""
+        a constant per household, is in the template already, and the community's window in its own table."""
         owners_soc = soc[:, self._has_capacity]  # (B, batteries); none: the community features stay 0
         if owners_soc.shape[1] == 0:
             return
@@ -652,13 +652,13 @@ class CommunityCore:
             else:  # community_soc_spread; the minimum only catches rounding: SoCs in [0, 1] spread by <= 0.5
                 obs[..., column] = np.minimum(owners_soc.std(axis=1) / 0.5, 1.0)[:, None]
 
-    def _day_observation_table(self) -> np.ndarray:
+    def _day_observation_tables(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The features that depend only on the day, the step and the household, (n_days, T + 1, N, 8 + 2 K)
         for t = 0 .. T (T = steps_per_episode, K = forecast_bins), in the order of obs_features: load, pv (the
         last step's again at t = T), then next_load, next_pv, load_ahead, pv_ahead, community_load_ahead and
         community_pv_ahead, then the K load and K PV bins (the forecasts the observations hold, issued at every
-        step of every day), and with the extra feature ``community_window`` 2 K more: the households' mean of
-        those bins. One gather a step fetches them."""
+        step of every day). One gather a step fetches them. Beside it, with the extra feature ``community_window``,
+        the households' mean of those bins, (n_days, T + 1, 2 K), stored once per community (else None)."""
         cfg = self.config
         forecast = observation_table(self.forecaster, round(cfg.forecast_horizon_h / cfg.dt_h),
                                      self.steps_per_episode, self.power_scale_kw,
@@ -669,11 +669,8 @@ class CommunityCore:
         table[..., 2:6] = forecast[:, :, :4].swapaxes(2, 3)
         table[..., 6:8] = forecast[:, :, 2:4].mean(axis=3)[:, :, None, :]
         table[..., 8:] = forecast[:, :, 4:].swapaxes(2, 3)
-        if "community_window" in cfg.extra_features:  # then the households' mean bins, the same for each of them
-            window = forecast[:, :, 4:].mean(axis=3)  # (n_days, T + 1, 2 K)
-            community = np.broadcast_to(window[:, :, None, :], table.shape[:3] + window.shape[-1:])
-            table = np.concatenate([table, community], axis=3)
-        return table
+        window = forecast[:, :, 4:].mean(axis=3) if "community_window" in cfg.extra_features else None
+        return table, window
 
     def _observation_template(self) -> np.ndarray:
         """The features that depend only on the step and the household, (steps_per_day + 1, N, obs_dim) for
