@@ -15,6 +15,18 @@ SMALL = dict(n_agents=6, n_days=20)
 ONE_NUMBER = tuple(name for name in EXTRA_FEATURES if name != "community_window")  # one observed number each
 
 
+def step_both(plain: CommunityCore, extra: CommunityCore, rng: np.random.Generator):
+    """One step of random actions on a core without and one with extra features; their rewards and infos are
+    equal. Returns both observations and whether the day is over."""
+    actions = rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM))
+    obs_plain, reward_plain, _, infos_plain = plain.step(actions)
+    obs, reward, done, infos = extra.step(actions)
+    np.testing.assert_array_equal(reward, reward_plain)
+    for key in infos_plain:
+        np.testing.assert_array_equal(infos[key], infos_plain[key], err_msg=key)
+    return obs_plain, obs, done
+
+
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), forecast_bins=st.sampled_from([0, 4]),
        features=st.lists(st.sampled_from(ONE_NUMBER), min_size=1, max_size=3, unique=True))
@@ -46,12 +58,7 @@ def test_extra_features_are_the_community_soc_and_the_feeder_position_and_change
         if "feeder_position" in features:
             np.testing.assert_allclose(observed["feeder_position"], np.tile(sensitivity / sensitivity.max(), (3, 1)))
             assert observed["feeder_position"][0, np.argmax(sensitivity)] == 1.0
-        actions = rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM))
-        obs_plain, reward_plain, _, infos_plain = plain.step(actions)
-        obs, reward, done, infos = extra.step(actions)
-        np.testing.assert_array_equal(reward, reward_plain)
-        for key in infos_plain:
-            np.testing.assert_array_equal(infos[key], infos_plain[key], err_msg=key)
+        obs_plain, obs, done = step_both(plain, extra, rng)
 
 
 @settings(max_examples=10, deadline=None)
@@ -81,12 +88,7 @@ def test_the_community_window_is_the_households_mean_forecast_bins_and_changes_n
                                    rtol=0, atol=1e-12)
         if done:
             break
-        actions = rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM))
-        obs_plain, reward_plain, _, infos_plain = plain.step(actions)
-        obs, reward, done, infos = extra.step(actions)
-        np.testing.assert_array_equal(reward, reward_plain)
-        for key in infos_plain:
-            np.testing.assert_array_equal(infos[key], infos_plain[key], err_msg=key)
+        obs_plain, obs, done = step_both(plain, extra, rng)
 
 
 @pytest.mark.parametrize("features", [["community_window"], ["community_soc", "feeder_position", "community_window"],
