@@ -168,6 +168,10 @@ def test_bad_actions_raise_naming_the_agent():
     td[GROUP, "action"] = index
     with pytest.raises(ValueError, match=r"discrete action of agent 3 \(community 0\)"):
         env.step(td)
+    for not_an_index in (torch.zeros(B, SMALL["n_agents"]), torch.zeros(B, SMALL["n_agents"], dtype=torch.bool)):
+        td[GROUP, "action"] = not_an_index
+        with pytest.raises(ValueError, match=r"^discrete actions must be integers in \[0, \d+\], got dtype "):
+            env.step(td)
 
 
 def test_communities_reset_together():

@@ -156,6 +156,8 @@ class P2PTorchRLEnv(EnvBase):
 
     def _discrete_to_continuous(self, index: np.ndarray) -> np.ndarray:
         n = len(self.action_table)
+        if not np.issubdtype(index.dtype, np.integer):  # a float or bool index would fail deep in numpy's indexing
+            raise ValueError(f"discrete actions must be integers in [0, {n - 1}], got dtype {index.dtype}")
         bad = (index < 0) | (index >= n)
         if bad.any():
             community, agent = np.argwhere(bad)[0]
