@@ -186,6 +186,14 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                           teacher_s, steps)
 
 
+def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, student: Policy | None) -> Demonstrations:
+    """One round of ``ActorImitation``: ``ceil(config.imitation_days / batch_size)`` batches of training episodes
+    played by the teacher (``student`` None) or by ``student`` and labelled by the teacher, on a seed from
+    ``rng``."""
+    return demonstrations(core, config.imitation_teacher, math.ceil(config.imitation_days / core.batch_size),
+                          int(rng.integers(2 ** 63)), config.battery_action, student)
+
+
 def check_demonstrations_kept(progress: str, imitation_coef: float, started: bool) -> None:
     """``ValueError`` for a state without demonstrations, ``progress`` into a run whose updates need them."""
     if imitation_coef > 0.0 and started:
@@ -225,12 +233,10 @@ class ActorImitation:
         ``IMITATION_KEYS`` and ``battery_action``). Keeps the demonstrations if
         ``imitation_coef`` > 0; returns the ``imitation/`` metrics, the last fit's error on all demonstrations
         among them, in total (``loss``) and per coordinate of the box (``loss_battery``, ...)."""
-        n_resets = math.ceil(config.imitation_days / core.batch_size)
         observations, boxes, metrics, teacher_s = [], [], {}, 0.0
         for round_ in range(1 + config.imitation_rounds):
             student = None if round_ == 0 else policy()
-            played = demonstrations(core, config.imitation_teacher, n_resets, int(rng.integers(2 ** 63)),
-                                    config.battery_action, student)
+            played = _play_round(core, config, rng, student)
             observations.append(played.observations)
             boxes.append(played.boxes)
             teacher_s += played.teacher_s
@@ -255,9 +261,7 @@ class ActorImitation:
         one the actor reached while it trained. The kept demonstrations keep their size (every round plays
         ``ceil(imitation_days / batch_size)`` batches); the actor is not refitted: the labels enter through the
         imitation loss alone."""
-        n_resets = math.ceil(config.imitation_days / core.batch_size)
-        played = demonstrations(core, config.imitation_teacher, n_resets, int(rng.integers(2 ** 63)),
-                                config.battery_action, policy)
+        played = _play_round(core, config, rng, policy)
         kept_observations, kept_boxes = self.demonstrations
         rows = len(played.observations)
         self.keep(np.concatenate([kept_observations[rows:].numpy(), played.observations]),

@@ -12,8 +12,7 @@ from pettingzoo import ParallelEnv
 from p2p_marl.config import EnvConfig, make_config
 from p2p_marl.envs.options import days_option
 from p2p_marl.sim.community import (ACTION_DIM, ACTION_HIGH, ACTION_LOW, OPERATOR_ACTION_HIGH,
-                                    OPERATOR_ACTION_LOW, REAL_KINDS, SHARED_BATTERY_INFO_KEYS, CommunityCore,
-                                    real_array)
+                                    OPERATOR_ACTION_LOW, SHARED_BATTERY_INFO_KEYS, CommunityCore, real_array)
 
 OPERATOR = "community_operator"
 
@@ -24,8 +23,7 @@ class P2PEnergyParallelEnv(ParallelEnv):
     Action per agent: ``Box([-1, 0, 0], [1, 1, 1])`` = (battery setpoint as a share of max power, > 0 charges;
     limit price as a share of the step's [feed-in, retail] range; share of the step's PV curtailed).
     Out-of-range values are clipped; NaN or infinite values, strings and complex numbers raise ``ValueError``.
-    Rewards are negative bills
-    (see ``p2p_marl.sim.community``).
+    Rewards are negative bills (see ``p2p_marl.sim.community``).
     ``reset(options={"day": d})`` plays day ``d`` of the profile set.
 
     With ``shared_battery_control="operator"`` (and a shared battery) one more agent, ``community_operator``, acts
@@ -137,16 +135,13 @@ class P2PEnergyParallelEnv(ParallelEnv):
                                  f"{self.agents[0]} ... {self.agents[-1]}")
             raise ValueError(f"missing actions for agents {[a for a in self.agents if a not in actions]}")
         try:  # one conversion for all households; the agent-by-agent path below names a malformed action
-            household_actions = np.array([actions[agent] for agent in self.households])
-            operator_action = np.array(actions[OPERATOR])[None] if self.has_operator else None
-        except (TypeError, ValueError):
+            household_actions = real_array([actions[agent] for agent in self.households], "actions")
+            operator_action = real_array(actions[OPERATOR], "action")[None] if self.has_operator else None
+        except ValueError:
             household_actions = operator_action = None
         if (household_actions is not None and household_actions.shape == (len(self.households), ACTION_DIM)
-                and household_actions.dtype.kind in REAL_KINDS
-                and (operator_action is None or (operator_action.shape == (1, 2)
-                                                 and operator_action.dtype.kind in REAL_KINDS))):
-            return (household_actions.astype(np.float64, copy=False),
-                    None if operator_action is None else operator_action.astype(np.float64, copy=False))
+                and (operator_action is None or operator_action.shape == (1, 2))):
+            return household_actions, operator_action
         rows = []
         for agent in self.agents:
             row = real_array(actions[agent], f"action of {agent}")
