@@ -1,10 +1,14 @@
 """Model-predictive control: with the oracle it is the perfect-foresight optimum; with real forecasts it pays for
-their errors, never less than the optimum; it plans on the environment's forecaster unless told otherwise."""
+their errors, never less than the optimum; it plans on the environment's forecaster unless told otherwise. The
+household MPC plans every household alone: each plan is that household's own bill at its own meter, whatever the
+others foresee."""
 
 import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import write_profile_csv
 from p2p_marl.baselines.mpc import MPCPolicy
@@ -13,6 +17,7 @@ from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.demo import binding_day
 from p2p_marl.evaluation.config import EvaluateConfig
 from p2p_marl.evaluation.rollout import rollout
+from p2p_marl.sim.battery import end_settlement
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.profiles import synthetic_profiles
 
@@ -117,3 +122,66 @@ def test_mpc_file_needs_the_file_forecaster():
         EvaluateConfig(methods=["grid_only", "mpc_file"])
     with pytest.raises(ValueError, match=r"unknown forecaster 'tomorrow'"):
         MPCPolicy("tomorrow")
+
+
+def _household_bills(core: CommunityCore, schedule) -> np.ndarray:
+    """(N,) what each household's planned schedule costs it alone: its own meter at retail and feed-in, its battery's
+    wear and its end settlement."""
+    problem, battery, dt_h = schedule.problem, core.battery, core.dt_h
+    prices = slice(problem.first_step, problem.first_step + problem.load_kw.shape[0])
+    net_kw = schedule.household_net_kw()
+    grid = (core.retail_per_kwh[prices, None] * np.maximum(net_kw, 0.0)
+            - core.feed_in_per_kwh[prices, None] * np.maximum(-net_kw, 0.0)).sum(axis=0) * dt_h
+    wear = core.config.degradation_cost_per_kwh * (schedule.charge_kw + schedule.discharge_kw).sum(axis=0) * dt_h
+    end_kwh = problem.energy_kwh + (battery.charge_efficiency * schedule.charge_kw
+                                    - schedule.discharge_kw / battery.discharge_efficiency).sum(axis=0) * dt_h
+    settled = end_settlement(problem.start_energy_kwh, end_kwh, battery, core.end_refill_price_per_kwh,
+                             core.end_surplus_price_per_kwh)
+    return grid + wear + settled
+
+
+_HOUSEHOLD_CORE = CommunityCore(DEFAULT)
+
+
+@settings(max_examples=12, deadline=None)
+@given(day_index=st.integers(0, 5), first_step=st.integers(0, 40), other=st.integers(0, DEFAULT.n_agents - 1),
+       scale=st.floats(0.0, 3.0))
+def test_separate_meters_plan_every_household_alone(day_index, first_step, other, scale):
+    """At separate meters the plan costs the sum of the households' own bills, and another household's forecast
+    (here scaled) changes nobody else's bill: each household's plan is the one it would make alone."""
+    core = _HOUSEHOLD_CORE
+    day = int(core.test_days[day_index])
+    stored_kwh = np.linspace(0.2, 0.8, DEFAULT.n_agents) * core.battery.capacity_kwh
+    problem = DispatchProblem(day, first_step, core.profiles.load_kw[day, first_step:],
+                              core.profiles.pv_kw[day, first_step:], stored_kwh,
+                              DEFAULT.soc_initial * core.battery.capacity_kwh)
+    alone = solve_dispatch(core, problem, network=False, separate_meters=True)
+    bills = _household_bills(core, alone)
+    assert alone.cost == pytest.approx(bills.sum(), rel=1e-7, abs=1e-7)
+    assert alone.cost >= solve_dispatch(core, problem, network=False).cost - 1e-7  # the community exchange pays
+    changed = dataclasses.replace(problem, load_kw=problem.load_kw.copy(), pv_kw=problem.pv_kw.copy())
+    changed.load_kw[:, other] *= scale
+    changed.pv_kw[:, other] *= 3.0 - scale
+    changed_bills = _household_bills(core, solve_dispatch(core, changed, network=False, separate_meters=True))
+    others = np.arange(DEFAULT.n_agents) != other
+    np.testing.assert_allclose(changed_bills[others], bills[others], rtol=1e-7, atol=1e-7)
+
+
+def test_the_household_mpc_bids_its_plan_truthfully_and_never_beats_the_optimum(test_days, optimal_costs):
+    core = CommunityCore(DEFAULT, batch_size=len(test_days))
+    core.reset(days=test_days)
+    policy = MPCPolicy(network=False, household=True)
+    policy.reset(core)
+    action = policy.act(core, core.observe())
+    load_kw, pv_kw = core.profiles.load_kw[test_days, 0], core.profiles.pv_kw[test_days, 0]
+    charge_kw, discharge_kw = core.battery_power_kw(action)
+    net_kw = load_kw - pv_kw * (1.0 - action[..., 2]) + charge_kw - discharge_kw
+    clear = np.abs(net_kw) > 1e-6  # a plan to the meter's zero may bid either way
+    assert clear.sum() > len(test_days)
+    np.testing.assert_array_equal(action[..., 1][clear], (net_kw > 0)[clear].astype(float))
+    costs = _costs(DEFAULT, MPCPolicy(network=False, household=True), test_days)
+    assert np.all(costs >= optimal_costs - 1e-6 * np.abs(optimal_costs))
+    assert policy.name == "mpc_household"
+    assert MPCPolicy("oracle", network=False, household=True).name == "mpc_household_oracle"
+    with pytest.raises(ValueError, match=r"household=True needs network=False"):
+        MPCPolicy(household=True)

@@ -9,6 +9,15 @@ is a net buyer, ask feed-in when a net seller), and the next step plans again. W
 MPC is the perfect-foresight optimum (every re-plan continues an optimal schedule); with any other it pays
 for its forecast errors. A shared community battery is planned with the rest (``act_operator`` applies its
 first step, from the same LP).
+
+The household MPC (``household=True``, the benchmark ``mpc_household``) is the decentralised controller with the
+information each learner's actor has: every household plans only its own battery and curtailment, on its own
+metered step and forecasts, paying retail for what its own meter imports and paid the feed-in tariff for what it
+exports (``solve_dispatch(..., separate_meters=True)`` without the network, a sum of independent per-household
+programs: the LP solves all of a community's at once, and no household's plan depends on another's forecast). It
+cannot plan the feeder, which takes every household's power, nor count on P2P prices, which take every household's
+bids; it bids truthfully (retail while it plans to import, feed-in while it plans to export), so the market still
+matches the neighbours whose plans cross. A home energy management system of each household's own.
 """
 
 from __future__ import annotations
@@ -28,10 +37,14 @@ class MPCPolicy:
     """Receding-horizon optimal dispatch on ``forecaster``'s forecasts (a ``Policy``; one LP per community and
     step). ``forecaster`` None uses the environment's own (``core.forecaster``); a name builds that forecaster
     over the core's profiles with the environment's forecast settings, changed by ``forecast_settings``
-    (``EnvConfig`` keys, e.g. ``{"forecast_nrmse": 0.1}``)."""
+    (``EnvConfig`` keys, e.g. ``{"forecast_nrmse": 0.1}``). ``household`` plans every household alone (see the
+    module docstring), which needs ``network=False``."""
 
     def __init__(self, forecaster: str | None = None, network: bool = True, progress: bool = False,
-                 forecast_settings: dict[str, Any] | None = None):
+                 forecast_settings: dict[str, Any] | None = None, household: bool = False):
+        if household and network:
+            raise ValueError("a household plans alone, without the feeder (which takes every household's power): "
+                             "household=True needs network=False")
         if forecaster is not None and forecaster not in FORECASTERS:
             raise ValueError(f"unknown forecaster {forecaster!r}; choose one of {list(FORECASTERS)}")
         if forecast_settings and forecaster is None:
@@ -41,8 +54,10 @@ class MPCPolicy:
             raise ValueError(f"forecast_settings take forecast_* keys of EnvConfig only, got {other}")
         self.forecaster_name = forecaster
         self.forecast_settings = dict(forecast_settings or {})
-        self.name = f"mpc_{forecaster}" if forecaster else "mpc"
+        scope = "mpc_household" if household else "mpc"
+        self.name = f"{scope}_{forecaster}" if forecaster else scope
         self.network = network
+        self.household = household
         self.progress = progress
         self._forecaster: Forecaster | None = None
         self._bar: Progress | None = None
@@ -77,7 +92,7 @@ class MPCPolicy:
                                       core.start_energy_kwh[b], float(core.shared_energy_kwh[b, 0]),
                                       float(core.shared_start_energy_kwh[b, 0]))
             # Step t's load and PV in the plan are metered, the truth, so its first step acts out exactly.
-            schedule = solve_dispatch(core, problem, self.network)
+            schedule = solve_dispatch(core, problem, self.network, separate_meters=self.household)
             actions[b] = schedule.actions(core.battery.max_kw)[0]
             if core.has_shared_battery:
                 self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]

@@ -46,6 +46,13 @@ least the LP's for its dispatch, so ``lower_bound`` (the objective) stays a lowe
 ``cost`` is what acting the schedule out costs (trading P2P in the steps where that beats the pro-rata fee).
 The fee's payer only moves money inside the community; the LP does not depend on it.
 
+Separate meters (``separate_meters=True``; the household MPC of ``p2p_marl.baselines.mpc``): every participant
+pays retail for its own meter's import and is paid the feed-in tariff for its export, ``I[t] = sum_n imp[t, n]``,
+``X[t] = sum_n exp[t, n]``, with no community exchange (and no P2P volume, so no fee). Without the network, whose
+rows couple the households, the LP is then a sum of independent programs, one per household on its own load, PV
+and battery: what each household solves alone. ``cost`` is that plan's bill; acted out in the market, the truthful
+bids of ``actions`` may trade P2P and pay less.
+
 Shared community battery (``shared_battery_kwh > 0``, see ``p2p_marl.sim.community``): one more battery of the
 same model (columns c, d, e with its own capacity and power limit, its own settlement and wear), whose power
 enters the balance and, at its bus, the network rows (``core.flow_rows``); with a fee it is one more meter.
@@ -338,7 +345,8 @@ class _Model:
     p2p_traded: np.ndarray  # columns of the P2P volume that bears a fee (empty without a fee)
 
 
-def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_integer: bool) -> _Model:
+def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_integer: bool,
+                 separate_meters: bool) -> _Model:
     cfg, battery, feeder, dt_h = core.config, core.battery, core.feeder, core.dt_h
     load_kw, pv_kw = problem.load_kw, problem.pv_kw
     steps = load_kw.shape[0]
@@ -402,8 +410,9 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     model.entries(balance[:, None], curtailed, -1.0)
 
     p2p_traded = no_columns
-    if cfg.p2p_fee_per_kwh > 0.0:
-        p2p_traded = _add_p2p_volume(model, core, decisions, market_base_kw, grid_import, grid_export)
+    if separate_meters or cfg.p2p_fee_per_kwh > 0.0:
+        p2p_traded = _add_meters(model, core, decisions, market_base_kw, grid_import, grid_export,
+                                 p2p=not separate_meters)
 
     voltage_slack = no_columns
     overloads = _Overloads(no_columns, no_columns, no_columns, np.zeros(0), np.zeros(0))
@@ -463,9 +472,10 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
                   integer_columns, p2p_traded)
 
 
-def _add_p2p_volume(model: LPBuilder, core: CommunityCore, decisions: _Decisions, base_kw: np.ndarray,
-                    grid_import: np.ndarray, grid_export: np.ndarray) -> np.ndarray:
-    """Model the P2P volume that a fee is charged on; returns its columns (see the module docstring)."""
+def _add_meters(model: LPBuilder, core: CommunityCore, decisions: _Decisions, base_kw: np.ndarray,
+                grid_import: np.ndarray, grid_export: np.ndarray, p2p: bool) -> np.ndarray:
+    """Model each meter's import and export and, with ``p2p``, the P2P volume that a fee is charged on; returns
+    its columns, none without ``p2p`` (separate meters; see the module docstring)."""
     cfg, dt_h = core.config, core.dt_h
     steps, n_agents = base_kw.shape
     # Each meter's import and export: imports - exports - (c - d + k) = load - pv.
@@ -478,7 +488,9 @@ def _add_p2p_volume(model: LPBuilder, core: CommunityCore, decisions: _Decisions
     model.entries(meters[:, decisions.batteries], decisions.discharge, 1.0)
     model.entries(meters[:, decisions.pv_households], decisions.curtailed, -1.0)
     fee_matrix = core.p2p_fee_matrix_per_kwh
-    if fee_matrix is None:  # flat: the volume V alone; grid import and export >= 0 cap it at min(D, S)
+    if not p2p:
+        traded = np.zeros((steps, 0, 0), dtype=np.int64)
+    elif fee_matrix is None:  # flat: the volume V alone; grid import and export >= 0 cap it at min(D, S)
         traded = model.columns((steps, 1, 1), cfg.p2p_fee_per_kwh * dt_h, 0.0, np.inf)
     else:  # by distance: flows [t, buyer i, seller j] within each buyer's import and each seller's export
         traded = model.columns((steps, n_agents, n_agents), fee_matrix * dt_h, 0.0, np.inf)
@@ -486,13 +498,13 @@ def _add_p2p_volume(model: LPBuilder, core: CommunityCore, decisions: _Decisions
                                 (model.rows((steps, n_agents), -np.inf, 0.0), exports, 1)):
             model.entries(np.expand_dims(cap, axis), traded, 1.0)
             model.entries(cap, side, -1.0)
-    # Grid import = sum of imports - V, grid export = sum of exports - V.
+    # Grid import = sum of imports - V, grid export = sum of exports - V (no V at separate meters).
     for grid, side in ((grid_import, imports), (grid_export, exports)):
         rows = model.rows((steps,), 0.0, 0.0)
         model.entries(rows, grid, 1.0)
         model.entries(rows[:, None], side, -1.0)
         model.entries(rows[:, None, None], traded, 1.0)
-    return traded
+    return traded.ravel()
 
 
 def _acted_out_market(core: CommunityCore, problem: DispatchProblem, market_net_kw: np.ndarray
@@ -552,10 +564,10 @@ def _run(highs: highspy.Highs, day: int, network: bool, mixed_integer: bool, tim
 
 
 def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_integer: bool,
-           mip_time_limit_s: float) -> OptimalSchedule:
+           mip_time_limit_s: float, separate_meters: bool) -> OptimalSchedule:
     day = problem.day
     start = time.perf_counter()
-    model = _build_model(core, problem, network, mixed_integer)
+    model = _build_model(core, problem, network, mixed_integer, separate_meters)
     lp, cost_vector, n_nonzeros = model.builder.highs_lp(model.integer_columns)
     highs = quiet_highs()
     if mixed_integer:
@@ -612,7 +624,7 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
             # The LP may route each buyer's P2P energy to its nearest sellers or trade part of a step's volume;
             # acted out, the market allocates pro rata and trades all or nothing: cost is what the environment
             # charges.
-            market = np.concatenate([model.grid_import, model.grid_export, model.p2p_traded.ravel()])
+            market = np.concatenate([model.grid_import, model.grid_export, model.p2p_traded])
             p2p_trade, p2p_fee = trade, acted_fee
             cost += acted_bill - float(cost_vector[market] @ x[market])
         if loss_allocation != "none":
@@ -652,19 +664,20 @@ def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_t
 
 
 def solve_dispatch(core: CommunityCore, problem: DispatchProblem, network: bool = True,
-                   mip_time_limit_s: float = 60.0) -> OptimalSchedule:
+                   mip_time_limit_s: float = 60.0, separate_meters: bool = False) -> OptimalSchedule:
     """The minimum-cost dispatch of ``problem`` on ``core``'s community: ``solve_optimal_day`` for any horizon
     and any view of the load and PV. The schedule's arrays cover the problem's steps; its ``cost`` is the cost
-    the plan expects."""
+    the plan expects. ``separate_meters`` prices every meter alone at retail and feed-in (see the module
+    docstring)."""
     problem.check(core)
     if isinstance(mip_time_limit_s, bool) or not isinstance(mip_time_limit_s, (int, float)) or mip_time_limit_s <= 0:
         raise ValueError(f"mip_time_limit_s must be a number of seconds > 0, got {mip_time_limit_s!r}")
-    schedule = _solve(core, problem, network, False, mip_time_limit_s)
+    schedule = _solve(core, problem, network, False, mip_time_limit_s, separate_meters)
     simultaneous_kw = max(np.minimum(schedule.charge_kw, schedule.discharge_kw).max(initial=0.0),
                           np.minimum(schedule.shared_charge_kw, schedule.shared_discharge_kw).max(initial=0.0))
     if simultaneous_kw <= SIMULTANEOUS_TOLERANCE_KW:
         return schedule
-    exact = _solve(core, problem, network, True, mip_time_limit_s)
+    exact = _solve(core, problem, network, True, mip_time_limit_s, separate_meters)
     return dataclasses.replace(exact, build_s=schedule.build_s + exact.build_s,
                                solve_s=schedule.solve_s + exact.solve_s)
 

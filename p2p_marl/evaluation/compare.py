@@ -45,6 +45,8 @@ BENCHMARKS: dict[str, Callable[[int], Policy]] = {
     "rule_self_consumption": lambda seed: SelfConsumption(),
     "rule_time_of_use": lambda seed: TimeOfUse(),
     "zero_intelligence": lambda seed: ZeroIntelligence(seed=seed),
+    # Every household planning alone on the environment's forecaster, with a learner's actor's information.
+    "mpc_household": lambda seed: MPCPolicy(network=False, progress=True, household=True),
     # Model-predictive control on each forecaster's forecasts (mpc_file needs env.forecaster=file).
     "mpc_persistence": lambda seed: MPCPolicy("persistence", progress=True),
     "mpc_noisy": lambda seed: MPCPolicy("noisy", progress=True),
