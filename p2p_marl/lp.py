@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 
 import highspy
 import numpy as np
@@ -67,11 +68,15 @@ class LPBuilder:
 
 
 def quiet_highs() -> highspy.Highs:
-    """A ``Highs`` solver that prints nothing."""
-    _swallow_highs_banner()
+    """A ``Highs`` solver that prints nothing (from any thread)."""
+    with _BANNER_LOCK:  # two threads must not point file descriptor 1 away and back at once
+        _swallow_highs_banner()
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     return highs
+
+
+_BANNER_LOCK = threading.Lock()
 
 
 @functools.cache

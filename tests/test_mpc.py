@@ -185,3 +185,11 @@ def test_the_household_mpc_bids_its_plan_truthfully_and_never_beats_the_optimum(
     assert MPCPolicy("oracle", network=False, household=True).name == "mpc_household_oracle"
     with pytest.raises(ValueError, match=r"household=True needs network=False"):
         MPCPolicy(household=True)
+
+
+def test_mpc_plans_the_same_with_its_lps_solved_side_by_side(test_days):
+    one, two = (rollout(CommunityCore(DEFAULT, batch_size=len(test_days)), MPCPolicy(threads=threads), test_days)
+                for threads in (1, 2))
+    np.testing.assert_array_equal(one["cost"], two["cost"])
+    with pytest.raises(ValueError, match=r"threads must be an integer >= 1, got 0"):
+        MPCPolicy(threads=0)

@@ -196,6 +196,27 @@ def test_a_run_that_learns_from_mpc_resumes_as_if_uninterrupted(train_main, monk
     assert len(scalars["train/imitation_loss"]) == 10
 
 
+def test_threads_solve_the_teachers_lps_side_by_side_and_a_run_repeats_with_the_same_count(train_main, monkeypatch,
+                                                                                            tmp_path):
+    """MPC plans the same with two threads (each LP is solved alone); torch may round differently with two, so a
+    run repeats its numbers with the same count of threads."""
+    learns_from_mpc = ["algo=maddpg", "algo.hidden_sizes=[8]", "algo.num_envs=4", "algo.learning_starts=64",
+                       "algo.imitation_days=4", "algo.imitation_epochs=2", "algo.imitation_teacher=mpc",
+                       "algo.imitation_rounds=1", "algo.imitation_coef=1.0"]
+    runs = {}
+    for name, threads in (("one", 1), ("two", 2), ("two_again", 2)):
+        run_train(train_main, monkeypatch, *learns_from_mpc, *TINY, f"threads={threads}",
+                  f"hydra.run.dir={tmp_path / name}")
+        runs[name] = {tag: values for tag, values in logged_scalars(tmp_path / name).items()
+                      if tag not in {"train/steps_per_second", "train/imitation/teacher_seconds"}}
+    np.testing.assert_equal(runs["two"], runs["two_again"])  # NaN where the critic has not updated yet, in both
+    assert runs["two"]["train/imitation/teacher_cost"] == runs["one"]["train/imitation/teacher_cost"]
+    try:
+        assert torch.get_num_threads() == 2  # the run's torch threads
+    finally:
+        torch.set_num_threads(1)  # as the tests after this one expect
+
+
 def test_resume_after_an_interruption_relogs_the_lost_steps_once(train_main, monkeypatch, tmp_path):
     uninterrupted = fresh_run(train_main, monkeypatch, tmp_path / "full", "dqn", "seed=1")  # best after 160
     # An interruption after the checkpoint at 160: the logs run on to 320, the last checkpoint is lost.
@@ -335,6 +356,7 @@ def test_the_forecast_bins_change_what_is_observed_and_nothing_else(rule, foreca
     (["algo=dqn", "algo.learning_rate=-0.1"], "dqn.learning_rate=-0.1 is out of range; allowed (0.0, 1.0]"),
     (["env.n_agents=0"], "env.n_agents=0 is out of range"),
     (["eval_interval=0"], "eval_interval=0 is out of range"),
+    (["threads=0"], "threads=0 is out of range; allowed [1, 1024]"),
     (["env.split=test"], "env.split='test', env.day=None: train.py trains on the training days only"),
     (["env.day=3"], "env.split='train', env.day=3: train.py trains on the training days only"),
     (["algo=mappo", "env.cooperative_weight=1.0"], "env.cooperative_weight=1.0 would be replaced by "

@@ -81,10 +81,11 @@ def make_hyperparameters(hyperparameters: dict[str, Any]) -> Any:
     return config_class(**hyperparameters)
 
 
-def build_learner(env_config: Any, hyperparameters: dict[str, Any], seed: int) -> Learner:
-    """A fresh learner from an ``EnvConfig``, a dict of hyperparameters with the learner's ``name``, a seed."""
+def build_learner(env_config: Any, hyperparameters: dict[str, Any], seed: int, threads: int = 1) -> Learner:
+    """A fresh learner from an ``EnvConfig``, a dict of hyperparameters with the learner's ``name``, a seed and
+    the CPU threads it may use (``Learner``)."""
     learner_class, _ = get_algo(hyperparameters.get("name"))
-    return learner_class(env_config, make_hyperparameters(hyperparameters), seed)
+    return learner_class(env_config, make_hyperparameters(hyperparameters), seed, threads)
 
 
 def load_policy(path: str | Path, env_config: Any = None, run_checkpoint: str = "best") -> Policy:

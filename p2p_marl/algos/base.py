@@ -9,6 +9,10 @@ A learner trains on the batched core (``CommunityCore`` with ``num_envs`` commun
 - ``policy()``: a deterministic ``p2p_marl.baselines.policy.Policy`` for evaluation beside the benchmarks.
 - ``state_dict()`` / ``load_state_dict()``: everything needed to continue bit-for-bit (networks, optimisers,
   replay buffers, random generators, counters), so that a resumed run equals an uninterrupted one.
+
+``threads`` is how many CPU threads the learner may use: torch's (a deep learner sets them when it is built) and
+an MPC teacher's LPs, solved that many communities at a time. One suits sweeps with a job per core; more threads
+round torch's sums differently, so a run repeats its numbers with the same count.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from p2p_marl.config import EnvConfig
 class Learner(ABC):
     name: str
 
-    def __init__(self, env_config: EnvConfig, config: Any, seed: int):
+    def __init__(self, env_config: EnvConfig, config: Any, seed: int, threads: int = 1):
         self.env_config = env_config
         self.config = config
         self.seed = seed
+        self.threads = threads
         self.env_steps = 0
 
     @abstractmethod

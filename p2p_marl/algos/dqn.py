@@ -255,9 +255,10 @@ class ReplayBuffer:
 class DQN(ValueBasedLearner):
     name = "dqn"
 
-    def __init__(self, env_config: EnvConfig, config: DQNConfig, seed: int):
-        super().__init__(env_config, config, seed, training_env(env_config, None, config.voltage_margin_pu, "dqn"))
-        torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
+    def __init__(self, env_config: EnvConfig, config: DQNConfig, seed: int, threads: int = 1):
+        super().__init__(env_config, config, seed, threads,
+                         training_env(env_config, None, config.voltage_margin_pu, "dqn"))
+        torch.set_num_threads(threads)  # small MLPs: one is fastest on a shared CPU (FACTS.md), more for a run alone
         self.device = torch.device(config.device)
         n_agents, obs_dim = self.core.n_agents, self.core.obs_dim
         # Build the networks from the seed without touching torch's global generator.
@@ -292,7 +293,7 @@ class DQN(ValueBasedLearner):
         for round_ in range(1 + c.imitation_rounds):
             student = None if round_ == 0 else self.policy()
             played = demonstrations(self.core, c.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
-                                    "power", student, self.action_grid, self.training_reward)
+                                    "power", student, self.action_grid, self.training_reward, self.threads)
             parts.append(played)
             teacher_s += played.teacher_s
             # The teacher's cost is its grid-snapped play's (MAPPO and MADDPG log MPC's own as teacher_cost).

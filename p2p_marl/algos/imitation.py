@@ -118,13 +118,13 @@ class _EpisodeOptimum:
 
 def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, battery_action: str,
                    student: Policy | None = None, grid: ActionGrid | None = None,
-                   training_reward: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None
-                   ) -> Demonstrations:
+                   training_reward: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None,
+                   threads: int = 1) -> Demonstrations:
     """``n_resets`` batches of ``core.batch_size`` training episodes, each played out by ``teacher``, or by
     ``student`` with the teacher's action in each of its states recorded. With a ``grid`` the teacher plays the
     grid action nearest its own, a student its ``indices(core, obs)`` on the grid (``GreedyPolicy``), and
     ``GridSteps`` are recorded too, rewards by ``training_reward(reward, played actions, infos)`` (the core's
-    reward without it)."""
+    reward without it). The MPC teacher solves ``threads`` communities' LPs at a time."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {list(TEACHERS)}, got {teacher!r}")
     if student is not None and teacher != "mpc":
@@ -133,7 +133,7 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
     if student is not None and battery_action == "target_soc":
         raise ValueError("a student with battery_action='target_soc' is not supported: the teacher's target is "
                          "read from the step the teacher played")
-    policy = _EpisodeOptimum() if teacher == "optimum" else MPCPolicy()
+    policy = _EpisodeOptimum() if teacher == "optimum" else MPCPolicy(threads=threads)
     observations, boxes, costs, teacher_s = [], [], [], 0.0
     labels, played_indices, rewards, terminal = [], [], [], []
     rng = np.random.default_rng(seed)
@@ -186,12 +186,13 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                           teacher_s, steps)
 
 
-def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, student: Policy | None) -> Demonstrations:
+def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, student: Policy | None,
+                threads: int) -> Demonstrations:
     """One round of ``ActorImitation``: ``ceil(config.imitation_days / batch_size)`` batches of training episodes
     played by the teacher (``student`` None) or by ``student`` and labelled by the teacher, on a seed from
     ``rng``."""
     return demonstrations(core, config.imitation_teacher, math.ceil(config.imitation_days / core.batch_size),
-                          int(rng.integers(2 ** 63)), config.battery_action, student)
+                          int(rng.integers(2 ** 63)), config.battery_action, student, threads=threads)
 
 
 def check_demonstrations_kept(progress: str, imitation_coef: float, started: bool) -> None:
@@ -213,8 +214,9 @@ class ActorImitation:
     def __init__(self, actor_input: Callable[[torch.Tensor], torch.Tensor],
                  actor_box: Callable[[torch.Tensor], torch.Tensor], parameters: Iterable[nn.Parameter],
                  optimizer: torch.optim.Optimizer, max_grad_norm: float, generator: torch.Generator,
-                 device: torch.device):
+                 device: torch.device, threads: int = 1):
         self.actor_input, self.actor_box = actor_input, actor_box
+        self.threads = threads  # an MPC teacher solves this many communities' LPs at a time
         self.parameters = list(parameters)
         self.optimizer, self.max_grad_norm = optimizer, max_grad_norm
         self.generator, self.device = generator, device
@@ -236,7 +238,7 @@ class ActorImitation:
         observations, boxes, metrics, teacher_s = [], [], {}, 0.0
         for round_ in range(1 + config.imitation_rounds):
             student = None if round_ == 0 else policy()
-            played = _play_round(core, config, rng, student)
+            played = _play_round(core, config, rng, student, self.threads)
             observations.append(played.observations)
             boxes.append(played.boxes)
             teacher_s += played.teacher_s
@@ -261,7 +263,7 @@ class ActorImitation:
         one the actor reached while it trained. The kept demonstrations keep their size (every round plays
         ``ceil(imitation_days / batch_size)`` batches); the actor is not refitted: the labels enter through the
         imitation loss alone."""
-        played = _play_round(core, config, rng, policy)
+        played = _play_round(core, config, rng, policy, self.threads)
         kept_observations, kept_boxes = self.demonstrations
         rows = len(played.observations)
         self.keep(np.concatenate([kept_observations[rows:].numpy(), played.observations]),

@@ -253,9 +253,9 @@ class DayReplay:
 class MADDPG(Learner):
     name = "maddpg"
 
-    def __init__(self, env_config: EnvConfig, config: MADDPGConfig, seed: int):
-        super().__init__(env_config, config, seed)
-        torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
+    def __init__(self, env_config: EnvConfig, config: MADDPGConfig, seed: int, threads: int = 1):
+        super().__init__(env_config, config, seed, threads)
+        torch.set_num_threads(threads)  # small MLPs: one is fastest on a shared CPU (FACTS.md), more for a run alone
         trained_on = training_env(env_config, config.cooperative_weight, config.voltage_margin_pu, "maddpg")
         self.core = CommunityCore(trained_on, batch_size=config.num_envs)
         check_trade_reward(config.trade_reward, self.core, "maddpg")
@@ -277,7 +277,7 @@ class MADDPG(Learner):
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.replay = DayReplay(config.buffer_days, self.core.steps_per_episode, n_agents, obs_dim)
         self.imitation = ActorImitation(self._actor_input, self.actor, self.actor.parameters(), self.actor_optimizer,
-                                        config.max_grad_norm, self.generator, self.device)
+                                        config.max_grad_norm, self.generator, self.device, threads)
         self.iterations = 0
         self.updates = 0
 

@@ -281,9 +281,9 @@ class RunningReturnNorm:
 class MAPPO(Learner):
     name = "mappo"
 
-    def __init__(self, env_config: EnvConfig, config: MAPPOConfig, seed: int):
-        super().__init__(env_config, config, seed)
-        torch.set_num_threads(1)  # small MLPs: one thread is fastest on a shared CPU (see FACTS.md)
+    def __init__(self, env_config: EnvConfig, config: MAPPOConfig, seed: int, threads: int = 1):
+        super().__init__(env_config, config, seed, threads)
+        torch.set_num_threads(threads)  # small MLPs: one is fastest on a shared CPU (FACTS.md), more for a run alone
         trained_on = training_env(env_config, config.cooperative_weight, config.voltage_margin_pu, "mappo")
         self.core = CommunityCore(trained_on, batch_size=config.num_envs)
         check_trade_reward(config.trade_reward, self.core, "mappo")
@@ -338,7 +338,7 @@ class MAPPO(Learner):
         self.iterations = 0
         self.imitation = ActorImitation(self._actor_input, lambda x: torch.tanh(self.actor(x)),
                                         self.actor.parameters(), self.actor_optimizer, config.max_grad_norm,
-                                        self.generator, self.device)
+                                        self.generator, self.device, threads)
 
     # ------------------------------------------------------------------ inputs
     def _window_convolution(self, env_config: EnvConfig) -> WindowConvolution | None:

@@ -149,8 +149,8 @@ class QTable:
 class QLearning(ValueBasedLearner):
     name = "qlearning"
 
-    def __init__(self, env_config: EnvConfig, config: QLearningConfig, seed: int):
-        super().__init__(env_config, config, seed)
+    def __init__(self, env_config: EnvConfig, config: QLearningConfig, seed: int, threads: int = 1):
+        super().__init__(env_config, config, seed, threads)
         self.q = QTable(config, self.n_actions)
 
     def learn(self, x: np.ndarray, actions: np.ndarray, reward: np.ndarray, next_x: np.ndarray, terminal: bool

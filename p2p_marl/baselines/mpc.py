@@ -22,6 +22,8 @@ matches the neighbours whose plans cross. A home energy management system of eac
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -38,10 +40,13 @@ class MPCPolicy:
     step). ``forecaster`` None uses the environment's own (``core.forecaster``); a name builds that forecaster
     over the core's profiles with the environment's forecast settings, changed by ``forecast_settings``
     (``EnvConfig`` keys, e.g. ``{"forecast_nrmse": 0.1}``). ``household`` plans every household alone (see the
-    module docstring), which needs ``network=False``."""
+    module docstring), which needs ``network=False``. ``threads`` > 1 solves that many communities' LPs at a time
+    (HiGHS runs without Python's lock; each LP is solved alone, so the plans are the same)."""
 
     def __init__(self, forecaster: str | None = None, network: bool = True, progress: bool = False,
-                 forecast_settings: dict[str, Any] | None = None, household: bool = False):
+                 forecast_settings: dict[str, Any] | None = None, household: bool = False, threads: int = 1):
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         if household and network:
             raise ValueError("a household plans alone, without the feeder (which takes every household's power): "
                              "household=True needs network=False")
@@ -58,6 +63,7 @@ class MPCPolicy:
         self.name = f"{scope}_{forecaster}" if forecaster else scope
         self.network = network
         self.household = household
+        self.threads = threads
         self.progress = progress
         self._forecaster: Forecaster | None = None
         self._bar: Progress | None = None
@@ -87,17 +93,22 @@ class MPCPolicy:
         known = self._forecaster.known_day(core.days, t)[:, t:end]  # (B, T - t, 2, N)
         actions = np.zeros((core.batch_size, core.n_agents, ACTION_DIM))
         self._operator_action = np.zeros((core.batch_size, 2))
-        for b, day in enumerate(core.days):
-            problem = DispatchProblem(int(day), t, known[b, :, 0], known[b, :, 1], core.energy_kwh[b],
+
+        def plan(b: int):
+            problem = DispatchProblem(int(core.days[b]), t, known[b, :, 0], known[b, :, 1], core.energy_kwh[b],
                                       core.start_energy_kwh[b], float(core.shared_energy_kwh[b, 0]),
                                       float(core.shared_start_energy_kwh[b, 0]))
             # Step t's load and PV in the plan are metered, the truth, so its first step acts out exactly.
-            schedule = solve_dispatch(core, problem, self.network, separate_meters=self.household)
-            actions[b] = schedule.actions(core.battery.max_kw)[0]
-            if core.has_shared_battery:
-                self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]
-            if self._bar is not None:
-                self._bar.update(t * core.batch_size + b + 1)
+            return solve_dispatch(core, problem, self.network, separate_meters=self.household)
+
+        with ThreadPoolExecutor(self.threads) if self.threads > 1 else nullcontext() as pool:
+            schedules = map(plan, range(core.batch_size)) if pool is None else pool.map(plan, range(core.batch_size))
+            for b, schedule in enumerate(schedules):
+                actions[b] = schedule.actions(core.battery.max_kw)[0]
+                if core.has_shared_battery:
+                    self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]
+                if self._bar is not None:
+                    self._bar.update(t * core.batch_size + b + 1)
         if t == end - 1 and self._bar is not None:
             self._bar.close()
         self._planned_step = t

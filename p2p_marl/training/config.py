@@ -43,6 +43,9 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest checkpoint files kept in the run directory (and best.pt besides)
     resume: str | None = None  # a run directory to continue from its latest checkpoint
     progress: bool = True  # show a progress bar
+    threads: int = 1  # CPU threads of the run: torch's and an MPC teacher's LPs at a time (p2p_marl.algos.base);
+    # 1 for sweeps with a job per core, the cores for a run alone. Torch rounds differently with more threads:
+    # a run repeats its numbers with the same count
 
     def __post_init__(self) -> None:
         check_ranges(self, _RANGES, _INTEGERS, "")
@@ -52,13 +55,14 @@ class TrainConfig:
             raise ConfigError(f"progress must be true or false, got {self.progress!r}")
 
 
-_INTEGERS = ("seed", "total_env_steps", "eval_interval", "checkpoint_interval", "keep_checkpoints")
+_INTEGERS = ("seed", "total_env_steps", "eval_interval", "checkpoint_interval", "keep_checkpoints", "threads")
 _RANGES = (
     ("seed", 0, 2**63 - 1, True, True),
     ("total_env_steps", 1, 10**13, True, True),
     ("eval_interval", 1, math.inf, True, False),
     ("checkpoint_interval", 1, math.inf, True, False),
     ("keep_checkpoints", 1, 10**6, True, True),
+    ("threads", 1, 1024, True, True),
 )
 
 # What a resumed run may change: how long it trains and how it shows progress. Anything else would make the

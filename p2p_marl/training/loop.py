@@ -116,9 +116,10 @@ class Trainer:
         if checkpoint is not None:  # before any work: a checkpoint of another code's environment stops here
             checkpoint.check_environment(self.settings.env)
         self.run_dir = Path(run_dir)
-        torch.set_num_threads(1)  # small networks and numpy batches: one thread is fastest (see FACTS.md)
+        torch.set_num_threads(self.settings.threads)
         torch.manual_seed(self.settings.seed)
-        self.learner: Learner = build_learner(self.settings.env, config["algo"], self.settings.seed)
+        self.learner: Learner = build_learner(self.settings.env, config["algo"], self.settings.seed,
+                                              self.settings.threads)
         self.start_step = 0
         # The best evaluation so far (the share that best.pt holds and a new evaluation must beat) and its step.
         self.best_share, self.best_step = -math.inf, None

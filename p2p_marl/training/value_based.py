@@ -149,8 +149,9 @@ class ValueBasedLearner(Learner):
 
     q: QFunction
 
-    def __init__(self, env_config: EnvConfig, config: Any, seed: int, trained_on: EnvConfig | None = None):
-        super().__init__(env_config, config, seed)
+    def __init__(self, env_config: EnvConfig, config: Any, seed: int, threads: int = 1,
+                 trained_on: EnvConfig | None = None):
+        super().__init__(env_config, config, seed, threads)
         # trained_on: the community the learner trains on when it differs from the one it plays (nets.training_env)
         self.core = CommunityCore(env_config if trained_on is None else trained_on, batch_size=config.num_envs)
         self.action_grid = ActionGrid(config.n_battery_levels, config.n_price_levels, config.n_curtail_levels,
