@@ -2,6 +2,7 @@
 
     python bench/bench_learners.py [--iterations 4] [--repeats 3] [--variant mappo:update_epochs=4,num_minibatches=4]
     python bench/bench_learners.py --env forecast_bins=12      # every row on the comparison's observation
+    python bench/bench_learners.py --threads 2                 # and every learner again on two threads
 
 Each learner is built with its default hyperparameters (``configs/algo/``) on the default community (N = 10)
 and trained for ``--iterations`` iterations after one warm-up iteration (MADDPG's and DQN's warm-up is set
@@ -12,6 +13,8 @@ default training budget without its evaluations. One process, one torch thread (
 ``--repeats``. Each ``--variant learner:key=value,...`` adds a row of that learner with those hyperparameters
 changed (values parsed as YAML), to weigh a setting's speed against what it does to learning; each
 ``--env key=value`` changes the community of every row, the reference's included (an ``EnvConfig`` key).
+``--threads T`` (> 1) adds each row's learner again, built with ``threads=T`` (train.py's ``threads``: torch's
+threads), measured in the same run as its one-thread row.
 """
 
 from __future__ import annotations
@@ -68,9 +71,9 @@ def parse_setting(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def _learner_rate(name: str, env: EnvConfig, iterations: int, changes: dict) -> float:
+def _learner_rate(name: str, env: EnvConfig, iterations: int, changes: dict, threads: int) -> float:
     hyperparameters = _defaults(name) | changes
-    learner = build_learner(env, hyperparameters, seed=0)
+    learner = build_learner(env, hyperparameters, seed=0, threads=threads)
     while learner.env_steps <= hyperparameters.get("learning_starts", 0):
         learner.iterate()  # warm-up: past random-action collection, so the timed iterations update
     start_steps, start = learner.env_steps, time.perf_counter()
@@ -101,27 +104,35 @@ def main() -> None:
                         help="learner:key=value,... a row with changed hyperparameters (repeatable)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="an EnvConfig setting for every row (repeatable)")
+    parser.add_argument("--threads", type=int, default=1, help="also time every learner row on this many threads")
     args = parser.parse_args()
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be an integer >= 1, got {args.threads}")
     torch.set_num_threads(1)
     try:
         env = make_config(**({"n_agents": N_AGENTS} | dict(parse_setting(text) for text in args.env)))
     except ConfigError as error:
         raise SystemExit(f"--env: {error}") from None
-    runs = [(name, name, {}) for name in LEARNERS]
-    runs += [(f"{name} ({', '.join(f'{k}={v}' for k, v in changes.items())})", name, changes)
+    runs = [(name, name, {}, 1) for name in LEARNERS]
+    runs += [(f"{name} ({', '.join(f'{k}={v}' for k, v in changes.items())})", name, changes, 1)
              for name, changes in args.variant]
-    for label, name, changes in runs:
+    if args.threads > 1:
+        runs += [(f"{label}, {args.threads} threads", name, changes, args.threads)
+                 for label, name, changes, _ in runs]
+    for label, name, changes, _ in runs:
         try:  # a setting a learner refuses (e.g. num_minibatches beyond its community-steps): before any timing
             build_learner(env, _defaults(name) | changes, seed=0)
         except ConfigError as error:
             raise SystemExit(f"{label}{''.join(f' with --env {text}' for text in args.env)}: {error}") from None
     rows = [("batched core alone, B=32, random actions (reference)",
              max(_core_rate(env, 32, 2.0) for _ in range(args.repeats)))]
-    for label, name, changes in runs:
-        rows.append((label, max(_learner_rate(name, env, args.iterations, changes) for _ in range(args.repeats))))
+    for label, name, changes, threads in runs:
+        rows.append((label, max(_learner_rate(name, env, args.iterations, changes, threads)
+                                for _ in range(args.repeats))))
 
     community = "".join(f", {text}" for text in args.env)
-    table = Table(title=f"Learner throughput, N = {env.n_agents}{community}, default hyperparameters, 1 thread, "
+    threads = "1 thread" if args.threads == 1 else "1 thread unless said"
+    table = Table(title=f"Learner throughput, N = {env.n_agents}{community}, default hyperparameters, {threads}, "
                         f"best of {args.repeats} x {args.iterations} iterations")
     for column in ("learner", "community-steps/s", "agent-steps/s", "minutes / 600k", "x core"):
         table.add_column(column, justify="right" if column != "learner" else "left")

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
      "maddpg with --env shared_battery_kwh=50 with --env shared_battery_kw=20: maddpg.trade_reward='marginal' needs"),
     (["--variant", "mappo:no_such_key=1"], "--variant 'mappo:no_such_key=1': 'no_such_key=1' is not <key>=<value>"),
     (["--env", "n_agents=0"], "--env: n_agents=0 is out of range"),
+    (["--threads", "0"], "--threads must be an integer >= 1, got 0"),
 ])
 def test_bench_learners_refuses_a_bad_setting_with_one_line(arguments, message):
     done = subprocess.run([sys.executable, "bench/bench_learners.py", *arguments], cwd=ROOT, capture_output=True,
