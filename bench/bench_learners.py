@@ -9,7 +9,7 @@ and trained for ``--iterations`` iterations after one warm-up iteration (MADDPG'
 past their ``learning_starts``, so the timed iterations do update). The reference row, measured in the same
 run, is the batched core alone at MAPPO's batch size (B = 32) under random actions: the ratio says how much
 slower a learner trains than the environment it trains on steps. "minutes / 600k" extrapolates to the
-default training budget without its evaluations. One process, one torch thread (as training runs); best of
+default training budget without its evaluations. One process, one torch thread (train.py's default); best of
 ``--repeats``. Each ``--variant learner:key=value,...`` adds a row of that learner with those hyperparameters
 changed (values parsed as YAML), to weigh a setting's speed against what it does to learning; each
 ``--env key=value`` changes the community of every row, the reference's included (an ``EnvConfig`` key).
@@ -116,14 +116,14 @@ def main() -> None:
     runs = [(name, name, {}, 1) for name in LEARNERS]
     runs += [(f"{name} ({', '.join(f'{k}={v}' for k, v in changes.items())})", name, changes, 1)
              for name, changes in args.variant]
-    if args.threads > 1:
-        runs += [(f"{label}, {args.threads} threads", name, changes, args.threads)
-                 for label, name, changes, _ in runs]
     for label, name, changes, _ in runs:
         try:  # a setting a learner refuses (e.g. num_minibatches beyond its community-steps): before any timing
             build_learner(env, _defaults(name) | changes, seed=0)
         except ConfigError as error:
             raise SystemExit(f"{label}{''.join(f' with --env {text}' for text in args.env)}: {error}") from None
+    if args.threads > 1:
+        runs += [(f"{label}, {args.threads} threads", name, changes, args.threads)
+                 for label, name, changes, _ in runs]
     rows = [("batched core alone, B=32, random actions (reference)",
              max(_core_rate(env, 32, 2.0) for _ in range(args.repeats)))]
     for label, name, changes, threads in runs:

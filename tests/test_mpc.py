@@ -190,6 +190,47 @@ def test_the_household_mpc_bids_its_plan_truthfully_and_never_beats_the_optimum(
 def test_mpc_plans_the_same_with_its_lps_solved_side_by_side(test_days):
     one, two = (rollout(CommunityCore(DEFAULT, batch_size=len(test_days)), MPCPolicy(threads=threads), test_days)
                 for threads in (1, 2))
-    np.testing.assert_array_equal(one["cost"], two["cost"])
+    assert one.keys() == two.keys()
+    for key in one:  # every step's battery power, trades, flows and bills
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)
     with pytest.raises(ValueError, match=r"threads must be an integer >= 1, got 0"):
         MPCPolicy(threads=0)
+
+
+@pytest.mark.parametrize("fee_per_kwh, trades", [(0.01, True), (0.3, False)])
+def test_the_household_mpc_trades_p2p_only_where_the_spread_pays_the_fee(test_days, fee_per_kwh, trades):
+    """Bids cross where the step's retail / feed-in spread exceeds the P2P fee (public tariffs and fees), never
+    where the fee takes more than the spread (the default tariffs' spread is 0.04 to 0.14 per kWh)."""
+    config = DEFAULT.replace(p2p_fee_per_kwh=fee_per_kwh)
+    infos = rollout(CommunityCore(config, batch_size=len(test_days)), MPCPolicy(network=False, household=True),
+                    test_days)
+    # (a meter planned to its zero may flip sides by a rounding step: a trade of 1e-16 kWh is no trade)
+    assert (infos["p2p_fee"].sum() > 1e-9) == trades
+    assert (infos["p2p_buy_kwh"].sum() > 1e-9) == trades
+
+
+def test_the_household_mpc_leaves_a_shared_battery_to_its_own_rule(test_days):
+    config = DEFAULT.replace(shared_battery_kwh=50.0, shared_battery_kw=20.0)
+    core = CommunityCore(config, batch_size=len(test_days))
+    policy = MPCPolicy(network=False, household=True)
+    obs = core.reset(days=test_days)
+    policy.reset(core)
+    policy.act(core, obs)
+    assert policy.act_operator(core, obs) is None
+    played = rollout(CommunityCore(config, batch_size=len(test_days)), policy, test_days)
+    ruled = rollout(CommunityCore(config, batch_size=len(test_days)), _WithoutOperator(policy), test_days)
+    for key in played:
+        np.testing.assert_array_equal(played[key], ruled[key], err_msg=key)
+
+
+class _WithoutOperator:
+    """``policy`` without ``act_operator``: the rollout leaves the shared battery to the core's rule."""
+
+    def __init__(self, policy):
+        self.policy, self.name = policy, policy.name
+
+    def reset(self, core):
+        self.policy.reset(core)
+
+    def act(self, core, obs):
+        return self.policy.act(core, obs)

@@ -16,14 +16,15 @@ metered step and forecasts, paying retail for what its own meter imports and pai
 exports (``solve_dispatch(..., separate_meters=True)`` without the network, a sum of independent per-household
 programs: the LP solves all of a community's at once, and no household's plan depends on another's forecast). It
 cannot plan the feeder, which takes every household's power, nor count on P2P prices, which take every household's
-bids; it bids truthfully (retail while it plans to import, feed-in while it plans to export), so the market still
-matches the neighbours whose plans cross. A home energy management system of each household's own.
+bids; it bids truthfully (retail while it plans to import, feed-in while it plans to export; where a P2P fee is
+above the tariffs' spread, bids that never cross), so the market still matches the neighbours whose plans cross. A
+home energy management system of each household's own. A shared battery is no household's: the household MPC
+leaves it to its own control rule (``act_operator`` returns None).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,7 @@ class MPCPolicy:
         self.network = network
         self.household = household
         self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None  # made once: HiGHS starts its scheduler once per thread
         self.progress = progress
         self._forecaster: Forecaster | None = None
         self._bar: Progress | None = None
@@ -101,22 +103,25 @@ class MPCPolicy:
             # Step t's load and PV in the plan are metered, the truth, so its first step acts out exactly.
             return solve_dispatch(core, problem, self.network, separate_meters=self.household)
 
-        with ThreadPoolExecutor(self.threads) if self.threads > 1 else nullcontext() as pool:
-            schedules = map(plan, range(core.batch_size)) if pool is None else pool.map(plan, range(core.batch_size))
-            for b, schedule in enumerate(schedules):
-                actions[b] = schedule.actions(core.battery.max_kw)[0]
-                if core.has_shared_battery:
-                    self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]
-                if self._bar is not None:
-                    self._bar.update(t * core.batch_size + b + 1)
+        if self.threads > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads)
+        communities = range(core.batch_size)
+        schedules = map(plan, communities) if self._pool is None else self._pool.map(plan, communities)
+        for b, schedule in enumerate(schedules):
+            actions[b] = schedule.actions(core.battery.max_kw)[0]
+            if core.has_shared_battery:
+                self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]
+            if self._bar is not None:
+                self._bar.update(t * core.batch_size + b + 1)
         if t == end - 1 and self._bar is not None:
             self._bar.close()
         self._planned_step = t
         return actions
 
-    def act_operator(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
-        """The shared battery's first step of the plans ``act`` made for this step (B, 2)."""
+    def act_operator(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray | None:
+        """The shared battery's first step of the plans ``act`` made for this step (B, 2); None for the household
+        MPC, which leaves it to its own control rule."""
         if self._planned_step != core.t:
             raise RuntimeError("MPCPolicy.act_operator plays the plan of act(core, obs) of the same step; call act "
                                "first")
-        return self._operator_action
+        return None if self.household else self._operator_action

@@ -50,8 +50,12 @@ Separate meters (``separate_meters=True``; the household MPC of ``p2p_marl.basel
 pays retail for its own meter's import and is paid the feed-in tariff for its export, ``I[t] = sum_n imp[t, n]``,
 ``X[t] = sum_n exp[t, n]``, with no community exchange (and no P2P volume, so no fee). Without the network, whose
 rows couple the households, the LP is then a sum of independent programs, one per household on its own load, PV
-and battery: what each household solves alone. ``cost`` is that plan's bill; acted out in the market, the truthful
-bids of ``actions`` may trade P2P and pay less.
+and battery: what each household solves alone. ``cost`` and ``lower_bound`` are then that plan's bill at separate
+meters (no P2P trade, no loss charge; not a bound on the community's cost), and ``grid_import_kw`` and
+``grid_export_kw`` the meters' summed import and export. ``actions`` bids truthfully in the steps where P2P trade
+is worth a fee (the step's retail / feed-in spread above ``p2p_fee_per_kwh``, above the dearest pair's with a
+distance fee: tariffs and fees are public), so that the market matches the neighbours whose plans cross, and bids
+that never cross elsewhere.
 
 Shared community battery (``shared_battery_kwh > 0``, see ``p2p_marl.sim.community``): one more battery of the
 same model (columns c, d, e with its own capacity and power limit, its own settlement and wear), whose power
@@ -186,6 +190,7 @@ class OptimalSchedule:
     ``cost`` (money) is the community cost of acting the schedule out in the environment, network penalties
     included; ``lower_bound`` is the proven bound on the optimum (equal to ``cost`` up to ``CUT_RELATIVE_GAP``
     for a plain LP unless ``MAX_CUT_ROUNDS`` ran out, up to ``MIP_RELATIVE_GAP`` for the mixed-integer fallback).
+    At separate meters both are the plan's bill there instead (see the module docstring).
     """
 
     problem: DispatchProblem  # what was planned on; the arrays below cover its steps
@@ -614,7 +619,12 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
     cost = objective + float(gap)
     p2p_trade, p2p_fee, loss_charge = np.ones(steps, dtype=bool), 0.0, 0.0
     loss_allocation = core.config.loss_allocation
-    if model.p2p_traded.size or loss_allocation != "none":
+    if separate_meters:
+        prices = slice(problem.first_step, problem.first_step + steps)
+        fee_matrix = core.p2p_fee_matrix_per_kwh
+        fee_per_kwh = core.config.p2p_fee_per_kwh if fee_matrix is None else float(fee_matrix.max())
+        p2p_trade = core.retail_per_kwh[prices] - core.feed_in_per_kwh[prices] > fee_per_kwh
+    elif model.p2p_traded.size or loss_allocation != "none":
         # (T, P) each participant's planned net: the households at their meters, then the shared battery.
         market_net_kw = charge_kw - discharge_kw
         market_net_kw[:, households] = (problem.load_kw - problem.pv_kw + curtailed_kw + charge_kw[:, households]

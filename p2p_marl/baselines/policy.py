@@ -4,7 +4,8 @@ A policy acts on the batched core: ``act(core, obs)`` takes the local observatio
 step about to be settled and returns actions (B, N, 2) in the environment's action space. ``reset(core)`` is
 called after ``core.reset`` so that a policy can plan for the day (the perfect-foresight optimum does).
 A policy that also dispatches the community's shared battery has ``act_operator(core, obs)``, returning the
-core's ``operator_action`` (B, 2) for the same step (the optimum and MPC); ``rollout`` calls it after ``act``.
+core's ``operator_action`` (B, 2) for the same step (the optimum and MPC), or None to leave it to the battery's
+own control rule (the household MPC); ``rollout`` calls it after ``act``.
 A trained policy that observes with settings of its own (``forecast_bins``, ``extra_features``: see
 ``p2p_marl.algos.load_policy``) has ``observation_settings`` (EnvConfig key -> value): ``rollout_days`` plays it
 with them, and ``rollout`` refuses a core that observes otherwise.

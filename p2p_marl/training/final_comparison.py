@@ -33,10 +33,10 @@ def _means(kpis: dict) -> dict[str, float | None]:
     return {kpi: stats["mean"] for kpi, stats in summarize({"method": kpis})["method"].items()}
 
 
-def benchmark_rows(evaluator) -> dict[str, dict[str, float | None]]:
-    """Label -> KPI means of grid-only, the best rule, MPC and the optimum on ``evaluator``'s days. The best rule has
-    the lowest cost (the same ranking as the share of the optimal saving, which a day with nothing to save
-    leaves undefined)."""
+def benchmark_rows(evaluator, threads: int = 1) -> dict[str, dict[str, float | None]]:
+    """Label -> KPI means of grid-only, the best rule, MPC (solving ``threads`` LPs at a time) and the optimum on
+    ``evaluator``'s days. The best rule has the lowest cost (the same ranking as the share of the optimal saving,
+    which a day with nothing to save leaves undefined)."""
     env, days, references = evaluator.env_config, evaluator.days, evaluator.references
     rules = {name: _means(evaluate_policy(env, make_benchmark(name), days, references))
              for name in BENCHMARKS if name.startswith(RULE_PREFIX)}
@@ -45,11 +45,12 @@ def benchmark_rows(evaluator) -> dict[str, dict[str, float | None]]:
     optimum.remember(env, references["optimal_schedules"])
     return {"grid only": _means(evaluate_policy(env, GridOnly(), days, references)),
             f"best rule: {best_rule.removeprefix(RULE_PREFIX)}": rules[best_rule],
-            f"MPC, {env.forecaster} forecasts": _means(evaluate_policy(env, MPCPolicy(), days, references)),
+            f"MPC, {env.forecaster} forecasts": _means(evaluate_policy(env, MPCPolicy(threads=threads), days,
+                                                                      references)),
             "optimum (perfect-foresight LP)": _means(evaluate_policy(env, optimum, days, references))}
 
 
-def comparison_table(learner: str, learner_kpis: dict[str, float], evaluator) -> str:
+def comparison_table(learner: str, learner_kpis: dict[str, float], evaluator, threads: int = 1) -> str:
     """The table as text, at most ``TABLE_WIDTH`` columns wide: ``learner``'s last evaluation (KPI -> mean
     over the days) above the benchmark rows."""
     title = f"{learner} after training, on {len(evaluator.days)} validation day(s): means per day"
@@ -59,7 +60,7 @@ def comparison_table(learner: str, learner_kpis: dict[str, float], evaluator) ->
     table.add_column("method", no_wrap=True)
     for _, header, _ in COLUMNS:
         table.add_column(header, justify="right")
-    rows = {learner: learner_kpis, **benchmark_rows(evaluator)}
+    rows = {learner: learner_kpis, **benchmark_rows(evaluator, threads)}
     for label, means in rows.items():
         table.add_row(label, *("n/a" if means.get(kpi) is None else fmt.format(means[kpi])
                                for kpi, _, fmt in COLUMNS))

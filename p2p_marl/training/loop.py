@@ -198,7 +198,7 @@ class Trainer:
             log.warning("The best evaluation (share %.3f at %d community-steps) has no best.pt any more, and no "
                         "later one beat it: evaluate.py plays this run's latest checkpoint", self.best_share,
                         self.best_step)
-        log.info("\n%s", comparison_table(name, self.last_eval, self.evaluator))
+        log.info("\n%s", comparison_table(name, self.last_eval, self.evaluator, self.settings.threads))
         return self.last_eval
 
     def _evaluate(self, writer: SummaryWriter, step: int, finished: bool) -> None:
