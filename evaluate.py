@@ -131,7 +131,7 @@ def main(cfg: DictConfig) -> None:
     with user_errors_as_one_line("evaluate.py", on_error=remove_empty_output_dir):
         config = to_evaluate_config(cfg)
         policies = load_policies(config.methods, config.checkpoints, config.seed, config.env, config.run_checkpoint,
-                                 config.truthful_bid, config.safety_filter)
+                                 config.truthful_bid, config.safety_filter, config.threads)
         evaluate(config, policies, output_dir)
 
 

@@ -453,6 +453,7 @@ def test_default_config_composes(compose_evaluate):
     ("max_days=0", r"^max_days=0 is out of range"),
     ("run_checkpoint=first", r"^run_checkpoint='first' is not allowed; choose best .* or last"),
     ("seed=-1", r"^seed=-1 is out of range; allowed \[0, "),
+    ("threads=0", r"^threads=0 is out of range; allowed \[1, 1024\]"),
     ("env.split=validation", r"^env\.split='validation', env\.day=None: evaluate\.py plays the days that days= names"),
     ("env.day=2", r"^env\.split='train', env\.day=2: evaluate\.py plays the days that days= names"),
     ("env.community_seed=-1", r"^env\.community_seed=-1 is out of range; allowed \[0, "),
@@ -460,6 +461,14 @@ def test_default_config_composes(compose_evaluate):
 def test_invalid_settings_name_the_key(compose_evaluate, override, message):
     with pytest.raises(ConfigError, match=message):
         to_evaluate_config(compose_evaluate(override))
+
+
+def test_threads_reach_every_mpc_benchmark(compose_evaluate):
+    config = to_evaluate_config(compose_evaluate("threads=2"))
+    policies = load_policies(config.methods, config.checkpoints, config.seed, safety_filter=True,
+                             threads=config.threads)
+    mpcs = {name: policy for name, policy in policies.items() if name.startswith("mpc")}
+    assert len(mpcs) == 8 and all(getattr(policy, "policy", policy).threads == 2 for policy in mpcs.values())
 
 
 def test_missing_checkpoint_is_a_clear_error(compose_evaluate, tmp_path):

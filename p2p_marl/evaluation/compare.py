@@ -37,32 +37,32 @@ from p2p_marl.sim.community import CommunityCore
 log = logging.getLogger(__name__)
 
 # Benchmark name -> factory taking the evaluation seed (the zero-intelligence traders and random actions draw
-# random numbers).
-BENCHMARKS: dict[str, Callable[[int], Policy]] = {
-    "grid_only": lambda seed: GridOnly(),
-    "idle_mid_price": lambda seed: IdleMidPrice(),
-    "random": lambda seed: RandomActions(seed=seed),
-    "rule_self_consumption": lambda seed: SelfConsumption(),
-    "rule_time_of_use": lambda seed: TimeOfUse(),
-    "zero_intelligence": lambda seed: ZeroIntelligence(seed=seed),
-    # Every household planning alone on the environment's forecaster, with a learner's actor's information.
-    "mpc_household": lambda seed: MPCPolicy(network=False, progress=True, household=True),
+# random numbers) and the threads MPC may solve its LPs on.
+BENCHMARKS: dict[str, Callable[[int, int], Policy]] = {
+    "grid_only": lambda seed, threads: GridOnly(),
+    "idle_mid_price": lambda seed, threads: IdleMidPrice(),
+    "random": lambda seed, threads: RandomActions(seed=seed),
+    "rule_self_consumption": lambda seed, threads: SelfConsumption(),
+    "rule_time_of_use": lambda seed, threads: TimeOfUse(),
+    "zero_intelligence": lambda seed, threads: ZeroIntelligence(seed=seed),
+    # Every household planning alone on the environment's forecaster, with a household's own information.
+    "mpc_household": lambda seed, threads: MPCPolicy(network=False, progress=True, household=True, threads=threads),
     # Model-predictive control on each forecaster's forecasts (mpc_file needs env.forecaster=file).
-    "mpc_persistence": lambda seed: MPCPolicy("persistence", progress=True),
-    "mpc_noisy": lambda seed: MPCPolicy("noisy", progress=True),
-    "mpc_oracle": lambda seed: MPCPolicy("oracle", progress=True),
-    "mpc_file": lambda seed: MPCPolicy("file", progress=True),
-    "optimal": lambda seed: OptimalPolicy(network=True, progress=True),
+    "mpc_persistence": lambda seed, threads: MPCPolicy("persistence", progress=True, threads=threads),
+    "mpc_noisy": lambda seed, threads: MPCPolicy("noisy", progress=True, threads=threads),
+    "mpc_oracle": lambda seed, threads: MPCPolicy("oracle", progress=True, threads=threads),
+    "mpc_file": lambda seed, threads: MPCPolicy("file", progress=True, threads=threads),
+    "optimal": lambda seed, threads: OptimalPolicy(network=True, progress=True),
 }
 # What evaluate.py plays unless told otherwise: every benchmark that needs no input beyond the environment.
 DEFAULT_BENCHMARKS = tuple(name for name in BENCHMARKS if name != "mpc_file")
 
 
-def make_benchmark(name: str, seed: int = 0) -> Policy:
-    """A fresh benchmark policy by name (see ``BENCHMARKS``)."""
+def make_benchmark(name: str, seed: int = 0, threads: int = 1) -> Policy:
+    """A fresh benchmark policy by name (see ``BENCHMARKS``); MPC solves ``threads`` communities' LPs at a time."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {list(BENCHMARKS)}")
-    return BENCHMARKS[name](seed)
+    return BENCHMARKS[name](seed, threads)
 
 
 # What makes two checkpoints of one learner the same method (their seeds aside): TrainConfig's keys that change
@@ -72,7 +72,7 @@ TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
 
 def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
                   env_config: EnvConfig | None = None, run_checkpoint: str = "best",
-                  truthful_bid: bool = False, safety_filter: bool = False) -> dict[str, Policy]:
+                  truthful_bid: bool = False, safety_filter: bool = False, threads: int = 1) -> dict[str, Policy]:
     """Label -> policy: the benchmarks by name, then each checkpoint (a file, or a training run directory whose
     ``run_checkpoint`` is played, loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for
     another environment is refused; one that observes with its own ``forecast_bins`` or ``extra_features`` keeps
@@ -92,9 +92,10 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
-    policies = {name: make_benchmark(name, seed) for name in methods}
+    policies = {name: make_benchmark(name, seed, threads) for name in methods}
     if safety_filter:
-        policies.update({f"{name}+safety_filter": SafetyFilter(make_benchmark(name, seed)) for name in methods})
+        policies.update({f"{name}+safety_filter": SafetyFilter(make_benchmark(name, seed, threads))
+                         for name in methods})
     for index, path in enumerate(checkpoints):
         if not Path(path).exists():
             raise ConfigError(f"checkpoints[{index}]={path!r} does not exist; give a checkpoint file or a "

@@ -43,6 +43,7 @@ class EvaluateConfig:
     # the smallest change of battery power and curtailment that keeps the step within the feeder's limits), a
     # method <method>+safety_filter beside each. Not with a shared community battery.
     safety_filter: bool = False
+    threads: int = 1  # MPC benchmarks solve this many communities' LPs at a time (the plans are the same)
 
     def __post_init__(self) -> None:
         for index, name in enumerate(self.methods):
@@ -76,7 +77,7 @@ class EvaluateConfig:
             raise ConfigError(f"safety_filter=true moves the households' power only, and env.shared_battery_kwh="
                               f"{self.env.shared_battery_kwh} adds a shared battery whose power follows theirs: "
                               "set safety_filter=false or env.shared_battery_kwh=0")
-        check_ranges(self, (("seed", 0, 2**63 - 1, True, True),), ("seed",))
+        check_ranges(self, (("seed", 0, 2**63 - 1, True, True), ("threads", 1, 1024, True, True)), ("seed", "threads"))
         if self.plot_day is not None and self.plot_day < 0:
             raise ConfigError(f"plot_day={self.plot_day} is out of range; allowed null or a day index >= 0")
 
