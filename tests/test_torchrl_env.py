@@ -60,7 +60,8 @@ def assert_rollout_equals_core(td, steps: list[dict]) -> None:
         assert torch.equal(nxt[GROUP, "observation"], f32(want["next_obs"]))
         assert torch.equal(nxt["state"], f32(want["next_state"]))
         assert torch.equal(nxt[GROUP, "reward"], f32(want["reward"])[..., None])
-        for key in INFO_KEYS:
+        assert set(nxt[GROUP, "info"].keys()) == {"day", *want["infos"]}  # every key the core reports
+        for key in want["infos"]:
             assert torch.equal(nxt[GROUP, "info", key], f32(want["infos"][key])), key
         assert torch.equal(nxt[GROUP, "info", "day"], torch.from_numpy(np.repeat(want["days"][:, None], n, 1)))
         for key in ("done", "terminated"):
@@ -103,12 +104,15 @@ def test_specs_pass_torchrl_checks_and_have_the_multi_agent_layout(action_mode):
         assert action.shape == (B, n) and action.space.n == len(table)
 
 
-def test_rollout_equals_the_core_over_two_days_with_the_reset_between():
+@pytest.mark.parametrize("config", [{}, {"safety_filter": True, "loss_allocation": "p2p_volume"},
+                                    {"shared_battery_kwh": 20.0, "shared_battery_kw": 10.0}])
+def test_rollout_equals_the_core_over_two_days_with_the_reset_between(config):
+    """With the infos of the safety filter, loss charges and a shared battery where the environment has them."""
     steps = make_config(**SMALL).steps_per_episode
     actions = random_actions(2 * steps)
-    env = make_torchrl_env(batch_size=B, seed=SEED, **SMALL)
+    env = make_torchrl_env(batch_size=B, seed=SEED, **SMALL, **config)
     td = env.rollout(2 * steps, policy=replay_policy(torch.from_numpy(actions)), break_when_any_done=False)
-    want = replay_on_core(actions)
+    want = replay_on_core(actions, **config)
     assert_rollout_equals_core(td, want)
     assert not np.array_equal(want[0]["days"], want[steps]["days"])  # the second day was drawn anew
     assert torch.equal(td[:, 0][GROUP, "info", "day"][:, 0], torch.from_numpy(want[0]["days"]))

@@ -16,8 +16,10 @@ loop). All households form one agent group, ``prosumer``, in TorchRL's multi-age
 - ``("prosumer", "reward")`` (B, N, 1) float32;
 - ``"state"`` (B, state_dim) float32, ``CommunityCore.state()``, for centralised critics;
 - ``"done"``/``"terminated"``/``"truncated"`` (B, 1) and the same under ``"prosumer"`` (B, N, 1);
-- ``("prosumer", "info", key)`` (B, N) float32 for every key of ``p2p_marl.sim.INFO_KEYS`` (0 after a reset, when
-  nothing has been settled yet) and ``("prosumer", "info", "day")`` (B, N) int64, the day being played.
+- ``("prosumer", "info", key)`` (B, N) float32 for every key the core reports (``CommunityCore.info_keys``: the
+  ``INFO_KEYS``, and those of a shared battery, loss charges or the safety filter where the environment has them;
+  0 after a reset, when nothing has been settled yet) and ``("prosumer", "info", "day")`` (B, N) int64, the day
+  being played.
 
 The B communities share one clock: they start their days together and end them together after
 ``steps_per_episode`` steps, so a reset always resets every community (a partial ``"_reset"`` raises). The day's
@@ -42,7 +44,7 @@ from torchrl.envs import EnvBase
 
 from p2p_marl.config import EnvConfig, check_households_only, make_config
 from p2p_marl.envs.discrete import discrete_action_table
-from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, INFO_KEYS, CommunityCore
+from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, CommunityCore
 
 GROUP = "prosumer"
 DONE_KEYS = ("done", "terminated", "truncated")
@@ -103,7 +105,7 @@ class P2PTorchRLEnv(EnvBase):
 
         group_obs: dict[str, Any] = {"observation": box(core.obs_low, core.obs_high, (b, n, core.obs_dim))}
         if self.include_info:
-            info = {key: Unbounded(shape=group_shape, device=device) for key in INFO_KEYS}
+            info = {key: Unbounded(shape=group_shape, device=device) for key in core.info_keys}
             info["day"] = Bounded(low=0, high=core.profiles.n_days - 1, shape=group_shape, dtype=torch.int64,
                                   device=device)
             group_obs["info"] = Composite(info, shape=group_shape, device=device)
@@ -179,9 +181,9 @@ class P2PTorchRLEnv(EnvBase):
             group["reward"] = _float32(rewards, device).unsqueeze(-1)
         if self.include_info:
             if infos is None:  # after a reset: nothing settled yet
-                info = {key: torch.zeros((b, n), device=device) for key in INFO_KEYS}
+                info = {key: torch.zeros((b, n), device=device) for key in core.info_keys}
             else:
-                info = {key: _float32(infos[key], device) for key in INFO_KEYS}
+                info = {key: _float32(infos[key], device) for key in core.info_keys}
             info["day"] = torch.from_numpy(np.repeat(core.days[:, None], n, axis=1)).to(device)
             group["info"] = TensorDict(info, batch_size=(b, n), device=device)
         return TensorDict({GROUP: TensorDict(group, batch_size=(b, n), device=device),
