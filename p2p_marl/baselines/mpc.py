@@ -8,7 +8,7 @@ applied as ``OptimalPolicy`` applies a step (setpoint and curtailment shares; bi
 is a net buyer, ask feed-in when a net seller), and the next step plans again. With the ``oracle`` forecaster
 MPC is the perfect-foresight optimum (every re-plan continues an optimal schedule); with any other it pays
 for its forecast errors. A shared community battery is planned with the rest (``act_operator`` applies its
-first step, from the same LP).
+first step, from the same LP), except by the household MPC (below).
 
 The household MPC (``household=True``, the benchmark ``mpc_household``) is the decentralised controller with the
 information each learner's actor has: every household plans only its own battery and curtailment, on its own
@@ -65,7 +65,8 @@ class MPCPolicy:
         self.network = network
         self.household = household
         self.threads = threads
-        self._pool: ThreadPoolExecutor | None = None  # made once: HiGHS starts its scheduler once per thread
+        # Made once an episode: HiGHS starts a scheduler in every thread that solves.
+        self._pool: ThreadPoolExecutor | None = None
         self.progress = progress
         self._forecaster: Forecaster | None = None
         self._bar: Progress | None = None
@@ -109,12 +110,16 @@ class MPCPolicy:
         schedules = map(plan, communities) if self._pool is None else self._pool.map(plan, communities)
         for b, schedule in enumerate(schedules):
             actions[b] = schedule.actions(core.battery.max_kw)[0]
-            if core.has_shared_battery:
+            if core.has_shared_battery and not self.household:
                 self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]
             if self._bar is not None:
                 self._bar.update(t * core.batch_size + b + 1)
-        if t == end - 1 and self._bar is not None:
-            self._bar.close()
+        if t == end - 1:  # the episode's last plans: no idle threads (or bar) are held between episodes
+            if self._bar is not None:
+                self._bar.close()
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
         self._planned_step = t
         return actions
 

@@ -206,7 +206,8 @@ class OptimalSchedule:
     network_penalty: float  # money: the voltage and overload penalties within ``cost``
     overload_kva: np.ndarray  # (T,) summed line and transformer overload (the environment's feeder_overload_kva)
     mixed_integer: bool  # solved again with charge-or-discharge binaries (see the module docstring)
-    p2p_trade: np.ndarray  # (T,) bool: the community trades P2P in the step (always, without a P2P fee)
+    p2p_trade: np.ndarray  # (T,) bool: the community trades P2P in the step (always, without a P2P fee; at
+    # separate meters, where the step's retail / feed-in spread is above the fee)
     p2p_fee: float  # money: the network charges on P2P volume within ``cost``
     loss_charge: float  # money: the loss charges of acting the schedule out, within ``cost`` (not the LP's)
     shared_charge_kw: np.ndarray  # (T,) the shared battery's; 0 without one
