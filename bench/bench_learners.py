@@ -131,8 +131,8 @@ def main() -> None:
                                 for _ in range(args.repeats))))
 
     community = "".join(f", {text}" for text in args.env)
-    threads = "1 thread" if args.threads == 1 else "1 thread unless said"
-    table = Table(title=f"Learner throughput, N = {env.n_agents}{community}, default hyperparameters, {threads}, "
+    thread_note = "1 thread" if args.threads == 1 else "1 thread unless said"
+    table = Table(title=f"Learner throughput, N = {env.n_agents}{community}, default hyperparameters, {thread_note}, "
                         f"best of {args.repeats} x {args.iterations} iterations")
     for column in ("learner", "community-steps/s", "agent-steps/s", "minutes / 600k", "x core"):
         table.add_column(column, justify="right" if column != "learner" else "left")

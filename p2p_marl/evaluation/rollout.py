@@ -11,8 +11,9 @@ from p2p_marl.sim.community import CommunityCore
 def rollout(core: CommunityCore, policy: Policy, days: np.ndarray) -> dict[str, np.ndarray]:
     """Play one episode on each of ``core.batch_size`` days; returns each of ``core.info_keys`` stacked to
     (B, T, N). A policy with an ``act_operator`` method (the optimum, MPC) dispatches the shared battery, if the
-    community has one; for any other, or where it returns None (the household MPC), the battery's rule runs. A trained policy with ``observation_settings`` of its own
-    needs a core that observes with them (``p2p_marl.evaluation.compare.observed_config``): ``ValueError`` if not."""
+    community has one; for any other, or where it returns None (the household MPC), the battery's rule runs. A
+    trained policy with ``observation_settings`` of its own needs a core that observes with them
+    (``p2p_marl.evaluation.compare.observed_config``): ``ValueError`` if not."""
     differing = core.config.differing(getattr(policy, "observation_settings", {}))
     if differing:
         raise ValueError(f"{policy.name} observes with {differing}, this core with "
