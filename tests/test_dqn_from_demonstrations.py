@@ -230,7 +230,9 @@ def test_a_state_without_the_demonstrations_cannot_resume_a_run_that_imitates():
 @pytest.mark.parametrize("settings, key", [
     ({"imitation_teacher": "optimum"}, "imitation_teacher"), ({"imitation_teacher": "oracle"}, "imitation_teacher"),
     ({"imitation_days": 0, "imitation_coef": 1.0}, "imitation_coef"), ({"imitation_margin": -0.1}, "imitation_margin"),
-    ({"imitation_days": 0, "imitation_rounds": 1}, "imitation_rounds"), ({"imitation_epochs": 0}, "imitation_epochs")])
+    ({"imitation_days": 0, "imitation_rounds": 1}, "imitation_rounds"), ({"imitation_epochs": 0}, "imitation_epochs"),
+    ({"imitation_days": 0, "imitation_smoothing_per_kwh": 0.002}, "imitation_smoothing_per_kwh"),
+    ({"imitation_smoothing_per_kwh": -0.1}, "imitation_smoothing_per_kwh")])
 def test_bad_imitation_settings_name_the_key(settings, key):
     with pytest.raises(ConfigError, match=rf"^dqn\.{key}"):
         DQNConfig(**{**SMALL, **settings})

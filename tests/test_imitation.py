@@ -120,7 +120,10 @@ BAD_IMITATION_SETTINGS = [
     ({"imitation_days": 1.5}, "imitation_days"), ({"imitation_teacher": "oracle"}, "imitation_teacher"),
     ({"imitation_days": 4, "imitation_rounds": 1}, "imitation_rounds"),  # the optimum cannot teach a student
     ({"imitation_coef": 1.0}, "imitation_coef"), ({"imitation_days": 4, "imitation_coef": -1.0}, "imitation_coef"),
-    ({"imitation_teacher": "mpc", "imitation_rounds": 1}, "imitation_rounds")]
+    ({"imitation_teacher": "mpc", "imitation_rounds": 1}, "imitation_rounds"),
+    ({"imitation_smoothing_per_kwh": 0.002}, "imitation_smoothing_per_kwh"),  # no demonstrations to smooth
+    ({"imitation_days": 4, "imitation_smoothing_per_kwh": -0.1}, "imitation_smoothing_per_kwh"),
+    ({"imitation_days": 4, "imitation_smoothing_per_kwh": 2.0}, "imitation_smoothing_per_kwh")]
 
 
 @pytest.mark.parametrize("name, settings, key", [

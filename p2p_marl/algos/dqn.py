@@ -130,6 +130,8 @@ class DQNConfig:
     # more episodes, the teacher labels its states, the pre-training runs again on all
     imitation_coef: float = 0.0  # > 0: each gradient step adds this weight x the demonstration loss on them
     imitation_margin: float = 0.05  # the large-margin loss's margin, in the reward's money per step
+    imitation_smoothing_per_kwh: float = 0.0  # > 0: the teacher's plans break ties towards spread battery power
+    # (optimal.py's power_smoothing_per_kwh); 0: HiGHS's own choice among equal plans
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -293,7 +295,8 @@ class DQN(ValueBasedLearner):
         for round_ in range(1 + c.imitation_rounds):
             student = None if round_ == 0 else self.policy()
             played = demonstrations(self.core, c.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
-                                    "power", student, self.action_grid, self.training_reward, self.threads)
+                                    "power", student, self.action_grid, self.training_reward, self.threads,
+                                    c.imitation_smoothing_per_kwh)
             parts.append(played)
             teacher_s += played.teacher_s
             # The teacher's cost is its grid-snapped play's (MAPPO and MADDPG log MPC's own as teacher_cost).

@@ -57,12 +57,14 @@ from p2p_marl.training.value_based import ActionGrid
 TEACHERS = ("optimum", "mpc")
 BOX_COORDINATES = ("battery", "price", "curtailment")  # the actor's output in the box, as ``nets.env_action`` reads it
 # A learner config's keys for learning from a teacher; imitation_days = 0 is pure RL.
-IMITATION_KEYS = ("imitation_days", "imitation_epochs", "imitation_teacher", "imitation_rounds", "imitation_coef")
+IMITATION_KEYS = ("imitation_days", "imitation_epochs", "imitation_teacher", "imitation_rounds", "imitation_coef",
+                  "imitation_smoothing_per_kwh")
 IMITATION_RANGES = (
     ("imitation_days", 0, 100_000, True, True),
     ("imitation_epochs", 1, 10_000, True, True),
     ("imitation_rounds", 0, 1000, True, True),
     ("imitation_coef", 0.0, 1000.0, True, True),
+    ("imitation_smoothing_per_kwh", 0.0, 1.0, True, True),
 )
 IMITATION_INTEGERS = {"imitation_days", "imitation_epochs", "imitation_rounds"}
 
@@ -77,7 +79,7 @@ def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> 
         raise ConfigError(f"{prefix}.imitation_rounds={config.imitation_rounds} needs imitation_teacher='mpc' and "
                           f"a battery_action other than 'target_soc', got {config.imitation_teacher!r} and "
                           f"{battery_action!r}: only MPC plans from the states the actor reaches")
-    for key in ("imitation_rounds", "imitation_coef"):
+    for key in ("imitation_rounds", "imitation_coef", "imitation_smoothing_per_kwh"):
         if getattr(config, key) > 0 and config.imitation_days == 0:
             raise ConfigError(f"{prefix}.{key}={getattr(config, key)!r} needs imitation_days > 0 (the "
                               "demonstrations it uses)")
@@ -105,10 +107,15 @@ class Demonstrations:
 
 class _EpisodeOptimum:
     """The perfect-foresight optimum of each community's episode from its own start energy (``reset`` and
-    ``act`` of a ``Policy``; ``OptimalPolicy`` plans from ``soc_initial``, training episodes start anywhere)."""
+    ``act`` of a ``Policy``; ``OptimalPolicy`` plans from ``soc_initial``, training episodes start anywhere), its
+    ties broken by ``power_smoothing_per_kwh`` (``p2p_marl.baselines.optimal``)."""
+
+    def __init__(self, power_smoothing_per_kwh: float):
+        self.power_smoothing_per_kwh = power_smoothing_per_kwh
 
     def reset(self, core: CommunityCore) -> None:
-        schedules = [solve_dispatch(core, DispatchProblem.whole_day(core, int(day), core.start_energy_kwh[b]))
+        schedules = [solve_dispatch(core, DispatchProblem.whole_day(core, int(day), core.start_energy_kwh[b]),
+                                    power_smoothing_per_kwh=self.power_smoothing_per_kwh)
                      for b, day in enumerate(core.days)]
         self._actions = np.stack([schedule.actions(core.battery.max_kw) for schedule in schedules], axis=1)
 
@@ -119,12 +126,14 @@ class _EpisodeOptimum:
 def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, battery_action: str,
                    student: Policy | None = None, grid: ActionGrid | None = None,
                    training_reward: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None,
-                   threads: int = 1) -> Demonstrations:
+                   threads: int = 1, smoothing_per_kwh: float = 0.0) -> Demonstrations:
     """``n_resets`` batches of ``core.batch_size`` training episodes, each played out by ``teacher``, or by
     ``student`` with the teacher's action in each of its states recorded. With a ``grid`` the teacher plays the
     grid action nearest its own, a student its ``indices(core, obs)`` on the grid (``GreedyPolicy``), and
     ``GridSteps`` are recorded too, rewards by ``training_reward(reward, played actions, infos)`` (the core's
-    reward without it). The MPC teacher solves ``threads`` communities' LPs at a time."""
+    reward without it). The MPC teacher solves ``threads`` communities' LPs at a time. Either teacher breaks its
+    plans' ties towards spread battery power with ``smoothing_per_kwh`` > 0 (``power_smoothing_per_kwh`` of
+    ``p2p_marl.baselines.optimal``: of equal plans, the one a policy can follow)."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {list(TEACHERS)}, got {teacher!r}")
     if student is not None and teacher != "mpc":
@@ -133,7 +142,8 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
     if student is not None and battery_action == "target_soc":
         raise ValueError("a student with battery_action='target_soc' is not supported: the teacher's target is "
                          "read from the step the teacher played")
-    policy = _EpisodeOptimum() if teacher == "optimum" else MPCPolicy(threads=threads)
+    policy = (_EpisodeOptimum(smoothing_per_kwh) if teacher == "optimum"
+              else MPCPolicy(threads=threads, power_smoothing_per_kwh=smoothing_per_kwh))
     observations, boxes, costs, teacher_s = [], [], [], 0.0
     labels, played_indices, rewards, terminal = [], [], [], []
     rng = np.random.default_rng(seed)
@@ -192,7 +202,8 @@ def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, stud
     played by the teacher (``student`` None) or by ``student`` and labelled by the teacher, on a seed from
     ``rng``."""
     return demonstrations(core, config.imitation_teacher, math.ceil(config.imitation_days / core.batch_size),
-                          int(rng.integers(2 ** 63)), config.battery_action, student, threads=threads)
+                          int(rng.integers(2 ** 63)), config.battery_action, student, threads=threads,
+                       smoothing_per_kwh=config.imitation_smoothing_per_kwh)
 
 
 def check_demonstrations_kept(progress: str, imitation_coef: float, started: bool) -> None:

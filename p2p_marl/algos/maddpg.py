@@ -141,6 +141,8 @@ class MADDPGConfig:
     imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
     # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
     imitation_coef: float = 0.0  # > 0: each actor update adds this weight x the imitation loss on them
+    imitation_smoothing_per_kwh: float = 0.0  # > 0: the teacher's plans break ties towards spread battery power
+    # (optimal.py's power_smoothing_per_kwh); 0: HiGHS's own choice among equal plans
     critic_warmup_iterations: int = 0  # the run's first this many iterations (learning_starts' included) update
     # the critic only (the actor stays)
     actor_q_normalised: bool = False  # the actor's Q term divided by the minibatch's mean |Q| (TD3+BC's balance)

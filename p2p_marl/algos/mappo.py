@@ -164,6 +164,8 @@ class MAPPOConfig:
     imitation_rounds: int = 0  # DAgger rounds after the first fit (mpc teacher): the actor plays imitation_days
     # more training episodes, the teacher labels the states it reaches, and the actor is fitted to all of them
     imitation_coef: float = 0.0  # > 0: PPO's loss keeps this weight x the imitation loss on the demonstrations
+    imitation_smoothing_per_kwh: float = 0.0  # > 0: the teacher's plans break ties towards spread battery power
+    # (optimal.py's power_smoothing_per_kwh); 0: HiGHS's own choice among equal plans
     imitation_refresh_steps: int = 0  # > 0 (at least one iteration's community-steps): the first iteration after
     # each multiple of this many community-steps starts with a DAgger round on the actor as it is then, which
     # replaces the oldest round of those demonstrations (imitation.ActorImitation.refresh); 0: never

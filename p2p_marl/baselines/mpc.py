@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
+from p2p_marl.baselines.optimal import DispatchProblem, check_power_smoothing, solve_dispatch
 from p2p_marl.config import ConfigError, FORECASTERS
 from p2p_marl.progress import Progress
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
@@ -41,11 +41,14 @@ class MPCPolicy:
     step). ``forecaster`` None uses the environment's own (``core.forecaster``); a name builds that forecaster
     over the core's profiles with the environment's forecast settings, changed by ``forecast_settings``
     (``EnvConfig`` keys, e.g. ``{"forecast_nrmse": 0.1}``). ``household`` plans every household alone (see the
-    module docstring), which needs ``network=False``. ``threads`` > 1 solves that many communities' LPs at a time
+    module docstring), which needs ``network=False``. ``power_smoothing_per_kwh`` > 0 breaks each plan's ties
+    towards spread battery power (``p2p_marl.baselines.optimal``: MPC as a teacher). ``threads`` > 1 solves that many communities' LPs at a time
     (HiGHS runs without Python's lock; each LP is solved alone, so the plans are the same)."""
 
     def __init__(self, forecaster: str | None = None, network: bool = True, progress: bool = False,
-                 forecast_settings: dict[str, Any] | None = None, household: bool = False, threads: int = 1):
+                 forecast_settings: dict[str, Any] | None = None, household: bool = False, threads: int = 1,
+                 power_smoothing_per_kwh: float = 0.0):
+        check_power_smoothing(power_smoothing_per_kwh)
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         if household and network:
@@ -65,6 +68,7 @@ class MPCPolicy:
         self.network = network
         self.household = household
         self.threads = threads
+        self.power_smoothing_per_kwh = power_smoothing_per_kwh
         # Made once an episode: HiGHS starts a scheduler in every thread that solves.
         self._pool: ThreadPoolExecutor | None = None
         self.progress = progress
@@ -102,7 +106,8 @@ class MPCPolicy:
                                       core.start_energy_kwh[b], float(core.shared_energy_kwh[b, 0]),
                                       float(core.shared_start_energy_kwh[b, 0]))
             # Step t's load and PV in the plan are metered, the truth, so its first step acts out exactly.
-            return solve_dispatch(core, problem, self.network, separate_meters=self.household)
+            return solve_dispatch(core, problem, self.network, separate_meters=self.household,
+                                  power_smoothing_per_kwh=self.power_smoothing_per_kwh)
 
         if self.threads > 1 and self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads)

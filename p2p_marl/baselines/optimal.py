@@ -57,6 +57,18 @@ is worth a fee (the step's retail / feed-in spread above ``p2p_fee_per_kwh``, ab
 distance fee: tariffs and fees are public), so that the market matches the neighbours whose plans cross, and bids
 that never cross elsewhere.
 
+Power smoothing (``power_smoothing_per_kwh > 0``; MPC as a teacher, ``p2p_marl.algos.imitation``): the LP's
+optimum is often not unique. Energy bought at one off-peak price costs the same at any off-peak step, and an
+evening peak's discharge is worth the same in any of its steps, so HiGHS returns one vertex of a face of equal
+plans: full power in a few steps, chosen by pivoting, not by the state. A plan that replans every step then
+jumps between such plans, which a policy fitted to its first steps cannot follow. A convex piecewise-linear cost
+on every battery's charge and discharge breaks the tie: each is split into ``POWER_SEGMENTS`` equal segments of
+its power limit, the k-th costing ``k * power_smoothing_per_kwh`` per kWh (at the meter), so that of equal plans
+the LP takes the one that spreads power over the most steps, as a quadratic cost would, and stays an LP. A small
+smoothing (0.002 against tariff spreads of 0.05) leaves the plan's bill within about a thousandth of the optimum's
+(MPC's share of the optimal saving on the validation days: 0.915 without, 0.914 with). ``cost`` is the plan's
+bill without the smoothing's cost, and ``lower_bound`` the objective less the most that smoothing could cost.
+
 Shared community battery (``shared_battery_kwh > 0``, see ``p2p_marl.sim.community``): one more battery of the
 same model (columns c, d, e with its own capacity and power limit, its own settlement and wear), whose power
 enters the balance and, at its bus, the network rows (``core.flow_rows``); with a fee it is one more meter.
@@ -115,8 +127,10 @@ households) and handed to HiGHS (highspy) column-wise.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import highspy
 import numpy as np
@@ -138,6 +152,8 @@ MIP_RELATIVE_GAP = 1e-6
 # (about where HiGHS's own 1e-7 tolerances stall further rounds).
 CUT_RELATIVE_GAP = 1e-7
 MAX_CUT_ROUNDS = 100
+# Power smoothing splits each charge and discharge column into this many segments (see the module docstring).
+POWER_SEGMENTS = 4
 
 
 class OptimalSolveError(RuntimeError):
@@ -349,10 +365,24 @@ class _Model:
     overloads: _Overloads
     integer_columns: np.ndarray | None
     p2p_traded: np.ndarray  # columns of the P2P volume that bears a fee (empty without a fee)
+    smoothing: np.ndarray  # the power segments' columns (empty without power smoothing)
+
+
+def _add_power_segments(model: LPBuilder, power: np.ndarray, max_kw: np.ndarray, price_per_kwh: float,
+                        dt_h: float) -> np.ndarray:
+    """Split the power columns ``power`` (T, M) into ``POWER_SEGMENTS`` segments of ``max_kw / POWER_SEGMENTS``
+    each, the k-th (from 1) costing ``k * price_per_kwh`` per kWh; returns the segments' columns."""
+    width_kw = max_kw / POWER_SEGMENTS
+    segments = np.stack([model.columns(power.shape, k * price_per_kwh * dt_h, 0.0, width_kw)
+                         for k in range(1, POWER_SEGMENTS + 1)])
+    total = model.rows(power.shape, 0.0, 0.0)  # power - sum of its segments = 0
+    model.entries(total, power, 1.0)
+    model.entries(total[None], segments, -1.0)
+    return segments
 
 
 def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_integer: bool,
-                 separate_meters: bool) -> _Model:
+                 separate_meters: bool, power_smoothing_per_kwh: float) -> _Model:
     cfg, battery, feeder, dt_h = core.config, core.battery, core.feeder, core.dt_h
     load_kw, pv_kw = problem.load_kw, problem.pv_kw
     steps = load_kw.shape[0]
@@ -383,6 +413,10 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     energy = model.columns(shape, 0.0, battery.soc_min * capacity_kwh, battery.soc_max * capacity_kwh)
     curtailed = model.columns((steps, pv_households.size), 0.0, 0.0, pv_kw[:, pv_households])
     decisions = _Decisions(batteries, charge, discharge, pv_households, curtailed)
+    smoothing = np.zeros(0, dtype=np.int64)
+    if power_smoothing_per_kwh > 0.0:
+        smoothing = np.concatenate([_add_power_segments(model, power, max_kw, power_smoothing_per_kwh, dt_h).ravel()
+                                    for power in (charge, discharge)])
     grid_import = model.columns((steps,), core.retail_per_kwh[prices] * dt_h, 0.0, np.inf)
     grid_export = model.columns((steps,), -core.feed_in_per_kwh[prices] * dt_h, 0.0, np.inf)
 
@@ -475,7 +509,7 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
         model.entries(discharge_cap, discharge, 1.0)
         model.entries(discharge_cap, integer_columns, max_kw)
     return _Model(model, decisions, grid_import, grid_export, voltage_slack, end_shortfall, end_surplus, overloads,
-                  integer_columns, p2p_traded)
+                  integer_columns, p2p_traded, smoothing)
 
 
 def _add_meters(model: LPBuilder, core: CommunityCore, decisions: _Decisions, base_kw: np.ndarray,
@@ -570,10 +604,10 @@ def _run(highs: highspy.Highs, day: int, network: bool, mixed_integer: bool, tim
 
 
 def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_integer: bool,
-           mip_time_limit_s: float, separate_meters: bool) -> OptimalSchedule:
+           mip_time_limit_s: float, separate_meters: bool, power_smoothing_per_kwh: float) -> OptimalSchedule:
     day = problem.day
     start = time.perf_counter()
-    model = _build_model(core, problem, network, mixed_integer, separate_meters)
+    model = _build_model(core, problem, network, mixed_integer, separate_meters, power_smoothing_per_kwh)
     lp, cost_vector, n_nonzeros = model.builder.highs_lp(model.integer_columns)
     highs = quiet_highs()
     if mixed_integer:
@@ -616,8 +650,11 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
     discharge_kw = per_participant(decisions.discharge, decisions.batteries)
     curtailed_kw = per_participant(decisions.curtailed, decisions.pv_households)[:, :n_agents]
     households = slice(0, n_agents)
-    lower_bound = float(info.mip_dual_bound) if mixed_integer else objective
-    cost = objective + float(gap)
+    smoothing = model.smoothing
+    smoothing_cost = float(cost_vector[smoothing] @ x[smoothing])
+    most_smoothing_cost = float(cost_vector[smoothing] @ np.asarray(lp.col_upper_)[smoothing])
+    lower_bound = (float(info.mip_dual_bound) if mixed_integer else objective) - most_smoothing_cost
+    cost = objective - smoothing_cost + float(gap)
     p2p_trade, p2p_fee, loss_charge = np.ones(steps, dtype=bool), 0.0, 0.0
     loss_allocation = core.config.loss_allocation
     if separate_meters:
@@ -657,6 +694,14 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
         solve_s=solve_s)
 
 
+def check_power_smoothing(power_smoothing_per_kwh: Any) -> None:
+    """``ValueError`` unless ``power_smoothing_per_kwh`` is a number in [0, 1] (money per kWh)."""
+    if (isinstance(power_smoothing_per_kwh, bool) or not isinstance(power_smoothing_per_kwh, (int, float))
+            or not 0.0 <= power_smoothing_per_kwh <= 1.0):
+        raise ValueError(f"power_smoothing_per_kwh must be a number in [0, 1] (money per kWh), got "
+                         f"{power_smoothing_per_kwh!r}")
+
+
 def _check_day(core: CommunityCore, day) -> int:
     if isinstance(day, bool) or not isinstance(day, (int, np.integer)) or not 0 <= day < core.profiles.n_days:
         raise ValueError(f"day must be a day index in [0, {core.profiles.n_days - 1}], got {day!r}")
@@ -675,20 +720,25 @@ def solve_optimal_day(core: CommunityCore, day: int, network: bool = True, mip_t
 
 
 def solve_dispatch(core: CommunityCore, problem: DispatchProblem, network: bool = True,
-                   mip_time_limit_s: float = 60.0, separate_meters: bool = False) -> OptimalSchedule:
+                   mip_time_limit_s: float = 60.0, separate_meters: bool = False,
+                   power_smoothing_per_kwh: float = 0.0) -> OptimalSchedule:
     """The minimum-cost dispatch of ``problem`` on ``core``'s community: ``solve_optimal_day`` for any horizon
     and any view of the load and PV. The schedule's arrays cover the problem's steps; its ``cost`` is the cost
-    the plan expects. ``separate_meters`` prices every meter alone at retail and feed-in (see the module
+    the plan expects. ``separate_meters`` prices every meter alone at retail and feed-in, and
+    ``power_smoothing_per_kwh`` > 0 breaks the optimum's ties towards spread battery power (see the module
     docstring)."""
     problem.check(core)
     if isinstance(mip_time_limit_s, bool) or not isinstance(mip_time_limit_s, (int, float)) or mip_time_limit_s <= 0:
         raise ValueError(f"mip_time_limit_s must be a number of seconds > 0, got {mip_time_limit_s!r}")
-    schedule = _solve(core, problem, network, False, mip_time_limit_s, separate_meters)
+    check_power_smoothing(power_smoothing_per_kwh)
+    solve = functools.partial(_solve, core, problem, network, mip_time_limit_s=mip_time_limit_s,
+                              separate_meters=separate_meters, power_smoothing_per_kwh=power_smoothing_per_kwh)
+    schedule = solve(mixed_integer=False)
     simultaneous_kw = max(np.minimum(schedule.charge_kw, schedule.discharge_kw).max(initial=0.0),
                           np.minimum(schedule.shared_charge_kw, schedule.shared_discharge_kw).max(initial=0.0))
     if simultaneous_kw <= SIMULTANEOUS_TOLERANCE_KW:
         return schedule
-    exact = _solve(core, problem, network, True, mip_time_limit_s, separate_meters)
+    exact = solve(mixed_integer=True)
     return dataclasses.replace(exact, build_s=schedule.build_s + exact.build_s,
                                solve_s=schedule.solve_s + exact.solve_s)
 
