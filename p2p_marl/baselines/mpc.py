@@ -42,8 +42,9 @@ class MPCPolicy:
     over the core's profiles with the environment's forecast settings, changed by ``forecast_settings``
     (``EnvConfig`` keys, e.g. ``{"forecast_nrmse": 0.1}``). ``household`` plans every household alone (see the
     module docstring), which needs ``network=False``. ``power_smoothing_per_kwh`` > 0 breaks each plan's ties
-    towards spread battery power (``p2p_marl.baselines.optimal``: MPC as a teacher). ``threads`` > 1 solves that many communities' LPs at a time
-    (HiGHS runs without Python's lock; each LP is solved alone, so the plans are the same)."""
+    towards spread battery power (``p2p_marl.baselines.optimal``: MPC as a teacher). ``threads`` > 1 solves that
+    many communities' LPs at a time (HiGHS runs without Python's lock; each LP is solved alone, so the plans are
+    the same)."""
 
     def __init__(self, forecaster: str | None = None, network: bool = True, progress: bool = False,
                  forecast_settings: dict[str, Any] | None = None, household: bool = False, threads: int = 1,
