@@ -65,9 +65,9 @@ jumps between such plans, which a policy fitted to its first steps cannot follow
 on every battery's charge and discharge breaks the tie: each is split into ``POWER_SEGMENTS`` equal segments of
 its power limit, the k-th costing ``k * power_smoothing_per_kwh`` per kWh (at the meter), so that of equal plans
 the LP takes the one that spreads power over the most steps, as a quadratic cost would, and stays an LP. A small
-smoothing (0.002 against tariff spreads of 0.05) leaves the plan's bill within about a thousandth of the optimum's
-(MPC's share of the optimal saving on the validation days: 0.915 without, 0.914 with). ``cost`` is the plan's
-bill without the smoothing's cost, and ``lower_bound`` the objective less the most that smoothing could cost.
+smoothing (0.002 against tariff spreads of 0.05) moves MPC's bills by a percent or two either way
+(``tests/test_mpc.py``). ``cost`` is the plan's bill without the smoothing's cost, and ``lower_bound`` the
+objective less the most that smoothing could cost.
 
 Shared community battery (``shared_battery_kwh > 0``, see ``p2p_marl.sim.community``): one more battery of the
 same model (columns c, d, e with its own capacity and power limit, its own settlement and wear), whose power
