@@ -7,6 +7,7 @@ import gymnasium
 import numpy as np
 import pettingzoo
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import (api_test, max_cycles_test, parallel_api_test, parallel_seed_test, seed_test,
                              state_test)
@@ -141,7 +142,8 @@ def test_a_malformed_action_names_its_agent(malformed, got):
     (lambda action: [str(value) for value in action], r"\['"),  # digits in strings are not parsed
     (lambda action: np.asarray(action) + 1j, r"\[.*j.* of dtype complex"),  # nor is the imaginary part dropped
     (lambda action: [action[0], [action[1]], action[2]], r"\["),  # ragged
-    (lambda action: [None, *action[1:]], r"\[None")])
+    (lambda action: [None, *action[1:]], r"\[None"),
+    (lambda action: torch.tensor(action, requires_grad=True), r"tensor\(.*\) \(Can't call numpy\(\) on Tensor that requires grad")])
 def test_an_action_of_anything_but_real_numbers_names_its_agent(not_real, got):
     env = p2p_marl.parallel_env(n_agents=3)
     env.reset(seed=0)

@@ -735,7 +735,7 @@ def real_array(value: Any, what: str) -> np.ndarray:
     action). The message shows the value on one line, summarised where it is long."""
     try:
         array = np.asarray(value)
-    except (TypeError, ValueError) as error:  # ragged nesting
+    except (TypeError, ValueError, RuntimeError) as error:  # ragged nesting; a torch tensor that requires grad
         raise ValueError(f"{what} must be a rectangular array of real numbers, got {reprlib.repr(value)} "
                          f"({error})") from None
     if array.dtype.kind not in REAL_KINDS:
