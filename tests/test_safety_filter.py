@@ -236,3 +236,21 @@ def test_the_environment_option_is_checked_and_passes_the_pettingzoo_suite():
     env.reset(seed=0)
     _, _, _, _, infos = env.step({agent: env.action_space(agent).sample() for agent in env.agents})
     assert all(infos[agent]["safety_filter_kwh"] >= 0 for agent in env.agents)
+
+
+def test_a_step_that_no_move_can_help_is_not_counted_as_an_intervention():
+    """Empty batteries under the evening peak of a feeder tapped low: the far buses sink under the band, and
+    nothing the filter may move helps (the batteries cannot discharge, curtailing PV only adds import). The
+    actions pass unchanged and ``interventions`` stays 0, as the environment's own filter counts steps by the
+    power it moved."""
+    core = CommunityCore(EnvConfig(v_slack_pu=0.97, train_soc_initial_min=0.1, train_soc_initial_max=0.1),
+                         batch_size=8)
+    obs = core.reset(seed=0)
+    safety, undervoltage_steps = SafetyFilter(GridOnly()), 0
+    while not core.done:
+        action = GridOnly().act(core, obs)
+        filtered = safety.act(core, obs)
+        np.testing.assert_allclose(filtered, action, atol=1e-9)
+        obs, _, _, infos = core.step(filtered)
+        undervoltage_steps += int((infos["feeder_undervoltage_pu"][:, 0] > 0).sum())
+    assert undervoltage_steps > 0 and safety.interventions == 0

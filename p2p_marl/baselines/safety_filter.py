@@ -16,11 +16,16 @@ from p2p_marl.baselines.rules import battery_share, metered_load_pv_kw
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.safety_filter import filtered_power
 
+# A household's power counts as moved when the filter changes it by more than this (kW): far above HiGHS's
+# tolerances, far below any power that changes a bill.
+MOVED_KW = 1e-6
+
 
 class SafetyFilter:
     """A policy whose actions pass the feeder safety filter. It observes as the policy does (its
-    ``observation_settings``); ``interventions`` counts the community-steps whose actions it found outside the
-    limits and moved."""
+    ``observation_settings``); ``interventions`` counts the community-steps whose power it moved (as the
+    environment's own filter counts those with ``safety_filter_kwh`` > 0; a step outside the limits that no move
+    can help, its slacks alone taking the excess, is not one)."""
 
     def __init__(self, policy):
         self.policy = policy
@@ -39,9 +44,11 @@ class SafetyFilter:
         load_kw, pv_kw = metered_load_pv_kw(core, obs)
         charge_kw, discharge_kw = core.battery_power_kw(action)
         curtailed_kw = np.clip(action[..., 2], 0.0, 1.0) * pv_kw
-        battery_kw, curtailed_kw, moved = filtered_power(core, load_kw, pv_kw, charge_kw - discharge_kw,
-                                                         curtailed_kw)
+        played_kw = charge_kw - discharge_kw
+        battery_kw, filtered_curtailed_kw, moved = filtered_power(core, load_kw, pv_kw, played_kw, curtailed_kw)
         action[moved, :, 0] = battery_share(core, battery_kw[moved])
-        action[moved, :, 2] = np.divide(curtailed_kw, pv_kw, out=np.zeros_like(pv_kw), where=pv_kw > 0)[moved]
-        self.interventions += int(moved.sum())
+        action[moved, :, 2] = np.divide(filtered_curtailed_kw, pv_kw, out=np.zeros_like(pv_kw),
+                                        where=pv_kw > 0)[moved]
+        changed_kw = np.abs(battery_kw - played_kw) + np.abs(filtered_curtailed_kw - curtailed_kw)
+        self.interventions += int((changed_kw.max(axis=-1) > MOVED_KW).sum())
         return action
