@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from p2p_marl.algos.dqn import DQN, DQNConfig
 from p2p_marl.algos.imitation import IMITATION_KEYS, demonstrations
 from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
@@ -283,3 +284,33 @@ def test_a_refresh_without_dagger_rounds_replaces_mpcs_own_episodes():
     assert "imitation/refresh_student_cost" in learner.iterate()
     assert learner.imitation.demonstrations[0].shape == teachers.shape
     assert not torch.equal(learner.imitation.demonstrations[0], teachers)
+
+
+@pytest.mark.parametrize("teacher", ["optimum", "mpc"])
+def test_a_smoothing_teacher_asks_for_spread_battery_power(teacher):
+    """The same training episodes taught with and without power smoothing: the smoothed teacher's battery
+    setpoints are smaller on average (its plans spread power over more steps)."""
+    boxes = {per_kwh: demonstrations(CommunityCore(TINY, batch_size=2), teacher, n_resets=2, seed=5,
+                                     battery_action="power", smoothing_per_kwh=per_kwh).boxes[..., 0]
+             for per_kwh in (0.0, 0.02)}
+    assert np.mean(boxes[0.02] ** 2) < 0.8 * np.mean(boxes[0.0] ** 2)
+
+
+@pytest.mark.parametrize("name", [*ACTOR_LEARNERS, "dqn"])
+def test_a_learners_smoothing_key_reaches_its_teacher(name, monkeypatch):
+    """``imitation_smoothing_per_kwh`` is what the learner's teacher plans with, in every round."""
+    module = "p2p_marl.algos.dqn" if name == "dqn" else "p2p_marl.algos.imitation"
+    taught = []
+    real = demonstrations
+
+    def recording(*args, **kwargs):
+        taught.append(kwargs["smoothing_per_kwh"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(f"{module}.demonstrations", recording)
+    settings = {"imitation_days": 2, "imitation_epochs": 1, "imitation_teacher": "mpc", "imitation_rounds": 1,
+                "imitation_smoothing_per_kwh": 0.01}
+    learner = (DQN(TINY, DQNConfig(num_envs=2, batch_size=8, hidden_sizes=[8], learning_starts=0, **settings), seed=0)
+               if name == "dqn" else small(name, **settings))
+    learner.imitate()
+    assert taught == [0.01, 0.01]

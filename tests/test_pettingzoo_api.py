@@ -143,7 +143,8 @@ def test_a_malformed_action_names_its_agent(malformed, got):
     (lambda action: np.asarray(action) + 1j, r"\[.*j.* of dtype complex"),  # nor is the imaginary part dropped
     (lambda action: [action[0], [action[1]], action[2]], r"\["),  # ragged
     (lambda action: [None, *action[1:]], r"\[None"),
-    (lambda action: torch.tensor(action, requires_grad=True), r"tensor\(.*\) \(Can't call numpy\(\) on Tensor that requires grad")])
+    (lambda action: torch.tensor(action, requires_grad=True),
+     r"tensor\(.*\) \(Can't call numpy\(\) on Tensor that requires grad")])
 def test_an_action_of_anything_but_real_numbers_names_its_agent(not_real, got):
     env = p2p_marl.parallel_env(n_agents=3)
     env.reset(seed=0)

@@ -295,8 +295,8 @@ class DQN(ValueBasedLearner):
         for round_ in range(1 + c.imitation_rounds):
             student = None if round_ == 0 else self.policy()
             played = demonstrations(self.core, c.imitation_teacher, n_resets, int(self.rng.integers(2 ** 63)),
-                                    "power", student, self.action_grid, self.training_reward, self.threads,
-                                    c.imitation_smoothing_per_kwh)
+                                    "power", student, self.action_grid, self.training_reward, threads=self.threads,
+                                    smoothing_per_kwh=c.imitation_smoothing_per_kwh)
             parts.append(played)
             teacher_s += played.teacher_s
             # The teacher's cost is its grid-snapped play's (MAPPO and MADDPG log MPC's own as teacher_cost).

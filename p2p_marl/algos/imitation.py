@@ -203,7 +203,7 @@ def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, stud
     ``rng``."""
     return demonstrations(core, config.imitation_teacher, math.ceil(config.imitation_days / core.batch_size),
                           int(rng.integers(2 ** 63)), config.battery_action, student, threads=threads,
-                       smoothing_per_kwh=config.imitation_smoothing_per_kwh)
+                          smoothing_per_kwh=config.imitation_smoothing_per_kwh)
 
 
 def check_demonstrations_kept(progress: str, imitation_coef: float, started: bool) -> None:

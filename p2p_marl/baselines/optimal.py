@@ -62,12 +62,16 @@ optimum is often not unique. Energy bought at one off-peak price costs the same 
 evening peak's discharge is worth the same in any of its steps, so HiGHS returns one vertex of a face of equal
 plans: full power in a few steps, chosen by pivoting, not by the state. A plan that replans every step then
 jumps between such plans, which a policy fitted to its first steps cannot follow. A convex piecewise-linear cost
-on every battery's charge and discharge breaks the tie: each is split into ``POWER_SEGMENTS`` equal segments of
-its power limit, the k-th costing ``k * power_smoothing_per_kwh`` per kWh (at the meter), so that of equal plans
-the LP takes the one that spreads power over the most steps, as a quadratic cost would, and stays an LP. A small
-smoothing (0.002 against tariff spreads of 0.05) moves MPC's bills by a percent or two either way
-(``tests/test_mpc.py``). ``cost`` is the plan's bill without the smoothing's cost, and ``lower_bound`` the
-objective less the most that smoothing could cost.
+on every battery's charge and discharge trades a little of the bill for spread power: each is split into
+``POWER_SEGMENTS`` equal segments of its power limit, the k-th costing ``k * power_smoothing_per_kwh`` per kWh (at
+the meter), so that the LP prefers power at the segments' breakpoints spread over many steps, as a quadratic cost
+would, and stays an LP (ties within a segment remain). A small smoothing (0.002 against tariff spreads of 0.05)
+moves MPC's bills by a percent or two either way (``tests/test_mpc.py``); larger ones cost more of the bill.
+``cost`` is the plan's bill without the smoothing's cost. ``lower_bound`` stays a bound on the optimum without
+smoothing: the objective less what the smoothing's costs could be worth by the LP's reduced costs (a Lagrangian
+bound, from the same duals; the mixed-integer fallback, which has none, subtracts the most the smoothing could
+cost). It is then looser than without smoothing, and ``cost - lower_bound`` no longer says how far the plan is
+from optimal.
 
 Shared community battery (``shared_battery_kwh > 0``, see ``p2p_marl.sim.community``): one more battery of the
 same model (columns c, d, e with its own capacity and power limit, its own settlement and wear), whose power
@@ -205,8 +209,9 @@ class OptimalSchedule:
 
     ``cost`` (money) is the community cost of acting the schedule out in the environment, network penalties
     included; ``lower_bound`` is the proven bound on the optimum (equal to ``cost`` up to ``CUT_RELATIVE_GAP``
-    for a plain LP unless ``MAX_CUT_ROUNDS`` ran out, up to ``MIP_RELATIVE_GAP`` for the mixed-integer fallback).
-    At separate meters both are the plan's bill there instead (see the module docstring).
+    for a plain LP unless ``MAX_CUT_ROUNDS`` ran out, up to ``MIP_RELATIVE_GAP`` for the mixed-integer fallback;
+    looser with power smoothing). At separate meters both are the plan's bill there instead (see the module
+    docstring).
     """
 
     problem: DispatchProblem  # what was planned on; the arrays below cover its steps
@@ -652,8 +657,13 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
     households = slice(0, n_agents)
     smoothing = model.smoothing
     smoothing_cost = float(cost_vector[smoothing] @ x[smoothing])
-    most_smoothing_cost = float(cost_vector[smoothing] @ np.asarray(lp.col_upper_)[smoothing])
-    lower_bound = (float(info.mip_dual_bound) if mixed_integer else objective) - most_smoothing_cost
+    segment_cost, segment_kw = cost_vector[smoothing], np.asarray(lp.col_upper_)[smoothing]
+    if mixed_integer:
+        smoothing_worth = float(segment_cost @ segment_kw)
+    else:  # dropping a segment's cost moves its reduced cost r to r - c: the dual bound falls by at most this
+        reduced_cost = np.asarray(highs.getSolution().col_dual)[smoothing]
+        smoothing_worth = float(segment_kw @ np.minimum(segment_cost, np.maximum(segment_cost - reduced_cost, 0.0)))
+    lower_bound = (float(info.mip_dual_bound) if mixed_integer else objective) - smoothing_worth
     cost = objective - smoothing_cost + float(gap)
     p2p_trade, p2p_fee, loss_charge = np.ones(steps, dtype=bool), 0.0, 0.0
     loss_allocation = core.config.loss_allocation

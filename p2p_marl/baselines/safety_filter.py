@@ -16,8 +16,8 @@ from p2p_marl.baselines.rules import battery_share, metered_load_pv_kw
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.safety_filter import filtered_power
 
-# A household's power counts as moved when the filter changes it by more than this (kW): far above HiGHS's
-# tolerances, far below any power that changes a bill.
+# A household's power counts as moved when the filter changes it by more than this (kW): ten times HiGHS's
+# feasibility tolerance, far below any power that changes a bill.
 MOVED_KW = 1e-6
 
 
