@@ -47,7 +47,7 @@ from torch import nn
 
 from p2p_marl.algos.nets import feasible_box, net_load_box
 from p2p_marl.baselines.mpc import MPCPolicy
-from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
+from p2p_marl.baselines.optimal import MAX_POWER_SMOOTHING_PER_KWH, DispatchProblem, solve_dispatch
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import ConfigError
@@ -64,7 +64,7 @@ IMITATION_RANGES = (
     ("imitation_epochs", 1, 10_000, True, True),
     ("imitation_rounds", 0, 1000, True, True),
     ("imitation_coef", 0.0, 1000.0, True, True),
-    ("imitation_smoothing_per_kwh", 0.0, 1.0, True, True),
+    ("imitation_smoothing_per_kwh", 0.0, MAX_POWER_SMOOTHING_PER_KWH, True, True),
 )
 IMITATION_INTEGERS = {"imitation_days", "imitation_epochs", "imitation_rounds"}
 

@@ -158,6 +158,7 @@ CUT_RELATIVE_GAP = 1e-7
 MAX_CUT_ROUNDS = 100
 # Power smoothing splits each charge and discharge column into this many segments (see the module docstring).
 POWER_SEGMENTS = 4
+MAX_POWER_SMOOTHING_PER_KWH = 1.0  # money per kWh: far above any tariff spread, a bound for typos
 
 
 class OptimalSolveError(RuntimeError):
@@ -656,8 +657,8 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
     curtailed_kw = per_participant(decisions.curtailed, decisions.pv_households)[:, :n_agents]
     households = slice(0, n_agents)
     smoothing = model.smoothing
-    smoothing_cost = float(cost_vector[smoothing] @ x[smoothing])
     segment_cost, segment_kw = cost_vector[smoothing], np.asarray(lp.col_upper_)[smoothing]
+    smoothing_cost = float(segment_cost @ x[smoothing])
     if mixed_integer:
         smoothing_worth = float(segment_cost @ segment_kw)
     else:  # dropping a segment's cost moves its reduced cost r to r - c: the dual bound falls by at most this
@@ -705,11 +706,11 @@ def _solve(core: CommunityCore, problem: DispatchProblem, network: bool, mixed_i
 
 
 def check_power_smoothing(power_smoothing_per_kwh: Any) -> None:
-    """``ValueError`` unless ``power_smoothing_per_kwh`` is a number in [0, 1] (money per kWh)."""
+    """``ValueError`` unless ``power_smoothing_per_kwh`` is a number in [0, MAX_POWER_SMOOTHING_PER_KWH]."""
     if (isinstance(power_smoothing_per_kwh, bool) or not isinstance(power_smoothing_per_kwh, (int, float))
-            or not 0.0 <= power_smoothing_per_kwh <= 1.0):
-        raise ValueError(f"power_smoothing_per_kwh must be a number in [0, 1] (money per kWh), got "
-                         f"{power_smoothing_per_kwh!r}")
+            or not 0.0 <= power_smoothing_per_kwh <= MAX_POWER_SMOOTHING_PER_KWH):
+        raise ValueError(f"power_smoothing_per_kwh must be a number in [0, {MAX_POWER_SMOOTHING_PER_KWH:g}] "
+                         f"(money per kWh), got {power_smoothing_per_kwh!r}")
 
 
 def _check_day(core: CommunityCore, day) -> int:
