@@ -9,17 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tbparse import SummaryReader
 
 from p2p_marl import demo
 from p2p_marl.baselines import optimal
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
-from p2p_marl.baselines.rules import GridOnly, RandomActions, SelfConsumption, TruthfulBid, truthful_price_share
+from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TruthfulBid,
+                                      truthful_price_share)
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import OBS_FEATURES, CommunityCore
 from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, load_policies, reference_costs,
                                          select_days)
-from p2p_marl.evaluation import compare, grid_resolution, report, value_of_information
+from p2p_marl.evaluation import compare, grid_resolution, report, setpoint_precision, value_of_information
+from p2p_marl.evaluation.setpoint_precision import MovedSetpoints, equivalent_noise_rms
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
 from conftest import compose_config, launch_twice_at_once, load_script
 
@@ -537,6 +541,102 @@ def test_grid_resolution_table_and_plot(tmp_path):
                                          ["MPC on dqn's grid", "9", str(9 * 3 * 2 + 6)],
                                          ["MPC on qlearning's grid", "3", "4"], ["MPC on qlearning's grid", "9", "10"]]
     assert all(float(row[3]) <= 1.0 + 1e-3 for row in rows)
+
+
+
+@settings(max_examples=50, deadline=None)
+@given(noise_rms=st.floats(0.0, 2.0), bias=st.floats(-2.0, 2.0), seed=st.integers(0, 2**32 - 1))
+def test_moved_setpoints_move_only_the_battery_setpoint_and_stay_in_the_box(noise_rms, bias, seed):
+    core = CommunityCore(EnvConfig(n_agents=4, n_days=30), batch_size=8)
+    obs = core.reset(seed=seed)
+    moved = MovedSetpoints(RandomActions(seed=seed), noise_rms, bias, seed=seed)
+    moved.reset(core)
+    played, own = moved.act(core, obs), RandomActions(seed=seed).act(core, obs)
+    np.testing.assert_array_equal(played[..., 1:], own[..., 1:])
+    noise = noise_rms * np.random.default_rng(seed).standard_normal(own.shape[:-1])
+    np.testing.assert_allclose(played[..., 0], np.clip(own[..., 0] + bias + noise, -1.0, 1.0))
+
+
+def test_moved_setpoints_noise_has_its_rms_and_repeats_after_reset():
+    core = CommunityCore(EnvConfig(n_agents=4, n_days=30), batch_size=500)
+    obs = core.reset(seed=0)
+    zero = IdleMidPrice()  # setpoint share 0
+    moved = MovedSetpoints(zero, 0.03, bias=0.01, seed=7)
+    moved.reset(core)
+    first = moved.act(core, obs)[..., 0]
+    assert np.sqrt(np.mean((first - 0.01) ** 2)) == pytest.approx(0.03, rel=0.05)
+    assert np.mean(first) == pytest.approx(0.01, abs=0.002)
+    assert not np.array_equal(moved.act(core, obs)[..., 0], first)  # a fresh draw each step
+    moved.reset(core)
+    np.testing.assert_array_equal(moved.act(core, obs)[..., 0], first)
+    assert moved.name == "idle_mid_price, setpoint noise 0.03, bias +0.01"
+    with pytest.raises(ValueError, match="noise_rms must be finite and >= 0"):
+        MovedSetpoints(zero, -0.01)
+    with pytest.raises(ValueError, match="bias finite"):
+        MovedSetpoints(zero, 0.01, float("nan"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(drops=st.lists(st.floats(0.001, 1.0), min_size=1, max_size=6), start=st.floats(0.0, 1.0),
+       fraction=st.floats(0.0, 1.0))
+def test_equivalent_noise_inverts_a_falling_curve(drops, start, fraction):
+    """Each point's share maps back to its noise, shares between two points to noise between theirs (linearly),
+    a share above the noiseless one to 0 and one below the curve's end to None."""
+    noise = [0.0, *np.cumsum(np.full(len(drops), 0.02))]
+    shares = list(start - np.concatenate([[0.0], np.cumsum(drops)]))
+    curve = list(zip(noise, shares))
+    for point_noise, point_share in curve:
+        assert equivalent_noise_rms(point_share, curve) == pytest.approx(point_noise, abs=1e-9)
+    between = shares[0] - fraction * (shares[0] - shares[1])
+    assert equivalent_noise_rms(between, curve) == pytest.approx(fraction * noise[1], abs=1e-9)
+    assert equivalent_noise_rms(start + 0.1, curve) == 0.0
+    assert equivalent_noise_rms(shares[-1] - 0.1, curve) is None
+
+
+def test_equivalent_noise_takes_the_first_crossing_of_a_curve_that_rises_again():
+    curve = [(0.0, 0.9), (0.01, 0.8), (0.02, 0.85), (0.04, 0.6)]
+    assert equivalent_noise_rms(0.82, curve) == pytest.approx(0.008)
+    assert equivalent_noise_rms(0.7, curve) == pytest.approx(0.032)
+
+
+def test_setpoint_precision_table_and_plot(tmp_path):
+    """On one test day: MPC unmoved, then each noise and bias; the rules and the floor placed on its scale; no
+    row above the optimum and the largest noise below the noiseless MPC."""
+    setpoint_precision.main(["--max-days", "1", "--out", str(tmp_path)])
+    assert (tmp_path / "setpoint_precision.png").read_bytes().startswith(PNG_SIGNATURE)
+    mpc_table, other_table = (tmp_path / "setpoint_precision.md").read_text().split("\n\n")
+    mpc_rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in mpc_table.splitlines()[2:]]
+    assert [row[:2] for row in mpc_rows] == (
+        [["0", "0"]] + [[f"{noise:g}", "0"] for noise in setpoint_precision.NOISE_RMS]
+        + [["0", f"{bias:+g}"] for bias in setpoint_precision.BIAS])
+    assert all(float(row[2]) <= 1.0 + 1e-3 for row in mpc_rows)
+    assert float(mpc_rows[len(setpoint_precision.NOISE_RMS)][2]) < float(mpc_rows[0][2])
+    other_rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in other_table.splitlines()[2:]]
+    assert [row[:2] for row in other_rows] == [[name, "1"] for name in setpoint_precision.OTHER_CONTROLLERS]
+    assert {row[0]: row[3] for row in other_rows}["random"] == "> 0.14"
+
+
+def test_setpoint_precision_groups_the_seeds_of_a_learner(seeds_run_dir):
+    """Two seeds of each of two Q-learning settings: a row per setting with each seed's share, their mean and the
+    equivalent noise of each; a bad run directory stops the script with one line before any work."""
+    runs = sorted(str(path) for path in (seeds_run_dir.parent / "train").iterdir() if path.is_dir())
+    config = EnvConfig(n_agents=3, dt_h=3.0, n_days=20)
+    days, _ = select_days(CommunityCore(config), 2)
+    mpc_rows, other_rows = setpoint_precision.setpoint_precision(
+        config, days, load_policies(["idle_mid_price"], runs, env_config=config))
+    assert len(mpc_rows) == 1 + len(setpoint_precision.NOISE_RMS) + len(setpoint_precision.BIAS)
+    assert [(row["method"], row["runs"]) for row in other_rows] == [("idle_mid_price", 1), ("qlearning#1", 2),
+                                                                     ("qlearning#2", 2)]
+    curve = [(row["noise_rms"], row["share"]) for row in mpc_rows if row["bias"] == 0.0]
+    for row in other_rows:
+        assert row["share"] == pytest.approx(np.mean(row["shares"]))
+        assert row["run_equivalent_noise"] == [equivalent_noise_rms(share, curve) for share in row["shares"]]
+
+
+def test_a_bad_run_directory_stops_setpoint_precision_before_any_work(tmp_path):
+    with pytest.raises(SystemExit, match=r"setpoint_precision: error: checkpoints\[0\]='nowhere' does not exist"):
+        setpoint_precision.main(["nowhere", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():

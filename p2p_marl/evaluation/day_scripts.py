@@ -46,3 +46,11 @@ def finish_share_plot(fig, ax, path: Path, xlabel: str, title: str, legend_loc: 
     ax.legend(fontsize=8, loc=legend_loc)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def day_means(kpis: dict[str, np.ndarray]) -> dict[str, float]:
+    """A row's numbers from ``evaluate_policy``'s per-day KPIs: the share of the optimal saving, the cost per day
+    and the share of days with violations, means over the days."""
+    return {"share": float(np.nanmean(kpis["share_of_optimal_saving"])),
+            "cost": float(np.mean(kpis["community_cost"])),
+            "violation_days": float(np.mean(kpis["violation_day"]))}

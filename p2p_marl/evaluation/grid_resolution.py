@@ -29,7 +29,7 @@ from p2p_marl.algos.qlearning import QLearningConfig
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
-from p2p_marl.evaluation.day_scripts import add_day_arguments, days_and_output, finish_share_plot
+from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, days_and_output, finish_share_plot
 from p2p_marl.evaluation.report import console, plt  # report sets matplotlib's file-only backend
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.training.value_based import ActionGrid
@@ -72,10 +72,7 @@ def grid_resolution(config: EnvConfig, days: np.ndarray, levels: list[int]) -> l
 
 
 def _row(label: str, n_levels: int | None, n_actions: int | None, kpis: dict[str, np.ndarray]) -> dict:
-    return {"method": label, "battery_levels": n_levels, "actions": n_actions,
-            "share": float(np.nanmean(kpis["share_of_optimal_saving"])),
-            "cost": float(np.mean(kpis["community_cost"])),
-            "violation_days": float(np.mean(kpis["violation_day"]))}
+    return {"method": label, "battery_levels": n_levels, "actions": n_actions, **day_means(kpis)}
 
 
 def markdown(rows: list[dict]) -> str:

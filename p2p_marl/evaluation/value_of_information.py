@@ -23,7 +23,7 @@ import numpy as np
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import evaluate_policy, make_benchmark, reference_costs
-from p2p_marl.evaluation.day_scripts import add_day_arguments, days_and_output, finish_share_plot
+from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, days_and_output, finish_share_plot
 from p2p_marl.evaluation.report import console, plt  # report sets matplotlib's file-only backend
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.forecasts import build_forecaster, forecast_nrmse
@@ -62,10 +62,7 @@ def value_of_information(config: EnvConfig, days: np.ndarray) -> list[dict]:
 
 
 def _row(label: str, kpis: dict[str, np.ndarray], errors: dict[str, float] | None) -> dict:
-    return {"method": label, "errors": errors,
-            "share": float(np.nanmean(kpis["share_of_optimal_saving"])),
-            "cost": float(np.mean(kpis["community_cost"])),
-            "violation_days": float(np.mean(kpis["violation_day"]))}
+    return {"method": label, "errors": errors, **day_means(kpis)}
 
 
 def markdown(rows: list[dict]) -> str:
