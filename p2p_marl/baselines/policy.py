@@ -26,3 +26,20 @@ class Policy(Protocol):
     def reset(self, core: CommunityCore) -> None: ...
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray: ...
+
+
+class PolicyWrapper:
+    """A policy that changes what ``policy`` plays: it observes as ``policy`` does (its ``observation_settings``),
+    resets it, and hands the shared battery's dispatch to it (``act_operator``, None where it has none, so the
+    battery's rule runs). A subclass writes ``act``."""
+
+    def __init__(self, policy: Policy, name: str):
+        self.policy, self.name = policy, name
+        self.observation_settings = getattr(policy, "observation_settings", {})
+
+    def reset(self, core: CommunityCore) -> None:
+        self.policy.reset(core)
+
+    def act_operator(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray | None:
+        act_operator = getattr(self.policy, "act_operator", None)
+        return None if act_operator is None else act_operator(core, obs)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from p2p_marl.baselines.policy import PolicyWrapper
 from p2p_marl.sim.community import ACTION_DIM, ACTION_HIGH, ACTION_LOW, OBS_FEATURES, CommunityCore
 
 _LOAD, _PV = OBS_FEATURES.index("load"), OBS_FEATURES.index("pv")
@@ -155,19 +156,14 @@ class RandomActions(_Seeded):
         return self._rng.uniform(ACTION_LOW, ACTION_HIGH, size=(*obs.shape[:2], ACTION_DIM))
 
 
-class TruthfulBid:
+class TruthfulBid(PolicyWrapper):
     """A policy's battery setpoint and curtailment with the truthful bid (``truthful_price_share``) in place of its
     own price: a diagnostic of how much of a learner's play its bids decide (``evaluate.py truthful_bid=true``).
     The bid reads the battery power the core will apply (the setpoint within the battery's limits, as the step
-    clips it), not the setpoint asked for. It observes as the policy does (its ``observation_settings``)."""
+    clips it), not the setpoint asked for. It observes as the policy does (``PolicyWrapper``)."""
 
     def __init__(self, policy):
-        self.policy = policy
-        self.name = f"{policy.name}+truthful_bid"
-        self.observation_settings = getattr(policy, "observation_settings", {})
-
-    def reset(self, core: CommunityCore) -> None:
-        self.policy.reset(core)
+        super().__init__(policy, f"{policy.name}+truthful_bid")
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.array(self.policy.act(core, obs), dtype=np.float64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from p2p_marl.baselines.policy import PolicyWrapper
 from p2p_marl.baselines.rules import battery_share, metered_load_pv_kw
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.safety_filter import filtered_power
@@ -21,23 +22,21 @@ from p2p_marl.sim.safety_filter import filtered_power
 MOVED_KW = 1e-6
 
 
-class SafetyFilter:
-    """A policy whose actions pass the feeder safety filter. It observes as the policy does (its
-    ``observation_settings``); ``interventions`` counts the community-steps whose power it moved (as the
+class SafetyFilter(PolicyWrapper):
+    """A policy whose actions pass the feeder safety filter. It observes as the policy does (``PolicyWrapper``);
+    ``interventions`` counts the community-steps whose power it moved (as the
     environment's own filter counts those with ``safety_filter_kwh`` > 0; a step outside the limits that no move
     can help, its slacks alone taking the excess, is not one)."""
 
     def __init__(self, policy):
-        self.policy = policy
-        self.name = f"{policy.name}+safety_filter"
-        self.observation_settings = getattr(policy, "observation_settings", {})
+        super().__init__(policy, f"{policy.name}+safety_filter")
         self.interventions = 0
 
     def reset(self, core: CommunityCore) -> None:
         if core.has_shared_battery:
             raise ValueError("the safety filter moves the households' power only, and this community has a shared "
                              "battery whose power follows theirs: evaluate it without safety_filter")
-        self.policy.reset(core)
+        super().reset(core)
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.array(self.policy.act(core, obs), dtype=np.float64)

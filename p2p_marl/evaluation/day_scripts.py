@@ -21,21 +21,26 @@ def add_day_arguments(parser: argparse.ArgumentParser, default_split: str) -> No
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: a new one under runs/)")
 
 
-def days_and_output(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EnvConfig,
-                    name: str) -> tuple[np.ndarray, Path]:
-    """The days ``args`` select of ``config``'s community and the output directory (a new ``runs/<name>/...``
-    without ``--out``); a bad ``--max-days`` is the parser's error. Progress lines (``p2p_marl.progress``) go
-    through logging when stderr is not a terminal: Hydra sets that up for train.py and evaluate.py, these
-    scripts here."""
+def selected_days(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EnvConfig) -> np.ndarray:
+    """The days ``args`` select of ``config``'s community; a bad ``--max-days`` is the parser's error. Progress
+    lines (``p2p_marl.progress``) go through logging when stderr is not a terminal: Hydra sets that up for
+    train.py and evaluate.py, these scripts here."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     if args.max_days is not None and args.max_days < 1:
         parser.error(f"--max-days must be >= 1, got {args.max_days}")
     days, _ = select_days(CommunityCore(config), args.max_days, split=args.days)
-    return days, script_output_dir(args.out, name)
+    return days
 
 
-def finish_share_plot(fig, ax, path: Path, xlabel: str, title: str, legend_loc: str) -> None:
-    """The optimum's line, the labels, grid and legend of a share-of-the-optimal-saving plot; saved and closed."""
+def days_and_output(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EnvConfig,
+                    name: str) -> tuple[np.ndarray, Path]:
+    """``selected_days`` and the output directory (a new ``runs/<name>/...`` without ``--out``)."""
+    return selected_days(parser, args, config), script_output_dir(args.out, name)
+
+
+def finish_share_plot(fig, ax, path: Path, xlabel: str, title: str, legend_loc: str, outside: bool = False) -> None:
+    """The optimum's line, the labels, grid and legend (``outside``: right of the axes, at ``legend_loc``) of a
+    share-of-the-optimal-saving plot; saved and closed."""
     from p2p_marl.evaluation.report import plt  # report sets matplotlib's file-only backend
 
     ax.axhline(1.0, color="black", linewidth=0.8, label="optimum (perfect foresight) = 1")
@@ -43,7 +48,7 @@ def finish_share_plot(fig, ax, path: Path, xlabel: str, title: str, legend_loc: 
     ax.set_ylabel("share of the optimal saving")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc=legend_loc)
+    ax.legend(fontsize=8, loc=legend_loc, bbox_to_anchor=(1.01, 0.5) if outside else None)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

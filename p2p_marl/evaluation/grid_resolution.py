@@ -27,6 +27,7 @@ import numpy as np
 from p2p_marl.algos.dqn import DQNConfig
 from p2p_marl.algos.qlearning import QLearningConfig
 from p2p_marl.baselines.mpc import MPCPolicy
+from p2p_marl.baselines.policy import PolicyWrapper
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
 from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, days_and_output, finish_share_plot
@@ -37,14 +38,12 @@ from p2p_marl.training.value_based import ActionGrid
 LEARNER_GRIDS = {"dqn": DQNConfig(), "qlearning": QLearningConfig()}
 
 
-class SnappedToGrid:
+class SnappedToGrid(PolicyWrapper):
     """A policy that plays the grid action nearest to what ``policy`` asks for."""
 
     def __init__(self, name: str, policy, grid: ActionGrid):
-        self.name, self.policy, self.grid = name, policy, grid
-
-    def reset(self, core: CommunityCore) -> None:
-        self.policy.reset(core)
+        super().__init__(policy, name)
+        self.grid = grid
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         return self.grid.actions(core, obs, self.grid.nearest(core, obs, self.policy.act(core, obs)))

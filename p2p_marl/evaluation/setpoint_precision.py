@@ -4,19 +4,21 @@ policies sit on that scale.
     python -m p2p_marl.evaluation.setpoint_precision [RUN_DIR ...] [--days test] [--max-days N] [--threads T]
         [--out DIR]
 
-MPC on the environment's persistence forecasts (``p2p_marl.baselines.mpc``) plans as usual, and each step its
-battery setpoint share (the action's first entry, a share of the battery's power in [-1, 1]) is moved before the
-step applies it: by independent seeded Gaussian noise of each root mean square in ``NOISE_RMS``, or by each
-constant ``BIAS``, then clipped to [-1, 1]. MPC plans again from the state that reaches, so it makes up for
-what it can. The rows say how steep the yardstick is: how much of the optimal saving an error of a given size in
-the setpoint costs a controller that otherwise plans as well as MPC.
+MPC on the environment's persistence forecasts (``p2p_marl.baselines.mpc``) plans as usual, and each step every
+household's battery setpoint share (the action's first entry, a share of the battery's rated power in [-1, 1]) is
+moved before the step applies it: by independent seeded Gaussian noise of each root mean square in ``NOISE_RMS``,
+or by each constant ``BIAS``, then clipped to [-1, 1] (the step then keeps the power within the battery's charge
+limits, as for any action). MPC plans again from the state that reaches, so it makes up for what it can. The rows
+say how steep the yardstick is: how much of the optimal saving an error of a given size in the setpoint costs a
+controller that otherwise plans as well as MPC. Every noise level scales the same seeded draws (one sample of the
+noise, the same for every level, so the curve's steps are the noise's size, not another draw).
 
 Each training run directory given (its best checkpoint on validation days, ``compare.load_policies``), the
 rules and the floor (idle batteries at the mid price, random actions) are placed on that scale: the setpoint noise
 at which MPC's share falls to theirs (``equivalent_noise_rms``). A learner whose share equals MPC's with noise of
-0.03 loses as much as a planner that misplaces every battery's power by 3 % of its rating, independently in every
-step would; its errors are not independent, so this is a measure of size, not a model of its errors. Runs of
-one learner and training setting (seeds) form one row.
+0.03 loses as much as a planner whose every household battery setpoint errs by 3 % of the rated power (root mean
+square, independently in every step) would; its own errors are not independent, so this is a measure of size, not
+a model of its errors. Runs of one learner and training setting (seeds) form one row.
 
 Writes ``setpoint_precision.md`` (the two tables, also printed) and ``setpoint_precision.png`` (share of the
 optimal saving against the setpoint noise, with the other controllers' shares as horizontal lines) to ``--out``
@@ -33,52 +35,54 @@ import numpy as np
 
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.config import EnvConfig
-from p2p_marl.baselines.policy import Policy
+from p2p_marl.baselines.policy import Policy, PolicyWrapper
 from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.evaluation.compare import evaluate_policy, load_policies, reference_costs
-from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, days_and_output, finish_share_plot
+from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, finish_share_plot, selected_days
 from p2p_marl.evaluation.report import console, method_of, plt  # report sets matplotlib's file-only backend
+from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
 # Root mean square of the noise and the constant biases added to MPC's setpoint share (a share of the battery's
-# power): from below the clones' smallest fit error to twice their largest.
+# rated power): the clones of MPC fit it to 0.07 to 0.14 RMS on the training days (docs/what_was_tried.md), and
+# coming close to MPC asks for errors well below that.
 NOISE_RMS = (0.01, 0.02, 0.035, 0.07, 0.14)
 BIAS = (-0.02, -0.01, 0.01, 0.02)
 OTHER_CONTROLLERS = ("rule_time_of_use", "rule_self_consumption", "idle_mid_price", "random")
 
 
-class MovedSetpoints:
-    """A policy whose battery setpoint share is moved by seeded Gaussian noise of root mean square ``noise_rms``
-    and a constant ``bias`` before the clip to [-1, 1]; bid price and curtailment are the policy's. The noise
-    starts again from ``seed`` at every ``reset``, so that an evaluation repeats."""
+class MovedSetpoints(PolicyWrapper):
+    """A policy whose households' battery setpoint shares are moved by seeded Gaussian noise of root mean square
+    ``noise_rms`` and a constant ``bias`` before the clip to [-1, 1]; bid price, curtailment and a shared
+    battery's dispatch are the policy's. Each day's noise is its own stream, from ``seed`` and the day, started
+    again at every ``reset``: a day is played with the same noise in any batch of days, and an evaluation
+    repeats."""
 
     def __init__(self, policy, noise_rms: float, bias: float = 0.0, seed: int = 0):
         if not (noise_rms >= 0.0 and np.isfinite(noise_rms) and np.isfinite(bias)):
             raise ValueError(f"noise_rms must be finite and >= 0 and bias finite, got {noise_rms} and {bias}")
-        self.policy, self.noise_rms, self.bias, self.seed = policy, noise_rms, bias, seed
-        self.name = f"{policy.name}, setpoint noise {noise_rms:g}, bias {bias:+g}"
-        self.observation_settings = getattr(policy, "observation_settings", {})
-        self._rng = np.random.default_rng(seed)
+        super().__init__(policy, f"{policy.name}, setpoint noise {noise_rms:g}, bias {bias:+g}")
+        self.noise_rms, self.bias, self.seed = noise_rms, bias, seed
+        self._day_streams: list[np.random.Generator] = []
 
     def reset(self, core: CommunityCore) -> None:
-        self._rng = np.random.default_rng(self.seed)
-        self.policy.reset(core)
+        self._day_streams = [np.random.default_rng([self.seed, int(day)]) for day in core.days]
+        super().reset(core)
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.array(self.policy.act(core, obs), dtype=np.float64)
-        noise = self.noise_rms * self._rng.standard_normal(action.shape[:-1])
+        noise = self.noise_rms * np.stack([stream.standard_normal(action.shape[1]) for stream in self._day_streams])
         action[..., 0] = np.clip(action[..., 0] + self.bias + noise, -1.0, 1.0)
         return action
-
-    def act_operator(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray | None:
-        act_operator = getattr(self.policy, "act_operator", None)
-        return None if act_operator is None else act_operator(core, obs)
 
 
 def equivalent_noise_rms(share: float, curve: list[tuple[float, float]]) -> float | None:
     """The setpoint noise at which MPC's share of the optimal saving falls to ``share``: ``curve`` is (noise
     RMS, MPC's share) in ascending noise from 0; linear between the first two points whose shares bracket
-    ``share``. 0 for a share at or above the noiseless MPC's, None below every point's (off the scale)."""
+    ``share``. 0 for a share at or above the noiseless MPC's, None below every point's (off the scale), NaN for
+    a NaN share (no day with a saving to share)."""
+    if np.isnan(share):
+        return float("nan")
     if share >= curve[0][1]:
         return 0.0
     for (noise_low, share_low), (noise_high, share_high) in zip(curve, curve[1:]):
@@ -114,7 +118,9 @@ def setpoint_precision(config: EnvConfig, days: np.ndarray, others: dict[str, Po
 
 
 def _noise_cell(noise_rms: float | None, off_scale: float) -> str:
-    return f"> {off_scale:g}" if noise_rms is None else f"{noise_rms:.3f}"
+    if noise_rms is None:
+        return f"> {off_scale:g}"
+    return "n/a" if np.isnan(noise_rms) else f"{noise_rms:.3f}"
 
 
 def markdown(mpc_rows: list[dict], other_rows: list[dict]) -> str:
@@ -139,8 +145,9 @@ def markdown(mpc_rows: list[dict], other_rows: list[dict]) -> str:
 
 def plot(path: Path, mpc_rows: list[dict], other_rows: list[dict], title: str) -> None:
     """MPC's share against the setpoint noise (joined points) and against a constant bias of that size
-    (triangles), the other controllers' mean shares as horizontal lines, each marked where it meets MPC's curve."""
-    fig, ax = plt.subplots(figsize=(8.0, 4.8), layout="constrained")
+    (triangles), the other controllers' mean shares as horizontal lines (the rules and the floor grey), each
+    learner's marked where it meets MPC's curve."""
+    fig, ax = plt.subplots(figsize=(10.5, 5.0), layout="constrained")
     noisy = [row for row in mpc_rows if row["bias"] == 0.0]
     ax.plot([row["noise_rms"] for row in noisy], [row["share"] for row in noisy], "o-", color="tab:red",
             label="MPC (persistence), setpoint share + noise of RMS x")
@@ -148,21 +155,26 @@ def plot(path: Path, mpc_rows: list[dict], other_rows: list[dict], title: str) -
         biased = [row for row in mpc_rows if np.sign(row["bias"]) == sign]
         ax.plot([abs(row["bias"]) for row in biased], [row["share"] for row in biased], marker, color="tab:red",
                 fillstyle="none", markersize=8, label=f"MPC, setpoint share {'+' if sign > 0 else '−'} bias of x")
-    # The floor (random actions) can lie far below zero: the axis stops a little below zero and MPC's curve, and
+    # The floor (random actions) can lie far below zero: the axis spans MPC's curve, zero and the optimum, and
     # the legend gives each line's share.
+    shown = [row for row in other_rows if not np.isnan(row["share"])]
     bottom = min(0.0, *(row["share"] for row in mpc_rows)) - 0.1
-    colors = [color for color in plt.get_cmap("tab10").colors if color != plt.get_cmap("tab10").colors[3]]
-    for index, row in enumerate(other_rows):
-        color = colors[index % len(colors)]
+    top = max(1.0, *(row["share"] for row in shown)) + 0.05
+    learner_colors = iter(color for color in plt.get_cmap("tab10").colors[::-1]
+                          if color not in (plt.get_cmap("tab10").colors[3], plt.get_cmap("tab10").colors[7]))
+    grey_styles = iter((":", "-.", (0, (5, 2)), (0, (1, 3))))
+    for row in shown:
+        benchmark = row["method"] in OTHER_CONTROLLERS
+        color, style = ("tab:gray", next(grey_styles)) if benchmark else (next(learner_colors), "-")
         runs = f", {row['runs']} runs" if row["runs"] > 1 else ""
         below = ", below the axis" if row["share"] < bottom else ""
-        ax.axhline(row["share"], color=color, linestyle="--", linewidth=1.2,
+        ax.axhline(row["share"], color=color, linestyle=style, linewidth=1.2,
                    label=f"{row['method']} ({row['share']:.3f}{runs}{below})")
-        if row["equivalent_noise"] is not None:
+        if not benchmark and row["equivalent_noise"] is not None and row["equivalent_noise"] > 0:
             ax.plot(row["equivalent_noise"], row["share"], "D", color=color, markersize=6)
-    ax.set_ylim(bottom, 1.05)
-    finish_share_plot(fig, ax, path, "setpoint error: noise RMS or bias, share of the battery's power (x)", title,
-                      "lower left")
+    ax.set_ylim(bottom, top)
+    finish_share_plot(fig, ax, path, "setpoint error: noise RMS or bias, share of the battery's rated power (x)",
+                      title, "center left", outside=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,9 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     config = EnvConfig()
+    days = selected_days(parser, args, config)
     with user_errors_as_one_line("setpoint_precision"):  # a bad run directory, before any work
         others = load_policies(list(OTHER_CONTROLLERS), args.runs, env_config=config)
-    days, out = days_and_output(parser, args, config, "setpoint_precision")
+    out = script_output_dir(args.out, "setpoint_precision")
     mpc_rows, other_rows = setpoint_precision(config, days, others, args.threads)
     table = markdown(mpc_rows, other_rows)
     (out / "setpoint_precision.md").write_text(table)
