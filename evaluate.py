@@ -52,6 +52,7 @@ from p2p_marl.evaluation.kpis import day_kpis
 from p2p_marl.progress import track
 from p2p_marl.run_dirs import hydra_launch_records, remove_if_only_launch_records
 from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.safety_filter import MOVED_KW
 
 log = logging.getLogger("evaluate")
 register_configs()
@@ -77,10 +78,11 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     mean_days: dict[str, dict[str, np.ndarray]] = {}
     for label, policy in track(policies.items(), len(policies), "methods", "methods"):
         infos = rollout_days(env, policy, days)
-        # Through the wrapper its count; through the environment's own filter the community-steps it moved.
+        # Through the wrapper its count; through the environment's own filter the community-steps where it moved
+        # a household's power by more than the wrapper counts.
         if isinstance(policy, SafetyFilter) or "safety_filter_kwh" in infos:
             moved = (policy.interventions if isinstance(policy, SafetyFilter)
-                     else int((infos["safety_filter_kwh"].sum(axis=-1) > 0).sum()))
+                     else int((infos["safety_filter_kwh"].max(axis=-1) > MOVED_KW * env.dt_h).sum()))
             log.info("%s: the safety filter moved the actions of %d of %d community-steps", label, moved,
                      len(days) * core.steps_per_episode)
         results[label] = day_kpis(infos, env.dt_h, grid_only_bills=references["grid_only_bills"],

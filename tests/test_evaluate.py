@@ -252,14 +252,22 @@ def test_the_optimum_is_played_from_the_reference_lps_without_solving_them_again
 
 
 def test_evaluate_counts_the_steps_the_environments_own_safety_filter_moved(tmp_path, caplog):
+    """As many community-steps as the same play through the wrapper counts, and some."""
     script = load_script(ROOT / "evaluate.py", "evaluate_script")
     # The transformer tapped low: the evening peak pulls the far buses under the band, which idle batteries can lift.
-    env = EnvConfig(n_agents=10, prosumer_share=0.6, v_slack_pu=0.97, safety_filter=True)
-    config = EvaluateConfig(env=env, methods=["grid_only"], max_days=1, tensorboard=False)
-    with caplog.at_level("INFO", logger="evaluate"):
-        script.evaluate(config, load_policies(config.methods, [], env_config=env), tmp_path)
-    moved = re.search(r"grid_only: the safety filter moved the actions of (\d+) of 48 community-steps", caplog.text)
-    assert moved and int(moved.group(1)) > 0
+    env = EnvConfig(n_agents=10, prosumer_share=0.6, v_slack_pu=0.97)
+    counts = {}
+    for label, safety_filter in (("grid_only", True), ("grid_only+safety_filter", False)):
+        config = EvaluateConfig(env=env.replace(safety_filter=safety_filter), methods=["grid_only"], max_days=1,
+                                tensorboard=False, safety_filter=not safety_filter)
+        policies = load_policies(config.methods, [], env_config=config.env, safety_filter=config.safety_filter)
+        (tmp_path / label).mkdir()
+        with caplog.at_level("INFO", logger="evaluate"):
+            script.evaluate(config, policies, tmp_path / label)
+        moved = re.search(rf"{re.escape(label)}: the safety filter moved the actions of (\d+) of 48 community-steps",
+                          caplog.text)
+        counts[label] = int(moved.group(1))
+    assert counts["grid_only"] == counts["grid_only+safety_filter"] > 0
 
 
 def test_demo_table_fits_100_columns(capsys):

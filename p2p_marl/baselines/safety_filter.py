@@ -15,18 +15,14 @@ import numpy as np
 from p2p_marl.baselines.policy import PolicyWrapper
 from p2p_marl.baselines.rules import battery_share, metered_load_pv_kw
 from p2p_marl.sim.community import CommunityCore
-from p2p_marl.sim.safety_filter import filtered_power
-
-# A household's power counts as moved when the filter changes it by more than this (kW): ten times HiGHS's
-# feasibility tolerance, far below any power that changes a bill.
-MOVED_KW = 1e-6
+from p2p_marl.sim.safety_filter import MOVED_KW, filtered_power
 
 
 class SafetyFilter(PolicyWrapper):
     """A policy whose actions pass the feeder safety filter. It observes as the policy does (``PolicyWrapper``);
-    ``interventions`` counts the community-steps whose power it moved (as the
-    environment's own filter counts those with ``safety_filter_kwh`` > 0; a step outside the limits that no move
-    can help, its slacks alone taking the excess, is not one)."""
+    ``interventions`` counts the community-steps where it moved a household's power by more than ``MOVED_KW``
+    (as ``evaluate.py`` counts the environment's own filter's from ``safety_filter_kwh``; a step outside the
+    limits that no move can help, its slacks alone taking the excess, is not one)."""
 
     def __init__(self, policy):
         super().__init__(policy, f"{policy.name}+safety_filter")
