@@ -218,6 +218,10 @@ def make_config(config: EnvConfig | None = None, **kwargs: Any) -> EnvConfig:
 
 # (key, low, high, low inclusive, high inclusive) of a numeric field.
 Range = tuple[str, float, float, bool, bool]
+# The run-level keys that training and evaluation share: a seed numpy and torch take, and the CPU threads (torch's
+# and the MPC LPs solved at a time).
+SEED_RANGE: Range = ("seed", 0, 2**63 - 1, True, True)
+THREADS_RANGE: Range = ("threads", 1, 1024, True, True)
 
 # The levels of a discrete action grid (p2p_marl.envs.discrete_action_table): the environment's discrete views
 # have one, and DQN and Q-learning each keep their own in their configs. No learner trains on the environment's,

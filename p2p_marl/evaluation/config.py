@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from p2p_marl.config import ConfigError, EnvConfig, check_days_left_to, check_ranges
+from p2p_marl.config import SEED_RANGE, THREADS_RANGE, ConfigError, EnvConfig, check_days_left_to, check_ranges
 from p2p_marl.evaluation.compare import BENCHMARKS, DEFAULT_BENCHMARKS
 from p2p_marl.run_dirs import register_resolver
 from p2p_marl.training.checkpoint import RUN_CHECKPOINT_CHOICES
@@ -77,7 +77,7 @@ class EvaluateConfig:
             raise ConfigError(f"safety_filter=true moves the households' power only, and env.shared_battery_kwh="
                               f"{self.env.shared_battery_kwh} adds a shared battery whose power follows theirs: "
                               "set safety_filter=false or env.shared_battery_kwh=0")
-        check_ranges(self, (("seed", 0, 2**63 - 1, True, True), ("threads", 1, 1024, True, True)), ("seed", "threads"))
+        check_ranges(self, (SEED_RANGE, THREADS_RANGE), ("seed", "threads"))
         if self.plot_day is not None and self.plot_day < 0:
             raise ConfigError(f"plot_day={self.plot_day} is out of range; allowed null or a day index >= 0")
 

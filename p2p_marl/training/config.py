@@ -25,7 +25,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from p2p_marl.algos import REGISTRY, get_algo, make_hyperparameters
-from p2p_marl.config import ConfigError, EnvConfig, check_days_left_to, check_households_only
+from p2p_marl.config import (SEED_RANGE, THREADS_RANGE, ConfigError, EnvConfig, check_days_left_to,
+                             check_households_only)
 from p2p_marl.run_dirs import claim_new_dir, register_resolver
 from p2p_marl.training.checkpoint import CHECKPOINT_DIR
 from p2p_marl.training.validation import check_ranges
@@ -57,12 +58,12 @@ class TrainConfig:
 
 _INTEGERS = ("seed", "total_env_steps", "eval_interval", "checkpoint_interval", "keep_checkpoints", "threads")
 _RANGES = (
-    ("seed", 0, 2**63 - 1, True, True),
+    SEED_RANGE,
     ("total_env_steps", 1, 10**13, True, True),
     ("eval_interval", 1, math.inf, True, False),
     ("checkpoint_interval", 1, math.inf, True, False),
     ("keep_checkpoints", 1, 10**6, True, True),
-    ("threads", 1, 1024, True, True),
+    THREADS_RANGE,
 )
 
 # What a resumed run may change: how long it trains and how it shows progress. Anything else would make the
