@@ -44,8 +44,8 @@ from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
 # Root mean square of the noise and the constant biases added to MPC's setpoint share (a share of the battery's
-# rated power): the clones of MPC fit it to 0.07 to 0.14 RMS on the training days (docs/what_was_tried.md), and
-# coming close to MPC asks for errors well below that.
+# rated power): the clones of MPC fit it to 0.09 to 0.18 RMS on the training days' batteries
+# (docs/what_was_tried.md), and coming close to MPC asks for errors well below that.
 NOISE_RMS = (0.01, 0.02, 0.035, 0.07, 0.14)
 BIAS = (-0.02, -0.01, 0.01, 0.02)
 OTHER_CONTROLLERS = ("rule_time_of_use", "rule_self_consumption", "idle_mid_price", "random")
