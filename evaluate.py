@@ -79,7 +79,7 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     for label, policy in track(policies.items(), len(policies), "methods", "methods"):
         infos = rollout_days(env, policy, days)
         # Through the wrapper its count; through the environment's own filter the community-steps where it moved
-        # a household's power by more than the wrapper counts.
+        # a household's power by more than MOVED_KW, as the wrapper counts them.
         if isinstance(policy, SafetyFilter) or "safety_filter_kwh" in infos:
             moved = (policy.interventions if isinstance(policy, SafetyFilter)
                      else int((infos["safety_filter_kwh"].max(axis=-1) > MOVED_KW * env.dt_h).sum()))

@@ -458,13 +458,13 @@ TEACHING_KEYS = {"imitation_teacher": "mpc", "imitation_days": 128, "imitation_r
 
 @pytest.mark.parametrize("experiment, algo, algo_changes, env_changes", [
     ("comparison_from_mpc", "mappo", {**TEACHING_KEYS, "voltage_margin_pu": 0.0075, "lr_end_fraction": 0.0}, {}),
-    ("comparison_maddpg_from_mpc", "maddpg", {**TEACHING_KEYS, "actor_q_normalised": True, "voltage_margin_pu": 0.0075},
-     {"forecast_bins": 0}),
+    ("comparison_maddpg_from_mpc", "maddpg", {**TEACHING_KEYS, "actor_q_normalised": True, "voltage_margin_pu": 0.0075,
+                                              "imitation_smoothing_per_kwh": 0.002}, {"forecast_bins": 0}),
 ])
 def test_a_taught_comparison_is_the_comparison_with_the_teaching_keys(experiment, algo, algo_changes, env_changes):
     """The comparison's mappo#2 is MAPPO taught by MPC on a narrowed band with a decaying step size, its maddpg#2
-    MADDPG taught by MPC on the same narrowed band, without the bins and with TD3+BC's balance of its actor's two
-    losses: each differs from experiment=comparison in those keys only, five seeds."""
+    MADDPG taught by MPC with power smoothing on the same narrowed band, without the bins and with TD3+BC's balance
+    of its actor's two losses: each differs from experiment=comparison in those keys only, five seeds."""
     comparison, taught = (OmegaConf.to_container(composed(f"experiment={name}", f"algo={algo}"), resolve=True)
                           for name in ("comparison", experiment))
     for group, changes in (("algo", algo_changes), ("env", env_changes)):

@@ -29,14 +29,15 @@ comparison table: it explains reported numbers and chooses nothing.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
 
 from p2p_marl.baselines.mpc import MPCPolicy
-from p2p_marl.config import EnvConfig
 from p2p_marl.baselines.policy import Policy, PolicyWrapper
 from p2p_marl.cli import user_errors_as_one_line
+from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import evaluate_policy, load_policies, reference_costs
 from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, finish_share_plot, selected_days
 from p2p_marl.evaluation.report import console, method_of, plt  # report sets matplotlib's file-only backend
@@ -160,7 +161,7 @@ def plot(path: Path, mpc_rows: list[dict], other_rows: list[dict], title: str) -
     shown = [row for row in other_rows if not np.isnan(row["share"])]
     bottom = min(0.0, *(row["share"] for row in mpc_rows)) - 0.1
     top = max(1.0, *(row["share"] for row in shown)) + 0.05
-    learner_colors = iter(color for color in plt.get_cmap("tab10").colors[::-1]
+    learner_colors = itertools.cycle(color for color in plt.get_cmap("tab10").colors[::-1]
                           if color not in (plt.get_cmap("tab10").colors[3], plt.get_cmap("tab10").colors[7]))
     grey_styles = iter((":", "-.", (0, (5, 2)), (0, (1, 3))))
     for row in shown:
