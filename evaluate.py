@@ -42,7 +42,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from p2p_marl.baselines.optimal import OptimalPolicy
-from p2p_marl.baselines.policy import Policy
+from p2p_marl.baselines.policy import Policy, PolicyWrapper
 from p2p_marl.baselines.safety_filter import SafetyFilter
 from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.evaluation import report
@@ -71,7 +71,7 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     log.info("The network's cost (optimum with minus without the feeder's limits): %.4f per day on average, "
              "above zero on %d of %d days", network.mean(), int((network > 1e-9).sum()), len(days))
     for policy in policies.values():
-        planner = policy.policy if isinstance(policy, SafetyFilter) else policy
+        planner = policy.policy if isinstance(policy, PolicyWrapper) else policy  # e.g. the optimum through the filter
         if isinstance(planner, OptimalPolicy) and planner.network:  # the references' LPs are its plan
             planner.remember(env, references["optimal_schedules"])
     results: report.Results = {}
