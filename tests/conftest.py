@@ -29,6 +29,11 @@ def load_script(path: Path, name: str):
     return module
 
 
+def table_cells(line: str) -> list[str]:
+    """The stripped cells of one row of a Markdown table (``| a | b |``)."""
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
 def compose_config(config_name: str, *overrides: str, hydra_config: bool = False):
     """``configs/<config_name>.yaml`` composed by Hydra as the script that reads it composes it (register the
     script's structured configs first)."""

@@ -25,7 +25,7 @@ from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, lo
 from p2p_marl.evaluation import compare, grid_resolution, report, setpoint_precision, value_of_information
 from p2p_marl.evaluation.setpoint_precision import MovedSetpoints, equivalent_noise_rms
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
-from conftest import compose_config, launch_twice_at_once, load_script
+from conftest import compose_config, launch_twice_at_once, load_script, table_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ENV = ["env.n_agents=4", "env.n_days=30"]
@@ -106,13 +106,13 @@ def test_cost_breakdown_adds_up_and_measures_the_gap_to_the_optimum(run_dir):
     the optimum's, as summary.json has them (to the table's two decimals)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     lines = (run_dir / "cost_breakdown.md").read_text().splitlines()
-    headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    headers = table_cells(lines[0])
     assert headers[:3] == ["method", "cost /day", "grid energy"] and "network penalty" in headers
     rows = {}
     for line in lines[2:]:
         if not line.startswith("|"):
             break
-        method, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        method, *cells = table_cells(line)
         rows[method] = [re.fullmatch(r"(-?[\d.]+)(?: \(([+-][\d.]+)\))?", cell).groups() for cell in cells]
     assert list(rows) == list(DEFAULT_BENCHMARKS)
     kpi_of = {label: kpi for kpi, label in report.COST_PART_LABELS.items()} | {"cost /day": "community_cost"}
@@ -135,14 +135,14 @@ def test_the_cost_gap_by_period_splits_each_methods_gap_to_the_optimum_over_the_
     to its whole-day gap, which is the difference of its daily cost to the optimum's in summary.json."""
     summary = json.loads((run_dir / "summary.json").read_text())
     lines = (run_dir / "cost_gap_by_period.md").read_text().splitlines()
-    headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    headers = table_cells(lines[0])
     assert headers == ["method", "00:00–07:00 (0.080/kWh)", "07:00–17:00 (0.130/kWh)", "17:00–21:00 (0.180/kWh)",
                        "21:00–22:00 (0.130/kWh)", "22:00–24:00 (0.080/kWh)", "whole day"]
     rows = {}
     for line in lines[2:]:
         if not line.startswith("|"):
             break
-        method, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        method, *cells = table_cells(line)
         rows[method] = [float(cell) for cell in cells]
     assert list(rows) == [method for method in DEFAULT_BENCHMARKS if method != "optimal"]
     for method, (*periods, whole_day) in rows.items():
@@ -527,7 +527,7 @@ def test_value_of_information_table_and_plot(tmp_path):
     assert (tmp_path / "value_of_information.png").read_bytes().startswith(PNG_SIGNATURE)
     rows = {}
     for line in (tmp_path / "value_of_information.md").read_text().splitlines()[2:]:
-        method, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        method, *cells = table_cells(line)
         rows[method] = cells
     assert float(rows["MPC, oracle"][3]) == pytest.approx(1.0, abs=1e-3)
     assert rows["MPC, oracle"][:3] == ["0.00", "0.00", "0.00"]
@@ -542,8 +542,7 @@ def test_grid_resolution_table_and_plot(tmp_path):
     actions as that grid has, none above the optimum."""
     grid_resolution.main(["--max-days", "1", "--levels", "3", "9", "--out", str(tmp_path)])
     assert (tmp_path / "grid_resolution.png").read_bytes().startswith(PNG_SIGNATURE)
-    rows = [[cell.strip() for cell in line.strip("|").split("|")]
-            for line in (tmp_path / "grid_resolution.md").read_text().splitlines()[2:]]
+    rows = [table_cells(line) for line in (tmp_path / "grid_resolution.md").read_text().splitlines()[2:]]
     assert [row[:3] for row in rows] == [["MPC, continuous", "–", "continuous"],
                                          ["MPC on dqn's grid", "3", str(3 * 3 * 2 + 6)],
                                          ["MPC on dqn's grid", "9", str(9 * 3 * 2 + 6)],
@@ -641,7 +640,7 @@ def test_setpoint_precision_table_and_plot(tmp_path):
     setpoint_precision.main(["--max-days", "1", "--out", str(tmp_path)])
     assert (tmp_path / "setpoint_precision.png").read_bytes().startswith(PNG_SIGNATURE)
     mpc_table, other_table = (tmp_path / "setpoint_precision.md").read_text().split("\n\n")
-    mpc_rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in mpc_table.splitlines()[2:]]
+    mpc_rows = [table_cells(line) for line in mpc_table.splitlines()[2:]]
     assert [row[:2] for row in mpc_rows] == (
         [["0", "0"]] + [[f"{noise:g}", "0"] for noise in setpoint_precision.NOISE_RMS]
         + [["0", f"{bias:+g}"] for bias in setpoint_precision.BIAS])
@@ -650,7 +649,7 @@ def test_setpoint_precision_table_and_plot(tmp_path):
     noisy = shares[1:1 + len(setpoint_precision.NOISE_RMS)]
     assert max(noisy) < shares[0] and noisy[-3:] == sorted(noisy[-3:], reverse=True)
     assert min(shares[1 + len(setpoint_precision.NOISE_RMS):]) < shares[0]
-    other_rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in other_table.splitlines()[2:]]
+    other_rows = [table_cells(line) for line in other_table.splitlines()[2:]]
     assert [row[:2] for row in other_rows] == [[name, "1"] for name in setpoint_precision.OTHER_CONTROLLERS]
     assert {row[0]: row[3] for row in other_rows}["random"] == f"> {max(setpoint_precision.NOISE_RMS):g}"
 

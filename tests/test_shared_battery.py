@@ -25,6 +25,7 @@ from p2p_marl.sim.auction import BUY, SELL
 from p2p_marl.sim.community import SHARED_BATTERY_INFO_KEYS, CommunityCore
 from p2p_marl.sim.feeder import flow_rows, power_flow_arrays, radial_feeder
 from p2p_marl.sim.fees import loss_charges
+from conftest import table_cells
 
 CFG = EnvConfig(n_agents=6, n_days=12)
 BATTERY = dict(shared_battery_kwh=20.0, shared_battery_kw=8.0)
@@ -355,10 +356,10 @@ def test_market_design_script_on_two_days(tmp_path):
     installed, and the CSV and plot written."""
     market_design.main(["--max-days", "2", "--out", str(tmp_path)])
     table = (tmp_path / "market_design.md").read_text().splitlines()
-    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    header = table_cells(table[0])
     rows = {}
     for line in table[2:]:
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        cells = table_cells(line)
         rows[cells[0], cells[1]] = dict(zip(header[2:], cells[2:]))
     designs = [label for label, _ in market_design.DESIGNS]
     assert {design for design, _ in rows} == {market_design.GRID_ONLY, *designs}

@@ -161,8 +161,8 @@ def plot(path: Path, mpc_rows: list[dict], other_rows: list[dict], title: str) -
     shown = [row for row in other_rows if not np.isnan(row["share"])]
     bottom = min(0.0, *(row["share"] for row in mpc_rows)) - 0.1
     top = max(1.0, *(row["share"] for row in shown)) + 0.05
-    learner_colors = itertools.cycle(color for color in plt.get_cmap("tab10").colors[::-1]
-                          if color not in (plt.get_cmap("tab10").colors[3], plt.get_cmap("tab10").colors[7]))
+    tab10 = plt.get_cmap("tab10").colors  # without MPC's red (3) and the benchmarks' grey (7)
+    learner_colors = itertools.cycle(color for color in tab10[::-1] if color not in (tab10[3], tab10[7]))
     grey_styles = iter((":", "-.", (0, (5, 2)), (0, (1, 3))))
     for row in shown:
         benchmark = row["method"] in OTHER_CONTROLLERS

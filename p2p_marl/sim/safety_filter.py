@@ -48,10 +48,10 @@ if TYPE_CHECKING:
     from p2p_marl.sim.community import CommunityCore
 
 VOLTAGE_MARGIN_PU = 1e-5  # the band the filter plans to, inside the real one on both sides
+FLOW_MARGIN_KW = 1e-6  # the same for the active-power limits of the lines and the transformer
 # A household's power counts as moved when the filter changes it by more than this (kW): ten times HiGHS's
 # feasibility tolerance, far below any power that changes a bill. Both views count moved community-steps by it.
 MOVED_KW = 1e-6
-FLOW_MARGIN_KW = 1e-6  # the same for the active-power limits of the lines and the transformer
 # Each household's moves (more_charge, more_discharge, more_curtailed, less_curtailed): their sign in net_new and
 # their cost per kW (the module docstring).
 MOVE_SIGN = np.array([1.0, -1.0, 1.0, -1.0])
