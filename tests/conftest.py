@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from hydra import compose, initialize_config_dir
+from hypothesis import settings
 
 from p2p_marl.sim.battery import end_settlement
 from p2p_marl.sim.community import OBS_HIGH, OBS_LOW, CommunityCore
@@ -15,6 +16,13 @@ from p2p_marl.sim.profiles import ProfileSet
 
 # Small MLPs and numpy batches run fastest single-threaded on a 2-core machine (see shared FACTS).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# A clean clone passes or fails the same way every time: each property test draws the examples a hash of the
+# test gives (CI found two real-but-rare float examples only on some runs). To search for new failing examples,
+# draw fresh ones: `python -m pytest --hypothesis-profile=explore`.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("repeatable")
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

@@ -199,7 +199,8 @@ def test_gini_hand_cases():
 
 
 @settings(max_examples=200, deadline=None)
-@given(values=arrays(np.float64, st.integers(1, 12), elements=st.floats(-100, 100)),
+# Amounts in euros to a micro-euro: subnormal floats (5e-324 * 0.5 == 0) would test float underflow, not the Gini.
+@given(values=arrays(np.float64, st.integers(1, 12), elements=st.floats(-100, 100).map(lambda v: round(v, 6))),
        scale=st.floats(0.01, 100), seed=st.integers(0, 2**32 - 1))
 def test_gini_range_and_invariances(values, scale, seed):
     g = gini(values)
