@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from p2p_marl.baselines.optimal import DispatchProblem, check_power_smoothing, solve_dispatch
+from p2p_marl.baselines.optimal import DispatchProblem, OptimalSchedule, check_power_smoothing, solve_dispatch
 from p2p_marl.config import ConfigError, FORECASTERS
 from p2p_marl.progress import Progress
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
@@ -94,18 +94,20 @@ class MPCPolicy:
         self._bar = Progress(core.steps_per_episode * core.batch_size, f"MPC ({self._forecaster.name})", "LPs",
                              enabled=self.progress)
 
-    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+    def plans(self, core: CommunityCore, fixed_first_kw: np.ndarray | None = None) -> list[OptimalSchedule]:
+        """Each community's plan from its state now (step ``core.t``) to the episode's end. ``fixed_first_kw``
+        (B, 3, N): each community's charge, discharge and curtailed PV (kW) of this step, fixed (the plan around
+        another controller's step, ``DispatchProblem.fixed_first_kw``)."""
         if self._forecaster is None:
-            raise RuntimeError("MPCPolicy.act before reset(core)")
+            raise RuntimeError("MPCPolicy acts or plans before reset(core)")
         t, end = core.t, core.steps_per_episode
         known = self._forecaster.known_day(core.days, t)[:, t:end]  # (B, T - t, 2, N)
-        actions = np.zeros((core.batch_size, core.n_agents, ACTION_DIM))
-        self._operator_action = np.zeros((core.batch_size, 2))
 
         def plan(b: int):
             problem = DispatchProblem(int(core.days[b]), t, known[b, :, 0], known[b, :, 1], core.energy_kwh[b],
                                       core.start_energy_kwh[b], float(core.shared_energy_kwh[b, 0]),
-                                      float(core.shared_start_energy_kwh[b, 0]))
+                                      float(core.shared_start_energy_kwh[b, 0]),
+                                      None if fixed_first_kw is None else fixed_first_kw[b])
             # Step t's load and PV in the plan are metered, the truth, so its first step acts out exactly.
             return solve_dispatch(core, problem, self.network, separate_meters=self.household,
                                   power_smoothing_per_kwh=self.power_smoothing_per_kwh)
@@ -113,21 +115,31 @@ class MPCPolicy:
         if self.threads > 1 and self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads)
         communities = range(core.batch_size)
-        schedules = map(plan, communities) if self._pool is None else self._pool.map(plan, communities)
-        for b, schedule in enumerate(schedules):
+        return list(map(plan, communities) if self._pool is None else self._pool.map(plan, communities))
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        t = core.t
+        actions = np.zeros((core.batch_size, core.n_agents, ACTION_DIM))
+        self._operator_action = np.zeros((core.batch_size, 2))
+        for b, schedule in enumerate(self.plans(core)):
             actions[b] = schedule.actions(core.battery.max_kw)[0]
             if core.has_shared_battery and not self.household:
                 self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]
             if self._bar is not None:
                 self._bar.update(t * core.batch_size + b + 1)
-        if t == end - 1:  # the episode's last plans: no idle threads (or bar) are held between episodes
-            if self._bar is not None:
-                self._bar.close()
-            if self._pool is not None:
-                self._pool.shutdown()
-                self._pool = None
+        if t == core.steps_per_episode - 1:
+            self.close()
         self._planned_step = t
         return actions
+
+    def close(self) -> None:
+        """Release the threads and the progress bar (``act`` does at the episode's last step): none are held
+        between episodes."""
+        if self._bar is not None:
+            self._bar.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def act_operator(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray | None:
         """The shared battery's first step of the plans ``act`` made for this step (B, 2); None for the household

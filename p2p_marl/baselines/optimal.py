@@ -177,10 +177,13 @@ class DispatchProblem:
     start_energy_kwh: np.ndarray  # (N,) stored at the episode's start: what the end settlement refers to
     shared_energy_kwh: float = 0.0  # the shared battery's (if the community has one), at first_step ...
     shared_start_energy_kwh: float = 0.0  # ... and at the episode's start
+    # (3, N) or None: first_step's charge, discharge and curtailed PV (kW) fixed, the rest planned around them
+    # (another controller's step judged by the plan, ``p2p_marl.evaluation.step_regret``)
+    fixed_first_kw: np.ndarray | None = None
 
     def check(self, core: CommunityCore) -> None:
         """``ValueError`` unless the problem fits ``core``: a day of its profiles, steps up to the episode's end,
-        one value per household."""
+        one value per household, a fixed first step within the batteries' power and the PV planned on."""
         _check_day(core, self.day)
         steps, n_agents = core.config.steps_per_episode, core.n_agents
         if not 0 <= self.first_step < steps:
@@ -191,6 +194,15 @@ class DispatchProblem:
             if np.shape(getattr(self, name)) != shape:
                 raise ValueError(f"{name} must have shape {shape} (the steps from first_step={self.first_step} "
                                  f"to the episode's end, households), got {np.shape(getattr(self, name))}")
+        if self.fixed_first_kw is not None:
+            fixed = np.asarray(self.fixed_first_kw)
+            if fixed.shape != (3, n_agents):
+                raise ValueError(f"fixed_first_kw must have shape (3, {n_agents}) (charge, discharge and curtailed "
+                                 f"kW per household), got {fixed.shape}")
+            upper = np.stack([core.battery.max_kw, core.battery.max_kw, self.pv_kw[0]])
+            if not (np.all(np.isfinite(fixed)) and np.all(fixed >= 0.0) and np.all(fixed <= upper + 1e-9)):
+                raise ValueError("fixed_first_kw must lie in [0, the battery's max_kw] (charge, discharge) and "
+                                 f"[0, the step's PV] (curtailed), got {fixed.tolist()}")
 
     @classmethod
     def whole_day(cls, core: CommunityCore, day: int, start_kwh: np.ndarray | None = None) -> "DispatchProblem":
@@ -412,12 +424,20 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     rows = core.flow_rows  # the power flow's rows of every participant
     shape = (steps, batteries.size)
 
+    power_lower_kw, power_upper_kw = np.zeros((2, *shape)), np.broadcast_to(max_kw, (2, *shape)).copy()
+    curtailed_lower_kw, curtailed_upper_kw = np.zeros((steps, pv_households.size)), pv_kw[:, pv_households].copy()
+    if problem.fixed_first_kw is not None:
+        households = batteries[batteries < core.n_agents]  # a shared battery stays planned
+        fixed_kw = problem.fixed_first_kw[:2, households]
+        power_lower_kw[:, 0, :households.size] = power_upper_kw[:, 0, :households.size] = fixed_kw
+        curtailed_lower_kw[0] = curtailed_upper_kw[0] = problem.fixed_first_kw[2, pv_households]
+
     model = LPBuilder()
     degradation = cfg.degradation_cost_per_kwh * dt_h
-    charge = model.columns(shape, degradation, 0.0, max_kw)
-    discharge = model.columns(shape, degradation, 0.0, max_kw)
+    charge = model.columns(shape, degradation, power_lower_kw[0], power_upper_kw[0])
+    discharge = model.columns(shape, degradation, power_lower_kw[1], power_upper_kw[1])
     energy = model.columns(shape, 0.0, battery.soc_min * capacity_kwh, battery.soc_max * capacity_kwh)
-    curtailed = model.columns((steps, pv_households.size), 0.0, 0.0, pv_kw[:, pv_households])
+    curtailed = model.columns((steps, pv_households.size), 0.0, curtailed_lower_kw, curtailed_upper_kw)
     decisions = _Decisions(batteries, charge, discharge, pv_households, curtailed)
     smoothing = np.zeros(0, dtype=np.int64)
     if power_smoothing_per_kwh > 0.0:

@@ -1,0 +1,134 @@
+"""The regret of a step by MPC's reckoning: a plan whose first step is fixed plays that step and costs at least
+the free plan, the free plan's own step costs nothing more; with perfect forecasts a day's regrets add up to the
+controller's cost above the optimum exactly (the plans telescope); the judge never changes what is played."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import table_cells
+from p2p_marl.baselines.mpc import MPCPolicy
+from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
+from p2p_marl.baselines.rules import IdleMidPrice, RandomActions, TimeOfUse
+from p2p_marl.config import EnvConfig
+from p2p_marl.demo import binding_day
+from p2p_marl.evaluation import step_regret
+from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
+from p2p_marl.evaluation.step_regret import RegretShadow, costliest_share
+from p2p_marl.sim.community import CommunityCore
+
+DEFAULT = EnvConfig()
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def noon_problem() -> tuple[CommunityCore, DispatchProblem]:
+    """The default community's binding day planned from noon, with perfect foresight, from half-full batteries."""
+    core = CommunityCore(DEFAULT)
+    day, first_step = binding_day(DEFAULT, core), 24
+    energy_kwh = 0.5 * core.battery.capacity_kwh
+    return core, DispatchProblem(day, first_step, core.profiles.load_kw[day, first_step:48],
+                                 core.profiles.pv_kw[day, first_step:48], energy_kwh, energy_kwh)
+
+
+@settings(max_examples=15, deadline=None)
+@given(shares=st.lists(st.floats(-1.0, 1.0), min_size=10, max_size=10),
+       curtailed=st.lists(st.floats(0.0, 1.0), min_size=10, max_size=10))
+def test_a_fixed_first_step_is_played_and_never_beats_the_free_plan(noon_problem, shares, curtailed):
+    core, problem = noon_problem
+    battery = core.battery
+    # Half-full batteries can follow any setpoint within their power for one half-hour step.
+    power_kw = np.array(shares) * battery.max_kw
+    fixed_kw = np.stack([np.maximum(power_kw, 0.0), np.maximum(-power_kw, 0.0), np.array(curtailed) * problem.pv_kw[0]])
+    free = solve_dispatch(core, problem)
+    fixed = solve_dispatch(core, dataclasses.replace(problem, fixed_first_kw=fixed_kw))
+    np.testing.assert_allclose(np.stack([fixed.charge_kw[0], fixed.discharge_kw[0], fixed.curtailed_kw[0]]), fixed_kw,
+                               atol=1e-7)
+    assert fixed.cost >= free.cost - 1e-6 * abs(free.cost)
+
+
+def test_the_free_plans_own_first_step_costs_nothing_more(noon_problem):
+    core, problem = noon_problem
+    free = solve_dispatch(core, problem)
+    own_kw = np.stack([free.charge_kw[0], free.discharge_kw[0], free.curtailed_kw[0]])
+    assert solve_dispatch(core, dataclasses.replace(problem, fixed_first_kw=own_kw)).cost == pytest.approx(
+        free.cost, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("fixed_kw, match", [
+    (np.zeros((2, 10)), r"shape \(3, 10\)"),
+    (np.full((3, 10), np.nan), "must lie in"),
+    (np.full((3, 10), -1.0), "must lie in"),
+    (np.stack([np.full(10, 99.0), np.zeros(10), np.zeros(10)]), "must lie in"),
+])
+def test_a_bad_fixed_first_step_is_refused(noon_problem, fixed_kw, match):
+    core, problem = noon_problem
+    with pytest.raises(ValueError, match=match):
+        solve_dispatch(core, dataclasses.replace(problem, fixed_first_kw=fixed_kw))
+
+
+@pytest.fixture(scope="module")
+def two_days() -> np.ndarray:
+    core = CommunityCore(DEFAULT)
+    return np.array([core.test_days[0], binding_day(DEFAULT, core)])
+
+
+def test_with_perfect_forecasts_a_days_regrets_are_its_cost_above_the_optimum(two_days):
+    """Q of each step is the step's cost plus the optimal rest from where it leads, which the next step's V plans:
+    the regrets telescope to the day's cost minus V of its start, the optimum."""
+    oracle = DEFAULT.replace(forecaster="oracle")
+    references = reference_costs(oracle, two_days)
+    shadow = RegretShadow(TimeOfUse())
+    costs = evaluate_policy(oracle, shadow, two_days)["community_cost"]
+    np.testing.assert_allclose(shadow.regrets.sum(axis=0), costs - references["optimal"], rtol=1e-6, atol=1e-6)
+    assert np.all(costs - references["optimal"] > 0.5)  # the rule loses something to tell apart
+
+
+@pytest.mark.parametrize("controller", [MPCPolicy, lambda: RandomActions(seed=3)], ids=["mpc", "random"])
+def test_mpcs_own_steps_have_no_regret_and_the_judge_changes_nothing(two_days, controller):
+    shadow = RegretShadow(controller())
+    judged = evaluate_policy(DEFAULT, shadow, two_days)
+    for key, values in evaluate_policy(DEFAULT, controller(), two_days).items():
+        np.testing.assert_array_equal(judged[key], values, err_msg=key)
+    if controller is MPCPolicy:
+        assert np.abs(shadow.regrets).max() < 1e-6
+    else:
+        assert shadow.regrets.min() > -1e-6 and shadow.regrets.sum(axis=0).min() > 1.0
+
+
+def test_costliest_share_cases():
+    assert costliest_share(np.ones((10, 2)), 0.1) == pytest.approx(0.1)  # a little everywhere
+    assert costliest_share(np.array([[0.0, 0.0], [3.0, 0.0]]), 0.25) == pytest.approx(1.0)  # one step holds it
+    assert costliest_share(np.array([[4.0, 1.0], [3.0, 2.0]]), 0.5) == pytest.approx(0.7)
+    assert np.isnan(costliest_share(np.full((4, 2), 1e-15)))  # MPC's own: rounding only
+    # A step slightly below zero (the cuts' tolerance) counts as none.
+    assert costliest_share(np.array([[1.0, -1e-9], [1.0, 0.0]]), 0.5) == pytest.approx(1.0)
+
+
+def test_step_regret_table_and_plot(tmp_path):
+    """On one test day: every controller's row; MPC's regret 0 and its gap to itself 0, the rules' and the floor's
+    regret and gap positive (how near each other depends on the forecasts' errors: exact with the oracle, above)."""
+    step_regret.main(["--max-days", "1", "--out", str(tmp_path)])
+    assert (tmp_path / "step_regret.png").read_bytes().startswith(PNG_SIGNATURE)
+    rows = [table_cells(line) for line in (tmp_path / "step_regret.md").read_text().splitlines()[2:]]
+    assert [row[:2] for row in rows] == [[name, "1"] for name in step_regret.CONTROLLERS]
+    by_method = {row[0]: row for row in rows}
+    assert by_method["mpc_persistence"][4:7] == ["+0.00", "0.00", "n/a"]
+    for method in ("rule_time_of_use", "idle_mid_price", "random"):
+        gap, regret = float(by_method[method][4]), float(by_method[method][5])
+        assert regret > 0.5 and gap > 0.5
+
+
+def test_step_regret_needs_mpc_as_the_reference():
+    config = EnvConfig(n_agents=3, dt_h=3.0, n_days=20)
+    with pytest.raises(ValueError, match="must hold mpc_persistence"):
+        step_regret.step_regret(config, np.array([0]), {"idle_mid_price": IdleMidPrice()})
+
+
+def test_a_bad_run_directory_stops_step_regret_before_any_work(tmp_path):
+    with pytest.raises(SystemExit, match=r"step_regret: error: checkpoints\[0\]='nowhere' does not exist"):
+        step_regret.main(["nowhere", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
