@@ -1,6 +1,7 @@
 """The regret of a step by MPC's reckoning: a plan whose first step is fixed plays that step and costs at least
-the free plan, the free plan's own step costs nothing more; with perfect forecasts a day's regrets add up to the
-controller's cost above the optimum exactly (the plans telescope); the judge never changes what is played."""
+the free plan, the free plan's own step costs nothing more; with perfect forecasts a day's regrets and its loss to
+bids that do not cross add up to the controller's cost above the optimum exactly (the plans telescope); the judge
+never changes what is played."""
 
 import dataclasses
 
@@ -16,8 +17,8 @@ from p2p_marl.baselines.rules import IdleMidPrice, RandomActions, TimeOfUse
 from p2p_marl.config import EnvConfig
 from p2p_marl.demo import binding_day
 from p2p_marl.evaluation import step_regret
-from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
-from p2p_marl.evaluation.step_regret import RegretShadow, costliest_share
+from p2p_marl.evaluation.compare import evaluate_policy, reference_costs, rollout_days
+from p2p_marl.evaluation.step_regret import RegretShadow, bid_loss, costliest_share
 from p2p_marl.sim.community import CommunityCore
 
 DEFAULT = EnvConfig()
@@ -58,16 +59,34 @@ def test_the_free_plans_own_first_step_costs_nothing_more(noon_problem):
         free.cost, rel=1e-9, abs=1e-9)
 
 
+def _fixed(charge_kw=0.0, discharge_kw=0.0, curtailed_kw=0.0) -> np.ndarray:
+    return np.stack([np.full(10, charge_kw), np.full(10, discharge_kw), np.full(10, curtailed_kw)])
+
+
 @pytest.mark.parametrize("fixed_kw, match", [
     (np.zeros((2, 10)), r"shape \(3, 10\)"),
-    (np.full((3, 10), np.nan), "must lie in"),
-    (np.full((3, 10), -1.0), "must lie in"),
-    (np.stack([np.full(10, 99.0), np.zeros(10), np.zeros(10)]), "must lie in"),
+    (_fixed(np.nan), "must lie in"),
+    (_fixed(-1.0), "must lie in"),
+    (_fixed(99.0), "must lie in"),  # above the batteries' power
+    (_fixed(curtailed_kw=99.0), "must lie in"),  # above the step's PV
 ])
 def test_a_bad_fixed_first_step_is_refused(noon_problem, fixed_kw, match):
     core, problem = noon_problem
     with pytest.raises(ValueError, match=match):
         solve_dispatch(core, dataclasses.replace(problem, fixed_first_kw=fixed_kw))
+
+
+def test_a_fixed_first_step_beyond_the_state_of_charge_or_both_ways_is_refused(noon_problem):
+    core, problem = noon_problem
+    both_ways = _fixed()
+    both_ways[:2, core.battery.max_kw > 0] = 1.0
+    with pytest.raises(ValueError, match=r"charges and discharges the batteries of households \[2, 3, 4, 5, 6, 7\]"):
+        solve_dispatch(core, dataclasses.replace(problem, fixed_first_kw=both_ways))
+    full = dataclasses.replace(problem, energy_kwh=core.battery.max_energy_kwh.copy())
+    with pytest.raises(ValueError, match="what each battery can charge"):
+        solve_dispatch(core, dataclasses.replace(full, fixed_first_kw=_fixed(charge_kw=1.0)))
+    # A list is an array like any other; charging nothing from full batteries is a step they can play.
+    assert np.isfinite(solve_dispatch(core, dataclasses.replace(full, fixed_first_kw=_fixed().tolist())).cost)
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +95,20 @@ def two_days() -> np.ndarray:
     return np.array([core.test_days[0], binding_day(DEFAULT, core)])
 
 
-def test_with_perfect_forecasts_a_days_regrets_are_its_cost_above_the_optimum(two_days):
-    """Q of each step is the step's cost plus the optimal rest from where it leads, which the next step's V plans:
-    the regrets telescope to the day's cost minus V of its start, the optimum."""
+@pytest.mark.parametrize("controller", [TimeOfUse, lambda: RandomActions(seed=3)], ids=["time_of_use", "random"])
+def test_with_perfect_forecasts_regrets_and_bid_loss_are_the_cost_above_the_optimum(two_days, controller):
+    """Q of each step is the step's cost at one meter plus the optimal rest from where it leads, which the next
+    step's V plans: the regrets telescope to the day's cost minus V of its start, the optimum, less what the bids
+    that did not cross lost. Random actions curtail, hit the batteries' limits and bid anything."""
     oracle = DEFAULT.replace(forecaster="oracle")
     references = reference_costs(oracle, two_days)
-    shadow = RegretShadow(TimeOfUse())
-    costs = evaluate_policy(oracle, shadow, two_days)["community_cost"]
-    np.testing.assert_allclose(shadow.regrets.sum(axis=0), costs - references["optimal"], rtol=1e-6, atol=1e-6)
-    assert np.all(costs - references["optimal"] > 0.5)  # the rule loses something to tell apart
+    shadow = RegretShadow(controller())
+    infos = rollout_days(oracle, shadow, two_days)
+    above_optimum = infos["cost"].sum(axis=(1, 2)) - references["optimal"]
+    np.testing.assert_allclose(shadow.regrets.sum(axis=0) + bid_loss(infos), above_optimum, rtol=1e-6, atol=1e-6)
+    assert np.all(above_optimum > 0.5)  # the controller loses something to tell apart
+    if controller is not TimeOfUse:  # truthful bids at one price: they cross wherever a trade is possible
+        assert np.all(bid_loss(infos) > 0.1)
 
 
 @pytest.mark.parametrize("controller", [MPCPolicy, lambda: RandomActions(seed=3)], ids=["mpc", "random"])
@@ -97,6 +121,13 @@ def test_mpcs_own_steps_have_no_regret_and_the_judge_changes_nothing(two_days, c
         assert np.abs(shadow.regrets).max() < 1e-6
     else:
         assert shadow.regrets.min() > -1e-6 and shadow.regrets.sum(axis=0).min() > 1.0
+
+
+@pytest.mark.parametrize("changes", [{"safety_filter": True}, {"shared_battery_kwh": 20.0, "shared_battery_kw": 10.0}],
+                         ids=["safety_filter", "shared_battery"])
+def test_the_judge_refuses_a_core_that_plays_another_step_than_the_plans_fix(changes):
+    with pytest.raises(ValueError, match="use a core without them"):
+        evaluate_policy(DEFAULT.replace(**changes), RegretShadow(IdleMidPrice()), np.array([0]))
 
 
 def test_costliest_share_cases():
@@ -117,6 +148,7 @@ def test_step_regret_table_and_plot(tmp_path):
     assert [row[:2] for row in rows] == [[name, "1"] for name in step_regret.CONTROLLERS]
     by_method = {row[0]: row for row in rows}
     assert by_method["mpc_persistence"][4:7] == ["+0.00", "0.00", "n/a"]
+    assert all(float(row[7]) >= 0.0 for row in rows)  # bid loss
     for method in ("rule_time_of_use", "idle_mid_price", "random"):
         gap, regret = float(by_method[method][4]), float(by_method[method][5])
         assert regret > 0.5 and gap > 0.5

@@ -143,6 +143,7 @@ import scipy.sparse as sp
 from p2p_marl.lp import LPBuilder, quiet_highs
 from p2p_marl.progress import track
 from p2p_marl.sim.auction import BUY, SELL, SIDE_SIGN, clear_sides
+from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.sim.feeder import line_losses_kw, power_flow_arrays
 from p2p_marl.sim.fees import loss_charges, p2p_fees
@@ -183,7 +184,8 @@ class DispatchProblem:
 
     def check(self, core: CommunityCore) -> None:
         """``ValueError`` unless the problem fits ``core``: a day of its profiles, steps up to the episode's end,
-        one value per household, a fixed first step within the batteries' power and the PV planned on."""
+        one value per household, a fixed first step that the batteries can play from ``energy_kwh`` (charging or
+        discharging, within their power and state of charge) and that curtails no more than the PV planned on."""
         _check_day(core, self.day)
         steps, n_agents = core.config.steps_per_episode, core.n_agents
         if not 0 <= self.first_step < steps:
@@ -195,14 +197,23 @@ class DispatchProblem:
                 raise ValueError(f"{name} must have shape {shape} (the steps from first_step={self.first_step} "
                                  f"to the episode's end, households), got {np.shape(getattr(self, name))}")
         if self.fixed_first_kw is not None:
-            fixed = np.asarray(self.fixed_first_kw)
+            fixed = np.asarray(self.fixed_first_kw, dtype=np.float64)
             if fixed.shape != (3, n_agents):
                 raise ValueError(f"fixed_first_kw must have shape (3, {n_agents}) (charge, discharge and curtailed "
                                  f"kW per household), got {fixed.shape}")
-            upper = np.stack([core.battery.max_kw, core.battery.max_kw, self.pv_kw[0]])
-            if not (np.all(np.isfinite(fixed)) and np.all(fixed >= 0.0) and np.all(fixed <= upper + 1e-9)):
-                raise ValueError("fixed_first_kw must lie in [0, the battery's max_kw] (charge, discharge) and "
-                                 f"[0, the step's PV] (curtailed), got {fixed.tolist()}")
+            battery = core.battery
+            max_charge_kw, _ = feasible_power(battery.max_kw, self.energy_kwh, battery, core.dt_h)
+            _, max_discharge_kw = feasible_power(-battery.max_kw, self.energy_kwh, battery, core.dt_h)
+            upper = np.stack([max_charge_kw, max_discharge_kw, self.pv_kw[0]])
+            within = np.all(fixed >= 0.0) and np.all(fixed <= upper * (1 + 1e-9) + 1e-9)  # False for NaN
+            if not within:
+                raise ValueError("fixed_first_kw must lie in [0, what each battery can charge or discharge from "
+                                 "energy_kwh] (0 without a battery) and [0, the step's PV] (curtailed), got "
+                                 f"{fixed.tolist()}")
+            both = np.flatnonzero(np.minimum(fixed[0], fixed[1]) > SIMULTANEOUS_TOLERANCE_KW)
+            if both.size:
+                raise ValueError(f"fixed_first_kw charges and discharges the batteries of households {both.tolist()} "
+                                 "at once: a step plays one setpoint")
 
     @classmethod
     def whole_day(cls, core: CommunityCore, day: int, start_kwh: np.ndarray | None = None) -> "DispatchProblem":
@@ -427,10 +438,10 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     power_lower_kw, power_upper_kw = np.zeros((2, *shape)), np.broadcast_to(max_kw, (2, *shape)).copy()
     curtailed_lower_kw, curtailed_upper_kw = np.zeros((steps, pv_households.size)), pv_kw[:, pv_households].copy()
     if problem.fixed_first_kw is not None:
+        fixed_kw = np.asarray(problem.fixed_first_kw, dtype=np.float64)
         households = batteries[batteries < core.n_agents]  # a shared battery stays planned
-        fixed_kw = problem.fixed_first_kw[:2, households]
-        power_lower_kw[:, 0, :households.size] = power_upper_kw[:, 0, :households.size] = fixed_kw
-        curtailed_lower_kw[0] = curtailed_upper_kw[0] = problem.fixed_first_kw[2, pv_households]
+        power_lower_kw[:, 0, :households.size] = power_upper_kw[:, 0, :households.size] = fixed_kw[:2, households]
+        curtailed_lower_kw[0] = curtailed_upper_kw[0] = fixed_kw[2, pv_households]
 
     model = LPBuilder()
     degradation = cfg.degradation_cost_per_kwh * dt_h

@@ -4,6 +4,7 @@ command line (``--days``, ``--max-days``, ``--out``) and the share-of-the-optima
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 from pathlib import Path
 
@@ -15,19 +16,26 @@ from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
 
-def add_day_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
+def add_day_arguments(parser: argparse.ArgumentParser, default_split: str, threads: bool = False) -> None:
+    """``--days``, ``--max-days`` and ``--out``; with ``threads``, ``--threads`` for MPC's LPs too (checked by
+    ``selected_days``)."""
     parser.add_argument("--days", choices=("test", "validation"), default=default_split)
     parser.add_argument("--max-days", type=int, default=None, help="the first N of those days (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: a new one under runs/)")
+    if threads:
+        parser.add_argument("--threads", type=int, default=1, help="MPC's LPs solved that many days at a time (>= 1)")
 
 
 def selected_days(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EnvConfig) -> np.ndarray:
-    """The days ``args`` select of ``config``'s community; a bad ``--max-days`` is the parser's error. Progress
+    """The days ``args`` select of ``config``'s community; a bad ``--max-days`` or ``--threads`` is the parser's
+    error. Progress
     lines (``p2p_marl.progress``) go through logging when stderr is not a terminal: Hydra sets that up for
     train.py and evaluate.py, these scripts here."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     if args.max_days is not None and args.max_days < 1:
         parser.error(f"--max-days must be >= 1, got {args.max_days}")
+    if getattr(args, "threads", 1) < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     days, _ = select_days(CommunityCore(config), args.max_days, split=args.days)
     return days
 
@@ -41,16 +49,35 @@ def days_and_output(parser: argparse.ArgumentParser, args: argparse.Namespace, c
 def finish_share_plot(fig, ax, path: Path, xlabel: str, title: str, legend_loc: str, outside: bool = False) -> None:
     """The optimum's line, the labels, grid and legend (``outside``: right of the axes, at ``legend_loc``) of a
     share-of-the-optimal-saving plot; saved and closed."""
+    ax.axhline(1.0, color="black", linewidth=0.8, label="optimum (perfect foresight) = 1")
+    finish_plot(fig, ax, path, xlabel, "share of the optimal saving", title, legend_loc, outside)
+
+
+def finish_plot(fig, ax, path: Path, xlabel: str, ylabel: str, title: str, legend_loc: str,
+                outside: bool = False) -> None:
+    """The labels, grid and legend (``outside``: right of the axes, at ``legend_loc``) of a plot; saved and
+    closed."""
     from p2p_marl.evaluation.report import plt  # report sets matplotlib's file-only backend
 
-    ax.axhline(1.0, color="black", linewidth=0.8, label="optimum (perfect foresight) = 1")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("share of the optimal saving")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc=legend_loc, bbox_to_anchor=(1.01, 0.5) if outside else None)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def method_styles(methods: list[str], benchmarks: tuple[str, ...]) -> dict[str, tuple]:
+    """Method -> (colour, line style) of the lines of ``methods``: the ``benchmarks`` grey, each its own style
+    (four at most), the learners solid in the colours other than MPC's red and the benchmarks' grey."""
+    from p2p_marl.evaluation.report import plt  # report sets matplotlib's file-only backend
+
+    tab10 = plt.get_cmap("tab10").colors
+    learner_colors = itertools.cycle(color for color in tab10[::-1] if color not in (tab10[3], tab10[7]))
+    grey_styles = iter((":", "-.", (0, (5, 2)), (0, (1, 3))))
+    return {method: ("tab:gray", next(grey_styles)) if method in benchmarks else (next(learner_colors), "-")
+            for method in methods}
 
 
 def day_means(kpis: dict[str, np.ndarray]) -> dict[str, float]:

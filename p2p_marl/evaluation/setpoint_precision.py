@@ -29,7 +29,6 @@ comparison table: it explains reported numbers and chooses nothing.
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,8 @@ from p2p_marl.baselines.policy import Policy, PolicyWrapper
 from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import evaluate_policy, load_policies, reference_costs
-from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, finish_share_plot, selected_days
+from p2p_marl.evaluation.day_scripts import (add_day_arguments, day_means, finish_share_plot, method_styles,
+                                             selected_days)
 from p2p_marl.evaluation.report import console, method_of, plt  # report sets matplotlib's file-only backend
 from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
@@ -161,12 +161,10 @@ def plot(path: Path, mpc_rows: list[dict], other_rows: list[dict], title: str) -
     shown = [row for row in other_rows if not np.isnan(row["share"])]
     bottom = min(0.0, *(row["share"] for row in mpc_rows)) - 0.1
     top = max(1.0, *(row["share"] for row in shown)) + 0.05
-    tab10 = plt.get_cmap("tab10").colors  # without MPC's red (3) and the benchmarks' grey (7)
-    learner_colors = itertools.cycle(color for color in tab10[::-1] if color not in (tab10[3], tab10[7]))
-    grey_styles = iter((":", "-.", (0, (5, 2)), (0, (1, 3))))
+    styles = method_styles([row["method"] for row in shown], OTHER_CONTROLLERS)
     for row in shown:
         benchmark = row["method"] in OTHER_CONTROLLERS
-        color, style = ("tab:gray", next(grey_styles)) if benchmark else (next(learner_colors), "-")
+        color, style = styles[row["method"]]
         runs = f", {row['runs']} runs" if row["runs"] > 1 else ""
         below = ", below the axis" if row["share"] < bottom else ""
         ax.axhline(row["share"], color=color, linestyle=style, linewidth=1.2,
@@ -181,11 +179,8 @@ def plot(path: Path, mpc_rows: list[dict], other_rows: list[dict], title: str) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", help="training run directories (their best checkpoints) or checkpoints")
-    parser.add_argument("--threads", type=int, default=1, help="MPC's LPs solved that many days at a time (>= 1)")
-    add_day_arguments(parser, "test")
+    add_day_arguments(parser, "test", threads=True)
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
     config = EnvConfig()
     days = selected_days(parser, args, config)
     with user_errors_as_one_line("setpoint_precision"):  # a bad run directory, before any work

@@ -8,15 +8,20 @@ learners' teacher) plays setpoints far from MPC's at the same cost. This script 
 decisions cost instead. In each state the controller reaches, MPC on the environment's forecaster
 (``p2p_marl.baselines.mpc``) plans the rest of the day twice: freely (cost V) and with the step's battery powers
 and curtailed PV fixed to what the controller plays (cost Q, ``DispatchProblem.fixed_first_kw``). The step's
-regret Q - V is what the controller's decisions in that step cost, the rest of the day planned as MPC plans it:
-0 for MPC's own step or one tied with it, never negative beyond the overload cuts' tolerance. Bid prices do not
-enter: without a P2P fee or loss charge the community's cost does not depend on who trades with whom (budget
-balance), and the share of the optimal saving is the community's.
+regret Q - V is what the controller's battery and curtailment decisions in that step cost, the rest of the day
+planned as MPC plans it: 0 for MPC's own step or one tied with it, never negative beyond the solver's tolerances
+(the overload cuts', the mixed-integer gap's).
 
-A day's regrets would add up to the controller's cost above MPC's plan from the day's start if the forecasts were
-right; with persistence forecasts they do not, and the table shows the cost gap to MPC (played) beside them. MPC
-itself is a row, the check from outside: its regret is 0 to the solver's tolerance.
+The bids are judged apart. The LP plans the community behind one meter, where every household's surplus meets
+another's need; in the market that trade happens only where the bids cross, and a step in which some households
+import at the retail price while others export at the feed-in tariff loses the overlap times the price gap (``bid
+loss``; with no P2P fee or loss charge, the community's cost depends on the bids in no other way). With perfect
+forecasts a day's regrets and its bid loss add up to the controller's cost above the optimum exactly (the plans
+telescope); with persistence forecasts they do not, and the table shows the cost gap to MPC (played) beside
+them. MPC itself is a row, the check from outside: its regret is 0 to the solver's rounding.
 
+The default community only: the judge refuses the environment's safety filter (it plays another step than the one
+asked for) and a shared battery (whose step the plans would choose, not the battery's rule or the controller).
 Writes ``step_regret.md`` (also printed) and ``step_regret.png`` (regret per community-step by hour of the day,
 mean over days and runs; random actions, whose regret is several times the others', left out) to ``--out``
 (default: a new directory ``runs/step_regret/<date>_<time>``). Test days by default, beside the comparison
@@ -26,7 +31,6 @@ table: it explains reported numbers and chooses nothing.
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +39,17 @@ from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.policy import Policy, PolicyWrapper
 from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.config import EnvConfig
-from p2p_marl.evaluation.compare import evaluate_policy, load_policies, reference_costs
-from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, selected_days
+from p2p_marl.evaluation.compare import load_policies, reference_costs, rollout_days
+from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, finish_plot, method_styles, selected_days
+from p2p_marl.evaluation.kpis import day_kpis
 from p2p_marl.evaluation.report import console, method_of, plt  # report sets matplotlib's file-only backend
 from p2p_marl.progress import track
 from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
 CONTROLLERS = ("mpc_persistence", "rule_time_of_use", "rule_self_consumption", "idle_mid_price", "random")
-COSTLIEST_STEPS = 0.1  # the table's concentration column: the regret in this share of the costliest steps
-NO_REGRET = 1e-6  # money: a total regret up to this is the LP's rounding
+COSTLIEST_STEP_SHARE = 0.1  # the table's concentration column: the regret in this share of the costliest steps
+NO_REGRET_PER_STEP = 1e-9  # money per community-step: a regret up to this is the LP's rounding (MPC's own: 1e-16)
 
 
 class RegretShadow(PolicyWrapper):
@@ -57,6 +62,10 @@ class RegretShadow(PolicyWrapper):
         self._regrets: list[np.ndarray] = []
 
     def reset(self, core: CommunityCore) -> None:
+        if core.config.safety_filter or core.has_shared_battery:
+            raise ValueError("RegretShadow judges the step a controller asks for by plans that fix the households' "
+                             "batteries and PV: the environment's safety filter would play another step, and a "
+                             "shared battery's step would be planned, not played; use a core without them")
         super().reset(core)
         self.judge.reset(core)
         self._regrets = []
@@ -78,13 +87,23 @@ class RegretShadow(PolicyWrapper):
         return np.stack(self._regrets)
 
 
-def costliest_share(regrets: np.ndarray, share: float = COSTLIEST_STEPS) -> float:
+def costliest_share(regrets: np.ndarray, share: float = COSTLIEST_STEP_SHARE) -> float:
     """The part of the total regret in the costliest ``share`` of the steps: near ``share`` when a controller
     errs a little everywhere, near 1 when a few steps hold its losses; NaN without regret beyond the solver's
-    rounding (MPC's own: 1e-14 a day)."""
+    rounding."""
     flat = np.sort(np.maximum(regrets.ravel(), 0.0))[::-1]
     total = flat.sum()
-    return float(flat[:max(1, round(share * flat.size))].sum() / total) if total > NO_REGRET else float("nan")
+    if total <= NO_REGRET_PER_STEP * flat.size:
+        return float("nan")
+    return float(flat[:max(1, round(share * flat.size))].sum() / total)
+
+
+def bid_loss(infos: dict[str, np.ndarray]) -> np.ndarray:
+    """(D,) money per day lost to bids that did not cross (``rollout_days``' infos): in each step the energy the
+    community both imported and exported at the households' meters, times retail minus feed-in."""
+    overlap_kwh = np.minimum(infos["grid_import_kwh"].sum(axis=-1), infos["grid_export_kwh"].sum(axis=-1))
+    spread = infos["retail_price"][..., 0] - infos["feed_in_price"][..., 0]
+    return (overlap_kwh * spread).sum(axis=-1)
 
 
 def step_regret(config: EnvConfig, days: np.ndarray, controllers: dict[str, Policy],
@@ -92,15 +111,18 @@ def step_regret(config: EnvConfig, days: np.ndarray, controllers: dict[str, Poli
     """A row per method of ``controllers`` (labelled as ``compare.load_policies`` labels them, the runs of one
     method pooled): runs, each run's share of the optimal saving and their mean, cost per day and the cost gap
     to MPC per day, regret per day (each run and mean), the costliest steps' part of it and its mean by step
-    (T,), all means over ``days``. ``controllers`` must hold ``mpc_persistence``, the gap's reference."""
+    (T,), the bid loss per day, all means over ``days``. ``controllers`` must hold ``mpc_persistence``, the
+    gap's reference."""
     if "mpc_persistence" not in controllers:
         raise ValueError(f"controllers must hold mpc_persistence (the cost gap's reference), got {list(controllers)}")
     references = reference_costs(config, days, progress=True)
     runs: dict[str, list[tuple[dict, np.ndarray]]] = {}
     for label, policy in track(controllers.items(), len(controllers), "step regret", "controllers"):
         shadow = RegretShadow(policy, threads)
-        runs.setdefault(method_of(label), []).append((day_means(evaluate_policy(config, shadow, days, references)),
-                                                      shadow.regrets))
+        infos = rollout_days(config, shadow, days)
+        kpis = day_kpis(infos, config.dt_h, references["grid_only_bills"], references["optimal"])
+        means = {**day_means(kpis), "bid_loss": float(bid_loss(infos).mean())}
+        runs.setdefault(method_of(label), []).append((means, shadow.regrets))
     rows = []
     for method, method_runs in runs.items():
         regrets = np.concatenate([run_regrets for _, run_regrets in method_runs], axis=1)  # (T, runs x D)
@@ -110,20 +132,27 @@ def step_regret(config: EnvConfig, days: np.ndarray, controllers: dict[str, Poli
                      "cost": float(np.mean([means["cost"] for means, _ in method_runs])),
                      "run_regret": [float(run_regrets.sum(axis=0).mean()) for _, run_regrets in method_runs],
                      "regret": float(regrets.sum(axis=0).mean()), "costliest": costliest_share(regrets),
+                     "bid_loss": float(np.mean([means["bid_loss"] for means, _ in method_runs])),
                      "regret_by_step": regrets.mean(axis=1)})
     mpc_cost = next(row["cost"] for row in rows if row["method"] == "mpc_persistence")
     return [{**row, "gap_to_mpc": row["cost"] - mpc_cost} for row in rows]
 
 
+def _money(value: float) -> str:
+    return f"{round(value, 2) + 0.0:.2f}"  # + 0.0: -1e-15 (rounding) reads 0.00, not -0.00
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| method | runs | share of optimal saving | cost /day | cost above MPC /day | regret /day (each run) | "
-             f"regret in the costliest {COSTLIEST_STEPS:.0%} of steps |", "|---|---|---|---|---|---|---|"]
+             f"regret in the costliest {COSTLIEST_STEP_SHARE:.0%} of steps | bid loss /day |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         several = row["runs"] > 1
-        each = " (" + " / ".join(f"{regret:.2f}" for regret in row["run_regret"]) + ")" if several else ""
+        each = " (" + " / ".join(_money(regret) for regret in row["run_regret"]) + ")" if several else ""
+        costliest = "n/a" if np.isnan(row["costliest"]) else f"{row['costliest']:.0%}"
         lines.append(f"| {row['method']} | {row['runs']} | {row['share']:.3f} | {row['cost']:.2f} | "
-                     f"{row['gap_to_mpc']:+.2f} | {round(row['regret'], 2) + 0.0:.2f}{each} | "
-                     + ("n/a" if np.isnan(row["costliest"]) else f"{row['costliest']:.0%}") + " |")
+                     f"{row['gap_to_mpc']:+.2f} | {_money(row['regret'])}{each} | {costliest} | "
+                     f"{_money(row['bid_loss'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -131,39 +160,24 @@ def plot(path: Path, rows: list[dict], dt_h: float, title: str) -> None:
     """Each method's mean regret per community-step by hour of the day (random actions left out); the rules and
     the floor grey, MPC red, the learners in the other colours."""
     fig, ax = plt.subplots(figsize=(10.5, 5.0), layout="constrained")
-    tab10 = plt.get_cmap("tab10").colors  # without MPC's red (3) and the benchmarks' grey (7)
-    learner_colors = itertools.cycle(color for color in tab10[::-1] if color not in (tab10[3], tab10[7]))
-    grey_styles = iter((":", "-.", (0, (5, 2))))
-    for row in rows:
-        if row["method"] == "random":
-            continue
-        if row["method"] == "mpc_persistence":
-            color, style = "tab:red", "-"
-        elif row["method"] in CONTROLLERS:
-            color, style = "tab:gray", next(grey_styles)
-        else:
-            color, style = next(learner_colors), "-"
-        hours = np.arange(len(row["regret_by_step"])) * dt_h
-        ax.plot(hours, row["regret_by_step"], color=color, linestyle=style, drawstyle="steps-post",
-                label=f"{row['method']} ({round(row['regret'], 2) + 0.0:.2f} /day)")
-    ax.set_xlabel("hour of the day (step start)")
-    ax.set_ylabel("regret per community-step (money)")
-    ax.set_xticks(np.arange(0, 25, 3))
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    shown = [row for row in rows if row["method"] != "random"]
+    styles = {**method_styles([row["method"] for row in shown], CONTROLLERS), "mpc_persistence": ("tab:red", "-")}
+    for row in shown:
+        color, style = styles[row["method"]]
+        # Each step drawn over its own interval: the edges run to the episode's end.
+        edges_h = np.arange(len(row["regret_by_step"]) + 1) * dt_h
+        ax.stairs(row["regret_by_step"], edges_h, color=color, linestyle=style, linewidth=1.5,
+                  label=f"{row['method']} ({_money(row['regret'])} /day)")
+    ax.set_xticks(np.arange(0, edges_h[-1] + dt_h / 2, 3))
+    finish_plot(fig, ax, path, "hour of the day", "regret per community-step (money)", title, "center left",
+                outside=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", help="training run directories (their best checkpoints) or checkpoints")
-    parser.add_argument("--threads", type=int, default=1, help="MPC's LPs solved that many days at a time (>= 1)")
-    add_day_arguments(parser, "test")
+    add_day_arguments(parser, "test", threads=True)
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
     config = EnvConfig()
     days = selected_days(parser, args, config)
     with user_errors_as_one_line("step_regret"):  # a bad run directory, before any work
