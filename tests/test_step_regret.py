@@ -65,7 +65,7 @@ def _fixed(charge_kw=0.0, discharge_kw=0.0, curtailed_kw=0.0) -> np.ndarray:
 
 @pytest.mark.parametrize("fixed_kw, match", [
     (np.zeros((2, 10)), r"shape \(3, 10\)"),
-    (_fixed(np.nan), "must lie in"),
+    (_fixed(np.inf), "must lie in"),  # NaN is allowed: planned
     (_fixed(-1.0), "must lie in"),
     (_fixed(99.0), "must lie in"),  # above the batteries' power
     (_fixed(curtailed_kw=99.0), "must lie in"),  # above the step's PV
@@ -74,6 +74,20 @@ def test_a_bad_fixed_first_step_is_refused(noon_problem, fixed_kw, match):
     core, problem = noon_problem
     with pytest.raises(ValueError, match=match):
         solve_dispatch(core, dataclasses.replace(problem, fixed_first_kw=fixed_kw))
+
+
+def test_nan_leaves_an_entry_of_the_fixed_step_to_the_plan(noon_problem):
+    """The batteries fixed to idle, the curtailment planned: the plan curtails as it likes, and costs between the
+    free plan and the one with curtailment fixed to none."""
+    core, problem = noon_problem
+    idle_kw = _fixed()
+    idle_kw[2] = np.nan
+    free, idle = (solve_dispatch(core, dataclasses.replace(problem, fixed_first_kw=fixed))
+                  for fixed in (None, idle_kw))
+    np.testing.assert_allclose(idle.charge_kw[0], 0.0, atol=1e-9)
+    np.testing.assert_allclose(idle.discharge_kw[0], 0.0, atol=1e-9)
+    nothing_curtailed = solve_dispatch(core, dataclasses.replace(problem, fixed_first_kw=_fixed()))
+    assert free.cost - 1e-6 <= idle.cost <= nothing_curtailed.cost + 1e-6
 
 
 def test_a_fixed_first_step_beyond_the_state_of_charge_or_both_ways_is_refused(noon_problem):
@@ -117,10 +131,13 @@ def test_mpcs_own_steps_have_no_regret_and_the_judge_changes_nothing(two_days, c
     judged = evaluate_policy(DEFAULT, shadow, two_days)
     for key, values in evaluate_policy(DEFAULT, controller(), two_days).items():
         np.testing.assert_array_equal(judged[key], values, err_msg=key)
+    # Fixing more never plans cheaper: Q >= Q_battery >= V.
+    assert np.all(shadow.regrets >= shadow.battery_regrets - 1e-6) and shadow.battery_regrets.min() > -1e-6
     if controller is MPCPolicy:
         assert np.abs(shadow.regrets).max() < 1e-6
     else:
-        assert shadow.regrets.min() > -1e-6 and shadow.regrets.sum(axis=0).min() > 1.0
+        assert shadow.battery_regrets.sum(axis=0).min() > 1.0
+        assert np.any(shadow.regrets > shadow.battery_regrets + 0.01)  # random curtailment costs something
 
 
 @pytest.mark.parametrize("changes", [{"safety_filter": True}, {"shared_battery_kwh": 20.0, "shared_battery_kw": 10.0}],
@@ -147,11 +164,11 @@ def test_step_regret_table_and_plot(tmp_path):
     rows = [table_cells(line) for line in (tmp_path / "step_regret.md").read_text().splitlines()[2:]]
     assert [row[:2] for row in rows] == [[name, "1"] for name in step_regret.CONTROLLERS]
     by_method = {row[0]: row for row in rows}
-    assert by_method["mpc_persistence"][4:7] == ["+0.00", "0.00", "n/a"]
-    assert all(float(row[7]) >= 0.0 for row in rows)  # bid loss
+    assert by_method["mpc_persistence"][4:8] == ["+0.00", "0.00", "0.00", "n/a"]
+    assert all(float(row[8]) >= 0.0 for row in rows)  # bid loss
     for method in ("rule_time_of_use", "idle_mid_price", "random"):
-        gap, regret = float(by_method[method][4]), float(by_method[method][5])
-        assert regret > 0.5 and gap > 0.5
+        gap, regret, battery_regret = (float(cell) for cell in by_method[method][4:7])
+        assert regret > 0.5 and gap > 0.5 and regret >= battery_regret >= 0.0
 
 
 def test_step_regret_needs_mpc_as_the_reference():

@@ -179,7 +179,8 @@ class DispatchProblem:
     shared_energy_kwh: float = 0.0  # the shared battery's (if the community has one), at first_step ...
     shared_start_energy_kwh: float = 0.0  # ... and at the episode's start
     # (3, N) or None: first_step's charge, discharge and curtailed PV (kW) fixed, the rest planned around them
-    # (another controller's step judged by the plan, ``p2p_marl.evaluation.step_regret``)
+    # (another controller's step judged by the plan, ``p2p_marl.evaluation.step_regret``); NaN leaves an entry
+    # to the plan
     fixed_first_kw: np.ndarray | None = None
 
     def check(self, core: CommunityCore) -> None:
@@ -205,11 +206,12 @@ class DispatchProblem:
             max_charge_kw, _ = feasible_power(battery.max_kw, self.energy_kwh, battery, core.dt_h)
             _, max_discharge_kw = feasible_power(-battery.max_kw, self.energy_kwh, battery, core.dt_h)
             upper = np.stack([max_charge_kw, max_discharge_kw, self.pv_kw[0]])
-            within = np.all(fixed >= 0.0) and np.all(fixed <= upper * (1 + 1e-9) + 1e-9)  # False for NaN
-            if not within:
+            given = ~np.isnan(fixed)
+            if not (np.all(np.isfinite(fixed[given])) and np.all(fixed[given] >= 0.0)
+                    and np.all(fixed[given] <= (upper * (1 + 1e-9) + 1e-9)[given])):
                 raise ValueError("fixed_first_kw must lie in [0, what each battery can charge or discharge from "
-                                 "energy_kwh] (0 without a battery) and [0, the step's PV] (curtailed), got "
-                                 f"{fixed.tolist()}")
+                                 "energy_kwh] (0 without a battery) and [0, the step's PV] (curtailed), or be NaN "
+                                 f"(planned), got {fixed.tolist()}")
             both = np.flatnonzero(np.minimum(fixed[0], fixed[1]) > SIMULTANEOUS_TOLERANCE_KW)
             if both.size:
                 raise ValueError(f"fixed_first_kw charges and discharges the batteries of households {both.tolist()} "
@@ -440,8 +442,12 @@ def _build_model(core: CommunityCore, problem: DispatchProblem, network: bool, m
     if problem.fixed_first_kw is not None:
         fixed_kw = np.asarray(problem.fixed_first_kw, dtype=np.float64)
         households = batteries[batteries < core.n_agents]  # a shared battery stays planned
-        power_lower_kw[:, 0, :households.size] = power_upper_kw[:, 0, :households.size] = fixed_kw[:2, households]
-        curtailed_lower_kw[0] = curtailed_upper_kw[0] = fixed_kw[2, pv_households]
+        for lower_kw, upper_kw, fixed_step_kw in (
+                (power_lower_kw[:, 0, :households.size], power_upper_kw[:, 0, :households.size],
+                 fixed_kw[:2, households]),
+                (curtailed_lower_kw[0], curtailed_upper_kw[0], fixed_kw[2, pv_households])):
+            given = ~np.isnan(fixed_step_kw)
+            lower_kw[given] = upper_kw[given] = fixed_step_kw[given]
 
     model = LPBuilder()
     degradation = cfg.degradation_cost_per_kwh * dt_h

@@ -10,7 +10,8 @@ decisions cost instead. In each state the controller reaches, MPC on the environ
 and curtailed PV fixed to what the controller plays (cost Q, ``DispatchProblem.fixed_first_kw``). The step's
 regret Q - V is what the controller's battery and curtailment decisions in that step cost, the rest of the day
 planned as MPC plans it: 0 for MPC's own step or one tied with it, never negative beyond the solver's tolerances
-(the overload cuts', the mixed-integer gap's).
+(the overload cuts', the mixed-integer gap's). A third plan fixes the batteries alone (Q_battery) and splits the
+regret in two: the batteries' part Q_battery - V, and the curtailment's given the batteries' step, Q - Q_battery.
 
 The bids are judged apart. The LP plans the community behind one meter, where every household's surplus meets
 another's need; in the market that trade happens only where the bids cross, and a step in which some households
@@ -53,13 +54,15 @@ NO_REGRET_PER_STEP = 1e-9  # money per community-step: a regret up to this is th
 
 
 class RegretShadow(PolicyWrapper):
-    """``policy`` played unchanged while MPC judges each of its steps: ``regrets`` (T, B) holds Q - V of every
-    step since ``reset`` (money per community-step, see the module docstring)."""
+    """``policy`` played unchanged while MPC judges each of its steps: ``regrets`` (T, B) holds Q - V and
+    ``battery_regrets`` (T, B) Q_battery - V of every step since ``reset`` (money per community-step, see the
+    module docstring)."""
 
     def __init__(self, policy: Policy, threads: int = 1):
         super().__init__(policy, policy.name)
         self.judge = MPCPolicy(threads=threads)
         self._regrets: list[np.ndarray] = []
+        self._battery_regrets: list[np.ndarray] = []
 
     def reset(self, core: CommunityCore) -> None:
         if core.config.safety_filter or core.has_shared_battery:
@@ -68,16 +71,18 @@ class RegretShadow(PolicyWrapper):
                              "shared battery's step would be planned, not played; use a core without them")
         super().reset(core)
         self.judge.reset(core)
-        self._regrets = []
+        self._regrets, self._battery_regrets = [], []
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.asarray(self.policy.act(core, obs), dtype=np.float64)
         charge_kw, discharge_kw = core.battery_power_kw(action)
         pv_kw = core.profiles.pv_kw[core.days, core.t]  # metered: the truth, as the plan's first step has it
         curtailed_kw = np.minimum(np.maximum(action[..., 2], 0.0), 1.0) * pv_kw
-        free = self.judge.plans(core)
-        fixed = self.judge.plans(core, np.stack([charge_kw, discharge_kw, curtailed_kw], axis=1))
-        self._regrets.append(np.array([q.cost - v.cost for q, v in zip(fixed, free)]))
+        free_cost = np.array([plan.cost for plan in self.judge.plans(core)])
+        for regrets, curtailment_kw in ((self._battery_regrets, np.full_like(pv_kw, np.nan)),
+                                        (self._regrets, curtailed_kw)):
+            fixed = self.judge.plans(core, np.stack([charge_kw, discharge_kw, curtailment_kw], axis=1))
+            regrets.append(np.array([plan.cost for plan in fixed]) - free_cost)
         if core.t == core.steps_per_episode - 1:
             self.judge.close()
         return action
@@ -85,6 +90,10 @@ class RegretShadow(PolicyWrapper):
     @property
     def regrets(self) -> np.ndarray:
         return np.stack(self._regrets)
+
+    @property
+    def battery_regrets(self) -> np.ndarray:
+        return np.stack(self._battery_regrets)
 
 
 def costliest_share(regrets: np.ndarray, share: float = COSTLIEST_STEP_SHARE) -> float:
@@ -110,9 +119,9 @@ def step_regret(config: EnvConfig, days: np.ndarray, controllers: dict[str, Poli
                 threads: int = 1) -> list[dict]:
     """A row per method of ``controllers`` (labelled as ``compare.load_policies`` labels them, the runs of one
     method pooled): runs, each run's share of the optimal saving and their mean, cost per day and the cost gap
-    to MPC per day, regret per day (each run and mean), the costliest steps' part of it and its mean by step
-    (T,), the bid loss per day, all means over ``days``. ``controllers`` must hold ``mpc_persistence``, the
-    gap's reference."""
+    to MPC per day, regret per day (each run and mean), the batteries' part of it, the costliest steps' part
+    and its mean by step (T,), the bid loss per day, all means over ``days``. ``controllers`` must hold
+    ``mpc_persistence``, the gap's reference."""
     if "mpc_persistence" not in controllers:
         raise ValueError(f"controllers must hold mpc_persistence (the cost gap's reference), got {list(controllers)}")
     references = reference_costs(config, days, progress=True)
@@ -121,7 +130,8 @@ def step_regret(config: EnvConfig, days: np.ndarray, controllers: dict[str, Poli
         shadow = RegretShadow(policy, threads)
         infos = rollout_days(config, shadow, days)
         kpis = day_kpis(infos, config.dt_h, references["grid_only_bills"], references["optimal"])
-        means = {**day_means(kpis), "bid_loss": float(bid_loss(infos).mean())}
+        means = {**day_means(kpis), "bid_loss": float(bid_loss(infos).mean()),
+                 "battery_regret": float(shadow.battery_regrets.sum(axis=0).mean())}
         runs.setdefault(method_of(label), []).append((means, shadow.regrets))
     rows = []
     for method, method_runs in runs.items():
@@ -132,6 +142,7 @@ def step_regret(config: EnvConfig, days: np.ndarray, controllers: dict[str, Poli
                      "cost": float(np.mean([means["cost"] for means, _ in method_runs])),
                      "run_regret": [float(run_regrets.sum(axis=0).mean()) for _, run_regrets in method_runs],
                      "regret": float(regrets.sum(axis=0).mean()), "costliest": costliest_share(regrets),
+                     "battery_regret": float(np.mean([means["battery_regret"] for means, _ in method_runs])),
                      "bid_loss": float(np.mean([means["bid_loss"] for means, _ in method_runs])),
                      "regret_by_step": regrets.mean(axis=1)})
     mpc_cost = next(row["cost"] for row in rows if row["method"] == "mpc_persistence")
@@ -144,14 +155,15 @@ def _money(value: float) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| method | runs | share of optimal saving | cost /day | cost above MPC /day | regret /day (each run) | "
-             f"regret in the costliest {COSTLIEST_STEP_SHARE:.0%} of steps | bid loss /day |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"batteries' part /day | regret in the costliest {COSTLIEST_STEP_SHARE:.0%} of steps | bid loss /day |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         several = row["runs"] > 1
         each = " (" + " / ".join(_money(regret) for regret in row["run_regret"]) + ")" if several else ""
         costliest = "n/a" if np.isnan(row["costliest"]) else f"{row['costliest']:.0%}"
         lines.append(f"| {row['method']} | {row['runs']} | {row['share']:.3f} | {row['cost']:.2f} | "
-                     f"{row['gap_to_mpc']:+.2f} | {_money(row['regret'])}{each} | {costliest} | "
+                     f"{row['gap_to_mpc']:+.2f} | {_money(row['regret'])}{each} | {_money(row['battery_regret'])} | "
+                     f"{costliest} | "
                      f"{_money(row['bid_loss'])} |")
     return "\n".join(lines) + "\n"
 
