@@ -161,7 +161,9 @@ def test_step_regret_table_and_plot(tmp_path):
     regret and gap positive (how near each other depends on the forecasts' errors: exact with the oracle, above)."""
     step_regret.main(["--max-days", "1", "--out", str(tmp_path)])
     assert (tmp_path / "step_regret.png").read_bytes().startswith(PNG_SIGNATURE)
-    rows = [table_cells(line) for line in (tmp_path / "step_regret.md").read_text().splitlines()[2:]]
+    table, by_period = ([table_cells(line) for line in part.splitlines()[2:]]
+                        for part in (tmp_path / "step_regret.md").read_text().strip().split("\n\n"))
+    rows = table
     assert [row[:2] for row in rows] == [[name, "1"] for name in step_regret.CONTROLLERS]
     by_method = {row[0]: row for row in rows}
     assert by_method["mpc_persistence"][4:8] == ["+0.00", "0.00", "0.00", "n/a"]
@@ -169,6 +171,11 @@ def test_step_regret_table_and_plot(tmp_path):
     for method in ("rule_time_of_use", "idle_mid_price", "random"):
         gap, regret, battery_regret = (float(cell) for cell in by_method[method][4:7])
         assert regret > 0.5 and gap > 0.5 and regret >= battery_regret >= 0.0
+    # The periods of the day add up to the whole day's regret, the table's (to the cents' rounding).
+    assert [row[0] for row in by_period] == list(step_regret.CONTROLLERS)
+    for row, day_row in zip(by_period, table):
+        assert row[-1] == day_row[5]
+        assert sum(float(cell) for cell in row[1:-1]) == pytest.approx(float(row[-1]), abs=0.03)
 
 
 def test_step_regret_needs_mpc_as_the_reference():

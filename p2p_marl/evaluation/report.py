@@ -328,6 +328,12 @@ def _clock(hours: float) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def period_headers(retail_per_kwh: np.ndarray, dt_h: float) -> list[str]:
+    """A table's column header for each of the ``tariff_periods``: its hours and retail price."""
+    return [f"{_clock(start * dt_h)}–{_clock(end * dt_h)} ({retail_per_kwh[start]:.3f}/kWh)"
+            for start, end in tariff_periods(retail_per_kwh)]
+
+
 def cost_gap_by_period(mean_days: dict[str, dict[str, np.ndarray]], retail_per_kwh: np.ndarray,
                        reference: str = "optimal") -> dict[str, np.ndarray]:
     """{method: (P,) its community cost above ``reference``'s within each of the ``tariff_periods`` [money/day]}
@@ -351,8 +357,7 @@ def write_cost_gap_by_period(path: Path, mean_days: dict[str, dict[str, np.ndarr
     gaps = cost_gap_by_period(mean_days, retail_per_kwh, reference)
     if not gaps:
         return
-    headers = ["method"] + [f"{_clock(start * dt_h)}–{_clock(end * dt_h)} ({retail_per_kwh[start]:.3f}/kWh)"
-                            for start, end in tariff_periods(retail_per_kwh)] + ["whole day"]
+    headers = ["method", *period_headers(retail_per_kwh, dt_h), "whole day"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for method, gap in gaps.items():
         cells = (f"{round(value, 2) + 0.0:+.2f}" for value in (*gap, gap.sum()))  # + 0.0: no "-0.00"

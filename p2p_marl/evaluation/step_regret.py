@@ -43,7 +43,8 @@ from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import load_policies, reference_costs, rollout_days
 from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, finish_plot, method_styles, selected_days
 from p2p_marl.evaluation.kpis import day_kpis
-from p2p_marl.evaluation.report import console, method_of, plt  # report sets matplotlib's file-only backend
+# report sets matplotlib's file-only backend
+from p2p_marl.evaluation.report import console, method_of, period_headers, plt, tariff_periods
 from p2p_marl.progress import track
 from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
@@ -153,7 +154,8 @@ def _money(value: float) -> str:
     return f"{round(value, 2) + 0.0:.2f}"  # + 0.0: -1e-15 (rounding) reads 0.00, not -0.00
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], retail_per_kwh: np.ndarray, dt_h: float) -> str:
+    """The table of ``step_regret``'s rows, then their regret within each time-of-use period (money per day)."""
     lines = ["| method | runs | share of optimal saving | cost /day | cost above MPC /day | regret /day (each run) | "
              f"batteries' part /day | regret in the costliest {COSTLIEST_STEP_SHARE:.0%} of steps | bid loss /day |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -165,24 +167,38 @@ def markdown(rows: list[dict]) -> str:
                      f"{row['gap_to_mpc']:+.2f} | {_money(row['regret'])}{each} | {_money(row['battery_regret'])} | "
                      f"{costliest} | "
                      f"{_money(row['bid_loss'])} |")
+    headers = ["method: regret /day by time-of-use period", *period_headers(retail_per_kwh, dt_h), "whole day"]
+    lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        by_period = [row["regret_by_step"][start:end].sum() for start, end in tariff_periods(retail_per_kwh)]
+        lines.append("| " + " | ".join([row["method"], *(_money(regret) for regret in by_period),
+                                        _money(row["regret"])]) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot(path: Path, rows: list[dict], dt_h: float, title: str) -> None:
-    """Each method's mean regret per community-step by hour of the day (random actions left out); the rules and
-    the floor grey, MPC red, the learners in the other colours."""
-    fig, ax = plt.subplots(figsize=(10.5, 5.0), layout="constrained")
+    """Each method's mean regret per community-step by hour of the day, the learners above and the rules below
+    (their regret is several times the learners'; random actions', larger still, left out), MPC's zero in
+    both; the rules grey, MPC red, the learners in the other colours."""
+    fig, (ax_learners, ax_rules) = plt.subplots(2, 1, figsize=(10.5, 8.0), sharex=True, layout="constrained")
     shown = [row for row in rows if row["method"] != "random"]
     styles = {**method_styles([row["method"] for row in shown], CONTROLLERS), "mpc_persistence": ("tab:red", "-")}
     for row in shown:
         color, style = styles[row["method"]]
         # Each step drawn over its own interval: the edges run to the episode's end.
         edges_h = np.arange(len(row["regret_by_step"]) + 1) * dt_h
-        ax.stairs(row["regret_by_step"], edges_h, color=color, linestyle=style, linewidth=1.5,
-                  label=f"{row['method']} ({_money(row['regret'])} /day)")
-    ax.set_xticks(np.arange(0, edges_h[-1] + dt_h / 2, 3))
-    finish_plot(fig, ax, path, "hour of the day", "regret per community-step (money)", title, "center left",
-                outside=True)
+        for ax in (ax_learners, ax_rules):
+            if (ax is ax_rules) == (row["method"] in CONTROLLERS) or row["method"] == "mpc_persistence":
+                ax.stairs(row["regret_by_step"], edges_h, color=color, linestyle=style, linewidth=1.5,
+                          label=f"{row['method']} ({_money(row['regret'])} /day)")
+    ax_rules.set_xticks(np.arange(0, edges_h[-1] + dt_h / 2, 3))
+    fig.suptitle(title)
+    ax_learners.set_ylabel("regret per community-step (money)")
+    ax_learners.set_title("learners")
+    ax_learners.grid(alpha=0.3)
+    ax_learners.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    finish_plot(fig, ax_rules, path, "hour of the day", "regret per community-step (money)",
+                "the rules and the floor (random actions left out)", "center left", outside=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         controllers = load_policies(list(CONTROLLERS), args.runs, env_config=config, threads=args.threads)
     out = script_output_dir(args.out, "step_regret")
     rows = step_regret(config, days, controllers, args.threads)
-    table = markdown(rows)
+    table = markdown(rows, CommunityCore(config).retail_per_kwh, config.dt_h)
     (out / "step_regret.md").write_text(table)
     title = (f"Regret of each step's decisions by MPC's reckoning: {len(days)} {args.days} days, "
              f"{config.n_agents} households")
