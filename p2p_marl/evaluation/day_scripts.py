@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from p2p_marl.baselines.policy import Policy
+from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.config import EnvConfig
-from p2p_marl.evaluation.compare import select_days
+from p2p_marl.evaluation.compare import load_policies, select_days
 from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
@@ -38,6 +40,23 @@ def selected_days(parser: argparse.ArgumentParser, args: argparse.Namespace, con
         parser.error(f"--threads must be >= 1, got {args.threads}")
     days, _ = select_days(CommunityCore(config), args.max_days, split=args.days)
     return days
+
+
+def runs_script_arguments(name: str, description: str, benchmarks: tuple[str, ...], argv: list[str] | None
+                          ) -> tuple[argparse.Namespace, EnvConfig, np.ndarray, dict[str, Policy], Path]:
+    """The command line of a script that plays ``benchmarks`` and the training runs it is given (``RUN_DIR ...``,
+    their best checkpoints) on the default community's days, with ``--threads``: (its arguments, the
+    community's config, the days, the policies by label as ``compare.load_policies`` gives them, the output
+    directory). A bad run directory stops it with one line (``name: error: ...``) before any work."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("runs", nargs="*", help="training run directories (their best checkpoints) or checkpoints")
+    add_day_arguments(parser, "test", threads=True)
+    args = parser.parse_args(argv)
+    config = EnvConfig()
+    days = selected_days(parser, args, config)
+    with user_errors_as_one_line(name):
+        policies = load_policies(list(benchmarks), args.runs, env_config=config, threads=args.threads)
+    return args, config, days, policies, script_output_dir(args.out, name)
 
 
 def days_and_output(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EnvConfig,

@@ -28,20 +28,16 @@ comparison table: it explains reported numbers and chooses nothing.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.policy import Policy, PolicyWrapper
-from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.config import EnvConfig
-from p2p_marl.evaluation.compare import evaluate_policy, load_policies, reference_costs
-from p2p_marl.evaluation.day_scripts import (add_day_arguments, day_means, finish_share_plot, method_styles,
-                                             selected_days)
+from p2p_marl.evaluation.compare import evaluate_policy, reference_costs
+from p2p_marl.evaluation.day_scripts import day_means, finish_share_plot, method_styles, runs_script_arguments
 from p2p_marl.evaluation.report import console, method_of, plt  # report sets matplotlib's file-only backend
-from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
 # Root mean square of the noise and the constant biases added to MPC's setpoint share (a share of the battery's
@@ -177,15 +173,8 @@ def plot(path: Path, mpc_rows: list[dict], other_rows: list[dict], title: str) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", help="training run directories (their best checkpoints) or checkpoints")
-    add_day_arguments(parser, "test", threads=True)
-    args = parser.parse_args(argv)
-    config = EnvConfig()
-    days = selected_days(parser, args, config)
-    with user_errors_as_one_line("setpoint_precision"):  # a bad run directory, before any work
-        others = load_policies(list(OTHER_CONTROLLERS), args.runs, env_config=config)
-    out = script_output_dir(args.out, "setpoint_precision")
+    args, config, days, others, out = runs_script_arguments("setpoint_precision", __doc__.splitlines()[0],
+                                                            OTHER_CONTROLLERS, argv)
     mpc_rows, other_rows = setpoint_precision(config, days, others, args.threads)
     table = markdown(mpc_rows, other_rows)
     (out / "setpoint_precision.md").write_text(table)

@@ -31,22 +31,19 @@ table: it explains reported numbers and chooses nothing.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.policy import Policy, PolicyWrapper
-from p2p_marl.cli import user_errors_as_one_line
 from p2p_marl.config import EnvConfig
-from p2p_marl.evaluation.compare import load_policies, reference_costs, rollout_days
-from p2p_marl.evaluation.day_scripts import add_day_arguments, day_means, finish_plot, method_styles, selected_days
+from p2p_marl.evaluation.compare import reference_costs, rollout_days
+from p2p_marl.evaluation.day_scripts import day_means, finish_plot, method_styles, runs_script_arguments
 from p2p_marl.evaluation.kpis import day_kpis
 # report sets matplotlib's file-only backend
 from p2p_marl.evaluation.report import console, method_of, period_headers, plt, tariff_periods
 from p2p_marl.progress import track
-from p2p_marl.run_dirs import script_output_dir
 from p2p_marl.sim.community import CommunityCore
 
 CONTROLLERS = ("mpc_persistence", "rule_time_of_use", "rule_self_consumption", "idle_mid_price", "random")
@@ -202,15 +199,8 @@ def plot(path: Path, rows: list[dict], dt_h: float, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", help="training run directories (their best checkpoints) or checkpoints")
-    add_day_arguments(parser, "test", threads=True)
-    args = parser.parse_args(argv)
-    config = EnvConfig()
-    days = selected_days(parser, args, config)
-    with user_errors_as_one_line("step_regret"):  # a bad run directory, before any work
-        controllers = load_policies(list(CONTROLLERS), args.runs, env_config=config, threads=args.threads)
-    out = script_output_dir(args.out, "step_regret")
+    args, config, days, controllers, out = runs_script_arguments("step_regret", __doc__.splitlines()[0],
+                                                                 CONTROLLERS, argv)
     rows = step_regret(config, days, controllers, args.threads)
     table = markdown(rows, CommunityCore(config).retail_per_kwh, config.dt_h)
     (out / "step_regret.md").write_text(table)
