@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from conftest import table_cells
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.optimal import DispatchProblem, solve_dispatch
+from p2p_marl.baselines.policy import PolicyWrapper
 from p2p_marl.baselines.rules import IdleMidPrice, RandomActions, TimeOfUse
 from p2p_marl.config import EnvConfig
 from p2p_marl.demo import binding_day
@@ -138,6 +139,33 @@ def test_mpcs_own_steps_have_no_regret_and_the_judge_changes_nothing(two_days, c
     else:
         assert shadow.battery_regrets.sum(axis=0).min() > 1.0
         assert np.any(shadow.regrets > shadow.battery_regrets + 0.01)  # random curtailment costs something
+
+
+def test_mpcs_ties_are_far_apart_in_setpoints_and_cost_nothing(two_days):
+    """Why the regret and not a distance: MPC that breaks its plans' ties towards spread power (the taught
+    MADDPG's teacher) plays setpoints far from the plain MPC's, and the plain MPC counts each of its steps exactly
+    as good as its own."""
+
+    class BesidePlainMPC(PolicyWrapper):
+        def __init__(self, policy):
+            super().__init__(policy, policy.name)
+            self.plain, self.setpoint_gaps = MPCPolicy(), []
+
+        def reset(self, core):
+            super().reset(core)
+            self.plain.reset(core)
+
+        def act(self, core, obs):
+            action = self.policy.act(core, obs)
+            gap = action[..., 0] - self.plain.act(core, obs)[..., 0]
+            self.setpoint_gaps.append(gap[:, core.battery.max_kw > 0])
+            return action
+
+    smoothed = BesidePlainMPC(MPCPolicy(power_smoothing_per_kwh=0.002))
+    shadow = RegretShadow(smoothed)
+    evaluate_policy(DEFAULT, shadow, two_days)
+    assert np.sqrt(np.mean(np.square(smoothed.setpoint_gaps))) > 0.1  # of the rated power
+    assert np.abs(shadow.regrets).max() < 1e-6
 
 
 @pytest.mark.parametrize("changes", [{"safety_filter": True}, {"shared_battery_kwh": 20.0, "shared_battery_kw": 10.0}],
