@@ -5,8 +5,9 @@
 How far a controller's battery setpoints lie from MPC's says little: MPC's plans have ties (energy moved between
 steps of one price costs the same), and a planner that breaks them otherwise (MPC with power smoothing, the taught
 MADDPG's teacher) plays setpoints far from MPC's, each step of which MPC counts exactly as good as its own
-(tests/test_step_regret.py). This script measures what a controller's decisions cost instead. In each state the controller reaches, MPC on the environment's forecaster
-(``p2p_marl.baselines.mpc``) plans the rest of the day twice: freely (cost V) and with the step's battery powers
+(tests/test_step_regret.py). This script measures what a controller's decisions cost instead. In each state
+the controller reaches, MPC on the environment's forecaster (``p2p_marl.baselines.mpc``) plans the rest of the
+day twice: freely (cost V) and with the step's battery powers
 and curtailed PV fixed to what the controller plays (cost Q, ``DispatchProblem.fixed_first_kw``). The step's
 regret Q - V is what the controller's battery and curtailment decisions in that step cost, the rest of the day
 planned as MPC plans it: 0 for MPC's own step or one tied with it, never negative beyond the solver's tolerances
