@@ -175,6 +175,19 @@ def test_the_judge_refuses_a_core_that_plays_another_step_than_the_plans_fix(cha
         evaluate_policy(DEFAULT.replace(**changes), RegretShadow(IdleMidPrice()), np.array([0]))
 
 
+def test_the_judge_names_a_non_finite_action_and_an_episode_not_played():
+    class NaNBattery(IdleMidPrice):
+        def act(self, core, obs):
+            action = super().act(core, obs)
+            action[..., 0] = np.nan
+            return action
+
+    with pytest.raises(ValueError, match="played a non-finite action at step 0"):
+        evaluate_policy(DEFAULT, RegretShadow(NaNBattery()), np.array([0]))
+    with pytest.raises(RuntimeError, match="has judged no step since reset"):
+        RegretShadow(IdleMidPrice()).regrets
+
+
 def test_costliest_share_cases():
     assert costliest_share(np.ones((10, 2)), 0.1) == pytest.approx(0.1)  # a little everywhere
     assert costliest_share(np.array([[0.0, 0.0], [3.0, 0.0]]), 0.25) == pytest.approx(1.0)  # one step holds it

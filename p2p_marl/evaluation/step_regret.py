@@ -7,9 +7,8 @@ steps of one price costs the same), and a planner that breaks them otherwise (MP
 MADDPG's teacher) plays setpoints far from MPC's, each step of which MPC counts exactly as good as its own
 (tests/test_step_regret.py). This script measures what a controller's decisions cost instead. In each state
 the controller reaches, MPC on the environment's forecaster (``p2p_marl.baselines.mpc``) plans the rest of the
-day twice: freely (cost V) and with the step's battery powers
-and curtailed PV fixed to what the controller plays (cost Q, ``DispatchProblem.fixed_first_kw``). The step's
-regret Q - V is what the controller's battery and curtailment decisions in that step cost, the rest of the day
+day twice: freely (cost V) and with the step's battery powers and curtailed PV fixed to what the controller plays
+(cost Q, ``DispatchProblem.fixed_first_kw``). The step's regret Q - V is what the controller's battery and curtailment decisions in that step cost, the rest of the day
 planned as MPC plans it: 0 for MPC's own step or one tied with it, never negative beyond the solver's tolerances
 (the overload cuts', the mixed-integer gap's). A third plan fixes the batteries alone (Q_battery) and splits the
 regret in two: the batteries' part Q_battery - V, and the curtailment's given the batteries' step, Q - Q_battery.
@@ -74,6 +73,9 @@ class RegretShadow(PolicyWrapper):
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
         action = np.asarray(self.policy.act(core, obs), dtype=np.float64)
+        if not np.all(np.isfinite(action)):  # before the plans, whose check would name the kW, not the action
+            raise ValueError(f"{self.policy.name} played a non-finite action at step {core.t}: the step would refuse "
+                             "it")
         charge_kw, discharge_kw = core.battery_power_kw(action)
         pv_kw = core.profiles.pv_kw[core.days, core.t]  # metered: the truth, as the plan's first step has it
         curtailed_kw = np.minimum(np.maximum(action[..., 2], 0.0), 1.0) * pv_kw
@@ -88,11 +90,17 @@ class RegretShadow(PolicyWrapper):
 
     @property
     def regrets(self) -> np.ndarray:
-        return np.stack(self._regrets)
+        return self._stacked(self._regrets)
 
     @property
     def battery_regrets(self) -> np.ndarray:
-        return np.stack(self._battery_regrets)
+        return self._stacked(self._battery_regrets)
+
+    @staticmethod
+    def _stacked(steps: list[np.ndarray]) -> np.ndarray:
+        if not steps:
+            raise RuntimeError("RegretShadow has judged no step since reset: play an episode first")
+        return np.stack(steps)
 
 
 def costliest_share(regrets: np.ndarray, share: float = COSTLIEST_STEP_SHARE) -> float:
