@@ -8,10 +8,11 @@ MADDPG's teacher) plays setpoints far from MPC's, each step of which MPC counts 
 (tests/test_step_regret.py). This script measures what a controller's decisions cost instead. In each state
 the controller reaches, MPC on the environment's forecaster (``p2p_marl.baselines.mpc``) plans the rest of the
 day twice: freely (cost V) and with the step's battery powers and curtailed PV fixed to what the controller plays
-(cost Q, ``DispatchProblem.fixed_first_kw``). The step's regret Q - V is what the controller's battery and curtailment decisions in that step cost, the rest of the day
-planned as MPC plans it: 0 for MPC's own step or one tied with it, never negative beyond the solver's tolerances
-(the overload cuts', the mixed-integer gap's). A third plan fixes the batteries alone (Q_battery) and splits the
-regret in two: the batteries' part Q_battery - V, and the curtailment's given the batteries' step, Q - Q_battery.
+(cost Q, ``DispatchProblem.fixed_first_kw``). The step's regret Q - V is what the controller's battery and
+curtailment decisions in that step cost, the rest of the day planned as MPC plans it: 0 for MPC's own step or
+one tied with it, never negative beyond the solver's tolerances (the overload cuts', the mixed-integer gap's). A
+third plan fixes the batteries alone (Q_battery) and splits the regret in two: the batteries' part
+Q_battery - V, and the curtailment's given the batteries' step, Q - Q_battery.
 
 The bids are judged apart. The LP plans the community behind one meter, where every household's surplus meets
 another's need; in the market that trade happens only where the bids cross, and a step in which some households
