@@ -79,7 +79,7 @@ class RegretShadow(PolicyWrapper):
                              "it")
         charge_kw, discharge_kw = core.battery_power_kw(action)
         pv_kw = core.profiles.pv_kw[core.days, core.t]  # metered: the truth, as the plan's first step has it
-        curtailed_kw = np.minimum(np.maximum(action[..., 2], 0.0), 1.0) * pv_kw
+        curtailed_kw = core.curtailed_power_kw(action, pv_kw)
         free_cost = np.array([plan.cost for plan in self.judge.plans(core)])
         for regrets, curtailment_kw in ((self._battery_regrets, np.full_like(pv_kw, np.nan)),
                                         (self._regrets, curtailed_kw)):

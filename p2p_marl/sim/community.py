@@ -397,12 +397,11 @@ class CommunityCore:
         cfg, battery, dt_h, t = self.config, self.battery, self.dt_h, self.t
         batch_size, n_agents = self.batch_size, self.n_agents
         price_share = _clip(actions[..., 1], 0.0, 1.0)
-        curtail_share = _clip(actions[..., 2], 0.0, 1.0)
 
         profiles_kw = self._profiles_kw[self.days, t]
         load_kw, pv_kw = profiles_kw[:, 0], profiles_kw[:, 1]
         charge_kw, discharge_kw = self.battery_power_kw(actions)
-        curtailed_kw = curtail_share * pv_kw
+        curtailed_kw = self.curtailed_power_kw(actions, pv_kw)
         extra_infos = {}
         if cfg.safety_filter:
             asked_battery_kw, asked_curtailed_kw = charge_kw - discharge_kw, curtailed_kw
@@ -533,6 +532,11 @@ class CommunityCore:
         [-1, 1], times the battery's power, within what the battery can do this step (``feasible_power``)."""
         setpoint_kw = _clip(actions[..., 0], -1.0, 1.0) * self.battery.max_kw
         return feasible_power(setpoint_kw, self.energy_kwh, self.battery, self.dt_h)
+
+    def curtailed_power_kw(self, actions: np.ndarray, pv_kw: np.ndarray) -> np.ndarray:
+        """(B, N) PV that ``step`` spills for ``actions`` given the step's PV ``pv_kw`` (B, N): each curtailment
+        share clipped to [0, 1], times the PV."""
+        return _clip(actions[..., 2], 0.0, 1.0) * pv_kw
 
     def _checked_action(self, action, name: str, shape: tuple[int, ...], layout: str) -> np.ndarray:
         """``action`` (the argument ``name``) as a float64 array of ``shape``; ``ValueError`` naming it and the
