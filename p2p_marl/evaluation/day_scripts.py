@@ -30,9 +30,8 @@ def add_day_arguments(parser: argparse.ArgumentParser, default_split: str, threa
 
 def selected_days(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EnvConfig) -> np.ndarray:
     """The days ``args`` select of ``config``'s community; a bad ``--max-days`` or ``--threads`` is the parser's
-    error. Progress
-    lines (``p2p_marl.progress``) go through logging when stderr is not a terminal: Hydra sets that up for
-    train.py and evaluate.py, these scripts here."""
+    error. Progress lines (``p2p_marl.progress``) go through logging when stderr is not a terminal: Hydra sets
+    that up for train.py and evaluate.py, these scripts here."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     if args.max_days is not None and args.max_days < 1:
         parser.error(f"--max-days must be >= 1, got {args.max_days}")
