@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.nets import feasible_box, net_load_box
-from p2p_marl.baselines.mpc import MPCPolicy
+from p2p_marl.baselines.mpc import MPCPolicy, played_step_kw
 from p2p_marl.baselines.optimal import MAX_POWER_SMOOTHING_PER_KWH, DispatchProblem, solve_dispatch
 from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import self_consumption_setpoint
@@ -67,6 +67,9 @@ IMITATION_RANGES = (
     ("imitation_smoothing_per_kwh", 0.0, MAX_POWER_SMOOTHING_PER_KWH, True, True),
 )
 IMITATION_INTEGERS = {"imitation_days", "imitation_epochs", "imitation_rounds"}
+# The actor learners' (MAPPO's, MADDPG's) weight of the student's regret in the demonstrations' weights
+# (``regret_weights``); 0: every demonstration weighs the same.
+REGRET_WEIGHT_RANGE = ("imitation_regret_weight", 0.0, 1000.0, True, True)
 
 
 def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> None:
@@ -83,6 +86,28 @@ def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> 
         if getattr(config, key) > 0 and config.imitation_days == 0:
             raise ConfigError(f"{prefix}.{key}={getattr(config, key)!r} needs imitation_days > 0 (the "
                               "demonstrations it uses)")
+
+
+def check_regret_weight(config: Any, prefix: str, refresh_steps: int = 0) -> None:
+    """``imitation_regret_weight`` > 0 needs states that a student reached (DAgger rounds, or MAPPO's refreshes
+    every ``refresh_steps``), which only MPC can judge; named as ``prefix.imitation_regret_weight``."""
+    student_rounds = config.imitation_rounds > 0 or refresh_steps > 0
+    if config.imitation_regret_weight > 0.0 and (config.imitation_teacher != "mpc" or not student_rounds):
+        raise ConfigError(f"{prefix}.imitation_regret_weight={config.imitation_regret_weight!r} needs "
+                          "imitation_teacher='mpc' and DAgger rounds (imitation_rounds > 0): it weighs the states a "
+                          "student reached by what its step cost there")
+
+
+def regret_weights(regrets: np.ndarray, regret_weight: float) -> np.ndarray:
+    """(M,) weights of a round's demonstrations from the student's regret in each (M,): ``(1 + regret_weight *
+    regret / mean regret) / (1 + regret_weight)``, mean 1, so that the round weighs as much as before and its
+    costly states more than its free ones (AggreVaTe's idea, Ross and Bagnell 2014, on a squared error). Negative
+    regrets (the LP's rounding) count as 0; a round without regret weighs every state 1."""
+    regret = np.maximum(regrets, 0.0)
+    mean = regret.mean() if regret.size else 0.0
+    if mean <= 0.0:
+        return np.ones_like(regret)
+    return (1.0 + regret_weight * regret / mean) / (1.0 + regret_weight)
 
 
 @dataclass(frozen=True)
@@ -103,6 +128,8 @@ class Demonstrations:
     # one, or the student's)
     teacher_s: float  # seconds the teacher spent planning
     grid: GridSteps | None = None  # with a grid only
+    regrets: np.ndarray | None = None  # (M,) with ``regrets``: money per community-step, what the student's
+    # battery and curtailment step cost by the teacher's reckoning (``demonstrations``)
 
 
 class _EpisodeOptimum:
@@ -126,14 +153,17 @@ class _EpisodeOptimum:
 def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, battery_action: str,
                    student: Policy | None = None, grid: ActionGrid | None = None,
                    training_reward: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None,
-                   threads: int = 1, smoothing_per_kwh: float = 0.0) -> Demonstrations:
+                   threads: int = 1, smoothing_per_kwh: float = 0.0, regrets: bool = False) -> Demonstrations:
     """``n_resets`` batches of ``core.batch_size`` training episodes, each played out by ``teacher``, or by
     ``student`` with the teacher's action in each of its states recorded. With a ``grid`` the teacher plays the
     grid action nearest its own, a student its ``indices(core, obs)`` on the grid (``GreedyPolicy``), and
     ``GridSteps`` are recorded too, rewards by ``training_reward(reward, played actions, infos)`` (the core's
     reward without it). The MPC teacher solves ``threads`` communities' LPs at a time. Either teacher breaks its
     plans' ties towards spread battery power with ``smoothing_per_kwh`` > 0 (``power_smoothing_per_kwh`` of
-    ``p2p_marl.baselines.optimal``: of equal plans, the one a policy can follow)."""
+    ``p2p_marl.baselines.optimal``: of equal plans, the one a policy can follow). With ``regrets`` (a student and
+    MPC) the teacher also plans around each step the student plays, its battery powers and curtailed PV fixed
+    (``MPCPolicy.plans``): that plan's cost above the teacher's own is the step's regret, Q - V of
+    ``p2p_marl.evaluation.step_regret``, what the student's departure from the teacher costs in that state."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {list(TEACHERS)}, got {teacher!r}")
     if student is not None and teacher != "mpc":
@@ -142,10 +172,12 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
     if student is not None and battery_action == "target_soc":
         raise ValueError("a student with battery_action='target_soc' is not supported: the teacher's target is "
                          "read from the step the teacher played")
+    if regrets and (student is None or grid is not None):
+        raise ValueError("regrets judge a student's steps on the actor's box: they need a student and no grid")
     policy = (_EpisodeOptimum(smoothing_per_kwh) if teacher == "optimum"
               else MPCPolicy(threads=threads, power_smoothing_per_kwh=smoothing_per_kwh))
     observations, boxes, costs, teacher_s = [], [], [], 0.0
-    labels, played_indices, rewards, terminal = [], [], [], []
+    labels, played_indices, rewards, terminal, step_regrets = [], [], [], [], []
     rng = np.random.default_rng(seed)
     battery = core.battery
     energy_span_kwh = battery.max_energy_kwh - battery.min_energy_kwh
@@ -173,6 +205,11 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                 played = grid.actions(core, obs, played_index)
                 labels.append(label)
                 played_indices.append(played_index)
+            if regrets:
+                start = time.perf_counter()
+                fixed = policy.plans(core, played_step_kw(core, played))
+                step_regrets.append(np.array([plan.cost for plan in fixed]) - policy.planned_cost)
+                teacher_s += time.perf_counter() - start
             obs, reward, done, infos = core.step(played)
             if grid is not None:
                 rewards.append(reward if training_reward is None else training_reward(reward, played, infos))
@@ -189,21 +226,31 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
                                         out=np.ones_like(core.energy_kwh), where=energy_span_kwh > 0) - 1.0
             boxes.append(np.stack([battery_box, 2.0 * action[..., 1] - 1.0, action[..., 2]], axis=-1))
         costs.append(day_cost)
+        if regrets:
+            policy.close()  # the plans around the student's last step started its threads again
     steps = None if grid is None else GridSteps(
         np.concatenate(labels), np.concatenate(played_indices), np.concatenate(rewards),
         np.repeat(terminal, core.batch_size))
     return Demonstrations(np.concatenate(observations), np.concatenate(boxes), float(np.concatenate(costs).mean()),
-                          teacher_s, steps)
+                          teacher_s, steps, np.concatenate(step_regrets) if regrets else None)
 
 
 def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, student: Policy | None,
-                threads: int) -> Demonstrations:
+                threads: int) -> tuple[Demonstrations, np.ndarray, dict[str, float]]:
     """One round of ``ActorImitation``: ``ceil(config.imitation_days / batch_size)`` batches of training episodes
     played by the teacher (``student`` None) or by ``student`` and labelled by the teacher, on a seed from
-    ``rng``."""
-    return demonstrations(core, config.imitation_teacher, math.ceil(config.imitation_days / core.batch_size),
-                          int(rng.integers(2 ** 63)), config.battery_action, student, threads=threads,
-                          smoothing_per_kwh=config.imitation_smoothing_per_kwh)
+    ``rng``; with them the weight of each community-step's demonstrations (``regret_weights`` of the student's
+    regrets where ``config.imitation_regret_weight`` > 0, else 1) and, where regrets were measured, the student's
+    mean regret per day (``imitation/student_regret_per_day``)."""
+    judge = student is not None and config.imitation_regret_weight > 0.0
+    played = demonstrations(core, config.imitation_teacher, math.ceil(config.imitation_days / core.batch_size),
+                            int(rng.integers(2 ** 63)), config.battery_action, student, threads=threads,
+                            smoothing_per_kwh=config.imitation_smoothing_per_kwh, regrets=judge)
+    if not judge:
+        return played, np.ones(len(played.observations)), {}
+    per_day = float(played.regrets.sum() * core.steps_per_episode / len(played.regrets))
+    return (played, regret_weights(played.regrets, config.imitation_regret_weight),
+            {"imitation/student_regret_per_day": per_day})
 
 
 def check_demonstrations_kept(progress: str, imitation_coef: float, started: bool) -> None:
@@ -234,8 +281,10 @@ class ActorImitation:
         # The demonstrations (float32 observations (M, N, obs_dim) and boxes (M, N, 3)) and the actor's flat
         # inputs and targets made from them.
         self.demonstrations: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.weights: torch.Tensor | None = None  # (M,) each community-step's weight in the fit and the loss
         self._x: torch.Tensor | None = None
         self._target: torch.Tensor | None = None
+        self._weight: torch.Tensor | None = None
 
     def warm_start(self, core: CommunityCore, config: Any, rng: np.random.Generator, policy: Callable[[], Policy],
                    num_minibatches: int) -> dict[str, float]:
@@ -246,20 +295,22 @@ class ActorImitation:
         ``IMITATION_KEYS`` and ``battery_action``). Keeps the demonstrations if
         ``imitation_coef`` > 0; returns the ``imitation/`` metrics, the last fit's error on all demonstrations
         among them, in total (``loss``) and per coordinate of the box (``loss_battery``, ...)."""
-        observations, boxes, metrics, teacher_s = [], [], {}, 0.0
+        observations, boxes, weights, metrics, teacher_s = [], [], [], {}, 0.0
         for round_ in range(1 + config.imitation_rounds):
             student = None if round_ == 0 else policy()
-            played = _play_round(core, config, rng, student, self.threads)
+            played, round_weights, round_metrics = _play_round(core, config, rng, student, self.threads)
             observations.append(played.observations)
             boxes.append(played.boxes)
+            weights.append(round_weights)
             teacher_s += played.teacher_s
             metrics["imitation/teacher_cost" if student is None else "imitation/student_cost"] = played.cost
+            metrics.update(round_metrics)  # the last DAgger round's
             if round_ == 0:
                 minibatch = math.ceil(played.boxes[..., 0].size / num_minibatches)  # kept for the refits
-            self.keep(np.concatenate(observations), np.concatenate(boxes))
+            self.keep(np.concatenate(observations), np.concatenate(boxes), np.concatenate(weights))
             errors = self._fit(minibatch, config.imitation_epochs)
         if config.imitation_coef == 0.0:  # the updates do not use them: neither memory nor checkpoints keep them
-            self.demonstrations = self._x = self._target = None
+            self.demonstrations = self.weights = self._x = self._target = self._weight = None
         return {"imitation/loss": float(errors.sum()),
                 **{f"imitation/loss_{name}": float(error) for name, error in zip(BOX_COORDINATES, errors, strict=True)},
                 **metrics, "imitation/samples": float(sum(b[..., 0].size for b in boxes)),
@@ -274,29 +325,42 @@ class ActorImitation:
         one the actor reached while it trained. The kept demonstrations keep their size (every round plays
         ``ceil(imitation_days / batch_size)`` batches); the actor is not refitted: the labels enter through the
         imitation loss alone."""
-        played = _play_round(core, config, rng, policy, self.threads)
+        played, weights, metrics = _play_round(core, config, rng, policy, self.threads)
         kept_observations, kept_boxes = self.demonstrations
         rows = len(played.observations)
         self.keep(np.concatenate([kept_observations[rows:].numpy(), played.observations]),
-                  np.concatenate([kept_boxes[rows:].numpy(), played.boxes]))
-        return {"imitation/refresh_student_cost": played.cost, "imitation/refresh_teacher_seconds": played.teacher_s}
+                  np.concatenate([kept_boxes[rows:].numpy(), played.boxes]),
+                  np.concatenate([self.weights[rows:].numpy(), weights]))
+        return {"imitation/refresh_student_cost": played.cost, "imitation/refresh_teacher_seconds": played.teacher_s,
+                **{key.replace("imitation/", "imitation/refresh_"): value for key, value in metrics.items()}}
 
-    def keep(self, observations: np.ndarray | torch.Tensor, boxes: np.ndarray | torch.Tensor) -> None:
-        """Keep demonstrations (a checkpoint's, or new ones) for the fit and the imitation loss."""
+    def keep(self, observations: np.ndarray | torch.Tensor, boxes: np.ndarray | torch.Tensor,
+             weights: np.ndarray | torch.Tensor | None = None) -> None:
+        """Keep demonstrations (a checkpoint's, or new ones) for the fit and the imitation loss, each
+        community-step's weighing ``weights`` (M,) in them (None: 1 each)."""
         self.demonstrations = (torch.as_tensor(observations, dtype=torch.float32),
                                torch.as_tensor(boxes, dtype=torch.float32))
+        steps, n_agents = self.demonstrations[1].shape[:2]
+        self.weights = (torch.ones(steps) if weights is None else torch.as_tensor(weights, dtype=torch.float32))
+        if self.weights.shape != (steps,):
+            raise ValueError(f"demonstration weights must have shape ({steps},), one per community-step, got "
+                             f"{tuple(self.weights.shape)}")
         self._x = self.actor_input(self.demonstrations[0].to(self.device)).flatten(0, -2)
         self._target = self.demonstrations[1].reshape(-1, ACTION_DIM).to(self.device)
+        self._weight = self.weights.repeat_interleave(n_agents).to(self.device)  # one per agent-step, as _x
 
     def state_dict(self) -> dict[str, Any]:
-        """The kept demonstrations, if any: a checkpoint of a run with ``imitation_coef`` > 0 holds them."""
-        return {} if self.demonstrations is None else {"demonstrations": self.demonstrations}
+        """The kept demonstrations and their weights, if any: a checkpoint of a run with ``imitation_coef`` > 0
+        holds them."""
+        if self.demonstrations is None:
+            return {}
+        return {"demonstrations": self.demonstrations, "demonstration_weights": self.weights}
 
     def load_state_dict(self, state: dict[str, Any], iterations: int, imitation_coef: float) -> None:
-        """Keep a checkpoint's demonstrations; a state ``iterations`` into a run with ``imitation_coef`` > 0 that
-        holds none cannot resume it."""
+        """Keep a checkpoint's demonstrations (weighing 1 each where it predates their weights); a state
+        ``iterations`` into a run with ``imitation_coef`` > 0 that holds none cannot resume it."""
         if "demonstrations" in state:
-            self.keep(*state["demonstrations"])
+            self.keep(*state["demonstrations"], state.get("demonstration_weights"))
         else:
             check_demonstrations_kept(f"{iterations} iterations", imitation_coef, iterations > 0)
 
@@ -319,6 +383,7 @@ class ActorImitation:
             return (self.actor_box(self._x) - self._target).pow(2).mean(0).cpu().numpy().astype(np.float64)
 
     def _error(self, index: torch.Tensor | slice) -> torch.Tensor:
-        """Mean squared error, summed over the action's coordinates, of the actor's output against the teacher's
-        box on the kept agent-steps ``index``."""
-        return (self.actor_box(self._x[index]) - self._target[index]).pow(2).sum(-1).mean()
+        """Mean squared error, summed over the action's coordinates and weighted by the demonstrations' weights,
+        of the actor's output against the teacher's box on the kept agent-steps ``index``."""
+        squared = (self.actor_box(self._x[index]) - self._target[index]).pow(2).sum(-1)
+        return (self._weight[index] * squared).mean()

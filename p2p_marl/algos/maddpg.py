@@ -68,7 +68,8 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.imitation import IMITATION_INTEGERS, IMITATION_RANGES, ActorImitation, check_imitation
+from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, REGRET_WEIGHT_RANGE, ActorImitation,
+                                      check_imitation, check_regret_weight)
 from p2p_marl.algos.nets import (
     LR_SCHEDULE_INTEGERS,
     LR_SCHEDULE_RANGES,
@@ -143,6 +144,8 @@ class MADDPGConfig:
     imitation_coef: float = 0.0  # > 0: each actor update adds this weight x the imitation loss on them
     imitation_smoothing_per_kwh: float = 0.0  # > 0: the teacher's plans break ties towards spread battery power
     # (optimal.py's power_smoothing_per_kwh); 0: HiGHS's own choice among equal plans
+    imitation_regret_weight: float = 0.0  # > 0: a DAgger round's states weigh (1 + this x the student's regret
+    # there / the round's mean regret) / (1 + this) in the fit and the imitation loss (imitation.regret_weights)
     critic_warmup_iterations: int = 0  # the run's first this many iterations (learning_starts' included) update
     # the critic only (the actor stays)
     actor_q_normalised: bool = False  # the actor's Q term divided by the minibatch's mean |Q| (TD3+BC's balance)
@@ -158,6 +161,7 @@ class MADDPGConfig:
         check_network(self, "maddpg")
         check_multi_agent_keys(self, "maddpg")
         check_imitation(self, "maddpg", self.battery_action)
+        check_regret_weight(self, "maddpg")
         check_bools(self, ("actor_q_normalised", "actor_others_current", "actor_joint_gradient"), "maddpg")
         if self.actor_joint_gradient and not self.actor_others_current:
             raise ConfigError("maddpg.actor_joint_gradient=true differentiates the other agents' current actions: "
@@ -195,6 +199,7 @@ _RANGES = (
     ("voltage_margin_pu", 0.0, 0.5, True, False),
     ("critic_warmup_iterations", 0, 10**9, True, True),
     *IMITATION_RANGES,
+    REGRET_WEIGHT_RANGE,
 )
 IMITATION_MINIBATCHES = 16  # minibatches per pass of the warm start's first fit (MAPPO's num_minibatches)
 

@@ -76,7 +76,8 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.imitation import IMITATION_INTEGERS, IMITATION_RANGES, ActorImitation, check_imitation
+from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, REGRET_WEIGHT_RANGE, ActorImitation,
+                                      check_imitation, check_regret_weight)
 from p2p_marl.algos.nets import (
     LR_SCHEDULE_INTEGERS,
     LR_SCHEDULE_RANGES,
@@ -166,6 +167,8 @@ class MAPPOConfig:
     imitation_coef: float = 0.0  # > 0: PPO's loss keeps this weight x the imitation loss on the demonstrations
     imitation_smoothing_per_kwh: float = 0.0  # > 0: the teacher's plans break ties towards spread battery power
     # (optimal.py's power_smoothing_per_kwh); 0: HiGHS's own choice among equal plans
+    imitation_regret_weight: float = 0.0  # > 0: a DAgger round's states weigh (1 + this x the student's regret
+    # there / the round's mean regret) / (1 + this) in the fit and the imitation loss (imitation.regret_weights)
     imitation_refresh_steps: int = 0  # > 0 (at least one iteration's community-steps): the first iteration after
     # each multiple of this many community-steps starts with a DAgger round on the actor as it is then, which
     # replaces the oldest round of those demonstrations (imitation.ActorImitation.refresh); 0: never
@@ -190,6 +193,7 @@ class MAPPOConfig:
                               "self-consumption setpoint) does at a full or empty battery; set "
                               "infeasible_penalty_per_kwh=0 with it")
         check_imitation(self, "mappo", self.battery_action)
+        check_regret_weight(self, "mappo", self.imitation_refresh_steps)
         if self.imitation_refresh_steps > 0 and (self.imitation_coef == 0.0 or self.imitation_teacher != "mpc"
                                                  or self.battery_action == "target_soc"):
             raise ConfigError(
@@ -226,6 +230,7 @@ _RANGES = (
     ("actor_window_channels", 0, 1024, True, True),
     ("imitation_refresh_steps", 0, 10**12, True, True),
     *IMITATION_RANGES,
+    REGRET_WEIGHT_RANGE,
 )
 
 

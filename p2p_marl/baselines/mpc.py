@@ -36,6 +36,14 @@ from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.sim.forecasts import Forecaster, build_forecaster
 
 
+def played_step_kw(core: CommunityCore, action: np.ndarray) -> np.ndarray:
+    """(B, 3, N) each household's charge, discharge and curtailed PV (kW) that ``action`` plays in the step now:
+    the first step that a plan around another controller's step fixes (``MPCPolicy.plans``)."""
+    charge_kw, discharge_kw = core.battery_power_kw(action)
+    pv_kw = core.profiles.pv_kw[core.days, core.t]  # metered: the truth, as the plan's first step has it
+    return np.stack([charge_kw, discharge_kw, core.curtailed_power_kw(action, pv_kw)], axis=1)
+
+
 class MPCPolicy:
     """Receding-horizon optimal dispatch on ``forecaster``'s forecasts (a ``Policy``; one LP per community and
     step). ``forecaster`` None uses the environment's own (``core.forecaster``); a name builds that forecaster
@@ -77,6 +85,7 @@ class MPCPolicy:
         self._bar: Progress | None = None
         self._operator_action = np.zeros((0, 2))  # the shared battery's first step of the latest plans ...
         self._planned_step = -1  # ... made at this step
+        self.planned_cost = np.zeros(0)  # (B,) the cost of the plans whose first step act played last
 
     def reset(self, core: CommunityCore) -> None:
         cfg = core.config
@@ -121,7 +130,9 @@ class MPCPolicy:
         t = core.t
         actions = np.zeros((core.batch_size, core.n_agents, ACTION_DIM))
         self._operator_action = np.zeros((core.batch_size, 2))
-        for b, schedule in enumerate(self.plans(core)):
+        schedules = self.plans(core)
+        self.planned_cost = np.array([schedule.cost for schedule in schedules])
+        for b, schedule in enumerate(schedules):
             actions[b] = schedule.actions(core.battery.max_kw)[0]
             if core.has_shared_battery and not self.household:
                 self._operator_action[b] = schedule.operator_actions(core.config.shared_battery_kw)[0]

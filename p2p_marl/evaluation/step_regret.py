@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from p2p_marl.baselines.mpc import MPCPolicy
+from p2p_marl.baselines.mpc import MPCPolicy, played_step_kw
 from p2p_marl.baselines.policy import Policy, PolicyWrapper
 from p2p_marl.config import EnvConfig
 from p2p_marl.evaluation.compare import reference_costs, rollout_days
@@ -77,13 +77,12 @@ class RegretShadow(PolicyWrapper):
         if not np.all(np.isfinite(action)):  # before the plans, whose check would name the kW, not the action
             raise ValueError(f"{self.policy.name} played a non-finite action at step {core.t}: the step would refuse "
                              "it")
-        charge_kw, discharge_kw = core.battery_power_kw(action)
-        pv_kw = core.profiles.pv_kw[core.days, core.t]  # metered: the truth, as the plan's first step has it
-        curtailed_kw = core.curtailed_power_kw(action, pv_kw)
+        played_kw = played_step_kw(core, action)
+        batteries_kw = played_kw.copy()
+        batteries_kw[:, 2] = np.nan  # the curtailment left to the plan
         free_cost = np.array([plan.cost for plan in self.judge.plans(core)])
-        for regrets, curtailment_kw in ((self._battery_regrets, np.full_like(pv_kw, np.nan)),
-                                        (self._regrets, curtailed_kw)):
-            fixed = self.judge.plans(core, np.stack([charge_kw, discharge_kw, curtailment_kw], axis=1))
+        for regrets, fixed_kw in ((self._battery_regrets, batteries_kw), (self._regrets, played_kw)):
+            fixed = self.judge.plans(core, fixed_kw)
             regrets.append(np.array([plan.cost for plan in fixed]) - free_cost)
         if core.t == core.steps_per_episode - 1:
             self.judge.close()
