@@ -8,15 +8,18 @@ import io
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p2p_marl.algos.dqn import DQN, DQNConfig
-from p2p_marl.algos.imitation import IMITATION_KEYS, demonstrations
+from p2p_marl.algos.imitation import IMITATION_KEYS, demonstrations, regret_weights
 from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import actor_input, env_action
 from p2p_marl.baselines.mpc import MPCPolicy
 from p2p_marl.baselines.rules import SelfConsumption
 from p2p_marl.config import ConfigError, EnvConfig
+from p2p_marl.evaluation.step_regret import RegretShadow
 from p2p_marl.sim.community import CommunityCore
 
 TINY = EnvConfig(n_agents=4, n_days=12, dt_h=2.0)
@@ -314,3 +317,86 @@ def test_a_learners_smoothing_key_reaches_its_teacher(name, monkeypatch):
                if name == "dqn" else small(name, **settings))
     learner.imitate()
     assert taught == [0.01, 0.01]
+
+
+@settings(max_examples=50, deadline=None)
+@given(regrets=st.lists(st.floats(-1e-9, 10.0).map(lambda v: round(v, 9)), min_size=1, max_size=40),
+       regret_weight=st.floats(0.0, 100.0))
+def test_regret_weights_keep_a_rounds_weight_and_favour_its_costly_states(regrets, regret_weight):
+    regrets = np.array(regrets)
+    weights = regret_weights(regrets, regret_weight)
+    assert weights.mean() == pytest.approx(1.0, rel=1e-9)
+    assert np.all(weights >= 1.0 / (1.0 + regret_weight) - 1e-12)
+    order = np.argsort(np.maximum(regrets, 0.0), kind="stable")
+    assert np.all(np.diff(weights[order]) >= -1e-12)  # a costlier state never weighs less
+    if np.max(regrets) <= 0.0:  # no regret beyond the LP's rounding: every state weighs the same
+        np.testing.assert_array_equal(weights, 1.0)
+
+
+def test_a_students_regrets_are_what_its_steps_cost_by_mpcs_reckoning():
+    """The regrets recorded with the demonstrations are step_regret's judge's (Q - V, battery and curtailment
+    fixed) in the same states; MPC as its own student has none."""
+    core = CommunityCore(TINY, batch_size=2)
+    demos = demonstrations(core, "mpc", n_resets=1, seed=5, battery_action="power", student=SelfConsumption(),
+                           regrets=True)
+    replay = CommunityCore(TINY, batch_size=2)
+    obs = replay.reset(seed=int(np.random.default_rng(5).integers(2 ** 63)))
+    shadow = RegretShadow(SelfConsumption())
+    shadow.reset(replay)
+    for _ in range(replay.steps_per_episode):
+        obs, *_ = replay.step(shadow.act(replay, obs))
+    np.testing.assert_allclose(demos.regrets, shadow.regrets.ravel(), rtol=0, atol=1e-9)
+    assert demos.regrets.sum() > 0.1  # self-consumption departs from MPC somewhere, at a cost
+
+    own = demonstrations(CommunityCore(TINY, batch_size=2), "mpc", n_resets=1, seed=5, battery_action="power",
+                         student=MPCPolicy(), regrets=True)
+    assert np.abs(own.regrets).max() < 1e-9
+    with pytest.raises(ValueError, match="need a student"):
+        demonstrations(CommunityCore(TINY, batch_size=2), "mpc", 1, 5, "power", regrets=True)
+
+
+@pytest.mark.parametrize("name", ACTOR_LEARNERS)
+def test_dagger_rounds_weigh_their_states_by_the_students_regret_and_the_weights_survive_a_resume(name):
+    settings = {"imitation_days": 2, "imitation_epochs": 1, "imitation_teacher": "mpc", "imitation_rounds": 1,
+                "imitation_coef": 1.0}
+    weighted, plain = small(name, imitation_regret_weight=3.0, **settings), small(name, **settings)
+    metrics, plain_metrics = weighted.imitate(), plain.imitate()
+    rows = len(weighted.imitation.weights) // 2  # the teacher's own round, then the student's
+    torch.testing.assert_close(weighted.imitation.weights[:rows], torch.ones(rows))  # no regret in MPC's own steps
+    student_weights = weighted.imitation.weights[rows:]
+    assert float(student_weights.mean()) == pytest.approx(1.0, rel=1e-6)
+    assert float(student_weights.min()) >= 0.25 - 1e-6 and float(student_weights.max()) > 1.0
+    assert metrics["imitation/student_regret_per_day"] > 0.0
+    assert "imitation/student_regret_per_day" not in plain_metrics  # measured only where it weighs
+    torch.testing.assert_close(plain.imitation.weights, torch.ones(2 * rows))
+
+    resumed = small(name, imitation_regret_weight=3.0, **settings)
+    resumed.load_state_dict(weighted.state_dict())
+    assert torch.equal(resumed.imitation.weights, weighted.imitation.weights)
+
+
+def test_the_imitation_loss_weighs_each_community_steps_demonstrations():
+    learner = small("mappo", imitation_days=2, imitation_epochs=1, imitation_coef=1.0)
+    learner.imitate()
+    imitation = learner.imitation
+    observations, boxes = imitation.demonstrations
+    weights = torch.linspace(0.0, 2.0, len(boxes))
+    imitation.keep(observations, boxes, weights)
+    policy = learner.policy()
+    with torch.no_grad():
+        played = policy.actor(actor_input(observations, policy.agent_id, policy.all_households))
+        expected = (weights[:, None] * (played - boxes).pow(2).sum(-1)).mean()
+        torch.testing.assert_close(imitation._error(slice(None)), expected)
+    with pytest.raises(ValueError, match="one per community-step"):
+        imitation.keep(observations, boxes, weights[1:])
+
+
+@pytest.mark.parametrize("name, settings", [
+    ("mappo", {"imitation_days": 4, "imitation_regret_weight": 1.0}),  # no student: nothing to weigh
+    ("maddpg", {"imitation_days": 4, "imitation_regret_weight": 1.0}),
+    ("mappo", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_regret_weight": -1.0}),
+    ("maddpg", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_rounds": 1,
+                "imitation_regret_weight": float("nan")})])
+def test_bad_regret_weights_name_the_key(name, settings):
+    with pytest.raises(ConfigError, match=rf"^{name}\.imitation_regret_weight"):
+        ACTOR_LEARNERS[name][1](**settings)

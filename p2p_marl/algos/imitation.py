@@ -25,6 +25,13 @@ transition the learner could have made: its index, the training reward and the d
 teacher's label, and its next observation is the next step's (DQN's learning from demonstrations,
 ``p2p_marl.algos.dqn``).
 
+With ``regrets`` (a student and MPC) each state is also judged: the teacher plans once more with the student's
+battery and curtailment step fixed, and the plan's cost above its own is what the student's departure costs
+there (``p2p_marl.evaluation.step_regret``'s regret). The actor learners weigh a DAgger round's states by it
+(``imitation_regret_weight``, ``regret_weights``): a squared error spends the actor's capacity evenly over the
+states, and the costliest tenth of a learner's steps hold about half its regret (README, "Where each controller
+loses, by MPC's reckoning").
+
 ``ActorImitation`` is the actor's side, shared by MAPPO and MADDPG (whose actors both output a point in the
 box): the warm start (a fit to the teacher's own episodes, then DAgger rounds, each refitting on all labels so
 far), the imitation loss on the kept demonstrations that the learner adds to its actor's loss, and the later

@@ -52,14 +52,16 @@ Learning from a teacher (``imitation_days`` > 0, the optimum or MPC, ``p2p_marl.
 iteration fits the actor to the teacher's demonstrations (a warm start, with MPC ``imitation_rounds`` DAgger
 rounds); with ``imitation_coef`` > 0 PPO's loss keeps the imitation loss on them, and with MPC and
 ``imitation_refresh_steps`` > 0 the first iteration after each multiple of that many community-steps starts with
-a DAgger round on the actor as it is then, which replaces their oldest round.
+a DAgger round on the actor as it is then, which replaces their oldest round. With ``imitation_regret_weight`` > 0
+each DAgger round's states weigh by what the actor's step cost there by MPC's reckoning
+(``imitation.regret_weights``).
 
 Inputs: with ``input_norm`` actor and critic first scale their inputs by fixed per-feature statistics of
 random-action training days (``nets.InputScaling``, buffers of the networks' state dicts).
 
 Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, optimisers, the
 return normaliser, the numpy and torch generators that draw episode seeds, actions and minibatches, and with
-``imitation_coef`` > 0 the demonstrations, float32: about 22 MB for 128 days and 3 DAgger rounds of
+``imitation_coef`` > 0 the demonstrations and their weights, float32: about 22 MB for 128 days and 3 DAgger rounds of
 community_10) resumes a run exactly as if it had not stopped.
 """
 
