@@ -6,6 +6,7 @@
     python evaluate.py checkpoints=[RUN_DIR,...] run_checkpoint=last   # a run's latest checkpoint, not its best
     python evaluate.py checkpoints=[RUN_DIR,...] truthful_bid=true     # also each with the truthful bid (a diagnostic)
     python evaluate.py checkpoints=[RUN_DIR,...] safety_filter=true    # also each through the feeder safety filter
+    python evaluate.py checkpoints=[RUN_DIR,...] ensemble=true         # also each actor learner's runs as one policy
 
 Every method plays all test days in one batched core; the grid-only benchmark and the perfect-foresight LP of
 the same days are the references of the savings (the optimum is played from those LPs' schedules, not solved
@@ -133,7 +134,7 @@ def main(cfg: DictConfig) -> None:
     with user_errors_as_one_line("evaluate.py", on_error=remove_empty_output_dir):
         config = to_evaluate_config(cfg)
         policies = load_policies(config.methods, config.checkpoints, config.seed, config.env, config.run_checkpoint,
-                                 config.truthful_bid, config.safety_filter, config.threads)
+                                 config.truthful_bid, config.safety_filter, config.threads, config.ensemble)
         evaluate(config, policies, output_dir)
 
 

@@ -740,3 +740,61 @@ def test_the_cost_gap_plot_needs_a_method_beside_the_optimum_and_draws_a_zero_ga
     assert not (tmp_path / "alone.png").exists()
     report.plot_cost_gap(tmp_path / "tie.png", {"optimal": optimum, "mpc_oracle": optimum}, title="tie")
     assert (tmp_path / "tie.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def small_actor(seed: int, **settings):
+    """The evaluation policy of an untrained MAPPO actor on a tiny community (seeds give different actors)."""
+    from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
+
+    config = MAPPOConfig(num_envs=2, hidden_sizes=[8], **settings)
+    return MAPPO(EnvConfig(n_agents=3, dt_h=3.0, n_days=20), config, seed=seed).policy()
+
+
+def test_an_ensemble_plays_the_mean_of_its_actors_box_points():
+    from p2p_marl.algos.nets import ActorEnsemble, env_action
+
+    first, second = small_actor(0), small_actor(1)
+    core = CommunityCore(EnvConfig(n_agents=3, dt_h=3.0, n_days=20), batch_size=4)
+    obs = core.reset(seed=3)
+    alone = ActorEnsemble("one", [first])
+    alone.reset(core)
+    np.testing.assert_array_equal(alone.act(core, obs), first.act(core, obs))  # one actor: itself, exactly
+    boxes = first.box_point(obs), second.box_point(obs)
+    assert np.abs(boxes[0] - boxes[1]).max() > 0.01  # two different actors
+    both = ActorEnsemble("two", [first, second])
+    np.testing.assert_allclose(both.act(core, obs), env_action((boxes[0] + boxes[1]) / 2, core, obs, "power"),
+                               rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="read the box alike"):
+        ActorEnsemble("mixed", [first, small_actor(2, battery_action="net_load", infeasible_penalty_per_kwh=0.0)])
+    with pytest.raises(ValueError, match="one or more trained actors"):
+        ActorEnsemble("none", [])
+
+
+@pytest.fixture(scope="module")
+def actor_runs(tmp_path_factory) -> list[str]:
+    """Two seeds of a tiny MAPPO run (trained actors for the ensemble)."""
+    out = tmp_path_factory.mktemp("actor_runs")
+    env = ["env.n_agents=3", "env.dt_h=3.0", "env.n_days=20"]
+    trained = subprocess.run([sys.executable, "train.py", "-m", "algo=mappo", "seed=0,1", *env, "algo.num_envs=4",
+                              "algo.hidden_sizes=[8]", "algo.num_minibatches=2", "algo.update_epochs=1",
+                              "total_env_steps=64", "eval_days=1", "progress=false", f"hydra.sweep.dir={out}",
+                              "hydra.sweep.subdir=seed${seed}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    return sorted(str(path) for path in out.iterdir() if path.is_dir())
+
+
+def test_ensemble_adds_a_method_per_actor_learner_of_two_or_more_runs(actor_runs, seeds_run_dir, compose_evaluate):
+    value_based = sorted(str(path) for path in (seeds_run_dir.parent / "train").iterdir() if path.is_dir())[:2]
+    config = EnvConfig(n_agents=3, dt_h=3.0, n_days=20)
+    policies = load_policies(["grid_only"], actor_runs + value_based, env_config=config, ensemble=True)
+    assert sorted({report.method_of(label) for label in policies}) == [
+        "grid_only", "mappo", "mappo+ensemble", "qlearning"]  # Q-learning has no actor to average
+    ensemble = policies["mappo+ensemble:2_runs"]
+    assert ensemble.members == [policies["mappo:seed0"], policies["mappo:seed1"]]
+    assert ensemble.observation_settings == ensemble.members[0].observation_settings  # observes as they trained
+    days = np.array([0, 1])
+    played = evaluate_policy(config, ensemble, days)
+    assert np.all(np.isfinite(played["community_cost"]))
+    with pytest.raises(ConfigError, match=r"ensemble=true plays the mean .* checkpoints has 1"):
+        to_evaluate_config(compose_evaluate("ensemble=true", f"checkpoints=[{actor_runs[0]}]"))

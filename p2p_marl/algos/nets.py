@@ -423,12 +423,44 @@ class ActorPolicy:
         pass
 
     def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        return env_action(self.box_point(obs), core, obs, self.battery_action)
+
+    def box_point(self, obs: np.ndarray) -> np.ndarray:
+        """The actor's deterministic output in [-1, 1]^3 for observations (B, N, obs_dim): (B, N, 3)."""
         with torch.no_grad():
             x = actor_input(torch.as_tensor(obs, dtype=torch.float32), self.agent_id, self.all_households)
-            return env_action(self._box_point(x).numpy().astype(np.float64), core, obs, self.battery_action)
+            return self._box_point(x).numpy().astype(np.float64)
 
     def _box_point(self, x: torch.Tensor) -> torch.Tensor:
         return self.actor(x)
+
+
+class ActorEnsemble:
+    """Several trained shared actors played as one policy: each step the mean of their box points (``box_point``)
+    is played as one actor's would be. An ablation, not a learner: the seeds of a learner train apart, and their
+    mean costs their training time together; where it plays better than its members, part of their errors is
+    each seed's own rather than what their observation cannot tell (README, "One actor from five seeds"). The
+    members must observe alike (one ``observation_settings``) and read the box alike (one ``battery_action``)."""
+
+    def __init__(self, name: str, members: list[ActorPolicy]):
+        if not members or not all(isinstance(member, ActorPolicy) for member in members):
+            raise ValueError(f"an ensemble takes one or more trained actors (ActorPolicy), got {members!r}")
+        settings = {repr(getattr(member, "observation_settings", {})) for member in members}
+        actions = {member.battery_action for member in members}
+        if len(settings) > 1 or len(actions) > 1:
+            raise ValueError(f"an ensemble's actors must observe alike and read the box alike; got observation "
+                             f"settings {sorted(settings)} and battery actions {sorted(actions)}")
+        self.name, self.members = name, list(members)
+        self.battery_action = members[0].battery_action
+        self.observation_settings = getattr(members[0], "observation_settings", {})
+
+    def reset(self, core: CommunityCore) -> None:
+        for member in self.members:
+            member.reset(core)
+
+    def act(self, core: CommunityCore, obs: np.ndarray) -> np.ndarray:
+        box = np.mean([member.box_point(obs) for member in self.members], axis=0)
+        return env_action(box, core, obs, self.battery_action)
 
 
 class RecurrentActorPolicy(ActorPolicy):

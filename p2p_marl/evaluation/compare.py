@@ -72,7 +72,8 @@ TRAINING_SETTING_KEYS = ("env", "algo", "total_env_steps")
 
 def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
                   env_config: EnvConfig | None = None, run_checkpoint: str = "best",
-                  truthful_bid: bool = False, safety_filter: bool = False, threads: int = 1) -> dict[str, Policy]:
+                  truthful_bid: bool = False, safety_filter: bool = False, threads: int = 1,
+                  ensemble: bool = False) -> dict[str, Policy]:
     """Label -> policy: the benchmarks by name, then each checkpoint (a file, or a training run directory whose
     ``run_checkpoint`` is played, loaded with ``p2p_marl.algos.load_trained``; with ``env_config``, one trained for
     another environment is refused; one that observes with its own ``forecast_bins`` or ``extra_features`` keeps
@@ -89,6 +90,10 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
     (``safety_filter.SafetyFilter``), labelled ``<benchmark>+safety_filter`` and ``<method>+safety_filter:<name>``:
     a checkpoint trained through it (``env.safety_filter``) is then also played as it was trained (a warning says
     so where neither ``safety_filter`` nor ``env_config.safety_filter`` is on).
+
+    With ``ensemble`` each method of two or more trained actors (MAPPO's, MADDPG's runs; not the value-based
+    learners) is also played as one policy, the mean of its runs' box points (``nets.ActorEnsemble``), labelled
+    ``<method>+ensemble:<n>_runs``: an ablation beside the method, whose runs it pools into one controller.
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
@@ -133,7 +138,22 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
             policies[f"{method}+truthful_bid:{run_name}"] = TruthfulBid(policy)
         if safety_filter:
             policies[f"{method}+safety_filter:{run_name}"] = SafetyFilter(policy)
+    if ensemble:
+        policies.update(_ensembles(policies))
     return policies
+
+
+def _ensembles(policies: dict[str, Policy]) -> dict[str, Policy]:
+    """``load_policies``' ensembles: label -> ``ActorEnsemble`` of each checkpoint method's two or more actors."""
+    from p2p_marl.algos.nets import ActorEnsemble, ActorPolicy
+
+    members: dict[str, list[ActorPolicy]] = {}
+    for label, policy in policies.items():
+        method = label.split(":", 1)[0]
+        if ":" in label and "+" not in method and isinstance(policy, ActorPolicy):
+            members.setdefault(method, []).append(policy)
+    return {f"{method}+ensemble:{len(actors)}_runs": ActorEnsemble(f"{method}+ensemble", actors)
+            for method, actors in members.items() if len(actors) > 1}
 
 
 def _training_setting(train_config: dict) -> dict:

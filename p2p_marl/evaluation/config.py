@@ -43,6 +43,10 @@ class EvaluateConfig:
     # the smallest change of battery power and curtailment that keeps the step within the feeder's limits), a
     # method <method>+safety_filter beside each. Not with a shared community battery.
     safety_filter: bool = False
+    # Also play each method of two or more trained actors (MAPPO's or MADDPG's runs, e.g. its seeds) as one
+    # policy, the mean of their actions' box points (nets.ActorEnsemble), a method <method>+ensemble beside it:
+    # how much of the runs' errors is each run's own. An ablation, not a result.
+    ensemble: bool = False
     threads: int = 1  # MPC benchmarks solve this many communities' LPs at a time (the plans are the same)
 
     def __post_init__(self) -> None:
@@ -67,6 +71,9 @@ class EvaluateConfig:
                               "evaluation on validation days) or last (its latest checkpoint)")
         if self.max_days is not None and self.max_days < 1:
             raise ConfigError(f"max_days={self.max_days} is out of range; allowed null (all test days) or >= 1")
+        if self.ensemble and len(self.checkpoints) < 2:
+            raise ConfigError(f"ensemble=true plays the mean of a method's trained actors, and checkpoints has "
+                              f"{len(self.checkpoints)}: give two or more runs of one learner")
         if self.truthful_bid and not self.checkpoints:
             raise ConfigError("truthful_bid=true plays checkpoints with the truthful bid, and checkpoints is empty")
         if self.safety_filter and self.env.safety_filter:
