@@ -370,9 +370,33 @@ def test_dagger_rounds_weigh_their_states_by_the_students_regret_and_the_weights
     assert "imitation/student_regret_per_day" not in plain_metrics  # measured only where it weighs
     torch.testing.assert_close(plain.imitation.weights, torch.ones(2 * rows))
 
+    buffer = io.BytesIO()  # through a checkpoint file, as a resumed run reads it
+    torch.save(weighted.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
     resumed = small(name, imitation_regret_weight=3.0, **settings)
-    resumed.load_state_dict(weighted.state_dict())
+    resumed.load_state_dict(state)
     assert torch.equal(resumed.imitation.weights, weighted.imitation.weights)
+    del state["demonstration_weights"]  # a checkpoint saved before the weights existed: every state weighs 1
+    resumed.load_state_dict(state)
+    torch.testing.assert_close(resumed.imitation.weights, torch.ones(2 * rows))
+
+
+def test_a_refresh_weighs_the_new_round_by_the_actors_regret_and_rolls_the_weights_with_the_states():
+    steps_per_iteration = 2 * CommunityCore(TINY).steps_per_episode
+    learner = small("mappo", imitation_refresh_steps=steps_per_iteration, imitation_regret_weight=3.0, **REFRESHING)
+    learner.iterate()  # the warm start; the next iteration refreshes first
+    warm_weights = learner.imitation.weights.clone()
+    rows = len(warm_weights) // 2
+    rng_before, policy_before = copy.deepcopy(learner.rng), learner.policy()
+    metrics = learner.iterate()
+    assert torch.equal(learner.imitation.weights[:rows], warm_weights[rows:])
+    relabelled = demonstrations(CommunityCore(learner.core.config, batch_size=2), "mpc", 1,
+                                int(rng_before.integers(2 ** 63)), "power", policy_before, regrets=True)
+    expected = regret_weights(relabelled.regrets, 3.0).astype(np.float32)
+    np.testing.assert_allclose(learner.imitation.weights[rows:].numpy(), expected, rtol=1e-6)  # row by row
+    assert metrics["imitation/refresh_student_regret_per_day"] == pytest.approx(
+        relabelled.regrets.sum() * learner.core.steps_per_episode / len(relabelled.regrets), rel=1e-9)
 
 
 def test_the_imitation_loss_weighs_each_community_steps_demonstrations():
@@ -392,11 +416,21 @@ def test_the_imitation_loss_weighs_each_community_steps_demonstrations():
 
 
 @pytest.mark.parametrize("name, settings", [
-    ("mappo", {"imitation_days": 4, "imitation_regret_weight": 1.0}),  # no student: nothing to weigh
+    ("mappo", {"imitation_days": 4, "imitation_regret_weight": 1.0}),  # the optimum judges no student
     ("maddpg", {"imitation_days": 4, "imitation_regret_weight": 1.0}),
+    ("mappo", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_regret_weight": 1.0}),  # no student
+    ("maddpg", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_regret_weight": 1.0}),
+    ("maddpg", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_rounds": 1,  # bills do not compare
+                "imitation_smoothing_per_kwh": 0.002, "imitation_regret_weight": 1.0}),
     ("mappo", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_regret_weight": -1.0}),
     ("maddpg", {"imitation_days": 4, "imitation_teacher": "mpc", "imitation_rounds": 1,
                 "imitation_regret_weight": float("nan")})])
 def test_bad_regret_weights_name_the_key(name, settings):
     with pytest.raises(ConfigError, match=rf"^{name}\.imitation_regret_weight"):
         ACTOR_LEARNERS[name][1](**settings)
+
+
+def test_mappos_refreshes_are_states_a_student_reached_for_the_regret_weight():
+    config = MAPPOConfig(imitation_days=4, imitation_teacher="mpc", imitation_coef=1.0, imitation_refresh_steps=10**5,
+                         imitation_regret_weight=1.0)
+    assert config.imitation_rounds == 0 and config.imitation_regret_weight == 1.0

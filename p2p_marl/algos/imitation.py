@@ -29,8 +29,9 @@ With ``regrets`` (a student and MPC) each state is also judged: the teacher plan
 battery and curtailment step fixed, and the plan's cost above its own is what the student's departure costs
 there (``p2p_marl.evaluation.step_regret``'s regret). The actor learners weigh a DAgger round's states by it
 (``imitation_regret_weight``, ``regret_weights``): a squared error spends the actor's capacity evenly over the
-states, and the costliest tenth of a learner's steps hold about half its regret (README, "Where each controller
-loses, by MPC's reckoning").
+states, and the costliest tenth of a learner's steps hold 42 to 51 % of its regret (README, "Where each controller
+loses, by MPC's reckoning"). The teacher judges on the training environment (the learner's narrowed voltage band,
+where it has one) and without power smoothing, whose plans' bills do not compare.
 
 ``ActorImitation`` is the actor's side, shared by MAPPO and MADDPG (whose actors both output a point in the
 box): the warm start (a fit to the teacher's own episodes, then DAgger rounds, each refitting on all labels so
@@ -97,12 +98,21 @@ def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> 
 
 def check_regret_weight(config: Any, prefix: str, refresh_steps: int = 0) -> None:
     """``imitation_regret_weight`` > 0 needs states that a student reached (DAgger rounds, or MAPPO's refreshes
-    every ``refresh_steps``), which only MPC can judge; named as ``prefix.imitation_regret_weight``."""
-    student_rounds = config.imitation_rounds > 0 or refresh_steps > 0
-    if config.imitation_regret_weight > 0.0 and (config.imitation_teacher != "mpc" or not student_rounds):
-        raise ConfigError(f"{prefix}.imitation_regret_weight={config.imitation_regret_weight!r} needs "
-                          "imitation_teacher='mpc' and DAgger rounds (imitation_rounds > 0): it weighs the states a "
-                          "student reached by what its step cost there")
+    every ``refresh_steps``), which only MPC can judge, and a teacher without power smoothing (whose plans minimise
+    the bill plus the smoothing's cost, so that the bills of two plans no longer compare as regrets); named as
+    ``prefix.imitation_regret_weight``."""
+    weight = config.imitation_regret_weight
+    if weight == 0.0:
+        return
+    if config.imitation_teacher != "mpc" or (config.imitation_rounds == 0 and refresh_steps == 0):
+        raise ConfigError(f"{prefix}.imitation_regret_weight={weight!r} needs imitation_teacher='mpc' and states a "
+                          "student reached: imitation_rounds > 0" + (" or imitation_refresh_steps > 0" if
+                                                                   hasattr(config, "imitation_refresh_steps") else "")
+                          + f" (got {config.imitation_teacher!r} and imitation_rounds={config.imitation_rounds})")
+    if config.imitation_smoothing_per_kwh > 0.0:
+        raise ConfigError(f"{prefix}.imitation_regret_weight={weight!r} needs imitation_smoothing_per_kwh=0, got "
+                          f"{config.imitation_smoothing_per_kwh!r}: a smoothing teacher plans for its bill plus the "
+                          "smoothing's cost, and the bills of its plans do not measure a student's regret")
 
 
 def regret_weights(regrets: np.ndarray, regret_weight: float) -> np.ndarray:
@@ -296,7 +306,8 @@ class ActorImitation:
     def warm_start(self, core: CommunityCore, config: Any, rng: np.random.Generator, policy: Callable[[], Policy],
                    num_minibatches: int) -> dict[str, float]:
         """Fit the actor's output to the teacher's actions on ``config.imitation_days`` training episodes (mean
-        squared error in the box, ``imitation_epochs`` passes in ``num_minibatches`` minibatches), then for each
+        squared error in the box, each community-step's weighted by ``regret_weights`` in DAgger rounds with
+        ``imitation_regret_weight`` > 0, ``imitation_epochs`` passes in ``num_minibatches`` minibatches), then for each
         of ``imitation_rounds`` on as many episodes played by the actor (``policy()``, a snapshot) and labelled
         by the teacher, refitting on all in minibatches of the first fit's size. ``config`` is the learner's (its
         ``IMITATION_KEYS`` and ``battery_action``). Keeps the demonstrations if
@@ -372,7 +383,8 @@ class ActorImitation:
             check_demonstrations_kept(f"{iterations} iterations", imitation_coef, iterations > 0)
 
     def loss(self, n_samples: int) -> torch.Tensor:
-        """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations."""
+        """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations (weighted: with
+        regret weights its size is not comparable to an unweighted run's)."""
         return self._error(torch.randint(len(self._x), (n_samples,), generator=self.generator).to(self.device))
 
     def _fit(self, minibatch: int, epochs: int) -> np.ndarray:

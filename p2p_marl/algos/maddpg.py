@@ -36,8 +36,9 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
 
 Learning from a teacher (its own row beside the pure learner; off by default): with ``imitation_days`` > 0 the
 actor is first fitted to a planning teacher's actions (the optimum, or MPC on the environment's forecaster, with
-``imitation_rounds`` of DAgger), and the target actor copies it; with ``imitation_coef`` > 0 every actor update
-also descends that weight x the imitation loss on the kept demonstrations (``p2p_marl.algos.imitation``). The
+``imitation_rounds`` of DAgger, whose states weigh by the actor's regret there with ``imitation_regret_weight``
+> 0), and the target actor copies it; with ``imitation_coef`` > 0 every actor update also descends that weight x
+the imitation loss on the kept demonstrations (``p2p_marl.algos.imitation``). The
 warm start's fits take Adam at ``actor_lr`` in ``IMITATION_MINIBATCHES`` minibatches per pass. With
 ``actor_q_normalised`` (off by default) the actor's Q term is divided by the minibatch's mean ``|Q|`` (not
 differentiated), TD3+BC's balance (Fujimoto and Gu 2021: ``lambda = alpha / mean |Q|``, so ``imitation_coef`` =
@@ -52,7 +53,7 @@ trades are valued at the community's marginal grid price of the step instead of 
 
 Checkpoints: episodes never straddle ``iterate()`` calls, so ``state_dict()`` (networks, target networks,
 optimisers, the filled part of the replay buffer, the numpy and torch generators, counters, and with
-``imitation_coef`` > 0 the demonstrations) resumes a run exactly.
+``imitation_coef`` > 0 the demonstrations and their weights) resumes a run exactly.
 """
 
 from __future__ import annotations
