@@ -770,6 +770,21 @@ def test_an_ensemble_plays_the_mean_of_its_actors_box_points():
         ActorEnsemble("none", [])
 
 
+def test_an_ensemble_of_one_recurrent_actor_plays_its_days_as_the_actor_does():
+    """Each member's memory is emptied at the day's start and carried one step per step, as the actor's alone."""
+    config = EnvConfig(n_agents=3, dt_h=3.0, n_days=20)
+    recurrent = small_actor(0, actor_recurrent=True, num_minibatches=2)
+    from p2p_marl.algos.nets import ActorEnsemble, RecurrentActorPolicy
+
+    assert isinstance(recurrent, RecurrentActorPolicy)
+    days = np.array([0, 1, 2])
+    alone = compare.rollout_days(config, recurrent, days)
+    together = compare.rollout_days(config, ActorEnsemble("one", [recurrent]), days)
+    assert alone.keys() == together.keys()
+    for key in alone:
+        np.testing.assert_array_equal(together[key], alone[key], err_msg=key)
+
+
 @pytest.fixture(scope="module")
 def actor_runs(tmp_path_factory) -> list[str]:
     """Two seeds of a tiny MAPPO run (trained actors for the ensemble)."""
@@ -796,5 +811,9 @@ def test_ensemble_adds_a_method_per_actor_learner_of_two_or_more_runs(actor_runs
     days = np.array([0, 1])
     played = evaluate_policy(config, ensemble, days)
     assert np.all(np.isfinite(played["community_cost"]))
+    wrapped = load_policies([], actor_runs, env_config=config, ensemble=True, truthful_bid=True)
+    assert [label for label in wrapped if "ensemble" in label] == ["mappo+ensemble:2_runs"]  # of the runs alone
+    with pytest.raises(ConfigError, match=r"ensemble=true .* give none: their methods are \['mappo', 'qlearning'\]"):
+        load_policies([], actor_runs[:1] + value_based[:1], env_config=config, ensemble=True)
     with pytest.raises(ConfigError, match=r"ensemble=true plays the mean .* checkpoints has 1"):
         to_evaluate_config(compose_evaluate("ensemble=true", f"checkpoints=[{actor_runs[0]}]"))

@@ -93,7 +93,8 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
 
     With ``ensemble`` each method of two or more trained actors (MAPPO's, MADDPG's runs; not the value-based
     learners) is also played as one policy, the mean of its runs' box points (``nets.ActorEnsemble``), labelled
-    ``<method>+ensemble:<n>_runs``: an ablation beside the method, whose runs it pools into one controller.
+    ``<method>+ensemble:<n>_runs``: an ablation beside the method, whose runs it pools into one controller (not
+    played through the safety filter, whatever ``safety_filter``). ``ConfigError`` where no method has two.
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
@@ -139,7 +140,13 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
         if safety_filter:
             policies[f"{method}+safety_filter:{run_name}"] = SafetyFilter(policy)
     if ensemble:
-        policies.update(_ensembles(policies))
+        ensembles = _ensembles(policies)
+        if not ensembles:
+            methods = sorted({label.split(":", 1)[0] for label in policies if ":" in label})
+            raise ConfigError(f"ensemble=true averages the actors of two or more runs of one learner and training "
+                              f"setting, and the checkpoints give none: their methods are {methods} (DQN and "
+                              "Q-learning have no actor, and a learner's #1 and #2 are different settings)")
+        policies.update(ensembles)
     return policies
 
 
@@ -149,9 +156,8 @@ def _ensembles(policies: dict[str, Policy]) -> dict[str, Policy]:
 
     members: dict[str, list[ActorPolicy]] = {}
     for label, policy in policies.items():
-        method = label.split(":", 1)[0]
-        if ":" in label and "+" not in method and isinstance(policy, ActorPolicy):
-            members.setdefault(method, []).append(policy)
+        if isinstance(policy, ActorPolicy):  # a checkpoint's own row: benchmarks and wrappers are not actors
+            members.setdefault(label.split(":", 1)[0], []).append(policy)
     return {f"{method}+ensemble:{len(actors)}_runs": ActorEnsemble(f"{method}+ensemble", actors)
             for method, actors in members.items() if len(actors) > 1}
 
