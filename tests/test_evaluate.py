@@ -817,3 +817,35 @@ def test_ensemble_adds_a_method_per_actor_learner_of_two_or_more_runs(actor_runs
         load_policies([], actor_runs[:1] + value_based[:1], env_config=config, ensemble=True)
     with pytest.raises(ConfigError, match=r"ensemble=true plays the mean .* checkpoints has 1"):
         to_evaluate_config(compose_evaluate("ensemble=true", f"checkpoints=[{actor_runs[0]}]"))
+
+
+def test_one_actor_distilled_from_its_seeds_plays_closer_to_their_mean_than_a_fresh_one(actor_runs, tmp_path):
+    from p2p_marl.evaluation import distil_seeds
+
+    config = EnvConfig(n_agents=3, dt_h=3.0, n_days=20)
+    ensemble = load_policies([], actor_runs, env_config=config, ensemble=True)["mappo+ensemble:2_runs"]
+    distilled, fit = distil_seeds.distilled_learner(actor_runs[0], ensemble, 4, 1, 30, seed=3)
+    fresh, _ = distil_seeds.distilled_learner(actor_runs[0], ensemble, 4, 1, 1, seed=3)
+    core = distilled.core
+    obs = core.reset(seed=9)
+    target = np.mean([member.box_point(obs) for member in ensemble.members], axis=0)
+    errors = [np.mean((learner.policy().box_point(obs) - target) ** 2) for learner in (distilled, fresh)]
+    assert errors[0] < 0.5 * errors[1]
+    assert fit["imitation/samples"] == 2 * 4 * core.steps_per_episode * core.n_agents  # teacher's round + one DAgger
+
+    rows, fit = distil_seeds.distil_seeds(actor_runs, 4, 1, 5, max_days=2, config=config)
+    assert [row["policy"] for row in rows] == ["mappo:seed0", "mappo:seed1", "mappo+ensemble:2_runs", "distilled"]
+    table = distil_seeds.markdown_table(rows, fit)
+    assert sum(line.startswith("| ") for line in table.splitlines()) == 5  # the header and the four policies
+    assert "validation days: share of optimal saving" in table and "fit to the ensemble" in table
+    with pytest.raises(ConfigError, match="the checkpoints give none"):  # one run: no seeds to distil
+        distil_seeds.distil_seeds(actor_runs[:1], config=config)
+
+
+def test_distil_seeds_stops_on_bad_arguments_with_one_line(actor_runs):
+    from p2p_marl.evaluation import distil_seeds
+
+    with pytest.raises(SystemExit):
+        distil_seeds.main([actor_runs[0], "--epochs", "0"])
+    with pytest.raises(SystemExit, match="^distil_seeds: error: "):
+        distil_seeds.main(actor_runs)  # trained for another community than the default

@@ -167,7 +167,7 @@ class _EpisodeOptimum:
         return self._actions[core.t]
 
 
-def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, battery_action: str,
+def demonstrations(core: CommunityCore, teacher: str | Policy, n_resets: int, seed: int, battery_action: str,
                    student: Policy | None = None, grid: ActionGrid | None = None,
                    training_reward: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None,
                    threads: int = 1, smoothing_per_kwh: float = 0.0, regrets: bool = False) -> Demonstrations:
@@ -180,18 +180,24 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
     ``p2p_marl.baselines.optimal``: of equal plans, the one a policy can follow). With ``regrets`` (a student and
     MPC) the teacher also plans around each step the student plays, its battery powers and curtailed PV fixed
     (``MPCPolicy.plans``): that plan's cost above the teacher's own is the step's regret, Q - V of
-    ``p2p_marl.evaluation.step_regret``, what the student's departure from the teacher costs in that state."""
-    if teacher not in TEACHERS:
+    ``p2p_marl.evaluation.step_regret``, what the student's departure from the teacher costs in that state.
+    ``teacher`` may also be a ``Policy`` that acts in any state (trained actors, ``p2p_marl.evaluation.distil_seeds``),
+    smoothing nothing and judging no regret."""
+    named = isinstance(teacher, str)
+    if named and teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {list(TEACHERS)}, got {teacher!r}")
-    if student is not None and teacher != "mpc":
+    if student is not None and teacher == "optimum":
         raise ValueError("a student can only be taught by the mpc teacher: the optimum plans once, from the day's "
                          "start")
+    if not named and (smoothing_per_kwh > 0.0 or regrets):
+        raise ValueError(f"a teacher policy ({teacher.name}) neither smooths plans nor judges regrets: those need "
+                         "the mpc teacher")
     if student is not None and battery_action == "target_soc":
         raise ValueError("a student with battery_action='target_soc' is not supported: the teacher's target is "
                          "read from the step the teacher played")
     if regrets and (student is None or grid is not None):
         raise ValueError("regrets judge a student's steps on the actor's box: they need a student and no grid")
-    policy = (_EpisodeOptimum(smoothing_per_kwh) if teacher == "optimum"
+    policy = (teacher if not named else _EpisodeOptimum(smoothing_per_kwh) if teacher == "optimum"
               else MPCPolicy(threads=threads, power_smoothing_per_kwh=smoothing_per_kwh))
     observations, boxes, costs, teacher_s = [], [], [], 0.0
     labels, played_indices, rewards, terminal, step_regrets = [], [], [], [], []
@@ -253,14 +259,16 @@ def demonstrations(core: CommunityCore, teacher: str, n_resets: int, seed: int, 
 
 
 def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, student: Policy | None,
-                threads: int) -> tuple[Demonstrations, np.ndarray, dict[str, float]]:
+                threads: int, teacher: Policy | None = None) -> tuple[Demonstrations, np.ndarray, dict[str, float]]:
     """One round of ``ActorImitation``: ``ceil(config.imitation_days / batch_size)`` batches of training episodes
     played by the teacher (``student`` None) or by ``student`` and labelled by the teacher, on a seed from
     ``rng``; with them the weight of each community-step's demonstrations (``regret_weights`` of the student's
     regrets where ``config.imitation_regret_weight`` > 0, else 1) and, where regrets were measured, the student's
-    mean regret per day (``imitation/student_regret_per_day``)."""
+    mean regret per day (``imitation/student_regret_per_day``). ``teacher`` (a ``Policy``) replaces
+    ``config.imitation_teacher``."""
     judge = student is not None and config.imitation_regret_weight > 0.0
-    played = demonstrations(core, config.imitation_teacher, math.ceil(config.imitation_days / core.batch_size),
+    played = demonstrations(core, config.imitation_teacher if teacher is None else teacher,
+                            math.ceil(config.imitation_days / core.batch_size),
                             int(rng.integers(2 ** 63)), config.battery_action, student, threads=threads,
                             smoothing_per_kwh=config.imitation_smoothing_per_kwh, regrets=judge)
     if not judge:
@@ -304,7 +312,7 @@ class ActorImitation:
         self._weight: torch.Tensor | None = None
 
     def warm_start(self, core: CommunityCore, config: Any, rng: np.random.Generator, policy: Callable[[], Policy],
-                   num_minibatches: int) -> dict[str, float]:
+                   num_minibatches: int, teacher: Policy | None = None) -> dict[str, float]:
         """Fit the actor's output to the teacher's actions on ``config.imitation_days`` training episodes (mean
         squared error in the box, each community-step's weighted by ``regret_weights`` in DAgger rounds with
         ``imitation_regret_weight`` > 0, ``imitation_epochs`` passes in ``num_minibatches`` minibatches), then for each
@@ -312,11 +320,12 @@ class ActorImitation:
         by the teacher, refitting on all in minibatches of the first fit's size. ``config`` is the learner's (its
         ``IMITATION_KEYS`` and ``battery_action``). Keeps the demonstrations if
         ``imitation_coef`` > 0; returns the ``imitation/`` metrics, the last fit's error on all demonstrations
-        among them, in total (``loss``) and per coordinate of the box (``loss_battery``, ...)."""
+        among them, in total (``loss``) and per coordinate of the box (``loss_battery``, ...). ``teacher`` (a
+        ``Policy``) replaces ``config.imitation_teacher`` (``p2p_marl.evaluation.distil_seeds``)."""
         observations, boxes, weights, metrics, teacher_s = [], [], [], {}, 0.0
         for round_ in range(1 + config.imitation_rounds):
             student = None if round_ == 0 else policy()
-            played, round_weights, round_metrics = _play_round(core, config, rng, student, self.threads)
+            played, round_weights, round_metrics = _play_round(core, config, rng, student, self.threads, teacher)
             observations.append(played.observations)
             boxes.append(played.boxes)
             weights.append(round_weights)

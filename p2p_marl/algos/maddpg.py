@@ -88,6 +88,7 @@ from p2p_marl.algos.nets import (
     training_env,
     with_agent_id,
 )
+from p2p_marl.baselines.policy import Policy
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.training.validation import check_bools, check_network, check_ranges
@@ -382,10 +383,11 @@ class MADDPG(Learner):
             **imitation,
         }
 
-    def imitate(self) -> dict[str, float]:
-        """The warm start from the teacher (``imitation.ActorImitation.warm_start``); the target actor starts
-        from its result."""
-        metrics = self.imitation.warm_start(self.core, self.config, self.rng, self.policy, IMITATION_MINIBATCHES)
+    def imitate(self, teacher: Policy | None = None) -> dict[str, float]:
+        """The warm start from the teacher (``imitation.ActorImitation.warm_start``; a ``teacher`` policy
+        replaces the config's); the target actor starts from its result."""
+        metrics = self.imitation.warm_start(self.core, self.config, self.rng, self.policy, IMITATION_MINIBATCHES,
+                                            teacher)
         self.target_actor.load_state_dict(self.actor.state_dict())
         return metrics
 

@@ -107,6 +107,7 @@ from p2p_marl.algos.nets import (
     with_agent_id,
     with_identity_columns,
 )
+from p2p_marl.baselines.policy import Policy
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
 from p2p_marl.training.validation import check_bools, check_network, check_ranges
@@ -398,9 +399,11 @@ class MAPPO(Learner):
         return *self._with_std(mean), memory
 
     # ------------------------------------------------------------------ warm start
-    def imitate(self) -> dict[str, float]:
-        """The warm start from the teacher (``imitation.ActorImitation.warm_start``, Adam at ``actor_lr``)."""
-        return self.imitation.warm_start(self.core, self.config, self.rng, self.policy, self.config.num_minibatches)
+    def imitate(self, teacher: Policy | None = None) -> dict[str, float]:
+        """The warm start from the teacher (``imitation.ActorImitation.warm_start``, Adam at ``actor_lr``); a
+        ``teacher`` policy replaces the config's."""
+        return self.imitation.warm_start(self.core, self.config, self.rng, self.policy, self.config.num_minibatches,
+                                         teacher)
 
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> dict[str, float]:
