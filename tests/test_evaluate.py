@@ -835,7 +835,8 @@ def test_one_actor_distilled_from_its_seeds_plays_closer_to_their_mean_than_a_fr
 
     rows, fit = distil_seeds.distil_seeds(actor_runs, 4, 1, 5, max_days=2, config=config)
     assert [row["policy"] for row in rows] == ["mappo:seed0", "mappo:seed1", "mappo+ensemble:2_runs", "distilled"]
-    table = distil_seeds.markdown_table(rows, fit)
+    distil_seeds.write_report(rows, fit, tmp_path)
+    table = (tmp_path / "distil_seeds.md").read_text()
     assert sum(line.startswith("| ") for line in table.splitlines()) == 5  # the header and the four policies
     assert "validation days: share of optimal saving" in table and "fit to the ensemble" in table
     with pytest.raises(ConfigError, match="the checkpoints give none"):  # one run: no seeds to distil

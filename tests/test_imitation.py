@@ -447,6 +447,6 @@ def test_a_teacher_policy_labels_the_states_with_the_box_points_that_play_it_bac
         np.testing.assert_allclose(env_action(demos.boxes[rows], replay, obs, "power"), teacher.act(replay, obs),
                                    rtol=0, atol=1e-12)
         obs, *_ = replay.step(SelfConsumption().act(replay, obs))
-    for settings in ({"regrets": True}, {"smoothing_per_kwh": 0.002}):
+    for mpc_only in ({"regrets": True}, {"smoothing_per_kwh": 0.002}):
         with pytest.raises(ValueError, match="need the mpc teacher"):
-            demonstrations(core, teacher, 1, 4, "power", student=SelfConsumption(), **settings)
+            demonstrations(core, teacher, 1, 4, "power", student=SelfConsumption(), **mpc_only)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 from p2p_marl.algos import build_learner, saved_hyperparameters
 from p2p_marl.algos.nets import ActorEnsemble
@@ -115,11 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors_as_one_line("distil_seeds"):
         rows, fit = distil_seeds(args.runs, args.days_per_round, args.rounds, args.epochs, args.seed,
                                  args.max_days)
-    out = script_output_dir(args.out, "distil_seeds")
+    write_report(rows, fit, script_output_dir(args.out, "distil_seeds"))
+
+
+def write_report(rows: list[dict], fit: dict[str, float], out: Path) -> None:
+    """``distil_seeds.md`` in ``out``, also printed."""
     table = markdown_table(rows, fit)
     (out / "distil_seeds.md").write_text(table)
-    console.print(table)
-    console.print(f"Written to {out}")
+    console().print(table)
+    console().print(f"Written to {out}")
 
 
 if __name__ == "__main__":
