@@ -819,7 +819,8 @@ def test_ensemble_adds_a_method_per_actor_learner_of_two_or_more_runs(actor_runs
         to_evaluate_config(compose_evaluate("ensemble=true", f"checkpoints=[{actor_runs[0]}]"))
 
 
-def test_one_actor_distilled_from_its_seeds_plays_closer_to_their_mean_than_a_fresh_one(actor_runs, tmp_path):
+def test_one_actor_distilled_from_its_seeds_plays_closer_to_their_mean_than_a_fresh_one(actor_runs, seeds_run_dir,
+                                                                                           tmp_path):
     from p2p_marl.evaluation import distil_seeds
 
     config = EnvConfig(n_agents=3, dt_h=3.0, n_days=20)
@@ -841,6 +842,9 @@ def test_one_actor_distilled_from_its_seeds_plays_closer_to_their_mean_than_a_fr
     assert "validation days: share of optimal saving" in table and "fit to the ensemble" in table
     with pytest.raises(ConfigError, match="the checkpoints give none"):  # one run: no seeds to distil
         distil_seeds.distil_seeds(actor_runs[:1], config=config)
+    q_learning = sorted(str(path) for path in (seeds_run_dir.parent / "train").iterdir() if path.is_dir())[0]
+    with pytest.raises(ConfigError, match=r"one actor learner .* \['mappo', 'qlearning'\]"):  # a stray run
+        distil_seeds.distil_seeds([*actor_runs, q_learning], config=config)
 
 
 def test_distil_seeds_stops_on_bad_arguments_with_one_line(actor_runs):

@@ -436,16 +436,18 @@ def test_mappos_refreshes_are_states_a_student_reached_for_the_regret_weight():
     assert config.imitation_rounds == 0 and config.imitation_regret_weight == 1.0
 
 
-def test_a_teacher_policy_labels_the_states_with_the_box_points_that_play_it_back():
+@pytest.mark.parametrize("battery_action", ["power", "net_load", "feasible"])
+def test_a_teacher_policy_labels_the_states_with_the_box_points_that_play_it_back(battery_action):
     core = CommunityCore(TINY, batch_size=2)
-    teacher = small("mappo", hidden_sizes=[8]).policy()
-    demos = demonstrations(core, teacher, n_resets=1, seed=4, battery_action="power", student=SelfConsumption())
+    teacher = small("maddpg", battery_action=battery_action).policy()
+    demos = demonstrations(core, teacher, n_resets=1, seed=4, battery_action=battery_action,
+                           student=SelfConsumption())
     replay = CommunityCore(TINY, batch_size=2)
     obs = replay.reset(seed=int(np.random.default_rng(4).integers(2 ** 63)))
     for t in range(replay.steps_per_episode):
         rows = slice(2 * t, 2 * (t + 1))
-        np.testing.assert_allclose(env_action(demos.boxes[rows], replay, obs, "power"), teacher.act(replay, obs),
-                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(env_action(demos.boxes[rows], replay, obs, battery_action),
+                                   teacher.act(replay, obs), rtol=0, atol=1e-12)
         obs, *_ = replay.step(SelfConsumption().act(replay, obs))
     for mpc_only in ({"regrets": True}, {"smoothing_per_kwh": 0.002}):
         with pytest.raises(ValueError, match="need the mpc teacher"):

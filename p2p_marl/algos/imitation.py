@@ -25,6 +25,9 @@ transition the learner could have made: its index, the training reward and the d
 teacher's label, and its next observation is the next step's (DQN's learning from demonstrations,
 ``p2p_marl.algos.dqn``).
 
+A ``Policy`` may also teach (``demonstrations``, ``ActorImitation.warm_start``): trained actors that act in any
+state, e.g. a learner's seeds played as one (``p2p_marl.evaluation.distil_seeds``).
+
 With ``regrets`` (a student and MPC) each state is also judged: the teacher plans once more with the student's
 battery and curtailment step fixed, and the plan's cost above its own is what the student's departure costs
 there (``p2p_marl.evaluation.step_regret``'s regret). The actor learners weigh a DAgger round's states by it

@@ -5,7 +5,8 @@
 
 The runs (two or more of one actor learner and training setting, e.g. the comparison's five seeds of the taught
 MAPPO, each from its best checkpoint) played as one policy, the mean of their points in the action box
-(``nets.ActorEnsemble``, ``evaluate.py ensemble=true``), play better than any of them. Is that a policy one actor
+(``nets.ActorEnsemble``, ``evaluate.py ensemble=true``), played better than any of them on the test days (README,
+"One actor from five seeds"). Is that a policy one actor
 of theirs can represent, or only a mean of several? A fresh actor of the runs' own learner and settings (the
 first run's, seeded by ``--seed``, its imitation settings replaced) is fitted to the ensemble as the learners'
 warm start fits MPC (``imitation.ActorImitation.warm_start`` with the ensemble as its teacher): the ensemble's
@@ -14,7 +15,8 @@ played by the actor and labelled by the ensemble, each refit ``--epochs`` passes
 MPC's, the ensemble's labels are a function of the observation the actor reads, so its fit error says how close
 the actor can come. Every run, the ensemble and the distilled actor are then played on the validation and the
 test days (the first ``--max-days`` of each). Writes ``distil_seeds.md`` (also printed) to ``--out`` (default:
-a new directory ``runs/distil_seeds/<date>_<time>``).
+a new directory ``runs/distil_seeds/<date>_<time>``). Recurrent actors and target-SoC actions are refused: the
+warm start fits single steps, and a reached target is not the ensemble's box point.
 
 A diagnostic, not a learner: the teacher costs all its runs' training. No validation or test day is used to fit.
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
 
 from p2p_marl.algos import build_learner, saved_hyperparameters
 from p2p_marl.algos.nets import ActorEnsemble
@@ -43,7 +44,11 @@ def distilled_learner(run: str, ensemble: ActorEnsemble, days_per_round: int, ro
     """A fresh learner of ``run``'s learner and settings (seeded by ``seed``) whose actor is fitted to
     ``ensemble`` (the module docstring), with the warm start's ``imitation/`` metrics."""
     saved = load_checkpoint(resolve_checkpoint(Path(run), "best")).config
-    hyperparameters = {**saved_hyperparameters(saved["algo"]), "imitation_days": days_per_round,
+    algo = saved_hyperparameters(saved["algo"])
+    if algo.get("actor_recurrent") or algo.get("battery_action") == "target_soc":
+        raise ConfigError(f"distil_seeds fits an actor step by step to the ensemble's box points: {run} has a "
+                          "recurrent actor or battery_action='target_soc', which it cannot fit so")
+    hyperparameters = {**algo, "imitation_days": days_per_round,
                        "imitation_rounds": rounds, "imitation_epochs": epochs, "imitation_teacher": "mpc",
                        "imitation_coef": 0.0, "imitation_smoothing_per_kwh": 0.0, "imitation_regret_weight": 0.0}
     if "imitation_refresh_steps" in hyperparameters:
@@ -60,9 +65,9 @@ def distil_seeds(runs: list[str], days_per_round: int = 128, rounds: int = 3, ep
     config = config or EnvConfig()
     policies = load_policies([], runs, env_config=config, ensemble=True)
     ensembles = [label for label in policies if "+ensemble:" in label]
-    if len(ensembles) != 1 or len(policies) != len(runs) + 1:
+    if len(ensembles) != 1 or len(policies[ensembles[0]].members) != len(runs):
         raise ConfigError(f"distil_seeds takes the runs of one actor learner and training setting, got the methods "
-                          f"{sorted({label.split(':', 1)[0] for label in policies})}")
+                          f"{sorted({label.split(':', 1)[0] for label in policies if '+' not in label})}")
     ensemble = policies[ensembles[0]]
     learner, fit = distilled_learner(runs[0], ensemble, days_per_round, rounds, epochs, seed)
     distilled = learner.policy()
