@@ -834,17 +834,17 @@ def test_one_actor_distilled_from_its_seeds_plays_closer_to_their_mean_than_a_fr
     assert errors[0] < 0.5 * errors[1]
     assert fit["imitation/samples"] == 2 * 4 * core.steps_per_episode * core.n_agents  # teacher's round + one DAgger
 
-    rows, fit = distil_seeds.distil_seeds(actor_runs, 4, 1, 5, max_days=2, config=config)
-    assert [row["policy"] for row in rows] == ["mappo:seed0", "mappo:seed1", "mappo+ensemble:2_runs", "distilled"]
-    distil_seeds.write_report(rows, fit, tmp_path)
+    distil_seeds.main([*actor_runs, "--days-per-round", "4", "--rounds", "1", "--epochs", "5", "--max-days", "2",
+                       "--out", str(tmp_path)])  # on the runs' own community
     table = (tmp_path / "distil_seeds.md").read_text()
-    assert sum(line.startswith("| ") for line in table.splitlines()) == 5  # the header and the four policies
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:6]] == [
+        "| mappo:seed0", "| mappo:seed1", "| mappo+ensemble:2_runs", "| distilled"]
     assert "validation days: share of optimal saving" in table and "fit to the ensemble" in table
     with pytest.raises(ConfigError, match="the checkpoints give none"):  # one run: no seeds to distil
-        distil_seeds.distil_seeds(actor_runs[:1], config=config)
+        distil_seeds.distil_seeds(actor_runs[:1])
     q_learning = sorted(str(path) for path in (seeds_run_dir.parent / "train").iterdir() if path.is_dir())[0]
     with pytest.raises(ConfigError, match=r"one actor learner .* \['mappo', 'qlearning'\]"):  # a stray run
-        distil_seeds.distil_seeds([*actor_runs, q_learning], config=config)
+        distil_seeds.distil_seeds([*actor_runs, q_learning])
 
 
 def test_distil_seeds_stops_on_bad_arguments_with_one_line(actor_runs):
@@ -852,5 +852,7 @@ def test_distil_seeds_stops_on_bad_arguments_with_one_line(actor_runs):
 
     with pytest.raises(SystemExit):
         distil_seeds.main([actor_runs[0], "--epochs", "0"])
-    with pytest.raises(SystemExit, match="^distil_seeds: error: "):
-        distil_seeds.main(actor_runs)  # trained for another community than the default
+    with pytest.raises(SystemExit, match="^distil_seeds: error: .*give none"):
+        distil_seeds.main(actor_runs[:1])  # one run: nothing to distil
+    with pytest.raises(SystemExit, match="^distil_seeds: error: .*does not exist"):
+        distil_seeds.main([*actor_runs, "runs/no_such_run"])

@@ -14,7 +14,7 @@ own training episodes (``--days-per-round`` training days), then ``--rounds`` DA
 played by the actor and labelled by the ensemble, each refit ``--epochs`` passes over everything so far. Unlike
 MPC's, the ensemble's labels are a function of the observation the actor reads, so its fit error says how close
 the actor can come. Every run, the ensemble and the distilled actor are then played on the validation and the
-test days (the first ``--max-days`` of each). Writes ``distil_seeds.md`` (also printed) to ``--out`` (default:
+test days of the runs' community (the first ``--max-days`` of each). Writes ``distil_seeds.md`` (also printed) to ``--out`` (default:
 a new directory ``runs/distil_seeds/<date>_<time>``). Recurrent actors and target-SoC actions are refused: the
 warm start fits single steps, and a reached target is not the ensemble's box point.
 
@@ -58,17 +58,17 @@ def distilled_learner(run: str, ensemble: ActorEnsemble, days_per_round: int, ro
 
 
 def distil_seeds(runs: list[str], days_per_round: int = 128, rounds: int = 3, epochs: int = 100, seed: int = 0,
-                 max_days: int | None = None, config: EnvConfig | None = None) -> tuple[list[dict], dict[str, float]]:
+                 max_days: int | None = None) -> tuple[list[dict], dict[str, float]]:
     """A row per policy (each run, the ensemble, the distilled actor): its label and its mean share of the optimal
-    saving, cost per day and share of days with violations on each of ``SPLITS`` of ``config``'s community (the
-    runs' own; default: the default community); and the fit's metrics."""
-    config = config or EnvConfig()
-    policies = load_policies([], runs, env_config=config, ensemble=True)
+    saving, cost per day and share of days with violations on each of ``SPLITS`` of the runs' own community; and
+    the fit's metrics."""
+    policies = load_policies([], runs, ensemble=True)  # one method: one community (the setting holds the env)
     ensembles = [label for label in policies if "+ensemble:" in label]
     if len(ensembles) != 1 or len(policies[ensembles[0]].members) != len(runs):
         raise ConfigError(f"distil_seeds takes the runs of one actor learner and training setting, got the methods "
                           f"{sorted({label.split(':', 1)[0] for label in policies if '+' not in label})}")
     ensemble = policies[ensembles[0]]
+    config = EnvConfig(**load_checkpoint(resolve_checkpoint(Path(runs[0]), "best")).config["env"])
     learner, fit = distilled_learner(runs[0], ensemble, days_per_round, rounds, epochs, seed)
     distilled = learner.policy()
     distilled.observation_settings = ensemble.observation_settings
