@@ -825,8 +825,9 @@ def test_one_actor_distilled_from_its_seeds_plays_closer_to_their_mean_than_a_fr
 
     config = EnvConfig(n_agents=3, dt_h=3.0, n_days=20)
     ensemble = load_policies([], actor_runs, env_config=config, ensemble=True)["mappo+ensemble:2_runs"]
-    distilled, fit = distil_seeds.distilled_learner(actor_runs[0], ensemble, 4, 1, 30, seed=3)
-    fresh, _ = distil_seeds.distilled_learner(actor_runs[0], ensemble, 4, 1, 1, seed=3)
+    saved = distil_seeds.saved_config(actor_runs[0])
+    distilled, fit = distil_seeds.distilled_learner(saved, ensemble, 4, 1, 30, seed=3)
+    fresh, _ = distil_seeds.distilled_learner(saved, ensemble, 4, 1, 1, seed=3)
     core = distilled.core
     obs = core.reset(seed=9)
     target = np.mean([member.box_point(obs) for member in ensemble.members], axis=0)

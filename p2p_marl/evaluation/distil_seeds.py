@@ -39,14 +39,18 @@ from p2p_marl.training.checkpoint import load_checkpoint, resolve_checkpoint
 SPLITS = ("validation", "test")
 
 
-def distilled_learner(run: str, ensemble: ActorEnsemble, days_per_round: int, rounds: int, epochs: int,
+def saved_config(run: str) -> dict:
+    """The training configuration of ``run``'s best checkpoint (``TrainConfig`` as a dict: env, algo, seed, ...)."""
+    return load_checkpoint(resolve_checkpoint(Path(run), "best")).config
+
+
+def distilled_learner(saved: dict, ensemble: ActorEnsemble, days_per_round: int, rounds: int, epochs: int,
                       seed: int):
-    """A fresh learner of ``run``'s learner and settings (seeded by ``seed``) whose actor is fitted to
-    ``ensemble`` (the module docstring), with the warm start's ``imitation/`` metrics."""
-    saved = load_checkpoint(resolve_checkpoint(Path(run), "best")).config
+    """A fresh learner of the learner and settings a run ``saved`` (``saved_config``), seeded by ``seed``, whose
+    actor is fitted to ``ensemble`` (the module docstring), with the warm start's ``imitation/`` metrics."""
     algo = saved_hyperparameters(saved["algo"])
     if algo.get("actor_recurrent") or algo.get("battery_action") == "target_soc":
-        raise ConfigError(f"distil_seeds fits an actor step by step to the ensemble's box points: {run} has a "
+        raise ConfigError("distil_seeds fits an actor step by step to the ensemble's box points: the runs have a "
                           "recurrent actor or battery_action='target_soc', which it cannot fit so")
     hyperparameters = {**algo, "imitation_days": days_per_round,
                        "imitation_rounds": rounds, "imitation_epochs": epochs, "imitation_teacher": "mpc",
@@ -68,8 +72,9 @@ def distil_seeds(runs: list[str], days_per_round: int = 128, rounds: int = 3, ep
         raise ConfigError(f"distil_seeds takes the runs of one actor learner and training setting, got the methods "
                           f"{sorted({label.split(':', 1)[0] for label in policies if '+' not in label})}")
     ensemble = policies[ensembles[0]]
-    config = EnvConfig(**load_checkpoint(resolve_checkpoint(Path(runs[0]), "best")).config["env"])
-    learner, fit = distilled_learner(runs[0], ensemble, days_per_round, rounds, epochs, seed)
+    saved = saved_config(runs[0])  # every run's: one setting
+    config = EnvConfig(**saved["env"])
+    learner, fit = distilled_learner(saved, ensemble, days_per_round, rounds, epochs, seed)
     distilled = learner.policy()
     distilled.observation_settings = ensemble.observation_settings
     played = {**policies, "distilled": distilled}
