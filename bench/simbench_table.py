@@ -25,8 +25,8 @@ from p2p_marl.sim.community import CommunityCore, simbench_community_of
 
 NETWORK_COST = re.compile(r"The network's cost .*: (?P<mean>[-\d.]+) per day on average, above zero on "
                           r"(?P<days>\d+) of (?P<total>\d+) days")
-SHARES = ("random", "idle_mid_price", "rule_self_consumption", "rule_time_of_use", "zero_intelligence", "mpc_persistence",
-          "mpc_noisy", "mpc_oracle")
+SHARES = ("random", "idle_mid_price", "rule_self_consumption", "rule_time_of_use", "zero_intelligence",
+          "mpc_household", "mpc_persistence", "mpc_noisy", "mpc_oracle")
 
 
 REFERENCES = ("grid_only", "optimal")

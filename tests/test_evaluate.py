@@ -16,6 +16,7 @@ from tbparse import SummaryReader
 from p2p_marl import demo
 from p2p_marl.baselines import optimal
 from p2p_marl.baselines.optimal import OptimalPolicy, solve_optimal_day
+from p2p_marl.baselines.safety_filter import SafetyFilter
 from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, SelfConsumption, TruthfulBid,
                                       truthful_price_share)
 from p2p_marl.config import ConfigError, EnvConfig
@@ -813,6 +814,11 @@ def test_ensemble_adds_a_method_per_actor_learner_of_two_or_more_runs(actor_runs
     assert np.all(np.isfinite(played["community_cost"]))
     wrapped = load_policies([], actor_runs, env_config=config, ensemble=True, truthful_bid=True)
     assert [label for label in wrapped if "ensemble" in label] == ["mappo+ensemble:2_runs"]  # of the runs alone
+    filtered = load_policies([], actor_runs, env_config=config, ensemble=True, safety_filter=True)
+    assert [label for label in filtered if "ensemble" in label] == [
+        "mappo+ensemble:2_runs", "mappo+ensemble+safety_filter:2_runs"]
+    twin = filtered["mappo+ensemble+safety_filter:2_runs"]
+    assert isinstance(twin, SafetyFilter) and twin.policy.members == [filtered["mappo:seed0"], filtered["mappo:seed1"]]
     with pytest.raises(ConfigError, match=r"ensemble=true .* give none: their methods are \['mappo', 'qlearning'\]"):
         load_policies([], actor_runs[:1] + value_based[:1], env_config=config, ensemble=True)
     with pytest.raises(ConfigError, match=r"ensemble=true plays the mean .* checkpoints has 1"):

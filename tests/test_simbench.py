@@ -4,6 +4,8 @@ PettingZoo environment with the core's invariants."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from p2p_marl.sim.community import CommunityCore  # noqa: E402
 from p2p_marl.sim.simbench import (ac_validation, extreme_steps, simbench_community,  # noqa: E402
                                    simbench_net)
 
-from conftest import assert_episode_invariants  # noqa: E402
+from conftest import assert_episode_invariants, load_script, table_cells  # noqa: E402
 from test_optimal import act_out  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "env"
@@ -237,3 +239,19 @@ def test_a_missing_simbench_package_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "simbench", None)  # import simbench raises ImportError
     with pytest.raises(ConfigError, match=r"needs the simbench package: pip install -e \"\.\[simbench\]\""):
         simbench_net.__wrapped__(RURAL.simbench_code)  # past the cache, which may hold the net already
+
+
+def test_the_readme_table_of_a_preset_comes_from_its_evaluation(tmp_path, capsys):
+    root = CONFIGS.parents[1]
+    done = subprocess.run([sys.executable, "evaluate.py", "env=simbench_rural1", "max_days=1", "tensorboard=false",
+                           "methods=[grid_only,mpc_household,optimal]", f"hydra.run.dir={tmp_path}"],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    load_script(root / "bench" / "simbench_table.py", "simbench_table").main([str(tmp_path)])
+    header, _, row = capsys.readouterr().out.splitlines()
+    columns = dict(zip(table_cells(header), table_cells(row)))
+    assert [columns[key] for key in ("grid", "agents", "passive loads", "PV", "batteries", "test days")] == [
+        "1-LV-rural1--2-sw", "18", "10", "6", "6", "1"]
+    share = json.loads((tmp_path / "summary.json").read_text())["mpc_household"]["share_of_optimal_saving"]["mean"]
+    assert columns["mpc_household"] == f"{share:.2f}" and share <= 1.0  # the optimum bounds every share
+    assert columns["mpc_persistence"] == "–"  # not evaluated

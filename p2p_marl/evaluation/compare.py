@@ -93,8 +93,9 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
 
     With ``ensemble`` each method of two or more trained actors (MAPPO's, MADDPG's runs; not the value-based
     learners) is also played as one policy, the mean of its runs' box points (``nets.ActorEnsemble``), labelled
-    ``<method>+ensemble:<n>_runs``: an ablation beside the method, whose runs it pools into one controller (not
-    played through the safety filter, whatever ``safety_filter``). ``ConfigError`` where no method has two.
+    ``<method>+ensemble:<n>_runs``: an ablation beside the method, whose runs it pools into one controller (with
+    ``safety_filter`` also played through it, ``<method>+ensemble+safety_filter:<n>_runs``). ``ConfigError`` where
+    no method has two.
 
     A missing checkpoint path is a ``ConfigError`` naming ``checkpoints[i]``, raised before anything is loaded.
     """
@@ -147,6 +148,9 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
                               f"setting, and the checkpoints give none: their methods are {methods} (DQN and "
                               "Q-learning have no actor, and a learner's #1 and #2 are different settings)")
         policies.update(ensembles)
+        if safety_filter:
+            policies.update({label.replace("+ensemble:", "+ensemble+safety_filter:"): SafetyFilter(policy)
+                             for label, policy in ensembles.items()})
     return policies
 
 
