@@ -37,6 +37,8 @@ EXTRA_FEATURES = (
     # a trading platform can publish
     "community_soc_spread",  # the standard deviation of those SoCs / 0.5 (the largest a [0, 1] spread can be)
     "feeder_position",  # own voltage sensitivity to own power / the community's largest: 1 on the weakest bus
+    "feeder_loading",  # the last step's highest loading of a line or the transformer, as a share of its rating, / 2
+    # (0.5 at the rating; clipped to [0, 1]): one number a distribution operator can publish
     "community_window",  # the households' mean load and PV forecast over each of the forecast_bins parts of the
     # window (needs forecast_bins > 0): 2 x forecast_bins numbers, community_load_bin_k then community_pv_bin_k,
     # the community's profile ahead as a trading platform can publish it

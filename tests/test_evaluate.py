@@ -109,12 +109,18 @@ def test_cost_breakdown_adds_up_and_measures_the_gap_to_the_optimum(run_dir):
     lines = (run_dir / "cost_breakdown.md").read_text().splitlines()
     headers = table_cells(lines[0])
     assert headers[:3] == ["method", "cost /day", "grid energy"] and "network penalty" in headers
-    rows = {}
+    assert headers.pop() == report.SHARE_OF_MEAN_SAVING
+    rows, weighted_shares = {}, {}
     for line in lines[2:]:
         if not line.startswith("|"):
             break
-        method, *cells = table_cells(line)
+        method, *cells, weighted_shares[method] = table_cells(line)
         rows[method] = [re.fullmatch(r"(-?[\d.]+)(?: \(([+-][\d.]+)\))?", cell).groups() for cell in cells]
+    cost = {method: summary[method]["community_cost"]["mean"] for method in rows}
+    for method, share in weighted_shares.items():  # the bill's weighting: the saving of the mean costs
+        expected = (cost["grid_only"] - cost[method]) / (cost["grid_only"] - cost["optimal"])
+        assert float(share) == pytest.approx(expected, abs=5e-4)
+    assert weighted_shares["grid_only"] == "0.000" and weighted_shares["optimal"] == "1.000"
     assert list(rows) == list(DEFAULT_BENCHMARKS)
     kpi_of = {label: kpi for kpi, label in report.COST_PART_LABELS.items()} | {"cost /day": "community_cost"}
     for method, cells in rows.items():

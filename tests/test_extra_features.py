@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from p2p_marl.config import EXTRA_FEATURES, ConfigError, EnvConfig, ordered_extra_features
 from p2p_marl.sim.community import ACTION_DIM, OBS_FEATURES, CommunityCore
+from p2p_marl.sim.feeder import power_flow_arrays
 
 SMALL = dict(n_agents=6, n_days=20)
 ONE_NUMBER = tuple(name for name in EXTRA_FEATURES if name != "community_window")  # one observed number each
@@ -125,3 +126,31 @@ def test_an_unknown_or_repeated_extra_feature_is_named_with_the_allowed_ones(val
                rf"{re.escape(repr(list(EXTRA_FEATURES)))} \(or none: \[\]\)$")
     with pytest.raises(ConfigError, match=message):
         EnvConfig(extra_features=value)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), rating_kva=st.sampled_from([4.0, 12.0, 85.0]))
+def test_the_feeder_loading_is_the_last_steps_most_loaded_element_against_its_rating(seed, rating_kva):
+    """feeder_loading observes, at every step of random episodes, the highest loading of a line or the transformer
+    in the step before, as a share of its rating, / 2 (0 before the day's first step), clipped to [0, 1]: above
+    0.5 exactly where that step overloaded an element (the feeder KPI), the same for every household."""
+    config = EnvConfig(**SMALL, extra_features=["feeder_loading"], line_rating_kva=rating_kva,
+                       transformer_kva=2.0 * rating_kva)
+    core = CommunityCore(config, batch_size=3)
+    column = core.obs_features.index("feeder_loading")
+    obs, done = core.reset(seed=seed), False
+    np.testing.assert_array_equal(obs[..., column], 0.0)
+    rng = np.random.default_rng(seed)
+    while not done:
+        days, t = core.days.copy(), core.t
+        obs, _, done, infos = core.step(rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM)))
+        net_kw = (infos["load_kwh"] - infos["pv_kwh"] + infos["pv_curtailed_kwh"] + infos["battery_charge_kwh"]
+                  - infos["battery_discharge_kwh"]) / config.dt_h
+        q_kvar = core.reactive_kvar(infos["load_kwh"] / config.dt_h, days, t)
+        *_, line_flow_kva, _, transformer_kva = power_flow_arrays(core.feeder, net_kw, q_kvar)
+        loading = np.maximum((line_flow_kva / rating_kva).max(axis=1), transformer_kva / (2.0 * rating_kva))
+        np.testing.assert_allclose(obs[..., column], np.repeat(np.clip(loading / 2.0, 0.0, 1.0)[:, None], 6, axis=1),
+                                   rtol=1e-9, atol=1e-12)
+        assert np.all(core.obs_low <= obs) and np.all(obs <= core.obs_high)
+        overloaded = infos["feeder_overload_kva"][:, 0] > 0
+        np.testing.assert_array_equal(obs[:, 0, column] > 0.5, overloaded)

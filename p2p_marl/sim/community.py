@@ -282,6 +282,8 @@ class CommunityCore:
         self._community_window = (slice(self.obs_features.index("community_load_bin_1"),
                                         self.obs_features.index("community_load_bin_1") + 2 * cfg.forecast_bins)
                                   if "community_window" in cfg.extra_features else None)
+        self._loading_column = (self.obs_features.index("feeder_loading") if "feeder_loading" in cfg.extra_features
+                                else None)
         self._soc_feature_columns = [(self.obs_features.index(name), name) for name in cfg.extra_features
                                      if name in ("community_soc", "community_soc_spread")]
         # The state leaves the extra features out: it holds every household's SoC, and its per-household layout
@@ -315,6 +317,7 @@ class CommunityCore:
         self.last_clearing_price = np.zeros(batch_size)
         self.last_voltage_pu = np.ones((batch_size, self.n_agents))
         self.last_net_kw = np.zeros(batch_size)
+        self.last_loading = np.zeros(batch_size)
         self.shared_energy_kwh = np.zeros((batch_size, 1))  # the shared battery's, (B, 1); zero without one
         self.shared_start_energy_kwh = np.zeros((batch_size, 1))
 
@@ -354,6 +357,7 @@ class CommunityCore:
         self.last_clearing_price = np.full(self.batch_size, 0.5 * (retail0 + self.feed_in_per_kwh[0]))
         self.last_voltage_pu = np.full((self.batch_size, self.n_agents), self.feeder.v_slack_pu)
         self.last_net_kw = np.zeros(self.batch_size)
+        self.last_loading = np.zeros(self.batch_size)
         return self.observe()
 
     def _checked_days(self, days: Any) -> np.ndarray:
@@ -488,6 +492,9 @@ class CommunityCore:
         self.last_voltage_pu = household_voltage_pu
         # The community's mean net power (its shared battery's included, the passive loads apart).
         self.last_net_kw = market_net_kw.sum(axis=1) / n_agents
+        if self._loading_column is not None:  # only where observed: the default step does not pay for it
+            self.last_loading = np.maximum((line_flow_kva / self.feeder.line_rating_kva).max(axis=1, initial=0.0),
+                                           transformer_kva / self.feeder.transformer_kva)
         soc = self.soc()
 
         # Per-community values, repeated for each agent: (clearing price, retail, feed-in, losses, 3 feeder KPIs).
@@ -642,6 +649,8 @@ class CommunityCore:
             obs[..., self._community_window] = self._community_window_table[self.days, self.t][:, None, :]
         if self._soc_feature_columns:
             self._write_soc_features(obs, soc)
+        if self._loading_column is not None:
+            obs[..., self._loading_column] = _clip(self.last_loading / 2.0, 0.0, 1.0)[:, None]
         return obs
 
     def _write_soc_features(self, obs: np.ndarray, soc: np.ndarray) -> None:
