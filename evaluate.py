@@ -23,8 +23,8 @@ run directory (``hydra.run.dir``, by default ``runs/evaluate/<date>_<time>``, wi
   and as the Markdown table ``summary_by_method.md`` (the README's comparison table);
 - ``cost_breakdown.md`` and ``cost_gap_to_optimal.png``: each method's cost per day split into its parts (grid
   energy, battery wear, network penalty, end-of-day settlement, fees), and how far each part lies above or below
-  the optimum's; its last column the share of the mean saving, which weighs each day by its saving as the bill
-  does (the other tables' share is the mean of the days' shares);
+  the optimum's; its last column the share of the mean saving, which weighs each day by what the optimum saves
+  on it, as the bill does (the other tables' share is the mean of the days' shares);
 - ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``,
   ``mean_day_by_method.png`` (each method's average day: state of charge, battery power, grid import and export);
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);

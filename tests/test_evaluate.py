@@ -104,7 +104,8 @@ def test_plots_are_written(run_dir):
 
 def test_cost_breakdown_adds_up_and_measures_the_gap_to_the_optimum(run_dir):
     """cost_breakdown.md: every method's parts add up to its cost, and each bracket is the part's difference to
-    the optimum's, as summary.json has them (to the table's two decimals)."""
+    the optimum's, as summary.json has them (to the table's two decimals); the last column is the share of the
+    optimal saving of the mean costs."""
     summary = json.loads((run_dir / "summary.json").read_text())
     lines = (run_dir / "cost_breakdown.md").read_text().splitlines()
     headers = table_cells(lines[0])
@@ -134,6 +135,24 @@ def test_cost_breakdown_adds_up_and_measures_the_gap_to_the_optimum(run_dir):
             else:
                 expected = summary[method][kpi]["mean"] - summary["optimal"][kpi]["mean"]
                 assert float(delta) == pytest.approx(expected, abs=0.006)
+
+
+def test_the_share_of_the_mean_saving_needs_grid_only_and_the_optimum_apart(tmp_path):
+    """The last column of cost_breakdown.md weighs the days by the optimum's saving: a learner's mean cost 6 between
+    grid-only's 10 and the optimum's 2 saves half of it; without grid-only, or where grid-only costs what the
+    optimum does (nothing to save), there is no such column."""
+    def summary(**costs):
+        return {method: {key: {"mean": cost if key in ("community_cost", "grid_energy_cost") else 0.0, "std": None}
+                         for key in ("community_cost", *report.COST_PARTS)} for method, cost in costs.items()}
+
+    path = tmp_path / "cost_breakdown.md"
+    report.write_cost_breakdown(path, summary(grid_only=10.0, mappo=6.0, optimal=2.0))
+    rows = [table_cells(line) for line in path.read_text().splitlines() if line.startswith("| ")]
+    assert rows[0][-1] == report.SHARE_OF_MEAN_SAVING
+    assert [row[-1] for row in rows[1:]] == ["0.000", "0.500", "1.000"]
+    for costs in ({"mappo": 6.0, "optimal": 2.0}, {"grid_only": 2.0, "mappo": 6.0, "optimal": 2.0}):
+        report.write_cost_breakdown(path, summary(**costs))
+        assert report.SHARE_OF_MEAN_SAVING not in path.read_text()
 
 
 def test_the_cost_gap_by_period_splits_each_methods_gap_to_the_optimum_over_the_tariff_periods(run_dir):
@@ -824,7 +843,11 @@ def test_ensemble_adds_a_method_per_actor_learner_of_two_or_more_runs(actor_runs
     assert [label for label in filtered if "ensemble" in label] == [
         "mappo+ensemble:2_runs", "mappo+ensemble+safety_filter:2_runs"]
     twin = filtered["mappo+ensemble+safety_filter:2_runs"]
-    assert isinstance(twin, SafetyFilter) and twin.policy.members == [filtered["mappo:seed0"], filtered["mappo:seed1"]]
+    assert isinstance(twin, SafetyFilter) and twin.policy is filtered["mappo+ensemble:2_runs"]
+    assert twin.policy.members == [filtered["mappo:seed0"], filtered["mappo:seed1"]]
+    narrow, every_day = config.replace(v_slack_pu=1.0, v_max_pu=1.005), np.arange(20)  # a band PV export leaves
+    assert evaluate_policy(narrow, twin.policy, every_day)["violation_day"].any()
+    assert not evaluate_policy(narrow, twin, every_day)["violation_day"].any() and twin.interventions > 0
     with pytest.raises(ConfigError, match=r"ensemble=true .* give none: their methods are \['mappo', 'qlearning'\]"):
         load_policies([], actor_runs[:1] + value_based[:1], env_config=config, ensemble=True)
     with pytest.raises(ConfigError, match=r"ensemble=true plays the mean .* checkpoints has 1"):

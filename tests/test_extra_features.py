@@ -1,11 +1,12 @@
 """The optional observation features (EnvConfig.extra_features): the community's battery SoCs, the household's
-place on the feeder and the community's forecast window, added to what a household observes and nothing else."""
+place on the feeder, the feeder's loading and the community's forecast window, added to what a household observes
+and nothing else."""
 
 import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from p2p_marl.config import EXTRA_FEATURES, ConfigError, EnvConfig, ordered_extra_features
@@ -129,26 +130,34 @@ def test_an_unknown_or_repeated_extra_feature_is_named_with_the_allowed_ones(val
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 10_000), rating_kva=st.sampled_from([4.0, 12.0, 85.0]))
-def test_the_feeder_loading_is_the_last_steps_most_loaded_element_against_its_rating(seed, rating_kva):
+@given(seed=st.integers(0, 10_000), rating_kva=st.sampled_from([4.0, 12.0, 85.0]),
+       transformer_kva=st.sampled_from([3.0, 10.0, 100.0]))
+@example(seed=0, rating_kva=4.0, transformer_kva=100.0).via("lines overloaded")
+@example(seed=0, rating_kva=85.0, transformer_kva=3.0).via("the transformer overloaded")
+@example(seed=0, rating_kva=85.0, transformer_kva=100.0).via("within the ratings")
+def test_the_feeder_loading_is_the_last_steps_most_loaded_element_against_its_rating(seed, rating_kva,
+                                                                                    transformer_kva):
     """feeder_loading observes, at every step of random episodes, the highest loading of a line or the transformer
-    in the step before, as a share of its rating, / 2 (0 before the day's first step), clipped to [0, 1]: above
-    0.5 exactly where that step overloaded an element (the feeder KPI), the same for every household."""
+    in the step before, as a share of its rating, / 2 (0 before the day's first step, also after a second reset),
+    clipped to [0, 1]: above 0.5 exactly where that step overloaded an element (the feeder KPI), the same for
+    every household."""
     config = EnvConfig(**SMALL, extra_features=["feeder_loading"], line_rating_kva=rating_kva,
-                       transformer_kva=2.0 * rating_kva)
+                       transformer_kva=transformer_kva)
     core = CommunityCore(config, batch_size=3)
     column = core.obs_features.index("feeder_loading")
-    obs, done = core.reset(seed=seed), False
-    np.testing.assert_array_equal(obs[..., column], 0.0)
     rng = np.random.default_rng(seed)
+    core.reset(seed=seed)
+    core.step(rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM)))
+    obs, done = core.reset(seed=seed + 1), False
+    np.testing.assert_array_equal(obs[..., column], 0.0)
     while not done:
         days, t = core.days.copy(), core.t
         obs, _, done, infos = core.step(rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM)))
         net_kw = (infos["load_kwh"] - infos["pv_kwh"] + infos["pv_curtailed_kwh"] + infos["battery_charge_kwh"]
                   - infos["battery_discharge_kwh"]) / config.dt_h
         q_kvar = core.reactive_kvar(infos["load_kwh"] / config.dt_h, days, t)
-        *_, line_flow_kva, _, transformer_kva = power_flow_arrays(core.feeder, net_kw, q_kvar)
-        loading = np.maximum((line_flow_kva / rating_kva).max(axis=1), transformer_kva / (2.0 * rating_kva))
+        *_, line_flow_kva, _, transformer_flow_kva = power_flow_arrays(core.feeder, net_kw, q_kvar)
+        loading = np.maximum((line_flow_kva / rating_kva).max(axis=1), transformer_flow_kva / transformer_kva)
         np.testing.assert_allclose(obs[..., column], np.repeat(np.clip(loading / 2.0, 0.0, 1.0)[:, None], 6, axis=1),
                                    rtol=1e-9, atol=1e-12)
         assert np.all(core.obs_low <= obs) and np.all(obs <= core.obs_high)

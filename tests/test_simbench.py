@@ -5,7 +5,6 @@ PettingZoo environment with the core's invariants."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from p2p_marl.sim.simbench import (ac_validation, extreme_steps, simbench_commun
                                    simbench_net)
 
 from conftest import assert_episode_invariants, load_script, table_cells  # noqa: E402
+from test_evaluate import run_evaluate  # noqa: E402
 from test_optimal import act_out  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "env"
@@ -242,12 +242,10 @@ def test_a_missing_simbench_package_is_one_clear_line(monkeypatch):
 
 
 def test_the_readme_table_of_a_preset_comes_from_its_evaluation(tmp_path, capsys):
-    root = CONFIGS.parents[1]
-    done = subprocess.run([sys.executable, "evaluate.py", "env=simbench_rural1", "max_days=1", "tensorboard=false",
-                           "methods=[grid_only,mpc_household,optimal]", f"hydra.run.dir={tmp_path}"],
-                          cwd=root, capture_output=True, text=True, timeout=600)
+    done = run_evaluate("env=simbench_rural1", "max_days=1", "tensorboard=false",
+                        "methods=[grid_only,mpc_household,optimal]", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 0, done.stderr
-    load_script(root / "bench" / "simbench_table.py", "simbench_table").main([str(tmp_path)])
+    load_script(CONFIGS.parents[1] / "bench" / "simbench_table.py", "simbench_table").main([str(tmp_path)])
     header, _, row = capsys.readouterr().out.splitlines()
     columns = dict(zip(table_cells(header), table_cells(row)))
     assert [columns[key] for key in ("grid", "agents", "passive loads", "PV", "batteries", "test days")] == [

@@ -147,23 +147,24 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
             raise ConfigError(f"ensemble=true averages the actors of two or more runs of one learner and training "
                               f"setting, and the checkpoints give none: their methods are {methods} (DQN and "
                               "Q-learning have no actor, and a learner's #1 and #2 are different settings)")
-        policies.update(ensembles)
-        if safety_filter:
-            policies.update({label.replace("+ensemble:", "+ensemble+safety_filter:"): SafetyFilter(policy)
-                             for label, policy in ensembles.items()})
+        for method, ensemble in ensembles.items():
+            runs = f"{len(ensemble.members)}_runs"
+            policies[f"{method}+ensemble:{runs}"] = ensemble
+            if safety_filter:
+                policies[f"{method}+ensemble+safety_filter:{runs}"] = SafetyFilter(ensemble)
     return policies
 
 
 def _ensembles(policies: dict[str, Policy]) -> dict[str, Policy]:
-    """``load_policies``' ensembles: label -> ``ActorEnsemble`` of each checkpoint method's two or more actors."""
+    """``load_policies``' ensembles: method -> ``ActorEnsemble`` of its two or more actors (its checkpoints')."""
     from p2p_marl.algos.nets import ActorEnsemble, ActorPolicy
 
     members: dict[str, list[ActorPolicy]] = {}
     for label, policy in policies.items():
         if isinstance(policy, ActorPolicy):  # a checkpoint's own row: benchmarks and wrappers are not actors
             members.setdefault(label.split(":", 1)[0], []).append(policy)
-    return {f"{method}+ensemble:{len(actors)}_runs": ActorEnsemble(f"{method}+ensemble", actors)
-            for method, actors in members.items() if len(actors) > 1}
+    return {method: ActorEnsemble(f"{method}+ensemble", actors) for method, actors in members.items()
+            if len(actors) > 1}
 
 
 def _training_setting(train_config: dict) -> dict:

@@ -44,8 +44,9 @@ class EvaluateConfig:
     # method <method>+safety_filter beside each. Not with a shared community battery.
     safety_filter: bool = False
     # Also play each method of two or more trained actors (MAPPO's or MADDPG's runs, e.g. its seeds) as one
-    # policy, the mean of their actions' box points (nets.ActorEnsemble), a method <method>+ensemble beside it:
-    # how much of the runs' errors is each run's own. An ablation, not a result.
+    # policy, the mean of their actions' box points (nets.ActorEnsemble), a method <method>+ensemble beside it
+    # (with safety_filter also <method>+ensemble+safety_filter): how much of the runs' errors is each run's own.
+    # An ablation, not a result.
     ensemble: bool = False
     threads: int = 1  # MPC benchmarks solve this many communities' LPs at a time (the plans are the same)
 

@@ -459,7 +459,9 @@ COST_PART_LABELS = {
 }
 
 
-SHARE_OF_MEAN_SAVING = "share of the mean saving"  # cost_breakdown.md's last column
+# cost_breakdown.md's last column: the share of the optimal saving as the bill weighs the days, beside the tables'
+# mean of each day's share, where a day on which the optimum saves little weighs as much as one where it saves much.
+SHARE_OF_MEAN_SAVING = "share of the mean saving"
 
 
 def cost_breakdown(by_method: RunSummary) -> dict[str, dict[str, float]]:
@@ -474,30 +476,30 @@ def write_cost_breakdown(path: Path, by_method: RunSummary, reference: str = "op
     """Markdown table of ``cost_breakdown``: each method's cost per day and its parts, each with its difference
     to ``reference``'s (the optimum: where a method's gap to it comes from). Without the reference among the
     methods, the parts alone. With grid-only's row too, a last column weighs the days as the bill does: the share
-    of the mean saving, (grid-only's mean cost - the method's) / (grid-only's - the reference's), beside the other
-    tables' share, the mean of the days' own shares, which weighs a day of a small saving as much as one of a
-    large saving."""
+    of the mean saving, (grid-only's mean cost - the method's) / (grid-only's - the reference's), a day weighing as
+    much as the optimum saves on it."""
     breakdown = cost_breakdown(by_method)
     if not breakdown:
         return
     keys = list(next(iter(breakdown.values())))
     base = breakdown.get(reference)
     grid_only = breakdown.get("grid_only")
-    weighs = base is not None and grid_only is not None and grid_only["community_cost"] != base["community_cost"]
+    optimal_saving = (grid_only["community_cost"] - base["community_cost"]
+                      if base is not None and grid_only is not None else 0.0)
+    with_weighted_share = optimal_saving != 0.0
     headers = ["method", "cost /day", *(COST_PART_LABELS[key] for key in keys[1:])]
-    headers += [SHARE_OF_MEAN_SAVING] if weighs else []
+    headers += [SHARE_OF_MEAN_SAVING] if with_weighted_share else []
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for method, values in breakdown.items():
         cells = [f"{values[key]:.2f}" + (f" ({values[key] - base[key]:+.2f})" if base is not None
                                           and method != reference else "") for key in keys]
-        if weighs:
-            saving = grid_only["community_cost"] - values["community_cost"]
-            cells.append(f"{saving / (grid_only['community_cost'] - base['community_cost']):.3f}")
+        if with_weighted_share:
+            cells.append(f"{(grid_only['community_cost'] - values['community_cost']) / optimal_saving:.3f}")
         lines.append("| " + " | ".join([method, *cells]) + " |")
     note = (f"\nMoney per day, mean over days (and over runs for a learner's seeds); in brackets the difference to "
             f"{reference}'s. The parts add up to the cost.") if base is not None else ""
-    note += (f" The {SHARE_OF_MEAN_SAVING} weighs each day by its saving, as the bill does (the other tables' share "
-             "is the mean of the days' own shares).") if weighs else ""
+    note += (f" The {SHARE_OF_MEAN_SAVING} weighs each day by what the optimum saves on it, as the bill does (the "
+             "other tables' share is the mean of the days' own shares).") if with_weighted_share else ""
     Path(path).write_text("\n".join(lines) + "\n" + (f"{note}\n" if note else ""))
 
 

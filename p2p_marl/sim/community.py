@@ -143,8 +143,8 @@ def observation_features(config: EnvConfig) -> tuple[str, ...]:
     """The names of a local observation's features in order: OBS_FEATURES, then with ``forecast_bins`` K > 0
     the forecast window's profile, the household's mean load forecast over each K-th of the window
     (``load_bin_1`` the nearest) and then its PV's, / power_scale_kw in [0, 1] (p2p_marl.sim.forecasts), then
-    the ``extra_features`` (p2p_marl.config.EXTRA_FEATURES: the households' battery SoCs and the household's place
-    on the feeder, each one number; the community's forecast window, 2 K numbers)."""
+    the ``extra_features`` (p2p_marl.config.EXTRA_FEATURES: the households' battery SoCs, the household's place
+    on the feeder and the feeder's loading, each one number; the community's forecast window, 2 K numbers)."""
     bins = range(1, config.forecast_bins + 1)
     extra = []
     for name in config.extra_features:
