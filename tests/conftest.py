@@ -3,6 +3,7 @@ import importlib.util
 import os
 import random
 import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,12 @@ settings.load_profile("repeatable")
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def run_evaluate(*overrides: str) -> subprocess.CompletedProcess:
+    """``python evaluate.py`` with ``overrides`` in the repository's root, its output captured."""
+    return subprocess.run([sys.executable, "evaluate.py", *overrides], cwd=CONFIG_DIR.parent, capture_output=True,
+                          text=True, timeout=600)
 
 
 def load_script(path: Path, name: str):

@@ -26,16 +26,11 @@ from p2p_marl.evaluation.compare import (DEFAULT_BENCHMARKS, evaluate_policy, lo
 from p2p_marl.evaluation import compare, grid_resolution, report, setpoint_precision, value_of_information
 from p2p_marl.evaluation.setpoint_precision import MovedSetpoints, equivalent_noise_rms
 from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_evaluate_config
-from conftest import compose_config, launch_twice_at_once, load_script, table_cells
+from conftest import compose_config, launch_twice_at_once, load_script, run_evaluate, table_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ENV = ["env.n_agents=4", "env.n_days=30"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def run_evaluate(*overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "evaluate.py", *overrides], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -138,18 +133,18 @@ def test_cost_breakdown_adds_up_and_measures_the_gap_to_the_optimum(run_dir):
 
 
 def test_the_share_of_the_mean_saving_needs_grid_only_and_the_optimum_apart(tmp_path):
-    """The last column of cost_breakdown.md weighs the days by the optimum's saving: a learner's mean cost 6 between
-    grid-only's 10 and the optimum's 2 saves half of it; without grid-only, or where grid-only costs what the
-    optimum does (nothing to save), there is no such column."""
+    """The last column of cost_breakdown.md weighs the days by the optimum's saving: a learner's mean cost 4 between
+    grid-only's 10 and the optimum's 2 saves three quarters of it; without grid-only, or where grid-only costs what
+    the optimum does (nothing to save), there is no such column."""
     def summary(**costs):
         return {method: {key: {"mean": cost if key in ("community_cost", "grid_energy_cost") else 0.0, "std": None}
                          for key in ("community_cost", *report.COST_PARTS)} for method, cost in costs.items()}
 
     path = tmp_path / "cost_breakdown.md"
-    report.write_cost_breakdown(path, summary(grid_only=10.0, mappo=6.0, optimal=2.0))
+    report.write_cost_breakdown(path, summary(grid_only=10.0, mappo=4.0, optimal=2.0))
     rows = [table_cells(line) for line in path.read_text().splitlines() if line.startswith("| ")]
     assert rows[0][-1] == report.SHARE_OF_MEAN_SAVING
-    assert [row[-1] for row in rows[1:]] == ["0.000", "0.500", "1.000"]
+    assert [row[-1] for row in rows[1:]] == ["0.000", "0.750", "1.000"]
     for costs in ({"mappo": 6.0, "optimal": 2.0}, {"grid_only": 2.0, "mappo": 6.0, "optimal": 2.0}):
         report.write_cost_breakdown(path, summary(**costs))
         assert report.SHARE_OF_MEAN_SAVING not in path.read_text()

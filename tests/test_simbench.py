@@ -21,8 +21,7 @@ from p2p_marl.sim.community import CommunityCore  # noqa: E402
 from p2p_marl.sim.simbench import (ac_validation, extreme_steps, simbench_community,  # noqa: E402
                                    simbench_net)
 
-from conftest import assert_episode_invariants, load_script, table_cells  # noqa: E402
-from test_evaluate import run_evaluate  # noqa: E402
+from conftest import assert_episode_invariants, load_script, run_evaluate, table_cells  # noqa: E402
 from test_optimal import act_out  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "env"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from p2p_marl.evaluation.kpis import agent_bills, day_kpis
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.progress import track
 from p2p_marl.sim.community import CommunityCore
+
+if TYPE_CHECKING:  # imported where an ensemble is built: loading torch only when a checkpoint is evaluated
+    from p2p_marl.algos.nets import ActorEnsemble
 
 log = logging.getLogger(__name__)
 
@@ -147,15 +150,15 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
             raise ConfigError(f"ensemble=true averages the actors of two or more runs of one learner and training "
                               f"setting, and the checkpoints give none: their methods are {methods} (DQN and "
                               "Q-learning have no actor, and a learner's #1 and #2 are different settings)")
-        for method, ensemble in ensembles.items():
-            runs = f"{len(ensemble.members)}_runs"
-            policies[f"{method}+ensemble:{runs}"] = ensemble
+        for method, actors in ensembles.items():
+            runs = f"{len(actors.members)}_runs"
+            policies[f"{method}+ensemble:{runs}"] = actors
             if safety_filter:
-                policies[f"{method}+ensemble+safety_filter:{runs}"] = SafetyFilter(ensemble)
+                policies[f"{method}+ensemble+safety_filter:{runs}"] = SafetyFilter(actors)
     return policies
 
 
-def _ensembles(policies: dict[str, Policy]) -> dict[str, Policy]:
+def _ensembles(policies: dict[str, Policy]) -> dict[str, ActorEnsemble]:
     """``load_policies``' ensembles: method -> ``ActorEnsemble`` of its two or more actors (its checkpoints')."""
     from p2p_marl.algos.nets import ActorEnsemble, ActorPolicy
 

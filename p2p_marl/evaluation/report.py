@@ -25,7 +25,7 @@ from rich import box  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from p2p_marl.evaluation.kpis import COST_PARTS  # noqa: E402
+from p2p_marl.evaluation.kpis import COST_PARTS, OPTIMAL_SAVING_RTOL  # noqa: E402
 
 Results = dict[str, dict[str, np.ndarray]]
 Summary = dict[str, dict[str, dict[str, float | int | None]]]
@@ -484,9 +484,11 @@ def write_cost_breakdown(path: Path, by_method: RunSummary, reference: str = "op
     keys = list(next(iter(breakdown.values())))
     base = breakdown.get(reference)
     grid_only = breakdown.get("grid_only")
-    optimal_saving = (grid_only["community_cost"] - base["community_cost"]
-                      if base is not None and grid_only is not None else 0.0)
-    with_weighted_share = optimal_saving != 0.0
+    with_weighted_share = base is not None and grid_only is not None
+    if with_weighted_share:  # defined as each day's share is (kpis.share_of_optimal_saving): something to save
+        optimal_saving = grid_only["community_cost"] - base["community_cost"]
+        with_weighted_share = optimal_saving > OPTIMAL_SAVING_RTOL * (abs(grid_only["community_cost"])
+                                                                      + abs(base["community_cost"]))
     headers = ["method", "cost /day", *(COST_PART_LABELS[key] for key in keys[1:])]
     headers += [SHARE_OF_MEAN_SAVING] if with_weighted_share else []
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
