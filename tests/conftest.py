@@ -29,6 +29,13 @@ settings.load_profile("repeatable")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
+def meter_net_kwh(infos: dict[str, np.ndarray]) -> np.ndarray:
+    """Each household's net energy at its meter in a step (kWh, > 0 imported) from the step's infos: load - PV +
+    curtailed PV + battery charge - discharge."""
+    return (infos["load_kwh"] - infos["pv_kwh"] + infos["pv_curtailed_kwh"] + infos["battery_charge_kwh"]
+            - infos["battery_discharge_kwh"])
+
+
 def run_evaluate(*overrides: str) -> subprocess.CompletedProcess:
     """``python evaluate.py`` with ``overrides`` in the repository's root, its output captured."""
     return subprocess.run([sys.executable, "evaluate.py", *overrides], cwd=CONFIG_DIR.parent, capture_output=True,
@@ -104,8 +111,7 @@ def assert_episode_invariants(core: CommunityCore, seed: int) -> None:
         energy_before = core.energy_kwh.copy()
         obs, reward, done, info = core.step(actions)
         assert np.all(info["pv_curtailed_kwh"] >= 0) and np.all(info["pv_curtailed_kwh"] <= info["pv_kwh"] + 1e-12)
-        net = (info["load_kwh"] - info["pv_kwh"] + info["pv_curtailed_kwh"] + info["battery_charge_kwh"]
-               - info["battery_discharge_kwh"])
+        net = meter_net_kwh(info)
         # Energy balance at every meter.
         supply = info["p2p_buy_kwh"] - info["p2p_sell_kwh"] + info["grid_import_kwh"] - info["grid_export_kwh"]
         np.testing.assert_allclose(net, supply, atol=1e-9)

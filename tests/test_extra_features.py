@@ -13,6 +13,8 @@ from p2p_marl.config import EXTRA_FEATURES, ConfigError, EnvConfig, ordered_extr
 from p2p_marl.sim.community import ACTION_DIM, OBS_FEATURES, CommunityCore
 from p2p_marl.sim.feeder import power_flow_arrays
 
+from conftest import meter_net_kwh
+
 SMALL = dict(n_agents=6, n_days=20)
 ONE_NUMBER = tuple(name for name in EXTRA_FEATURES if name != "community_window")  # one observed number each
 
@@ -153,8 +155,7 @@ def test_the_feeder_loading_is_the_last_steps_most_loaded_element_against_its_ra
     while not done:
         days, t = core.days.copy(), core.t
         obs, _, done, infos = core.step(rng.uniform(-1.5, 1.5, (3, 6, ACTION_DIM)))
-        net_kw = (infos["load_kwh"] - infos["pv_kwh"] + infos["pv_curtailed_kwh"] + infos["battery_charge_kwh"]
-                  - infos["battery_discharge_kwh"]) / config.dt_h
+        net_kw = meter_net_kwh(infos) / config.dt_h
         q_kvar = core.reactive_kvar(infos["load_kwh"] / config.dt_h, days, t)
         *_, line_flow_kva, _, transformer_flow_kva = power_flow_arrays(core.feeder, net_kw, q_kvar)
         loading = np.maximum((line_flow_kva / rating_kva).max(axis=1), transformer_flow_kva / transformer_kva)

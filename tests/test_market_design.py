@@ -26,6 +26,7 @@ from p2p_marl.sim.auction import BUY, SELL
 from p2p_marl.sim.community import CommunityCore
 from p2p_marl.sim.feeder import household_distance_ohm, radial_feeder, to_pandapower
 from p2p_marl.sim.fees import fee_matrix_per_kwh, p2p_fees
+from conftest import meter_net_kwh
 from test_kpis import DAY, DT_H, GRID_ONLY_BILLS, make_infos
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -115,8 +116,7 @@ def test_bills_with_fees_balance_energy_and_money(seed, key):
         actions = np.stack([rng.uniform(-1, 1, (8, 6)), rng.uniform(0, 1, (8, 6)), rng.uniform(0, 0.3, (8, 6))],
                            axis=-1)
         _, reward, _, info = core.step(actions)
-        net = (info["load_kwh"] - info["pv_kwh"] + info["pv_curtailed_kwh"] + info["battery_charge_kwh"]
-               - info["battery_discharge_kwh"])
+        net = meter_net_kwh(info)
         supply = info["p2p_buy_kwh"] - info["p2p_sell_kwh"] + info["grid_import_kwh"] - info["grid_export_kwh"]
         np.testing.assert_allclose(net, supply, atol=1e-9)
         np.testing.assert_allclose(info["p2p_payment"].sum(1), info["p2p_revenue"].sum(1), atol=1e-9)
@@ -207,8 +207,7 @@ def test_feeder_losses_match_pandapower_ac(community):
     config = shipped(community)
     core = CommunityCore(config, batch_size=3)
     infos = rollout(core, SelfConsumption(), core.test_days[:3])
-    net_kw = (infos["load_kwh"] - infos["pv_kwh"] + infos["pv_curtailed_kwh"] + infos["battery_charge_kwh"]
-              - infos["battery_discharge_kwh"]).reshape(-1, config.n_agents) / config.dt_h
+    net_kw = meter_net_kwh(infos).reshape(-1, config.n_agents) / config.dt_h
     q_kvar = infos["load_kwh"].reshape(-1, config.n_agents) / config.dt_h * core.q_per_p
     loss_kw = infos["feeder_loss_kwh"][:, :, 0].reshape(-1) / config.dt_h
     busiest = np.argsort(loss_kw)[::-1][::12][:8]  # every 12th of the busiest steps, from high to moderate flows

@@ -20,7 +20,7 @@ from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_eval
 from p2p_marl.evaluation.kpis import VIOLATION_TOLERANCE, day_kpis
 from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, FEEDER_KPI_KEYS, CommunityCore
-from conftest import compose_config
+from conftest import compose_config, meter_net_kwh
 from test_simbench import preset
 
 DEFAULT_COMMUNITY = EnvConfig(n_agents=10, prosumer_share=0.6)  # community_10: its feeder binds on sunny days
@@ -49,11 +49,6 @@ class _Fixed:
 
     def act(self, core, obs):
         return self.actions
-
-
-def _net_kwh(infos):
-    return (infos["load_kwh"] - infos["pv_kwh"] + infos["pv_curtailed_kwh"] + infos["battery_charge_kwh"]
-            - infos["battery_discharge_kwh"])
 
 
 @settings(max_examples=40, deadline=None)
@@ -87,7 +82,7 @@ def test_on_the_default_feeder_every_filtered_step_is_in_the_band_and_safe_steps
     assert not _outside_limits(after).any()
     export_side_only = ~safe & (before["feeder_undervoltage_pu"][:, 0] <= VIOLATION_TOLERANCE) & (
         before["feeder_overload_kva"][:, 0] <= VIOLATION_TOLERANCE)
-    assert np.all(_net_kwh(after)[export_side_only] >= _net_kwh(before)[export_side_only] - 1e-9)
+    assert np.all(meter_net_kwh(after)[export_side_only] >= meter_net_kwh(before)[export_side_only] - 1e-9)
 
 
 def _outside_limits(infos):
@@ -120,7 +115,7 @@ def test_on_weak_feeders_a_filtered_day_stays_within_every_limit(feeder):
         assert not _outside_limits(after).any()
         broken_before += before[broken_kpi].sum()
         import_side = (before["feeder_undervoltage_pu"][:, 0] > 0) & (before["feeder_overvoltage_pu"][:, 0] == 0)
-        assert np.all(_net_kwh(after)[import_side] <= _net_kwh(before)[import_side] + 1e-9)
+        assert np.all(meter_net_kwh(after)[import_side] <= meter_net_kwh(before)[import_side] + 1e-9)
     assert broken_before > 0 and safety.interventions > 0  # the idle community did break this limit
 
 

@@ -25,7 +25,7 @@ from p2p_marl.sim.auction import BUY, SELL
 from p2p_marl.sim.community import SHARED_BATTERY_INFO_KEYS, CommunityCore
 from p2p_marl.sim.feeder import flow_rows, power_flow_arrays, radial_feeder
 from p2p_marl.sim.fees import loss_charges
-from conftest import table_cells
+from conftest import meter_net_kwh, table_cells
 
 CFG = EnvConfig(n_agents=6, n_days=12)
 BATTERY = dict(shared_battery_kwh=20.0, shared_battery_kw=8.0)
@@ -192,8 +192,7 @@ def test_energy_and_money_balance_with_the_shared_battery_and_loss_charges(seed,
         _, reward, _, info = core.step(actions, operator)
         assert set(info) == set(core.info_keys)
         retail, feed_in = info["retail_price"], info["feed_in_price"]
-        net = (info["load_kwh"] - info["pv_kwh"] + info["pv_curtailed_kwh"] + info["battery_charge_kwh"]
-               - info["battery_discharge_kwh"])
+        net = meter_net_kwh(info)
         supply = info["p2p_buy_kwh"] - info["p2p_sell_kwh"] + info["grid_import_kwh"] - info["grid_export_kwh"]
         np.testing.assert_allclose(net, supply, atol=1e-9)
         shared = {key[len("shared_battery_"):]: info[key] if key in info else np.zeros((4, n))

@@ -30,6 +30,7 @@ from p2p_marl.baselines.rules import (GridOnly, IdleMidPrice, RandomActions, Sel
 from p2p_marl.baselines.safety_filter import SafetyFilter
 from p2p_marl.config import ADDED_ENV_KEYS, DISCRETE_VIEW_KEYS, ConfigError, EnvConfig, ordered_extra_features
 from p2p_marl.evaluation.kpis import agent_bills, day_kpis
+from p2p_marl.evaluation.report import method_of
 from p2p_marl.evaluation.rollout import rollout
 from p2p_marl.progress import track
 from p2p_marl.sim.community import CommunityCore
@@ -146,7 +147,7 @@ def load_policies(methods: list[str], checkpoints: list[str], seed: int = 0,
     if ensemble:
         ensembles = _ensembles(policies)
         if not ensembles:
-            methods = sorted({label.split(":", 1)[0] for label in policies if ":" in label})
+            methods = sorted({method_of(label) for label in policies if ":" in label})
             raise ConfigError(f"ensemble=true averages the actors of two or more runs of one learner and training "
                               f"setting, and the checkpoints give none: their methods are {methods} (DQN and "
                               "Q-learning have no actor, and a learner's #1 and #2 are different settings)")
@@ -165,7 +166,7 @@ def _ensembles(policies: dict[str, Policy]) -> dict[str, ActorEnsemble]:
     members: dict[str, list[ActorPolicy]] = {}
     for label, policy in policies.items():
         if isinstance(policy, ActorPolicy):  # a checkpoint's own row: benchmarks and wrappers are not actors
-            members.setdefault(label.split(":", 1)[0], []).append(policy)
+            members.setdefault(method_of(label), []).append(policy)
     return {method: ActorEnsemble(f"{method}+ensemble", actors) for method, actors in members.items()
             if len(actors) > 1}
 

@@ -25,7 +25,7 @@ from rich import box  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from p2p_marl.evaluation.kpis import COST_PARTS, OPTIMAL_SAVING_RTOL  # noqa: E402
+from p2p_marl.evaluation.kpis import COST_PARTS, share_of_optimal_saving  # noqa: E402
 
 Results = dict[str, dict[str, np.ndarray]]
 Summary = dict[str, dict[str, dict[str, float | int | None]]]
@@ -484,11 +484,11 @@ def write_cost_breakdown(path: Path, by_method: RunSummary, reference: str = "op
     keys = list(next(iter(breakdown.values())))
     base = breakdown.get(reference)
     grid_only = breakdown.get("grid_only")
-    with_weighted_share = base is not None and grid_only is not None
-    if with_weighted_share:  # defined as each day's share is (kpis.share_of_optimal_saving): something to save
-        optimal_saving = grid_only["community_cost"] - base["community_cost"]
-        with_weighted_share = optimal_saving > OPTIMAL_SAVING_RTOL * (abs(grid_only["community_cost"])
-                                                                      + abs(base["community_cost"]))
+    # The share of the mean costs, by the days' own formula, undefined (NaN) where there is nothing to save.
+    weighted_share = ({method: float(share_of_optimal_saving(values["community_cost"], grid_only["community_cost"],
+                                                             base["community_cost"]))
+                       for method, values in breakdown.items()} if base is not None and grid_only is not None else {})
+    with_weighted_share = bool(weighted_share) and not math.isnan(weighted_share["grid_only"])
     headers = ["method", "cost /day", *(COST_PART_LABELS[key] for key in keys[1:])]
     headers += [SHARE_OF_MEAN_SAVING] if with_weighted_share else []
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -496,7 +496,7 @@ def write_cost_breakdown(path: Path, by_method: RunSummary, reference: str = "op
         cells = [f"{values[key]:.2f}" + (f" ({values[key] - base[key]:+.2f})" if base is not None
                                           and method != reference else "") for key in keys]
         if with_weighted_share:
-            cells.append(f"{(grid_only['community_cost'] - values['community_cost']) / optimal_saving:.3f}")
+            cells.append(f"{weighted_share[method]:.3f}")
         lines.append("| " + " | ".join([method, *cells]) + " |")
     note = (f"\nMoney per day, mean over days (and over runs for a learner's seeds); in brackets the difference to "
             f"{reference}'s. The parts add up to the cost.") if base is not None else ""
