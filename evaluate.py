@@ -25,6 +25,8 @@ run directory (``hydra.run.dir``, by default ``runs/evaluate/<date>_<time>``, wi
   energy, battery wear, network penalty, end-of-day settlement, fees), and how far each part lies above or below
   the optimum's; its last column the share of the mean saving, which weighs each day by what the optimum saves
   on it, as the bill does (the other tables' share is the mean of the days' shares);
+- ``feeder_days.md``: each method's share of the optimal saving, curtailment, grid energy and network penalty on
+  the days on which grid-only (idle batteries) violates the feeder, and on the other days;
 - ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``,
   ``mean_day_by_method.png`` (each method's average day: state of charge, battery power, grid import and export);
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);
@@ -104,6 +106,7 @@ def evaluate(config: EvaluateConfig, policies: dict[str, Policy], output_dir: Pa
     report.write_summary_json(output_dir / "summary_by_method.json", by_method)
     report.write_markdown_table(output_dir / "summary_by_method.md", by_method)
     report.write_cost_breakdown(output_dir / "cost_breakdown.md", by_method)
+    report.write_feeder_days(output_dir / "feeder_days.md", results)
     if len(by_method) < len(summary):  # some learner came with several checkpoints (seeds)
         console.print(report.runs_table(by_method, title="Per method: mean ± std over seeds (of each run's mean "
                                                          f"over the {config.days} days)"))

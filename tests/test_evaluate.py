@@ -150,6 +150,48 @@ def test_the_share_of_the_mean_saving_needs_grid_only_and_the_optimum_apart(tmp_
         assert report.SHARE_OF_MEAN_SAVING not in path.read_text()
 
 
+def test_feeder_days_split_each_methods_days_by_whether_idle_batteries_violate_the_feeder(run_dir):
+    """feeder_days.md: per method, the mean of each column's KPI over the days on which grid-only violates the
+    feeder and over the others, as results.csv has them per day."""
+    rows = read_results(run_dir)
+    feeder_day = {row["day"]: float(row["violation_day"]) > 0.0 for row in rows if row["method"] == "grid_only"}
+    lines = (run_dir / "feeder_days.md").read_text().splitlines()
+    n_feeder_days = sum(feeder_day.values())
+    assert table_cells(lines[0])[:3] == ["method", f"share ({n_feeder_days} feeder days)",
+                                         f"share ({len(feeder_day) - n_feeder_days} other days)"]
+    table = {cells[0]: cells[1:] for cells in map(table_cells, lines[2:]) if len(cells) > 1}
+    assert list(table) == list(DEFAULT_BENCHMARKS)
+    for method, cells in table.items():
+        expected = []
+        for kpi, _, _ in report.FEEDER_DAY_COLUMNS:
+            for on_feeder_days in (True, False):
+                values = [float(row[kpi]) for row in rows
+                          if row["method"] == method and feeder_day[row["day"]] == on_feeder_days]
+                expected.append(np.nanmean(values) if values else None)
+        for cell, value in zip(cells, expected, strict=True):
+            assert cell == "–" if value is None else float(cell) == pytest.approx(value, abs=0.051)
+
+
+def test_feeder_days_pool_a_learners_runs_and_need_grid_only(tmp_path):
+    """Grid-only violates the feeder on days 0 and 2 of three: a learner's two runs are pooled over those days
+    (shares 1.0, 0.5, 0.2, 0.9: 0.65) and apart on day 1 (0.0 and 0.4: 0.20); a day without a defined share is
+    left out; without grid-only's results there is no table."""
+    def kpis(share, violation_day=(0.0, 0.0, 0.0)):
+        return {"share_of_optimal_saving": np.array(share), "violation_day": np.array(violation_day),
+                **{kpi: np.zeros(3) for kpi, _, _ in report.FEEDER_DAY_COLUMNS[1:]}}
+
+    results = {"grid_only": kpis([0.0, 0.0, 0.0], violation_day=[1.0, 0.0, 1.0]),
+               "mappo:seed0": kpis([1.0, 0.0, 0.5]), "mappo:seed1": kpis([0.2, 0.4, 0.9]),
+               "rule": kpis([np.nan, 0.3, 0.6])}
+    path = tmp_path / "feeder_days.md"
+    report.write_feeder_days(path, results)
+    table = {cells[0]: cells[1:3] for cells in map(table_cells, path.read_text().splitlines()[2:]) if len(cells) > 1}
+    assert table == {"grid_only": ["0.00", "0.00"], "mappo": ["0.65", "0.20"], "rule": ["0.60", "0.30"]}
+    path.unlink()
+    report.write_feeder_days(path, {"mappo:seed0": results["mappo:seed0"]})
+    assert not path.exists()
+
+
 def test_the_cost_gap_by_period_splits_each_methods_gap_to_the_optimum_over_the_tariff_periods(run_dir):
     """cost_gap_by_period.md: a column per time-of-use period of the default tariff (off-peak until 07:00, shoulder,
     peak 17:00-21:00, shoulder, off-peak from 22:00), a row per method but the optimum, and the periods add up

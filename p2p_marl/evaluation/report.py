@@ -505,6 +505,50 @@ def write_cost_breakdown(path: Path, by_method: RunSummary, reference: str = "op
     Path(path).write_text("\n".join(lines) + "\n" + (f"{note}\n" if note else ""))
 
 
+# feeder_days.md: the days on which idle batteries violate the feeder apart from the others. Where the feeder binds
+# on a few days, those days can hold much of the saving, and a mean over all days hides which of them a method wins.
+FEEDER_DAY_COLUMNS = (
+    ("share_of_optimal_saving", "share", "{:.2f}"),
+    ("pv_curtailed_kwh", "curtailed kWh/day", "{:.1f}"),
+    ("grid_energy_cost", "grid energy /day", "{:.2f}"),
+    ("network_penalty", "network penalty /day", "{:.2f}"),
+)
+
+
+def feeder_days(results: Results) -> np.ndarray:
+    """Per day, whether grid-only (the batteries idle) leaves the voltage band or overloads a line or the
+    transformer on it (``violation_day``, by at least ``kpis.VIOLATION_TOLERANCE``)."""
+    return results["grid_only"]["violation_day"] > 0.0
+
+
+def write_feeder_days(path: Path, results: Results) -> None:
+    """Markdown table of each method's ``FEEDER_DAY_COLUMNS`` on the feeder days (``feeder_days``) and on the
+    other days: the mean over the group's days and a learner's runs (all runs play the same days), days where a
+    KPI is undefined left out, "–" where none defines it. Nothing is written without grid-only's results."""
+    if "grid_only" not in results:
+        return
+    on_feeder_days = feeder_days(results)
+    groups = ((f"{on_feeder_days.sum()} feeder days", on_feeder_days),
+              (f"{(~on_feeder_days).sum()} other days", ~on_feeder_days))
+    labels_of: dict[str, list[str]] = {}
+    for label in results:
+        labels_of.setdefault(method_of(label), []).append(label)
+    headers = ["method", *(f"{header} ({name})" for _, header, _ in FEEDER_DAY_COLUMNS for name, _ in groups)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for method, labels in labels_of.items():
+        cells = []
+        for kpi, _, fmt in FEEDER_DAY_COLUMNS:
+            for _, days in groups:
+                values = np.concatenate([results[label][kpi][days] for label in labels])
+                defined = values[np.isfinite(values)]
+                cells.append(fmt.format(defined.mean()) if defined.size else "–")
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    note = ("\nFeeder days: the days on which grid-only (the batteries idle) leaves the voltage band or overloads a "
+            "line or the transformer. Means over the group's days (and a learner's runs); the share is the mean of "
+            "the days' own shares of the optimal saving.")
+    Path(path).write_text("\n".join(lines) + "\n" + note + "\n")
+
+
 def plot_cost_gap(path: Path, by_method: RunSummary, title: str, reference: str = "optimal") -> None:
     """Where each method's gap to ``reference`` comes from: per method a horizontal bar of each part's difference
     to the reference's (stacked, parts that cost more to the right, parts that save to the left) and a black
