@@ -25,8 +25,9 @@ run directory (``hydra.run.dir``, by default ``runs/evaluate/<date>_<time>``, wi
   energy, battery wear, network penalty, end-of-day settlement, fees), and how far each part lies above or below
   the optimum's; its last column the share of the mean saving, which weighs each day by what the optimum saves
   on it, as the bill does (the other tables' share is the mean of the days' shares);
-- ``feeder_days.md``: each method's share of the optimal saving, curtailment, grid energy and network penalty on
-  the days on which grid-only (idle batteries) violates the feeder, and on the other days;
+- ``feeder_days.md`` (with grid-only among the methods): each method's share of the optimal saving,
+  curtailment, grid energy and network penalty on the days on which grid-only (idle batteries) violates the
+  feeder, and on the other days;
 - ``dispatch_<method>.png`` (one day of operation), ``costs_by_method.png``, ``share_of_optimal_saving.png``,
   ``mean_day_by_method.png`` (each method's average day: state of charge, battery power, grid import and export);
 - TensorBoard event files with every KPI as scalar ``<method>/<kpi>`` (``tensorboard --logdir runs``);

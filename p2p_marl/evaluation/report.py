@@ -528,8 +528,8 @@ def write_feeder_days(path: Path, results: Results) -> None:
     if "grid_only" not in results:
         return
     on_feeder_days = feeder_days(results)
-    groups = ((f"{on_feeder_days.sum()} feeder days", on_feeder_days),
-              (f"{(~on_feeder_days).sum()} other days", ~on_feeder_days))
+    groups = [(f"{days.sum()} {kind} day{'' if days.sum() == 1 else 's'}", days)
+              for kind, days in (("feeder", on_feeder_days), ("other", ~on_feeder_days))]
     labels_of: dict[str, list[str]] = {}
     for label in results:
         labels_of.setdefault(method_of(label), []).append(label)
