@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -145,16 +146,22 @@ def method_of(label: str) -> str:
     return label.split(":", 1)[0]
 
 
+def labels_by_method(labels: Iterable[str]) -> dict[str, list[str]]:
+    """{method: its labels, in the order given}: a learner's runs (``method_of``) together, methods in the order
+    of their first label."""
+    grouped: dict[str, list[str]] = {}
+    for label in labels:
+        grouped.setdefault(method_of(label), []).append(label)
+    return grouped
+
+
 def summarize_runs(summary: Summary) -> RunSummary:
     """{method: {kpi: {"mean", "std", "n_runs", "runs"}}}: each run's mean over days (``runs``, in the order
     given; None where the KPI is undefined on all of that run's days, e.g. a clearing price without trade),
     and the mean and sample standard deviation (ddof = 1) over the runs that define it; ``std`` is None with
     fewer than two such runs, ``mean`` with none."""
-    grouped: dict[str, list[str]] = {}
-    for label in summary:
-        grouped.setdefault(method_of(label), []).append(label)
     by_method: RunSummary = {}
-    for method, labels in grouped.items():
+    for method, labels in labels_by_method(summary).items():
         by_method[method] = {}
         for kpi in summary[labels[0]]:
             runs = [summary[label][kpi]["mean"] for label in labels]
@@ -530,12 +537,9 @@ def write_feeder_days(path: Path, results: Results) -> None:
     on_feeder_days = feeder_days(results)
     groups = [(f"{days.sum()} {kind} day{'' if days.sum() == 1 else 's'}", days)
               for kind, days in (("feeder", on_feeder_days), ("other", ~on_feeder_days))]
-    labels_of: dict[str, list[str]] = {}
-    for label in results:
-        labels_of.setdefault(method_of(label), []).append(label)
     headers = ["method", *(f"{header} ({name})" for _, header, _ in FEEDER_DAY_COLUMNS for name, _ in groups)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for method, labels in labels_of.items():
+    for method, labels in labels_by_method(results).items():
         cells = []
         for kpi, _, fmt in FEEDER_DAY_COLUMNS:
             for _, days in groups:
