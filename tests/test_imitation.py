@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2p_marl.algos.dqn import DQN, DQNConfig
-from p2p_marl.algos.imitation import IMITATION_KEYS, demonstrations, regret_weights
+from p2p_marl.algos.imitation import IMITATION_KEYS, demonstrations, feeder_weights, regret_weights
 from p2p_marl.algos.maddpg import MADDPG, MADDPGConfig
 from p2p_marl.algos.mappo import MAPPO, MAPPOConfig
 from p2p_marl.algos.nets import actor_input, env_action
@@ -21,6 +21,7 @@ from p2p_marl.baselines.rules import SelfConsumption
 from p2p_marl.config import ConfigError, EnvConfig
 from p2p_marl.evaluation.step_regret import RegretShadow
 from p2p_marl.sim.community import CommunityCore
+from p2p_marl.sim.safety_filter import idle_step_outside_limits
 
 TINY = EnvConfig(n_agents=4, n_days=12, dt_h=2.0)
 # Each learner with an actor, and small settings for it.
@@ -399,6 +400,44 @@ def test_a_refresh_weighs_the_new_round_by_the_actors_regret_and_rolls_the_weigh
         relabelled.regrets.sum() * learner.core.steps_per_episode / len(relabelled.regrets), rel=1e-9)
 
 
+BINDING = dataclasses.replace(TINY, transformer_kva=3.0)  # the idle community overloads it on a quarter of the steps
+
+
+def test_demonstrations_mark_the_steps_where_the_feeder_binds_with_idle_batteries():
+    played = demonstrations(CommunityCore(BINDING, batch_size=2), "mpc", 2, 0, "power")
+    core, rng, expected = CommunityCore(BINDING, batch_size=2), np.random.default_rng(0), []
+    for _ in range(2):  # the same days as the teacher's: the day and the hour decide the mark, not the actions
+        core.reset(seed=int(rng.integers(2 ** 63)))
+        while not core.done:
+            expected.append(idle_step_outside_limits(core))
+            core.step(np.zeros((core.batch_size, core.n_agents, 3)))
+    np.testing.assert_array_equal(played.idle_breaks_feeder, np.concatenate(expected))
+    assert 0.0 < played.idle_breaks_feeder.mean() < 1.0
+
+
+@pytest.mark.parametrize("name", ACTOR_LEARNERS)
+def test_the_states_where_the_feeder_binds_with_idle_batteries_weigh_the_feeder_weight(name):
+    """In MPC's round and in the student's, the marked states, and only they, weigh ``imitation_feeder_weight``."""
+    learner, config, defaults = ACTOR_LEARNERS[name]
+    settings = {**defaults, "imitation_days": 2, "imitation_epochs": 1, "imitation_teacher": "mpc",
+                "imitation_rounds": 1, "imitation_coef": 1.0}
+    weighted = learner(BINDING, config(imitation_feeder_weight=0.25, **settings), seed=0)
+    plain = learner(BINDING, config(**settings), seed=0)
+    weighted.imitate(), plain.imitate()
+    torch.testing.assert_close(plain.imitation.weights, torch.ones(len(plain.imitation.weights)))
+    rows = len(weighted.imitation.weights) // 2  # the teacher's own round, then the student's
+    for round_weights in (weighted.imitation.weights[:rows], weighted.imitation.weights[rows:]):
+        marked = round_weights != 1.0
+        assert 0 < int(marked.sum()) < rows
+        torch.testing.assert_close(round_weights[marked], torch.full((int(marked.sum()),), 0.25))
+
+
+@given(flags=st.lists(st.booleans(), max_size=30), feeder_weight=st.floats(0.0, 1000.0))
+def test_feeder_weights_change_only_the_marked_states(flags, feeder_weight):
+    weights = feeder_weights(np.array(flags, dtype=bool), feeder_weight)
+    np.testing.assert_array_equal(weights, np.where(flags, feeder_weight, 1.0))
+
+
 def test_the_imitation_loss_weighs_each_community_steps_demonstrations():
     learner = small("mappo", imitation_days=2, imitation_epochs=1, imitation_coef=1.0)
     learner.imitate()
@@ -427,6 +466,15 @@ def test_the_imitation_loss_weighs_each_community_steps_demonstrations():
                 "imitation_regret_weight": float("nan")})])
 def test_bad_regret_weights_name_the_key(name, settings):
     with pytest.raises(ConfigError, match=rf"^{name}\.imitation_regret_weight"):
+        ACTOR_LEARNERS[name][1](**settings)
+
+
+@pytest.mark.parametrize("name, settings, match", [
+    ("mappo", {"imitation_feeder_weight": 0.0}, "needs imitation_days > 0"),  # no demonstrations to weigh
+    ("maddpg", {"imitation_days": 4, "imitation_feeder_weight": -0.5}, "out of range"),
+    ("mappo", {"imitation_days": 4, "imitation_feeder_weight": float("inf")}, "must be")])
+def test_bad_feeder_weights_name_the_key(name, settings, match):
+    with pytest.raises(ConfigError, match=rf"^{name}\.imitation_feeder_weight.*{match}"):
         ACTOR_LEARNERS[name][1](**settings)
 
 

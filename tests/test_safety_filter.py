@@ -20,6 +20,7 @@ from p2p_marl.evaluation.config import EvaluateConfig, register_configs, to_eval
 from p2p_marl.evaluation.kpis import VIOLATION_TOLERANCE, day_kpis
 from p2p_marl.sim.battery import feasible_power
 from p2p_marl.sim.community import ACTION_HIGH, ACTION_LOW, FEEDER_KPI_KEYS, CommunityCore
+from p2p_marl.sim.safety_filter import idle_step_outside_limits
 from conftest import compose_config, meter_net_kwh
 from test_simbench import preset
 
@@ -117,6 +118,24 @@ def test_on_weak_feeders_a_filtered_day_stays_within_every_limit(feeder):
         import_side = (before["feeder_undervoltage_pu"][:, 0] > 0) & (before["feeder_overvoltage_pu"][:, 0] == 0)
         assert np.all(meter_net_kwh(after)[import_side] <= meter_net_kwh(before)[import_side] + 1e-9)
     assert broken_before > 0 and safety.interventions > 0  # the idle community did break this limit
+
+
+@pytest.mark.parametrize("feeder", sorted(WEAK_FEEDERS))
+def test_the_steps_where_the_feeder_binds_with_idle_batteries_are_grid_onlys_violation_steps(feeder):
+    """``idle_step_outside_limits``, asked before each step, says which of grid-only's steps the simulator then
+    finds outside the limits; the day and the hour decide it, whatever the batteries hold."""
+    env, _, days = WEAK_FEEDERS[feeder]
+    core = CommunityCore(env, batch_size=8)
+    obs = core.reset(seed=0) if days is None else core.reset(days=sunny_test_days(core)[:core.batch_size])
+    core.energy_kwh = np.random.default_rng(0).uniform(core.battery.min_energy_kwh, core.battery.max_energy_kwh,
+                                                       core.energy_kwh.shape)
+    flagged = []
+    while not core.done:
+        predicted = idle_step_outside_limits(core)
+        obs, _, _, infos = core.step(GridOnly().act(core, obs))
+        np.testing.assert_array_equal(predicted, _outside_limits(infos))
+        flagged.append(predicted)
+    assert 0 < np.mean(flagged) < 1  # the feeder binds at some steps of these days, not at all
 
 
 def test_the_filter_stores_the_noon_export_before_it_curtails_it():

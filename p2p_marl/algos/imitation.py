@@ -28,6 +28,12 @@ teacher's label, and its next observation is the next step's (DQN's learning fro
 A ``Policy`` may also teach (``demonstrations``, ``ActorImitation.warm_start``): trained actors that act in any
 state, e.g. a learner's seeds played as one (``p2p_marl.evaluation.distil_seeds``).
 
+Each recorded step is marked where the feeder binds without control: where idle batteries and uncurtailed PV
+leave the voltage band or overload a line or the transformer (grid-only's step, ``idle_step_outside_limits``). The
+actor learners can weigh those states apart (``imitation_feeder_weight``, ``feeder_weights``): where the teacher
+plans around a limit that the student's observation does not show, its demonstrations may teach the student less
+than the learner's own return does there (README, SimBench feeders).
+
 With ``regrets`` (a student and MPC) each state is also judged: the teacher plans once more with the student's
 battery and curtailment step fixed, and the plan's cost above its own is what the student's departure costs
 there (``p2p_marl.evaluation.step_regret``'s regret). The actor learners weigh a DAgger round's states by it
@@ -63,6 +69,7 @@ from p2p_marl.baselines.policy import Policy
 from p2p_marl.baselines.rules import self_consumption_setpoint
 from p2p_marl.config import ConfigError
 from p2p_marl.sim.community import ACTION_DIM, CommunityCore
+from p2p_marl.sim.safety_filter import idle_step_outside_limits
 from p2p_marl.training.value_based import ActionGrid
 
 TEACHERS = ("optimum", "mpc")
@@ -81,6 +88,9 @@ IMITATION_INTEGERS = {"imitation_days", "imitation_epochs", "imitation_rounds"}
 # The actor learners' (MAPPO's, MADDPG's) weight of the student's regret in the demonstrations' weights
 # (``regret_weights``); 0: every demonstration weighs the same.
 REGRET_WEIGHT_RANGE = ("imitation_regret_weight", 0.0, 1000.0, True, True)
+# Their weight of the demonstrations at steps where the feeder binds with idle batteries (``feeder_weights``); 1:
+# the same as the others.
+FEEDER_WEIGHT_RANGE = ("imitation_feeder_weight", 0.0, 1000.0, True, True)
 
 
 def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> None:
@@ -99,11 +109,14 @@ def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> 
                               "demonstrations it uses)")
 
 
-def check_regret_weight(config: Any, prefix: str, refresh_steps: int = 0) -> None:
-    """``imitation_regret_weight`` > 0 needs states that a student reached (DAgger rounds, or MAPPO's refreshes
+def check_demonstration_weights(config: Any, prefix: str, refresh_steps: int = 0) -> None:
+    """An actor learner's weights of its demonstrations, named as ``prefix.key``: ``imitation_feeder_weight`` other
+    than 1 needs demonstrations (``imitation_days`` > 0); ``imitation_regret_weight`` > 0 needs states that a student reached (DAgger rounds, or MAPPO's refreshes
     every ``refresh_steps``), which only MPC can judge, and a teacher without power smoothing (whose plans minimise
-    the bill plus the smoothing's cost, so that the bills of two plans no longer compare as regrets); named as
-    ``prefix.imitation_regret_weight``."""
+    the bill plus the smoothing's cost, so that the bills of two plans no longer compare as regrets)."""
+    if config.imitation_feeder_weight != 1.0 and config.imitation_days == 0:
+        raise ConfigError(f"{prefix}.imitation_feeder_weight={config.imitation_feeder_weight!r} needs imitation_days "
+                          "> 0 (the demonstrations it weighs)")
     weight = config.imitation_regret_weight
     if weight == 0.0:
         return
@@ -130,6 +143,13 @@ def regret_weights(regrets: np.ndarray, regret_weight: float) -> np.ndarray:
     return (1.0 + regret_weight * regret / mean) / (1.0 + regret_weight)
 
 
+def feeder_weights(idle_breaks_feeder: np.ndarray, feeder_weight: float) -> np.ndarray:
+    """(M,) weights of demonstrations: ``feeder_weight`` where the step breaks the feeder's limits with idle batteries
+    (``Demonstrations.idle_breaks_feeder``), 1 elsewhere. Not renormalised: at 0 the learner's own return alone
+    shapes the actor where the feeder binds, and every other state weighs as before."""
+    return np.where(idle_breaks_feeder, feeder_weight, 1.0)
+
+
 @dataclass(frozen=True)
 class GridSteps:
     """The grid's view of demonstrations (``demonstrations`` with a ``grid``), aligned with their observations."""
@@ -147,6 +167,8 @@ class Demonstrations:
     cost: float  # mean community cost per day of the played episodes (the teacher's, on the grid if there is
     # one, or the student's)
     teacher_s: float  # seconds the teacher spent planning
+    idle_breaks_feeder: np.ndarray  # (M,) bool: with idle batteries and no curtailment the step would leave the
+    # voltage band or overload a line or the transformer (``idle_step_outside_limits``)
     grid: GridSteps | None = None  # with a grid only
     regrets: np.ndarray | None = None  # (M,) with ``regrets``: money per community-step, what the student's
     # battery and curtailment step cost by the teacher's reckoning (``demonstrations``)
@@ -202,7 +224,7 @@ def demonstrations(core: CommunityCore, teacher: str | Policy, n_resets: int, se
         raise ValueError("regrets judge a student's steps on the actor's box: they need a student and no grid")
     policy = (teacher if not named else _EpisodeOptimum(smoothing_per_kwh) if teacher == "optimum"
               else MPCPolicy(threads=threads, power_smoothing_per_kwh=smoothing_per_kwh))
-    observations, boxes, costs, teacher_s = [], [], [], 0.0
+    observations, boxes, costs, teacher_s, idle_breaks_feeder = [], [], [], 0.0, []
     labels, played_indices, rewards, terminal, step_regrets = [], [], [], [], []
     rng = np.random.default_rng(seed)
     battery = core.battery
@@ -217,6 +239,7 @@ def demonstrations(core: CommunityCore, teacher: str | Policy, n_resets: int, se
         day_cost = np.zeros(core.batch_size)
         for _ in range(core.steps_per_episode):
             observations.append(obs)
+            idle_breaks_feeder.append(idle_step_outside_limits(core))
             self_consumption = self_consumption_setpoint(core, obs)
             start = time.perf_counter()
             action = policy.act(core, obs)
@@ -258,7 +281,8 @@ def demonstrations(core: CommunityCore, teacher: str | Policy, n_resets: int, se
         np.concatenate(labels), np.concatenate(played_indices), np.concatenate(rewards),
         np.repeat(terminal, core.batch_size))
     return Demonstrations(np.concatenate(observations), np.concatenate(boxes), float(np.concatenate(costs).mean()),
-                          teacher_s, steps, np.concatenate(step_regrets) if regrets else None)
+                          teacher_s, np.concatenate(idle_breaks_feeder), steps,
+                          np.concatenate(step_regrets) if regrets else None)
 
 
 def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, student: Policy | None,
@@ -266,18 +290,20 @@ def _play_round(core: CommunityCore, config: Any, rng: np.random.Generator, stud
     """One round of ``ActorImitation``: ``ceil(config.imitation_days / batch_size)`` batches of training episodes
     played by the teacher (``student`` None) or by ``student`` and labelled by the teacher, on a seed from
     ``rng``; with them the weight of each community-step's demonstrations (``regret_weights`` of the student's
-    regrets where ``config.imitation_regret_weight`` > 0, else 1) and, where regrets were measured, the student's
-    mean regret per day (``imitation/student_regret_per_day``). ``teacher`` (a ``Policy``) replaces
+    regrets where ``config.imitation_regret_weight`` > 0, else 1, times ``feeder_weights`` of
+    ``config.imitation_feeder_weight``) and, where regrets were measured, the student's mean regret per day
+    (``imitation/student_regret_per_day``). ``teacher`` (a ``Policy``) replaces
     ``config.imitation_teacher``."""
     judge = student is not None and config.imitation_regret_weight > 0.0
     played = demonstrations(core, config.imitation_teacher if teacher is None else teacher,
                             math.ceil(config.imitation_days / core.batch_size),
                             int(rng.integers(2 ** 63)), config.battery_action, student, threads=threads,
                             smoothing_per_kwh=config.imitation_smoothing_per_kwh, regrets=judge)
+    weights = feeder_weights(played.idle_breaks_feeder, config.imitation_feeder_weight)
     if not judge:
-        return played, np.ones(len(played.observations)), {}
+        return played, weights, {}
     per_day = float(played.regrets.sum() * core.steps_per_episode / len(played.regrets))
-    return (played, regret_weights(played.regrets, config.imitation_regret_weight),
+    return (played, weights * regret_weights(played.regrets, config.imitation_regret_weight),
             {"imitation/student_regret_per_day": per_day})
 
 

@@ -37,9 +37,10 @@ Read top to bottom like a CleanRL single-file algorithm. One ``iterate()``:
 Learning from a teacher (its own row beside the pure learner; off by default): with ``imitation_days`` > 0 the
 actor is first fitted to a planning teacher's actions (the optimum, or MPC on the environment's forecaster, with
 ``imitation_rounds`` of DAgger, whose states weigh by the actor's regret there with ``imitation_regret_weight``
-> 0), and the target actor copies it; with ``imitation_coef`` > 0 every actor update also descends that weight x
-the imitation loss on the kept demonstrations (``p2p_marl.algos.imitation``). The
-warm start's fits take Adam at ``actor_lr`` in ``IMITATION_MINIBATCHES`` minibatches per pass. With
+> 0; the states where the feeder binds with idle batteries weigh ``imitation_feeder_weight``), and the target
+actor copies it; with ``imitation_coef`` > 0 every actor update also descends that weight x the imitation loss on
+the kept demonstrations (``p2p_marl.algos.imitation``). The warm start's fits take Adam at ``actor_lr`` in
+``IMITATION_MINIBATCHES`` minibatches per pass. With
 ``actor_q_normalised`` (off by default) the actor's Q term is divided by the minibatch's mean ``|Q|`` (not
 differentiated), TD3+BC's balance (Fujimoto and Gu 2021: ``lambda = alpha / mean |Q|``, so ``imitation_coef`` =
 1 / alpha): the imitation loss then weighs the same against the critic's gradient whatever the scale of the
@@ -69,8 +70,8 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, REGRET_WEIGHT_RANGE, ActorImitation,
-                                      check_imitation, check_regret_weight)
+from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, FEEDER_WEIGHT_RANGE, REGRET_WEIGHT_RANGE,
+                                      ActorImitation, check_demonstration_weights, check_imitation)
 from p2p_marl.algos.nets import (
     LR_SCHEDULE_INTEGERS,
     LR_SCHEDULE_RANGES,
@@ -148,6 +149,8 @@ class MADDPGConfig:
     # (optimal.py's power_smoothing_per_kwh); 0: HiGHS's own choice among equal plans
     imitation_regret_weight: float = 0.0  # > 0: a DAgger round's states weigh (1 + this x the student's regret
     # there / the round's mean regret) / (1 + this) in the fit and the imitation loss (imitation.regret_weights)
+    imitation_feeder_weight: float = 1.0  # the demonstrations at steps where the feeder binds with idle batteries
+    # weigh this, times any regret weight, in the fit and the imitation loss (imitation.feeder_weights)
     critic_warmup_iterations: int = 0  # the run's first this many iterations (learning_starts' included) update
     # the critic only (the actor stays)
     actor_q_normalised: bool = False  # the actor's Q term divided by the minibatch's mean |Q| (TD3+BC's balance)
@@ -163,7 +166,7 @@ class MADDPGConfig:
         check_network(self, "maddpg")
         check_multi_agent_keys(self, "maddpg")
         check_imitation(self, "maddpg", self.battery_action)
-        check_regret_weight(self, "maddpg")
+        check_demonstration_weights(self, "maddpg")
         check_bools(self, ("actor_q_normalised", "actor_others_current", "actor_joint_gradient"), "maddpg")
         if self.actor_joint_gradient and not self.actor_others_current:
             raise ConfigError("maddpg.actor_joint_gradient=true differentiates the other agents' current actions: "
@@ -202,6 +205,7 @@ _RANGES = (
     ("critic_warmup_iterations", 0, 10**9, True, True),
     *IMITATION_RANGES,
     REGRET_WEIGHT_RANGE,
+    FEEDER_WEIGHT_RANGE,
 )
 IMITATION_MINIBATCHES = 16  # minibatches per pass of the warm start's first fit (MAPPO's num_minibatches)
 

@@ -54,7 +54,8 @@ rounds); with ``imitation_coef`` > 0 PPO's loss keeps the imitation loss on them
 ``imitation_refresh_steps`` > 0 the first iteration after each multiple of that many community-steps starts with
 a DAgger round on the actor as it is then, which replaces their oldest round. With ``imitation_regret_weight`` > 0
 each DAgger round's states weigh by what the actor's step cost there by MPC's reckoning
-(``imitation.regret_weights``).
+(``imitation.regret_weights``); with ``imitation_feeder_weight`` other than 1 the states where the feeder binds
+with idle batteries weigh that (``imitation.feeder_weights``).
 
 Inputs: with ``input_norm`` actor and critic first scale their inputs by fixed per-feature statistics of
 random-action training days (``nets.InputScaling``, buffers of the networks' state dicts).
@@ -78,8 +79,8 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, REGRET_WEIGHT_RANGE, ActorImitation,
-                                      check_imitation, check_regret_weight)
+from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, FEEDER_WEIGHT_RANGE, REGRET_WEIGHT_RANGE,
+                                      ActorImitation, check_demonstration_weights, check_imitation)
 from p2p_marl.algos.nets import (
     LR_SCHEDULE_INTEGERS,
     LR_SCHEDULE_RANGES,
@@ -172,6 +173,8 @@ class MAPPOConfig:
     # (optimal.py's power_smoothing_per_kwh); 0: HiGHS's own choice among equal plans
     imitation_regret_weight: float = 0.0  # > 0: a DAgger round's states weigh (1 + this x the student's regret
     # there / the round's mean regret) / (1 + this) in the fit and the imitation loss (imitation.regret_weights)
+    imitation_feeder_weight: float = 1.0  # the demonstrations at steps where the feeder binds with idle batteries
+    # weigh this, times any regret weight, in the fit and the imitation loss (imitation.feeder_weights)
     imitation_refresh_steps: int = 0  # > 0 (at least one iteration's community-steps): the first iteration after
     # each multiple of this many community-steps starts with a DAgger round on the actor as it is then, which
     # replaces the oldest round of those demonstrations (imitation.ActorImitation.refresh); 0: never
@@ -196,7 +199,7 @@ class MAPPOConfig:
                               "self-consumption setpoint) does at a full or empty battery; set "
                               "infeasible_penalty_per_kwh=0 with it")
         check_imitation(self, "mappo", self.battery_action)
-        check_regret_weight(self, "mappo", self.imitation_refresh_steps)
+        check_demonstration_weights(self, "mappo", self.imitation_refresh_steps)
         if self.imitation_refresh_steps > 0 and (self.imitation_coef == 0.0 or self.imitation_teacher != "mpc"
                                                  or self.battery_action == "target_soc"):
             raise ConfigError(
@@ -234,6 +237,7 @@ _RANGES = (
     ("imitation_refresh_steps", 0, 10**12, True, True),
     *IMITATION_RANGES,
     REGRET_WEIGHT_RANGE,
+    FEEDER_WEIGHT_RANGE,
 )
 
 

@@ -402,8 +402,7 @@ class CommunityCore:
         batch_size, n_agents = self.batch_size, self.n_agents
         price_share = _clip(actions[..., 1], 0.0, 1.0)
 
-        profiles_kw = self._profiles_kw[self.days, t]
-        load_kw, pv_kw = profiles_kw[:, 0], profiles_kw[:, 1]
+        load_kw, pv_kw = self.step_profiles_kw()
         charge_kw, discharge_kw = self.battery_power_kw(actions)
         curtailed_kw = self.curtailed_power_kw(actions, pv_kw)
         extra_infos = {}
@@ -533,6 +532,11 @@ class CommunityCore:
             **extra_infos,
         }
         return self._observe(soc), reward, self.done, infos
+
+    def step_profiles_kw(self) -> tuple[np.ndarray, np.ndarray]:
+        """(load_kw, pv_kw) (B, N) of the step about to be played: the metered truth that ``step`` settles."""
+        profiles_kw = self._profiles_kw[self.days, self.t]
+        return profiles_kw[:, 0], profiles_kw[:, 1]
 
     def battery_power_kw(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(charge_kw, discharge_kw) (B, N) that ``step`` plays for ``actions`` now: each setpoint share clipped to

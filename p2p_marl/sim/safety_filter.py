@@ -74,6 +74,15 @@ def filtered_power(core: CommunityCore, load_kw: np.ndarray, pv_kw: np.ndarray, 
     return battery_kw, curtailed_kw, moved
 
 
+def idle_step_outside_limits(core: CommunityCore) -> np.ndarray:
+    """(B,) True for the communities whose step about to be played leaves the voltage band or overloads a line or
+    the transformer with every household's battery idle and no PV curtailed: grid-only's step, so a property of the
+    day and the hour, not of anyone's actions (a shared battery's power is not counted)."""
+    load_kw, pv_kw = core.step_profiles_kw()
+    idle_kw = np.zeros_like(load_kw)
+    return _Step(core, load_kw, pv_kw, idle_kw, idle_kw).outside_limits()
+
+
 class _Step:
     """The step's flow under the households' battery power and curtailment, as ``CommunityCore.step`` computes
     it, and its repair."""
