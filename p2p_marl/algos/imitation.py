@@ -111,9 +111,10 @@ def check_imitation(config: Any, prefix: str, battery_action: str = "power") -> 
 
 def check_demonstration_weights(config: Any, prefix: str, refresh_steps: int = 0) -> None:
     """An actor learner's weights of its demonstrations, named as ``prefix.key``: ``imitation_feeder_weight`` other
-    than 1 needs demonstrations (``imitation_days`` > 0); ``imitation_regret_weight`` > 0 needs states that a student reached (DAgger rounds, or MAPPO's refreshes
-    every ``refresh_steps``), which only MPC can judge, and a teacher without power smoothing (whose plans minimise
-    the bill plus the smoothing's cost, so that the bills of two plans no longer compare as regrets)."""
+    than 1 needs demonstrations (``imitation_days`` > 0); ``imitation_regret_weight`` > 0 needs states that a
+    student reached (DAgger rounds, or MAPPO's refreshes every ``refresh_steps``), which only MPC can judge, and a
+    teacher without power smoothing (whose plans minimise the bill plus the smoothing's cost, so that the bills of
+    two plans no longer compare as regrets)."""
     if config.imitation_feeder_weight != 1.0 and config.imitation_days == 0:
         raise ConfigError(f"{prefix}.imitation_feeder_weight={config.imitation_feeder_weight!r} needs imitation_days "
                           "> 0 (the demonstrations it weighs)")
@@ -343,7 +344,8 @@ class ActorImitation:
     def warm_start(self, core: CommunityCore, config: Any, rng: np.random.Generator, policy: Callable[[], Policy],
                    num_minibatches: int, teacher: Policy | None = None) -> dict[str, float]:
         """Fit the actor's output to the teacher's actions on ``config.imitation_days`` training episodes (mean
-        squared error in the box, each community-step's weighted by ``regret_weights`` in DAgger rounds with
+        squared error in the box, each community-step's weighted by ``feeder_weights`` of
+        ``imitation_feeder_weight`` in every round and by ``regret_weights`` in DAgger rounds with
         ``imitation_regret_weight`` > 0, ``imitation_epochs`` passes in ``num_minibatches`` minibatches), then for each
         of ``imitation_rounds`` on as many episodes played by the actor (``policy()``, a snapshot) and labelled
         by the teacher, refitting on all in minibatches of the first fit's size. ``config`` is the learner's (its
@@ -422,7 +424,7 @@ class ActorImitation:
 
     def loss(self, n_samples: int) -> torch.Tensor:
         """The imitation loss on ``n_samples`` agent-steps drawn from the kept demonstrations (weighted: with
-        regret weights its size is not comparable to an unweighted run's)."""
+        regret or feeder weights its size is not comparable to an unweighted run's)."""
         return self._error(torch.randint(len(self._x), (n_samples,), generator=self.generator).to(self.device))
 
     def _fit(self, minibatch: int, epochs: int) -> np.ndarray:

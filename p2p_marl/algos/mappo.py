@@ -79,7 +79,7 @@ import torch
 from torch import nn
 
 from p2p_marl.algos.base import Learner
-from p2p_marl.algos.imitation import (IMITATION_INTEGERS, IMITATION_RANGES, FEEDER_WEIGHT_RANGE, REGRET_WEIGHT_RANGE,
+from p2p_marl.algos.imitation import (FEEDER_WEIGHT_RANGE, IMITATION_INTEGERS, IMITATION_RANGES, REGRET_WEIGHT_RANGE,
                                       ActorImitation, check_demonstration_weights, check_imitation)
 from p2p_marl.algos.nets import (
     LR_SCHEDULE_INTEGERS,
