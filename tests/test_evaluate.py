@@ -803,6 +803,13 @@ def test_runs_that_differ_only_in_the_discrete_views_grid_are_one_variant():
         {**maddpg, "algo": {"name": "maddpg", "critic_warmup_iterations": 50}})
     assert _training_setting(maddpg) != _training_setting(
         {**maddpg, "algo": {"name": "maddpg", "lr_end_fraction": 0.0}})
+    # MAPPO and MADDPG runs saved before imitation_feeder_weight existed weighed every demonstration alike.
+    for learner in ("mappo", "maddpg"):
+        before = {**run(), "algo": {"name": learner}}
+        assert _training_setting(before) == _training_setting(
+            {**before, "algo": {"name": learner, "imitation_feeder_weight": 1.0}})
+        assert _training_setting(before) != _training_setting(
+            {**before, "algo": {"name": learner, "imitation_feeder_weight": 6.0}})
 
 
 def test_the_cost_gap_plot_needs_a_method_beside_the_optimum_and_draws_a_zero_gap(tmp_path):
